@@ -1,0 +1,51 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Approvers names who may approve a step or a grant. An approver is never the object's creator
+// (four-eyes); admission enforces that and records the approver's authenticated name.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.users) && size(self.users) > 0) || (has(self.groups) && size(self.groups) > 0)",message="approvers must name at least one user or group"
+type Approvers struct {
+	// users are Kubernetes user names (as authenticated by the API server) who may approve.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Users []string `json:"users,omitempty"`
+
+	// groups are Kubernetes groups whose members may approve.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Groups []string `json:"groups,omitempty"`
+}
+
+// ApprovalRecord is what the controller recorded about an approval: who approved and when, as
+// stamped by admission. It never contains anything the approver typed other than their identity.
+type ApprovalRecord struct {
+	// approvedBy is the authenticated user name of the approver.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	ApprovedBy string `json:"approvedBy"`
+
+	// approvedAt is when the approval was written.
+	// +required
+	ApprovedAt metav1.Time `json:"approvedAt"`
+}
+
+// CredentialKind names the kind of a credential.
+// +kubebuilder:validation:Enum=KubernetesRole;Secret;SPIFFE
+type CredentialKind string
+
+const (
+	// CredentialKindKubernetesRole binds the step's ServiceAccount to a Role or ClusterRole.
+	CredentialKindKubernetesRole CredentialKind = "KubernetesRole"
+	// CredentialKindSecret projects selected keys of a Secret into a per-step copy.
+	CredentialKindSecret CredentialKind = "Secret"
+	// CredentialKindSPIFFE adds properties to the step's SVID.
+	CredentialKindSPIFFE CredentialKind = "SPIFFE"
+)

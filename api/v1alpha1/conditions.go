@@ -1,0 +1,97 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow the Kubernetes API conventions that kstatus,
+// Argo CD and Flux read: a finished, healthy object has Ready=True and neither Reconciling nor
+// Stalled; an object still being worked on has Reconciling=True; an object that cannot make progress
+// without a change from a person has Stalled=True.
+const (
+	// ConditionReady is True when the object reached its goal: a Workflow that Succeeded, a
+	// CredentialGrant that can issue. It is False with a reason saying why not otherwise.
+	ConditionReady = "Ready"
+
+	// ConditionReconciling is True while the controller is still working towards the goal, for
+	// example while a Workflow's steps run. It is removed once the object settles.
+	ConditionReconciling = "Reconciling"
+
+	// ConditionStalled is True when the object cannot make progress: its spec is invalid, a
+	// Workflow failed or was cancelled, or a grant's source is missing. It is removed otherwise.
+	ConditionStalled = "Stalled"
+
+	// ConditionApproved is True on a CredentialGrant whose spec.approval is satisfied (or not
+	// required), and on a Workflow when every step that needs an approval has one.
+	ConditionApproved = "Approved"
+
+	// ConditionRotationOverdue is True on a CredentialGrant of kind secret whose source Secret has
+	// not changed for longer than spec.credential.secret.maxAge.
+	ConditionRotationOverdue = "RotationOverdue"
+)
+
+// Condition reasons. Event reasons use the same strings, so a condition and the Event that recorded
+// the transition can be matched.
+const (
+	// ReasonProgressing: the controller is working on the object (steps are running or pending).
+	ReasonProgressing = "Progressing"
+	// ReasonSucceeded: every step of a Workflow succeeded or was skipped.
+	ReasonSucceeded = "Succeeded"
+	// ReasonFailed: a step failed after its retries, so the Workflow failed.
+	ReasonFailed = "Failed"
+	// ReasonCancelled: spec.cancel was set; running steps were stopped.
+	ReasonCancelled = "Cancelled"
+	// ReasonTimedOut: a step or the Workflow ran longer than its timeout.
+	ReasonTimedOut = "TimedOut"
+	// ReasonRetriesExhausted: a step failed on its last allowed attempt.
+	ReasonRetriesExhausted = "RetriesExhausted"
+	// ReasonWaitingForApproval: a step or grant waits for an approver's annotation.
+	ReasonWaitingForApproval = "WaitingForApproval"
+	// ReasonApprovalTimedOut: no approval arrived within the approval's timeout.
+	ReasonApprovalTimedOut = "ApprovalTimedOut"
+	// ReasonApproved: the approval annotation was recorded.
+	ReasonApproved = "Approved"
+	// ReasonApprovalNotRequired: the grant does not require an approval.
+	ReasonApprovalNotRequired = "ApprovalNotRequired"
+	// ReasonInvalidSpec: the spec passed admission but cannot be run (for example a `when`
+	// expression that does not compile); the message names the step and field.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonGrantNotFound: a step requests a CredentialGrant that does not exist.
+	ReasonGrantNotFound = "GrantNotFound"
+	// ReasonGrantNotApproved: a requested grant requires an approval it does not have yet.
+	ReasonGrantNotApproved = "GrantNotApproved"
+	// ReasonGrantSuspended: a requested grant is suspended (the kill switch).
+	ReasonGrantSuspended = "GrantSuspended"
+	// ReasonGrantNotCovered: a requested grant exists but its subjects do not cover this step.
+	ReasonGrantNotCovered = "GrantNotCovered"
+	// ReasonSourceNotFound: a grant's source Secret or Role does not exist.
+	ReasonSourceNotFound = "SourceNotFound"
+	// ReasonSourceNotGrantable: a grant's source Secret lacks the custody.dev/grantable label.
+	ReasonSourceNotGrantable = "SourceNotGrantable"
+	// ReasonSuspended: the grant is suspended and issues nothing.
+	ReasonSuspended = "Suspended"
+	// ReasonActive: the grant is ready to issue credentials.
+	ReasonActive = "Active"
+	// ReasonRotationOverdue: the grant's source Secret is older than maxAge.
+	ReasonRotationOverdue = "RotationOverdue"
+	// ReasonRotatedInTime: the grant's source Secret changed within maxAge.
+	ReasonRotatedInTime = "RotatedInTime"
+)
+
+// Well-known labels and annotations.
+const (
+	// LabelWorkflow is set on every object created for a Workflow; its value is the Workflow name.
+	LabelWorkflow = "custody.dev/workflow"
+	// LabelStep is set on every object created for a step; its value is the step name.
+	LabelStep = "custody.dev/step"
+	// LabelAttempt is set on every object created for a step attempt; its value is the attempt
+	// number, starting at 1.
+	LabelAttempt = "custody.dev/attempt"
+	// LabelGrantable must be "true" on a Secret before a CredentialGrant may hand out its keys.
+	LabelGrantable = "custody.dev/grantable"
+
+	// AnnotationApprovePrefix starts the annotation that approves a step: approve.custody.dev/<step>.
+	// The grant approval annotation is AnnotationApproveGrant.
+	AnnotationApprovePrefix = "approve.custody.dev/"
+	// AnnotationApproveGrant approves a CredentialGrant.
+	AnnotationApproveGrant = AnnotationApprovePrefix + "grant"
+	// AnnotationCreatedBy records the authenticated user who created the object; admission sets it
+	// and nobody can change it.
+	AnnotationCreatedBy = "custody.dev/created-by"
+)

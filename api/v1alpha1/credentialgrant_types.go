@@ -1,0 +1,328 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CredentialGrantSpec says which steps of which workflows may hold one credential, for how long,
+// and whether someone must approve first. It is owned by whoever owns the credential.
+type CredentialGrantSpec struct {
+	// subjects are the workflows and steps that may receive the credential. A step receives it
+	// only if it also lists this grant in its credentials.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Subjects []GrantSubject `json:"subjects"`
+
+	// credential is what is issued: exactly one of kubernetesRole, secret or spiffe.
+	// +required
+	Credential Credential `json:"credential"`
+
+	// ttl is the longest any one issuance may live, between 1m and 24h. When it passes the
+	// issuance is revoked even if the step still runs. Defaults to 15m.
+	// +optional
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="ttl must be between 1m and 24h"
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// approval, when required, keeps the grant inactive until an approver approves it with the
+	// annotation approve.custody.dev/grant. Changing subjects or credential clears the approval.
+	// +optional
+	Approval *GrantApproval `json:"approval,omitempty"`
+
+	// suspended is the kill switch: true revokes every live issuance of this grant at once and
+	// issues no new ones until it is false again.
+	// +optional
+	Suspended bool `json:"suspended,omitempty"`
+}
+
+// GrantSubject selects workflows, by name or by labels, and the steps of them that may receive
+// the credential.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.workflowName) != has(self.workflowSelector)",message="set exactly one of workflowName or workflowSelector"
+type GrantSubject struct {
+	// workflowName is the name of a Workflow in the grant's namespace.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	WorkflowName string `json:"workflowName,omitempty"`
+
+	// workflowSelector selects Workflows in the grant's namespace by their labels. An empty
+	// selector is refused: it would match every workflow.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="workflowSelector must not be empty: it would match every workflow"
+	WorkflowSelector *metav1.LabelSelector `json:"workflowSelector,omitempty"`
+
+	// steps are the names of the steps, in the selected workflows, that may receive the
+	// credential. Every step must be named: there is no wildcard.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Steps []string `json:"steps"`
+}
+
+// Credential is exactly one kind of credential.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.kubernetesRole), has(self.secret), has(self.spiffe)].filter(x, x).size() == 1",message="set exactly one of kubernetesRole, secret or spiffe"
+type Credential struct {
+	// kubernetesRole binds the step attempt's own ServiceAccount to a Role or ClusterRole in the
+	// grant's namespace, only while the attempt runs.
+	// +optional
+	KubernetesRole *KubernetesRoleCredential `json:"kubernetesRole,omitempty"`
+
+	// secret projects selected keys of a Secret in the grant's namespace into a per-attempt copy
+	// mounted only into the step container.
+	// +optional
+	Secret *SecretCredential `json:"secret,omitempty"`
+
+	// spiffe adds properties to the step attempt's X.509 and JWT SVIDs.
+	// +optional
+	SPIFFE *SPIFFECredential `json:"spiffe,omitempty"`
+}
+
+// RoleKind is the kind of role a kubernetesRole credential binds.
+// +kubebuilder:validation:Enum=Role;ClusterRole
+type RoleKind string
+
+const (
+	// RoleKindRole is a Role in the grant's namespace.
+	RoleKindRole RoleKind = "Role"
+	// RoleKindClusterRole is a ClusterRole, bound in the grant's namespace only (RoleBinding).
+	RoleKindClusterRole RoleKind = "ClusterRole"
+)
+
+// KubernetesRoleCredential binds the step's ServiceAccount to a role while the step runs.
+type KubernetesRoleCredential struct {
+	// kind of the role: Role or ClusterRole. A ClusterRole is bound with a RoleBinding, so it
+	// grants its rules in the grant's namespace only.
+	// +required
+	Kind RoleKind `json:"kind"`
+
+	// name of the Role or ClusterRole.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// audience of the projected ServiceAccount token the step gets. Defaults to the API
+	// server's audience when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Audience string `json:"audience,omitempty"`
+}
+
+// SecretCredential copies selected keys of a Secret for one step attempt.
+type SecretCredential struct {
+	// name of the source Secret, in the grant's namespace. It must carry the label
+	// custody.dev/grantable: "true".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// keys of the source Secret to copy; no other key reaches the step.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z0-9]+$`
+	Keys []string `json:"keys"`
+
+	// maxAge raises RotationOverdue on the grant when the source Secret has not changed for
+	// longer than this, between 1h and 8760h. Unset means no rotation check.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="maxAge must be between 1h and 8760h"
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
+// SPIFFECredential adds properties to a step attempt's SVIDs.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.dnsNames) || has(self.federatesWith) || has(self.x509TTL) || has(self.jwtTTL) || has(self.audiences)",message="spiffe must set at least one of dnsNames, federatesWith, x509TTL, jwtTTL or audiences"
+type SPIFFECredential struct {
+	// dnsNames are added to the X.509 SVID's DNS SANs.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	DNSNames []string `json:"dnsNames,omitempty"`
+
+	// federatesWith are trust domains (for example partner.example) whose bundles the step
+	// receives, so it can authenticate their workloads.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9._-]+$`
+	FederatesWith []string `json:"federatesWith,omitempty"`
+
+	// x509TTL is the X.509 SVID lifetime, between 1m and 24h; the controller's cap still applies.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="x509TTL must be between 1m and 24h"
+	X509TTL *metav1.Duration `json:"x509TTL,omitempty"`
+
+	// jwtTTL is the JWT SVID lifetime, between 1m and 24h; the controller's cap still applies.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="jwtTTL must be between 1m and 24h"
+	JWTTTL *metav1.Duration `json:"jwtTTL,omitempty"`
+
+	// audiences the step is expected to request JWT SVIDs for; recorded for audit.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Audiences []string `json:"audiences,omitempty"`
+}
+
+// GrantApproval says whether a grant needs an approval before it is active, and who may give it.
+//
+// +kubebuilder:validation:XValidation:rule="!self.required || has(self.approvers)",message="approvers must be set when approval is required"
+type GrantApproval struct {
+	// required keeps the grant inactive until approved.
+	// +required
+	Required bool `json:"required"`
+
+	// approvers may approve. The grant's creator may not, even if listed.
+	// +optional
+	Approvers *Approvers `json:"approvers,omitempty"`
+}
+
+// CredentialGrantStatus is the observed state of a grant.
+type CredentialGrantStatus struct {
+	// observedGeneration is the generation the controller last fully reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Approved, RotationOverdue, Reconciling, Stalled.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// approval records who approved the grant's current subjects and credential.
+	// +optional
+	Approval *ApprovalRecord `json:"approval,omitempty"`
+
+	// active is the number of live issuances.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Active int32 `json:"active,omitempty"`
+
+	// activeIssuances lists live issuances, at most 100; active counts them all.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	ActiveIssuances []Issuance `json:"activeIssuances,omitempty"`
+
+	// issuedTotal counts issuances since the grant was created.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	IssuedTotal int64 `json:"issuedTotal,omitempty"`
+
+	// revokedTotal counts revocations since the grant was created.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RevokedTotal int64 `json:"revokedTotal,omitempty"`
+
+	// lastIssuedTime is when the grant last issued a credential.
+	// +optional
+	LastIssuedTime *metav1.Time `json:"lastIssuedTime,omitempty"`
+
+	// lastRevokedTime is when an issuance of the grant was last revoked.
+	// +optional
+	LastRevokedTime *metav1.Time `json:"lastRevokedTime,omitempty"`
+
+	// sourceChangedTime is when the controller last saw the source Secret's data change (kind
+	// secret only); maxAge is measured from it.
+	// +optional
+	SourceChangedTime *metav1.Time `json:"sourceChangedTime,omitempty"`
+}
+
+// Issuance is one live issuance of a grant to a step attempt: metadata only.
+type Issuance struct {
+	// workflow is the Workflow's name.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Workflow string `json:"workflow"`
+
+	// step is the step's name.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Step string `json:"step"`
+
+	// attempt is the step attempt.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Attempt int32 `json:"attempt"`
+
+	// spiffeID is the identity holding the credential.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	SPIFFEID string `json:"spiffeID,omitempty"`
+
+	// issuedAt is when it was issued.
+	// +required
+	IssuedAt metav1.Time `json:"issuedAt"`
+
+	// expiresAt is when it expires at the latest.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// CredentialGrant says which steps of which workflows may hold one credential and for how long.
+// Custody issues it just in time to each covered step attempt and revokes it when the attempt
+// ends, when the ttl passes, or when the grant is suspended.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cgrant,categories=custody
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Approved",type=string,JSONPath=`.status.conditions[?(@.type=="Approved")].status`
+// +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.active`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspended`
+// +kubebuilder:printcolumn:name="TTL",type=string,JSONPath=`.spec.ttl`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type CredentialGrant struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is who may hold the credential and how.
+	// +required
+	Spec CredentialGrantSpec `json:"spec"`
+
+	// status is what the controller observed.
+	// +optional
+	Status CredentialGrantStatus `json:"status,omitempty"`
+}
+
+// CredentialGrantList is a list of CredentialGrants.
+//
+// +kubebuilder:object:root=true
+type CredentialGrantList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []CredentialGrant `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&CredentialGrant{}, &CredentialGrantList{})
+}

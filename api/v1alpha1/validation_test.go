@@ -1,0 +1,628 @@
+package v1alpha1_test
+
+// These tests send manifests to a real kube-apiserver (envtest) with the generated CRDs installed
+// and assert on the error a user sees, so they prove the CRD schema and its CEL rules, not a copy of
+// them. Creates use strict field validation, as `kubectl apply` does by default.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, &env)
+}
+
+var strict = client.FieldValidation("Strict")
+
+func parse(t *testing.T, manifest string) *unstructured.Unstructured {
+	t.Helper()
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
+		t.Fatalf("test manifest is not YAML: %v", err)
+	}
+	return obj
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestSamplesAreAccepted applies every manifest in config/samples, as a user following the README
+// would, and expects each to be accepted unchanged.
+func TestSamplesAreAccepted(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "custody_*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples found in config/samples (err=%v)", err)
+	}
+	ns := env.Namespace(t)
+	applied := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(data)), 4096)
+		for {
+			obj := &unstructured.Unstructured{}
+			if err := dec.Decode(&obj.Object); err != nil {
+				break
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			obj.SetNamespace(ns)
+			if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+				t.Errorf("%s: %s %q was refused: %v", filepath.Base(f), obj.GetKind(), obj.GetName(), err)
+				continue
+			}
+			applied++
+		}
+	}
+	if applied < 3 {
+		t.Errorf("applied %d sample objects, want at least 3", applied)
+	}
+}
+
+type invalidCase struct {
+	name string
+	// manifest is created first; when update is set it must be accepted, and update (a
+	// replacement spec) is the change that must be refused.
+	manifest string
+	update   string
+	// want are substrings of the error the API server returns.
+	want []string
+}
+
+const validWorkflow = `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  parameters: [{name: invoice, value: "4711"}]
+  steps:
+  - {name: route, image: example.com/invoices:1.4}
+  - {name: pay, image: example.com/erp:2.0, dependsOn: [route]}
+`
+
+func invalidWorkflows() []invalidCase {
+	return []invalidCase{
+		{
+			name: "step name with capital letters",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: Build, image: example.com/build:1}]`,
+			want: []string{`spec.steps[0].name: Invalid value: "Build"`, "should match"},
+		},
+		{
+			name: "two steps with the same name",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps:
+  - {name: build, image: example.com/build:1}
+  - {name: build, image: example.com/build:2}`,
+			want: []string{"spec.steps[1]: Duplicate value", `"name":"build"`},
+		},
+		{
+			name: "dependsOn names a step that does not exist",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps:
+  - {name: build, image: example.com/build:1}
+  - {name: deploy, image: example.com/deploy:1, dependsOn: [biuld]}`,
+			want: []string{"every name in dependsOn must be the name of a step of this workflow"},
+		},
+		{
+			name: "step depends on itself",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, dependsOn: [build]}]`,
+			want: []string{"spec.steps[0]", "a step cannot depend on itself"},
+		},
+		{
+			name: "no steps",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: []`,
+			want: []string{"spec.steps", "should have at least 1 items"},
+		},
+		{
+			name: "step without image",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, args: [make]}]`,
+			want: []string{"spec.steps[0].image: Required value"},
+		},
+		{
+			name: "timeout written in words",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, timeout: 10 minutes}]`,
+			want: []string{`spec.steps[0].timeout: Invalid value: "10 minutes"`, "should match"},
+		},
+		{
+			name: "step timeout longer than a week",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, timeout: 200h}]`,
+			want: []string{"spec.steps[0].timeout", "step timeout must be between 1s and 168h"},
+		},
+		{
+			name: "negative ttlAfterFinished",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  ttlAfterFinished: -1h
+  steps: [{name: build, image: example.com/build:1}]`,
+			want: []string{`spec.ttlAfterFinished: Invalid value: "-1h"`, "should match"},
+		},
+		{
+			name: "too many retries",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, retries: {limit: 100}}]`,
+			want: []string{"spec.steps[0].retries.limit", "should be less than or equal to 20"},
+		},
+		{
+			name: "backoff longer than its max",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, retries: {limit: 3, backoff: {duration: 5m, max: 1m}}}]`,
+			want: []string{"spec.steps[0].retries.backoff", "backoff duration must not be longer than max"},
+		},
+		{
+			name: "env with both value and valueFrom",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps:
+  - name: build
+    image: example.com/build:1
+    env: [{name: MODE, value: fast, valueFrom: {configMapKeyRef: {name: cfg, key: mode}}}]`,
+			want: []string{"spec.steps[0].env[0]", "set value or valueFrom, not both"},
+		},
+		{
+			name: "env from a Secret instead of a grant",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps:
+  - name: build
+    image: example.com/build:1
+    env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: erp-api, key: token}}}]`,
+			want: []string{`unknown field "spec.steps[0].env[0].valueFrom.secretKeyRef"`},
+		},
+		{
+			name: "step chooses its own ServiceAccount",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, serviceAccountName: deployer}]`,
+			want: []string{`unknown field "spec.steps[0].serviceAccountName"`},
+		},
+		{
+			name: "step asks for a privileged security context",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps:
+  - name: build
+    image: example.com/build:1
+    securityContext: {privileged: true}`,
+			want: []string{`unknown field "spec.steps[0].securityContext"`},
+		},
+		{
+			name: "step mounts a host path",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps:
+  - name: build
+    image: example.com/build:1
+    volumes: [{name: spire, hostPath: {path: /run/spire/sockets}}]`,
+			want: []string{`unknown field "spec.steps[0].volumes"`},
+		},
+		{
+			name: "approval without approvers",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: pay, image: example.com/erp:2, approval: {approvers: {users: []}}}]`,
+			want: []string{"spec.steps[0].approval.approvers", "approvers must name at least one user or group"},
+		},
+		{
+			name: "parameter name with a hyphen",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  parameters: [{name: invoice-id, value: "4711"}]
+  steps: [{name: route, image: example.com/invoices:1.4}]`,
+			want: []string{`spec.parameters[0].name: Invalid value: "invoice-id"`, "should match"},
+		},
+		{
+			name: "credential name that is not a Kubernetes name",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: pay, image: example.com/erp:2, credentials: [ERP_Payments]}]`,
+			want: []string{`spec.steps[0].credentials[0]: Invalid value: "ERP_Payments"`, "should match"},
+		},
+		{
+			name:     "steps changed after creation",
+			manifest: validWorkflow,
+			update: `
+parameters: [{name: invoice, value: "4711"}]
+steps:
+- {name: route, image: example.com/invoices:1.5}
+- {name: pay, image: example.com/erp:2.0, dependsOn: [route]}`,
+			want: []string{"steps are immutable; create a new Workflow to run different steps"},
+		},
+		{
+			name:     "parameters changed after creation",
+			manifest: validWorkflow,
+			update: `
+parameters: [{name: invoice, value: "4712"}]
+steps:
+- {name: route, image: example.com/invoices:1.4}
+- {name: pay, image: example.com/erp:2.0, dependsOn: [route]}`,
+			want: []string{"parameters are immutable"},
+		},
+		{
+			name: "cancel set back to false",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  cancel: true
+  steps: [{name: route, image: example.com/invoices:1.4}]`,
+			update: `
+cancel: false
+steps: [{name: route, image: example.com/invoices:1.4}]`,
+			want: []string{"cancel cannot be set back to false once it is true"},
+		},
+	}
+}
+
+func invalidGrants() []invalidCase {
+	return []invalidCase{
+		{
+			name: "grant with two credential kinds",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential:
+    secret: {name: erp-api, keys: [token]}
+    kubernetesRole: {kind: Role, name: deployer}`,
+			want: []string{"spec.credential", "set exactly one of kubernetesRole, secret or spiffe"},
+		},
+		{
+			name: "grant with no credential kind",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {}`,
+			want: []string{"set exactly one of kubernetesRole, secret or spiffe"},
+		},
+		{
+			name: "subject with both a name and a selector",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, workflowSelector: {matchLabels: {app: invoices}}, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`,
+			want: []string{"spec.subjects[0]", "set exactly one of workflowName or workflowSelector"},
+		},
+		{
+			name: "empty selector that would match every workflow",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowSelector: {}, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`,
+			want: []string{"spec.subjects[0].workflowSelector", "must not be empty: it would match every workflow"},
+		},
+		{
+			name: "subject without steps",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: []}]
+  credential: {secret: {name: erp-api, keys: [token]}}`,
+			want: []string{"spec.subjects[0].steps", "should have at least 1 items"},
+		},
+		{
+			name: "wildcard step",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: ["*"]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`,
+			want: []string{`spec.subjects[0].steps[0]: Invalid value: "*"`},
+		},
+		{
+			name: "ttl of two days",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  ttl: 48h`,
+			want: []string{"spec.ttl", "ttl must be between 1m and 24h"},
+		},
+		{
+			name: "role kind that does not exist",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: deploy, steps: [apply]}]
+  credential: {kubernetesRole: {kind: Group, name: admins}}`,
+			want: []string{`spec.credential.kubernetesRole.kind: Unsupported value: "Group"`, `"Role"`, `"ClusterRole"`},
+		},
+		{
+			name: "secret without keys",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api}}`,
+			want: []string{"spec.credential.secret.keys: Required value"},
+		},
+		{
+			name: "approval required but nobody may approve",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  approval: {required: true}`,
+			want: []string{"spec.approval", "approvers must be set when approval is required"},
+		},
+		{
+			name: "SVID TTL of seconds",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {spiffe: {x509TTL: 5s}}`,
+			want: []string{"spec.credential.spiffe.x509TTL", "x509TTL must be between 1m and 24h"},
+		},
+		{
+			name: "federated trust domain written as a SPIFFE ID",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {spiffe: {federatesWith: ["spiffe://partner.example"]}}`,
+			want: []string{`spec.credential.spiffe.federatesWith[0]: Invalid value: "spiffe://partner.example"`},
+		},
+	}
+}
+
+// TestInvalidManifestsAreRejected sends realistic mistakes to the API server and checks that each
+// is refused with a message that tells the user what is wrong, and that nothing was stored.
+func TestInvalidManifestsAreRejected(t *testing.T) {
+	cases := append(invalidWorkflows(), invalidGrants()...)
+	if len(cases) < 20 {
+		t.Fatalf("want at least 20 invalid manifests, have %d", len(cases))
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := env.Namespace(t)
+			obj := parse(t, tc.manifest)
+			obj.SetNamespace(ns)
+
+			var err error
+			if tc.update == "" {
+				err = env.Client.Create(ctx(t), obj, strict)
+			} else {
+				if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+					t.Fatalf("the original object was refused: %v", err)
+				}
+				var spec map[string]any
+				if err := yaml.Unmarshal([]byte(tc.update), &spec); err != nil {
+					t.Fatal(err)
+				}
+				obj.Object["spec"] = spec
+				err = env.Client.Update(ctx(t), obj, strict)
+			}
+			if err == nil {
+				t.Fatalf("the API server accepted it; want an error containing %q", tc.want)
+			}
+			t.Logf("refused: %v", err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+
+			// Nothing half-written: a refused create stores nothing, a refused update keeps the
+			// old spec.
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(obj.GroupVersionKind())
+			getErr := env.Client.Get(ctx(t), client.ObjectKeyFromObject(obj), got)
+			if tc.update == "" && getErr == nil {
+				t.Errorf("a refused %s was stored anyway", obj.GetKind())
+			}
+			if tc.update != "" {
+				orig := parse(t, tc.manifest)
+				if getErr != nil {
+					t.Fatalf("reading back: %v", getErr)
+				}
+				origSpec, _ := yaml.Marshal(orig.Object["spec"])
+				gotSpec, _ := yaml.Marshal(got.Object["spec"])
+				if string(origSpec) != string(gotSpec) {
+					t.Errorf("a refused update changed the spec:\nwant %s\ngot  %s", origSpec, gotSpec)
+				}
+			}
+		})
+	}
+}
+
+// TestWorkflowCancelIsAllowed checks the one change the spec allows after creation.
+func TestWorkflowCancelIsAllowed(t *testing.T) {
+	ns := env.Namespace(t)
+	obj := parse(t, validWorkflow)
+	obj.SetNamespace(ns)
+	if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(obj.Object, true, "spec", "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Update(ctx(t), obj, strict); err != nil {
+		t.Fatalf("setting cancel: true was refused: %v", err)
+	}
+	// Setting it again (as a GitOps tool re-applying the same manifest does) is fine too.
+	if err := env.Client.Update(ctx(t), obj, strict); err != nil {
+		t.Fatalf("re-applying cancel: true was refused: %v", err)
+	}
+}
+
+// TestGrantDefaults checks that a grant without ttl gets the documented 15m default.
+func TestGrantDefaults(t *testing.T) {
+	ns := env.Namespace(t)
+	obj := parse(t, `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`)
+	obj.SetNamespace(ns)
+	if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+		t.Fatal(err)
+	}
+	ttl, _, _ := unstructured.NestedString(obj.Object, "spec", "ttl")
+	if ttl != "15m" {
+		t.Errorf("spec.ttl = %q after create, want the default 15m", ttl)
+	}
+}
+
+// TestLargestWorkflowIsAccepted creates a Workflow at the schema's limits (64 steps, each
+// depending on up to 32 earlier ones) so that the CEL rules' runtime cost stays within the API
+// server's budget for the biggest object a user can write.
+func TestLargestWorkflowIsAccepted(t *testing.T) {
+	ns := env.Namespace(t)
+	var steps []any
+	for i := 0; i < 64; i++ {
+		step := map[string]any{"name": fmt.Sprintf("step-%02d", i), "image": "example.com/work:1"}
+		var deps []any
+		for j := max(0, i-32); j < i; j++ {
+			deps = append(deps, fmt.Sprintf("step-%02d", j))
+		}
+		if len(deps) > 0 {
+			step["dependsOn"] = deps
+		}
+		steps = append(steps, step)
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "custody.dev/v1alpha1",
+		"kind":       "Workflow",
+		"metadata":   map[string]any{"name": "big", "namespace": ns},
+		"spec":       map[string]any{"steps": steps},
+	}}
+	if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+		t.Fatalf("a workflow at the schema's limits was refused: %v", err)
+	}
+	if err := unstructured.SetNestedField(obj.Object, true, "spec", "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Update(ctx(t), obj, strict); err != nil {
+		t.Fatalf("cancelling a workflow at the schema's limits was refused: %v", err)
+	}
+}

@@ -1,0 +1,600 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WorkflowSpec is one run of a DAG of steps. Everything but cancel is immutable once created: a
+// Workflow is a record of what ran, so a change means a new Workflow.
+//
+// +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.dependsOn) || sets.contains(self.steps.map(t, t.name), s.dependsOn))",message="every name in dependsOn must be the name of a step of this workflow"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be set back to false once it is true"
+// +kubebuilder:validation:XValidation:rule="self.steps == oldSelf.steps",message="steps are immutable; create a new Workflow to run different steps"
+// +kubebuilder:validation:XValidation:rule="has(self.parameters) == has(oldSelf.parameters) && (!has(self.parameters) || self.parameters == oldSelf.parameters)",message="parameters are immutable; create a new Workflow to run with other values"
+// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
+type WorkflowSpec struct {
+	// parameters are named values of this run. Steps use them as $(params.<name>) in args and env,
+	// and as params.<name> in `when` expressions. Parameters are not secret: never put a credential
+	// here; request it through a CredentialGrant instead.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Parameters []Parameter `json:"parameters,omitempty"`
+
+	// steps are the steps of the workflow. A step runs once every step it dependsOn has ended
+	// and its `when` expression (if any) is true; steps without dependencies between them run in
+	// parallel.
+	// +required
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Steps []Step `json:"steps"`
+
+	// timeout bounds the whole run: when it passes, running steps are stopped and the Workflow
+	// fails with reason TimedOut. Between 1s and 720h (30 days); unset means no workflow timeout
+	// (each step's own timeout still applies).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="timeout must be between 1s and 720h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// ttlAfterFinished deletes the Workflow, and everything it owns, this long after it finished
+	// (Succeeded, Failed or Cancelled). Between 0s and 8760h (one year); unset keeps it.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="ttlAfterFinished must be at most 8760h"
+	TTLAfterFinished *metav1.Duration `json:"ttlAfterFinished,omitempty"`
+
+	// cancel stops the run when set to true: running steps' Jobs are deleted, their credentials
+	// revoked, unfinished steps become Cancelled and the Workflow Cancelled. It cannot be set back
+	// to false.
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
+}
+
+// Parameter is one named value of a run.
+type Parameter struct {
+	// name of the parameter: a letter or underscore, then letters, digits or underscores, so that
+	// it can be used in CEL as params.<name>.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+
+	// value of the parameter (may be empty). Not secret: it is visible to anyone who can read the
+	// Workflow.
+	// +required
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value"`
+}
+
+// Step is one unit of work: a container run as a Job, with its own ServiceAccount and SPIFFE
+// identity for each attempt. A step cannot choose its ServiceAccount, security context, host
+// namespaces or volumes: the controller derives them, and such fields are not part of this API.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself"
+type Step struct {
+	// name of the step, unique in the workflow: a DNS-1123 label (lower case letters, digits and
+	// '-', starting and ending with a letter or digit, at most 63 characters).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// image is the container image the step runs.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image"`
+
+	// command overrides the image's entrypoint. $(params.<name>) and
+	// $(steps.<step>.results.<name>) are replaced before the step runs.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=4096
+	Command []string `json:"command,omitempty"`
+
+	// args are the arguments to the entrypoint, with the same substitutions as command.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=4096
+	Args []string `json:"args,omitempty"`
+
+	// env sets environment variables in the step container, from literal values (with the same
+	// substitutions as args) or from ConfigMap keys. Secrets cannot be referenced here: request
+	// them through a CredentialGrant.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Env []EnvVar `json:"env,omitempty"`
+
+	// envFrom sets environment variables from every key of non-secret ConfigMaps.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	EnvFrom []ConfigMapEnvSource `json:"envFrom,omitempty"`
+
+	// resources are the step container's compute resource requests and limits.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// workingDir is the step container's working directory.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	WorkingDir string `json:"workingDir,omitempty"`
+
+	// dependsOn names the steps that must have ended before this one starts. A step runs after
+	// its dependencies Succeeded or were Skipped; if one Failed or was Cancelled, this step is
+	// Skipped.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	DependsOn []string `json:"dependsOn,omitempty"`
+
+	// when is a CEL expression that must evaluate to true for the step to run; otherwise the step
+	// is Skipped. It sees `params` (map of parameter values) and `steps` (map from an earlier
+	// step's name to {phase, results}). Example: int(steps['check'].results.amount) > 1000.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	When string `json:"when,omitempty"`
+
+	// retries says how often a failed step is tried again. Each retry is a new attempt with a new
+	// Job, ServiceAccount and identity. Unset means no retries.
+	// +optional
+	Retries *RetryPolicy `json:"retries,omitempty"`
+
+	// timeout bounds one attempt (the Job's active deadline), between 1s and 168h. When it passes
+	// the attempt fails with reason TimedOut and may be retried.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="step timeout must be between 1s and 168h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// approval makes the step wait in WaitingForApproval until one of the approvers approves it
+	// with the annotation approve.custody.dev/<step>.
+	// +optional
+	Approval *StepApproval `json:"approval,omitempty"`
+
+	// credentials names the CredentialGrants (in the Workflow's namespace) whose credentials this
+	// step needs. Each must exist, cover this step, be approved if it needs approval and not be
+	// suspended, or the step waits.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Credentials []string `json:"credentials,omitempty"`
+
+	// results declares the small named outputs the step writes as a JSON object of strings to its
+	// termination message (/dev/termination-log, at most 4096 bytes in all). Results are visible
+	// in status to anyone who can read the Workflow: they must never carry credentials.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Results []ResultSpec `json:"results,omitempty"`
+}
+
+// EnvVar is an environment variable of the step container.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.value) && has(self.valueFrom))",message="set value or valueFrom, not both"
+type EnvVar struct {
+	// name of the variable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	Name string `json:"name"`
+
+	// value of the variable, with $(params.<name>) and $(steps.<step>.results.<name>) replaced.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value,omitempty"`
+
+	// valueFrom reads the value from a ConfigMap key.
+	// +optional
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
+}
+
+// EnvVarSource is where an environment variable's value comes from. Only ConfigMaps: Secrets
+// reach steps only through CredentialGrants.
+type EnvVarSource struct {
+	// configMapKeyRef selects a key of a ConfigMap in the Workflow's namespace.
+	// +required
+	ConfigMapKeyRef ConfigMapKeySelector `json:"configMapKeyRef"`
+}
+
+// ConfigMapKeySelector selects a key of a ConfigMap.
+type ConfigMapKeySelector struct {
+	// name of the ConfigMap.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key in the ConfigMap.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+
+	// optional lets the step start when the ConfigMap or key does not exist.
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
+}
+
+// ConfigMapEnvSource sets environment variables from every key of a ConfigMap.
+type ConfigMapEnvSource struct {
+	// prefix is prepended to every variable name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Prefix string `json:"prefix,omitempty"`
+
+	// configMapRef names the ConfigMap.
+	// +required
+	ConfigMapRef ConfigMapRef `json:"configMapRef"`
+}
+
+// ConfigMapRef names a ConfigMap in the Workflow's namespace.
+type ConfigMapRef struct {
+	// name of the ConfigMap.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// optional lets the step start when the ConfigMap does not exist.
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
+}
+
+// RetryPolicy says how often and how soon a failed step is tried again.
+type RetryPolicy struct {
+	// limit is the number of retries after the first attempt (0 to 20), so a step runs at most
+	// limit+1 times.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=20
+	Limit int32 `json:"limit"`
+
+	// backoff is the wait between attempts. Unset means 10s, doubling, at most 5m.
+	// +optional
+	Backoff *Backoff `json:"backoff,omitempty"`
+}
+
+// Backoff is an exponential wait: duration before the first retry, multiplied by factor for each
+// further retry, never longer than max.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.max) || duration(self.duration) <= duration(self.max)",message="backoff duration must not be longer than max"
+type Backoff struct {
+	// duration before the first retry, between 0s and 1h. Defaults to 10s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="backoff duration must be at most 1h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// factor multiplies the wait after each retry, an integer between 1 and 10. Defaults to 2.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	Factor *int32 `json:"factor,omitempty"`
+
+	// max is the longest wait between two attempts, at most 24h. Defaults to 5m.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="backoff max must be at most 24h"
+	Max *metav1.Duration `json:"max,omitempty"`
+}
+
+// StepApproval gates a step on an approval.
+type StepApproval struct {
+	// approvers may approve the step. The Workflow's creator may not, even if listed.
+	// +required
+	Approvers Approvers `json:"approvers"`
+
+	// timeout fails the step with reason ApprovalTimedOut if nobody approved it in time, between 1m
+	// and 720h. Unset means the step waits until the Workflow's own timeout.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="approval timeout must be between 1m and 720h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// ResultSpec declares one named result of a step.
+type ResultSpec struct {
+	// name of the result, usable as steps.<step>.results.<name> in CEL and
+	// $(steps.<step>.results.<name>) in args and env.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+
+	// description says what the result means.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Description string `json:"description,omitempty"`
+}
+
+// WorkflowPhase is the phase of a whole run.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Cancelled
+type WorkflowPhase string
+
+const (
+	// WorkflowPending: accepted, no step started yet.
+	WorkflowPending WorkflowPhase = "Pending"
+	// WorkflowRunning: at least one step started and the run has not ended.
+	WorkflowRunning WorkflowPhase = "Running"
+	// WorkflowSucceeded: every step Succeeded or was Skipped.
+	WorkflowSucceeded WorkflowPhase = "Succeeded"
+	// WorkflowFailed: a step failed after its retries, or the workflow timed out.
+	WorkflowFailed WorkflowPhase = "Failed"
+	// WorkflowCancelled: spec.cancel was set before the run ended.
+	WorkflowCancelled WorkflowPhase = "Cancelled"
+)
+
+// StepPhase is the phase of one step.
+// +kubebuilder:validation:Enum=Pending;WaitingForApproval;Running;Retrying;Succeeded;Failed;Skipped;Cancelled
+type StepPhase string
+
+const (
+	// StepPending: waiting for dependencies, credentials or scheduling.
+	StepPending StepPhase = "Pending"
+	// StepWaitingForApproval: waiting for an approver's annotation.
+	StepWaitingForApproval StepPhase = "WaitingForApproval"
+	// StepRunning: the current attempt's Job exists and has not ended.
+	StepRunning StepPhase = "Running"
+	// StepRetrying: an attempt failed; the next one starts after the backoff.
+	StepRetrying StepPhase = "Retrying"
+	// StepSucceeded: an attempt succeeded.
+	StepSucceeded StepPhase = "Succeeded"
+	// StepFailed: the last allowed attempt failed.
+	StepFailed StepPhase = "Failed"
+	// StepSkipped: `when` was false, or a dependency Failed or was Cancelled.
+	StepSkipped StepPhase = "Skipped"
+	// StepCancelled: the workflow was cancelled or timed out before the step ended.
+	StepCancelled StepPhase = "Cancelled"
+)
+
+// WorkflowStatus is the observed state of a run.
+type WorkflowStatus struct {
+	// observedGeneration is the generation the controller last fully reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase of the run.
+	// +optional
+	Phase WorkflowPhase `json:"phase,omitempty"`
+
+	// progress is "<ended steps>/<all steps>", for printing.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	Progress string `json:"progress,omitempty"`
+
+	// conditions: Ready, Reconciling, Stalled, Approved.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// startTime is when the first step started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// completionTime is when the run ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// steps is the state of every step, in spec order.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Steps []StepStatus `json:"steps,omitempty"`
+}
+
+// StepStatus is the observed state of one step and its current (or last) attempt.
+type StepStatus struct {
+	// name of the step.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// phase of the step.
+	// +required
+	Phase StepPhase `json:"phase"`
+
+	// reason is a CamelCase word for the phase, matching the Event that recorded it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+
+	// message explains the phase to a person. It never contains a credential.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+
+	// attempt is the number of the current or last attempt, starting at 1; 0 before the first.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Attempt int32 `json:"attempt,omitempty"`
+
+	// jobName is the Job of the current or last attempt.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	JobName string `json:"jobName,omitempty"`
+
+	// podName is the pod of the current or last attempt.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PodName string `json:"podName,omitempty"`
+
+	// nodeName is the node the pod of the current or last attempt ran on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	NodeName string `json:"nodeName,omitempty"`
+
+	// serviceAccountName is the attempt's own ServiceAccount.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// spiffeID is the SPIFFE ID of the current or last attempt.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	SPIFFEID string `json:"spiffeID,omitempty"`
+
+	// credentials records what was issued to the current or last attempt: metadata only, never a
+	// value.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Credentials []IssuedCredential `json:"credentials,omitempty"`
+
+	// results the step wrote, by name.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Results []StepResult `json:"results,omitempty"`
+
+	// approval records who approved the step, when it needed approval.
+	// +optional
+	Approval *ApprovalRecord `json:"approval,omitempty"`
+
+	// lastFailureReason is the reason the last failed attempt failed (for example TimedOut or
+	// BackoffLimitExceeded); it stays when a retry succeeds.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	LastFailureReason string `json:"lastFailureReason,omitempty"`
+
+	// nextAttemptTime is when the next attempt starts, while the step is Retrying.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
+
+	// startTime is when the first attempt started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// completionTime is when the step ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// StepResult is one result a step wrote.
+type StepResult struct {
+	// name of the result.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// value of the result.
+	// +required
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value"`
+}
+
+// IssuedCredential records that a credential was issued to a step attempt, and when it was
+// revoked. It never contains the credential's value.
+type IssuedCredential struct {
+	// grant is the CredentialGrant the credential was issued under.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Grant string `json:"grant"`
+
+	// kind of the credential.
+	// +required
+	Kind CredentialKind `json:"kind"`
+
+	// attempt is the step attempt that held it.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Attempt int32 `json:"attempt"`
+
+	// spiffeID is the identity the credential was issued to.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	SPIFFEID string `json:"spiffeID,omitempty"`
+
+	// resource names the object that carried it (RoleBinding or Secret copy), if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Resource string `json:"resource,omitempty"`
+
+	// issuedAt is when it was issued.
+	// +required
+	IssuedAt metav1.Time `json:"issuedAt"`
+
+	// expiresAt is when it expires at the latest (the grant's ttl).
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// revokedAt is when it was revoked; unset while it is live.
+	// +optional
+	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`
+
+	// revocationReason says why it was revoked (StepEnded, Expired, GrantSuspended, ...).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	RevocationReason string `json:"revocationReason,omitempty"`
+}
+
+// Workflow is one run of a DAG of steps. Each step attempt runs as a Job with its own
+// ServiceAccount and SPIFFE identity, and holds only the credentials granted to it, only while it
+// runs.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cwf,categories=custody
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.progress`,description="Ended steps / all steps"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Workflow struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the run the user asked for.
+	// +required
+	Spec WorkflowSpec `json:"spec"`
+
+	// status is what the controller observed.
+	// +optional
+	Status WorkflowStatus `json:"status,omitempty"`
+}
+
+// WorkflowList is a list of Workflows.
+//
+// +kubebuilder:object:root=true
+type WorkflowList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Workflow `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Workflow{}, &WorkflowList{})
+}

@@ -1,0 +1,174 @@
+/*
+Copyright 2026 The Custody Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager runs the Custody controllers: manager wiring and flags only.
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// options are the manager's command-line settings.
+type options struct {
+	metricsAddr          string
+	secureMetrics        bool
+	probeAddr            string
+	enableHTTP2          bool
+	leaderElect          bool
+	leaderElectionNS     string
+	trustDomain          string
+	clusterName          string
+	zap                  zap.Options
+	metricsCertDir       string
+	leaderElectionID     string
+	gracefulShutdownSecs int
+}
+
+func (o *options) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443",
+		"Address the metrics endpoint binds to (HTTPS unless --metrics-secure=false). Use 0 to disable it.")
+	fs.BoolVar(&o.secureMetrics, "metrics-secure", true,
+		"Serve metrics over HTTPS and only to callers allowed `get` on the /metrics non-resource URL (TokenReview and SubjectAccessReview).")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
+		"Directory with tls.crt and tls.key for the metrics endpoint; a self-signed certificate is generated when empty.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.BoolVar(&o.enableHTTP2, "enable-http2", false,
+		"Serve metrics over HTTP/2 as well. Off by default: HTTP/2 Rapid Reset and Stream Cancellation (CVE-2023-44487, CVE-2023-39325).")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false,
+		"Elect a leader so that only one of several replicas reconciles at a time.")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
+		"Namespace of the leader election Lease; defaults to the namespace the manager runs in.")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "leader.custody.dev", "Name of the leader election Lease.")
+	fs.StringVar(&o.trustDomain, "trust-domain", "",
+		"SPIFFE trust domain of step identities, as configured in the SPIRE server (for example example.org). Required.")
+	fs.StringVar(&o.clusterName, "cluster-name", "",
+		"Cluster name used in SPIRE agent IDs (spiffe://<trust-domain>/spire/agent/k8s_psat/<cluster-name>/<node-uid>). Required.")
+	fs.IntVar(&o.gracefulShutdownSecs, "graceful-shutdown-seconds", 30,
+		"How long running reconciles may take to finish when the manager stops.")
+	o.zap.BindFlags(fs)
+}
+
+// clusterNameRE matches what SPIRE's k8s_psat attestor accepts as a path segment of an agent ID.
+var clusterNameRE = regexp.MustCompile(`^[a-zA-Z0-9][-a-zA-Z0-9_.]{0,62}$`)
+
+// validate checks the settings and returns every problem at once.
+func (o *options) validate() error {
+	var errs []error
+	if o.trustDomain == "" {
+		errs = append(errs, errors.New("--trust-domain is required"))
+	} else if td, err := spiffeid.TrustDomainFromString(o.trustDomain); err != nil {
+		errs = append(errs, fmt.Errorf("--trust-domain %q is not a SPIFFE trust domain name: %w", o.trustDomain, err))
+	} else if td.Name() != o.trustDomain {
+		errs = append(errs, fmt.Errorf("--trust-domain %q must be a bare name such as %q, not a SPIFFE ID", o.trustDomain, td.Name()))
+	}
+	if o.clusterName == "" {
+		errs = append(errs, errors.New("--cluster-name is required"))
+	} else if !clusterNameRE.MatchString(o.clusterName) {
+		errs = append(errs, fmt.Errorf("--cluster-name %q must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit", o.clusterName))
+	}
+	if o.gracefulShutdownSecs < 0 {
+		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(custodyv1alpha1.AddToScheme(s))
+	return s
+}
+
+// newManager builds the controller-runtime manager: scheme, metrics, probes and leader election.
+// Reconcilers are registered on it by their packages.
+func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
+	var tlsOpts []func(*tls.Config)
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{
+		BindAddress:   o.metricsAddr,
+		SecureServing: o.secureMetrics,
+		TLSOpts:       tlsOpts,
+		CertDir:       o.metricsCertDir,
+	}
+	if o.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	shutdown := time.Duration(o.gracefulShutdownSecs) * time.Second
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        newScheme(),
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              o.leaderElectionID,
+		LeaderElectionNamespace:       o.leaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &shutdown,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding ready check: %w", err)
+	}
+	return mgr, nil
+}
+
+func main() {
+	var o options
+	o.bindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	log := ctrl.Log.WithName("setup")
+
+	if err := o.validate(); err != nil {
+		log.Error(err, "Invalid flags")
+		os.Exit(2)
+	}
+	mgr, err := newManager(ctrl.GetConfigOrDie(), &o)
+	if err != nil {
+		log.Error(err, "Unable to set up the manager")
+		os.Exit(1)
+	}
+	log.Info("Starting manager", "trustDomain", o.trustDomain, "clusterName", o.clusterName, "leaderElection", o.leaderElect)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}
