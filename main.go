@@ -60,7 +60,8 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443",
 		"Address the metrics endpoint binds to (HTTPS unless --metrics-secure=false). Use 0 to disable it.")
 	fs.BoolVar(&o.secureMetrics, "metrics-secure", true,
-		"Serve metrics over HTTPS and only to callers allowed `get` on the /metrics non-resource URL (TokenReview and SubjectAccessReview).")
+		"Serve metrics over HTTPS and only to callers allowed `get` on the /metrics non-resource URL "+
+			"(checked with TokenReview and SubjectAccessReview).")
 	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
 		"Directory with tls.crt and tls.key for the metrics endpoint; a self-signed certificate is generated when empty.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -96,7 +97,8 @@ func (o *options) validate() error {
 	if o.clusterName == "" {
 		errs = append(errs, errors.New("--cluster-name is required"))
 	} else if !clusterNameRE.MatchString(o.clusterName) {
-		errs = append(errs, fmt.Errorf("--cluster-name %q must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit", o.clusterName))
+		errs = append(errs, fmt.Errorf(
+			"--cluster-name %q must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit", o.clusterName))
 	}
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))

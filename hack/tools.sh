@@ -57,6 +57,8 @@ ldflags_for() {
       done
       echo "-s -w${flags}"
       ;;
+    spire) echo "-s -w -X github.com/spiffe/spire/pkg/common/version.gittag=${version#v}" ;;
+    helm) echo "-s -w -X helm.sh/helm/v3/internal/version.version=${version} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
     *) echo "-s -w" ;;
   esac
 }
@@ -65,7 +67,9 @@ build_group() {
   local group=$1 version=$2 cgo=$3 pkgs=$4
   local moddir="${ROOT}/hack/tools/${group}"
   local hash
-  hash=$( (cat "${moddir}/go.mod" "${moddir}/go.sum"; go env GOVERSION GOOS GOARCH) | sha256sum | cut -c1-12)
+  # The key covers everything that decides the output: pins, Go version, platform and recipe.
+  hash=$( (cat "${moddir}/go.mod" "${moddir}/go.sum"; go env GOVERSION GOOS GOARCH
+    echo "${cgo} ${pkgs} $(ldflags_for "${group}" "${version}")") | sha256sum | cut -c1-12)
   local dest="${CACHE}/${group}-${version}-${hash}"
 
   if [[ ! -f "${dest}/.complete" ]]; then

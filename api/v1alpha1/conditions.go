@@ -29,48 +29,48 @@ const (
 // Condition reasons. Event reasons use the same strings, so a condition and the Event that recorded
 // the transition can be matched.
 const (
-	// ReasonProgressing: the controller is working on the object (steps are running or pending).
+	// ReasonProgressing means the controller is working on the object (steps are running or pending).
 	ReasonProgressing = "Progressing"
-	// ReasonSucceeded: every step of a Workflow succeeded or was skipped.
+	// ReasonSucceeded means every step of a Workflow succeeded or was skipped.
 	ReasonSucceeded = "Succeeded"
-	// ReasonFailed: a step failed after its retries, so the Workflow failed.
+	// ReasonFailed means a step failed after its retries, so the Workflow failed.
 	ReasonFailed = "Failed"
-	// ReasonCancelled: spec.cancel was set; running steps were stopped.
+	// ReasonCancelled means spec.cancel was set; running steps were stopped.
 	ReasonCancelled = "Cancelled"
-	// ReasonTimedOut: a step or the Workflow ran longer than its timeout.
+	// ReasonTimedOut means a step or the Workflow ran longer than its timeout.
 	ReasonTimedOut = "TimedOut"
-	// ReasonRetriesExhausted: a step failed on its last allowed attempt.
+	// ReasonRetriesExhausted means a step failed on its last allowed attempt.
 	ReasonRetriesExhausted = "RetriesExhausted"
-	// ReasonWaitingForApproval: a step or grant waits for an approver's annotation.
+	// ReasonWaitingForApproval means a step or grant waits for an approver's annotation.
 	ReasonWaitingForApproval = "WaitingForApproval"
-	// ReasonApprovalTimedOut: no approval arrived within the approval's timeout.
+	// ReasonApprovalTimedOut means no approval arrived within the approval's timeout.
 	ReasonApprovalTimedOut = "ApprovalTimedOut"
-	// ReasonApproved: the approval annotation was recorded.
+	// ReasonApproved means the approval annotation was recorded.
 	ReasonApproved = "Approved"
-	// ReasonApprovalNotRequired: the grant does not require an approval.
+	// ReasonApprovalNotRequired means the grant does not require an approval.
 	ReasonApprovalNotRequired = "ApprovalNotRequired"
-	// ReasonInvalidSpec: the spec passed admission but cannot be run (for example a `when`
+	// ReasonInvalidSpec means the spec passed admission but cannot be run (for example a `when`
 	// expression that does not compile); the message names the step and field.
 	ReasonInvalidSpec = "InvalidSpec"
-	// ReasonGrantNotFound: a step requests a CredentialGrant that does not exist.
+	// ReasonGrantNotFound means a step requests a CredentialGrant that does not exist.
 	ReasonGrantNotFound = "GrantNotFound"
-	// ReasonGrantNotApproved: a requested grant requires an approval it does not have yet.
+	// ReasonGrantNotApproved means a requested grant requires an approval it does not have yet.
 	ReasonGrantNotApproved = "GrantNotApproved"
-	// ReasonGrantSuspended: a requested grant is suspended (the kill switch).
+	// ReasonGrantSuspended means a requested grant is suspended (the kill switch).
 	ReasonGrantSuspended = "GrantSuspended"
-	// ReasonGrantNotCovered: a requested grant exists but its subjects do not cover this step.
+	// ReasonGrantNotCovered means a requested grant exists but its subjects do not cover this step.
 	ReasonGrantNotCovered = "GrantNotCovered"
-	// ReasonSourceNotFound: a grant's source Secret or Role does not exist.
+	// ReasonSourceNotFound means a grant's source Secret or Role does not exist.
 	ReasonSourceNotFound = "SourceNotFound"
-	// ReasonSourceNotGrantable: a grant's source Secret lacks the custody.dev/grantable label.
+	// ReasonSourceNotGrantable means a grant's source Secret lacks the custody.dev/grantable label.
 	ReasonSourceNotGrantable = "SourceNotGrantable"
-	// ReasonSuspended: the grant is suspended and issues nothing.
+	// ReasonSuspended means the grant is suspended and issues nothing.
 	ReasonSuspended = "Suspended"
-	// ReasonActive: the grant is ready to issue credentials.
+	// ReasonActive means the grant is ready to issue credentials.
 	ReasonActive = "Active"
-	// ReasonRotationOverdue: the grant's source Secret is older than maxAge.
+	// ReasonRotationOverdue means the grant's source Secret is older than maxAge.
 	ReasonRotationOverdue = "RotationOverdue"
-	// ReasonRotatedInTime: the grant's source Secret changed within maxAge.
+	// ReasonRotatedInTime means the grant's source Secret changed within maxAge.
 	ReasonRotatedInTime = "RotatedInTime"
 )
 

@@ -322,7 +322,3 @@ type CredentialGrantList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []CredentialGrant `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&CredentialGrant{}, &CredentialGrantList{})
-}

@@ -340,15 +340,15 @@ type ResultSpec struct {
 type WorkflowPhase string
 
 const (
-	// WorkflowPending: accepted, no step started yet.
+	// WorkflowPending means accepted, no step started yet.
 	WorkflowPending WorkflowPhase = "Pending"
-	// WorkflowRunning: at least one step started and the run has not ended.
+	// WorkflowRunning means at least one step started and the run has not ended.
 	WorkflowRunning WorkflowPhase = "Running"
-	// WorkflowSucceeded: every step Succeeded or was Skipped.
+	// WorkflowSucceeded means every step Succeeded or was Skipped.
 	WorkflowSucceeded WorkflowPhase = "Succeeded"
-	// WorkflowFailed: a step failed after its retries, or the workflow timed out.
+	// WorkflowFailed means a step failed after its retries, or the workflow timed out.
 	WorkflowFailed WorkflowPhase = "Failed"
-	// WorkflowCancelled: spec.cancel was set before the run ended.
+	// WorkflowCancelled means spec.cancel was set before the run ended.
 	WorkflowCancelled WorkflowPhase = "Cancelled"
 )
 
@@ -357,21 +357,21 @@ const (
 type StepPhase string
 
 const (
-	// StepPending: waiting for dependencies, credentials or scheduling.
+	// StepPending means waiting for dependencies, credentials or scheduling.
 	StepPending StepPhase = "Pending"
-	// StepWaitingForApproval: waiting for an approver's annotation.
+	// StepWaitingForApproval means waiting for an approver's annotation.
 	StepWaitingForApproval StepPhase = "WaitingForApproval"
-	// StepRunning: the current attempt's Job exists and has not ended.
+	// StepRunning means the current attempt's Job exists and has not ended.
 	StepRunning StepPhase = "Running"
-	// StepRetrying: an attempt failed; the next one starts after the backoff.
+	// StepRetrying means an attempt failed; the next one starts after the backoff.
 	StepRetrying StepPhase = "Retrying"
-	// StepSucceeded: an attempt succeeded.
+	// StepSucceeded means an attempt succeeded.
 	StepSucceeded StepPhase = "Succeeded"
-	// StepFailed: the last allowed attempt failed.
+	// StepFailed means the last allowed attempt failed.
 	StepFailed StepPhase = "Failed"
-	// StepSkipped: `when` was false, or a dependency Failed or was Cancelled.
+	// StepSkipped means `when` was false, or a dependency Failed or was Cancelled.
 	StepSkipped StepPhase = "Skipped"
-	// StepCancelled: the workflow was cancelled or timed out before the step ended.
+	// StepCancelled means the workflow was cancelled or timed out before the step ended.
 	StepCancelled StepPhase = "Cancelled"
 )
 
@@ -593,8 +593,4 @@ type WorkflowList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Workflow `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Workflow{}, &WorkflowList{})
 }

@@ -68,13 +68,14 @@ func RepoRoot() (string, error) {
 		return "", err
 	}
 	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod")) //nolint:gosec // walking up to the module root is the point
 		if err == nil && strings.HasPrefix(string(data), "module github.com/custody-dev/custody\n") {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("testenv: not inside the custody module (no go.mod for github.com/custody-dev/custody above the working directory)")
+			return "", errors.New("testenv: not inside the custody module " +
+				"(no go.mod for github.com/custody-dev/custody above the working directory)")
 		}
 		dir = parent
 	}

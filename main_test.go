@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, &env)
+}
+
+func parseOptions(t *testing.T, args ...string) *options {
+	t.Helper()
+	var o options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.bindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parsing %v: %v", args, err)
+	}
+	return &o
+}
+
+func TestOptions_validate(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want []string // substrings of the error; none means valid
+	}{
+		{name: "valid", args: []string{"--trust-domain=example.org", "--cluster-name=prod-eu"}},
+		{name: "nothing set", args: nil, want: []string{"--trust-domain is required", "--cluster-name is required"}},
+		{
+			name: "trust domain given as a SPIFFE ID",
+			args: []string{"--trust-domain=spiffe://example.org", "--cluster-name=prod"},
+			want: []string{`must be a bare name such as "example.org"`},
+		},
+		{
+			name: "trust domain with capitals",
+			args: []string{"--trust-domain=Example.org", "--cluster-name=prod"},
+			want: []string{`--trust-domain "Example.org" is not a SPIFFE trust domain name`},
+		},
+		{
+			name: "cluster name with a slash",
+			args: []string{"--trust-domain=example.org", "--cluster-name=eu/prod"},
+			want: []string{`--cluster-name "eu/prod" must be`},
+		},
+		{
+			name: "negative shutdown timeout",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--graceful-shutdown-seconds=-1"},
+			want: []string{"--graceful-shutdown-seconds must not be negative"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := parseOptions(t, tc.args...).validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("want an error containing %q, got none", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+// TestManager_servesProbesAndGuardsMetrics starts the manager against a real API server and checks
+// what an operator relies on: the probes answer, and the metrics endpoint serves HTTPS only to
+// callers that RBAC allows to read /metrics.
+func TestManager_servesProbesAndGuardsMetrics(t *testing.T) {
+	probeAddr, metricsAddr := freePort(t), freePort(t)
+	o := parseOptions(t, "--trust-domain=example.org", "--cluster-name=test",
+		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr)
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := newManager(env.Config, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager stopped with an error: %v", err)
+		}
+	})
+
+	waitFor(t, func() error {
+		for _, p := range []string{"/healthz", "/readyz"} {
+			resp, err := http.Get("http://" + probeAddr + p)
+			if err != nil {
+				return err
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s answered %d", p, resp.StatusCode)
+			}
+		}
+		return nil
+	})
+
+	// A ServiceAccount allowed to read /metrics (what Prometheus would run as), and one that is not.
+	ns := env.Namespace(t)
+	allowed, denied := serviceAccountToken(t, ns, "scraper", true), serviceAccountToken(t, ns, "nosy", false)
+
+	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // self-signed test certificate
+	}}
+	get := func(token string) (int, string, error) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := insecure.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), nil
+	}
+	waitFor(t, func() error {
+		code, body, err := get(allowed)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK || !strings.Contains(body, "controller_runtime_") {
+			return fmt.Errorf("allowed caller got %d", code)
+		}
+		return nil
+	})
+	if code, _, err := get(""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("anonymous caller got %d (err %v), want 401", code, err)
+	}
+	if code, _, err := get(denied); err != nil || code != http.StatusForbidden {
+		t.Errorf("caller without RBAC got %d (err %v), want 403", code, err)
+	}
+}
+
+// serviceAccountToken creates a ServiceAccount, optionally allowed to get /metrics, and returns a
+// short-lived token for it.
+func serviceAccountToken(t *testing.T, ns, name string, allowMetrics bool) string {
+	t.Helper()
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if err := env.Client.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	if allowMetrics {
+		role := &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: ns + "-metrics-reader"},
+			Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
+		}
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: ns + "-metrics-reader"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+		}
+		if err := env.Client.Create(ctx, role); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, binding); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = env.Client.Delete(context.Background(), binding)
+			_ = env.Client.Delete(context.Background(), role)
+		})
+	}
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiry := int64(600)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting a token for %s: %v", name, err)
+	}
+	return tr.Status.Token
+}
+
+func waitFor(t *testing.T, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("gave up after 30s: %v", err)
+}
