@@ -34,7 +34,7 @@ controller-gen:
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API and controller markers.
-	$(CONTROLLER_GEN) rbac:roleName=custody-manager crd paths="./api/..." paths="./controllers/..." paths="./internal/..." \
+	$(CONTROLLER_GEN) rbac:roleName=manager crd paths="./api/..." paths="./controllers/..." paths="./internal/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
