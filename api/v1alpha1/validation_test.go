@@ -316,6 +316,16 @@ spec:
 			want: []string{`spec.steps[0].credentials[0]: Invalid value: "ERP_Payments"`, "should match"},
 		},
 		{
+			name: "workflow name longer than a label value",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: nightly-reconciliation-of-all-supplier-invoices-for-the-emea-region}
+spec:
+  steps: [{name: route, image: example.com/invoices:1.4}]`,
+			want: []string{"a Workflow name must be at most 63 characters"},
+		},
+		{
 			name:     "steps changed after creation",
 			manifest: validWorkflow,
 			update: `

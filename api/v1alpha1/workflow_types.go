@@ -566,6 +566,7 @@ type IssuedCredential struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=cwf,categories=custody
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="a Workflow name must be at most 63 characters: it is the value of the custody.dev/workflow label on everything the run creates"
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.progress`,description="Ended steps / all steps"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

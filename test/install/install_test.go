@@ -61,7 +61,7 @@ func TestDefaultInstallApplies(t *testing.T) {
 	kinds := map[string]int{}
 	for _, u := range objs {
 		kinds[u.GetKind()]++
-		if err := env.Client.Patch(ctx, u, client.Apply, client.FieldOwner("install-test"), client.ForceOwnership); err != nil {
+		if err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership); err != nil {
 			t.Errorf("applying %s %s: %v", u.GetKind(), u.GetName(), err)
 		}
 	}

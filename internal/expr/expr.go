@@ -1,0 +1,232 @@
+// Package expr evaluates what a Workflow author writes besides the steps themselves: `when`
+// expressions (CEL), $(params.x) and $(steps.s.results.r) references in args and env, and the
+// results a step writes to its termination message. It is pure: no client, no clock.
+package expr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+)
+
+// MaxResultsBytes is the most a step's termination message may hold (the kubelet's limit).
+const MaxResultsBytes = 4096
+
+// costLimit bounds the work one `when` evaluation may do, so that no expression can stall the
+// controller.
+const costLimit = 100_000
+
+// StepView is what a `when` expression sees of an earlier step.
+type StepView struct {
+	Phase   string
+	Results map[string]string
+}
+
+// Env is the data references and expressions are evaluated against.
+type Env struct {
+	Params map[string]string
+	Steps  map[string]StepView
+}
+
+var celEnv = func() *cel.Env {
+	e, err := cel.NewEnv(
+		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}()
+
+// When is a compiled `when` expression.
+type When struct {
+	prg cel.Program
+}
+
+// CompileWhen compiles a `when` expression and checks that it is boolean.
+func CompileWhen(src string) (*When, error) {
+	ast, iss := celEnv.Compile(src)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("does not compile: %w", iss.Err())
+	}
+	if !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
+		return nil, fmt.Errorf("must be a boolean expression, not %s", ast.OutputType())
+	}
+	prg, err := celEnv.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
+	if err != nil {
+		return nil, fmt.Errorf("cannot be evaluated: %w", err)
+	}
+	return &When{prg: prg}, nil
+}
+
+// Eval evaluates the expression; an error (for example a result that does not exist, or a string
+// that int() cannot parse) is returned, never a panic.
+func (w *When) Eval(env Env) (bool, error) {
+	steps := make(map[string]any, len(env.Steps))
+	for name, s := range env.Steps {
+		results := s.Results
+		if results == nil {
+			results = map[string]string{}
+		}
+		steps[name] = map[string]any{"phase": s.Phase, "results": results}
+	}
+	params := env.Params
+	if params == nil {
+		params = map[string]string{}
+	}
+	out, _, err := w.prg.Eval(map[string]any{"params": params, "steps": steps})
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluated to %v, not a boolean", out.Value())
+	}
+	return b, nil
+}
+
+const (
+	identRE = `[A-Za-z_][A-Za-z0-9_]*`
+	labelRE = `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+)
+
+// refRE matches $(params.<name>) and $(steps.<step>.results.<name>).
+var refRE = regexp.MustCompile(`\$\((params\.(` + identRE + `)|steps\.(` + labelRE + `)\.results\.(` + identRE + `))\)`)
+
+// Ref is one reference found in a string.
+type Ref struct {
+	// Param is set for $(params.<Param>).
+	Param string
+	// Step and Result are set for $(steps.<Step>.results.<Result>).
+	Step, Result string
+}
+
+// String returns the reference as written.
+func (r Ref) String() string {
+	if r.Param != "" {
+		return "$(params." + r.Param + ")"
+	}
+	return "$(steps." + r.Step + ".results." + r.Result + ")"
+}
+
+// Refs returns the references in s, in order.
+func Refs(s string) []Ref {
+	var out []Ref
+	for _, m := range refRE.FindAllStringSubmatch(s, -1) {
+		if m[2] != "" {
+			out = append(out, Ref{Param: m[2]})
+		} else {
+			out = append(out, Ref{Step: m[3], Result: m[5]})
+		}
+	}
+	return out
+}
+
+// Substitute replaces every reference in s. A reference to a parameter or result that does not
+// exist is an error naming it; text that merely looks like $(...) but is not a reference is kept.
+func Substitute(s string, env Env) (string, error) {
+	var errs []error
+	out := refRE.ReplaceAllStringFunc(s, func(m string) string {
+		refs := Refs(m)
+		if len(refs) != 1 {
+			return m
+		}
+		r := refs[0]
+		if r.Param != "" {
+			v, ok := env.Params[r.Param]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: no parameter named %q", r, r.Param))
+			}
+			return v
+		}
+		st, ok := env.Steps[r.Step]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: step %q has not run before this step", r, r.Step))
+			return ""
+		}
+		v, ok := st.Results[r.Result]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: step %q (%s) has no result %q", r, r.Step, st.Phase, r.Result))
+		}
+		return v
+	})
+	return out, errors.Join(errs...)
+}
+
+// SubstituteAll substitutes every string of a list.
+func SubstituteAll(in []string, env Env) ([]string, error) {
+	if in == nil {
+		return nil, nil
+	}
+	out := make([]string, len(in))
+	var errs []error
+	for i, s := range in {
+		var err error
+		out[i], err = Substitute(s, env)
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// ParseResults reads a step's termination message: a JSON object whose values are strings. Only
+// declared results are kept; a declared result that is missing, a value that is not a string, or
+// a message that is not a JSON object is an error. An empty message with nothing declared is fine.
+// Error messages name results, never their values.
+func ParseResults(message string, declared []string) (map[string]string, error) {
+	if len(declared) == 0 {
+		return nil, nil
+	}
+	if len(message) > MaxResultsBytes {
+		return nil, fmt.Errorf("termination message is %d bytes, more than %d", len(message), MaxResultsBytes)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(strings.TrimSpace(message)), &raw); err != nil {
+		return nil, errors.New("termination message is not a JSON object of strings")
+	}
+	out := make(map[string]string, len(declared))
+	var missing, notString []string
+	for _, name := range declared {
+		v, ok := raw[name]
+		if !ok {
+			missing = append(missing, name)
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			notString = append(notString, name)
+			continue
+		}
+		out[name] = s
+	}
+	var errs []error
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		errs = append(errs, fmt.Errorf("missing results: %s", strings.Join(missing, ", ")))
+	}
+	if len(notString) > 0 {
+		sort.Strings(notString)
+		errs = append(errs, fmt.Errorf("results that are not strings: %s", strings.Join(notString, ", ")))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// SortedKeys returns the keys of m in order.
+func SortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

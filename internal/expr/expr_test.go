@@ -1,0 +1,130 @@
+package expr
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var sample = Env{
+	Params: map[string]string{"invoice": "4711"},
+	Steps: map[string]StepView{
+		"check": {Phase: "Succeeded", Results: map[string]string{"amount": "12000", "currency": "EUR"}},
+		"skip":  {Phase: "Skipped"},
+	},
+}
+
+func TestWhen(t *testing.T) {
+	cases := []struct {
+		src        string
+		want       bool
+		compileErr string
+		evalErr    string
+	}{
+		{src: "int(steps['check'].results.amount) > 1000", want: true},
+		{src: "int(steps['check'].results.amount) > 100000", want: false},
+		{src: "params.invoice == '4711' && steps['check'].results.currency == 'EUR'", want: true},
+		{src: "steps['skip'].phase == 'Skipped'", want: true},
+		{src: "steps['check'].results.amount >", compileErr: "does not compile"},
+		{src: "params.invoice", compileErr: "must be a boolean expression, not string"},
+		{src: "int(steps['skip'].results.amount) > 0", evalErr: "no such key"},
+		{src: "int(params.invoice + 'x') > 0", evalErr: "type conversion error"},
+		{src: "steps['nope'].phase == 'Succeeded'", evalErr: "no such key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.src, func(t *testing.T) {
+			w, err := CompileWhen(tc.src)
+			if tc.compileErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.compileErr) {
+					t.Fatalf("compile error %v, want %q", err, tc.compileErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := w.Eval(sample)
+			if tc.evalErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.evalErr) {
+					t.Fatalf("eval error %v, want %q", err, tc.evalErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Eval = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWhen_costLimit(t *testing.T) {
+	w, err := CompileWhen("[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0)))))")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Eval(sample); err == nil || !strings.Contains(err.Error(), "cost limit") {
+		t.Fatalf("an expensive expression was evaluated (err %v); want the cost limit to stop it", err)
+	}
+}
+
+func TestSubstitute(t *testing.T) {
+	cases := []struct{ in, want, err string }{
+		{in: "pay $(params.invoice) $(steps.check.results.amount)", want: "pay 4711 12000"},
+		{in: "no refs, $(shell) and $HOME stay", want: "no refs, $(shell) and $HOME stay"},
+		{in: "$(params.missing)", err: `$(params.missing): no parameter named "missing"`},
+		{in: "$(steps.later.results.x)", err: `step "later" has not run before this step`},
+		{in: "$(steps.skip.results.amount)", err: `step "skip" (Skipped) has no result "amount"`},
+	}
+	for _, tc := range cases {
+		got, err := Substitute(tc.in, sample)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Substitute(%q) error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Substitute(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	if refs := Refs("a $(params.x) b $(steps.s-1.results.y)"); !reflect.DeepEqual(refs, []Ref{{Param: "x"}, {Step: "s-1", Result: "y"}}) {
+		t.Errorf("Refs = %v", refs)
+	}
+}
+
+func TestParseResults(t *testing.T) {
+	got, err := ParseResults(`{"amount":"12000","extra":"ignored"}`, []string{"amount"})
+	if err != nil || !reflect.DeepEqual(got, map[string]string{"amount": "12000"}) {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if got, err := ParseResults("", nil); err != nil || got != nil {
+		t.Errorf("nothing declared: got %v, %v", got, err)
+	}
+	for msg, want := range map[string]string{
+		`{"amount": 12000}`:                    "results that are not strings: amount",
+		`{}`:                                   "missing results: amount",
+		`token=s3cr3t`:                         "not a JSON object of strings",
+		strings.Repeat("x", MaxResultsBytes+1): "more than 4096",
+	} {
+		_, err := ParseResults(msg, []string{"amount"})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseResults(%.20q) error %v, want %q", msg, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("error repeats the message's content: %v", err)
+		}
+	}
+}
+
+// FuzzWhen checks that no expression, however odd, panics the compiler or the evaluator.
+func FuzzWhen(f *testing.F) {
+	f.Add("int(steps['check'].results.amount) > 0")
+	f.Add("params.invoice.size() > 2 || steps.exists(k, k == 'x')")
+	f.Fuzz(func(_ *testing.T, src string) {
+		w, err := CompileWhen(src)
+		if err != nil {
+			return
+		}
+		_, _ = w.Eval(sample)
+	})
+}

@@ -1,0 +1,201 @@
+// Package jobspec builds, without a client, the objects one step attempt runs as: its own
+// ServiceAccount (no token automount, no bindings) and the Job whose pod runs the step container
+// with restricted Pod Security defaults. Names are derived deterministically from the workflow's
+// name and UID, the step and the attempt, so a re-run of a reconcile never creates a second Job for
+// the same attempt.
+package jobspec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+const (
+	// ContainerName is the name of the step container in every step pod. SPIRE selectors
+	// (k8s:container-name) and credential mounts target exactly this container.
+	ContainerName = "step"
+	// TerminationMessagePath is where a step writes its results as a JSON object of strings.
+	TerminationMessagePath = "/dev/termination-log"
+	// RunAsUser is the user and group step containers run as unless the image says otherwise:
+	// the conventional non-root user of distroless images.
+	RunAsUser int64 = 65532
+
+	// LabelManagedBy marks objects Custody created.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "custody"
+	// maxNameLength keeps Job names within the 63 characters of the job-name label.
+	maxNameLength = 63
+)
+
+// Attempt is everything needed to build the objects of one step attempt. Command, Args and Env
+// are already substituted ($(params.x), $(steps.s.results.r)).
+type Attempt struct {
+	Workflow *custodyv1alpha1.Workflow
+	Step     *custodyv1alpha1.Step
+	Number   int32
+	Command  []string
+	Args     []string
+	Env      []custodyv1alpha1.EnvVar
+}
+
+// Name returns the name of the Job and ServiceAccount of a step attempt: readable
+// (<workflow>-<step>-<attempt>-<hash>), at most 63 characters, and unique per workflow UID, step
+// and attempt even when workflow and step names are truncated.
+func Name(workflow string, uid string, step string, attempt int32) string {
+	sum := sha256.Sum256([]byte(uid + "/" + step))
+	suffix := "-" + strconv.Itoa(int(attempt)) + "-" + hex.EncodeToString(sum[:])[:6]
+	prefix := workflow + "-" + step
+	if max := maxNameLength - len(suffix); len(prefix) > max {
+		prefix = prefix[:max]
+	}
+	prefix = strings.TrimRight(prefix, "-.")
+	return prefix + suffix
+}
+
+// Labels are the labels of every object of a step attempt.
+func Labels(workflow, step string, attempt int32) map[string]string {
+	return map[string]string{
+		custodyv1alpha1.LabelWorkflow: workflow,
+		custodyv1alpha1.LabelStep:     step,
+		custodyv1alpha1.LabelAttempt:  strconv.Itoa(int(attempt)),
+		LabelManagedBy:                ManagedByValue,
+	}
+}
+
+func (a Attempt) name() string {
+	return Name(a.Workflow.Name, string(a.Workflow.UID), a.Step.Name, a.Number)
+}
+
+func (a Attempt) meta() metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      a.name(),
+		Namespace: a.Workflow.Namespace,
+		Labels:    Labels(a.Workflow.Name, a.Step.Name, a.Number),
+		OwnerReferences: []metav1.OwnerReference{
+			*metav1.NewControllerRef(a.Workflow, custodyv1alpha1.GroupVersion.WithKind("Workflow")),
+		},
+	}
+}
+
+// ServiceAccount returns the attempt's own ServiceAccount: no token is mounted automatically and
+// nothing is bound to it; credentials are added per grant and removed when the attempt ends.
+func ServiceAccount(a Attempt) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{
+		TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta:                   a.meta(),
+		AutomountServiceAccountToken: ptr.To(false),
+	}
+}
+
+// Job returns the attempt's Job. It runs once (retries are new attempts with new identities),
+// within the step's timeout, as the attempt's ServiceAccount, and passes the restricted Pod
+// Security Standard.
+func Job(a Attempt) *batchv1.Job {
+	meta := a.meta()
+	var deadline *int64
+	if a.Step.Timeout != nil {
+		deadline = ptr.To(max(int64(a.Step.Timeout.Seconds()), 1))
+	}
+	return &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: meta,
+		Spec: batchv1.JobSpec{
+			BackoffLimit:          ptr.To[int32](0),
+			Completions:           ptr.To[int32](1),
+			Parallelism:           ptr.To[int32](1),
+			ActiveDeadlineSeconds: deadline,
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: meta.Labels},
+				Spec:       podSpec(a, meta.Name),
+			},
+		},
+	}
+}
+
+func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
+	return corev1.PodSpec{
+		RestartPolicy:                corev1.RestartPolicyNever,
+		ServiceAccountName:           serviceAccount,
+		AutomountServiceAccountToken: ptr.To(false),
+		EnableServiceLinks:           ptr.To(false),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To(RunAsUser),
+			RunAsGroup:     ptr.To(RunAsUser),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Containers: []corev1.Container{{
+			Name:                     ContainerName,
+			Image:                    a.Step.Image,
+			Command:                  a.Command,
+			Args:                     a.Args,
+			Env:                      env(a.Env),
+			EnvFrom:                  envFrom(a.Step.EnvFrom),
+			Resources:                resources(a.Step.Resources),
+			WorkingDir:               a.Step.WorkingDir,
+			TerminationMessagePath:   TerminationMessagePath,
+			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+			ImagePullPolicy:          corev1.PullIfNotPresent,
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false),
+				RunAsNonRoot:             ptr.To(true),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+		}},
+	}
+}
+
+func env(in []custodyv1alpha1.EnvVar) []corev1.EnvVar {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.EnvVar, 0, len(in))
+	for _, e := range in {
+		v := corev1.EnvVar{Name: e.Name, Value: e.Value}
+		if e.ValueFrom != nil {
+			ref := e.ValueFrom.ConfigMapKeyRef
+			v.ValueFrom = &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name},
+				Key:                  ref.Key,
+				Optional:             ref.Optional,
+			}}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func envFrom(in []custodyv1alpha1.ConfigMapEnvSource) []corev1.EnvFromSource {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.EnvFromSource, 0, len(in))
+	for _, e := range in {
+		out = append(out, corev1.EnvFromSource{
+			Prefix: e.Prefix,
+			ConfigMapRef: &corev1.ConfigMapEnvSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: e.ConfigMapRef.Name},
+				Optional:             e.ConfigMapRef.Optional,
+			},
+		})
+	}
+	return out
+}
+
+func resources(r *corev1.ResourceRequirements) corev1.ResourceRequirements {
+	if r == nil {
+		return corev1.ResourceRequirements{}
+	}
+	return *r.DeepCopy()
+}

@@ -1,0 +1,108 @@
+package jobspec
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func sampleAttempt() Attempt {
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{
+		Name: "pay-invoice-4711", Namespace: "finance", UID: "0b7c3a5e-8f1d-4c2a-9d6e-1f2a3b4c5d6e",
+	}}
+	step := &custodyv1alpha1.Step{
+		Name:    "post-payment",
+		Image:   "registry.example.com/erp-client:2.0",
+		Timeout: &metav1.Duration{Duration: 10 * time.Minute},
+		EnvFrom: []custodyv1alpha1.ConfigMapEnvSource{{Prefix: "ERP_", ConfigMapRef: custodyv1alpha1.ConfigMapRef{Name: "erp-endpoints"}}},
+		Resources: &corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+		},
+	}
+	return Attempt{
+		Workflow: wf, Step: step, Number: 2,
+		Args: []string{"pay", "4711", "12000"},
+		Env: []custodyv1alpha1.EnvVar{
+			{Name: "AMOUNT", Value: "12000"},
+			{Name: "REGION", ValueFrom: &custodyv1alpha1.EnvVarSource{ConfigMapKeyRef: custodyv1alpha1.ConfigMapKeySelector{Name: "erp", Key: "region", Optional: ptr.To(true)}}},
+		},
+	}
+}
+
+func golden(t *testing.T, name string, obj any) {
+	t.Helper()
+	got, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/jobspec -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file (run with -update if the change is intended):\n%s", name, got)
+	}
+}
+
+func TestJob_golden(t *testing.T) {
+	golden(t, "job.golden.yaml", Job(sampleAttempt()))
+}
+
+func TestServiceAccount_golden(t *testing.T) {
+	golden(t, "serviceaccount.golden.yaml", ServiceAccount(sampleAttempt()))
+}
+
+func TestName(t *testing.T) {
+	long := strings.Repeat("w", 63)
+	cases := []struct {
+		workflow, uid, step string
+		attempt             int32
+	}{
+		{"pay", "uid-1", "post", 1},
+		{long, "uid-1", strings.Repeat("s", 63), 20},
+		{"a-", "uid-1", "-b", 3},
+	}
+	seen := map[string]bool{}
+	for _, tc := range cases {
+		name := Name(tc.workflow, tc.uid, tc.step, tc.attempt)
+		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			t.Errorf("Name(%q, %q, %d) = %q is not a DNS-1123 label: %v", tc.workflow, tc.step, tc.attempt, name, errs)
+		}
+		if seen[name] {
+			t.Errorf("duplicate name %q", name)
+		}
+		seen[name] = true
+		if again := Name(tc.workflow, tc.uid, tc.step, tc.attempt); again != name {
+			t.Errorf("Name is not deterministic: %q then %q", name, again)
+		}
+	}
+	if Name("pay", "uid-1", "post", 1) == Name("pay", "uid-2", "post", 1) {
+		t.Error("a re-created workflow (new UID) reuses the old Job names")
+	}
+	if a, b := Name(long, "u", long+"x", 1), Name(long, "u", long+"y", 1); a == b {
+		t.Errorf("steps differing only after truncation share the name %q", a)
+	}
+	if got := Name("pay-invoice-4711", "u", "post-payment", 2); !strings.HasPrefix(got, "pay-invoice-4711-post-payment-2-") {
+		t.Errorf("short names should stay readable, got %q", got)
+	}
+}
