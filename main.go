@@ -27,17 +27,25 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/controllers/workflow"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/metrics"
 )
 
 // options are the manager's command-line settings.
@@ -132,6 +140,7 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	shutdown := time.Duration(o.gracefulShutdownSecs) * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        newScheme(),
+		Cache:                         cacheOptions(),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                o.leaderElect,
@@ -152,6 +161,33 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
+// cacheOptions keeps only Custody's own Jobs, pods and ServiceAccounts in the cache, so the
+// controller's memory follows the number of steps, not the size of the cluster.
+func cacheOptions() cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{jobspec.LabelManagedBy: jobspec.ManagedByValue})
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&batchv1.Job{}:           {Label: managed},
+		&corev1.Pod{}:            {Label: managed},
+		&corev1.ServiceAccount{}: {Label: managed},
+	}}
+}
+
+// setupControllers registers Custody's reconcilers and metrics on the manager.
+func setupControllers(mgr ctrl.Manager) error {
+	if err := metrics.Register(metrics.Registry, mgr.GetCache()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	wf := &workflow.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(workflow.ControllerName),
+	}
+	if err := wf.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Workflow controller: %w", err)
+	}
+	return nil
+}
+
 func main() {
 	var o options
 	o.bindFlags(flag.CommandLine)
@@ -164,6 +200,9 @@ func main() {
 		os.Exit(2)
 	}
 	mgr, err := newManager(ctrl.GetConfigOrDie(), &o)
+	if err == nil {
+		err = setupControllers(mgr)
+	}
 	if err != nil {
 		log.Error(err, "Unable to set up the manager")
 		os.Exit(1)

@@ -74,6 +74,36 @@ const (
 	ReasonRotatedInTime = "RotatedInTime"
 )
 
+// Step reasons: StepStatus.reason and the reasons of the Events that record step transitions.
+const (
+	// StepReasonWaitingForDependencies means the step waits for the steps it depends on.
+	StepReasonWaitingForDependencies = "WaitingForDependencies"
+	// StepReasonStarted means an attempt's Job was created.
+	StepReasonStarted = "Started"
+	// StepReasonSucceeded means the attempt's Job completed and its results were read.
+	StepReasonSucceeded = "Succeeded"
+	// StepReasonJobFailed means the attempt's container failed (non-zero exit or the pod failed).
+	StepReasonJobFailed = "JobFailed"
+	// StepReasonJobDeleted means the attempt's Job disappeared before it ended.
+	StepReasonJobDeleted = "JobDeleted"
+	// StepReasonResultsInvalid means the step ended but its termination message did not hold the
+	// declared results as a JSON object of strings.
+	StepReasonResultsInvalid = "ResultsInvalid"
+	// StepReasonRetrying means an attempt failed and another one is scheduled.
+	StepReasonRetrying = "Retrying"
+	// StepReasonWhenFalse means the step's `when` expression was false.
+	StepReasonWhenFalse = "WhenFalse"
+	// StepReasonWhenError means the step's `when` expression could not be evaluated.
+	StepReasonWhenError = "WhenError"
+	// StepReasonInvalidReference means an args, command or env reference could not be resolved.
+	StepReasonInvalidReference = "InvalidReference"
+	// StepReasonDependencyNotSucceeded means a dependency Failed or was Cancelled, so the step never
+	// runs.
+	StepReasonDependencyNotSucceeded = "DependencyNotSucceeded"
+	// StepReasonWorkflowFailing means another step Failed, so no further step starts (fail fast).
+	StepReasonWorkflowFailing = "WorkflowFailing"
+)
+
 // Well-known labels and annotations.
 const (
 	// LabelWorkflow is set on every object created for a Workflow; its value is the Workflow name.

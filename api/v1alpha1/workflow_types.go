@@ -390,14 +390,15 @@ type WorkflowStatus struct {
 	// +kubebuilder:validation:MaxLength=16
 	Progress string `json:"progress,omitempty"`
 
-	// conditions: Ready, Reconciling, Stalled, Approved.
+	// conditions: Ready (True once Succeeded), Reconciling (True while running), Stalled (True
+	// once Failed or Cancelled), each with a reason from this API's constants.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// startTime is when the first step started.
+	// startTime is when the controller started the run; the workflow timeout counts from it.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
@@ -487,6 +488,10 @@ type StepStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	LastFailureReason string `json:"lastFailureReason,omitempty"`
+
+	// readyTime is when the step's dependencies were met; an approval timeout counts from it.
+	// +optional
+	ReadyTime *metav1.Time `json:"readyTime,omitempty"`
 
 	// nextAttemptTime is when the next attempt starts, while the step is Retrying.
 	// +optional

@@ -706,6 +706,10 @@ func (in *StepStatus) DeepCopyInto(out *StepStatus) {
 		*out = new(ApprovalRecord)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.ReadyTime != nil {
+		in, out := &in.ReadyTime, &out.ReadyTime
+		*out = (*in).DeepCopy()
+	}
 	if in.NextAttemptTime != nil {
 		in, out := &in.NextAttemptTime, &out.NextAttemptTime
 		*out = (*in).DeepCopy()

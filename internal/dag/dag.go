@@ -181,23 +181,23 @@ func (g *Graph) Next(phases map[string]Phase) Decision {
 		if phases[name] != NotStarted {
 			continue
 		}
-		if failing {
-			d.Block[name] = ""
-			continue
-		}
-		ready := true
+		ready, blockedBy := true, ""
 		for _, dep := range g.nodes[g.index[name]].DependsOn {
 			p := phase(dep)
 			if p.Ended() && !p.satisfies() {
-				d.Block[name] = dep
-				ready = false
+				blockedBy = dep
 				break
 			}
 			if !p.Ended() {
 				ready = false
 			}
 		}
-		if ready {
+		switch {
+		case blockedBy != "":
+			d.Block[name] = blockedBy
+		case failing:
+			d.Block[name] = ""
+		case ready:
 			d.Ready = append(d.Ready, name)
 		}
 	}

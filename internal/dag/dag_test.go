@@ -67,7 +67,12 @@ func TestGraph_Next(t *testing.T) {
 		{
 			name: "failure blocks dependents and fails fast", nodes: diamond,
 			phases:    map[string]Phase{"fetch": Succeeded, "lint": Failed, "test": Active},
-			wantBlock: map[string]string{"publish": ""},
+			wantBlock: map[string]string{"publish": "lint"},
+		},
+		{
+			name: "fail fast blocks independent steps too", nodes: []Node{n("a"), n("b"), n("c", "b")},
+			phases:    map[string]Phase{"a": Failed, "b": Active},
+			wantBlock: map[string]string{"c": ""},
 		},
 		{
 			name: "cancelled dependency blocks", nodes: []Node{n("a"), n("b", "a"), n("c", "b")},

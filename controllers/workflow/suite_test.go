@@ -1,0 +1,333 @@
+package workflow
+
+// The stories in this package run the real reconciler against a real kube-apiserver and etcd
+// (envtest). There is no Job controller in envtest, so the tests play it: they create the pod a
+// Job would have and set the Job's status the way kube-controller-manager does, conditions
+// included (the API server validates them).
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+var (
+	env          *testenv.Env
+	registerOnce sync.Once
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, &env)
+}
+
+const (
+	wait = 30 * time.Second
+	poll = 100 * time.Millisecond
+)
+
+// startController runs a manager with the Workflow reconciler, watching only ns, until the
+// returned stop function is called (or the test ends).
+func startController(t *testing.T, ns string) (stop func()) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:     env.Scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerOnce.Do(func() {
+		if err := metrics.Register(metrics.Registry, mgr.GetAPIReader()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r := &Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(ControllerName),
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// setup makes a namespace and starts a controller for it.
+func setup(t *testing.T, labels ...map[string]string) string {
+	t.Helper()
+	ns := env.Namespace(t, labels...)
+	startController(t, ns)
+	return ns
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// apply creates a Workflow from YAML in ns.
+func apply(t *testing.T, ns, manifest string) *custodyv1alpha1.Workflow {
+	t.Helper()
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
+		t.Fatalf("test manifest: %v", err)
+	}
+	wf.Namespace = ns
+	if err := env.Client.Create(ctxT(t), wf); err != nil {
+		t.Fatalf("creating workflow: %v", err)
+	}
+	return wf
+}
+
+func get(t *testing.T, wf *custodyv1alpha1.Workflow) *custodyv1alpha1.Workflow {
+	t.Helper()
+	out := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(wf), out); err != nil {
+		t.Fatalf("reading workflow: %v", err)
+	}
+	return out
+}
+
+// eventually polls cond until it returns nil, failing the test with its last error after wait.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(poll)
+	}
+	t.Fatalf("%s: gave up after %s: %v", what, wait, err)
+}
+
+func stepOf(wf *custodyv1alpha1.Workflow, name string) custodyv1alpha1.StepStatus {
+	for _, st := range wf.Status.Steps {
+		if st.Name == name {
+			return st
+		}
+	}
+	return custodyv1alpha1.StepStatus{}
+}
+
+// waitStep waits until the step reaches phase and returns the workflow as then observed.
+func waitStep(t *testing.T, wf *custodyv1alpha1.Workflow, step string, phase custodyv1alpha1.StepPhase) *custodyv1alpha1.Workflow {
+	t.Helper()
+	var cur *custodyv1alpha1.Workflow
+	eventually(t, fmt.Sprintf("step %s to be %s", step, phase), func() error {
+		cur = get(t, wf)
+		if st := stepOf(cur, step); st.Phase != phase {
+			return fmt.Errorf("step %s is %q (%s: %s)", step, st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	return cur
+}
+
+// waitPhase waits until the workflow reaches phase.
+func waitPhase(t *testing.T, wf *custodyv1alpha1.Workflow, phase custodyv1alpha1.WorkflowPhase) *custodyv1alpha1.Workflow {
+	t.Helper()
+	var cur *custodyv1alpha1.Workflow
+	eventually(t, fmt.Sprintf("workflow to be %s", phase), func() error {
+		cur = get(t, wf)
+		if cur.Status.Phase != phase {
+			return fmt.Errorf("workflow is %q, steps %s", cur.Status.Phase, summary(cur))
+		}
+		return nil
+	})
+	return cur
+}
+
+func summary(wf *custodyv1alpha1.Workflow) string {
+	s := ""
+	for _, st := range wf.Status.Steps {
+		s += fmt.Sprintf("%s=%s(%s) ", st.Name, st.Phase, st.Reason)
+	}
+	return s
+}
+
+// jobOf waits for the Job of the step's current attempt and returns it.
+func jobOf(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt int32) *batchv1.Job {
+	t.Helper()
+	name := jobspec.Name(wf.Name, string(wf.UID), step, attempt)
+	job := &batchv1.Job{}
+	eventually(t, "Job "+name, func() error {
+		return env.Client.Get(ctxT(t), client.ObjectKey{Namespace: wf.Namespace, Name: name}, job)
+	})
+	return job
+}
+
+// jobs lists the workflow's Jobs.
+func jobs(t *testing.T, wf *custodyv1alpha1.Workflow) []batchv1.Job {
+	t.Helper()
+	var list batchv1.JobList
+	if err := env.Client.List(ctxT(t), &list, client.InNamespace(wf.Namespace),
+		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// runPod creates the pod the Job controller would create, scheduled on node, and sets its step
+// container's terminated state.
+func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string) {
+	t.Helper()
+	ctx := ctxT(t)
+	labels := map[string]string{"batch.kubernetes.io/job-name": job.Name}
+	for k, v := range job.Spec.Template.Labels {
+		labels[k] = v
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: job.Name + "-x7k2p", Namespace: job.Namespace, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	pod.Spec.NodeName = "node-a"
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod for %s: %v", job.Name, err)
+	}
+	reason := "Completed"
+	phase := corev1.PodSucceeded
+	if exitCode != 0 {
+		reason, phase = "Error", corev1.PodFailed
+	}
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase: phase,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: jobspec.ContainerName, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0123",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: exitCode, Reason: reason, Message: message, StartedAt: now, FinishedAt: now,
+			}},
+		}},
+	}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatalf("setting pod status: %v", err)
+	}
+}
+
+// finishJob sets the Job's status as kube-controller-manager does when its pod ended.
+func finishJob(t *testing.T, job *batchv1.Job, succeeded bool, failReason string) {
+	t.Helper()
+	ctx := ctxT(t)
+	eventually(t, "Job status update", func() error {
+		cur := &batchv1.Job{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(job), cur); err != nil {
+			return err
+		}
+		start := metav1.NewTime(cur.CreationTimestamp.Time)
+		now := metav1.Now()
+		cur.Status.StartTime = &start
+		if succeeded {
+			cur.Status.Succeeded = 1
+			cur.Status.CompletionTime = &now
+			cur.Status.Conditions = []batchv1.JobCondition{
+				{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonCompletionsReached, LastTransitionTime: now},
+				{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonCompletionsReached, LastTransitionTime: now},
+			}
+		} else {
+			cur.Status.Failed = 1
+			cur.Status.Conditions = []batchv1.JobCondition{
+				{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: failReason, LastTransitionTime: now},
+				{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: failReason, LastTransitionTime: now},
+			}
+		}
+		return env.Client.Status().Update(ctx, cur)
+	})
+}
+
+// succeed runs the step's attempt to success, writing results as its termination message.
+func succeed(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt int32, results string) *batchv1.Job {
+	t.Helper()
+	job := jobOf(t, wf, step, attempt)
+	runPod(t, job, 0, results)
+	finishJob(t, job, true, "")
+	return job
+}
+
+// fail runs the step's attempt to failure (exit code 1).
+func fail(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt int32) *batchv1.Job {
+	t.Helper()
+	job := jobOf(t, wf, step, attempt)
+	runPod(t, job, 1, "")
+	finishJob(t, job, false, batchv1.JobReasonBackoffLimitExceeded)
+	return job
+}
+
+// kstatusOf computes the kstatus of the workflow, as Argo CD, Flux and kubectl wait do.
+func kstatusOf(t *testing.T, wf *custodyv1alpha1.Workflow) status.Status {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(get(t, wf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Object = data
+	res, err := status.Compute(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+// eventReasons returns the reasons of the Events recorded for the workflow.
+func eventReasons(t *testing.T, wf *custodyv1alpha1.Workflow) map[string]int {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := env.Client.List(ctxT(t), &list, client.InNamespace(wf.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range list.Items {
+		if e.Regarding.UID == wf.UID {
+			out[e.Reason]++
+		}
+	}
+	return out
+}
+
+func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,196 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/dag"
+	"github.com/custody-dev/custody/internal/expr"
+	"github.com/custody-dev/custody/internal/metrics"
+)
+
+// ControllerName is the controller's name: field owner of its writes and source of its Events.
+const ControllerName = "custody-workflow"
+
+// Reconciler reconciles Workflows into per-step-attempt ServiceAccounts and Jobs.
+type Reconciler struct {
+	client.Client
+	// APIReader reads from the API server, bypassing the cache, where a stale cache could make the
+	// controller act twice (for example to confirm that a Job is really gone).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	// MaxConcurrentReconciles is how many Workflows are reconciled at once (default 4).
+	MaxConcurrentReconciles int
+}
+
+// scope carries one reconcile's state through the phases.
+type scope struct {
+	wf    *custodyv1alpha1.Workflow
+	now   time.Time
+	graph *dag.Graph
+	whens map[string]*expr.When
+	jobs  map[string]*batchv1.Job // by name
+	pods  map[string]*corev1.Pod  // latest pod by Job name
+
+	// invalid is set when the spec passed admission but cannot run; the workflow fails.
+	invalid error
+	// requeueAfter is the earliest timer (retry, timeout, TTL) that needs a reconcile.
+	requeueAfter time.Duration
+	// deleted is set when the TTL phase deleted the Workflow: nothing is left to patch.
+	deleted bool
+	// stopReason is Cancelled or TimedOut when the run must stop.
+	stopReason string
+	// saved are Events and metric updates to record once the status that explains them is
+	// saved, so that a reconcile retried after a conflict does not count or report twice.
+	saved    []func()
+	recorder events.EventRecorder
+}
+
+// requeueAt asks for a reconcile at t (keeping the earliest of all requests).
+func (s *scope) requeueAt(t time.Time) {
+	d := t.Sub(s.now)
+	if d < time.Second {
+		d = time.Second
+	}
+	if s.requeueAfter == 0 || d < s.requeueAfter {
+		s.requeueAfter = d
+	}
+}
+
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=core,resources=pods,verbs=get;list;watch
+
+// Reconcile moves one Workflow forward: observe attempts, stop it if cancelled or timed out,
+// start what is ready, then compute status. Every name it creates is derived from the workflow's
+// UID, step and attempt, so running it twice never duplicates anything.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	wf := &custodyv1alpha1.Workflow{}
+	if err := r.Get(ctx, req.NamespacedName, wf); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !wf.DeletionTimestamp.IsZero() {
+		// Owned Jobs and ServiceAccounts go with the Workflow (garbage collection).
+		return ctrl.Result{}, nil
+	}
+
+	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder}
+	before := wf.DeepCopy()
+	defer func() {
+		if !s.deleted {
+			computeStatus(s, retErr)
+			if err := r.patchStatus(ctx, before, wf); err != nil {
+				retErr = errors.Join(retErr, err)
+				s.saved = nil
+			}
+		}
+		for _, f := range s.saved {
+			f()
+		}
+		if retErr != nil {
+			// controller-runtime logs the error; count it by reason.
+			metrics.ReconcileErrors.WithLabelValues(ControllerName, errorReason(retErr)).Inc()
+		}
+		if retErr == nil && s.requeueAfter > 0 {
+			result.RequeueAfter = s.requeueAfter
+		}
+	}()
+
+	// Each phase records facts in the scope and the status; it returns done=true when nothing
+	// after it has work to do. Conditions are computed once, in the deferred computeStatus.
+	phases := []func(context.Context, *scope) (bool, error){
+		r.reconcileFinished,
+		r.reconcileSpec,
+		r.observeAttempts,
+		r.reconcileStop,
+		r.reconcileSteps,
+		r.reconcileOutcome,
+		r.releaseServiceAccounts,
+	}
+	for _, phase := range phases {
+		done, err := phase(ctx, s)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if done {
+			break
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, before, wf *custodyv1alpha1.Workflow) error {
+	if equalStatus(before.Status, wf.Status) {
+		return nil
+	}
+	// The optimistic lock makes a reconcile that started from a stale cached copy fail with a
+	// conflict (and retry) instead of overwriting newer status.
+	err := r.Status().Patch(ctx, wf, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
+		client.FieldOwner(ControllerName))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("patching status of %s: %w", klog.KObj(wf), err)
+	}
+	return nil
+}
+
+// errorReason is a coarse, bounded label for a reconcile error.
+func errorReason(err error) string {
+	if reason := apierrors.ReasonForError(err); reason != metav1.StatusReasonUnknown {
+		return string(reason)
+	}
+	return "Other"
+}
+
+// SetupWithManager registers the controller: it watches Workflows, the Jobs they own, and the
+// pods of those Jobs (for node, pod name and results).
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&custodyv1alpha1.Workflow{}).
+		Owns(&batchv1.Job{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToWorkflow),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				_, ok := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
+				return ok
+			}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// podToWorkflow maps a step pod to its Workflow through the custody.dev/workflow label.
+func podToWorkflow(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}

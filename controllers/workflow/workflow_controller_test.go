@@ -1,0 +1,548 @@
+package workflow
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/jobspec"
+)
+
+const linear = `
+metadata: {name: release}
+spec:
+  parameters: [{name: version, value: "1.4.2"}]
+  steps:
+  - name: build
+    image: example.com/build:1
+    args: [build, "$(params.version)"]
+    results: [{name: digest}]
+  - name: scan
+    dependsOn: [build]
+    image: example.com/scan:1
+    args: [scan, "$(steps.build.results.digest)"]
+  - name: publish
+    dependsOn: [scan]
+    image: example.com/publish:1
+    env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]
+`
+
+func TestWorkflowReconciler_linear(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, linear)
+
+	wf = waitStep(t, wf, "build", custodyv1alpha1.StepRunning)
+	if st := stepOf(wf, "scan"); st.Phase != custodyv1alpha1.StepPending {
+		t.Fatalf("scan is %s before build ended", st.Phase)
+	}
+	if n := len(jobs(t, wf)); n != 1 {
+		t.Fatalf("%d Jobs exist while only build may run", n)
+	}
+	build := succeed(t, wf, "build", 1, `{"digest":"sha256:abc"}`)
+	if got := build.Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"build", "1.4.2"}) {
+		t.Errorf("build args = %v, want the parameter substituted", got)
+	}
+
+	wf = waitStep(t, wf, "scan", custodyv1alpha1.StepRunning)
+	if got := stepOf(wf, "build").Results; len(got) != 1 || got[0].Value != "sha256:abc" {
+		t.Errorf("build results = %v", got)
+	}
+	scan := succeed(t, wf, "scan", 1, "")
+	if got := scan.Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"scan", "sha256:abc"}) {
+		t.Errorf("scan args = %v, want build's result substituted", got)
+	}
+	waitStep(t, wf, "publish", custodyv1alpha1.StepRunning)
+	publish := succeed(t, wf, "publish", 1, "")
+	if got := publish.Spec.Template.Spec.Containers[0].Env; len(got) != 1 || got[0].Value != "sha256:abc" {
+		t.Errorf("publish env = %v, want build's result substituted", got)
+	}
+
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	if wf.Status.Progress != "3/3" || wf.Status.CompletionTime == nil || wf.Status.ObservedGeneration != wf.Generation {
+		t.Errorf("status: progress %q, completion %v, observedGeneration %d", wf.Status.Progress, wf.Status.CompletionTime, wf.Status.ObservedGeneration)
+	}
+	if got := kstatusOf(t, wf); got != status.CurrentStatus {
+		t.Errorf("kstatus = %s, want Current for a succeeded workflow", got)
+	}
+	st := stepOf(wf, "publish")
+	if st.JobName == "" || st.PodName == "" || st.NodeName != "node-a" || st.StartTime == nil || st.CompletionTime == nil || st.Attempt != 1 {
+		t.Errorf("publish status is missing facts: %+v", st)
+	}
+	eventually(t, "events", func() error {
+		got := eventReasons(t, wf)
+		// Three steps succeeded, then the workflow did: four Events with reason Succeeded.
+		if got[custodyv1alpha1.StepReasonStarted] != 3 || got[custodyv1alpha1.ReasonSucceeded] != 4 {
+			return errorf("events by reason: %v", got)
+		}
+		return nil
+	})
+}
+
+func TestWorkflowReconciler_diamondRunsBranchesInParallel(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: diamond}
+spec:
+  steps:
+  - {name: fetch, image: example.com/git:1}
+  - {name: lint, image: example.com/lint:1, dependsOn: [fetch]}
+  - {name: test, image: example.com/test:1, dependsOn: [fetch]}
+  - {name: publish, image: example.com/publish:1, dependsOn: [lint, test]}
+`)
+	succeed(t, wf, "fetch", 1, "")
+	// Both branches start before either ends.
+	jobOf(t, wf, "lint", 1)
+	jobOf(t, wf, "test", 1)
+	succeed(t, wf, "lint", 1, "")
+	wf = waitStep(t, wf, "lint", custodyv1alpha1.StepSucceeded)
+	if st := stepOf(wf, "publish"); st.Phase != custodyv1alpha1.StepPending {
+		t.Fatalf("publish is %s while test still runs", st.Phase)
+	}
+	succeed(t, wf, "test", 1, "")
+	succeed(t, wf, "publish", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+func TestWorkflowReconciler_wideStartsAllRoots(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: wide}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1}
+  - {name: c, image: example.com/w:1}
+  - {name: d, image: example.com/w:1}
+  - {name: e, image: example.com/w:1}
+  - {name: join, image: example.com/w:1, dependsOn: [a, b, c, d, e]}
+`)
+	eventually(t, "five Jobs at once", func() error {
+		if n := len(jobs(t, wf)); n != 5 {
+			return errorf("%d Jobs", n)
+		}
+		return nil
+	})
+	for _, s := range []string{"a", "b", "c", "d", "e"} {
+		succeed(t, wf, s, 1, "")
+	}
+	succeed(t, wf, "join", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+func TestWorkflowReconciler_when(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: response}
+spec:
+  parameters: [{name: threshold, value: "70"}]
+  steps:
+  - {name: score, image: example.com/s:1, results: [{name: risk}]}
+  - name: disable-account
+    dependsOn: [score]
+    when: "int(steps['score'].results.risk) > int(params.threshold)"
+    image: example.com/idp:1
+  - name: page-oncall
+    dependsOn: [score]
+    when: "int(steps['score'].results.risk) > 50"
+    image: example.com/pager:1
+  - {name: report, image: example.com/r:1, dependsOn: [disable-account, page-oncall]}
+`)
+	succeed(t, wf, "score", 1, `{"risk":"60"}`)
+	wf = waitStep(t, wf, "disable-account", custodyv1alpha1.StepSkipped)
+	if st := stepOf(wf, "disable-account"); st.Reason != custodyv1alpha1.StepReasonWhenFalse {
+		t.Errorf("disable-account skipped with reason %q, want WhenFalse", st.Reason)
+	}
+	succeed(t, wf, "page-oncall", 1, "")
+	// A step skipped by `when` counts as done: its dependents run.
+	succeed(t, wf, "report", 1, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	if n := len(jobs(t, wf)); n != 3 {
+		t.Errorf("%d Jobs, want 3 (the skipped step has none)", n)
+	}
+}
+
+func TestWorkflowReconciler_retryThenSuccess(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: flaky}
+spec:
+  steps:
+  - name: call
+    image: example.com/c:1
+    retries: {limit: 2, backoff: {duration: 1s, factor: 2, max: 2s}}
+`)
+	first := fail(t, wf, "call", 1)
+	wf = waitStep(t, wf, "call", custodyv1alpha1.StepRetrying)
+	st := stepOf(wf, "call")
+	if st.NextAttemptTime == nil || st.LastFailureReason != custodyv1alpha1.StepReasonJobFailed || !strings.Contains(st.Message, "exited with code 1") {
+		t.Errorf("retrying status: %+v", st)
+	}
+	second := jobOf(t, wf, "call", 2)
+	if second.Name == first.Name || second.Spec.Template.Spec.ServiceAccountName == first.Spec.Template.Spec.ServiceAccountName {
+		t.Errorf("attempt 2 reuses attempt 1's Job or ServiceAccount (%s)", second.Name)
+	}
+	// Attempt 1's identity ends with it.
+	eventually(t, "attempt 1's ServiceAccount to be deleted", func() error {
+		sa := &corev1.ServiceAccount{}
+		err := env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: first.Spec.Template.Spec.ServiceAccountName}, sa)
+		if !isNotFound(err) {
+			return errorf("still there (err %v)", err)
+		}
+		return nil
+	})
+	succeed(t, wf, "call", 2, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	st = stepOf(wf, "call")
+	if st.Attempt != 2 || st.LastFailureReason != custodyv1alpha1.StepReasonJobFailed {
+		t.Errorf("after the retry succeeded: attempt %d, lastFailureReason %q", st.Attempt, st.LastFailureReason)
+	}
+}
+
+func TestWorkflowReconciler_retriesExhausted(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: broken}
+spec:
+  steps:
+  - {name: call, image: example.com/c:1, retries: {limit: 1, backoff: {duration: 1s}}}
+  - {name: after, image: example.com/a:1, dependsOn: [call]}
+`)
+	fail(t, wf, "call", 1)
+	fail(t, wf, "call", 2)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "call"); st.Phase != custodyv1alpha1.StepFailed || st.Reason != custodyv1alpha1.ReasonRetriesExhausted || st.Attempt != 2 {
+		t.Errorf("call: %+v", st)
+	}
+	if st := stepOf(wf, "after"); st.Phase != custodyv1alpha1.StepSkipped || st.Reason != custodyv1alpha1.StepReasonDependencyNotSucceeded {
+		t.Errorf("after: %s (%s), want Skipped because its dependency failed", st.Phase, st.Reason)
+	}
+	if got := kstatusOf(t, wf); got != status.FailedStatus {
+		t.Errorf("kstatus = %s, want Failed", got)
+	}
+	ready := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, "call") {
+		t.Errorf("Ready condition %+v should say which step failed", ready)
+	}
+	if n := len(jobs(t, wf)); n != 2 {
+		t.Errorf("%d Jobs, want exactly one per attempt (2)", n)
+	}
+}
+
+func TestWorkflowReconciler_stepTimeout(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: slow}
+spec:
+  steps: [{name: wait, image: example.com/w:1, timeout: 90s}]
+`)
+	job := jobOf(t, wf, "wait", 1)
+	if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 90 {
+		t.Fatalf("Job activeDeadlineSeconds = %v, want 90", d)
+	}
+	finishJob(t, job, false, batchv1.JobReasonDeadlineExceeded)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "wait"); st.Reason != custodyv1alpha1.ReasonTimedOut {
+		t.Errorf("step reason %q, want TimedOut", st.Reason)
+	}
+}
+
+func TestWorkflowReconciler_workflowTimeout(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: bounded}
+spec:
+  timeout: 3s
+  steps:
+  - {name: long, image: example.com/l:1}
+  - {name: next, image: example.com/n:1, dependsOn: [long]}
+`)
+	job := jobOf(t, wf, "long", 1)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	for _, name := range []string{"long", "next"} {
+		if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepCancelled || st.Reason != custodyv1alpha1.ReasonTimedOut {
+			t.Errorf("%s: %s (%s), want Cancelled (TimedOut)", name, st.Phase, st.Reason)
+		}
+	}
+	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled); c == nil || c.Reason != custodyv1alpha1.ReasonTimedOut {
+		t.Errorf("Stalled condition %+v, want reason TimedOut", c)
+	}
+	eventually(t, "the running Job to be deleted", func() error {
+		cur := &batchv1.Job{}
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(job), cur)
+		if isNotFound(err) || (err == nil && !cur.DeletionTimestamp.IsZero()) {
+			return nil
+		}
+		return errorf("Job still there (err %v)", err)
+	})
+}
+
+func TestWorkflowReconciler_cancelMidRun(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: cancel-me}
+spec:
+  steps:
+  - {name: first, image: example.com/f:1}
+  - {name: second, image: example.com/s:1, dependsOn: [first]}
+`)
+	job := jobOf(t, wf, "first", 1)
+	cur := get(t, wf)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Cancel = true
+	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+	for _, name := range []string{"first", "second"} {
+		if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepCancelled {
+			t.Errorf("%s is %s, want Cancelled", name, st.Phase)
+		}
+	}
+	eventually(t, "the running Job to be deleted", func() error {
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(job), &batchv1.Job{})
+		if isNotFound(err) {
+			return nil
+		}
+		return errorf("Job still there (err %v)", err)
+	})
+	if got := kstatusOf(t, wf); got != status.FailedStatus {
+		t.Errorf("kstatus = %s, want Failed (Stalled) for a cancelled workflow", got)
+	}
+}
+
+func TestWorkflowReconciler_ttlDeletesFinishedWorkflow(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: short-lived}
+spec:
+  ttlAfterFinished: 2s
+  steps: [{name: only, image: example.com/o:1}]
+`)
+	succeed(t, wf, "only", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	eventually(t, "the workflow to be deleted", func() error {
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(wf), &custodyv1alpha1.Workflow{})
+		if isNotFound(err) {
+			return nil
+		}
+		return errorf("still there (err %v)", err)
+	})
+}
+
+func TestWorkflowReconciler_restartCreatesNoDuplicateJobs(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	stop := startController(t, ns)
+	wf := apply(t, ns, `
+metadata: {name: restart}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, retries: {limit: 1, backoff: {duration: 1s}}}
+  - {name: b, image: example.com/w:1}
+  - {name: c, image: example.com/w:1, dependsOn: [a, b]}
+`)
+	jobOf(t, wf, "a", 1)
+	jobOf(t, wf, "b", 1)
+	stop()
+
+	// While no controller runs: a's attempt fails, b's succeeds.
+	fail(t, wf, "a", 1)
+	succeed(t, wf, "b", 1, "")
+
+	startController(t, ns)
+	succeed(t, wf, "a", 2, "")
+	succeed(t, wf, "c", 1, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+
+	seen := map[string]int{}
+	for _, j := range jobs(t, wf) {
+		seen[j.Labels[custodyv1alpha1.LabelStep]+"/"+j.Labels[custodyv1alpha1.LabelAttempt]]++
+	}
+	want := map[string]int{"a/1": 1, "a/2": 1, "b/1": 1, "c/1": 1}
+	if len(seen) != len(want) {
+		t.Errorf("Jobs by step/attempt = %v, want %v", seen, want)
+	}
+	for k, n := range want {
+		if seen[k] != n {
+			t.Errorf("Jobs by step/attempt = %v, want exactly one per attempt %v", seen, want)
+			break
+		}
+	}
+}
+
+func TestWorkflowReconciler_approvalGate(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: check, image: example.com/c:1}
+  - name: post-payment
+    dependsOn: [check]
+    image: example.com/p:1
+    approval: {approvers: {groups: [finance-controllers]}}
+`)
+	succeed(t, wf, "check", 1, "")
+	wf = waitStep(t, wf, "post-payment", custodyv1alpha1.StepWaitingForApproval)
+	ready := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady)
+	if ready == nil || ready.Reason != custodyv1alpha1.ReasonWaitingForApproval || !strings.Contains(ready.Message, "post-payment") {
+		t.Errorf("Ready condition %+v should say the workflow waits for approval of post-payment", ready)
+	}
+	if n := len(jobs(t, wf)); n != 1 {
+		t.Fatalf("%d Jobs before approval, want 1", n)
+	}
+	cur := get(t, wf)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Annotations = map[string]string{
+		custodyv1alpha1.AnnotationApprovePrefix + "post-payment": `{"approvedBy":"alice","approvedAt":"2026-11-29T12:00:00Z"}`,
+	}
+	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	wf = waitStep(t, wf, "post-payment", custodyv1alpha1.StepRunning)
+	if a := stepOf(wf, "post-payment").Approval; a == nil || a.ApprovedBy != "alice" {
+		t.Errorf("approval record %+v, want approvedBy alice", a)
+	}
+	succeed(t, wf, "post-payment", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+func TestWorkflowReconciler_approvalTimeout(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: unapproved}
+spec:
+  steps:
+  - {name: gate, image: example.com/g:1, approval: {approvers: {users: [bob]}, timeout: 1m}}
+`)
+	wf = waitStep(t, wf, "gate", custodyv1alpha1.StepWaitingForApproval)
+	// Backdate readyTime rather than wait a minute: the controller measures from it.
+	cur := get(t, wf)
+	patch := client.MergeFrom(cur.DeepCopy())
+	for i := range cur.Status.Steps {
+		cur.Status.Steps[i].ReadyTime = &metav1.Time{Time: time.Now().Add(-2 * time.Minute)}
+	}
+	if err := env.Client.Status().Patch(ctxT(t), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	// Touch the workflow so that it is reconciled now.
+	touch := client.MergeFrom(cur.DeepCopy())
+	cur.Labels = map[string]string{"touched": "yes"}
+	if err := env.Client.Patch(ctxT(t), cur, touch); err != nil {
+		t.Fatal(err)
+	}
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "gate"); st.Reason != custodyv1alpha1.ReasonApprovalTimedOut {
+		t.Errorf("gate reason %q, want ApprovalTimedOut", st.Reason)
+	}
+}
+
+func TestWorkflowReconciler_invalidSpec(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	cases := map[string]string{
+		"cycle": `
+metadata: {name: cycle}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, dependsOn: [b]}
+  - {name: b, image: example.com/w:1, dependsOn: [a]}`,
+		"when": `
+metadata: {name: bad-when}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, when: "params.x >"}`,
+	}
+	for name, manifest := range cases {
+		wf := apply(t, ns, manifest)
+		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+		c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled)
+		if c == nil || c.Reason != custodyv1alpha1.ReasonInvalidSpec {
+			t.Errorf("%s: Stalled condition %+v, want reason InvalidSpec", name, c)
+		}
+		if n := len(jobs(t, wf)); n != 0 {
+			t.Errorf("%s: %d Jobs created for an invalid workflow", name, n)
+		}
+	}
+}
+
+func TestWorkflowReconciler_invalidReferenceFailsStep(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: bad-ref}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, args: ["$(params.missing)"]}`)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "a"); st.Reason != custodyv1alpha1.StepReasonInvalidReference || !strings.Contains(st.Message, "$(params.missing)") {
+		t.Errorf("step a: %s: %s", st.Reason, st.Message)
+	}
+}
+
+// TestWorkflowReconciler_stepIdentity checks what each attempt runs as: its own ServiceAccount
+// with no token mounted and nothing bound to it, and a pod that the restricted Pod Security
+// Standard admits.
+func TestWorkflowReconciler_stepIdentity(t *testing.T) {
+	t.Parallel()
+	ns := setup(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	wf := apply(t, ns, `
+metadata: {name: identity}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1}`)
+	ja, jb := jobOf(t, wf, "a", 1), jobOf(t, wf, "b", 1)
+	if ja.Spec.Template.Spec.ServiceAccountName == jb.Spec.Template.Spec.ServiceAccountName {
+		t.Fatal("two steps share a ServiceAccount")
+	}
+	sa := &corev1.ServiceAccount{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: ja.Spec.Template.Spec.ServiceAccountName}, sa); err != nil {
+		t.Fatal(err)
+	}
+	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Error("the step ServiceAccount mounts a token automatically")
+	}
+	if !metav1.IsControlledBy(sa, get(t, wf)) || !metav1.IsControlledBy(ja, get(t, wf)) {
+		t.Error("ServiceAccount and Job must be controlled by the Workflow")
+	}
+	var rbs rbacv1.RoleBindingList
+	if err := env.Client.List(ctxT(t), &rbs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rbs.Items) != 0 {
+		t.Errorf("%d RoleBindings exist; a step without grants gets none", len(rbs.Items))
+	}
+	// The restricted Pod Security admission in the API server admits the Job's pod.
+	runPod(t, ja, 0, "")
+	for _, l := range []string{custodyv1alpha1.LabelWorkflow, custodyv1alpha1.LabelStep, custodyv1alpha1.LabelAttempt} {
+		if ja.Labels[l] == "" {
+			t.Errorf("Job lacks label %s", l)
+		}
+	}
+	if ja.Name != jobspec.Name("identity", string(get(t, wf).UID), "a", 1) {
+		t.Errorf("Job name %q is not the deterministic attempt name", ja.Name)
+	}
+}

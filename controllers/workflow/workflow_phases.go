@@ -1,0 +1,752 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/dag"
+	"github.com/custody-dev/custody/internal/expr"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/metrics"
+)
+
+// Defaults of a step's retry backoff.
+const (
+	defaultBackoff       = 10 * time.Second
+	defaultBackoffFactor = 2
+	defaultBackoffMax    = 5 * time.Minute
+
+	// resultsGrace is how long after a Job completed the controller waits for its pod to appear in
+	// the cache before it gives up on reading the step's results.
+	resultsGrace = time.Minute
+
+	// jobNameLabel is set by the Job controller on the pods of a Job.
+	jobNameLabel = "batch.kubernetes.io/job-name"
+)
+
+func isFinished(p custodyv1alpha1.WorkflowPhase) bool {
+	return p == custodyv1alpha1.WorkflowSucceeded || p == custodyv1alpha1.WorkflowFailed || p == custodyv1alpha1.WorkflowCancelled
+}
+
+func stepEnded(p custodyv1alpha1.StepPhase) bool {
+	switch p {
+	case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepFailed, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepCancelled:
+		return true
+	}
+	return false
+}
+
+// reconcileFinished handles a Workflow that already ended: it makes sure nothing it held is left,
+// and deletes it once ttlAfterFinished has passed.
+func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	if !isFinished(wf.Status.Phase) {
+		return false, nil
+	}
+	if _, err := r.releaseServiceAccounts(ctx, s); err != nil {
+		return true, err
+	}
+	if wf.Spec.TTLAfterFinished == nil || wf.Status.CompletionTime == nil {
+		return true, nil
+	}
+	expiry := wf.Status.CompletionTime.Add(wf.Spec.TTLAfterFinished.Duration)
+	if s.now.Before(expiry) {
+		s.requeueAt(expiry)
+		return true, nil
+	}
+	err := r.Delete(ctx, wf, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &wf.UID})
+	if client.IgnoreNotFound(err) != nil {
+		return true, fmt.Errorf("deleting %s after its ttlAfterFinished: %w", klog.KObj(wf), err)
+	}
+	s.event(corev1.EventTypeNormal, "TTLExpired", "Delete",
+		"Deleted the workflow %s after its ttlAfterFinished of %s", wf.Status.Phase, wf.Spec.TTLAfterFinished.Duration)
+	s.deleted = true
+	return true, nil
+}
+
+// reconcileSpec checks what admission cannot (cycles, `when` expressions), and sets up the status
+// of every step. A spec that cannot run fails the Workflow with reason InvalidSpec.
+func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	nodes := make([]dag.Node, 0, len(wf.Spec.Steps))
+	for _, st := range wf.Spec.Steps {
+		nodes = append(nodes, dag.Node{Name: st.Name, DependsOn: st.DependsOn})
+	}
+	var errs []error
+	g, err := dag.New(nodes)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s.graph = g
+	s.whens = map[string]*expr.When{}
+	for _, st := range wf.Spec.Steps {
+		if st.When == "" {
+			continue
+		}
+		w, err := expr.CompileWhen(st.When)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("step %q: when %w", st.Name, err))
+			continue
+		}
+		s.whens[st.Name] = w
+	}
+
+	// One status entry per step, in spec order.
+	existing := map[string]custodyv1alpha1.StepStatus{}
+	for _, st := range wf.Status.Steps {
+		existing[st.Name] = st
+	}
+	steps := make([]custodyv1alpha1.StepStatus, 0, len(wf.Spec.Steps))
+	for _, st := range wf.Spec.Steps {
+		cur, ok := existing[st.Name]
+		if !ok {
+			cur = custodyv1alpha1.StepStatus{Name: st.Name, Phase: custodyv1alpha1.StepPending,
+				Reason: custodyv1alpha1.StepReasonWaitingForDependencies}
+		}
+		steps = append(steps, cur)
+	}
+	wf.Status.Steps = steps
+	if wf.Status.Phase == "" {
+		wf.Status.Phase = custodyv1alpha1.WorkflowPending
+	}
+	if wf.Status.StartTime == nil {
+		wf.Status.StartTime = &metav1.Time{Time: s.now}
+	}
+
+	if len(errs) == 0 {
+		s.stopReason = stopReason(s)
+		return false, nil
+	}
+	s.invalid = errors.Join(errs...)
+	s.graph = nil
+	for i := range wf.Status.Steps {
+		st := &wf.Status.Steps[i]
+		if !stepEnded(st.Phase) {
+			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.ReasonInvalidSpec, "The workflow's spec cannot run")
+		}
+	}
+	wf.Status.Phase = custodyv1alpha1.WorkflowFailed
+	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
+	s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Validate", "%s", truncate(s.invalid.Error(), 1024))
+	return true, nil
+}
+
+// observeAttempts reads the Jobs and pods of running attempts and ends the attempts whose Job
+// ended: succeeded (with its results) or failed (then retried or failed for good).
+func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	var jobs batchv1.JobList
+	if err := r.List(ctx, &jobs, client.InNamespace(wf.Namespace),
+		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+		return false, fmt.Errorf("listing Jobs of %s: %w", klog.KObj(wf), err)
+	}
+	s.jobs = map[string]*batchv1.Job{}
+	for i := range jobs.Items {
+		if metav1.IsControlledBy(&jobs.Items[i], wf) {
+			s.jobs[jobs.Items[i].Name] = &jobs.Items[i]
+		}
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(wf.Namespace),
+		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+		return false, fmt.Errorf("listing pods of %s: %w", klog.KObj(wf), err)
+	}
+	s.pods = map[string]*corev1.Pod{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		job := p.Labels[jobNameLabel]
+		if prev, ok := s.pods[job]; !ok || prev.CreationTimestamp.Before(&p.CreationTimestamp) {
+			s.pods[job] = p
+		}
+	}
+
+	for i := range wf.Status.Steps {
+		st := &wf.Status.Steps[i]
+		if st.Phase != custodyv1alpha1.StepRunning {
+			continue
+		}
+		job, err := r.attemptJob(ctx, s, st.JobName)
+		if err != nil {
+			return false, err
+		}
+		if job == nil && s.stopReason != "" {
+			continue // reconcileStop deleted it, or will: the step is cancelled, not failed
+		}
+		if job == nil {
+			r.endAttempt(s, st, nil, false, custodyv1alpha1.StepReasonJobDeleted,
+				fmt.Sprintf("Job %s was deleted before it ended", st.JobName))
+			continue
+		}
+		pod := s.pods[job.Name]
+		if pod != nil {
+			st.PodName, st.NodeName = pod.Name, pod.Spec.NodeName
+		}
+		switch {
+		case jobCondition(job, batchv1.JobComplete):
+			r.completeAttempt(s, st, job, pod)
+		case jobCondition(job, batchv1.JobFailed):
+			reason := custodyv1alpha1.StepReasonJobFailed
+			if c := findJobCondition(job, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded {
+				reason = custodyv1alpha1.ReasonTimedOut
+			}
+			r.endAttempt(s, st, job, false, reason, failureMessage(job, pod))
+		}
+	}
+	return false, nil
+}
+
+// attemptJob returns the Job of a running attempt, confirming with the API server before it
+// concludes that the Job is gone (the cache may not have seen a Job created moments ago).
+func (r *Reconciler) attemptJob(ctx context.Context, s *scope, name string) (*batchv1.Job, error) {
+	if job, ok := s.jobs[name]; ok {
+		return job, nil
+	}
+	live := &batchv1.Job{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: name}, live)
+	if apierrors.IsNotFound(err) || (err == nil && !metav1.IsControlledBy(live, s.wf)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Job %s: %w", name, err)
+	}
+	s.jobs[name] = live
+	return live, nil
+}
+
+func (r *Reconciler) completeAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod) {
+	step := s.specStep(st.Name)
+	declared := make([]string, 0, len(step.Results))
+	for _, res := range step.Results {
+		declared = append(declared, res.Name)
+	}
+	if len(declared) == 0 {
+		st.Results = nil
+		r.endAttempt(s, st, job, true, custodyv1alpha1.StepReasonSucceeded, "")
+		return
+	}
+	msg, found := terminationMessage(pod)
+	if !found {
+		completed := job.CreationTimestamp.Time
+		if job.Status.CompletionTime != nil {
+			completed = job.Status.CompletionTime.Time
+		}
+		if s.now.Sub(completed) < resultsGrace {
+			s.requeueAt(s.now.Add(2 * time.Second))
+			return
+		}
+		r.endAttempt(s, st, job, false, custodyv1alpha1.StepReasonResultsInvalid,
+			"The step's pod is gone, so its results cannot be read")
+		return
+	}
+	results, err := expr.ParseResults(msg, declared)
+	if err != nil {
+		r.endAttempt(s, st, job, false, custodyv1alpha1.StepReasonResultsInvalid, "Results: "+err.Error())
+		return
+	}
+	st.Results = make([]custodyv1alpha1.StepResult, 0, len(results))
+	for _, name := range expr.SortedKeys(results) {
+		st.Results = append(st.Results, custodyv1alpha1.StepResult{Name: name, Value: results[name]})
+	}
+	r.endAttempt(s, st, job, true, custodyv1alpha1.StepReasonSucceeded, "")
+}
+
+// endAttempt records the end of the current attempt and decides what follows: success, a retry
+// after the backoff, or failure of the step.
+func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job, ok bool, reason, msg string) {
+	result := "succeeded"
+	switch {
+	case !ok && reason == custodyv1alpha1.ReasonTimedOut:
+		result = "timed_out"
+	case !ok:
+		result = "failed"
+	}
+	s.afterSave(func() {
+		metrics.StepAttemptsEnded.WithLabelValues(result, reason).Inc()
+		if job != nil {
+			metrics.StepDuration.WithLabelValues(result).Observe(s.now.Sub(job.CreationTimestamp.Time).Seconds())
+		}
+	})
+	if ok {
+		s.setStep(st, custodyv1alpha1.StepSucceeded, reason, fmt.Sprintf("Attempt %d succeeded", st.Attempt))
+		s.event(corev1.EventTypeNormal, reason, "Observe", "Step %s: attempt %d succeeded", st.Name, st.Attempt)
+		return
+	}
+	st.LastFailureReason = reason
+	step := s.specStep(st.Name)
+	limit := int32(0)
+	if step.Retries != nil {
+		limit = step.Retries.Limit
+	}
+	if st.Attempt <= limit {
+		next := s.now.Add(backoff(step.Retries, st.Attempt))
+		st.NextAttemptTime = &metav1.Time{Time: next}
+		s.setStep(st, custodyv1alpha1.StepRetrying, custodyv1alpha1.StepReasonRetrying,
+			fmt.Sprintf("Attempt %d failed (%s: %s); attempt %d starts at %s", st.Attempt, reason, msg, st.Attempt+1,
+				next.UTC().Format(time.RFC3339)))
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonRetrying, "Observe",
+			"Step %s: attempt %d failed (%s); retrying in %s", st.Name, st.Attempt, reason, next.Sub(s.now))
+		s.requeueAt(next)
+		return
+	}
+	final := reason
+	if limit > 0 {
+		final = custodyv1alpha1.ReasonRetriesExhausted
+	}
+	s.setStep(st, custodyv1alpha1.StepFailed, final, fmt.Sprintf("Attempt %d of %d failed (%s): %s", st.Attempt, limit+1, reason, msg))
+	s.event(corev1.EventTypeWarning, final, "Observe", "Step %s failed on attempt %d (%s): %s", st.Name, st.Attempt, reason, msg)
+}
+
+// backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max.
+func backoff(p *custodyv1alpha1.RetryPolicy, n int32) time.Duration {
+	base, factor, maxWait := defaultBackoff, float64(defaultBackoffFactor), defaultBackoffMax
+	if p != nil && p.Backoff != nil {
+		if p.Backoff.Duration != nil {
+			base = p.Backoff.Duration.Duration
+		}
+		if p.Backoff.Factor != nil {
+			factor = float64(*p.Backoff.Factor)
+		}
+		if p.Backoff.Max != nil {
+			maxWait = p.Backoff.Max.Duration
+		}
+	}
+	wait := float64(base) * math.Pow(factor, float64(max(n-1, 0)))
+	if wait > float64(maxWait) {
+		return maxWait
+	}
+	return time.Duration(wait)
+}
+
+// reconcileStop stops the run when spec.cancel is set or the workflow timeout passed: running
+// Jobs are deleted and every unfinished step becomes Cancelled.
+func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	reason := s.stopReason
+	if reason == "" {
+		if wf.Spec.Timeout != nil && wf.Status.StartTime != nil {
+			s.requeueAt(wf.Status.StartTime.Add(wf.Spec.Timeout.Duration))
+		}
+		return false, nil
+	}
+	// Every Job of the workflow that has not ended is stopped, including one whose creation was
+	// not yet recorded in status.
+	for _, job := range s.jobs {
+		if jobCondition(job, batchv1.JobComplete) || jobCondition(job, batchv1.JobFailed) || !job.DeletionTimestamp.IsZero() {
+			continue
+		}
+		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if client.IgnoreNotFound(err) != nil {
+			return false, fmt.Errorf("deleting Job %s: %w", job.Name, err)
+		}
+	}
+	for i := range wf.Status.Steps {
+		st := &wf.Status.Steps[i]
+		if stepEnded(st.Phase) {
+			continue
+		}
+		if st.Phase == custodyv1alpha1.StepRunning {
+			s.afterSave(func() { metrics.StepAttemptsEnded.WithLabelValues("cancelled", reason).Inc() })
+		}
+		msg := "The workflow was cancelled"
+		if reason == custodyv1alpha1.ReasonTimedOut {
+			msg = fmt.Sprintf("The workflow's timeout of %s passed", wf.Spec.Timeout.Duration)
+		}
+		s.setStep(st, custodyv1alpha1.StepCancelled, reason, msg)
+		s.event(corev1.EventTypeWarning, reason, "Stop", "Step %s: %s", st.Name, msg)
+	}
+	if reason == custodyv1alpha1.ReasonCancelled {
+		wf.Status.Phase = custodyv1alpha1.WorkflowCancelled
+	} else {
+		wf.Status.Phase = custodyv1alpha1.WorkflowFailed
+	}
+	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
+	s.event(corev1.EventTypeWarning, reason, "Stop", "Workflow %s", strings.ToLower(string(wf.Status.Phase)))
+	return false, nil
+}
+
+// stopReason says whether the run must stop now: Cancelled (spec.cancel) or TimedOut (the
+// workflow's timeout passed since it started).
+func stopReason(s *scope) string {
+	wf := s.wf
+	switch {
+	case wf.Spec.Cancel:
+		return custodyv1alpha1.ReasonCancelled
+	case wf.Spec.Timeout != nil && wf.Status.StartTime != nil &&
+		!s.now.Before(wf.Status.StartTime.Add(wf.Spec.Timeout.Duration)):
+		return custodyv1alpha1.ReasonTimedOut
+	}
+	return ""
+}
+
+// reconcileSteps starts what may start: retries whose backoff passed, and steps whose
+// dependencies ended (after their `when` and approval), and blocks steps that will never run.
+func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	if s.graph == nil || isFinished(wf.Status.Phase) {
+		return false, nil
+	}
+	for i := range wf.Status.Steps {
+		st := &wf.Status.Steps[i]
+		if st.Phase != custodyv1alpha1.StepRetrying || st.NextAttemptTime == nil {
+			continue
+		}
+		if s.now.Before(st.NextAttemptTime.Time) {
+			s.requeueAt(st.NextAttemptTime.Time)
+			continue
+		}
+		if err := r.startAttempt(ctx, s, st); err != nil {
+			return false, err
+		}
+	}
+
+	phases := map[string]dag.Phase{}
+	for _, st := range wf.Status.Steps {
+		phases[st.Name] = dagPhase(st)
+	}
+	decision := s.graph.Next(phases)
+	for name, dep := range decision.Block {
+		st := s.status(name)
+		if dep == "" {
+			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepReasonWorkflowFailing,
+				"Another step failed, so no further step starts")
+		} else {
+			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepReasonDependencyNotSucceeded,
+				fmt.Sprintf("Dependency %s did not succeed", dep))
+		}
+		s.event(corev1.EventTypeNormal, st.Reason, "Schedule", "Step %s skipped: %s", name, st.Message)
+	}
+	for _, name := range decision.Ready {
+		if err := r.readyStep(ctx, s, s.status(name)); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+func dagPhase(st custodyv1alpha1.StepStatus) dag.Phase {
+	switch st.Phase {
+	case custodyv1alpha1.StepRunning, custodyv1alpha1.StepRetrying:
+		return dag.Active
+	case custodyv1alpha1.StepSucceeded:
+		return dag.Succeeded
+	case custodyv1alpha1.StepSkipped:
+		if st.Reason == custodyv1alpha1.StepReasonWhenFalse {
+			return dag.Skipped
+		}
+		return dag.Blocked
+	case custodyv1alpha1.StepFailed:
+		return dag.Failed
+	case custodyv1alpha1.StepCancelled:
+		return dag.Cancelled
+	}
+	return dag.NotStarted
+}
+
+// readyStep handles a step whose dependencies ended well: `when`, then approval, then the first
+// attempt.
+func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus) error {
+	wf := s.wf
+	step := s.specStep(st.Name)
+	if st.ReadyTime == nil {
+		st.ReadyTime = &metav1.Time{Time: s.now}
+	}
+	if w := s.whens[st.Name]; w != nil {
+		run, err := w.Eval(s.exprEnv())
+		if err != nil {
+			msg := truncate("when: "+err.Error(), 512)
+			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonWhenError, msg)
+			s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonWhenError, "Schedule", "Step %s: %s", st.Name, msg)
+			return nil
+		}
+		if !run {
+			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepReasonWhenFalse, "when evaluated to false")
+			s.event(corev1.EventTypeNormal, custodyv1alpha1.StepReasonWhenFalse, "Schedule", "Step %s skipped: when is false", st.Name)
+			return nil
+		}
+	}
+	if step.Approval != nil && st.Approval == nil {
+		rec, approved := approvalOf(wf, st.Name, s.now)
+		if !approved {
+			if step.Approval.Timeout != nil {
+				deadline := st.ReadyTime.Add(step.Approval.Timeout.Duration)
+				if !s.now.Before(deadline) {
+					msg := fmt.Sprintf("Nobody approved the step within %s", step.Approval.Timeout.Duration)
+					s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalTimedOut, msg)
+					s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalTimedOut, "Schedule", "Step %s: %s", st.Name, msg)
+					return nil
+				}
+				s.requeueAt(deadline)
+			}
+			if st.Phase != custodyv1alpha1.StepWaitingForApproval {
+				s.setStep(st, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval,
+					fmt.Sprintf("Waiting for the annotation %s%s from an approver", custodyv1alpha1.AnnotationApprovePrefix, st.Name))
+				s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonWaitingForApproval, "Schedule",
+					"Step %s waits for approval", st.Name)
+			}
+			return nil
+		}
+		st.Approval = rec
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve", "Step %s approved by %s", st.Name, rec.ApprovedBy)
+	}
+	return r.startAttempt(ctx, s, st)
+}
+
+// approvalOf reads the approval annotation of a step. Admission (the webhook issue) stamps it as
+// {"approvedBy": "<user>", "approvedAt": "<RFC 3339>"}; any other non-empty value is recorded as
+// an approval by an unverified approver.
+func approvalOf(wf *custodyv1alpha1.Workflow, step string, now time.Time) (*custodyv1alpha1.ApprovalRecord, bool) {
+	v, ok := wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+step]
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil, false
+	}
+	rec := &custodyv1alpha1.ApprovalRecord{}
+	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.ApprovedBy == "" {
+		rec = &custodyv1alpha1.ApprovalRecord{ApprovedBy: UnverifiedApprover}
+	}
+	if rec.ApprovedAt.IsZero() {
+		rec.ApprovedAt = metav1.Time{Time: now}
+	}
+	return rec, true
+}
+
+// UnverifiedApprover is recorded when an approval annotation was not stamped by admission.
+const UnverifiedApprover = "unverified"
+
+// startAttempt creates the next attempt's ServiceAccount and Job. Both names are deterministic,
+// so creating them again after a crash finds them already there.
+func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus) error {
+	wf := s.wf
+	step := s.specStep(st.Name)
+	n := st.Attempt + 1
+	env := s.exprEnv()
+	cmd, errCmd := expr.SubstituteAll(step.Command, env)
+	args, errArgs := expr.SubstituteAll(step.Args, env)
+	vars := make([]custodyv1alpha1.EnvVar, len(step.Env))
+	errEnv := make([]error, 0, len(step.Env))
+	for i, e := range step.Env {
+		vars[i] = *e.DeepCopy()
+		var err error
+		vars[i].Value, err = expr.Substitute(e.Value, env)
+		errEnv = append(errEnv, err)
+	}
+	if err := errors.Join(errCmd, errArgs, errors.Join(errEnv...)); err != nil {
+		msg := truncate(err.Error(), 512)
+		s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonInvalidReference, msg)
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
+		return nil
+	}
+	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars}
+	if step.Env == nil {
+		a.Env = nil
+	}
+	sa := jobspec.ServiceAccount(a)
+	if err := r.Create(ctx, sa, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ServiceAccount %s: %w", klog.KObj(sa), err)
+	}
+	job := jobspec.Job(a)
+	if err := r.Create(ctx, job, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+	}
+	s.afterSave(metrics.StepAttempts.Inc)
+	st.Attempt = n
+	st.JobName, st.ServiceAccountName = job.Name, sa.Name
+	st.PodName, st.NodeName, st.NextAttemptTime = "", "", nil
+	if st.StartTime == nil {
+		st.StartTime = &metav1.Time{Time: s.now}
+	}
+	s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted, fmt.Sprintf("Attempt %d runs as Job %s", n, job.Name))
+	s.event(corev1.EventTypeNormal, custodyv1alpha1.StepReasonStarted, "Start", "Step %s: attempt %d started as Job %s", st.Name, n, job.Name)
+	return nil
+}
+
+// reconcileOutcome sets the workflow's phase from its steps.
+func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	if isFinished(wf.Status.Phase) {
+		return false, nil
+	}
+	allEnded, failed, started := true, "", false
+	for _, st := range wf.Status.Steps {
+		allEnded = allEnded && stepEnded(st.Phase)
+		if st.Phase == custodyv1alpha1.StepFailed && failed == "" {
+			failed = st.Name
+		}
+		started = started || st.Attempt > 0
+	}
+	switch {
+	case allEnded && failed != "":
+		wf.Status.Phase = custodyv1alpha1.WorkflowFailed
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonFailed, "Finish", "Workflow failed: step %s failed", failed)
+	case allEnded:
+		wf.Status.Phase = custodyv1alpha1.WorkflowSucceeded
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonSucceeded, "Finish", "Workflow succeeded")
+	case started:
+		wf.Status.Phase = custodyv1alpha1.WorkflowRunning
+		return false, nil
+	default:
+		return false, nil
+	}
+	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
+	if wf.Spec.TTLAfterFinished != nil {
+		s.requeueAt(s.now.Add(wf.Spec.TTLAfterFinished.Duration))
+	}
+	return false, nil
+}
+
+// releaseServiceAccounts deletes the ServiceAccount of every attempt that is not running: an
+// attempt's identity ends with it.
+func (r *Reconciler) releaseServiceAccounts(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	var sas corev1.ServiceAccountList
+	if err := r.List(ctx, &sas, client.InNamespace(wf.Namespace),
+		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+		return false, fmt.Errorf("listing ServiceAccounts of %s: %w", klog.KObj(wf), err)
+	}
+	live := map[string]bool{}
+	for _, st := range wf.Status.Steps {
+		if st.Phase == custodyv1alpha1.StepRunning {
+			live[st.ServiceAccountName] = true
+		}
+	}
+	for i := range sas.Items {
+		sa := &sas.Items[i]
+		if live[sa.Name] || !metav1.IsControlledBy(sa, wf) || !sa.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := r.Delete(ctx, sa, client.Preconditions{UID: &sa.UID}); client.IgnoreNotFound(err) != nil {
+			return false, fmt.Errorf("deleting ServiceAccount %s: %w", klog.KObj(sa), err)
+		}
+	}
+	return false, nil
+}
+
+// setStep moves a step to a phase, stamping its completion time when it ends.
+func (s *scope) setStep(st *custodyv1alpha1.StepStatus, phase custodyv1alpha1.StepPhase, reason, msg string) {
+	st.Phase, st.Reason, st.Message = phase, reason, truncate(msg, 1024)
+	if stepEnded(phase) {
+		st.NextAttemptTime = nil
+		if st.CompletionTime == nil {
+			st.CompletionTime = &metav1.Time{Time: s.now}
+		}
+	}
+}
+
+func (s *scope) status(name string) *custodyv1alpha1.StepStatus {
+	for i := range s.wf.Status.Steps {
+		if s.wf.Status.Steps[i].Name == name {
+			return &s.wf.Status.Steps[i]
+		}
+	}
+	return nil
+}
+
+func (s *scope) specStep(name string) *custodyv1alpha1.Step {
+	for i := range s.wf.Spec.Steps {
+		if s.wf.Spec.Steps[i].Name == name {
+			return &s.wf.Spec.Steps[i]
+		}
+	}
+	return nil
+}
+
+// exprEnv is what `when` expressions and $(...) references see: the parameters, and every step's
+// phase and results.
+func (s *scope) exprEnv() expr.Env {
+	env := expr.Env{Params: map[string]string{}, Steps: map[string]expr.StepView{}}
+	for _, p := range s.wf.Spec.Parameters {
+		env.Params[p.Name] = p.Value
+	}
+	for _, st := range s.wf.Status.Steps {
+		view := expr.StepView{Phase: string(st.Phase), Results: map[string]string{}}
+		if st.Phase == custodyv1alpha1.StepSucceeded {
+			for _, res := range st.Results {
+				view.Results[res.Name] = res.Value
+			}
+		}
+		env.Steps[st.Name] = view
+	}
+	return env
+}
+
+func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) bool {
+	c := findJobCondition(job, t)
+	return c != nil && c.Status == corev1.ConditionTrue
+}
+
+func findJobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i := range job.Status.Conditions {
+		if job.Status.Conditions[i].Type == t {
+			return &job.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// stepContainerState returns the terminated state of the step container, if the pod has one.
+func stepContainerState(pod *corev1.Pod) *corev1.ContainerStateTerminated {
+	if pod == nil {
+		return nil
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == jobspec.ContainerName && cs.State.Terminated != nil {
+			return cs.State.Terminated
+		}
+	}
+	return nil
+}
+
+func terminationMessage(pod *corev1.Pod) (string, bool) {
+	t := stepContainerState(pod)
+	if t == nil {
+		return "", false
+	}
+	return t.Message, true
+}
+
+// failureMessage says why an attempt failed without repeating anything the step wrote (its
+// termination message may hold partial results): the exit code and reason, or the Job's reason.
+func failureMessage(job *batchv1.Job, pod *corev1.Pod) string {
+	if t := stepContainerState(pod); t != nil {
+		return fmt.Sprintf("the step container exited with code %d (%s)", t.ExitCode, t.Reason)
+	}
+	if c := findJobCondition(job, batchv1.JobFailed); c != nil {
+		return fmt.Sprintf("Job %s failed: %s", job.Name, c.Reason)
+	}
+	return fmt.Sprintf("Job %s failed", job.Name)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// event queues an Event on the Workflow; the reconciler records queued Events only after the
+// status that explains them was saved, so a retried reconcile does not repeat them. Notes never
+// contain credential values: steps hold none in the Workflow, and results and termination
+// messages are not repeated.
+func (s *scope) event(eventType, reason, action, note string, args ...any) {
+	msg := fmt.Sprintf(note, args...)
+	s.afterSave(func() {
+		if s.recorder != nil {
+			s.recorder.Eventf(s.wf, nil, eventType, reason, action, "%s", msg)
+		}
+	})
+}
+
+// afterSave queues f (an Event or a metric) to run once the status was saved.
+func (s *scope) afterSave(f func()) { s.saved = append(s.saved, f) }

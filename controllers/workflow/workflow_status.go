@@ -1,0 +1,139 @@
+package workflow
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// computeStatus sets progress, conditions and observedGeneration from the facts the phases
+// recorded. It is the only place conditions are written. Conditions follow the kstatus
+// conventions: a Succeeded workflow is Ready and neither Reconciling nor Stalled (kstatus
+// Current); a Failed or Cancelled one is Stalled (kstatus Failed); a running one is Reconciling
+// (kstatus InProgress).
+func computeStatus(s *scope, reconcileErr error) {
+	wf := s.wf
+	wf.Status.Progress = progress(wf.Status.Steps)
+	gen := wf.Generation
+	for _, c := range workflowConditions(wf, s.invalid) {
+		c.ObservedGeneration = gen
+		meta.SetStatusCondition(&wf.Status.Conditions, c)
+	}
+	for _, t := range absentConditions(wf.Status.Phase) {
+		meta.RemoveStatusCondition(&wf.Status.Conditions, t)
+	}
+	if reconcileErr == nil {
+		wf.Status.ObservedGeneration = gen
+	}
+}
+
+// progress is "<ended>/<total>" steps.
+func progress(steps []custodyv1alpha1.StepStatus) string {
+	ended := 0
+	for _, st := range steps {
+		if stepEnded(st.Phase) {
+			ended++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ended, len(steps))
+}
+
+// workflowConditions returns the conditions the workflow must have in its phase.
+func workflowConditions(wf *custodyv1alpha1.Workflow, invalid error) []metav1.Condition {
+	phase := wf.Status.Phase
+	switch phase {
+	case custodyv1alpha1.WorkflowSucceeded:
+		return []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+			Reason: custodyv1alpha1.ReasonSucceeded, Message: "Every step succeeded or was skipped"}}
+	case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
+		reason, msg := failure(wf, invalid)
+		return []metav1.Condition{
+			{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg},
+			{Type: custodyv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: reason, Message: msg},
+		}
+	}
+	reason, msg := activity(wf.Status.Steps)
+	return []metav1.Condition{
+		{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg},
+		{Type: custodyv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason, Message: msg},
+	}
+}
+
+// absentConditions are the conditions a workflow in this phase must not have.
+func absentConditions(phase custodyv1alpha1.WorkflowPhase) []string {
+	switch phase {
+	case custodyv1alpha1.WorkflowSucceeded:
+		return []string{custodyv1alpha1.ConditionReconciling, custodyv1alpha1.ConditionStalled}
+	case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
+		return []string{custodyv1alpha1.ConditionReconciling}
+	}
+	return []string{custodyv1alpha1.ConditionStalled}
+}
+
+// failure says why a finished workflow did not succeed.
+func failure(wf *custodyv1alpha1.Workflow, invalid error) (string, string) {
+	if invalid != nil {
+		return custodyv1alpha1.ReasonInvalidSpec, truncate(invalid.Error(), 1024)
+	}
+	if wf.Status.Phase == custodyv1alpha1.WorkflowCancelled {
+		return custodyv1alpha1.ReasonCancelled, "The workflow was cancelled"
+	}
+	// Keep the reason recorded when the workflow ended (InvalidSpec, TimedOut, Failed).
+	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled); c != nil {
+		return c.Reason, c.Message
+	}
+	for _, st := range wf.Status.Steps {
+		if st.Phase == custodyv1alpha1.StepCancelled && st.Reason == custodyv1alpha1.ReasonTimedOut {
+			return custodyv1alpha1.ReasonTimedOut, st.Message
+		}
+	}
+	for _, st := range wf.Status.Steps {
+		if st.Phase == custodyv1alpha1.StepFailed {
+			return custodyv1alpha1.ReasonFailed, fmt.Sprintf("Step %s failed: %s", st.Name, st.Message)
+		}
+	}
+	return custodyv1alpha1.ReasonFailed, "The workflow failed"
+}
+
+// activity summarizes what a running workflow is doing.
+func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
+	var running, waiting, retrying []string
+	for _, st := range steps {
+		switch st.Phase {
+		case custodyv1alpha1.StepRunning:
+			running = append(running, st.Name)
+		case custodyv1alpha1.StepWaitingForApproval:
+			waiting = append(waiting, st.Name)
+		case custodyv1alpha1.StepRetrying:
+			retrying = append(retrying, st.Name)
+		}
+	}
+	var parts []string
+	if len(running) > 0 {
+		parts = append(parts, "running: "+strings.Join(running, ", "))
+	}
+	if len(retrying) > 0 {
+		parts = append(parts, "retrying: "+strings.Join(retrying, ", "))
+	}
+	if len(waiting) > 0 {
+		parts = append(parts, "waiting for approval: "+strings.Join(waiting, ", "))
+	}
+	reason := custodyv1alpha1.ReasonProgressing
+	if len(waiting) > 0 && len(running) == 0 && len(retrying) == 0 {
+		reason = custodyv1alpha1.ReasonWaitingForApproval
+	}
+	if len(parts) == 0 {
+		return reason, "Waiting for steps to become ready"
+	}
+	msg := strings.Join(parts, "; ")
+	return reason, strings.ToUpper(msg[:1]) + msg[1:]
+}
+
+func equalStatus(a, b custodyv1alpha1.WorkflowStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}
