@@ -5,6 +5,7 @@
 #   hack/tools.sh            build (or reuse) every tool group
 #   hack/tools.sh etcd kwok  only these groups
 #   hack/tools.sh --list     print the groups and their binaries
+#   hack/tools.sh --prune    remove cached builds that this checkout's bin/ does not use
 #
 # Each group is a Go module under hack/tools/<group> whose go.mod and go.sum pin every dependency.
 # A build lands in a per-user cache keyed by the group, its pinned version and a hash of its
@@ -36,7 +37,34 @@ controller-gen|v0.23.0|0|sigs.k8s.io/controller-tools/cmd/controller-gen
 golangci-lint|v2.15.0|0|github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 "
 
+# KWOK's own Stage manifests (from the kwok module, at the pinned version) that make fake nodes
+# Ready and keep them so, move pods to Running, complete pods owned by Jobs, and finish deleting
+# pods. hack/tools.sh concatenates them into bin/kwok-stages.yaml for `kwok --config`.
+KWOK_STAGES="node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml"
+
 log() { printf '[tools] %s\n' "$*" >&2; }
+
+# extras_for prints the non-binary files a group installs next to its binaries.
+extras_for() {
+  case "$1" in
+    kwok) echo kwok-stages.yaml ;;
+  esac
+}
+
+# build_extras writes a group's extra files into dir.
+build_extras() {
+  local group=$1 moddir=$2 dir=$3
+  case "${group}" in
+    kwok)
+      local src f
+      src=$(cd "${moddir}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+      for f in ${KWOK_STAGES}; do
+        echo "---"
+        cat "${src}/kustomize/stage/${f}"
+      done >"${dir}/kwok-stages.yaml"
+      ;;
+  esac
+}
 
 binary_name() {
   case "$1" in
@@ -69,7 +97,9 @@ build_group() {
   local hash
   # The key covers everything that decides the output: pins, Go version, platform and recipe.
   hash=$( (cat "${moddir}/go.mod" "${moddir}/go.sum"; go env GOVERSION GOOS GOARCH
-    echo "${cgo} ${pkgs} $(ldflags_for "${group}" "${version}")") | sha256sum | cut -c1-12)
+    echo "${cgo} ${pkgs} $(ldflags_for "${group}" "${version}") $(extras_for "${group}")"
+    if [[ "${group}" == kwok ]]; then echo "${KWOK_STAGES}"; fi) |
+    sha256sum | cut -c1-12)
   local dest="${CACHE}/${group}-${version}-${hash}"
 
   if [[ ! -f "${dest}/.complete" ]]; then
@@ -83,6 +113,7 @@ build_group() {
       go build -p "${BUILD_P}" -trimpath -ldflags "$(ldflags_for "${group}" "${version}")" -o "${tmp}/" ${pkgs})
     # go names the binary of go.etcd.io/etcd/server/v3 after its last non-version element.
     if [[ "${group}" == etcd ]]; then mv "${tmp}/server" "${tmp}/etcd"; fi
+    build_extras "${group}" "${moddir}" "${tmp}"
     touch "${tmp}/.complete"
     rm -rf "${dest}"
     mv "${tmp}" "${dest}"
@@ -96,6 +127,9 @@ build_group() {
     [[ -x "${dest}/${name}" ]] || { log "missing ${dest}/${name}"; return 1; }
     ln -sfn "${dest}/${name}" "${BIN}/${name}"
   done
+  for name in $(extras_for "${group}"); do
+    ln -sfn "${dest}/${name}" "${BIN}/${name}"
+  done
   echo "${group} ${version}" > "${BIN}/.${group}.version"
 }
 
@@ -104,6 +138,18 @@ main() {
   if [[ "${1:-}" == "--list" ]]; then
     echo "${GROUPS_TABLE}" | sed '/^$/d' | while IFS='|' read -r g v _ p; do
       printf '%-15s %-10s' "$g" "$v"; for x in $p; do printf ' %s' "$(binary_name "$x")"; done; echo
+    done
+    return
+  fi
+  if [[ "${1:-}" == "--prune" ]]; then
+    local d used
+    used=$(for l in "${BIN}"/*; do [[ -L "$l" ]] && dirname "$(readlink "$l")"; done | sort -u)
+    for d in "${CACHE}"/*/; do
+      d=${d%/}
+      if ! grep -qxF "$d" <<<"${used}"; then
+        log "removing ${d}"
+        rm -rf "${d}"
+      fi
     done
     return
   fi

@@ -535,8 +535,17 @@ spec:
 	if len(rbs.Items) != 0 {
 		t.Errorf("%d RoleBindings exist; a step without grants gets none", len(rbs.Items))
 	}
-	// The restricted Pod Security admission in the API server admits the Job's pod.
+	// The restricted Pod Security admission in the API server admits the Job's pod...
 	runPod(t, ja, 0, "")
+	// ...and does enforce here: the same pod on the host network is refused.
+	bad := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: ns},
+		Spec:       *ja.Spec.Template.Spec.DeepCopy(),
+	}
+	bad.Spec.HostNetwork = true
+	if err := env.Client.Create(ctxT(t), bad); err == nil || !strings.Contains(err.Error(), "violates PodSecurity \"restricted") {
+		t.Errorf("a host-network pod was not refused by restricted Pod Security admission: %v", err)
+	}
 	for _, l := range []string{custodyv1alpha1.LabelWorkflow, custodyv1alpha1.LabelStep, custodyv1alpha1.LabelAttempt} {
 		if ja.Labels[l] == "" {
 			t.Errorf("Job lacks label %s", l)

@@ -170,6 +170,21 @@ func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
 	return u.Config(), nil
 }
 
+// WriteKubeconfig writes a kubeconfig for the given user and groups (client certificate) to path,
+// for processes (kube-controller-manager, kube-scheduler, KWOK, the controller) that run against
+// this API server.
+func (e *Env) WriteKubeconfig(path, user string, groups ...string) error {
+	u, err := e.env.AddUser(envtest.User{Name: user, Groups: groups}, e.Config)
+	if err != nil {
+		return fmt.Errorf("testenv: adding user %s: %w", user, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("testenv: kubeconfig for %s: %w", user, err)
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
 // Main starts an Env, stores it in *env, runs the package's tests and stops it. It exits the test
 // binary with a clear message if the environment cannot start.
 func Main(m *testing.M, env **Env) {

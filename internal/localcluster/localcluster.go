@@ -1,0 +1,234 @@
+// Package localcluster runs a small but real Kubernetes cluster on loopback from the pinned
+// binaries in bin/: kube-apiserver and etcd (through internal/testenv, with Custody's CRDs),
+// kube-controller-manager (Job controller, garbage collector, ...), kube-scheduler, and KWOK, which
+// plays the kubelet of fake nodes: it moves scheduled pods to Running and pods owned by Jobs to
+// Succeeded, so real Jobs run to completion without containers.
+//
+// End-to-end tests, benchmarks and the sandbox build on it:
+//
+//	c, err := localcluster.Start(localcluster.Options{Nodes: 2})
+//	defer c.Stop()
+//	// c.Client, c.Config, c.Kubeconfig
+//
+// Every process binds to 127.0.0.1 only; logs go to files in Options.Dir.
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+// Options configure a cluster.
+type Options struct {
+	// Nodes is the number of KWOK nodes (default 1), named kwok-node-0, kwok-node-1, ...
+	Nodes int
+	// Dir holds kubeconfigs and process logs; a temporary directory when empty (removed on Stop).
+	Dir string
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	*testenv.Env
+	// Kubeconfig is the path of an admin (system:masters) kubeconfig for this cluster.
+	Kubeconfig string
+	// Nodes are the names of the KWOK nodes.
+	Nodes []string
+	// Dir holds kubeconfigs and logs.
+	Dir string
+
+	procs   []*process
+	tempDir bool
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process exited; err is then set
+	err  error
+}
+
+// Start starts the cluster and returns once every node is Ready.
+func Start(opts Options) (c *Cluster, err error) {
+	if opts.Nodes <= 0 {
+		opts.Nodes = 1
+	}
+	c = &Cluster{Dir: opts.Dir}
+	if c.Dir == "" {
+		if c.Dir, err = os.MkdirTemp("", "custody-cluster-"); err != nil {
+			return nil, err
+		}
+		c.tempDir = true
+	} else if err := os.MkdirAll(c.Dir, 0o750); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = c.Stop()
+			c = nil
+		}
+	}()
+	if c.Env, err = testenv.Start(); err != nil {
+		return c, err
+	}
+	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
+	if err := c.WriteKubeconfig(c.Kubeconfig, "custody-admin", "system:masters"); err != nil {
+		return c, err
+	}
+
+	kcm, err := testenv.Binary("kube-controller-manager")
+	if err != nil {
+		return c, err
+	}
+	scheduler, err := testenv.Binary("kube-scheduler")
+	if err != nil {
+		return c, err
+	}
+	kwok, err := testenv.Binary("kwok")
+	if err != nil {
+		return c, err
+	}
+	stages, err := testenv.Binary("kwok-stages.yaml")
+	if err != nil {
+		return c, err
+	}
+	starts := []struct {
+		name string
+		path string
+		args []string
+	}{
+		{"kube-controller-manager", kcm, []string{
+			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+			"--use-service-account-credentials=false",
+			// Node lifecycle stays on: it removes the not-ready taint once KWOK reports a node
+			// Ready (and KWOK's heartbeat stage keeps it so). Without kubelets, the token and
+			// IPAM controllers have nothing to do.
+			"--controllers=*,-serviceaccount-token,-nodeipam",
+			"--concurrent-job-syncs=10", "--concurrent-gc-syncs=20",
+			"--kube-api-qps=200", "--kube-api-burst=400",
+		}},
+		{"kube-scheduler", scheduler, []string{
+			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+			"--kube-api-qps=200", "--kube-api-burst=400",
+		}},
+		{"kwok", kwok, []string{
+			"--kubeconfig=" + c.Kubeconfig, "--manage-all-nodes=true", "--config=" + stages,
+			"--cidr=10.240.0.0/16", "--node-ip=127.0.0.1",
+		}},
+	}
+	for _, s := range starts {
+		if err := c.run(s.name, s.path, s.args...); err != nil {
+			return c, err
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := range opts.Nodes {
+		name := fmt.Sprintf("kwok-node-%d", i)
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels:      map[string]string{"type": "kwok", corev1.LabelHostname: name},
+		}}
+		if err := c.Client.Create(ctx, node); err != nil {
+			return c, fmt.Errorf("localcluster: creating node %s: %w", name, err)
+		}
+		c.Nodes = append(c.Nodes, name)
+	}
+	if err := c.waitNodesReady(ctx); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) run(name, path string, args ...string) error {
+	logFile, err := os.Create(filepath.Join(c.Dir, name+".log")) //nolint:gosec // our own directory
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(path, args...) //nolint:gosec // a pinned binary from bin/
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("localcluster: starting %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = logFile.Close()
+		close(p.done)
+	}()
+	c.procs = append(c.procs, p)
+	return nil
+}
+
+func (c *Cluster) waitNodesReady(ctx context.Context) error {
+	for {
+		ready := 0
+		var nodes corev1.NodeList
+		if err := c.Client.List(ctx, &nodes); err == nil {
+			for _, n := range nodes.Items {
+				for _, cond := range n.Status.Conditions {
+					if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+						ready++
+					}
+				}
+			}
+		}
+		if ready >= len(c.Nodes) {
+			return nil
+		}
+		for _, p := range c.procs {
+			select {
+			case <-p.done:
+				return fmt.Errorf("localcluster: %s exited (%w); see %s", p.name, p.err, filepath.Join(c.Dir, p.name+".log"))
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("localcluster: nodes not Ready (%d of %d): %w", ready, len(c.Nodes), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// RestConfig returns a copy of the admin rest.Config.
+func (c *Cluster) RestConfig() *rest.Config { return rest.CopyConfig(c.Config) }
+
+// Stop stops KWOK, the scheduler and the controller-manager (in that order), then the API server
+// and etcd, and removes a temporary Dir.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		p := c.procs[i]
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	c.procs = nil
+	if c.Env != nil {
+		errs = append(errs, c.Env.Stop())
+	}
+	if c.tempDir {
+		errs = append(errs, os.RemoveAll(c.Dir))
+	}
+	return errors.Join(errs...)
+}

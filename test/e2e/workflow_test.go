@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-", Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+	}}}
+	if err := cluster.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), ns) })
+	return ns.Name
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: gave up after %s: %v", what, timeout, err)
+}
+
+// TestDiamondWorkflowRunsRealJobs runs a diamond on the local cluster: the Job controller creates
+// pods, the scheduler places them on KWOK nodes in a namespace that enforces the restricted Pod
+// Security Standard, KWOK runs them to completion, and the workflow succeeds.
+func TestDiamondWorkflowRunsRealJobs(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: diamond}
+spec:
+  parameters: [{name: revision, value: main}]
+  steps:
+  - {name: fetch, image: registry.example.com/ci/git:2.45, args: [fetch, "$(params.revision)"]}
+  - {name: lint, image: registry.example.com/ci/lint:1.0, dependsOn: [fetch], timeout: 5m}
+  - {name: test, image: registry.example.com/ci/test:1.0, dependsOn: [fetch]}
+  - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [lint, test]}
+`), wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = ns
+	if err := cluster.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, 2*time.Minute, "workflow Succeeded", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
+			var b strings.Builder
+			for _, st := range wf.Status.Steps {
+				fmt.Fprintf(&b, "%s=%s(%s) ", st.Name, st.Phase, st.Reason)
+			}
+			return fmt.Errorf("phase %q: %s", wf.Status.Phase, b.String())
+		}
+		return nil
+	})
+
+	nodes := map[string]bool{}
+	for _, n := range cluster.Nodes {
+		nodes[n] = true
+	}
+	for _, st := range wf.Status.Steps {
+		if st.Phase != custodyv1alpha1.StepSucceeded || st.Attempt != 1 {
+			t.Errorf("step %s: %s on attempt %d", st.Name, st.Phase, st.Attempt)
+		}
+		if !nodes[st.NodeName] || st.PodName == "" {
+			t.Errorf("step %s ran as pod %q on node %q, want a KWOK node", st.Name, st.PodName, st.NodeName)
+		}
+		job := &batchv1.Job{}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: st.JobName}, job); err != nil {
+			t.Fatalf("Job of %s: %v", st.Name, err)
+		}
+		if job.Status.Succeeded != 1 {
+			t.Errorf("Job %s: succeeded=%d", job.Name, job.Status.Succeeded)
+		}
+	}
+	// Publish started only after both branches completed.
+	lint, test, publish := step(wf, "lint"), step(wf, "test"), step(wf, "publish")
+	if publish.StartTime.Before(lint.CompletionTime) || publish.StartTime.Before(test.CompletionTime) {
+		t.Errorf("publish started at %s, before lint (%s) or test (%s) ended", publish.StartTime, lint.CompletionTime, test.CompletionTime)
+	}
+	// No attempt identity outlives its attempt.
+	eventually(t, 30*time.Second, "step ServiceAccounts deleted", func() error {
+		var sas corev1.ServiceAccountList
+		if err := cluster.Client.List(ctx, &sas, client.InNamespace(ns),
+			client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+			return err
+		}
+		if len(sas.Items) != 0 {
+			return fmt.Errorf("%d step ServiceAccounts remain", len(sas.Items))
+		}
+		return nil
+	})
+}
+
+func step(wf *custodyv1alpha1.Workflow, name string) custodyv1alpha1.StepStatus {
+	for _, st := range wf.Status.Steps {
+		if st.Name == name {
+			return st
+		}
+	}
+	return custodyv1alpha1.StepStatus{}
+}
