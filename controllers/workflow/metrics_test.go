@@ -1,0 +1,66 @@
+package workflow
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/metrics"
+)
+
+// TestWorkflowReconciler_metrics checks that a run shows up in the metrics an operator graphs:
+// attempts started, attempts ended by result and reason, durations, and workflows by phase. Other
+// tests run in parallel on the same registry, so it asserts on increases.
+func TestWorkflowReconciler_metrics(t *testing.T) {
+	ns := setup(t)
+	attempts := testutil.ToFloat64(metrics.StepAttempts)
+	failed := testutil.ToFloat64(metrics.StepAttemptsEnded.WithLabelValues("failed", custodyv1alpha1.StepReasonJobFailed))
+	succeeded := testutil.ToFloat64(metrics.StepAttemptsEnded.WithLabelValues("succeeded", custodyv1alpha1.StepReasonSucceeded))
+
+	wf := apply(t, ns, `
+metadata: {name: measured}
+spec:
+  steps: [{name: call, image: example.com/c:1, retries: {limit: 1, backoff: {duration: 1s}}}]
+`)
+	fail(t, wf, "call", 1)
+	succeed(t, wf, "call", 2, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+
+	eventually(t, "metrics", func() error {
+		if d := testutil.ToFloat64(metrics.StepAttempts) - attempts; d < 2 {
+			return errorf("custody_step_attempts_total rose by %v, want at least 2", d)
+		}
+		if d := testutil.ToFloat64(metrics.StepAttemptsEnded.WithLabelValues("failed", custodyv1alpha1.StepReasonJobFailed)) - failed; d < 1 {
+			return errorf("failed attempts rose by %v", d)
+		}
+		if d := testutil.ToFloat64(metrics.StepAttemptsEnded.WithLabelValues("succeeded", custodyv1alpha1.StepReasonSucceeded)) - succeeded; d < 1 {
+			return errorf("succeeded attempts rose by %v", d)
+		}
+		return nil
+	})
+	if n := testutil.CollectAndCount(metrics.StepDuration); n == 0 {
+		t.Error("custody_step_attempt_duration_seconds has no series")
+	}
+	// The workflows gauge reads the API; this workflow is Succeeded.
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	succeededNow := -1.0
+	for _, f := range families {
+		if f.GetName() != "custody_workflows" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "phase" && l.GetValue() == string(custodyv1alpha1.WorkflowSucceeded) {
+					succeededNow = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if succeededNow < 1 {
+		t.Errorf(`custody_workflows{phase="Succeeded"} = %v, want at least this workflow`, succeededNow)
+	}
+}
