@@ -64,6 +64,11 @@ verify: ## Regenerate everything and fail if the tree changed (or is not tidy).
 test: tools ## Build the pinned binaries if needed, then run every unit and envtest test.
 	go test -p $(GO_TEST_P) -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_STEPS (200 x 3) vs bare Jobs.
+	CUSTODY_BENCH=1 BENCH_OUT=$(BIN)/bench-results.md go test -timeout 90m -count=1 -v -run TestBenchmark ./test/bench/
+	@echo "results: $(BIN)/bench-results.md"
+
 ##@ Build
 
 .PHONY: build

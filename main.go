@@ -34,6 +34,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -139,8 +140,13 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	}
 	shutdown := time.Duration(o.gracefulShutdownSecs) * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        newScheme(),
-		Cache:                         cacheOptions(),
+		Scheme: newScheme(),
+		Cache:  cacheOptions(),
+		// Reads from the cache wait until it has seen this manager's own earlier writes, so a
+		// reconcile never starts from a copy older than the status it just saved (fewer
+		// conflicts and no create-again of an attempt's Job). Experimental in controller-runtime
+		// v0.25; the status patch keeps its optimistic lock as the safety net.
+		Client:                        client.Options{Cache: &client.CacheOptions{EnableReadYourWritesConsistency: ptr.To(true)}},
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                o.leaderElect,

@@ -51,6 +51,7 @@ type scope struct {
 	whens map[string]*expr.When
 	jobs  map[string]*batchv1.Job // by name
 	pods  map[string]*corev1.Pod  // latest pod by Job name
+	sas   map[string]*corev1.ServiceAccount
 
 	// invalid is set when the spec passed admission but cannot run; the workflow fails.
 	invalid error

@@ -164,6 +164,9 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
 		return false, fmt.Errorf("listing pods of %s: %w", klog.KObj(wf), err)
 	}
+	if err := r.listServiceAccounts(ctx, s); err != nil {
+		return false, err
+	}
 	s.pods = map[string]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -552,13 +555,19 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	if step.Env == nil {
 		a.Env = nil
 	}
+	// Creating what already exists (a crash or conflict between create and status) is harmless;
+	// the cache saves the round trip when it already shows the object.
 	sa := jobspec.ServiceAccount(a)
-	if err := r.Create(ctx, sa, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating ServiceAccount %s: %w", klog.KObj(sa), err)
+	if _, exists := s.sas[sa.Name]; !exists {
+		if err := r.Create(ctx, sa, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating ServiceAccount %s: %w", klog.KObj(sa), err)
+		}
 	}
 	job := jobspec.Job(a)
-	if err := r.Create(ctx, job, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+	if _, exists := s.jobs[job.Name]; !exists {
+		if err := r.Create(ctx, job, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+		}
 	}
 	s.afterSave(metrics.StepAttempts.Inc)
 	st.Attempt = n
@@ -610,10 +619,10 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 // attempt's identity ends with it.
 func (r *Reconciler) releaseServiceAccounts(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
-	var sas corev1.ServiceAccountList
-	if err := r.List(ctx, &sas, client.InNamespace(wf.Namespace),
-		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
-		return false, fmt.Errorf("listing ServiceAccounts of %s: %w", klog.KObj(wf), err)
+	if s.sas == nil {
+		if err := r.listServiceAccounts(ctx, s); err != nil {
+			return false, err
+		}
 	}
 	live := map[string]bool{}
 	for _, st := range wf.Status.Steps {
@@ -621,9 +630,8 @@ func (r *Reconciler) releaseServiceAccounts(ctx context.Context, s *scope) (bool
 			live[st.ServiceAccountName] = true
 		}
 	}
-	for i := range sas.Items {
-		sa := &sas.Items[i]
-		if live[sa.Name] || !metav1.IsControlledBy(sa, wf) || !sa.DeletionTimestamp.IsZero() {
+	for _, sa := range s.sas {
+		if live[sa.Name] || !sa.DeletionTimestamp.IsZero() {
 			continue
 		}
 		if err := r.Delete(ctx, sa, client.Preconditions{UID: &sa.UID}); client.IgnoreNotFound(err) != nil {
@@ -631,6 +639,22 @@ func (r *Reconciler) releaseServiceAccounts(ctx context.Context, s *scope) (bool
 		}
 	}
 	return false, nil
+}
+
+// listServiceAccounts reads the attempt ServiceAccounts the workflow controls into the scope.
+func (r *Reconciler) listServiceAccounts(ctx context.Context, s *scope) error {
+	var sas corev1.ServiceAccountList
+	if err := r.List(ctx, &sas, client.InNamespace(s.wf.Namespace),
+		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: s.wf.Name}); err != nil {
+		return fmt.Errorf("listing ServiceAccounts of %s: %w", klog.KObj(s.wf), err)
+	}
+	s.sas = map[string]*corev1.ServiceAccount{}
+	for i := range sas.Items {
+		if metav1.IsControlledBy(&sas.Items[i], s.wf) {
+			s.sas[sas.Items[i].Name] = &sas.Items[i]
+		}
+	}
+	return nil
 }
 
 // setStep moves a step to a phase, stamping its completion time when it ends.

@@ -1,0 +1,308 @@
+// Package bench measures Custody's throughput on a local cluster (internal/localcluster) against a
+// baseline of the same DAGs run as bare Jobs by a minimal driver. It is a measurement, not a test:
+// it runs only under `make bench` (CUSTODY_BENCH=1) and asserts nothing about speed; it prints the
+// numbers that docs/benchmarks.md records with the machine and the method.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/localcluster"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// TestBenchmark runs N workflows of M steps in a chain (step k depends on step k-1), first as bare
+// Jobs, then through Custody, on the same cluster.
+func TestBenchmark(t *testing.T) {
+	if os.Getenv("CUSTODY_BENCH") == "" {
+		t.Skip("a measurement, not a test: run it with `make bench`")
+	}
+	n, m := envInt("BENCH_WORKFLOWS", 200), envInt("BENCH_STEPS", 3)
+	c, err := localcluster.Start(localcluster.Options{Nodes: 4, Dir: os.Getenv("CUSTODY_E2E_DIR")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx := context.Background()
+
+	baseline := runBaseline(ctx, t, c, n, m)
+	t.Logf("baseline: %d chains x %d Jobs in %s (%.1f steps/s)", n, m, baseline, float64(n*m)/baseline.Seconds())
+
+	mgr := startManager(t, c)
+	before := mgr.mutatingRequests(t)
+	custody := runCustody(ctx, t, c, n, m)
+	after := mgr.mutatingRequests(t)
+	events := countEvents(ctx, t, c, "bench-custody")
+	rss := mgr.peakRSS(t)
+
+	steps := float64(n * m)
+	mutating := after - before
+	report := fmt.Sprintf(`| workflows x steps | %d x %d |
+| bare Jobs (baseline): wall time to all complete | %s (%.1f steps/s) |
+| Custody: wall time to all Succeeded | %s (%.1f steps/s) |
+| throughput ratio (Custody / baseline) | %.2f |
+| controller mutating API requests | %.0f (%.2f per step) |
+| of which Events (events.k8s.io objects written) | %d (%.2f per step) |
+| mutating requests per step without Events | %.2f |
+| controller peak RSS (VmHWM) | %s |
+`, n, m, baseline.Round(100*time.Millisecond), steps/baseline.Seconds(),
+		custody.Round(100*time.Millisecond), steps/custody.Seconds(), baseline.Seconds()/custody.Seconds(),
+		mutating, mutating/steps, events, float64(events)/steps, (mutating-float64(events))/steps, rss)
+	t.Logf("results:\n%s", report)
+	if out := os.Getenv("BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(report), 0o600); err != nil { //nolint:gosec // a path the developer chose
+			t.Fatal(err)
+		}
+	}
+}
+
+func namespace(ctx context.Context, t *testing.T, c *localcluster.Cluster, name string) {
+	t.Helper()
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runBaseline is the minimal driver: it creates the first Job of every chain at once, then, as
+// Jobs complete, the next Job of the chain, polling like a simple controller would.
+func runBaseline(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, m int) time.Duration {
+	const ns = "bench-baseline"
+	namespace(ctx, t, c, ns)
+	job := func(chain, step int) *batchv1.Job {
+		wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("chain-%d", chain), Namespace: ns,
+			UID: "00000000-0000-0000-0000-000000000000"}}
+		j := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &custodyv1alpha1.Step{Name: fmt.Sprintf("s%d", step),
+			Image: "registry.example.com/bench:1"}, Number: 1})
+		j.OwnerReferences = nil
+		j.Spec.Template.Spec.ServiceAccountName = ""
+		j.Labels["bench/chain"], j.Labels["bench/step"] = strconv.Itoa(chain), strconv.Itoa(step)
+		return j
+	}
+	start := time.Now()
+	for i := range n {
+		if err := c.Client.Create(ctx, job(i, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := map[string]bool{}
+	for {
+		var list batchv1.JobList
+		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		complete := 0
+		for _, j := range list.Items {
+			created[j.Name] = true
+			done := false
+			for _, cond := range j.Status.Conditions {
+				done = done || (cond.Type == batchv1.JobComplete && cond.Status == corev1.ConditionTrue)
+			}
+			if !done {
+				continue
+			}
+			complete++
+			chain, _ := strconv.Atoi(j.Labels["bench/chain"])
+			step, _ := strconv.Atoi(j.Labels["bench/step"])
+			if step+1 < m {
+				next := job(chain, step+1)
+				if !created[next.Name] {
+					if err := c.Client.Create(ctx, next); err != nil && !apierrors.IsAlreadyExists(err) {
+						t.Fatal(err)
+					}
+					created[next.Name] = true
+				}
+			}
+		}
+		if complete == n*m {
+			return time.Since(start)
+		}
+		if time.Since(start) > 30*time.Minute {
+			t.Fatalf("baseline: %d of %d Jobs complete after 30m", complete, n*m)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// runCustody creates every workflow at once and waits until all Succeeded.
+func runCustody(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, m int) time.Duration {
+	const ns = "bench-custody"
+	namespace(ctx, t, c, ns)
+	start := time.Now()
+	for i := range n {
+		wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("chain-%d", i), Namespace: ns}}
+		for k := range m {
+			st := custodyv1alpha1.Step{Name: fmt.Sprintf("s%d", k), Image: "registry.example.com/bench:1"}
+			if k > 0 {
+				st.DependsOn = []string{fmt.Sprintf("s%d", k-1)}
+			}
+			wf.Spec.Steps = append(wf.Spec.Steps, st)
+		}
+		if err := c.Client.Create(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		var list custodyv1alpha1.WorkflowList
+		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		for _, wf := range list.Items {
+			switch wf.Status.Phase {
+			case custodyv1alpha1.WorkflowSucceeded:
+				done++
+			case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
+				t.Fatalf("workflow %s ended %s", wf.Name, wf.Status.Phase)
+			}
+		}
+		if done == n {
+			return time.Since(start)
+		}
+		if time.Since(start) > 30*time.Minute {
+			t.Fatalf("custody: %d of %d workflows Succeeded after 30m", done, n)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func countEvents(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns string) int {
+	var list eventsv1.EventList
+	if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Workflow" {
+			count++
+		}
+	}
+	return count
+}
+
+type manager struct {
+	pid         int
+	metricsAddr string
+}
+
+// startManager builds and runs the manager binary with plain-HTTP metrics on loopback, so the
+// benchmark can read client-go's request counters.
+func startManager(t *testing.T, c *localcluster.Cluster) *manager {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(c.Dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	metricsAddr := freeAddr(t)
+	logFile, err := os.Create(filepath.Join(c.Dir, "manager.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--kubeconfig="+c.Kubeconfig, "--trust-domain=bench.custody.test", "--cluster-name=bench",
+		"--metrics-secure=false", "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+freeAddr(t))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+		_ = logFile.Close()
+	})
+	mgr := &manager{pid: cmd.Process.Pid, metricsAddr: metricsAddr}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
+			_ = resp.Body.Close()
+			return mgr
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("the manager's metrics endpoint did not come up")
+	return nil
+}
+
+// mutatingRequests sums client-go's rest_client_requests_total for POST, PUT, PATCH and DELETE.
+func (m *manager) mutatingRequests(t *testing.T) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	total := 0.0
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+			if strings.Contains(line, `method="`+verb+`"`) {
+				fields := strings.Fields(line)
+				v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+				total += v
+			}
+		}
+	}
+	return total
+}
+
+// peakRSS reads the manager's high-water resident set size from /proc.
+func (m *manager) peakRSS(t *testing.T) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
