@@ -63,6 +63,7 @@ type options struct {
 	metricsCertDir       string
 	leaderElectionID     string
 	gracefulShutdownSecs int
+	workflowConcurrency  int
 }
 
 func (o *options) bindFlags(fs *flag.FlagSet) {
@@ -87,6 +88,7 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 		"Cluster name used in SPIRE agent IDs (spiffe://<trust-domain>/spire/agent/k8s_psat/<cluster-name>/<node-uid>). Required.")
 	fs.IntVar(&o.gracefulShutdownSecs, "graceful-shutdown-seconds", 30,
 		"How long running reconciles may take to finish when the manager stops.")
+	fs.IntVar(&o.workflowConcurrency, "workflow-concurrency", 8, "How many Workflows are reconciled at once.")
 	o.zap.BindFlags(fs)
 }
 
@@ -108,6 +110,9 @@ func (o *options) validate() error {
 	} else if !clusterNameRE.MatchString(o.clusterName) {
 		errs = append(errs, fmt.Errorf(
 			"--cluster-name %q must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit", o.clusterName))
+	}
+	if o.workflowConcurrency < 1 {
+		errs = append(errs, errors.New("--workflow-concurrency must be at least 1"))
 	}
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
@@ -179,7 +184,7 @@ func cacheOptions() cache.Options {
 }
 
 // setupControllers registers Custody's reconcilers and metrics on the manager.
-func setupControllers(mgr ctrl.Manager) error {
+func setupControllers(mgr ctrl.Manager, o *options) error {
 	if err := metrics.Register(metrics.Registry, mgr.GetCache()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -187,6 +192,8 @@ func setupControllers(mgr ctrl.Manager) error {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(workflow.ControllerName),
+
+		MaxConcurrentReconciles: o.workflowConcurrency,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
@@ -207,7 +214,7 @@ func main() {
 	}
 	mgr, err := newManager(ctrl.GetConfigOrDie(), &o)
 	if err == nil {
-		err = setupControllers(mgr)
+		err = setupControllers(mgr, &o)
 	}
 	if err != nil {
 		log.Error(err, "Unable to set up the manager")

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -177,15 +178,48 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.Workflow{}).
-		Owns(&batchv1.Job{}).
+		Owns(&batchv1.Job{}, builder.WithPredicates(jobEnded)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToWorkflow),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-				_, ok := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
-				return ok
-			}))).
+			builder.WithPredicates(podMatters)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
+
+// jobEnded passes Job events the reconciler acts on: creation, deletion, and updates that finish
+// the Job. A Job's many progress updates (active, ready, ...) change nothing in the Workflow.
+var jobEnded = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		oldJob, ok1 := e.ObjectOld.(*batchv1.Job)
+		newJob, ok2 := e.ObjectNew.(*batchv1.Job)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return jobFinished(oldJob) != jobFinished(newJob) || !newJob.DeletionTimestamp.IsZero()
+	},
+}
+
+func jobFinished(j *batchv1.Job) bool {
+	return jobCondition(j, batchv1.JobComplete) || jobCondition(j, batchv1.JobFailed)
+}
+
+// podMatters passes events of step pods that change what status shows: the pod appears, is
+// scheduled on a node, its step container ends (results), or it goes away.
+var podMatters = predicate.And(
+	predicate.NewPredicateFuncs(func(o client.Object) bool {
+		_, ok := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
+		return ok
+	}),
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		oldPod, ok1 := e.ObjectOld.(*corev1.Pod)
+		newPod, ok2 := e.ObjectNew.(*corev1.Pod)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return oldPod.Spec.NodeName != newPod.Spec.NodeName ||
+			(stepContainerState(oldPod) == nil) != (stepContainerState(newPod) == nil) ||
+			!newPod.DeletionTimestamp.IsZero()
+	}},
+)
 
 // podToWorkflow maps a step pod to its Workflow through the custody.dev/workflow label.
 func podToWorkflow(_ context.Context, o client.Object) []reconcile.Request {

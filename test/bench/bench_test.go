@@ -63,6 +63,7 @@ func TestBenchmark(t *testing.T) {
 	after := mgr.mutatingRequests(t)
 	events := countEvents(ctx, t, c, "bench-custody")
 	rss := mgr.peakRSS(t)
+	cpu := mgr.cpuTime(t)
 
 	steps := float64(n * m)
 	mutating := after - before
@@ -74,9 +75,10 @@ func TestBenchmark(t *testing.T) {
 | of which Events (events.k8s.io objects written) | %d (%.2f per step) |
 | mutating requests per step without Events | %.2f |
 | controller peak RSS (VmHWM) | %s |
+| controller CPU time (user+system, whole run) | %s |
 `, n, m, baseline.Round(100*time.Millisecond), steps/baseline.Seconds(),
 		custody.Round(100*time.Millisecond), steps/custody.Seconds(), baseline.Seconds()/custody.Seconds(),
-		mutating, mutating/steps, events, float64(events)/steps, (mutating-float64(events))/steps, rss)
+		mutating, mutating/steps, events, float64(events)/steps, (mutating-float64(events))/steps, rss, cpu)
 	t.Logf("results:\n%s", report)
 	if out := os.Getenv("BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(report), 0o600); err != nil { //nolint:gosec // a path the developer chose
@@ -233,7 +235,8 @@ func startManager(t *testing.T, c *localcluster.Cluster) *manager {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--kubeconfig="+c.Kubeconfig, "--trust-domain=bench.custody.test", "--cluster-name=bench",
-		"--metrics-secure=false", "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+freeAddr(t))
+		"--metrics-secure=false", "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+freeAddr(t),
+		"--workflow-concurrency="+strconv.Itoa(envInt("BENCH_CONCURRENCY", 8)))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -296,6 +299,19 @@ func (m *manager) peakRSS(t *testing.T) string {
 		}
 	}
 	return "unknown"
+}
+
+// cpuTime reads the manager's user and system CPU time from /proc (in clock ticks of 1/100 s).
+func (m *manager) cpuTime(t *testing.T) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which is in parentheses): utime is field 14, stime 15.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func freeAddr(t *testing.T) string {
