@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,6 +205,39 @@ func (c *Cluster) waitNodesReady(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// StartManager builds the Custody manager from this checkout and runs it against the cluster as
+// its own process, as a real install would, with the admin kubeconfig and the given flags
+// (--trust-domain and --cluster-name default to test values). Its log is Dir/manager.log; Stop
+// stops it first. It returns the process ID (for /proc measurements).
+func (c *Cluster) StartManager(args ...string) (int, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return 0, err
+	}
+	bin := filepath.Join(c.Dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, ".") //nolint:gosec // our own directory
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("localcluster: building the manager: %w\n%s", err, out)
+	}
+	all := make([]string, 0, 3+len(args))
+	all = append(all, "--kubeconfig="+c.Kubeconfig, "--trust-domain=local.custody.test", "--cluster-name=local")
+	if err := c.run("manager", bin, append(all, args...)...); err != nil {
+		return 0, err
+	}
+	return c.procs[len(c.procs)-1].cmd.Process.Pid, nil
+}
+
+// FreeAddr returns a free 127.0.0.1 port as host:port, for a process's listen flags.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
 }
 
 // RestConfig returns a copy of the admin rest.Config.

@@ -9,14 +9,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +26,6 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/localcluster"
-	"github.com/custody-dev/custody/internal/testenv"
 )
 
 func envInt(name string, def int) int {
@@ -215,39 +210,18 @@ type manager struct {
 	metricsAddr string
 }
 
-// startManager builds and runs the manager binary with plain-HTTP metrics on loopback, so the
-// benchmark can read client-go's request counters.
+// startManager runs the manager binary with plain-HTTP metrics on loopback, so the benchmark can
+// read client-go's request counters.
 func startManager(t *testing.T, c *localcluster.Cluster) *manager {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(c.Dir, "manager")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	metricsAddr := freeAddr(t)
-	logFile, err := os.Create(filepath.Join(c.Dir, "manager.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--kubeconfig="+c.Kubeconfig, "--trust-domain=bench.custody.test", "--cluster-name=bench",
-		"--metrics-secure=false", "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+freeAddr(t),
+	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
+	pid, err := c.StartManager("--metrics-secure=false", "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+probeAddr,
 		"--workflow-concurrency="+strconv.Itoa(envInt("BENCH_CONCURRENCY", 8)))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-		_ = logFile.Close()
-	})
-	mgr := &manager{pid: cmd.Process.Pid, metricsAddr: metricsAddr}
+	mgr := &manager{pid: pid, metricsAddr: metricsAddr}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
@@ -315,10 +289,9 @@ func (m *manager) cpuTime(t *testing.T) time.Duration {
 }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := localcluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
+	return addr
 }
