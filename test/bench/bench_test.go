@@ -21,6 +21,9 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -54,7 +57,28 @@ func TestBenchmark(t *testing.T) {
 
 	mgr := startManager(t, c)
 	before := mgr.mutatingRequests(t)
+	profiled := make(chan struct{})
+	if path := os.Getenv("BENCH_APISERVER_PROFILE"); path != "" {
+		// A CPU profile of kube-apiserver during the Custody phase: go tool pprof -top <path>.
+		go func() {
+			defer close(profiled)
+			rc, err := rest.RESTClientFor(restConfigForRaw(c))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			data, err := rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", "15").DoRaw(ctx)
+			if err != nil {
+				t.Errorf("apiserver profile: %v", err)
+				return
+			}
+			_ = os.WriteFile(path, data, 0o600) //nolint:gosec // a path the developer chose
+		}()
+	} else {
+		close(profiled)
+	}
 	custody := runCustody(ctx, t, c, n, m)
+	<-profiled
 	after := mgr.mutatingRequests(t)
 	events := countEvents(ctx, t, c, "bench-custody")
 	rss := mgr.peakRSS(t)
@@ -322,6 +346,14 @@ func (m *manager) mutatingRequests(t *testing.T) float64 {
 		}
 	}
 	return total
+}
+
+func restConfigForRaw(c *localcluster.Cluster) *rest.Config {
+	cfg := c.RestConfig()
+	cfg.GroupVersion = &schema.GroupVersion{}
+	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	cfg.Timeout = time.Minute
+	return cfg
 }
 
 // metric returns the value of one exact series (name and labels as printed) from the manager.
