@@ -160,16 +160,6 @@ func (e *Env) Stop() error {
 	return e.env.Stop()
 }
 
-// AddUser returns a rest.Config authenticated as the given user and groups (by client
-// certificate), for tests that check what a particular person may do.
-func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
-	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, e.Config)
-	if err != nil {
-		return nil, err
-	}
-	return u.Config(), nil
-}
-
 // WriteKubeconfig writes a kubeconfig for the given user and groups (client certificate) to path,
 // for processes (kube-controller-manager, kube-scheduler, KWOK, the controller) that run against
 // this API server.
