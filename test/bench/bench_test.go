@@ -147,6 +147,7 @@ func runBaseline(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, 
 			t.Fatal(err)
 		}
 	}
+	t.Logf("baseline: created %d first Jobs in %s", n, time.Since(start).Round(10*time.Millisecond))
 	created := map[string]bool{}
 	for {
 		var list batchv1.JobList
@@ -204,6 +205,7 @@ func runCustody(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, m
 			t.Fatal(err)
 		}
 	}
+	t.Logf("custody: created %d workflows in %s", n, time.Since(start).Round(10*time.Millisecond))
 	for {
 		var list custodyv1alpha1.WorkflowList
 		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
