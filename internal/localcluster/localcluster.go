@@ -88,28 +88,15 @@ func Start(opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 
-	kcm, err := testenv.Binary("kube-controller-manager")
-	if err != nil {
-		return c, err
-	}
-	scheduler, err := testenv.Binary("kube-scheduler")
-	if err != nil {
-		return c, err
-	}
-	kwok, err := testenv.Binary("kwok")
-	if err != nil {
-		return c, err
-	}
 	stages, err := testenv.Binary("kwok-stages.yaml")
 	if err != nil {
 		return c, err
 	}
 	starts := []struct {
 		name string
-		path string
 		args []string
 	}{
-		{"kube-controller-manager", kcm, []string{
+		{"kube-controller-manager", []string{
 			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 			"--use-service-account-credentials=false",
 			// Node lifecycle stays on: it removes the not-ready taint once KWOK reports a node
@@ -119,17 +106,21 @@ func Start(opts Options) (c *Cluster, err error) {
 			"--concurrent-job-syncs=10", "--concurrent-gc-syncs=20",
 			"--kube-api-qps=200", "--kube-api-burst=400",
 		}},
-		{"kube-scheduler", scheduler, []string{
+		{"kube-scheduler", []string{
 			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 			"--kube-api-qps=200", "--kube-api-burst=400",
 		}},
-		{"kwok", kwok, []string{
+		{"kwok", []string{
 			"--kubeconfig=" + c.Kubeconfig, "--manage-all-nodes=true", "--config=" + stages,
 			"--cidr=10.240.0.0/16", "--node-ip=127.0.0.1",
 		}},
 	}
 	for _, s := range starts {
-		if err := c.run(s.name, s.path, s.args...); err != nil {
+		path, err := testenv.Binary(s.name)
+		if err != nil {
+			return c, err
+		}
+		if err := c.run(s.name, path, s.args...); err != nil {
 			return c, err
 		}
 	}
