@@ -36,7 +36,7 @@ const (
 	// DefaultEntryIDPrefix starts the ID of every entry Custody creates.
 	DefaultEntryIDPrefix = "custody."
 
-	// Selector types and the workload attestor they belong to (SPIRE's k8s workload attestor).
+	// SelectorType is the type of the selectors of step entries: SPIRE's k8s workload attestor.
 	SelectorType = "k8s"
 )
 
@@ -91,7 +91,9 @@ func (s Scheme) SPIFFEID(a Attempt) (spiffeid.ID, error) {
 	if a.Number < 1 {
 		return spiffeid.ID{}, fmt.Errorf("attempt number %d: must be at least 1", a.Number)
 	}
-	for what, v := range map[string]string{"namespace": a.Namespace, "workflow": a.Workflow, "workflow UID": string(a.WorkflowUID), "step": a.Step} {
+	parts := map[string]string{"namespace": a.Namespace, "workflow": a.Workflow,
+		"workflow UID": string(a.WorkflowUID), "step": a.Step}
+	for what, v := range parts {
 		if v == "" {
 			return spiffeid.ID{}, fmt.Errorf("%s is empty", what)
 		}
