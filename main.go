@@ -18,6 +18,7 @@ limitations under the License.
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -45,6 +47,8 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/controllers/workflow"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/identity/spire"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
 )
@@ -64,6 +68,18 @@ type options struct {
 	leaderElectionID     string
 	gracefulShutdownSecs int
 	workflowConcurrency  int
+
+	spireAddress      string
+	spireServerID     string
+	spireWorkloadAPI  string
+	entryIDPrefix     string
+	parentID          string
+	x509SVIDTTL       time.Duration
+	jwtSVIDTTL        time.Duration
+	maxSVIDTTL        time.Duration
+	maxEntryLifetime  time.Duration
+	workloadAPISocket string
+	sweepInterval     time.Duration
 }
 
 func (o *options) bindFlags(fs *flag.FlagSet) {
@@ -89,7 +105,74 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.gracefulShutdownSecs, "graceful-shutdown-seconds", 30,
 		"How long running reconciles may take to finish when the manager stops.")
 	fs.IntVar(&o.workflowConcurrency, "workflow-concurrency", 8, "How many Workflows are reconciled at once.")
+	fs.StringVar(&o.spireAddress, "spire-server-address", "",
+		"SPIRE server Entry API: unix:///path/to/api.sock (the admin socket) or host:port (mutual TLS with the "+
+			"controller's own SVID, which must be an admin entry). Empty: steps run without SPIFFE identity.")
+	fs.StringVar(&o.spireServerID, "spire-server-id", "",
+		"SPIFFE ID the SPIRE server presents over TCP (default spiffe://<trust-domain>/spire/server).")
+	fs.StringVar(&o.spireWorkloadAPI, "spire-workload-api-socket", "",
+		"Workload API the controller gets its own SVID from over TCP, as unix:///path (default $SPIFFE_ENDPOINT_SOCKET).")
+	fs.StringVar(&o.entryIDPrefix, "spire-entry-id-prefix", identity.DefaultEntryIDPrefix,
+		"Prefix of the ID of every SPIRE entry Custody creates; reserved for Custody (spire-controller-manager must use another).")
+	fs.StringVar(&o.parentID, "spire-parent-id", "",
+		"Parent ID of every step entry (a node alias); default: the SPIRE agent of the pod's node "+
+			"(spiffe://<trust-domain>/spire/agent/k8s_psat/<cluster-name>/<node-uid>).")
+	fs.DurationVar(&o.x509SVIDTTL, "svid-x509-ttl", 5*time.Minute, "TTL of the X.509 SVIDs of step attempts.")
+	fs.DurationVar(&o.jwtSVIDTTL, "svid-jwt-ttl", 5*time.Minute, "TTL of the JWT SVIDs of step attempts.")
+	fs.DurationVar(&o.maxSVIDTTL, "svid-max-ttl", time.Hour,
+		"Cap on every SVID TTL, from flags or CredentialGrants: SPIRE cannot revoke an issued SVID, so this bounds exposure.")
+	fs.DurationVar(&o.maxEntryLifetime, "identity-max-entry-lifetime", 24*time.Hour,
+		"Expiry of the entry of an attempt with no step or workflow timeout (a backstop; entries are deleted when attempts end).")
+	fs.StringVar(&o.workloadAPISocket, "workload-api-socket-path", "/spiffe-workload-api/spire-agent.sock",
+		"Path of the Workload API socket in step containers; its directory is where the SPIFFE CSI driver volume is mounted.")
+	fs.DurationVar(&o.sweepInterval, "identity-sweep-interval", time.Minute,
+		"How often SPIRE entries with Custody's prefix that belong to no running attempt are deleted (also at start-up).")
 	o.zap.BindFlags(fs)
+}
+
+// identityConfig returns the validated identity settings (without a registrar).
+func (o *options) identityConfig() (*identity.Config, error) {
+	scheme, err := identity.NewScheme(o.trustDomain, o.clusterName, o.entryIDPrefix)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &identity.Config{Scheme: scheme, X509SVIDTTL: o.x509SVIDTTL, JWTSVIDTTL: o.jwtSVIDTTL,
+		MaxSVIDTTL: o.maxSVIDTTL, MaxEntryLifetime: o.maxEntryLifetime, SocketPath: o.workloadAPISocket,
+		SweepInterval: o.sweepInterval}
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.parentID != "" {
+		id, err := spiffeid.FromString(o.parentID)
+		if err != nil || !id.MemberOf(scheme.TrustDomain) {
+			errs = append(errs, fmt.Errorf("--spire-parent-id %q must be a SPIFFE ID in trust domain %s", o.parentID, scheme.TrustDomain))
+		}
+		cfg.ParentID = &id
+	}
+	if o.sweepInterval < 10*time.Second {
+		errs = append(errs, fmt.Errorf("--identity-sweep-interval %s must be at least 10s", o.sweepInterval))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// spireOptions returns how to reach the SPIRE server.
+func (o *options) spireOptions(td spiffeid.TrustDomain) (spire.Options, error) {
+	opts := spire.Options{Address: o.spireAddress, WorkloadAPISocket: o.spireWorkloadAPI, Observe: func(rpc string, code codes.Code) {
+		if code != codes.OK {
+			metrics.SPIREErrors.WithLabelValues(rpc, code.String()).Inc()
+		}
+	}}
+	serverID := o.spireServerID
+	if serverID == "" {
+		serverID = td.IDString() + "/spire/server"
+	}
+	id, err := spiffeid.FromString(serverID)
+	if err != nil {
+		return opts, fmt.Errorf("--spire-server-id %q: %w", serverID, err)
+	}
+	opts.ServerID = id
+	return opts, nil
 }
 
 // clusterNameRE matches what SPIRE's k8s_psat attestor accepts as a path segment of an agent ID.
@@ -116,6 +199,11 @@ func (o *options) validate() error {
 	}
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
+	}
+	if len(errs) == 0 {
+		if _, err := o.identityConfig(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -188,10 +276,26 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 	if err := metrics.Register(metrics.Registry, mgr.GetCache()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
+	idCfg, err := o.identityConfig()
+	if err != nil {
+		return err
+	}
+	if o.spireAddress != "" {
+		opts, err := o.spireOptions(idCfg.Scheme.TrustDomain)
+		if err != nil {
+			return err
+		}
+		registrar, err := spire.Dial(context.Background(), opts)
+		if err != nil {
+			return fmt.Errorf("connecting to the SPIRE server: %w", err)
+		}
+		idCfg.Registrar = registrar
+	}
 	wf := &workflow.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(workflow.ControllerName),
+		Identity:  idCfg,
 
 		MaxConcurrentReconciles: o.workflowConcurrency,
 	}
@@ -220,7 +324,8 @@ func main() {
 		log.Error(err, "Unable to set up the manager")
 		os.Exit(1)
 	}
-	log.Info("Starting manager", "trustDomain", o.trustDomain, "clusterName", o.clusterName, "leaderElection", o.leaderElect)
+	log.Info("Starting manager", "trustDomain", o.trustDomain, "clusterName", o.clusterName, "leaderElection", o.leaderElect,
+		"spireServer", o.spireAddress, "stepIdentity", o.spireAddress != "")
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

@@ -72,7 +72,19 @@ const (
 	ReasonRotationOverdue = "RotationOverdue"
 	// ReasonRotatedInTime means the grant's source Secret changed within maxAge.
 	ReasonRotatedInTime = "RotatedInTime"
+	// ReasonRevocationPending means a step attempt ended but what it held (its SPIRE entry) could
+	// not be revoked yet; the controller retries and the Workflow keeps its finalizer.
+	ReasonRevocationPending = "RevocationPending"
+	// ReasonIdentityIssued is the Event reason for a step attempt's SPIRE entry being created.
+	ReasonIdentityIssued = "IdentityIssued"
+	// ReasonIdentityRevoked is the Event reason for a step attempt's SPIRE entry being deleted.
+	ReasonIdentityRevoked = "IdentityRevoked"
+	// ReasonIdentityFailed is the Event reason for SPIRE refusing or failing a registration.
+	ReasonIdentityFailed = "IdentityFailed"
 )
+
+// FinalizerRevocation keeps a Workflow until everything its step attempts held was revoked.
+const FinalizerRevocation = "custody.dev/revocation"
 
 // Step reasons: StepStatus.reason and the reasons of the Events that record step transitions.
 const (

@@ -465,6 +465,11 @@ type StepStatus struct {
 	// +kubebuilder:validation:MaxLength=2048
 	SPIFFEID string `json:"spiffeID,omitempty"`
 
+	// identity is the state of the SPIFFE identity (SPIRE registration entry) of the current or
+	// last attempt.
+	// +optional
+	Identity *StepIdentity `json:"identity,omitempty"`
+
 	// credentials records what was issued to the current or last attempt: metadata only, never a
 	// value.
 	// +optional
@@ -504,6 +509,65 @@ type StepStatus struct {
 	// completionTime is when the step ended.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// IdentityState is the state of a step attempt's SPIFFE identity.
+// +kubebuilder:validation:Enum=Disabled;Pending;Registered;RevocationPending;Revoked;NotIssued
+type IdentityState string
+
+const (
+	// IdentityDisabled means SPIRE is not configured: the attempt runs without a SPIFFE identity.
+	IdentityDisabled IdentityState = "Disabled"
+	// IdentityPending means the attempt waits for its pod to be on a node, or for SPIRE to accept
+	// its registration entry.
+	IdentityPending IdentityState = "Pending"
+	// IdentityRegistered means the attempt's registration entry exists: its step container can
+	// obtain SVIDs.
+	IdentityRegistered IdentityState = "Registered"
+	// IdentityRevocationPending means the attempt ended but its entry could not be deleted yet
+	// (SPIRE unreachable); the Workflow keeps its finalizer until it is.
+	IdentityRevocationPending IdentityState = "RevocationPending"
+	// IdentityRevoked means the attempt's entry was deleted when the attempt ended.
+	IdentityRevoked IdentityState = "Revoked"
+	// IdentityNotIssued means the attempt ended before its pod was on a node: no entry was made.
+	IdentityNotIssued IdentityState = "NotIssued"
+)
+
+// StepIdentity is the state of the SPIFFE identity of a step's current or last attempt. It
+// records that an identity existed and when, never an SVID.
+type StepIdentity struct {
+	// state of the identity.
+	// +required
+	State IdentityState `json:"state"`
+
+	// attempt the identity belongs to.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Attempt int32 `json:"attempt"`
+
+	// entryID is the SPIRE registration entry's ID (deterministic: prefix, workflow UID, step,
+	// attempt).
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	EntryID string `json:"entryID,omitempty"`
+
+	// registeredTime is when the entry was created.
+	// +optional
+	RegisteredTime *metav1.Time `json:"registeredTime,omitempty"`
+
+	// expiresAt is the entry's expiry: the attempt's deadline, a backstop should revocation never
+	// happen.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// revokedTime is when the entry was deleted.
+	// +optional
+	RevokedTime *metav1.Time `json:"revokedTime,omitempty"`
+
+	// message explains the state, for example the last error from SPIRE.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
 }
 
 // StepResult is one result a step wrote.

@@ -50,7 +50,7 @@ const (
 
 // startController runs a manager with the Workflow reconciler, watching only ns, until the
 // returned stop function is called (or the test ends).
-func startController(t *testing.T, ns string) (stop func()) {
+func startController(t *testing.T, ns string, configure ...func(*Reconciler)) (stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:     env.Scheme,
@@ -72,6 +72,9 @@ func startController(t *testing.T, ns string) (stop func()) {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(ControllerName),
+	}
+	for _, c := range configure {
+		c(r)
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/dag"
 	"github.com/custody-dev/custody/internal/expr"
+	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/metrics"
 )
 
@@ -40,8 +41,13 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
+	// Identity says how step attempts get SPIFFE identities; nil or without a Registrar, steps
+	// run without identity.
+	Identity *identity.Config
 	// MaxConcurrentReconciles is how many Workflows are reconciled at once (default 4).
 	MaxConcurrentReconciles int
+
+	observed *observations
 }
 
 // scope carries one reconcile's state through the phases.
@@ -62,6 +68,10 @@ type scope struct {
 	deleted bool
 	// stopReason is Cancelled or TimedOut when the run must stop.
 	stopReason string
+	// before is the Workflow as read, before this reconcile changed it.
+	before *custodyv1alpha1.Workflow
+	// identityErr is set when SPIRE failed; the reconcile retries after a backoff.
+	identityErr error
 	// saved are Events and metric updates to record once the status that explains them is
 	// saved, so that a reconcile retried after a conflict does not count or report twice.
 	saved    []func()
@@ -82,6 +92,7 @@ func (s *scope) requeueAt(t time.Time) {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=core,resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,resources=nodes,verbs=get;list;watch
 
 // Reconcile moves one Workflow forward: observe attempts, stop it if cancelled or timed out,
 // start what is ready, then compute status. Every name it creates is derived from the workflow's
@@ -92,12 +103,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !wf.DeletionTimestamp.IsZero() {
-		// Owned Jobs and ServiceAccounts go with the Workflow (garbage collection).
-		return ctrl.Result{}, nil
+		// Owned Jobs and ServiceAccounts go with the Workflow (garbage collection) once every
+		// entry its attempts held is revoked.
+		return r.finalize(ctx, wf)
 	}
 
-	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder}
 	before := wf.DeepCopy()
+	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder, before: before}
 	defer func() {
 		if !s.deleted {
 			computeStatus(s, retErr)
@@ -108,6 +120,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 		for _, f := range s.saved {
 			f()
+		}
+		if s.identityErr != nil {
+			// Retried after the backoff requested in the scope, not the workqueue's.
+			ctrl.LoggerFrom(ctx).Error(s.identityErr, "SPIRE registration or revocation failed; retrying",
+				"retryAfter", s.requeueAfter)
+			metrics.ReconcileErrors.WithLabelValues(ControllerName, "SPIRE").Inc()
 		}
 		if retErr != nil {
 			// controller-runtime logs the error; count it by reason.
@@ -127,6 +145,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.reconcileStop,
 		r.reconcileSteps,
 		r.reconcileOutcome,
+		r.reconcileIdentities,
 		r.releaseServiceAccounts,
 	}
 	for _, phase := range phases {
@@ -175,11 +194,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4
 	}
+	r.observed = newObservations()
+	if r.Identity.Enabled() && r.Identity.SweepInterval > 0 {
+		if err := mgr.Add(&Sweeper{Reader: mgr.GetClient(), APIReader: r.APIReader, Identity: r.Identity,
+			Interval: r.Identity.SweepInterval, observed: r.observed}); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.Workflow{}).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobEnded)).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToWorkflow),
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToWorkflow),
 			builder.WithPredicates(podMatters)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
@@ -221,11 +247,15 @@ var podMatters = predicate.And(
 	}},
 )
 
-// podToWorkflow maps a step pod to its Workflow through the custody.dev/workflow label.
-func podToWorkflow(_ context.Context, o client.Object) []reconcile.Request {
+// podToWorkflow maps a step pod to its Workflow through the custody.dev/workflow label, and
+// notes when the pod was first seen on a node or ending (the start of the identity latencies).
+func (r *Reconciler) podToWorkflow(_ context.Context, o client.Object) []reconcile.Request {
 	name := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
 	if name == "" {
 		return nil
+	}
+	if pod, ok := o.(*corev1.Pod); ok && r.Identity.Enabled() {
+		r.observed.pod(pod, r.Clock.Now())
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }

@@ -59,6 +59,18 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	if _, err := r.releaseServiceAccounts(ctx, s); err != nil {
 		return true, err
 	}
+	if r.Identity.Enabled() {
+		s.graph = nil
+		if err := r.listAttempts(ctx, s); err != nil {
+			return true, err
+		}
+		if _, err := r.reconcileIdentities(ctx, s); err != nil {
+			return true, err
+		}
+		if identityHeld(wf) {
+			return true, nil // the TTL waits for revocation
+		}
+	}
 	if wf.Spec.TTLAfterFinished == nil || wf.Status.CompletionTime == nil {
 		return true, nil
 	}
@@ -144,14 +156,14 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	return true, nil
 }
 
-// observeAttempts reads the Jobs and pods of running attempts and ends the attempts whose Job
-// ended: succeeded (with its results) or failed (then retried or failed for good).
-func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error) {
+// listAttempts reads the workflow's Jobs, the latest pod of each, and the attempt
+// ServiceAccounts (from the cache) into the scope.
+func (r *Reconciler) listAttempts(ctx context.Context, s *scope) error {
 	wf := s.wf
 	var jobs batchv1.JobList
 	if err := r.List(ctx, &jobs, client.InNamespace(wf.Namespace),
 		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
-		return false, fmt.Errorf("listing Jobs of %s: %w", klog.KObj(wf), err)
+		return fmt.Errorf("listing Jobs of %s: %w", klog.KObj(wf), err)
 	}
 	s.jobs = map[string]*batchv1.Job{}
 	for i := range jobs.Items {
@@ -162,10 +174,10 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 	var pods corev1.PodList
 	if err := r.List(ctx, &pods, client.InNamespace(wf.Namespace),
 		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
-		return false, fmt.Errorf("listing pods of %s: %w", klog.KObj(wf), err)
+		return fmt.Errorf("listing pods of %s: %w", klog.KObj(wf), err)
 	}
 	if err := r.listServiceAccounts(ctx, s); err != nil {
-		return false, err
+		return err
 	}
 	s.pods = map[string]*corev1.Pod{}
 	for i := range pods.Items {
@@ -175,7 +187,16 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 			s.pods[job] = p
 		}
 	}
+	return nil
+}
 
+// observeAttempts reads the Jobs and pods of running attempts and ends the attempts whose Job
+// ended: succeeded (with its results) or failed (then retried or failed for good).
+func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	if err := r.listAttempts(ctx, s); err != nil {
+		return false, err
+	}
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
 		if st.Phase != custodyv1alpha1.StepRunning {
@@ -551,7 +572,16 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
 		return nil
 	}
-	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars}
+	if ok, err := r.newIdentity(s, st, n); err != nil || !ok {
+		if err != nil {
+			msg := truncate("identity: "+err.Error(), 512)
+			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonInvalidSpec, msg)
+			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Start", "Step %s: %s", st.Name, msg)
+		}
+		return nil
+	}
+	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
+		WorkloadAPISocket: r.workloadAPISocket()}
 	// Creating what already exists (a crash or conflict between create and status) is harmless;
 	// the cache saves the round trip when it already shows the object.
 	sa := jobspec.ServiceAccount(a)

@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -20,11 +21,22 @@ func computeStatus(s *scope, reconcileErr error) {
 	wf := s.wf
 	wf.Status.Progress = progress(wf.Status.Steps)
 	gen := wf.Generation
-	for _, c := range workflowConditions(wf, s.invalid) {
+	conds, absent := workflowConditions(wf, s.invalid), absentConditions(wf.Status.Phase)
+	if pending := revocationPendingSteps(wf); len(pending) > 0 {
+		// Not settled until everything the attempts held is revoked, whatever the phase.
+		msg := pendingMessage(pending)
+		conds = append(conds,
+			metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+				Reason: custodyv1alpha1.ReasonRevocationPending, Message: msg},
+			metav1.Condition{Type: custodyv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue,
+				Reason: custodyv1alpha1.ReasonRevocationPending, Message: msg})
+		absent = slices.DeleteFunc(absent, func(t string) bool { return t == custodyv1alpha1.ConditionReconciling })
+	}
+	for _, c := range conds {
 		c.ObservedGeneration = gen
 		meta.SetStatusCondition(&wf.Status.Conditions, c)
 	}
-	for _, t := range absentConditions(wf.Status.Phase) {
+	for _, t := range absent {
 		meta.RemoveStatusCondition(&wf.Status.Conditions, t)
 	}
 	if reconcileErr == nil {

@@ -46,7 +46,20 @@ type Attempt struct {
 	Command  []string
 	Args     []string
 	Env      []custodyv1alpha1.EnvVar
+	// WorkloadAPISocket, when set, is the path of the SPIFFE Workload API socket in the step
+	// container: the step container (only it) mounts the SPIFFE CSI driver's volume at the
+	// socket's directory and gets SPIFFE_ENDPOINT_SOCKET.
+	WorkloadAPISocket string
 }
+
+const (
+	// WorkloadAPIVolume is the name of the SPIFFE CSI driver volume.
+	WorkloadAPIVolume = "spiffe-workload-api"
+	// CSIDriver is the SPIFFE CSI driver's name.
+	CSIDriver = "csi.spiffe.io"
+	// EndpointSocketEnv is the variable SPIFFE libraries read the Workload API address from.
+	EndpointSocketEnv = "SPIFFE_ENDPOINT_SOCKET"
+)
 
 // Name returns the name of the Job and ServiceAccount of a step attempt: readable
 // (<workflow>-<step>-<attempt>-<hash>), at most 63 characters, and unique per workflow UID, step
@@ -123,7 +136,7 @@ func Job(a Attempt) *batchv1.Job {
 }
 
 func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
-	return corev1.PodSpec{
+	spec := corev1.PodSpec{
 		RestartPolicy:                corev1.RestartPolicyNever,
 		ServiceAccountName:           serviceAccount,
 		AutomountServiceAccountToken: ptr.To(false),
@@ -154,6 +167,17 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 			},
 		}},
 	}
+	if a.WorkloadAPISocket != "" {
+		dir := a.WorkloadAPISocket[:strings.LastIndex(a.WorkloadAPISocket, "/")]
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: WorkloadAPIVolume, VolumeSource: corev1.VolumeSource{
+			CSI: &corev1.CSIVolumeSource{Driver: CSIDriver, ReadOnly: ptr.To(true)},
+		}})
+		c := &spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: WorkloadAPIVolume, MountPath: dir, ReadOnly: true})
+		// Last, so that it wins over a step env var of the same name.
+		c.Env = append(c.Env, corev1.EnvVar{Name: EndpointSocketEnv, Value: "unix://" + a.WorkloadAPISocket})
+	}
+	return spec
 }
 
 func env(in []custodyv1alpha1.EnvVar) []corev1.EnvVar {

@@ -68,6 +68,19 @@ func TestJob_golden(t *testing.T) {
 	golden(t, "job.golden.yaml", Job(sampleAttempt()))
 }
 
+// TestJobWithIdentity_golden: only the step container mounts the Workload API (read-only) and
+// gets SPIFFE_ENDPOINT_SOCKET, after the step's own variables.
+func TestJobWithIdentity_golden(t *testing.T) {
+	a := sampleAttempt()
+	a.WorkloadAPISocket = "/spiffe-workload-api/spire-agent.sock"
+	job := Job(a)
+	golden(t, "job-identity.golden.yaml", job)
+	c := job.Spec.Template.Spec.Containers[0]
+	if last := c.Env[len(c.Env)-1]; last.Name != EndpointSocketEnv || last.Value != "unix:///spiffe-workload-api/spire-agent.sock" {
+		t.Errorf("last env var = %+v, want SPIFFE_ENDPOINT_SOCKET", last)
+	}
+}
+
 func TestServiceAccount_golden(t *testing.T) {
 	golden(t, "serviceaccount.golden.yaml", ServiceAccount(sampleAttempt()))
 }

@@ -42,7 +42,44 @@ var (
 		Name: "custody_reconcile_errors_total",
 		Help: "Reconcile errors by controller and reason.",
 	}, []string{"controller", "reason"})
+
+	// IdentityRegistration observes how long after the controller saw an attempt's pod on a node
+	// the attempt's SPIRE entry existed.
+	IdentityRegistration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "custody_identity_registration_seconds",
+		Help:    "Seconds from an attempt's pod observed on a node to its SPIRE entry created.",
+		Buckets: latencyBuckets,
+	})
+
+	// IdentityRevocation observes how long after the controller saw an attempt end the attempt's
+	// SPIRE entry was deleted.
+	IdentityRevocation = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "custody_identity_revocation_seconds",
+		Help:    "Seconds from an attempt's end observed to its SPIRE entry deleted.",
+		Buckets: latencyBuckets,
+	})
+
+	// SPIREErrors counts failed SPIRE API calls by RPC and gRPC code.
+	SPIREErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_spire_api_errors_total",
+		Help: "Failed SPIRE server API calls, by RPC and gRPC code.",
+	}, []string{"rpc", "code"})
+
+	// IdentityEntries is the number of SPIRE entries with Custody's prefix, as of the last sweep.
+	IdentityEntries = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "custody_identity_entries",
+		Help: "SPIRE registration entries with Custody's entry ID prefix (live step identities), as of the last sweep.",
+	})
+
+	// IdentityOrphansDeleted counts entries the sweep deleted because no running attempt owned them.
+	IdentityOrphansDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "custody_identity_orphans_deleted_total",
+		Help: "SPIRE entries with Custody's prefix that the sweep deleted because no running attempt owned them.",
+	})
 )
+
+// latencyBuckets span 2.5 ms to about 41 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0025, 2, 15)
 
 // workflowPhases is the fixed set of phases the gauge reports, so every phase has a series.
 var workflowPhases = []custodyv1alpha1.WorkflowPhase{
@@ -89,6 +126,7 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 func Register(reg prometheus.Registerer, reader client.Reader) error {
 	for _, c := range []prometheus.Collector{
 		StepAttempts, StepAttemptsEnded, StepDuration, ReconcileErrors, workflowCollector{reader: reader},
+		IdentityRegistration, IdentityRevocation, SPIREErrors, IdentityEntries, IdentityOrphansDeleted,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -1,0 +1,532 @@
+package workflow
+
+// Identity stories: the real reconciler (envtest) against a real spire-server from bin/, one
+// server per test (sqlite, admin socket in a temp dir). They check the entries in SPIRE itself.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/identity/spire"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/spiretest"
+)
+
+const testNode = "node-a"
+
+var nodeOnce sync.Once
+
+// identityEnv is one test's namespace, SPIRE server and controller with identity on.
+type identityEnv struct {
+	ns     string
+	server *spiretest.Server
+	reg    *spire.Client
+	cfg    *identity.Config
+	node   types.UID
+}
+
+func setupIdentity(t *testing.T) *identityEnv {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := spiretest.StartServer(ctx)
+	if err != nil {
+		if srv != nil {
+			_ = srv.Close()
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("spire-server log:\n%s", srv.Log())
+		}
+		_ = srv.Close()
+	})
+	reg, err := spire.Dial(ctx, spire.Options{Address: srv.Address})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	scheme, err := identity.NewScheme(spiretest.TrustDomain, "test-cluster", identity.DefaultEntryIDPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &identity.Config{Scheme: scheme, Registrar: reg, X509SVIDTTL: 5 * time.Minute, JWTSVIDTTL: 2 * time.Minute,
+		MaxSVIDTTL: time.Hour, MaxEntryLifetime: 24 * time.Hour, SocketPath: "/spiffe-workload-api/spire-agent.sock"}
+	e := &identityEnv{server: srv, reg: reg, cfg: cfg, node: ensureNode(t)}
+	e.ns = env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	startController(t, e.ns, func(r *Reconciler) { r.Identity = cfg })
+	return e
+}
+
+// ensureNode creates the node step pods run on (nodes are cluster-wide, so once).
+func ensureNode(t *testing.T) types.UID {
+	t.Helper()
+	nodeOnce.Do(func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}}
+		if err := env.Client.Create(ctxT(t), node); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	})
+	node := &corev1.Node{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Name: testNode}, node); err != nil {
+		t.Fatal(err)
+	}
+	return node.UID
+}
+
+// startPod creates the Job's pod running its step container on the test node.
+func startPod(t *testing.T, job *batchv1.Job) *corev1.Pod {
+	t.Helper()
+	ctx := ctxT(t)
+	labels := map[string]string{jobNameLabel: job.Name}
+	for k, v := range job.Spec.Template.Labels {
+		labels[k] = v
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: job.Name + "-r4nd0", Namespace: job.Namespace, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	pod.Spec.NodeName = testNode
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod for %s: %v", job.Name, err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: jobspec.ContainerName, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0123", Ready: true,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatalf("setting pod status: %v", err)
+	}
+	return pod
+}
+
+// endPod ends the step container of a running pod with an exit code.
+func endPod(t *testing.T, pod *corev1.Pod, exitCode int32) {
+	t.Helper()
+	eventually(t, "pod status update", func() error {
+		cur := &corev1.Pod{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(pod), cur); err != nil {
+			return err
+		}
+		cur.Status.Phase = corev1.PodSucceeded
+		reason := "Completed"
+		if exitCode != 0 {
+			cur.Status.Phase, reason = corev1.PodFailed, "Error"
+		}
+		cs := &cur.Status.ContainerStatuses[0]
+		cs.Ready = false
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: exitCode, Reason: reason, StartedAt: cs.State.Running.StartedAt, FinishedAt: metav1.Now()}}
+		return env.Client.Status().Update(ctxT(t), cur)
+	})
+}
+
+func (e *identityEnv) entries(t *testing.T) []identity.Entry {
+	t.Helper()
+	got, err := e.reg.List(ctxT(t), e.cfg.Scheme.EntryIDPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// waitEntries waits until exactly the entries with these IDs exist with Custody's prefix.
+func (e *identityEnv) waitEntries(t *testing.T, ids ...string) []identity.Entry {
+	t.Helper()
+	var got []identity.Entry
+	eventually(t, fmt.Sprintf("SPIRE entries %v", ids), func() error {
+		got = e.entries(t)
+		have := make([]string, 0, len(got))
+		for _, g := range got {
+			have = append(have, g.ID)
+		}
+		slices.Sort(have)
+		want := slices.Clone(ids)
+		slices.Sort(want)
+		if !slices.Equal(have, want) {
+			return fmt.Errorf("entries %v, want %v", have, want)
+		}
+		return nil
+	})
+	return got
+}
+
+func (e *identityEnv) entryID(t *testing.T, wf *custodyv1alpha1.Workflow, step string, n int32) string {
+	t.Helper()
+	return e.cfg.Scheme.EntryID(identity.Attempt{Namespace: wf.Namespace, Workflow: wf.Name, WorkflowUID: get(t, wf).UID,
+		Step: step, Number: n})
+}
+
+func waitIdentity(t *testing.T, wf *custodyv1alpha1.Workflow, step string, state custodyv1alpha1.IdentityState) *custodyv1alpha1.Workflow {
+	t.Helper()
+	var cur *custodyv1alpha1.Workflow
+	eventually(t, fmt.Sprintf("step %s identity %s", step, state), func() error {
+		cur = get(t, wf)
+		st := stepOf(cur, step)
+		if st.Identity == nil || st.Identity.State != state {
+			return fmt.Errorf("step %s identity %+v; %s", step, st.Identity, summary(cur))
+		}
+		return nil
+	})
+	return cur
+}
+
+func waitGone(t *testing.T, wf *custodyv1alpha1.Workflow) {
+	t.Helper()
+	eventually(t, "workflow deleted", func() error {
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(wf), &custodyv1alpha1.Workflow{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %w", err)
+	})
+}
+
+func hasFinalizer(t *testing.T, wf *custodyv1alpha1.Workflow) bool {
+	return controllerutil.ContainsFinalizer(get(t, wf), custodyv1alpha1.FinalizerRevocation)
+}
+
+// TestIdentity_entryLivesExactlyWhileTheStepRuns: the entry appears when the pod is on a node,
+// with exactly the selectors, parent, expiry and TTLs of the design, and is deleted as soon as
+// the step container ends, before the Job is even done.
+func TestIdentity_entryLivesExactlyWhileTheStepRuns(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: example.com/w:1, timeout: 10m}`)
+	job := jobOf(t, wf, "post", 1)
+	// Only the step container mounts the Workload API, read-only.
+	spec := job.Spec.Template.Spec
+	if len(spec.Volumes) != 1 || spec.Volumes[0].CSI == nil || spec.Volumes[0].CSI.Driver != "csi.spiffe.io" ||
+		!*spec.Volumes[0].CSI.ReadOnly || len(spec.Containers[0].VolumeMounts) != 1 || !spec.Containers[0].VolumeMounts[0].ReadOnly {
+		t.Errorf("pod volumes = %+v, mounts = %+v", spec.Volumes, spec.Containers[0].VolumeMounts)
+	}
+	cur := waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
+	if st := stepOf(cur, "post"); st.Identity == nil || st.Identity.State != custodyv1alpha1.IdentityPending {
+		t.Errorf("before the pod is scheduled the identity is %+v, want Pending", st.Identity)
+	}
+	if got := e.entries(t); len(got) != 0 {
+		t.Fatalf("entries exist before the pod is on a node: %+v", got)
+	}
+
+	pod := startPod(t, job)
+	id := e.entryID(t, wf, "post", 1)
+	got := e.waitEntries(t, id)[0]
+	cur = waitIdentity(t, wf, "post", custodyv1alpha1.IdentityRegistered)
+	uid := string(cur.UID)
+	want := "spiffe://example.org/ns/" + e.ns + "/workflow/pay/step/post/run/" + uid + "/attempt/1"
+	if got.SPIFFEID.String() != want || stepOf(cur, "post").SPIFFEID != want {
+		t.Errorf("SPIFFE ID = %s (status %s), want %s", got.SPIFFEID, stepOf(cur, "post").SPIFFEID, want)
+	}
+	if parent := "spiffe://example.org/spire/agent/k8s_psat/test-cluster/" + string(e.node); got.ParentID.String() != parent {
+		t.Errorf("parent = %s, want %s", got.ParentID, parent)
+	}
+	wantSel := []string{"k8s:ns:" + e.ns, "k8s:sa:" + job.Spec.Template.Spec.ServiceAccountName,
+		"k8s:pod-uid:" + string(pod.UID), "k8s:container-name:step"}
+	haveSel := make([]string, 0, len(got.Selectors))
+	for _, s := range got.Selectors {
+		haveSel = append(haveSel, s.String())
+	}
+	slices.Sort(haveSel)
+	slices.Sort(wantSel)
+	if !slices.Equal(haveSel, wantSel) {
+		t.Errorf("selectors = %v, want exactly %v", haveSel, wantSel)
+	}
+	deadline := job.CreationTimestamp.Add(10 * time.Minute)
+	if got.ExpiresAt.Before(deadline) || got.ExpiresAt.After(deadline.Add(2*time.Second)) {
+		t.Errorf("expiresAt = %s, want the step deadline %s", got.ExpiresAt, deadline)
+	}
+	if got.X509SVIDTTL != 5*time.Minute || got.JWTSVIDTTL != 2*time.Minute {
+		t.Errorf("TTLs = %s/%s, want 5m/2m", got.X509SVIDTTL, got.JWTSVIDTTL)
+	}
+	if !hasFinalizer(t, wf) {
+		t.Error("a workflow holding an entry has no revocation finalizer")
+	}
+
+	endPod(t, pod, 0)
+	e.waitEntries(t)
+	cur = waitIdentity(t, wf, "post", custodyv1alpha1.IdentityRevoked)
+	if st := stepOf(cur, "post"); st.Phase != custodyv1alpha1.StepRunning {
+		t.Logf("step already %s when its entry was revoked", st.Phase)
+	}
+	finishJob(t, job, true, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	eventually(t, "finalizer released", func() error {
+		if hasFinalizer(t, wf) {
+			return fmt.Errorf("finalizer still there")
+		}
+		return nil
+	})
+	reasons := eventReasons(t, wf)
+	if reasons[custodyv1alpha1.ReasonIdentityIssued] != 1 || reasons[custodyv1alpha1.ReasonIdentityRevoked] != 1 {
+		t.Errorf("events = %v, want one IdentityIssued and one IdentityRevoked", reasons)
+	}
+}
+
+// TestIdentity_retryGetsANewIdentity: a failed attempt's entry is deleted, and its retry gets
+// its own SPIFFE ID and entry.
+func TestIdentity_retryGetsANewIdentity(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: retry}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, retries: {limit: 1, backoff: {duration: 1s}}}`)
+	job1 := jobOf(t, wf, "a", 1)
+	pod1 := startPod(t, job1)
+	e.waitEntries(t, e.entryID(t, wf, "a", 1))
+	endPod(t, pod1, 1)
+	finishJob(t, job1, false, batchv1.JobReasonBackoffLimitExceeded)
+	e.waitEntries(t)
+	first := stepOf(waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevoked), "a").SPIFFEID
+
+	job2 := jobOf(t, wf, "a", 2)
+	pod2 := startPod(t, job2)
+	got := e.waitEntries(t, e.entryID(t, wf, "a", 2))[0]
+	if got.SPIFFEID.String() == first || !strings.HasSuffix(got.SPIFFEID.String(), "/attempt/2") {
+		t.Errorf("attempt 2 has SPIFFE ID %s; attempt 1 had %s", got.SPIFFEID, first)
+	}
+	endPod(t, pod2, 0)
+	finishJob(t, job2, true, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	e.waitEntries(t)
+}
+
+// TestIdentity_cancelTimeoutAndFailureRevoke: whatever ends the attempt, the entry goes. Step a
+// times out (the Job fails with DeadlineExceeded while the container still runs); b is
+// cancelled with the workflow.
+func TestIdentity_cancelTimeoutAndFailureRevoke(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: stop}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, timeout: 5s}
+  - {name: b, image: example.com/w:1}`)
+	ja, jb := jobOf(t, wf, "a", 1), jobOf(t, wf, "b", 1)
+	startPod(t, ja)
+	startPod(t, jb)
+	e.waitEntries(t, e.entryID(t, wf, "a", 1), e.entryID(t, wf, "b", 1))
+	finishJob(t, ja, false, batchv1.JobReasonDeadlineExceeded)
+	e.waitEntries(t, e.entryID(t, wf, "b", 1))
+	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevoked)
+
+	cur := get(t, wf)
+	cur.Spec.Cancel = true
+	if err := env.Client.Update(ctxT(t), cur); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+	e.waitEntries(t)
+	waitIdentity(t, wf, "b", custodyv1alpha1.IdentityRevoked)
+}
+
+// TestIdentity_workflowTimeoutRevokes: the workflow's own timeout stops its steps and revokes.
+func TestIdentity_workflowTimeoutRevokes(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: slow}
+spec:
+  timeout: 4s
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	startPod(t, jobOf(t, wf, "a", 1))
+	got := e.waitEntries(t, e.entryID(t, wf, "a", 1))[0]
+	if start := get(t, wf).Status.StartTime.Time; got.ExpiresAt.After(start.Add(6 * time.Second)) {
+		t.Errorf("entry expires at %s, after the workflow's deadline %s", got.ExpiresAt, start.Add(4*time.Second))
+	}
+	waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	e.waitEntries(t)
+}
+
+// TestIdentity_deletionRevokesBeforeTheWorkflowGoes: deleting a running workflow deletes its
+// entries first; the finalizer holds the workflow until then.
+func TestIdentity_deletionRevokesBeforeTheWorkflowGoes(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: doomed}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	startPod(t, jobOf(t, wf, "a", 1))
+	e.waitEntries(t, e.entryID(t, wf, "a", 1))
+	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRegistered)
+	if err := env.Client.Delete(ctxT(t), get(t, wf)); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, wf)
+	e.waitEntries(t)
+}
+
+// TestIdentity_spireDownRevocationFailsClosed: with SPIRE stopped, an ended attempt's entry
+// cannot be deleted: the workflow says so (condition, Event, step state), keeps its finalizer,
+// and a deleted workflow stays. Once SPIRE is back, revocation completes and nothing is left.
+func TestIdentity_spireDownRevocationFailsClosed(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: down}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	other := apply(t, e.ns, `
+metadata: {name: down-deleted}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	job := jobOf(t, wf, "a", 1)
+	pod := startPod(t, job)
+	startPod(t, jobOf(t, other, "a", 1))
+	e.waitEntries(t, e.entryID(t, wf, "a", 1), e.entryID(t, other, "a", 1))
+	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRegistered)
+	waitIdentity(t, other, "a", custodyv1alpha1.IdentityRegistered)
+
+	if err := e.server.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	endPod(t, pod, 0)
+	finishJob(t, job, true, "")
+	if err := env.Client.Delete(ctxT(t), get(t, other)); err != nil {
+		t.Fatal(err)
+	}
+	cur := waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevocationPending)
+	eventually(t, "the workflow reports the pending revocation", func() error {
+		cur = get(t, wf)
+		c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReconciling)
+		if cur.Status.Phase != custodyv1alpha1.WorkflowSucceeded || c == nil || c.Status != metav1.ConditionTrue ||
+			c.Reason != custodyv1alpha1.ReasonRevocationPending {
+			return fmt.Errorf("phase %s, Reconciling %+v", cur.Status.Phase, c)
+		}
+		return nil
+	})
+	if !hasFinalizer(t, wf) {
+		t.Error("the finalizer was released while revocation is pending")
+	}
+	if eventReasons(t, wf)[custodyv1alpha1.ReasonRevocationPending] == 0 {
+		t.Error("no RevocationPending Event")
+	}
+	// The deleted workflow is held by its finalizer.
+	time.Sleep(2 * time.Second)
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(other), &custodyv1alpha1.Workflow{}); err != nil {
+		t.Fatalf("the deleted workflow went while SPIRE was down: %v", err)
+	}
+
+	if err := e.server.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevoked)
+	waitGone(t, other)
+	e.waitEntries(t)
+	eventually(t, "settled", func() error {
+		cur = get(t, wf)
+		if meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReconciling) != nil ||
+			!meta.IsStatusConditionTrue(cur.Status.Conditions, custodyv1alpha1.ConditionReady) || hasFinalizer(t, wf) {
+			return fmt.Errorf("conditions %+v, finalizers %v", cur.Status.Conditions, cur.Finalizers)
+		}
+		return nil
+	})
+}
+
+// TestIdentity_sweepDeletesOrphansOnly: the sweep deletes entries with Custody's prefix that no
+// running attempt owns (a vanished workflow's, an ended attempt's, a malformed one), and keeps a
+// running attempt's entry and every entry with another prefix.
+func TestIdentity_sweepDeletesOrphansOnly(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: sweep}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1, dependsOn: [a]}`)
+	startPod(t, jobOf(t, wf, "a", 1))
+	live := e.entryID(t, wf, "a", 1)
+	e.waitEntries(t, live)
+	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRegistered)
+
+	td := e.cfg.Scheme.TrustDomain
+	plant := func(id string) identity.Entry {
+		return identity.Entry{ID: id, SPIFFEID: spiffeid.RequireFromSegments(td, "planted", strings.ReplaceAll(id, ".", "-")),
+			ParentID:  spiffeid.RequireFromSegments(td, "spire", "agent", "x"),
+			Selectors: []identity.Selector{{Type: "k8s", Value: "pod-uid:" + id}}}
+	}
+	stale := []string{
+		e.cfg.Scheme.EntryID(identity.Attempt{WorkflowUID: "0b6f2d9e-0000-4000-8000-000000000000", Step: "a", Number: 1}),
+		e.entryID(t, wf, "b", 1), // a step that has not started
+		e.entryID(t, wf, "a", 7), // an attempt that is not the running one
+		"custody.not-our-shape",
+	}
+	foreign := "k8s-cluster.some-pod-entry"
+	planted := make([]identity.Entry, 0, len(stale)+1)
+	for _, id := range append(slices.Clone(stale), foreign) {
+		planted = append(planted, plant(id))
+	}
+	res, err := e.reg.Create(ctxT(t), planted)
+	if err != nil || slices.ContainsFunc(res, func(err error) bool { return err != nil }) {
+		t.Fatalf("planting entries: %v %v", res, err)
+	}
+	sw := &Sweeper{Reader: env.Client, APIReader: env.Client, Identity: e.cfg, Interval: time.Minute}
+	deleted, kept, err := sw.Sweep(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted != len(stale) || kept != 1 {
+		t.Errorf("sweep deleted %d and kept %d, want %d and 1", deleted, kept, len(stale))
+	}
+	e.waitEntries(t, live)
+	if got, err := e.reg.List(ctxT(t), "k8s-cluster."); err != nil || len(got) != 1 {
+		t.Errorf("the foreign entry is gone: %v %v", got, err)
+	}
+}
+
+// TestIdentity_disabledWithoutSPIRE: without SPIRE the steps run, without identity, and the
+// status says so.
+func TestIdentity_disabledWithoutSPIRE(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: plain}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	job := jobOf(t, wf, "a", 1)
+	if len(job.Spec.Template.Spec.Volumes) != 0 || len(job.Spec.Template.Spec.Containers[0].Env) != 0 {
+		t.Errorf("a step without SPIRE mounts %+v / env %+v", job.Spec.Template.Spec.Volumes, job.Spec.Template.Spec.Containers[0].Env)
+	}
+	st := stepOf(waitIdentity(t, wf, "a", custodyv1alpha1.IdentityDisabled), "a")
+	if st.SPIFFEID != "" || !strings.Contains(st.Identity.Message, "SPIRE is not configured") {
+		t.Errorf("identity %+v, SPIFFE ID %q", st.Identity, st.SPIFFEID)
+	}
+	succeed(t, wf, "a", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	if hasFinalizer(t, wf) {
+		t.Error("a workflow without identity has the revocation finalizer")
+	}
+}

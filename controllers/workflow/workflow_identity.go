@@ -1,0 +1,505 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/metrics"
+)
+
+// identityRetry bounds how long the controller waits before it tries SPIRE again.
+const (
+	identityRetryMin = time.Second
+	identityRetryMax = 30 * time.Second
+)
+
+// observations remembers when the controller first saw facts that start the identity clocks:
+// an attempt's pod on a node (registration), and an attempt's end (revocation). They feed the
+// latency metrics only; nothing depends on them for correctness.
+type observations struct {
+	mu       sync.Mutex
+	onNode   map[types.UID]time.Time // pod UID
+	ended    map[types.UID]time.Time // pod UID
+	failures map[types.UID]int       // workflow UID -> consecutive SPIRE failures
+}
+
+func newObservations() *observations {
+	return &observations{onNode: map[types.UID]time.Time{}, ended: map[types.UID]time.Time{}, failures: map[types.UID]int{}}
+}
+
+// pod records what a pod event shows.
+func (o *observations) pod(p *corev1.Pod, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if p.Spec.NodeName != "" {
+		if _, ok := o.onNode[p.UID]; !ok {
+			o.onNode[p.UID] = now
+		}
+	}
+	if !p.DeletionTimestamp.IsZero() || stepContainerState(p) != nil {
+		if _, ok := o.ended[p.UID]; !ok {
+			o.ended[p.UID] = now
+		}
+	}
+}
+
+// since returns how long ago a fact was first seen (or since `fallback` if it was not), and
+// forgets it.
+func (o *observations) since(m map[types.UID]time.Time, uid types.UID, fallback, now time.Time) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t, ok := m[uid]
+	if !ok || fallback.Before(t) {
+		t = fallback
+	}
+	delete(m, uid)
+	return now.Sub(t)
+}
+
+func (o *observations) forget(uid types.UID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.onNode, uid)
+	delete(o.ended, uid)
+}
+
+// failed counts a failed SPIRE round for a workflow and returns how long to wait.
+func (o *observations) failed(wf types.UID) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.failures[wf]
+	o.failures[wf] = n + 1
+	return min(identityRetryMin<<min(n, 10), identityRetryMax)
+}
+
+func (o *observations) succeeded(wf types.UID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.failures, wf)
+}
+
+// prune drops observations older than maxAge (pods the controller never acted on).
+func (o *observations) prune(now time.Time, maxAge time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, m := range []map[types.UID]time.Time{o.onNode, o.ended} {
+		for k, t := range m {
+			if now.Sub(t) > maxAge {
+				delete(m, k)
+			}
+		}
+	}
+}
+
+// identityAttempt names the identity of a step's current attempt.
+func (r *Reconciler) identityAttempt(wf *custodyv1alpha1.Workflow, step string, n int32) identity.Attempt {
+	return identity.Attempt{Namespace: wf.Namespace, Workflow: wf.Name, WorkflowUID: wf.UID, Step: step, Number: n}
+}
+
+// newIdentity sets up the identity record of a new attempt (before its Job exists). It returns
+// false when the attempt must not start: the identity of the previous attempt is still live.
+func (r *Reconciler) newIdentity(s *scope, st *custodyv1alpha1.StepStatus, n int32) (bool, error) {
+	if prev := st.Identity; prev != nil && (prev.State == custodyv1alpha1.IdentityRegistered ||
+		prev.State == custodyv1alpha1.IdentityRevocationPending) {
+		s.requeueAt(s.now.Add(identityRetryMin))
+		return false, nil
+	}
+	if !r.Identity.Enabled() {
+		st.SPIFFEID = ""
+		st.Identity = &custodyv1alpha1.StepIdentity{State: custodyv1alpha1.IdentityDisabled, Attempt: n,
+			Message: "SPIRE is not configured: the step runs without a SPIFFE identity"}
+		return true, nil
+	}
+	a := r.identityAttempt(s.wf, st.Name, n)
+	id, err := r.Identity.Scheme.SPIFFEID(a)
+	if err != nil {
+		return false, err
+	}
+	st.SPIFFEID = id.String()
+	st.Identity = &custodyv1alpha1.StepIdentity{State: custodyv1alpha1.IdentityPending, Attempt: n,
+		EntryID: r.Identity.Scheme.EntryID(a), Message: "Waiting for the attempt's pod to be scheduled on a node"}
+	return true, nil
+}
+
+// workloadAPISocket is the socket path step containers get, or "" without identity.
+func (r *Reconciler) workloadAPISocket() string {
+	if !r.Identity.Enabled() {
+		return ""
+	}
+	return r.Identity.SocketPath
+}
+
+// reconcileIdentities makes SPIRE match the attempts: an entry for every attempt whose pod runs
+// on a node, none for any attempt that ended. Revocation fails closed: the Workflow keeps
+// FinalizerRevocation while an entry may exist, and an attempt's retry waits for the previous
+// attempt's revocation.
+func (r *Reconciler) reconcileIdentities(ctx context.Context, s *scope) (bool, error) {
+	if !r.Identity.Enabled() {
+		return false, nil
+	}
+	wf := s.wf
+	var register, revoke []*custodyv1alpha1.StepStatus
+	for i := range wf.Status.Steps {
+		st := &wf.Status.Steps[i]
+		id := st.Identity
+		if id == nil || id.EntryID == "" {
+			continue
+		}
+		live := id.Attempt == st.Attempt && st.Phase == custodyv1alpha1.StepRunning && s.attemptOnNode(st) != nil
+		switch {
+		case live && id.State == custodyv1alpha1.IdentityPending:
+			// Register only attempts whose Running state was read back from the API server: the
+			// sweep trusts persisted status, so it never deletes an entry made for an attempt it
+			// cannot see yet.
+			if s.before == nil || !persistedRunning(s.before, st) {
+				s.requeueAt(s.now)
+				continue
+			}
+			register = append(register, st)
+		case !live && (id.State == custodyv1alpha1.IdentityRegistered || id.State == custodyv1alpha1.IdentityRevocationPending ||
+			id.State == custodyv1alpha1.IdentityPending && (st.Attempt != id.Attempt || st.Phase != custodyv1alpha1.StepRunning ||
+				s.attemptEnded(st))):
+			revoke = append(revoke, st)
+		}
+	}
+	var errs []error
+	if len(revoke) > 0 {
+		errs = append(errs, r.revoke(ctx, s, revoke))
+	}
+	if len(register) > 0 {
+		errs = append(errs, r.register(ctx, s, register))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.requeueAt(s.now.Add(r.observed.failed(wf.UID)))
+		s.identityErr = err
+		return false, nil
+	}
+	r.observed.succeeded(wf.UID)
+	return false, r.releaseFinalizer(ctx, s)
+}
+
+// persistedRunning says whether the workflow as read from the API server already showed the
+// step's current attempt running.
+func persistedRunning(before *custodyv1alpha1.Workflow, st *custodyv1alpha1.StepStatus) bool {
+	for _, b := range before.Status.Steps {
+		if b.Name == st.Name {
+			return b.Phase == custodyv1alpha1.StepRunning && b.Attempt == st.Attempt
+		}
+	}
+	return false
+}
+
+// attemptOnNode returns the pod of a running attempt while its step container runs on a node.
+func (s *scope) attemptOnNode(st *custodyv1alpha1.StepStatus) *corev1.Pod {
+	pod := s.pods[st.JobName]
+	if pod == nil || pod.Spec.NodeName == "" || !pod.DeletionTimestamp.IsZero() || stepContainerState(pod) != nil ||
+		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return nil
+	}
+	if job := s.jobs[st.JobName]; job == nil || jobFinished(job) || !job.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	return pod
+}
+
+// attemptEnded says whether a running attempt's pod is past running its step container.
+func (s *scope) attemptEnded(st *custodyv1alpha1.StepStatus) bool {
+	pod := s.pods[st.JobName]
+	if pod == nil {
+		return false // not created yet, or gone: observeAttempts ends the attempt then
+	}
+	return !pod.DeletionTimestamp.IsZero() || stepContainerState(pod) != nil ||
+		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+// register creates the entries of attempts whose pods are on nodes, after making sure the
+// Workflow has the finalizer that guarantees their revocation.
+func (r *Reconciler) register(ctx context.Context, s *scope, steps []*custodyv1alpha1.StepStatus) error {
+	if err := r.ensureFinalizer(ctx, s); err != nil {
+		return err
+	}
+	entries := make([]identity.Entry, 0, len(steps))
+	var ready []*custodyv1alpha1.StepStatus
+	var errs []error
+	for _, st := range steps {
+		e, err := r.entryFor(ctx, s, st)
+		if err != nil {
+			st.Identity.Message = truncate("Cannot build the registration entry: "+err.Error(), 512)
+			errs = append(errs, err)
+			continue
+		}
+		entries = append(entries, e)
+		ready = append(ready, st)
+	}
+	if len(entries) == 0 {
+		return errors.Join(errs...)
+	}
+	results, err := r.Identity.Registrar.Create(ctx, entries)
+	if err != nil {
+		for _, st := range ready {
+			st.Identity.Message = truncate("SPIRE: "+err.Error(), 512)
+		}
+		return errors.Join(append(errs, err)...)
+	}
+	now := r.Clock.Now()
+	for i, st := range ready {
+		if results[i] != nil {
+			msg := truncate("SPIRE refused the entry: "+results[i].Error(), 512)
+			if st.Identity.Message != msg {
+				s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonIdentityFailed, "Register", "Step %s attempt %d: %s",
+					st.Name, st.Attempt, msg)
+			}
+			st.Identity.Message = msg
+			errs = append(errs, results[i])
+			continue
+		}
+		pod := s.pods[st.JobName]
+		latency := r.observed.since(r.observed.onNode, pod.UID, pod.CreationTimestamp.Time, now)
+		s.afterSave(func() { metrics.IdentityRegistration.Observe(latency.Seconds()) })
+		st.Identity.State = custodyv1alpha1.IdentityRegistered
+		st.Identity.RegisteredTime = &metav1.Time{Time: s.now}
+		st.Identity.ExpiresAt = &metav1.Time{Time: entries[i].ExpiresAt}
+		st.Identity.Message = fmt.Sprintf("Pod %s on node %s can obtain SVIDs for %s", pod.Name, pod.Spec.NodeName, st.SPIFFEID)
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityIssued, "Register",
+			"Step %s attempt %d: registered %s for pod %s (entry %s)", st.Name, st.Attempt, st.SPIFFEID, pod.Name, entries[i].ID)
+	}
+	return errors.Join(errs...)
+}
+
+// entryFor builds the registration entry of a running attempt.
+func (r *Reconciler) entryFor(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus) (identity.Entry, error) {
+	cfg := r.Identity
+	pod := s.pods[st.JobName]
+	a := r.identityAttempt(s.wf, st.Name, st.Attempt)
+	id, err := cfg.Scheme.SPIFFEID(a)
+	if err != nil {
+		return identity.Entry{}, err
+	}
+	var parent = cfg.ParentID
+	if parent == nil {
+		node := &metav1.PartialObjectMetadata{}
+		node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+		if err := r.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, node); err != nil {
+			return identity.Entry{}, fmt.Errorf("reading node %s: %w", pod.Spec.NodeName, err)
+		}
+		agent, err := cfg.Scheme.AgentID(node.UID)
+		if err != nil {
+			return identity.Entry{}, err
+		}
+		parent = &agent
+	}
+	return identity.Entry{
+		ID:          cfg.Scheme.EntryID(a),
+		SPIFFEID:    id,
+		ParentID:    *parent,
+		Selectors:   identity.PodSelectors(pod.Namespace, pod.Spec.ServiceAccountName, pod.UID, jobspec.ContainerName),
+		ExpiresAt:   r.entryExpiry(s, s.jobs[st.JobName]),
+		X509SVIDTTL: cfg.X509SVIDTTL,
+		JWTSVIDTTL:  cfg.JWTSVIDTTL,
+	}, nil
+}
+
+// entryExpiry is the attempt's deadline: the earliest of the step timeout (from the Job's
+// start), the workflow timeout, and the configured longest entry lifetime; rounded up to the
+// second, as SPIRE stores it.
+func (r *Reconciler) entryExpiry(s *scope, job *batchv1.Job) time.Time {
+	expiry := s.now.Add(r.Identity.MaxEntryLifetime)
+	if job != nil && job.Spec.ActiveDeadlineSeconds != nil {
+		start := job.CreationTimestamp.Time
+		if job.Status.StartTime != nil {
+			start = job.Status.StartTime.Time
+		}
+		if d := start.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second); d.Before(expiry) {
+			expiry = d
+		}
+	}
+	if wf := s.wf; wf.Spec.Timeout != nil && wf.Status.StartTime != nil {
+		if d := wf.Status.StartTime.Add(wf.Spec.Timeout.Duration); d.Before(expiry) {
+			expiry = d
+		}
+	}
+	return expiry.Add(time.Second - 1).Truncate(time.Second)
+}
+
+// revoke deletes the entries of attempts that ended.
+func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alpha1.StepStatus) error {
+	ids := make([]string, len(steps))
+	for i, st := range steps {
+		ids[i] = st.Identity.EntryID
+	}
+	results, err := r.Identity.Registrar.Delete(ctx, ids)
+	if err != nil {
+		for _, st := range steps {
+			r.revocationPending(s, st, err)
+		}
+		return err
+	}
+	now := r.Clock.Now()
+	var errs []error
+	for i, st := range steps {
+		if results[i] != nil {
+			r.revocationPending(s, st, results[i])
+			errs = append(errs, results[i])
+			continue
+		}
+		id := st.Identity
+		if id.State == custodyv1alpha1.IdentityPending {
+			id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
+			continue
+		}
+		pod := s.pods[st.JobName]
+		fallback := s.now
+		if pod != nil {
+			latency := r.observed.since(r.observed.ended, pod.UID, fallback, now)
+			r.observed.forget(pod.UID)
+			s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
+		} else {
+			latency := now.Sub(fallback)
+			s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
+		}
+		id.State, id.RevokedTime = custodyv1alpha1.IdentityRevoked, &metav1.Time{Time: s.now}
+		id.Message = "The entry was deleted when the attempt ended"
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
+			"Step %s attempt %d: revoked %s (entry %s)", st.Name, id.Attempt, st.SPIFFEID, id.EntryID)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) revocationPending(s *scope, st *custodyv1alpha1.StepStatus, err error) {
+	id := st.Identity
+	msg := truncate("Revocation pending, retrying: "+err.Error(), 512)
+	if id.State != custodyv1alpha1.IdentityRevocationPending {
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
+			"Step %s attempt %d: cannot delete entry %s yet: %s", st.Name, id.Attempt, id.EntryID, truncate(err.Error(), 256))
+	}
+	if id.State != custodyv1alpha1.IdentityPending {
+		id.State = custodyv1alpha1.IdentityRevocationPending
+	}
+	id.Message = msg
+}
+
+// identityHeld says whether any attempt of the workflow may still have an entry in SPIRE.
+func identityHeld(wf *custodyv1alpha1.Workflow) bool {
+	for _, st := range wf.Status.Steps {
+		if id := st.Identity; id != nil && id.EntryID != "" && (id.State == custodyv1alpha1.IdentityRegistered ||
+			id.State == custodyv1alpha1.IdentityRevocationPending) {
+			return true
+		}
+	}
+	return false
+}
+
+// revocationPending lists the steps whose revocation waits for SPIRE.
+func revocationPendingSteps(wf *custodyv1alpha1.Workflow) []string {
+	var names []string
+	for _, st := range wf.Status.Steps {
+		if st.Identity != nil && st.Identity.State == custodyv1alpha1.IdentityRevocationPending {
+			names = append(names, st.Name)
+		}
+	}
+	return names
+}
+
+// ensureFinalizer adds FinalizerRevocation before the first entry of the workflow is created.
+func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope) error {
+	if controllerutil.ContainsFinalizer(s.wf, custodyv1alpha1.FinalizerRevocation) {
+		return nil
+	}
+	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
+		return controllerutil.AddFinalizer(wf, custodyv1alpha1.FinalizerRevocation)
+	})
+}
+
+// releaseFinalizer removes FinalizerRevocation once the workflow ended and nothing is held.
+func (r *Reconciler) releaseFinalizer(ctx context.Context, s *scope) error {
+	if !controllerutil.ContainsFinalizer(s.wf, custodyv1alpha1.FinalizerRevocation) || !isFinished(s.wf.Status.Phase) ||
+		identityHeld(s.wf) {
+		return nil
+	}
+	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
+		return controllerutil.RemoveFinalizer(wf, custodyv1alpha1.FinalizerRevocation)
+	})
+}
+
+// patchFinalizers changes the finalizers with an optimistic lock (a merge patch replaces the
+// whole list) and carries the new resourceVersion into the status patch that follows.
+func (r *Reconciler) patchFinalizers(ctx context.Context, s *scope, change func(*custodyv1alpha1.Workflow) bool) error {
+	orig := s.wf.DeepCopy()
+	orig.Status = custodyv1alpha1.WorkflowStatus{}
+	upd := orig.DeepCopy()
+	if !change(upd) {
+		return nil
+	}
+	if err := r.Patch(ctx, upd, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}),
+		client.FieldOwner(ControllerName)); err != nil {
+		return fmt.Errorf("updating the finalizers of %s: %w", klog.KObj(s.wf), err)
+	}
+	s.wf.Finalizers, s.wf.ResourceVersion = upd.Finalizers, upd.ResourceVersion
+	if s.before != nil {
+		s.before.Finalizers, s.before.ResourceVersion = upd.Finalizers, upd.ResourceVersion
+	}
+	return nil
+}
+
+// finalize revokes every entry any attempt of a deleted workflow may hold, by their
+// deterministic IDs (so it works even when status was lost), then releases the finalizer.
+func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(wf, custodyv1alpha1.FinalizerRevocation) {
+		return ctrl.Result{}, nil
+	}
+	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder}
+	if !r.Identity.Enabled() {
+		err := fmt.Errorf("%s has the finalizer %s but SPIRE is not configured, so its entries cannot be revoked; "+
+			"configure SPIRE, or remove the finalizer by hand after deleting entries with the prefix of run %s",
+			klog.KObj(wf), custodyv1alpha1.FinalizerRevocation, wf.UID)
+		return ctrl.Result{}, err
+	}
+	var ids []string
+	for _, st := range wf.Status.Steps {
+		for n := int32(1); n <= st.Attempt; n++ {
+			ids = append(ids, r.Identity.Scheme.EntryID(r.identityAttempt(wf, st.Name, n)))
+		}
+	}
+	results, err := r.Identity.Registrar.Delete(ctx, ids)
+	if err == nil {
+		err = errors.Join(results...)
+	}
+	if err != nil {
+		r.Recorder.Eventf(wf, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
+			"Cannot revoke the workflow's entries yet, retrying: %s", truncate(err.Error(), 512))
+		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
+	}
+	r.observed.succeeded(wf.UID)
+	if identityHeld(wf) {
+		r.Recorder.Eventf(wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
+			"Revoked the entries of every attempt of the deleted workflow")
+	}
+	if err := r.patchFinalizers(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
+		return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
+	}); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+// pendingMessage describes pending revocations for the workflow's conditions.
+func pendingMessage(steps []string) string {
+	return fmt.Sprintf("Revocation pending for step %s: SPIRE has not confirmed the deletion; retrying",
+		strings.Join(steps, ", "))
+}
