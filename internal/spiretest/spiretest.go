@@ -213,3 +213,126 @@ func freePort() (int, error) {
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Agent is a running spire-agent attested to a Server with a join token, serving the Workload
+// API on a unix socket and attesting workloads with the unix attestor.
+type Agent struct {
+	Dir string
+	// Socket is the Workload API socket; ID is the agent's SPIFFE ID (the parent of entries for
+	// workloads it serves).
+	Socket string
+	ID     string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var agentConf = template.Must(template.New("agent").Parse(`agent {
+  data_dir = "{{.Dir}}/data"
+  log_level = "WARN"
+  server_address = "127.0.0.1"
+  server_port = "{{.Port}}"
+  socket_path = "{{.Socket}}"
+  trust_domain = "` + TrustDomain + `"
+  insecure_bootstrap = true
+  experimental {
+    # Custody's recommended setting for fast propagation of entry changes (docs/identity.md).
+    sync_interval = "{{.SyncInterval}}"
+  }
+}
+plugins {
+  NodeAttestor "join_token" {
+    plugin_data {}
+  }
+  KeyManager "memory" {
+    plugin_data {}
+  }
+  WorkloadAttestor "unix" {
+    plugin_data {}
+  }
+}
+`))
+
+// StartAgent starts a spire-agent for the server, with a fresh join token, and waits until its
+// Workload API socket exists. syncInterval is the agent's experimental sync_interval.
+func (s *Server) StartAgent(ctx context.Context, syncInterval time.Duration) (*Agent, error) {
+	out, err := s.CLI(ctx, "token", "generate", "-ttl", "600")
+	if err != nil {
+		return nil, err
+	}
+	// "Token: <uuid>" and a warning that no alias SPIFFE ID was given (the agent ID is used).
+	var token string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Token:"); ok {
+			token = strings.TrimSpace(v)
+		}
+	}
+	if token == "" {
+		return nil, fmt.Errorf("spiretest: no token in %q", out)
+	}
+	dir, err := os.MkdirTemp("", "agent")
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{Dir: dir, Socket: filepath.Join(dir, "agent.sock"),
+		ID: "spiffe://" + TrustDomain + "/spire/agent/join_token/" + token}
+	var conf bytes.Buffer
+	if err := agentConf.Execute(&conf, map[string]any{"Dir": dir, "Port": s.Port, "Socket": a.Socket,
+		"SyncInterval": syncInterval.String()}); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "agent.conf"), conf.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	bin, err := testenv.Binary("spire-agent")
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(dir, "agent.log")) //nolint:gosec // our own directory
+	if err != nil {
+		return nil, err
+	}
+	a.cmd = exec.Command(bin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token) //nolint:gosec // pinned binary
+	a.cmd.Stdout, a.cmd.Stderr = log, log
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		_ = log.Close()
+		return nil, fmt.Errorf("spiretest: starting spire-agent: %w", err)
+	}
+	a.done = make(chan struct{})
+	go func() {
+		_ = a.cmd.Wait()
+		_ = log.Close()
+		close(a.done)
+	}()
+	deadline := time.After(time.Minute)
+	for {
+		if _, err := os.Stat(a.Socket); err == nil {
+			return a, nil
+		}
+		select {
+		case <-a.done:
+			b, _ := os.ReadFile(filepath.Join(dir, "agent.log")) //nolint:gosec // our own directory
+			return nil, fmt.Errorf("spiretest: spire-agent exited:\n%s", b)
+		case <-deadline:
+			_ = a.Close()
+			return nil, errors.New("spiretest: spire-agent's socket did not appear within a minute")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the agent and removes its directory.
+func (a *Agent) Close() error {
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.done
+	}
+	return os.RemoveAll(a.Dir)
+}
