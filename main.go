@@ -134,14 +134,14 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 func (o *options) identityConfig() (*identity.Config, error) {
 	scheme, err := identity.NewScheme(o.trustDomain, o.clusterName, o.entryIDPrefix)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--spire-entry-id-prefix: %w", err)
 	}
 	cfg := &identity.Config{Scheme: scheme, X509SVIDTTL: o.x509SVIDTTL, JWTSVIDTTL: o.jwtSVIDTTL,
 		MaxSVIDTTL: o.maxSVIDTTL, MaxEntryLifetime: o.maxEntryLifetime, SocketPath: o.workloadAPISocket,
 		SweepInterval: o.sweepInterval}
 	var errs []error
 	if err := cfg.Validate(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("identity flags (--svid-*, --identity-max-entry-lifetime, --workload-api-socket-path): %w", err))
 	}
 	if o.parentID != "" {
 		id, err := spiffeid.FromString(o.parentID)

@@ -66,6 +66,24 @@ func TestOptions_validate(t *testing.T) {
 			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--graceful-shutdown-seconds=-1"},
 			want: []string{"--graceful-shutdown-seconds must not be negative"},
 		},
+		{
+			name: "identity settings",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--svid-x509-ttl=2h", "--svid-max-ttl=1h",
+				"--workload-api-socket-path=agent.sock", "--spire-parent-id=spiffe://other.org/node", "--identity-sweep-interval=1s"},
+			want: []string{"X.509 SVID TTL 2h0m0s must be between 1s and the cap 1h0m0s", `socket path "agent.sock"`,
+				`--spire-parent-id "spiffe://other.org/node" must be a SPIFFE ID in trust domain example.org`,
+				"--identity-sweep-interval 1s must be at least 10s"},
+		},
+		{
+			name: "entry ID prefix",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--spire-entry-id-prefix=bad prefix"},
+			want: []string{`--spire-entry-id-prefix: entry ID prefix "bad prefix" must be`},
+		},
+		{
+			name: "SPIRE over TCP",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--spire-server-address=spire-server.spire:8081",
+				"--spire-parent-id=spiffe://example.org/k8s-nodes"},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,12 +21,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/custody-dev/custody/internal/testenv"
 )
@@ -37,6 +39,9 @@ type Options struct {
 	Nodes int
 	// Dir holds kubeconfigs and process logs; a temporary directory when empty (removed on Stop).
 	Dir string
+	// PodRunTime is how long KWOK keeps a Job's pod Running before it completes it (KWOK's fast
+	// stages complete it at once).
+	PodRunTime time.Duration
 }
 
 // Cluster is a running local cluster.
@@ -91,6 +96,11 @@ func Start(opts Options) (c *Cluster, err error) {
 	stages, err := testenv.Binary("kwok-stages.yaml")
 	if err != nil {
 		return c, err
+	}
+	if opts.PodRunTime > 0 {
+		if stages, err = delayPodComplete(stages, c.Dir, opts.PodRunTime); err != nil {
+			return c, err
+		}
 	}
 	starts := []struct {
 		name string
@@ -256,4 +266,37 @@ func (c *Cluster) Stop() error {
 		errs = append(errs, os.RemoveAll(c.Dir))
 	}
 	return errors.Join(errs...)
+}
+
+// delayPodComplete writes a copy of the KWOK stages into dir in which the pod-complete stage waits
+// d, and returns its path.
+func delayPodComplete(path, dir string, d time.Duration) (string, error) {
+	data, err := os.ReadFile(path) //nolint:gosec // bin/kwok-stages.yaml
+	if err != nil {
+		return "", err
+	}
+	docs := strings.Split(string(data), "\n---")
+	found := false
+	for i, doc := range docs {
+		var stage map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &stage); err != nil {
+			return "", fmt.Errorf("localcluster: %s: %w", path, err)
+		}
+		meta, _ := stage["metadata"].(map[string]any)
+		spec, _ := stage["spec"].(map[string]any)
+		if meta == nil || spec == nil || meta["name"] != "pod-complete" {
+			continue
+		}
+		spec["delay"] = map[string]any{"durationMilliseconds": d.Milliseconds()}
+		out, err := yaml.Marshal(stage)
+		if err != nil {
+			return "", err
+		}
+		docs[i], found = "\n"+string(out), true
+	}
+	if !found {
+		return "", fmt.Errorf("localcluster: no pod-complete stage in %s", path)
+	}
+	out := filepath.Join(dir, "kwok-stages.yaml")
+	return out, os.WriteFile(out, []byte(strings.Join(docs, "\n---")), 0o600) //nolint:gosec // the cluster's own directory
 }

@@ -4,14 +4,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/custody-dev/custody/internal/localcluster"
+	"github.com/custody-dev/custody/internal/spiretest"
 )
 
-var cluster *localcluster.Cluster
+var (
+	cluster     *localcluster.Cluster
+	spireServer *spiretest.Server
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -20,7 +26,19 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	// CUSTODY_E2E_DIR keeps the cluster's kubeconfig and process logs (manager.log, ...) for a
 	// look afterwards.
-	c, err := localcluster.Start(localcluster.Options{Nodes: 2, Dir: os.Getenv("CUSTODY_E2E_DIR")})
+	// A real spire-server; the manager registers step identities in it over the admin socket.
+	srv, err := spiretest.StartServer(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if srv != nil {
+			_ = srv.Close()
+		}
+		return 1
+	}
+	spireServer = srv
+	defer func() { _ = srv.Close() }()
+	// Pods run for a moment, as real steps do, so that their identities are registered.
+	c, err := localcluster.Start(localcluster.Options{Nodes: 2, Dir: os.Getenv("CUSTODY_E2E_DIR"), PodRunTime: 2 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -37,7 +55,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err1, err2)
 		return 1
 	}
-	if _, err := c.StartManager("--metrics-bind-address="+metrics, "--health-probe-bind-address="+probes); err != nil {
+	if _, err := c.StartManager("--metrics-bind-address="+metrics, "--health-probe-bind-address="+probes,
+		"--trust-domain="+spiretest.TrustDomain, "--spire-server-address="+srv.Address); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

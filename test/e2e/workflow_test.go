@@ -14,6 +14,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/identity/spire"
+	"github.com/custody-dev/custody/internal/spiretest"
 )
 
 func namespace(t *testing.T) string {
@@ -103,6 +106,28 @@ spec:
 	if publish.StartTime.Before(lint.CompletionTime) || publish.StartTime.Before(test.CompletionTime) {
 		t.Errorf("publish started at %s, before lint (%s) or test (%s) ended", publish.StartTime, lint.CompletionTime, test.CompletionTime)
 	}
+	// Every attempt had its own SPIFFE identity while it ran, revoked when it ended.
+	for _, st := range wf.Status.Steps {
+		if st.Identity == nil || st.Identity.State != custodyv1alpha1.IdentityRevoked || st.Identity.RegisteredTime == nil ||
+			!strings.HasPrefix(st.SPIFFEID, "spiffe://"+spiretest.TrustDomain+"/ns/"+ns+"/workflow/diamond/step/"+st.Name+"/run/") {
+			t.Errorf("step %s: SPIFFE ID %q, identity %+v", st.Name, st.SPIFFEID, st.Identity)
+		}
+	}
+	reg, err := spire.Dial(ctx, spire.Options{Address: spireServer.Address})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reg.Close() }()
+	eventually(t, 30*time.Second, "no SPIRE entries left", func() error {
+		entries, err := reg.List(ctx, identity.DefaultEntryIDPrefix+string(wf.UID))
+		if err != nil {
+			return err
+		}
+		if len(entries) != 0 {
+			return fmt.Errorf("%d entries of the workflow remain", len(entries))
+		}
+		return nil
+	})
 	// No attempt identity outlives its attempt.
 	eventually(t, 30*time.Second, "step ServiceAccounts deleted", func() error {
 		var sas corev1.ServiceAccountList
