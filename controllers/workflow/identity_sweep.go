@@ -26,8 +26,12 @@ type Sweeper struct {
 	APIReader client.Reader
 	Identity  *identity.Config
 	Interval  time.Duration
-	// observed is pruned of facts nobody acted on.
+	// MinAge spares entries younger than this: an entry is only created for an attempt whose
+	// running state is persisted, and the grace covers caches catching up (default 30s).
+	MinAge time.Duration
+	// observed and registry are pruned of facts nobody acted on.
 	observed *observations
+	registry *registry
 }
 
 // NeedLeaderElection makes the sweep run on the leader only.
@@ -44,6 +48,9 @@ func (w *Sweeper) Start(ctx context.Context) error {
 		}
 		if w.observed != nil {
 			w.observed.prune(time.Now(), 10*time.Minute)
+		}
+		if w.registry != nil {
+			w.registry.prune(time.Now(), 10*time.Minute)
 		}
 		select {
 		case <-ctx.Done():
@@ -71,6 +78,10 @@ func (w *Sweeper) Sweep(ctx context.Context) (deleted, kept int, err error) {
 	var orphans []string
 	confirmed := map[types.UID]*custodyv1alpha1.Workflow{}
 	for _, e := range entries {
+		// SPIRE keeps creation times in whole seconds, possibly rounded up: compare only when asked.
+		if w.MinAge > 0 && !e.CreatedAt.IsZero() && time.Since(e.CreatedAt) < w.MinAge {
+			continue
+		}
 		p, ok := cfg.Scheme.ParseEntryID(e.ID)
 		if !ok {
 			// The prefix is Custody's; an entry in another shape is not one of ours to keep.

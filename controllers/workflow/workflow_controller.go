@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/dag"
@@ -48,6 +50,8 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 
 	observed *observations
+	registry *registry
+	wake     chan event.GenericEvent
 }
 
 // scope carries one reconcile's state through the phases.
@@ -195,20 +199,33 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.MaxConcurrentReconciles = 4
 	}
 	r.observed = newObservations()
+	r.registry = newRegistry()
+	r.wake = make(chan event.GenericEvent, 1024)
 	if r.Identity.Enabled() && r.Identity.SweepInterval > 0 {
 		if err := mgr.Add(&Sweeper{Reader: mgr.GetClient(), APIReader: r.APIReader, Identity: r.Identity,
-			Interval: r.Identity.SweepInterval, observed: r.observed}); err != nil {
+			Interval: r.Identity.SweepInterval, MinAge: 30 * time.Second, observed: r.observed, registry: r.registry}); err != nil {
 			return err
 		}
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.Workflow{}).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobEnded)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToWorkflow),
 			builder.WithPredicates(podMatters)).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
+	if err != nil || !r.Identity.Enabled() {
+		return err
+	}
+	// The identity controller: one SPIRE call per step pod event, never a Workflow write.
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(IdentityControllerName).
+		For(&corev1.Pod{}, builder.WithPredicates(podMatters)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, identityRetryMax)}).
+		Complete(reconcile.Func(r.reconcilePod))
 }
 
 // jobEnded passes Job events the reconciler acts on: creation, deletion, and updates that finish

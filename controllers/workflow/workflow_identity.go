@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,7 +18,6 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/identity"
-	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
 )
 
@@ -59,13 +57,13 @@ func (o *observations) pod(p *corev1.Pod, now time.Time) {
 	}
 }
 
-// since returns how long ago a fact was first seen (or since `fallback` if it was not), and
-// forgets it.
+// since returns how long ago a fact was first seen (or since fallback if it was not seen, for
+// example before a restart), and forgets it.
 func (o *observations) since(m map[types.UID]time.Time, uid types.UID, fallback, now time.Time) time.Duration {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	t, ok := m[uid]
-	if !ok || fallback.Before(t) {
+	if !ok {
 		t = fallback
 	}
 	delete(m, uid)
@@ -154,55 +152,74 @@ func (r *Reconciler) reconcileIdentities(ctx context.Context, s *scope) (bool, e
 		return false, nil
 	}
 	wf := s.wf
-	var register, revoke []*custodyv1alpha1.StepStatus
+	var revoke []*custodyv1alpha1.StepStatus
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
 		id := st.Identity
 		if id == nil || id.EntryID == "" {
 			continue
 		}
+		rec, known := r.registry.get(id.EntryID)
 		live := id.Attempt == st.Attempt && st.Phase == custodyv1alpha1.StepRunning && s.attemptOnNode(st) != nil
 		switch {
 		case live && id.State == custodyv1alpha1.IdentityPending:
-			// Register only attempts whose Running state was read back from the API server: the
-			// sweep trusts persisted status, so it never deletes an entry made for an attempt it
-			// cannot see yet.
-			if s.before == nil || !persistedRunning(s.before, st) {
-				s.requeueAt(s.now)
-				continue
-			}
-			register = append(register, st)
+			// The identity controller registers; record what it did.
+			r.recordRegistration(s, st, rec, known)
 		case !live && (id.State == custodyv1alpha1.IdentityRegistered || id.State == custodyv1alpha1.IdentityRevocationPending ||
 			id.State == custodyv1alpha1.IdentityPending && (st.Attempt != id.Attempt || st.Phase != custodyv1alpha1.StepRunning ||
 				s.attemptEnded(st))):
+			if known && !rec.revoked.IsZero() {
+				r.recordRevocation(s, st, rec.revoked)
+				continue
+			}
 			revoke = append(revoke, st)
 		}
 	}
-	var errs []error
 	if len(revoke) > 0 {
-		errs = append(errs, r.revoke(ctx, s, revoke))
-	}
-	if len(register) > 0 {
-		errs = append(errs, r.register(ctx, s, register))
-	}
-	if err := errors.Join(errs...); err != nil {
-		s.requeueAt(s.now.Add(r.observed.failed(wf.UID)))
-		s.identityErr = err
-		return false, nil
+		if err := r.revoke(ctx, s, revoke); err != nil {
+			s.requeueAt(s.now.Add(r.observed.failed(wf.UID)))
+			s.identityErr = err
+			return false, nil
+		}
 	}
 	r.observed.succeeded(wf.UID)
 	return false, r.releaseFinalizer(ctx, s)
 }
 
-// persistedRunning says whether the workflow as read from the API server already showed the
-// step's current attempt running.
-func persistedRunning(before *custodyv1alpha1.Workflow, st *custodyv1alpha1.StepStatus) bool {
-	for _, b := range before.Status.Steps {
-		if b.Name == st.Name {
-			return b.Phase == custodyv1alpha1.StepRunning && b.Attempt == st.Attempt
+// recordRegistration records in status what the identity controller did for a running attempt.
+func (r *Reconciler) recordRegistration(s *scope, st *custodyv1alpha1.StepStatus, rec attemptRecord, known bool) {
+	id := st.Identity
+	switch {
+	case !known:
+	case !rec.registered.IsZero():
+		id.State = custodyv1alpha1.IdentityRegistered
+		id.RegisteredTime = &metav1.Time{Time: rec.registered}
+		id.ExpiresAt = &metav1.Time{Time: rec.expiresAt}
+		id.Message = fmt.Sprintf("Pod %s on node %s can obtain SVIDs for %s", rec.podName, rec.nodeName, st.SPIFFEID)
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityIssued, "Register",
+			"Step %s attempt %d: registered %s for pod %s (entry %s)", st.Name, st.Attempt, st.SPIFFEID, rec.podName, id.EntryID)
+	case rec.err != "":
+		msg := truncate("SPIRE registration failed, retrying: "+rec.err, 512)
+		if id.Message != msg {
+			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonIdentityFailed, "Register", "Step %s attempt %d: %s",
+				st.Name, st.Attempt, msg)
 		}
+		id.Message = msg
 	}
-	return false
+}
+
+// recordRevocation records that an attempt's entry is gone.
+func (r *Reconciler) recordRevocation(s *scope, st *custodyv1alpha1.StepStatus, at time.Time) {
+	id := st.Identity
+	r.registry.forget(id.EntryID)
+	if id.State == custodyv1alpha1.IdentityPending {
+		id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
+		return
+	}
+	id.State, id.RevokedTime = custodyv1alpha1.IdentityRevoked, &metav1.Time{Time: at}
+	id.Message = "The entry was deleted when the attempt ended"
+	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
+		"Step %s attempt %d: revoked %s (entry %s)", st.Name, id.Attempt, st.SPIFFEID, id.EntryID)
 }
 
 // attemptOnNode returns the pod of a running attempt while its step container runs on a node.
@@ -228,115 +245,6 @@ func (s *scope) attemptEnded(st *custodyv1alpha1.StepStatus) bool {
 		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
-// register creates the entries of attempts whose pods are on nodes, after making sure the
-// Workflow has the finalizer that guarantees their revocation.
-func (r *Reconciler) register(ctx context.Context, s *scope, steps []*custodyv1alpha1.StepStatus) error {
-	if err := r.ensureFinalizer(ctx, s); err != nil {
-		return err
-	}
-	entries := make([]identity.Entry, 0, len(steps))
-	var ready []*custodyv1alpha1.StepStatus
-	var errs []error
-	for _, st := range steps {
-		e, err := r.entryFor(ctx, s, st)
-		if err != nil {
-			st.Identity.Message = truncate("Cannot build the registration entry: "+err.Error(), 512)
-			errs = append(errs, err)
-			continue
-		}
-		entries = append(entries, e)
-		ready = append(ready, st)
-	}
-	if len(entries) == 0 {
-		return errors.Join(errs...)
-	}
-	results, err := r.Identity.Registrar.Create(ctx, entries)
-	if err != nil {
-		for _, st := range ready {
-			st.Identity.Message = truncate("SPIRE: "+err.Error(), 512)
-		}
-		return errors.Join(append(errs, err)...)
-	}
-	now := r.Clock.Now()
-	for i, st := range ready {
-		if results[i] != nil {
-			msg := truncate("SPIRE refused the entry: "+results[i].Error(), 512)
-			if st.Identity.Message != msg {
-				s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonIdentityFailed, "Register", "Step %s attempt %d: %s",
-					st.Name, st.Attempt, msg)
-			}
-			st.Identity.Message = msg
-			errs = append(errs, results[i])
-			continue
-		}
-		pod := s.pods[st.JobName]
-		latency := r.observed.since(r.observed.onNode, pod.UID, pod.CreationTimestamp.Time, now)
-		s.afterSave(func() { metrics.IdentityRegistration.Observe(latency.Seconds()) })
-		st.Identity.State = custodyv1alpha1.IdentityRegistered
-		st.Identity.RegisteredTime = &metav1.Time{Time: s.now}
-		st.Identity.ExpiresAt = &metav1.Time{Time: entries[i].ExpiresAt}
-		st.Identity.Message = fmt.Sprintf("Pod %s on node %s can obtain SVIDs for %s", pod.Name, pod.Spec.NodeName, st.SPIFFEID)
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityIssued, "Register",
-			"Step %s attempt %d: registered %s for pod %s (entry %s)", st.Name, st.Attempt, st.SPIFFEID, pod.Name, entries[i].ID)
-	}
-	return errors.Join(errs...)
-}
-
-// entryFor builds the registration entry of a running attempt.
-func (r *Reconciler) entryFor(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus) (identity.Entry, error) {
-	cfg := r.Identity
-	pod := s.pods[st.JobName]
-	a := r.identityAttempt(s.wf, st.Name, st.Attempt)
-	id, err := cfg.Scheme.SPIFFEID(a)
-	if err != nil {
-		return identity.Entry{}, err
-	}
-	var parent = cfg.ParentID
-	if parent == nil {
-		node := &metav1.PartialObjectMetadata{}
-		node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
-		if err := r.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, node); err != nil {
-			return identity.Entry{}, fmt.Errorf("reading node %s: %w", pod.Spec.NodeName, err)
-		}
-		agent, err := cfg.Scheme.AgentID(node.UID)
-		if err != nil {
-			return identity.Entry{}, err
-		}
-		parent = &agent
-	}
-	return identity.Entry{
-		ID:          cfg.Scheme.EntryID(a),
-		SPIFFEID:    id,
-		ParentID:    *parent,
-		Selectors:   identity.PodSelectors(pod.Namespace, pod.Spec.ServiceAccountName, pod.UID, jobspec.ContainerName),
-		ExpiresAt:   r.entryExpiry(s, s.jobs[st.JobName]),
-		X509SVIDTTL: cfg.X509SVIDTTL,
-		JWTSVIDTTL:  cfg.JWTSVIDTTL,
-	}, nil
-}
-
-// entryExpiry is the attempt's deadline: the earliest of the step timeout (from the Job's
-// start), the workflow timeout, and the configured longest entry lifetime; rounded up to the
-// second, as SPIRE stores it.
-func (r *Reconciler) entryExpiry(s *scope, job *batchv1.Job) time.Time {
-	expiry := s.now.Add(r.Identity.MaxEntryLifetime)
-	if job != nil && job.Spec.ActiveDeadlineSeconds != nil {
-		start := job.CreationTimestamp.Time
-		if job.Status.StartTime != nil {
-			start = job.Status.StartTime.Time
-		}
-		if d := start.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second); d.Before(expiry) {
-			expiry = d
-		}
-	}
-	if wf := s.wf; wf.Spec.Timeout != nil && wf.Status.StartTime != nil {
-		if d := wf.Status.StartTime.Add(wf.Spec.Timeout.Duration); d.Before(expiry) {
-			expiry = d
-		}
-	}
-	return expiry.Add(time.Second - 1).Truncate(time.Second)
-}
-
 // revoke deletes the entries of attempts that ended.
 func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alpha1.StepStatus) error {
 	ids := make([]string, len(steps))
@@ -358,25 +266,20 @@ func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alp
 			errs = append(errs, results[i])
 			continue
 		}
-		id := st.Identity
-		if id.State == custodyv1alpha1.IdentityPending {
-			id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
-			continue
+		if rec, known := r.registry.get(st.Identity.EntryID); st.Identity.State != custodyv1alpha1.IdentityPending &&
+			(!known || rec.revoked.IsZero()) {
+			// Counted once: the identity controller may have deleted it a moment before.
+			fallback := s.now
+			if pod := s.pods[st.JobName]; pod != nil {
+				latency := r.observed.since(r.observed.ended, pod.UID, fallback, now)
+				r.observed.forget(pod.UID)
+				s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
+			} else {
+				latency := now.Sub(fallback)
+				s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
+			}
 		}
-		pod := s.pods[st.JobName]
-		fallback := s.now
-		if pod != nil {
-			latency := r.observed.since(r.observed.ended, pod.UID, fallback, now)
-			r.observed.forget(pod.UID)
-			s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
-		} else {
-			latency := now.Sub(fallback)
-			s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
-		}
-		id.State, id.RevokedTime = custodyv1alpha1.IdentityRevoked, &metav1.Time{Time: s.now}
-		id.Message = "The entry was deleted when the attempt ended"
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
-			"Step %s attempt %d: revoked %s (entry %s)", st.Name, id.Attempt, st.SPIFFEID, id.EntryID)
+		r.recordRevocation(s, st, s.now)
 	}
 	return errors.Join(errs...)
 }
@@ -416,9 +319,14 @@ func revocationPendingSteps(wf *custodyv1alpha1.Workflow) []string {
 	return names
 }
 
-// ensureFinalizer adds FinalizerRevocation before the first entry of the workflow is created.
+func hasRevocationFinalizer(wf *custodyv1alpha1.Workflow) bool {
+	return controllerutil.ContainsFinalizer(wf, custodyv1alpha1.FinalizerRevocation)
+}
+
+// ensureFinalizer adds FinalizerRevocation before the workflow's first Job exists, so no pod can
+// be registered without it.
 func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope) error {
-	if controllerutil.ContainsFinalizer(s.wf, custodyv1alpha1.FinalizerRevocation) {
+	if !r.Identity.Enabled() || hasRevocationFinalizer(s.wf) {
 		return nil
 	}
 	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
@@ -486,6 +394,9 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
 	}
 	r.observed.succeeded(wf.UID)
+	for _, id := range ids {
+		r.registry.forget(id)
+	}
 	if identityHeld(wf) {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
 			"Revoked the entries of every attempt of the deleted workflow")

@@ -580,6 +580,9 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		}
 		return nil
 	}
+	if err := r.ensureFinalizer(ctx, s); err != nil {
+		return err
+	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
 		WorkloadAPISocket: r.workloadAPISocket()}
 	// Creating what already exists (a crash or conflict between create and status) is harmless;

@@ -78,8 +78,8 @@ var (
 	})
 )
 
-// latencyBuckets span 2.5 ms to about 41 s.
-var latencyBuckets = prometheus.ExponentialBuckets(0.0025, 2, 15)
+// latencyBuckets span 1 ms to about 40 s in steps of 1.5x, fine enough to tell 100 ms from 250 ms.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 1.5, 27)
 
 // workflowPhases is the fixed set of phases the gauge reports, so every phase has a series.
 var workflowPhases = []custodyv1alpha1.WorkflowPhase{

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -27,8 +28,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/identity/spire"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/localcluster"
+	"github.com/custody-dev/custody/internal/spiretest"
 )
 
 func envInt(name string, def int) int {
@@ -117,6 +121,93 @@ func TestBenchmark(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestBenchmarkIdentity runs N workflows of M chained steps through Custody with step identity on
+// (a real spire-server from bin/, over its admin socket) and reports how long after the
+// controller saw an attempt's pod on a node its entry existed (registration), and how long after
+// it saw the attempt end the entry was gone (revocation), as p50/p99 from the manager's
+// histograms. KWOK keeps each pod running BENCH_POD_RUN_TIME (default 2s) so that every attempt
+// is registered while it runs.
+func TestBenchmarkIdentity(t *testing.T) {
+	if os.Getenv("CUSTODY_BENCH") == "" {
+		t.Skip("a measurement, not a test: run it with `make bench`")
+	}
+	n, m := envInt("BENCH_WORKFLOWS", 200), envInt("BENCH_STEPS", 3)
+	runTime := time.Duration(envInt("BENCH_POD_RUN_TIME_MS", 2000)) * time.Millisecond
+	srv, err := spiretest.StartServer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	c, err := localcluster.Start(localcluster.Options{Nodes: 4, Dir: os.Getenv("CUSTODY_E2E_DIR"), PodRunTime: runTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx := context.Background()
+	mgr := startManager(t, c, "--trust-domain="+spiretest.TrustDomain, "--spire-server-address="+srv.Address)
+	wall := runCustody(ctx, t, c, n, m)
+	// Revocation of the last attempts may trail the workflows' success by a reconcile.
+	deadline := time.Now().Add(time.Minute)
+	for mgr.metric(t, "custody_identity_revocation_seconds_count") < mgr.metric(t, "custody_identity_registration_seconds_count") &&
+		time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	const reg, rev = "custody_identity_registration_seconds", "custody_identity_revocation_seconds"
+	report := fmt.Sprintf(`| workflows x steps (identity on, pods run %s) | %d x %d |
+| Custody: wall time to all Succeeded | %s (%.1f steps/s) |
+| attempts registered / revoked | %.0f / %.0f |
+| registration latency (pod on node observed -> entry created) p50 / p99 | %s / %s |
+| revocation latency (attempt end observed -> entry deleted) p50 / p99 | %s / %s |
+| mean registration / revocation latency | %s / %s |
+| SPIRE API errors | %.0f |
+| controller peak RSS (VmHWM) / CPU time | %s / %s |
+`, runTime, n, m, wall.Round(100*time.Millisecond), float64(n*m)/wall.Seconds(),
+		mgr.metric(t, reg+"_count"), mgr.metric(t, rev+"_count"),
+		mgr.quantile(t, reg, 0.5), mgr.quantile(t, reg, 0.99), mgr.quantile(t, rev, 0.5), mgr.quantile(t, rev, 0.99),
+		seconds(mgr.metric(t, reg+"_sum")/max(mgr.metric(t, reg+"_count"), 1)),
+		seconds(mgr.metric(t, rev+"_sum")/max(mgr.metric(t, rev+"_count"), 1)),
+		mgr.sum(t, "custody_spire_api_errors_total"), mgr.peakRSS(t), mgr.cpuTime(t))
+	for _, ctl := range []string{"custody-identity", "custody-workflow"} {
+		q, qs := mgr.metric(t, `workqueue_queue_duration_seconds_count{controller="`+ctl+`",name="`+ctl+`"}`),
+			mgr.metric(t, `workqueue_queue_duration_seconds_sum{controller="`+ctl+`",name="`+ctl+`"}`)
+		rc, rs := mgr.metric(t, `controller_runtime_reconcile_time_seconds_count{controller="`+ctl+`"}`),
+			mgr.metric(t, `controller_runtime_reconcile_time_seconds_sum{controller="`+ctl+`"}`)
+		report += fmt.Sprintf("| %s: reconciles / mean reconcile time / mean time queued | %.0f / %.1f ms / %.1f ms |\n",
+			ctl, rc, 1000*rs/max(rc, 1), 1000*qs/max(q, 1))
+	}
+	entries, err := spiretestEntries(ctx, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report += fmt.Sprintf("| SPIRE entries left after the run | %d |\n", entries)
+	t.Logf("results:\n%s", report)
+	if out := os.Getenv("BENCH_OUT"); out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600) //nolint:gosec // a path the developer chose
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = f.Close() }()
+		if _, err := f.WriteString("\n" + report); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func seconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(100 * time.Microsecond).String()
+}
+
+// spiretestEntries counts the entries with Custody's default prefix in the server.
+func spiretestEntries(ctx context.Context, srv *spiretest.Server) (int, error) {
+	reg, err := spire.Dial(ctx, spire.Options{Address: srv.Address})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = reg.Close() }()
+	entries, err := reg.List(ctx, identity.DefaultEntryIDPrefix)
+	return len(entries), err
 }
 
 func namespace(ctx context.Context, t *testing.T, c *localcluster.Cluster, name string) {
@@ -301,12 +392,12 @@ type manager struct {
 
 // startManager runs the manager binary with plain-HTTP metrics on loopback, so the benchmark can
 // read client-go's request counters.
-func startManager(t *testing.T, c *localcluster.Cluster) *manager {
+func startManager(t *testing.T, c *localcluster.Cluster, args ...string) *manager {
 	t.Helper()
 	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
-	pid, err := c.StartManager("--metrics-secure=false", "--metrics-bind-address="+metricsAddr,
-		"--health-probe-bind-address="+probeAddr,
-		"--workflow-concurrency="+strconv.Itoa(envInt("BENCH_CONCURRENCY", 8)))
+	pid, err := c.StartManager(append([]string{"--metrics-secure=false", "--metrics-bind-address=" + metricsAddr,
+		"--health-probe-bind-address=" + probeAddr,
+		"--workflow-concurrency=" + strconv.Itoa(envInt("BENCH_CONCURRENCY", 8))}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +465,69 @@ func (m *manager) metric(t *testing.T, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// scrape returns the manager's metrics text.
+func (m *manager) scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// sum adds every series of a metric.
+func (m *manager) sum(t *testing.T, name string) float64 {
+	total := 0.0
+	for _, line := range strings.Split(m.scrape(t), "\n") {
+		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+			fields := strings.Fields(line)
+			v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// quantile estimates the q-quantile of a histogram as Prometheus's histogram_quantile does:
+// linear interpolation inside the bucket that holds it.
+func (m *manager) quantile(t *testing.T, name string, q float64) string {
+	type bucket struct{ le, count float64 }
+	var buckets []bucket
+	for _, line := range strings.Split(m.scrape(t), "\n") {
+		bucketText, ok := strings.CutPrefix(line, name+`_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, countText, _ := strings.Cut(bucketText, `"} `)
+		bound, err := strconv.ParseFloat(le, 64)
+		if le == "+Inf" {
+			bound, err = math.Inf(1), nil
+		}
+		count, err2 := strconv.ParseFloat(strings.TrimSpace(countText), 64)
+		if err != nil || err2 != nil {
+			t.Fatalf("parsing %q", line)
+		}
+		buckets = append(buckets, bucket{bound, count})
+	}
+	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+		return "n/a"
+	}
+	rank := q * buckets[len(buckets)-1].count
+	prevLe, prevCount := 0.0, 0.0
+	for _, b := range buckets {
+		if b.count >= rank {
+			if math.IsInf(b.le, 1) {
+				return fmt.Sprintf("> %s", seconds(prevLe))
+			}
+			return seconds(prevLe + (b.le-prevLe)*(rank-prevCount)/max(b.count-prevCount, 1))
+		}
+		prevLe, prevCount = b.le, b.count
+	}
+	return "n/a"
 }
 
 // peakRSS reads the manager's high-water resident set size from /proc.

@@ -1,0 +1,279 @@
+package workflow
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/metrics"
+)
+
+// IdentityControllerName names the controller that registers and revokes step pods' entries.
+const IdentityControllerName = "custody-identity"
+
+// The identity controller is keyed by pod, not by Workflow: it does one SPIRE call per pod
+// event and never writes the Workflow, so that an identity appears the moment a pod is on a node
+// and disappears the moment its step container ends, however busy the Workflow reconciler is.
+// What it did is kept in the registry; the Workflow reconciler records it in status (and Events),
+// and itself revokes whatever the identity controller could not (fail closed).
+
+// attemptRecord is what the identity controller did for one entry.
+type attemptRecord struct {
+	registered time.Time
+	expiresAt  time.Time
+	podName    string
+	nodeName   string
+	revoked    time.Time
+	err        string
+	touched    time.Time
+}
+
+// registry holds attempt records by entry ID.
+type registry struct {
+	mu sync.Mutex
+	m  map[string]*attemptRecord
+}
+
+func newRegistry() *registry { return &registry{m: map[string]*attemptRecord{}} }
+
+func (g *registry) get(id string) (attemptRecord, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.m[id]
+	if !ok {
+		return attemptRecord{}, false
+	}
+	return *r, true
+}
+
+func (g *registry) update(id string, now time.Time, f func(*attemptRecord)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.m[id]
+	if r == nil {
+		r = &attemptRecord{}
+		g.m[id] = r
+	}
+	f(r)
+	r.touched = now
+}
+
+func (g *registry) forget(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, id)
+}
+
+func (g *registry) prune(now time.Time, maxAge time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id, r := range g.m {
+		if now.Sub(r.touched) > maxAge {
+			delete(g.m, id)
+		}
+	}
+}
+
+// podEnded says whether a pod is past running its step container.
+func podEnded(pod *corev1.Pod) bool {
+	return !pod.DeletionTimestamp.IsZero() || stepContainerState(pod) != nil ||
+		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+// reconcilePod registers the entry of a step pod on a node and revokes it when the pod's step
+// container ends.
+func (r *Reconciler) reconcilePod(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, req.NamespacedName, pod); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	n, err := strconv.ParseInt(pod.Labels[custodyv1alpha1.LabelAttempt], 10, 32)
+	step := pod.Labels[custodyv1alpha1.LabelStep]
+	if err != nil || n < 1 || step == "" {
+		return reconcile.Result{}, nil
+	}
+	wf := &custodyv1alpha1.Workflow{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: pod.Labels[custodyv1alpha1.LabelWorkflow]}, wf); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	// Only a pod of a Job this workflow run controls may get the run's identity.
+	job := &batchv1.Job{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: pod.Labels[jobNameLabel]}, job); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(job, wf) || !metav1.IsControlledBy(pod, job) {
+		return reconcile.Result{}, nil
+	}
+	a := r.identityAttempt(wf, step, int32(n))
+	entryID := r.Identity.Scheme.EntryID(a)
+	st := stepStatus(wf, step)
+	rec, known := r.registry.get(entryID)
+	now := r.Clock.Now()
+
+	p := podAttempt{wf: wf, pod: pod, job: job, attempt: a, entryID: entryID, st: st, rec: rec, known: known, now: now}
+	if podEnded(pod) || !wf.DeletionTimestamp.IsZero() {
+		return r.revokePod(ctx, p)
+	}
+	return r.registerPod(ctx, p)
+}
+
+// podAttempt is what reconcilePod found out about a step pod.
+type podAttempt struct {
+	wf      *custodyv1alpha1.Workflow
+	pod     *corev1.Pod
+	job     *batchv1.Job
+	attempt identity.Attempt
+	entryID string
+	st      *custodyv1alpha1.StepStatus
+	rec     attemptRecord
+	known   bool
+	now     time.Time
+}
+
+// revokePod deletes the entry of a pod whose step container ended.
+func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Result, error) {
+	wf, pod, a, entryID, st, rec, known, now := p.wf, p.pod, p.attempt, p.entryID, p.st, p.rec, p.known, p.now
+	held := known && !rec.registered.IsZero() ||
+		st != nil && st.Identity != nil && st.Identity.Attempt == a.Number && st.Identity.EntryID == entryID &&
+			(st.Identity.State == custodyv1alpha1.IdentityRegistered || st.Identity.State == custodyv1alpha1.IdentityRevocationPending)
+	if !held || known && !rec.revoked.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	results, err := r.Identity.Registrar.Delete(ctx, []string{entryID})
+	if err == nil {
+		err = results[0]
+	}
+	if err != nil {
+		// The Workflow reconciler records the pending revocation and retries too.
+		r.wakeWorkflow(wf)
+		return reconcile.Result{}, fmt.Errorf("revoking entry %s: %w", entryID, err)
+	}
+	latency := r.observed.since(r.observed.ended, pod.UID, now, r.Clock.Now())
+	metrics.IdentityRevocation.Observe(latency.Seconds())
+	r.observed.forget(pod.UID)
+	r.registry.update(entryID, now, func(rec *attemptRecord) { rec.revoked, rec.err = now, "" })
+	r.wakeWorkflow(wf)
+	return reconcile.Result{}, nil
+}
+
+// registerPod creates the entry of a pod on a node.
+func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.Result, error) {
+	wf, pod, job, a, entryID, st, rec, known, now := p.wf, p.pod, p.job, p.attempt, p.entryID, p.st, p.rec, p.known, p.now
+	if pod.Spec.NodeName == "" || known && !rec.registered.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	// Never register an attempt that status shows superseded or ended. The status of the attempt
+	// itself may not be saved yet (its Job and pod can be faster than the reconcile that created
+	// them): the sweep spares young entries for that reason.
+	if st == nil || st.Attempt > a.Number || st.Attempt == a.Number && st.Phase != custodyv1alpha1.StepRunning {
+		return reconcile.Result{}, nil
+	}
+	if st.Attempt == a.Number && st.Identity != nil && st.Identity.State == custodyv1alpha1.IdentityRegistered {
+		return reconcile.Result{}, nil // registered before a restart
+	}
+	// The finalizer that guarantees revocation is added before the workflow's first Job.
+	if !hasRevocationFinalizer(wf) {
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	e, err := r.buildEntry(ctx, wf, a, pod, job)
+	if err == nil {
+		var results []error
+		results, err = r.Identity.Registrar.Create(ctx, []identity.Entry{e})
+		if err == nil {
+			err = results[0]
+		}
+	}
+	if err != nil {
+		r.registry.update(entryID, now, func(rec *attemptRecord) { rec.err = truncate(err.Error(), 400) })
+		r.wakeWorkflow(wf)
+		return reconcile.Result{}, fmt.Errorf("registering entry %s: %w", entryID, err)
+	}
+	done := r.Clock.Now()
+	latency := r.observed.since(r.observed.onNode, pod.UID, pod.CreationTimestamp.Time, done)
+	metrics.IdentityRegistration.Observe(latency.Seconds())
+	r.registry.update(entryID, now, func(rec *attemptRecord) {
+		rec.registered, rec.expiresAt, rec.podName, rec.nodeName, rec.err = now, e.ExpiresAt, pod.Name, pod.Spec.NodeName, ""
+	})
+	r.wakeWorkflow(wf)
+	return reconcile.Result{}, nil
+}
+
+// buildEntry builds the registration entry of a step pod.
+func (r *Reconciler) buildEntry(ctx context.Context, wf *custodyv1alpha1.Workflow, a identity.Attempt, pod *corev1.Pod,
+	job *batchv1.Job) (identity.Entry, error) {
+	cfg := r.Identity
+	id, err := cfg.Scheme.SPIFFEID(a)
+	if err != nil {
+		return identity.Entry{}, err
+	}
+	parent := cfg.ParentID
+	if parent == nil {
+		node := &metav1.PartialObjectMetadata{}
+		node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+		if err := r.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, node); err != nil {
+			return identity.Entry{}, fmt.Errorf("reading node %s: %w", pod.Spec.NodeName, err)
+		}
+		agent, err := cfg.Scheme.AgentID(node.UID)
+		if err != nil {
+			return identity.Entry{}, err
+		}
+		parent = &agent
+	}
+	return identity.Entry{
+		ID:          cfg.Scheme.EntryID(a),
+		SPIFFEID:    id,
+		ParentID:    *parent,
+		Selectors:   identity.PodSelectors(pod.Namespace, pod.Spec.ServiceAccountName, pod.UID, jobspec.ContainerName),
+		ExpiresAt:   r.entryExpiry(wf, job),
+		X509SVIDTTL: cfg.X509SVIDTTL,
+		JWTSVIDTTL:  cfg.JWTSVIDTTL,
+	}, nil
+}
+
+// entryExpiry is the attempt's deadline: the earliest of the step timeout (from the Job's
+// start), the workflow timeout, and the configured longest entry lifetime; rounded up to the
+// second, as SPIRE stores it.
+func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job) time.Time {
+	expiry := r.Clock.Now().Add(r.Identity.MaxEntryLifetime)
+	if job != nil && job.Spec.ActiveDeadlineSeconds != nil {
+		start := job.CreationTimestamp.Time
+		if job.Status.StartTime != nil {
+			start = job.Status.StartTime.Time
+		}
+		if d := start.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second); d.Before(expiry) {
+			expiry = d
+		}
+	}
+	if wf.Spec.Timeout != nil && wf.Status.StartTime != nil {
+		if d := wf.Status.StartTime.Add(wf.Spec.Timeout.Duration); d.Before(expiry) {
+			expiry = d
+		}
+	}
+	return expiry.Add(time.Second - 1).Truncate(time.Second)
+}
+
+// wakeWorkflow asks the Workflow reconciler to record what the identity controller did.
+func (r *Reconciler) wakeWorkflow(wf *custodyv1alpha1.Workflow) {
+	r.wake <- event.GenericEvent{Object: wf}
+}
+
+func stepStatus(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.StepStatus {
+	for i := range wf.Status.Steps {
+		if wf.Status.Steps[i].Name == name {
+			return &wf.Status.Steps[i]
+		}
+	}
+	return nil
+}
