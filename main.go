@@ -285,7 +285,10 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		if err != nil {
 			return err
 		}
-		registrar, err := spire.Dial(context.Background(), opts)
+		// Over TCP, Dial waits for the controller's own SVID; give up rather than hang.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		registrar, err := spire.Dial(ctx, opts)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("connecting to the SPIRE server: %w", err)
 		}

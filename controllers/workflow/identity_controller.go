@@ -183,9 +183,16 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 	if st.Attempt == a.Number && st.Identity != nil && st.Identity.State == custodyv1alpha1.IdentityRegistered {
 		return reconcile.Result{}, nil // registered before a restart
 	}
-	// The finalizer that guarantees revocation is added before the workflow's first Job.
+	// The finalizer that guarantees revocation is added before the workflow's first Job; the
+	// cache may not show it yet, the API server does.
 	if !hasRevocationFinalizer(wf) {
-		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		fresh := &custodyv1alpha1.Workflow{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(wf), fresh); err != nil {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
+		if fresh.UID != wf.UID || !hasRevocationFinalizer(fresh) {
+			return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
 	}
 	e, err := r.buildEntry(ctx, wf, a, pod, job)
 	if err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/identity/spire"
 )
 
 // TestAgentPropagation measures, with a real spire-agent (join_token node attestation, unix
@@ -83,8 +84,42 @@ func TestAgentPropagation(t *testing.T) {
 	}
 	slices.Sort(up)
 	slices.Sort(down)
-	t.Logf("agent sync_interval %s, over %d entries: SVID served after entry creation: median %s, max %s; "+
+	defer t.Logf("agent sync_interval %s, over %d entries: SVID served after entry creation: median %s, max %s; "+
 		"no longer served after entry deletion: median %s, max %s",
 		sync, rounds, up[rounds/2].Round(time.Millisecond), up[rounds-1].Round(time.Millisecond),
 		down[rounds/2].Round(time.Millisecond), down[rounds-1].Round(time.Millisecond))
+
+	// The same agent gives this process an admin identity, with which the registrar reaches the
+	// server over TCP with mutual TLS instead of the admin socket.
+	adminID := spiffeid.RequireFromSegments(td, "custody", "controller")
+	if _, err := server.CLI(ctx, "entry", "create", "-admin", "-parentID", agent.ID, "-spiffeID", adminID.String(),
+		"-selector", "unix:uid:"+strconv.Itoa(os.Getuid())); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the admin SVID served", func() bool { return served(adminID) })
+	tcp, err := spire.Dial(ctx, spire.Options{Address: fmt.Sprintf("127.0.0.1:%d", server.Port),
+		ServerID: spiffeid.RequireFromSegments(td, "spire", "server"), WorkloadAPISocket: "unix://" + agent.Socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tcp.Close() }()
+	e := identity.Entry{ID: "tcp.1", SPIFFEID: spiffeid.RequireFromSegments(td, "over", "tcp"), ParentID: parent,
+		Selectors: []identity.Selector{{Type: "unix", Value: "uid:424242"}}, X509SVIDTTL: time.Minute}
+	res, err := tcp.Create(ctx, []identity.Entry{e})
+	noErrors(t, "Create over TCP", res, err)
+	if got, err := tcp.List(ctx, "tcp."); err != nil || len(got) != 1 {
+		t.Fatalf("List over TCP = %v, %v", got, err)
+	}
+	res, err = tcp.Delete(ctx, []string{e.ID})
+	noErrors(t, "Delete over TCP", res, err)
+	// A server presenting another ID is refused.
+	wrong, err := spire.Dial(ctx, spire.Options{Address: fmt.Sprintf("127.0.0.1:%d", server.Port),
+		ServerID: spiffeid.RequireFromSegments(td, "not", "the", "server"), WorkloadAPISocket: "unix://" + agent.Socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = wrong.Close() }()
+	if _, err := wrong.List(ctx, "tcp."); err == nil {
+		t.Error("the registrar accepted a server with an unexpected SPIFFE ID")
+	}
 }
