@@ -36,8 +36,48 @@ type Server struct {
 	// Port is the TCP port of the server API (agents connect to it) on 127.0.0.1.
 	Port int
 
+	proc *proc
+}
+
+// proc is a running child process in its own process group, logging to a file.
+type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+func startProc(name, logPath string, args ...string) (*proc, error) {
+	bin, err := testenv.Binary(name)
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600) //nolint:gosec // our own directory
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})} //nolint:gosec // a pinned binary from bin/
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		_ = log.Close()
+		return nil, fmt.Errorf("spiretest: starting %s: %w", name, err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		_ = log.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after 10 s.
+func (p *proc) stop() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
 }
 
 var serverConf = template.Must(template.New("server").Parse(`server {
@@ -103,27 +143,12 @@ func StartServer(ctx context.Context) (*Server, error) {
 
 // Start starts (or restarts after Stop) the server with the same configuration and data.
 func (s *Server) Start(ctx context.Context) error {
-	bin, err := testenv.Binary("spire-server")
+	p, err := startProc("spire-server", filepath.Join(s.Dir, "server.log"),
+		"run", "-config", filepath.Join(s.Dir, "server.conf"))
 	if err != nil {
 		return err
 	}
-	log, err := os.OpenFile(filepath.Join(s.Dir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600) //nolint:gosec // our own directory
-	if err != nil {
-		return err
-	}
-	s.cmd = exec.Command(bin, "run", "-config", filepath.Join(s.Dir, "server.conf")) //nolint:gosec // a pinned binary from bin/
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		_ = log.Close()
-		return fmt.Errorf("spiretest: starting spire-server: %w", err)
-	}
-	s.done = make(chan struct{})
-	go func() {
-		_ = s.cmd.Wait()
-		_ = log.Close()
-		close(s.done)
-	}()
+	s.proc = p
 	return s.waitReady(ctx)
 }
 
@@ -142,7 +167,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.done:
+		case <-s.proc.done:
 			return fmt.Errorf("spiretest: spire-server exited; see %s", filepath.Join(s.Dir, "server.log"))
 		case <-ctx.Done():
 			return fmt.Errorf("spiretest: spire-server not ready: %w (log: %s)", err, s.Log())
@@ -158,17 +183,10 @@ func (s *Server) Conn() (*grpc.ClientConn, error) {
 
 // Stop stops the server (SIGTERM, then SIGKILL after 10 s); the data stays for Start.
 func (s *Server) Stop() error {
-	if s.cmd == nil {
-		return nil
+	if s.proc != nil {
+		s.proc.stop()
+		s.proc = nil
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
-	s.cmd = nil
 	return nil
 }
 
@@ -223,8 +241,7 @@ type Agent struct {
 	Socket string
 	ID     string
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *proc
 }
 
 var agentConf = template.Must(template.New("agent").Parse(`agent {
@@ -287,34 +304,19 @@ func (s *Server) StartAgent(ctx context.Context, syncInterval time.Duration) (*A
 	if err := os.WriteFile(filepath.Join(dir, "agent.conf"), conf.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
-	bin, err := testenv.Binary("spire-agent")
+	p, err := startProc("spire-agent", filepath.Join(dir, "agent.log"),
+		"run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token)
 	if err != nil {
 		return nil, err
 	}
-	log, err := os.Create(filepath.Join(dir, "agent.log")) //nolint:gosec // our own directory
-	if err != nil {
-		return nil, err
-	}
-	a.cmd = exec.Command(bin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token) //nolint:gosec // pinned binary
-	a.cmd.Stdout, a.cmd.Stderr = log, log
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := a.cmd.Start(); err != nil {
-		_ = log.Close()
-		return nil, fmt.Errorf("spiretest: starting spire-agent: %w", err)
-	}
-	a.done = make(chan struct{})
-	go func() {
-		_ = a.cmd.Wait()
-		_ = log.Close()
-		close(a.done)
-	}()
+	a.proc = p
 	deadline := time.After(time.Minute)
 	for {
 		if _, err := os.Stat(a.Socket); err == nil {
 			return a, nil
 		}
 		select {
-		case <-a.done:
+		case <-a.proc.done:
 			b, _ := os.ReadFile(filepath.Join(dir, "agent.log")) //nolint:gosec // our own directory
 			return nil, fmt.Errorf("spiretest: spire-agent exited:\n%s", b)
 		case <-deadline:
@@ -327,12 +329,6 @@ func (s *Server) StartAgent(ctx context.Context, syncInterval time.Duration) (*A
 
 // Close stops the agent and removes its directory.
 func (a *Agent) Close() error {
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.done
-	}
+	a.proc.stop()
 	return os.RemoveAll(a.Dir)
 }

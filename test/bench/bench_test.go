@@ -417,14 +417,8 @@ func startManager(t *testing.T, c *localcluster.Cluster, args ...string) *manage
 // mutatingRequests sums client-go's rest_client_requests_total for POST, PUT, PATCH and DELETE.
 func (m *manager) mutatingRequests(t *testing.T) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
 	total := 0.0
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc := bufio.NewScanner(strings.NewReader(m.scrape(t)))
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, "rest_client_requests_total{") {
@@ -452,13 +446,7 @@ func restConfigForRaw(c *localcluster.Cluster) *rest.Config {
 // metric returns the value of one exact series (name and labels as printed) from the manager.
 func (m *manager) metric(t *testing.T, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(m.scrape(t), "\n") {
 		if strings.HasPrefix(line, series+" ") {
 			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
 			return v
