@@ -157,14 +157,14 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 	}
 	if err != nil {
 		// The Workflow reconciler records the pending revocation and retries too.
-		r.wakeWorkflow(wf)
+		r.wakeWorkflow(ctx, wf)
 		return reconcile.Result{}, fmt.Errorf("revoking entry %s: %w", entryID, err)
 	}
 	latency := r.observed.since(r.observed.ended, pod.UID, now, r.Clock.Now())
 	metrics.IdentityRevocation.Observe(latency.Seconds())
 	r.observed.forget(pod.UID)
 	r.registry.update(entryID, now, func(rec *attemptRecord) { rec.revoked, rec.err = now, "" })
-	r.wakeWorkflow(wf)
+	r.wakeWorkflow(ctx, wf)
 	return reconcile.Result{}, nil
 }
 
@@ -204,7 +204,7 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 	}
 	if err != nil {
 		r.registry.update(entryID, now, func(rec *attemptRecord) { rec.err = truncate(err.Error(), 400) })
-		r.wakeWorkflow(wf)
+		r.wakeWorkflow(ctx, wf)
 		return reconcile.Result{}, fmt.Errorf("registering entry %s: %w", entryID, err)
 	}
 	done := r.Clock.Now()
@@ -213,7 +213,7 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 	r.registry.update(entryID, now, func(rec *attemptRecord) {
 		rec.registered, rec.expiresAt, rec.podName, rec.nodeName, rec.err = now, e.ExpiresAt, pod.Name, pod.Spec.NodeName, ""
 	})
-	r.wakeWorkflow(wf)
+	r.wakeWorkflow(ctx, wf)
 	return reconcile.Result{}, nil
 }
 
@@ -271,9 +271,13 @@ func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job)
 	return expiry.Add(time.Second - 1).Truncate(time.Second)
 }
 
-// wakeWorkflow asks the Workflow reconciler to record what the identity controller did.
-func (r *Reconciler) wakeWorkflow(wf *custodyv1alpha1.Workflow) {
-	r.wake <- event.GenericEvent{Object: wf}
+// wakeWorkflow asks the Workflow reconciler to record what the identity controller did (or
+// gives up when the manager stops).
+func (r *Reconciler) wakeWorkflow(ctx context.Context, wf *custodyv1alpha1.Workflow) {
+	select {
+	case r.wake <- event.GenericEvent{Object: wf}:
+	case <-ctx.Done():
+	}
 }
 
 func stepStatus(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.StepStatus {

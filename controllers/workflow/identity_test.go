@@ -40,6 +40,9 @@ type identityEnv struct {
 	reg    *spire.Client
 	cfg    *identity.Config
 	node   types.UID
+	// stop stops the controller; start starts another one (as after a crash or an upgrade).
+	stop  func()
+	start func()
 }
 
 func setupIdentity(t *testing.T) *identityEnv {
@@ -71,7 +74,8 @@ func setupIdentity(t *testing.T) *identityEnv {
 		MaxSVIDTTL: time.Hour, MaxEntryLifetime: 24 * time.Hour, SocketPath: "/spiffe-workload-api/spire-agent.sock"}
 	e := &identityEnv{server: srv, reg: reg, cfg: cfg, node: ensureNode(t)}
 	e.ns = env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
-	startController(t, e.ns, func(r *Reconciler) { r.Identity = cfg })
+	e.start = func() { e.stop = startController(t, e.ns, func(r *Reconciler) { r.Identity = cfg }) }
+	e.start()
 	return e
 }
 
@@ -533,5 +537,39 @@ spec:
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 	if hasFinalizer(t, wf) {
 		t.Error("a workflow without identity has the revocation finalizer")
+	}
+}
+
+// TestIdentity_controllerRestart: a new controller (nothing in memory) neither registers a live
+// attempt twice nor forgets to revoke it when it ends.
+func TestIdentity_controllerRestart(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: restart}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	job := jobOf(t, wf, "a", 1)
+	pod := startPod(t, job)
+	id := e.entryID(t, wf, "a", 1)
+	e.waitEntries(t, id)
+	registered := stepOf(waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRegistered), "a").Identity.RegisteredTime
+	e.stop()
+
+	e.start()
+	time.Sleep(2 * time.Second)
+	e.waitEntries(t, id)
+	if st := stepOf(get(t, wf), "a"); st.Identity.State != custodyv1alpha1.IdentityRegistered ||
+		!st.Identity.RegisteredTime.Equal(registered) {
+		t.Errorf("after the restart the identity is %+v, want still Registered at %s", st.Identity, registered)
+	}
+	endPod(t, pod, 0)
+	finishJob(t, job, true, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	e.waitEntries(t)
+	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevoked)
+	if n := eventReasons(t, wf)[custodyv1alpha1.ReasonIdentityIssued]; n != 1 {
+		t.Errorf("%d IdentityIssued Events, want 1", n)
 	}
 }
