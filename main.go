@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -46,6 +47,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/controllers/credentialgrant"
 	"github.com/custody-dev/custody/controllers/workflow"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/identity/spire"
@@ -268,6 +270,7 @@ func cacheOptions() cache.Options {
 		&batchv1.Job{}:           {Label: managed},
 		&corev1.Pod{}:            {Label: managed},
 		&corev1.ServiceAccount{}: {Label: managed},
+		&rbacv1.RoleBinding{}:    {Label: managed},
 	}}
 }
 
@@ -304,6 +307,10 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
+	}
+	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+	if err := grants.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}
 	return nil
 }

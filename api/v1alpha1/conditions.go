@@ -81,6 +81,10 @@ const (
 	ReasonIdentityRevoked = "IdentityRevoked"
 	// ReasonIdentityFailed is the Event reason for SPIRE refusing or failing a registration.
 	ReasonIdentityFailed = "IdentityFailed"
+	// ReasonCredentialIssued is the Event reason for a credential issued to a step attempt.
+	ReasonCredentialIssued = "CredentialIssued"
+	// ReasonCredentialRevoked is the Event reason for a step attempt's credential revoked.
+	ReasonCredentialRevoked = "CredentialRevoked"
 )
 
 // FinalizerRevocation keeps a Workflow until everything its step attempts held was revoked.

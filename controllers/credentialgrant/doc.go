@@ -1,6 +1,6 @@
-// Package credentialgrant will hold the CredentialGrant reconciler (see docs/architecture.md). It
-// arrives with the credential-grant issue; this package carries the RBAC markers for the access the
-// manager already needs to its own kind.
+// Package credentialgrant holds the CredentialGrant reconciler: it records a grant's approval,
+// says whether the grant can issue (Ready, Approved), and lists the issuances live now. The
+// Workflow reconciler issues and revokes (see docs/credentials.md).
 //
 // +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants/status,verbs=get;patch

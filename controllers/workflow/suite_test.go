@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/controllers/credentialgrant"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
 	"github.com/custody-dev/custody/internal/testenv"
@@ -77,6 +78,10 @@ func startController(t *testing.T, ns string, configure ...func(*Reconciler)) (s
 		c(r)
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+	if err := grants.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

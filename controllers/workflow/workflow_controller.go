@@ -74,8 +74,9 @@ type scope struct {
 	stopReason string
 	// before is the Workflow as read, before this reconcile changed it.
 	before *custodyv1alpha1.Workflow
-	// identityErr is set when SPIRE failed; the reconcile retries after a backoff.
-	identityErr error
+	// revocationErr is set when SPIRE or a revocation failed; the reconcile retries after a
+	// backoff.
+	revocationErr error
 	// saved are Events and metric updates to record once the status that explains them is
 	// saved, so that a reconcile retried after a conflict does not count or report twice.
 	saved    []func()
@@ -125,9 +126,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		for _, f := range s.saved {
 			f()
 		}
-		if s.identityErr != nil {
+		if s.revocationErr != nil {
 			// Retried after the backoff requested in the scope, not the workqueue's.
-			ctrl.LoggerFrom(ctx).Error(s.identityErr, "SPIRE registration or revocation failed; retrying",
+			ctrl.LoggerFrom(ctx).Error(s.revocationErr, "Revocation (SPIRE entry or credential) failed; retrying",
 				"retryAfter", s.requeueAfter)
 			metrics.ReconcileErrors.WithLabelValues(ControllerName, "SPIRE").Inc()
 		}
@@ -150,6 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.reconcileSteps,
 		r.reconcileOutcome,
 		r.reconcileIdentities,
+		r.reconcileCredentials,
 		r.releaseServiceAccounts,
 	}
 	for _, phase := range phases {
@@ -214,6 +216,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToWorkflow),
 			builder.WithPredicates(podMatters)).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
+		Watches(&custodyv1alpha1.CredentialGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantToWorkflows)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 	if err != nil || !r.Identity.Enabled() {

@@ -178,7 +178,7 @@ func (r *Reconciler) reconcileIdentities(ctx context.Context, s *scope) (bool, e
 	if len(revoke) > 0 {
 		if err := r.revoke(ctx, s, revoke); err != nil {
 			s.requeueAt(s.now.Add(r.observed.failed(wf.UID)))
-			s.identityErr = err
+			s.revocationErr = err
 			return false, nil
 		}
 	}
@@ -325,8 +325,8 @@ func hasRevocationFinalizer(wf *custodyv1alpha1.Workflow) bool {
 
 // ensureFinalizer adds FinalizerRevocation before the workflow's first Job exists, so no pod can
 // be registered without it.
-func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope) error {
-	if !r.Identity.Enabled() || hasRevocationFinalizer(s.wf) {
+func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope, needed bool) error {
+	if !needed || hasRevocationFinalizer(s.wf) {
 		return nil
 	}
 	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
@@ -337,7 +337,7 @@ func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope) error {
 // releaseFinalizer removes FinalizerRevocation once the workflow ended and nothing is held.
 func (r *Reconciler) releaseFinalizer(ctx context.Context, s *scope) error {
 	if !controllerutil.ContainsFinalizer(s.wf, custodyv1alpha1.FinalizerRevocation) || !isFinished(s.wf.Status.Phase) ||
-		identityHeld(s.wf) {
+		identityHeld(s.wf) || credentialsHeld(s.wf) {
 		return nil
 	}
 	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
@@ -372,6 +372,17 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		return ctrl.Result{}, nil
 	}
 	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder}
+	if err := r.finalizeCredentials(ctx, wf); err != nil {
+		r.Recorder.Eventf(wf, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
+			"Cannot revoke the workflow's credentials yet, retrying: %s", truncate(err.Error(), 512))
+		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
+	}
+	if !r.Identity.Enabled() && !identityHeld(wf) {
+		r.observed.succeeded(wf.UID)
+		return ctrl.Result{}, client.IgnoreNotFound(r.patchFinalizers(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
+			return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
+		}))
+	}
 	if !r.Identity.Enabled() {
 		err := fmt.Errorf("%s has the finalizer %s but SPIRE is not configured, so its entries cannot be revoked; "+
 			"configure SPIRE, or remove the finalizer by hand after deleting entries with the prefix of run %s",

@@ -59,15 +59,18 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	if _, err := r.releaseServiceAccounts(ctx, s); err != nil {
 		return true, err
 	}
-	if r.Identity.Enabled() {
+	if r.Identity.Enabled() || credentialsHeld(wf) || hasRevocationFinalizer(wf) {
 		s.graph = nil
 		if err := r.listAttempts(ctx, s); err != nil {
+			return true, err
+		}
+		if _, err := r.reconcileCredentials(ctx, s); err != nil {
 			return true, err
 		}
 		if _, err := r.reconcileIdentities(ctx, s); err != nil {
 			return true, err
 		}
-		if identityHeld(wf) {
+		if identityHeld(wf) || credentialsHeld(wf) {
 			return true, nil // the TTL waits for revocation
 		}
 	}
@@ -572,6 +575,18 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
 		return nil
 	}
+	grants, refusal, err := r.grantsFor(ctx, s, step)
+	if err != nil {
+		return err
+	}
+	if refusal != nil {
+		r.waitForGrants(s, st, step, refusal)
+		return nil
+	}
+	if previousHeld(st) {
+		s.requeueAt(s.now.Add(identityRetryMin)) // the last attempt's revocation is pending
+		return nil
+	}
 	if ok, err := r.newIdentity(s, st, n); err != nil || !ok {
 		if err != nil {
 			msg := truncate("identity: "+err.Error(), 512)
@@ -580,11 +595,12 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		}
 		return nil
 	}
-	if err := r.ensureFinalizer(ctx, s); err != nil {
+	if err := r.ensureFinalizer(ctx, s, r.Identity.Enabled() || len(grants) > 0); err != nil {
 		return err
 	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
 		WorkloadAPISocket: r.workloadAPISocket()}
+	name := jobspec.Name(wf.Name, string(wf.UID), step.Name, n)
 	// Creating what already exists (a crash or conflict between create and status) is harmless;
 	// the cache saves the round trip when it already shows the object.
 	sa := jobspec.ServiceAccount(a)
@@ -592,6 +608,9 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		if err := r.Create(ctx, sa, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating ServiceAccount %s: %w", klog.KObj(sa), err)
 		}
+	}
+	if a.Volumes, err = r.issue(ctx, s, st, n, name, grants); err != nil {
+		return err
 	}
 	job := jobspec.Job(a)
 	if _, exists := s.jobs[job.Name]; !exists {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 )
 
 // computeStatus sets progress, conditions and observedGeneration from the facts the phases
@@ -114,8 +115,11 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error) (string, string) {
 
 // activity summarizes what a running workflow is doing.
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
-	var running, waiting, retrying []string
+	var running, waiting, retrying, needGrants []string
 	for _, st := range steps {
+		if st.Phase == custodyv1alpha1.StepPending && grantReasons[st.Reason] {
+			needGrants = append(needGrants, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
+		}
 		switch st.Phase {
 		case custodyv1alpha1.StepRunning:
 			running = append(running, st.Name)
@@ -135,6 +139,9 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	if len(waiting) > 0 {
 		parts = append(parts, "waiting for approval: "+strings.Join(waiting, ", "))
 	}
+	if len(needGrants) > 0 {
+		parts = append(parts, "waiting for credentials: "+strings.Join(needGrants, ", "))
+	}
 	reason := custodyv1alpha1.ReasonProgressing
 	if len(waiting) > 0 && len(running) == 0 && len(retrying) == 0 {
 		reason = custodyv1alpha1.ReasonWaitingForApproval
@@ -148,4 +155,11 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 
 func equalStatus(a, b custodyv1alpha1.WorkflowStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
+}
+
+// grantReasons are the reasons a step waits for a usable CredentialGrant.
+var grantReasons = map[string]bool{
+	custodyv1alpha1.ReasonGrantNotFound: true, custodyv1alpha1.ReasonGrantNotCovered: true,
+	custodyv1alpha1.ReasonGrantSuspended: true, custodyv1alpha1.ReasonGrantNotApproved: true,
+	credentials.ReasonKindNotSupported: true,
 }

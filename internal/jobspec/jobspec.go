@@ -50,6 +50,15 @@ type Attempt struct {
 	// container: the step container (only it) mounts the SPIFFE CSI driver's volume at the
 	// socket's directory and gets SPIFFE_ENDPOINT_SOCKET.
 	WorkloadAPISocket string
+	// Volumes are credential volumes (for example projected tokens) mounted read-only into the
+	// step container only.
+	Volumes []CredentialVolume
+}
+
+// CredentialVolume is a volume of the pod and its mount in the step container.
+type CredentialVolume struct {
+	Volume corev1.Volume
+	Mount  corev1.VolumeMount
 }
 
 const (
@@ -166,6 +175,10 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 		}},
+	}
+	for _, v := range a.Volumes {
+		spec.Volumes = append(spec.Volumes, v.Volume)
+		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, v.Mount)
 	}
 	if a.WorkloadAPISocket != "" {
 		dir := a.WorkloadAPISocket[:strings.LastIndex(a.WorkloadAPISocket, "/")]

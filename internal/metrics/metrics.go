@@ -15,6 +15,12 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
 
+// Label names used by several metrics.
+const (
+	labelReason = "reason"
+	labelKind   = "kind"
+)
+
 var (
 	// StepAttempts counts step attempts started.
 	StepAttempts = prometheus.NewCounter(prometheus.CounterOpts{
@@ -27,7 +33,7 @@ var (
 	StepAttemptsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custody_step_attempts_ended_total",
 		Help: "Step attempts that ended, by result and reason.",
-	}, []string{"result", "reason"})
+	}, []string{"result", labelReason})
 
 	// StepDuration observes how long step attempts ran, from Job creation to the end.
 	StepDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -41,7 +47,7 @@ var (
 	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custody_reconcile_errors_total",
 		Help: "Reconcile errors by controller and reason.",
-	}, []string{"controller", "reason"})
+	}, []string{"controller", labelReason})
 
 	// IdentityRegistration observes how long after the controller saw an attempt's pod on a node
 	// the attempt's SPIRE entry existed.
@@ -78,6 +84,21 @@ var (
 	})
 )
 
+var (
+	// CredentialsIssued counts credentials issued to step attempts, by kind.
+	CredentialsIssued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_credentials_issued_total",
+		Help: "Credentials issued to step attempts, by kind.",
+	}, []string{labelKind})
+
+	// CredentialsRevoked counts credentials revoked, by kind and reason (AttemptEnded, Expired,
+	// GrantWithdrawn, WorkflowDeleted).
+	CredentialsRevoked = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_credentials_revoked_total",
+		Help: "Credentials revoked, by kind and reason.",
+	}, []string{labelKind, labelReason})
+)
+
 // latencyBuckets span 1 ms to about 40 s in steps of 1.5x, fine enough to tell 100 ms from 250 ms.
 var latencyBuckets = prometheus.ExponentialBuckets(0.001, 1.5, 27)
 
@@ -92,13 +113,23 @@ var workflowsDesc = prometheus.NewDesc("custody_workflows",
 	"Workflows that exist now, by phase (a Workflow without status yet counts as Pending).",
 	[]string{"phase"}, nil)
 
+// credentialsActiveDesc describes the live-credentials gauge.
+var credentialsActiveDesc = prometheus.NewDesc("custody_credentials_active",
+	"Credentials step attempts hold now (issued, not revoked), by kind.", []string{labelKind}, nil)
+
+var credentialKinds = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
+	custodyv1alpha1.CredentialKindSecret, custodyv1alpha1.CredentialKindSPIFFE}
+
 // workflowCollector counts Workflows by phase from the manager's cache at scrape time, so the
 // numbers are exact and need no bookkeeping in the reconciler.
 type workflowCollector struct {
 	reader client.Reader
 }
 
-func (c workflowCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workflowsDesc }
+func (c workflowCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- workflowsDesc
+	ch <- credentialsActiveDesc
+}
 
 func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -109,7 +140,15 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	counts := map[custodyv1alpha1.WorkflowPhase]int{}
+	active := map[custodyv1alpha1.CredentialKind]int{}
 	for i := range list.Items {
+		for _, st := range list.Items[i].Status.Steps {
+			for _, c := range st.Credentials {
+				if c.RevokedAt == nil {
+					active[c.Kind]++
+				}
+			}
+		}
 		phase := list.Items[i].Status.Phase
 		if phase == "" {
 			phase = custodyv1alpha1.WorkflowPending
@@ -119,6 +158,9 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range workflowPhases {
 		ch <- prometheus.MustNewConstMetric(workflowsDesc, prometheus.GaugeValue, float64(counts[p]), string(p))
 	}
+	for _, k := range credentialKinds {
+		ch <- prometheus.MustNewConstMetric(credentialsActiveDesc, prometheus.GaugeValue, float64(active[k]), string(k))
+	}
 }
 
 // Register registers every Custody metric on reg; reader (the manager's cache) serves the
@@ -127,6 +169,7 @@ func Register(reg prometheus.Registerer, reader client.Reader) error {
 	for _, c := range []prometheus.Collector{
 		StepAttempts, StepAttemptsEnded, StepDuration, ReconcileErrors, workflowCollector{reader: reader},
 		IdentityRegistration, IdentityRevocation, SPIREErrors, IdentityEntries, IdentityOrphansDeleted,
+		CredentialsIssued, CredentialsRevoked,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

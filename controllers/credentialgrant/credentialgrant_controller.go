@@ -1,0 +1,204 @@
+package credentialgrant
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
+)
+
+// ControllerName is the controller's name: field owner of its writes and source of its Events.
+const ControllerName = "custody-credentialgrant"
+
+// maxIssuances bounds status.activeIssuances (the API allows as many).
+const maxIssuances = 64
+
+// Reconciler keeps a CredentialGrant's status: its approval, whether it can issue (Ready), and
+// the issuances live now, read from the Workflows of its namespace. Issuing and revoking is the
+// Workflow reconciler's job; it watches grants, so suspending a grant revokes at once.
+type Reconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+}
+
+// Reconcile computes the grant's status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := r.Get(ctx, req.NamespacedName, g); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := g.DeepCopy()
+	now := r.Clock.Now()
+
+	var workflows custodyv1alpha1.WorkflowList
+	if err := r.List(ctx, &workflows, client.InNamespace(g.Namespace)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing Workflows: %w", err)
+	}
+	var live []custodyv1alpha1.Issuance
+	var lastIssued, lastRevoked *metav1.Time
+	for i := range workflows.Items {
+		wf := &workflows.Items[i]
+		for _, st := range wf.Status.Steps {
+			for _, c := range st.Credentials {
+				if c.Grant != g.Name {
+					continue
+				}
+				if lastIssued == nil || lastIssued.Before(&c.IssuedAt) {
+					lastIssued = c.IssuedAt.DeepCopy()
+				}
+				if c.RevokedAt != nil {
+					if lastRevoked == nil || lastRevoked.Before(c.RevokedAt) {
+						lastRevoked = c.RevokedAt.DeepCopy()
+					}
+					continue
+				}
+				live = append(live, custodyv1alpha1.Issuance{Workflow: wf.Name, Step: st.Name, Attempt: c.Attempt,
+					SPIFFEID: c.SPIFFEID, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt})
+			}
+		}
+	}
+	slices.SortFunc(live, func(a, b custodyv1alpha1.Issuance) int {
+		return strings.Compare(a.Workflow+"/"+a.Step, b.Workflow+"/"+b.Step)
+	})
+	g.Status.Active = int32(min(len(live), 1<<30)) //nolint:gosec // bounded
+	g.Status.ActiveIssuances = live[:min(len(live), maxIssuances)]
+	if lastIssued != nil {
+		g.Status.LastIssuedTime = lastIssued
+	}
+	if lastRevoked != nil {
+		g.Status.LastRevokedTime = lastRevoked
+	}
+
+	r.approval(g, now)
+	for _, c := range conditions(g) {
+		c.ObservedGeneration = g.Generation
+		meta.SetStatusCondition(&g.Status.Conditions, c)
+	}
+	g.Status.ObservedGeneration = g.Generation
+
+	if equality.Semantic.DeepEqual(before.Status, g.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Status().Patch(ctx, g, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
+		client.FieldOwner(ControllerName)); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if before.Status.Approval == nil && g.Status.Approval != nil && r.Recorder != nil {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve",
+			"Grant approved by %s", g.Status.Approval.ApprovedBy)
+	}
+	if !before.Spec.Suspended && g.Spec.Suspended && r.Recorder != nil && readyReason(before) != custodyv1alpha1.ReasonSuspended {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonSuspended, "Suspend",
+			"Grant suspended: every live issuance is revoked and none is made")
+	}
+	return ctrl.Result{}, nil
+}
+
+func readyReason(g *custodyv1alpha1.CredentialGrant) string {
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil {
+		return c.Reason
+	}
+	return ""
+}
+
+// approval records the grant's approval from its annotation (admission stamps the approver; any
+// other value is recorded as an unverified approval).
+func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time) {
+	if g.Status.Approval != nil {
+		return
+	}
+	v, ok := g.Annotations[custodyv1alpha1.AnnotationApproveGrant]
+	if !ok || strings.TrimSpace(v) == "" {
+		return
+	}
+	rec := &custodyv1alpha1.ApprovalRecord{}
+	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.ApprovedBy == "" {
+		rec = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "unverified"}
+	}
+	if rec.ApprovedAt.IsZero() {
+		rec.ApprovedAt = metav1.Time{Time: now}
+	}
+	g.Status.Approval = rec
+}
+
+// conditions are Approved and Ready (kstatus: Ready=True is Current).
+func conditions(g *custodyv1alpha1.CredentialGrant) []metav1.Condition {
+	required := g.Spec.Approval != nil && g.Spec.Approval.Required
+	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
+		Reason: custodyv1alpha1.ReasonApprovalNotRequired, Message: "The grant does not require an approval"}
+	switch {
+	case required && g.Status.Approval != nil:
+		approved.Reason, approved.Message = custodyv1alpha1.ReasonApproved, "Approved by "+g.Status.Approval.ApprovedBy
+	case required:
+		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonWaitingForApproval
+		approved.Message = fmt.Sprintf("Waiting for the annotation %s from an approver", custodyv1alpha1.AnnotationApproveGrant)
+	}
+	ready := metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: custodyv1alpha1.ReasonActive, Message: fmt.Sprintf("Issuing to covered steps; %d live issuances", g.Status.Active)}
+	switch {
+	case g.Spec.Suspended:
+		ready.Status, ready.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonSuspended
+		ready.Message = "Suspended: no issuance is made, live ones are revoked"
+	case approved.Status == metav1.ConditionFalse:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, custodyv1alpha1.ReasonWaitingForApproval, approved.Message
+	case !slices.Contains(credentials.Supported, credentials.Kind(g)):
+		ready.Status, ready.Reason = metav1.ConditionFalse, credentials.ReasonKindNotSupported
+		ready.Message = fmt.Sprintf("Credentials of kind %s are not issued by this version of Custody yet", credentials.Kind(g))
+	}
+	return []metav1.Condition{approved, ready}
+}
+
+// SetupWithManager registers the controller: it watches grants and the Workflows of their
+// namespace (whose status holds the issuances).
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&custodyv1alpha1.CredentialGrant{}).
+		Watches(&custodyv1alpha1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.workflowToGrants)).
+		Complete(r)
+}
+
+// workflowToGrants maps a Workflow to the grants its steps request or hold credentials of.
+func (r *Reconciler) workflowToGrants(_ context.Context, o client.Object) []reconcile.Request {
+	wf, ok := o.(*custodyv1alpha1.Workflow)
+	if !ok {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, st := range wf.Spec.Steps {
+		for _, g := range st.Credentials {
+			names[g] = true
+		}
+	}
+	for _, st := range wf.Status.Steps {
+		for _, c := range st.Credentials {
+			names[c.Grant] = true
+		}
+	}
+	reqs := make([]reconcile.Request, 0, len(names))
+	for n := range names {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wf.Namespace, Name: n}})
+	}
+	return reqs
+}

@@ -1,0 +1,358 @@
+package workflow
+
+// CredentialGrant stories on envtest, whose kube-apiserver enforces RBAC: what a step attempt may
+// do is asked of the API server itself with SubjectAccessReviews.
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
+	"github.com/custody-dev/custody/internal/jobspec"
+)
+
+// grant creates a CredentialGrant from YAML in ns.
+func grant(t *testing.T, ns, manifest string) *custodyv1alpha1.CredentialGrant {
+	t.Helper()
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), g); err != nil {
+		t.Fatalf("test manifest: %v", err)
+	}
+	g.Namespace = ns
+	if err := env.Client.Create(ctxT(t), g); err != nil {
+		t.Fatalf("creating grant: %v", err)
+	}
+	return g
+}
+
+// configMapReader creates the Role the grants of these tests bind.
+func configMapReader(t *testing.T, ns string) {
+	t.Helper()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "cm-reader", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}}}
+	if err := env.Client.Create(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// can asks the API server whether a ServiceAccount may do verb on configmaps in ns.
+func can(t *testing.T, ns, sa, verb string) bool {
+	t.Helper()
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               "system:serviceaccount:" + ns + ":" + sa,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: "configmaps"},
+	}}
+	if err := env.Client.Create(ctxT(t), sar); err != nil {
+		t.Fatal(err)
+	}
+	return sar.Status.Allowed
+}
+
+// waitCan waits until the ServiceAccount may (or may not) get configmaps.
+func waitCan(t *testing.T, ns, sa string, want bool) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s may get configmaps: %v", sa, want), func() error {
+		if got := can(t, ns, sa, "get"); got != want {
+			return fmt.Errorf("allowed=%v", got)
+		}
+		return nil
+	})
+}
+
+func credentialOf(wf *custodyv1alpha1.Workflow, step string) custodyv1alpha1.IssuedCredential {
+	st := stepOf(wf, step)
+	if len(st.Credentials) != 1 {
+		return custodyv1alpha1.IssuedCredential{}
+	}
+	return st.Credentials[0]
+}
+
+// TestCredentials_kubernetesRoleOnlyWhileTheStepRuns: the attempt's ServiceAccount may use the
+// role's verbs exactly while the step runs, never the verbs the role lacks, and the pod gets an
+// audience-bound, expiring token in the step container only.
+func TestCredentials_kubernetesRoleOnlyWhileTheStepRuns(t *testing.T) {
+	t.Parallel()
+	ns := setup(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	configMapReader(t, ns)
+	grant(t, ns, `
+metadata: {name: read-config}
+spec:
+  subjects: [{workflowName: deploy, steps: [apply]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader, audience: vault.example.com}}
+  ttl: 20m`)
+	manifest := `
+metadata: {name: deploy}
+spec:
+  steps:
+  - {name: prepare, image: example.com/w:1}
+  - {name: apply, image: example.com/w:1, credentials: [read-config], dependsOn: [prepare]}
+  - {name: report, image: example.com/w:1, dependsOn: [apply]}`
+	wf := apply(t, ns, manifest)
+	// Before the step starts, the ServiceAccount its attempt will use may do nothing.
+	future := jobspec.Name("deploy", string(get(t, wf).UID), "apply", 1)
+	waitStep(t, wf, "prepare", custodyv1alpha1.StepRunning)
+	if can(t, ns, future, "get") {
+		t.Error("the step's ServiceAccount may read before the step started")
+	}
+	succeed(t, wf, "prepare", 1, "")
+	job := jobOf(t, wf, "apply", 1)
+	if job.Spec.Template.Spec.ServiceAccountName != future {
+		t.Fatalf("ServiceAccount %s, want %s", job.Spec.Template.Spec.ServiceAccountName, future)
+	}
+	sa := job.Spec.Template.Spec.ServiceAccountName
+	waitCan(t, ns, sa, true)
+	if can(t, ns, sa, "delete") || can(t, ns, sa, "create") {
+		t.Error("the step may use verbs its role lacks")
+	}
+	cur := waitStep(t, wf, "apply", custodyv1alpha1.StepRunning)
+	c := credentialOf(cur, "apply")
+	if c.Grant != "read-config" || c.Kind != custodyv1alpha1.CredentialKindKubernetesRole || c.Attempt != 1 ||
+		!strings.HasPrefix(c.Resource, "RoleBinding/") || c.RevokedAt != nil || c.ExpiresAt == nil ||
+		c.ExpiresAt.Sub(c.IssuedAt.Time) != 20*time.Minute {
+		t.Errorf("credential record %+v", c)
+	}
+	spec := job.Spec.Template.Spec
+	if len(spec.Volumes) != 1 || spec.Volumes[0].Projected == nil {
+		t.Fatalf("volumes %+v, want one projected token", spec.Volumes)
+	}
+	tok := spec.Volumes[0].Projected.Sources[0].ServiceAccountToken
+	if tok == nil || tok.Audience != "vault.example.com" || *tok.ExpirationSeconds != 1200 {
+		t.Errorf("token projection %+v, want audience vault.example.com and 1200 s", tok)
+	}
+	if m := spec.Containers[0].VolumeMounts; len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/read-config" {
+		t.Errorf("mounts %+v", m)
+	}
+	// The other step requests nothing and gets nothing.
+	succeed(t, wf, "apply", 1, "")
+	waitCan(t, ns, sa, false)
+	cur = waitStep(t, wf, "report", custodyv1alpha1.StepRunning)
+	if c := credentialOf(cur, "apply"); c.RevokedAt == nil {
+		t.Errorf("the credential of the ended attempt is not recorded as revoked: %+v", c)
+	}
+	report := jobOf(t, wf, "report", 1)
+	if len(report.Spec.Template.Spec.Volumes) != 0 || can(t, ns, report.Spec.Template.Spec.ServiceAccountName, "get") {
+		t.Error("a step without credentials got some")
+	}
+	succeed(t, wf, "report", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	var rbs rbacv1.RoleBindingList
+	if err := env.Client.List(ctxT(t), &rbs, client.InNamespace(ns)); err != nil || len(rbs.Items) != 0 {
+		t.Errorf("%d RoleBindings left (%v)", len(rbs.Items), err)
+	}
+	reasons := eventReasons(t, wf)
+	if reasons[custodyv1alpha1.ReasonCredentialIssued] != 1 || reasons[custodyv1alpha1.ReasonCredentialRevoked] != 1 {
+		t.Errorf("events %v", reasons)
+	}
+	eventually(t, "finalizer released", func() error {
+		if hasFinalizer(t, wf) {
+			return fmt.Errorf("finalizer still there")
+		}
+		return nil
+	})
+}
+
+// TestCredentials_stepWaitsForAUsableGrant: a step does not start while its grant is missing,
+// does not cover it, is suspended or waits for approval; it says so, and starts once it may.
+func TestCredentials_stepWaitsForAUsableGrant(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	wf := apply(t, ns, `
+metadata: {name: waits, labels: {team: payments}}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [later]}`)
+	waitReason := func(reason string) {
+		t.Helper()
+		eventually(t, "step a waits with "+reason, func() error {
+			st := stepOf(get(t, wf), "a")
+			if st.Phase != custodyv1alpha1.StepPending || st.Reason != reason || !strings.Contains(st.Message, "later") {
+				return fmt.Errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+			}
+			return nil
+		})
+	}
+	waitReason(custodyv1alpha1.ReasonGrantNotFound)
+	g := grant(t, ns, `
+metadata: {name: later}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {team: other}}, steps: [a]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}
+  approval: {required: true, approvers: {users: [alice]}}
+  suspended: true`)
+	waitReason(custodyv1alpha1.ReasonGrantNotCovered)
+	update := func(f func(*custodyv1alpha1.CredentialGrant)) {
+		t.Helper()
+		eventually(t, "grant update", func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			f(cur)
+			return env.Client.Update(ctxT(t), cur)
+		})
+	}
+	update(func(g *custodyv1alpha1.CredentialGrant) {
+		g.Spec.Subjects[0].WorkflowSelector.MatchLabels["team"] = "payments"
+	})
+	waitReason(custodyv1alpha1.ReasonGrantSuspended)
+	update(func(g *custodyv1alpha1.CredentialGrant) { g.Spec.Suspended = false })
+	waitReason(custodyv1alpha1.ReasonGrantNotApproved)
+	if len(jobs(t, wf)) != 0 {
+		t.Fatal("a Job exists for a step whose grant is not usable")
+	}
+	update(func(g *custodyv1alpha1.CredentialGrant) {
+		g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"alice"}`}
+	})
+	waitStep(t, wf, "a", custodyv1alpha1.StepRunning)
+	eventually(t, "grant status", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+			return err
+		}
+		if cur.Status.Approval == nil || cur.Status.Approval.ApprovedBy != "alice" || cur.Status.Active != 1 ||
+			len(cur.Status.ActiveIssuances) != 1 || cur.Status.ActiveIssuances[0].Workflow != "waits" {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		return nil
+	})
+	if reasons := eventReasons(t, wf); reasons[custodyv1alpha1.ReasonGrantNotFound] != 1 || reasons[custodyv1alpha1.ReasonGrantSuspended] != 1 {
+		t.Errorf("events %v, want one per reason the step waited for", reasons)
+	}
+}
+
+// TestCredentials_suspendAndTTLRevokeMidStep: suspending the grant revokes a running step's
+// credential at once; a retry gets a fresh issuance; the ttl revokes even while the step runs.
+func TestCredentials_suspendAndTTLRevokeMidStep(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	g := grant(t, ns, `
+metadata: {name: short}
+spec:
+  subjects: [{workflowName: kill, steps: [a]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}
+  ttl: 1m`)
+	wf := apply(t, ns, `
+metadata: {name: kill}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [short], retries: {limit: 1, backoff: {duration: 1s}}}`)
+	job1 := jobOf(t, wf, "a", 1)
+	sa1 := job1.Spec.Template.Spec.ServiceAccountName
+	waitCan(t, ns, sa1, true)
+
+	cur := &custodyv1alpha1.CredentialGrant{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Suspended = true
+	if err := env.Client.Update(ctxT(t), cur); err != nil {
+		t.Fatal(err)
+	}
+	waitCan(t, ns, sa1, false)
+	eventually(t, "revocation recorded", func() error {
+		if c := credentialOf(get(t, wf), "a"); c.RevokedAt == nil {
+			return fmt.Errorf("credential %+v", c)
+		}
+		return nil
+	})
+	// The attempt fails; its retry waits while the grant is suspended, then gets its own binding.
+	fail(t, wf, "a", 1)
+	eventually(t, "retry waits for the suspended grant", func() error {
+		st := stepOf(get(t, wf), "a")
+		if st.Reason != custodyv1alpha1.ReasonGrantSuspended {
+			return fmt.Errorf("%s %s", st.Phase, st.Reason)
+		}
+		return nil
+	})
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Suspended = false
+	if err := env.Client.Update(ctxT(t), cur); err != nil {
+		t.Fatal(err)
+	}
+	job2 := jobOf(t, wf, "a", 2)
+	sa2 := job2.Spec.Template.Spec.ServiceAccountName
+	waitCan(t, ns, sa2, true)
+	if can(t, ns, sa1, "get") {
+		t.Error("attempt 1's ServiceAccount regained access")
+	}
+	c := credentialOf(get(t, wf), "a")
+	if c.Attempt != 2 || c.RevokedAt != nil {
+		t.Errorf("attempt 2's credential %+v", c)
+	}
+	// The ttl (1m) revokes while the step still runs.
+	deadline := time.Now().Add(2 * time.Minute)
+	for can(t, ns, sa2, "get") {
+		if time.Now().After(deadline) {
+			t.Fatal("the credential outlived its ttl")
+		}
+		time.Sleep(time.Second)
+	}
+	if held := c.ExpiresAt.Time; time.Now().Before(held.Add(-2 * time.Second)) {
+		t.Errorf("revoked at %s, before its expiry %s", time.Now(), held)
+	}
+	if st := stepOf(get(t, wf), "a"); st.Phase != custodyv1alpha1.StepRunning {
+		t.Errorf("the step is %s; the ttl must revoke the credential, not end the step", st.Phase)
+	}
+}
+
+// TestCredentials_cancelAndDeleteLeaveNothing: a cancelled workflow and a deleted one hold no
+// binding afterwards.
+func TestCredentials_cancelAndDeleteLeaveNothing(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	grant(t, ns, `
+metadata: {name: both}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {app: x}}, steps: [a]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	cancelled := apply(t, ns, `
+metadata: {name: cancelled, labels: {app: x}}
+spec:
+  steps: [{name: a, image: example.com/w:1, credentials: [both]}]`)
+	deleted := apply(t, ns, `
+metadata: {name: deleted, labels: {app: x}}
+spec:
+  steps: [{name: a, image: example.com/w:1, credentials: [both]}]`)
+	saC := jobOf(t, cancelled, "a", 1).Spec.Template.Spec.ServiceAccountName
+	saD := jobOf(t, deleted, "a", 1).Spec.Template.Spec.ServiceAccountName
+	waitCan(t, ns, saC, true)
+	waitCan(t, ns, saD, true)
+
+	cur := get(t, cancelled)
+	cur.Spec.Cancel = true
+	if err := env.Client.Update(ctxT(t), cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctxT(t), get(t, deleted)); err != nil {
+		t.Fatal(err)
+	}
+	waitCan(t, ns, saC, false)
+	waitCan(t, ns, saD, false)
+	waitPhase(t, cancelled, custodyv1alpha1.WorkflowCancelled)
+	waitGone(t, deleted)
+	eventually(t, "no RoleBindings", func() error {
+		var rbs rbacv1.RoleBindingList
+		if err := env.Client.List(ctxT(t), &rbs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(rbs.Items) != 0 {
+			return fmt.Errorf("%d RoleBindings left", len(rbs.Items))
+		}
+		return nil
+	})
+}

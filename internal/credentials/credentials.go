@@ -1,0 +1,163 @@
+// Package credentials decides, without a client, whether a CredentialGrant lets a step attempt
+// hold its credential, and builds what the attempt holds: a RoleBinding of the attempt's own
+// ServiceAccount and the projected token volume of its pod (kubernetesRole). Names are derived
+// from the attempt and the grant, so issuing twice never makes a second copy.
+package credentials
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+const (
+	// LabelGrant is set on everything issued under a grant; its value is the grant's name.
+	LabelGrant = "custody.dev/grant"
+	// MountRoot is where credentials appear in the step container: <MountRoot>/<grant>/.
+	MountRoot = "/var/run/secrets/custody.dev"
+	// TokenFile is the file of a projected ServiceAccount token under the grant's directory.
+	TokenFile = "token"
+
+	// MinTokenTTL is the shortest projected token the API server accepts (expirationSeconds).
+	MinTokenTTL = 10 * time.Minute
+	// MaxTokenTTL is the longest projected token Custody asks for (the grant ttl's own bound).
+	MaxTokenTTL = 24 * time.Hour
+	// DefaultTokenTTL is a projected token's lifetime when the grant has no ttl.
+	DefaultTokenTTL = time.Hour
+)
+
+// Covers says whether a grant's subjects include a step of a workflow.
+func Covers(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) bool {
+	if g.Namespace != wf.Namespace {
+		return false
+	}
+	for _, s := range g.Spec.Subjects {
+		if !slices.Contains(s.Steps, step) {
+			continue
+		}
+		if s.WorkflowName != "" && s.WorkflowName == wf.Name {
+			return true
+		}
+		if s.WorkflowSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(s.WorkflowSelector)
+			if err == nil && !sel.Empty() && sel.Matches(labels.Set(wf.Labels)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Kind is the kind of the grant's credential.
+func Kind(g *custodyv1alpha1.CredentialGrant) custodyv1alpha1.CredentialKind {
+	c := g.Spec.Credential
+	switch {
+	case c.KubernetesRole != nil:
+		return custodyv1alpha1.CredentialKindKubernetesRole
+	case c.Secret != nil:
+		return custodyv1alpha1.CredentialKindSecret
+	case c.SPIFFE != nil:
+		return custodyv1alpha1.CredentialKindSPIFFE
+	}
+	return ""
+}
+
+// Supported are the credential kinds this version issues.
+var Supported = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole}
+
+// Refusal is why a grant does not let a step hold its credential now: a reason constant of the
+// API and a message naming the grant.
+type Refusal struct {
+	Reason  string
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Message }
+
+// Check says whether grant g (nil when it does not exist) lets the step hold its credential now.
+// approved says whether the grant's approval (if required) was recorded.
+func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) *Refusal {
+	switch {
+	case g == nil:
+		return &Refusal{custodyv1alpha1.ReasonGrantNotFound, fmt.Sprintf("CredentialGrant %s does not exist in namespace %s", name, wf.Namespace)}
+	case !Covers(g, wf, step):
+		return &Refusal{custodyv1alpha1.ReasonGrantNotCovered,
+			fmt.Sprintf("CredentialGrant %s does not list step %s of workflow %s among its subjects", name, step, wf.Name)}
+	case g.Spec.Suspended:
+		return &Refusal{custodyv1alpha1.ReasonGrantSuspended, fmt.Sprintf("CredentialGrant %s is suspended", name)}
+	case g.Spec.Approval != nil && g.Spec.Approval.Required && g.Status.Approval == nil:
+		return &Refusal{custodyv1alpha1.ReasonGrantNotApproved, fmt.Sprintf("CredentialGrant %s requires an approval it does not have", name)}
+	case !slices.Contains(Supported, Kind(g)):
+		return &Refusal{ReasonKindNotSupported,
+			fmt.Sprintf("CredentialGrant %s is of kind %s, which this version of Custody does not issue yet", name, Kind(g))}
+	}
+	return nil
+}
+
+// ReasonKindNotSupported means the grant's credential kind is not issued by this version.
+const ReasonKindNotSupported = "KindNotSupported"
+
+// ExpiresAt is when an issuance made at issued expires under the grant's ttl (zero: no ttl).
+func ExpiresAt(g *custodyv1alpha1.CredentialGrant, issued time.Time) time.Time {
+	if g.Spec.TTL == nil {
+		return time.Time{}
+	}
+	return issued.Add(g.Spec.TTL.Duration)
+}
+
+// ResourceName is the name of what an attempt holds under a grant: the attempt's name (at most 63
+// characters) and a hash of the grant's name.
+func ResourceName(attemptName, grant string) string {
+	sum := sha256.Sum256([]byte(grant))
+	return attemptName + "-g" + hex.EncodeToString(sum[:])[:6]
+}
+
+// RoleBinding binds the attempt's ServiceAccount to the grant's Role or ClusterRole in the
+// workflow's namespace only.
+func RoleBinding(g *custodyv1alpha1.CredentialGrant, owner metav1.OwnerReference, attemptName, namespace string,
+	attemptLabels map[string]string) *rbacv1.RoleBinding {
+	role := g.Spec.Credential.KubernetesRole
+	l := map[string]string{LabelGrant: g.Name}
+	for k, v := range attemptLabels {
+		l[k] = v
+	}
+	return &rbacv1.RoleBinding{
+		TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: ResourceName(attemptName, g.Name), Namespace: namespace, Labels: l,
+			OwnerReferences: []metav1.OwnerReference{owner}},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: attemptName, Namespace: namespace}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: string(role.Kind), Name: role.Name},
+	}
+}
+
+// TokenTTL is the expirationSeconds of a projected token under the grant: its ttl, within the
+// bounds the API server accepts.
+func TokenTTL(g *custodyv1alpha1.CredentialGrant) time.Duration {
+	ttl := DefaultTokenTTL
+	if g.Spec.TTL != nil {
+		ttl = g.Spec.TTL.Duration
+	}
+	return min(max(ttl, MinTokenTTL), MaxTokenTTL)
+}
+
+// TokenVolume is the projected ServiceAccount token of the attempt's ServiceAccount for a
+// kubernetesRole grant, and its read-only mount for the step container.
+func TokenVolume(g *custodyv1alpha1.CredentialGrant) (corev1.Volume, corev1.VolumeMount) {
+	name := "custody-" + ResourceName("token", g.Name)
+	secs := int64(TokenTTL(g).Seconds())
+	v := corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+			Audience: g.Spec.Credential.KubernetesRole.Audience, ExpirationSeconds: &secs, Path: TokenFile,
+		}}},
+	}}}
+	return v, corev1.VolumeMount{Name: name, MountPath: MountRoot + "/" + g.Name, ReadOnly: true}
+}
