@@ -271,6 +271,8 @@ func cacheOptions() cache.Options {
 		&corev1.Pod{}:            {Label: managed},
 		&corev1.ServiceAccount{}: {Label: managed},
 		&rbacv1.RoleBinding{}:    {Label: managed},
+		// Only Secrets that opted in to being handed out by a CredentialGrant, never all of them.
+		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{custodyv1alpha1.LabelGrantable: "true"})},
 	}}
 }
 
@@ -308,7 +310,8 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
-	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}

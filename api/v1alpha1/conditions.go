@@ -85,6 +85,8 @@ const (
 	ReasonCredentialIssued = "CredentialIssued"
 	// ReasonCredentialRevoked is the Event reason for a step attempt's credential revoked.
 	ReasonCredentialRevoked = "CredentialRevoked"
+	// ReasonCredentialRotated is the Event reason for a live Secret copy updated from its source.
+	ReasonCredentialRotated = "CredentialRotated"
 )
 
 // FinalizerRevocation keeps a Workflow until everything its step attempts held was revoked.

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -35,8 +36,11 @@ const maxIssuances = 64
 // Workflow reconciler's job; it watches grants, so suspending a grant revokes at once.
 type Reconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	// APIReader reads a Secret's metadata, uncached, to tell a Secret that did not opt in from one
+	// that does not exist.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 }
 
 // Reconcile computes the grant's status.
@@ -88,14 +92,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	r.approval(g, now)
-	for _, c := range conditions(g) {
+	source, refusal, err := r.source(ctx, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var requeue time.Duration
+	conds := conditions(g, refusal)
+	if source != nil {
+		changed := credentials.SourceChanged(source)
+		g.Status.SourceChangedTime = &metav1.Time{Time: changed}
+		c, next := rotation(g, changed, now)
+		conds = append(conds, c)
+		requeue = next
+	} else {
+		g.Status.SourceChangedTime = nil
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
+	}
+	for _, c := range conds {
 		c.ObservedGeneration = g.Generation
 		meta.SetStatusCondition(&g.Status.Conditions, c)
 	}
 	g.Status.ObservedGeneration = g.Generation
 
 	if equality.Semantic.DeepEqual(before.Status, g.Status) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
 	if err := r.Status().Patch(ctx, g, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
 		client.FieldOwner(ControllerName)); err != nil {
@@ -109,7 +129,61 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonSuspended, "Suspend",
 			"Grant suspended: every live issuance is revoked and none is made")
 	}
-	return ctrl.Result{}, nil
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue); c != nil &&
+		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) &&
+		r.Recorder != nil {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRotationOverdue, "Check", "%s", c.Message)
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// source reads a secret grant's source Secret (only grantable ones are cached) and says why it
+// cannot be handed out, if it cannot.
+func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGrant) (*corev1.Secret, *credentials.Refusal, error) {
+	sc := g.Spec.Credential.Secret
+	if sc == nil {
+		return nil, nil, nil
+	}
+	key := client.ObjectKey{Namespace: g.Namespace, Name: sc.Name}
+	src := &corev1.Secret{}
+	err := r.Get(ctx, key, src)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, nil, fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	if err != nil || src.Labels[custodyv1alpha1.LabelGrantable] != "true" {
+		src = nil
+	}
+	exists := src != nil
+	if src == nil {
+		md := &metav1.PartialObjectMetadata{}
+		md.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.APIReader.Get(ctx, key, md)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("reading the metadata of Secret %s: %w", key, err)
+		}
+		exists = err == nil
+	}
+	return src, credentials.CheckSource(g, src, exists), nil
+}
+
+// rotation says whether the source is overdue for rotation (maxAge) and when to look again.
+func rotation(g *custodyv1alpha1.CredentialGrant, changed, now time.Time) (metav1.Condition, time.Duration) {
+	maxAge := g.Spec.Credential.Secret.MaxAge
+	if maxAge == nil {
+		return metav1.Condition{Type: custodyv1alpha1.ConditionRotationOverdue, Status: metav1.ConditionFalse,
+			Reason: custodyv1alpha1.ReasonRotatedInTime, Message: "The grant sets no maxAge"}, 0
+	}
+	due := changed.Add(maxAge.Duration)
+	if now.Before(due) {
+		return metav1.Condition{Type: custodyv1alpha1.ConditionRotationOverdue, Status: metav1.ConditionFalse,
+			Reason: custodyv1alpha1.ReasonRotatedInTime,
+			Message: fmt.Sprintf("Secret %s changed %s; rotation is due by %s", g.Spec.Credential.Secret.Name,
+				changed.UTC().Format(time.RFC3339), due.UTC().Format(time.RFC3339))}, due.Sub(now) + time.Second
+	}
+	return metav1.Condition{Type: custodyv1alpha1.ConditionRotationOverdue, Status: metav1.ConditionTrue,
+		Reason: custodyv1alpha1.ReasonRotationOverdue,
+		Message: fmt.Sprintf("Secret %s has not changed since %s, longer than the grant's maxAge of %s",
+			g.Spec.Credential.Secret.Name, changed.UTC().Format(time.RFC3339), maxAge.Duration)}, 0
 }
 
 func readyReason(g *custodyv1alpha1.CredentialGrant) string {
@@ -140,7 +214,7 @@ func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time)
 }
 
 // conditions are Approved and Ready (kstatus: Ready=True is Current).
-func conditions(g *custodyv1alpha1.CredentialGrant) []metav1.Condition {
+func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal) []metav1.Condition {
 	required := g.Spec.Approval != nil && g.Spec.Approval.Required
 	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonApprovalNotRequired, Message: "The grant does not require an approval"}
@@ -159,6 +233,8 @@ func conditions(g *custodyv1alpha1.CredentialGrant) []metav1.Condition {
 		ready.Message = "Suspended: no issuance is made, live ones are revoked"
 	case approved.Status == metav1.ConditionFalse:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, custodyv1alpha1.ReasonWaitingForApproval, approved.Message
+	case refusal != nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, refusal.Reason, refusal.Message
 	case !slices.Contains(credentials.Supported, credentials.Kind(g)):
 		ready.Status, ready.Reason = metav1.ConditionFalse, credentials.ReasonKindNotSupported
 		ready.Message = fmt.Sprintf("Credentials of kind %s are not issued by this version of Custody yet", credentials.Kind(g))
@@ -176,6 +252,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(ControllerName).
 		For(&custodyv1alpha1.CredentialGrant{}).
 		Watches(&custodyv1alpha1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.workflowToGrants)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToGrants)).
 		Complete(r)
 }
 
@@ -199,6 +276,21 @@ func (r *Reconciler) workflowToGrants(_ context.Context, o client.Object) []reco
 	reqs := make([]reconcile.Request, 0, len(names))
 	for n := range names {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wf.Namespace, Name: n}})
+	}
+	return reqs
+}
+
+// secretToGrants maps a (grantable) Secret to the grants of its namespace that hand it out.
+func (r *Reconciler) secretToGrants(ctx context.Context, o client.Object) []reconcile.Request {
+	var grants custodyv1alpha1.CredentialGrantList
+	if err := r.List(ctx, &grants, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range grants.Items {
+		if sc := grants.Items[i].Spec.Credential.Secret; sc != nil && sc.Name == o.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&grants.Items[i])})
+		}
 	}
 	return reqs
 }

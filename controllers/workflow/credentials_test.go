@@ -10,7 +10,10 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -355,4 +358,156 @@ spec:
 		}
 		return nil
 	})
+}
+
+func secret(t *testing.T, ns, name string, grantable bool, data map[string]string) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
+	if grantable {
+		s.Labels = map[string]string{custodyv1alpha1.LabelGrantable: "true"}
+	}
+	if err := env.Client.Create(ctxT(t), s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCredentials_secretCopyLivesWithTheAttempt: the attempt gets its own copy with only the
+// listed keys, owned by its Job and mounted read-only into the step container; it follows a change
+// of the source and is gone when the attempt ends.
+func TestCredentials_secretCopyLivesWithTheAttempt(t *testing.T) {
+	t.Parallel()
+	ns := setup(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	src := secret(t, ns, "erp-api", true, map[string]string{"token": "s3cr3t-v1", "user": "svc-erp", "admin-token": "never"})
+	g := grant(t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token, user], maxAge: 720h}}`)
+	wf := apply(t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: example.com/w:1, credentials: [erp]}`)
+	job := jobOf(t, wf, "post", 1)
+	copyName := credentials.ResourceName(job.Name, "erp")
+	readCopy := func() (*corev1.Secret, error) {
+		cp := &corev1.Secret{}
+		return cp, env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: copyName}, cp)
+	}
+	eventually(t, "the copy", func() error {
+		cp, err := readCopy()
+		if err != nil {
+			return err
+		}
+		if len(cp.Data) != 2 || string(cp.Data["token"]) != "s3cr3t-v1" || string(cp.Data["user"]) != "svc-erp" {
+			return fmt.Errorf("copy holds keys %v", keys(cp.Data))
+		}
+		if len(cp.OwnerReferences) != 1 || cp.OwnerReferences[0].Kind != "Job" || cp.OwnerReferences[0].UID != job.UID {
+			return fmt.Errorf("copy owners %+v, want the Job", cp.OwnerReferences)
+		}
+		return nil
+	})
+	spec := job.Spec.Template.Spec
+	if len(spec.Volumes) != 1 || spec.Volumes[0].Secret == nil || spec.Volumes[0].Secret.SecretName != copyName ||
+		*spec.Volumes[0].Secret.DefaultMode != 0o400 {
+		t.Errorf("volumes %+v", spec.Volumes)
+	}
+	if m := spec.Containers[0].VolumeMounts; len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/erp" {
+		t.Errorf("mounts %+v", m)
+	}
+	// Rotation: the source changes, the live copy follows.
+	eventually(t, "source update", func() error {
+		cur := &corev1.Secret{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(src), cur); err != nil {
+			return err
+		}
+		cur.Data["token"] = []byte("s3cr3t-v2")
+		return env.Client.Update(ctxT(t), cur)
+	})
+	eventually(t, "the copy follows the source", func() error {
+		cp, err := readCopy()
+		if err != nil {
+			return err
+		}
+		if string(cp.Data["token"]) != "s3cr3t-v2" {
+			return fmt.Errorf("copy still holds the old token")
+		}
+		return nil
+	})
+	eventually(t, "grant status", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+			return err
+		}
+		if cur.Status.SourceChangedTime == nil || !meta.IsStatusConditionTrue(cur.Status.Conditions, custodyv1alpha1.ConditionReady) ||
+			!meta.IsStatusConditionFalse(cur.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		return nil
+	})
+	succeed(t, wf, "post", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	eventually(t, "the copy is deleted", func() error {
+		if _, err := readCopy(); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("copy still there (%w); record %+v", err, credentialOf(get(t, wf), "post"))
+		}
+		return nil
+	})
+	if c := credentialOf(get(t, wf), "post"); c.RevokedAt == nil || c.Resource != "Secret/"+copyName {
+		t.Errorf("record %+v", c)
+	}
+	if reasons := eventReasons(t, wf); reasons[custodyv1alpha1.ReasonCredentialRotated] != 1 {
+		t.Errorf("events %v, want one CredentialRotated", reasons)
+	}
+}
+
+// TestCredentials_secretSourceMustOptIn: a Secret without custody.dev/grantable=true, or one that
+// exists only in another namespace, is never handed out.
+func TestCredentials_secretSourceMustOptIn(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	other := env.Namespace(t)
+	secret(t, ns, "plain", false, map[string]string{"token": "x"})
+	secret(t, other, "elsewhere", true, map[string]string{"token": "y"})
+	grant(t, ns, `
+metadata: {name: plain}
+spec:
+  subjects: [{workflowName: optin, steps: [a]}]
+  credential: {secret: {name: plain, keys: [token]}}`)
+	grant(t, ns, `
+metadata: {name: elsewhere}
+spec:
+  subjects: [{workflowName: optin, steps: [b]}]
+  credential: {secret: {name: elsewhere, keys: [token]}}`)
+	wf := apply(t, ns, `
+metadata: {name: optin}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [plain]}
+  - {name: b, image: example.com/w:1, credentials: [elsewhere]}`)
+	eventually(t, "both steps wait", func() error {
+		cur := get(t, wf)
+		a, b := stepOf(cur, "a"), stepOf(cur, "b")
+		if a.Reason != custodyv1alpha1.ReasonSourceNotGrantable || b.Reason != custodyv1alpha1.ReasonSourceNotFound {
+			return fmt.Errorf("a: %s %s; b: %s %s", a.Reason, a.Message, b.Reason, b.Message)
+		}
+		return nil
+	})
+	if len(jobs(t, wf)) != 0 {
+		t.Error("a Job exists for a step whose Secret did not opt in")
+	}
+	var copies corev1.SecretList
+	if err := env.Client.List(ctxT(t), &copies, client.InNamespace(ns), client.HasLabels{credentials.LabelCopyOf}); err != nil ||
+		len(copies.Items) != 0 {
+		t.Errorf("%d copies exist (%v)", len(copies.Items), err)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -555,6 +555,13 @@ spec:
 	id := e.entryID(t, wf, "a", 1)
 	e.waitEntries(t, id)
 	registered := stepOf(waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRegistered), "a").Identity.RegisteredTime
+	// Events are sent asynchronously: let the first one arrive before the controller stops.
+	eventually(t, "the IdentityIssued Event", func() error {
+		if eventReasons(t, wf)[custodyv1alpha1.ReasonIdentityIssued] == 0 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 	e.stop()
 
 	e.start()

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -54,9 +55,12 @@ const (
 func startController(t *testing.T, ns string, configure ...func(*Reconciler)) (stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:     env.Scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Scheme:  env.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}},
+			// As in main.go: only grantable Secrets are cached.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {
+				Label: k8slabels.SelectorFromSet(k8slabels.Set{custodyv1alpha1.LabelGrantable: "true"})}}},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		// As in main.go.
 		Client: client.Options{Cache: &client.CacheOptions{EnableReadYourWritesConsistency: ptr.To(true)}},
@@ -80,7 +84,7 @@ func startController(t *testing.T, ns string, configure ...func(*Reconciler)) (s
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -52,6 +53,8 @@ type Reconciler struct {
 	observed *observations
 	registry *registry
 	wake     chan event.GenericEvent
+	// synced remembers, per live Secret copy, the source resourceVersion it holds.
+	synced sync.Map
 }
 
 // scope carries one reconcile's state through the phases.
@@ -217,6 +220,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(podMatters)).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Watches(&custodyv1alpha1.CredentialGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantToWorkflows)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToWorkflows),
+			builder.WithPredicates(grantableSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 	if err != nil || !r.Identity.Enabled() {
@@ -230,6 +235,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, identityRetryMax)}).
 		Complete(reconcile.Func(r.reconcilePod))
 }
+
+// grantableSecret passes events of Secrets that opted in to being handed out (the manager's
+// cache holds no others).
+var grantableSecret = predicate.NewPredicateFuncs(func(o client.Object) bool {
+	return o.GetLabels()[custodyv1alpha1.LabelGrantable] == "true"
+})
 
 // jobEnded passes Job events the reconciler acts on: creation, deletion, and updates that finish
 // the Job. A Job's many progress updates (active, ready, ...) change nothing in the Workflow.

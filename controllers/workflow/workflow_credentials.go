@@ -2,13 +2,17 @@ package workflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +26,7 @@ import (
 
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;clusterroles,verbs=bind
+// +kubebuilder:rbac:groups=core,resources=secrets,verbs=get;list;watch;create;patch;delete
 
 // Revocation reasons (metrics and audit lines).
 const (
@@ -46,6 +51,15 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 		}
 		if refusal := credentials.Check(name, g, s.wf, step.Name); refusal != nil {
 			return nil, refusal, nil
+		}
+		if g.Spec.Credential.Secret != nil {
+			source, exists, err := r.source(ctx, g)
+			if err != nil {
+				return nil, nil, err
+			}
+			if refusal := credentials.CheckSource(g, source, exists); refusal != nil {
+				return nil, refusal, nil
+			}
 		}
 		grants = append(grants, g)
 	}
@@ -111,6 +125,12 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 			v, m := credentials.TokenVolume(g)
 			vols = append(vols, jobspec.CredentialVolume{Volume: v, Mount: m})
 		}
+		if rec.Kind == custodyv1alpha1.CredentialKindSecret {
+			// The copy itself is made once the Job exists: it is owned by the Job.
+			rec.Resource = "Secret/" + credentials.ResourceName(attemptName, g.Name)
+			v, m := credentials.SecretVolume(g, attemptName)
+			vols = append(vols, jobspec.CredentialVolume{Volume: v, Mount: m})
+		}
 		st.Credentials = append(st.Credentials, rec)
 		kind := string(rec.Kind)
 		s.afterSave(func() { metrics.CredentialsIssued.WithLabelValues(kind).Inc() })
@@ -119,6 +139,91 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 			"Step %s attempt %d: issued %s credential of grant %s", st.Name, n, rec.Kind, g.Name)
 	}
 	return vols, nil
+}
+
+// source returns a secret grant's source Secret if it is grantable (from the cache, which holds
+// only grantable Secrets), and whether a Secret of that name exists at all (read as metadata
+// only: the controller never reads a Secret that did not opt in).
+func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGrant) (*corev1.Secret, bool, error) {
+	key := client.ObjectKey{Namespace: g.Namespace, Name: g.Spec.Credential.Secret.Name}
+	src := &corev1.Secret{}
+	err := r.Get(ctx, key, src)
+	switch {
+	case err == nil && src.Labels[custodyv1alpha1.LabelGrantable] == "true":
+		return src, true, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return nil, false, fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err = r.APIReader.Get(ctx, key, meta)
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the metadata of Secret %s: %w", key, err)
+	}
+	return nil, true, nil
+}
+
+// copySecrets makes the attempt's copies of its secret grants' sources, owned by its Job.
+func (r *Reconciler) copySecrets(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, n int32, job *batchv1.Job,
+	grants []*custodyv1alpha1.CredentialGrant) error {
+	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID}
+	for _, g := range grants {
+		if g.Spec.Credential.Secret == nil {
+			continue
+		}
+		src, _, err := r.source(ctx, g)
+		if err != nil {
+			return err
+		}
+		if src == nil {
+			return fmt.Errorf("the source Secret of grant %s went away while the attempt started", g.Name)
+		}
+		cp := credentials.SecretCopy(g, src, owner, job.Name, jobspec.Labels(s.wf.Name, st.Name, n))
+		if err := r.Create(ctx, cp, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating the copy %s of grant %s: %w", cp.Name, g.Name, err)
+		}
+		r.synced.Store(s.wf.Namespace+"/"+cp.Name, src.ResourceVersion)
+	}
+	return nil
+}
+
+// rotate brings a live copy up to date with its source: a changed source reaches every copy.
+func (r *Reconciler) rotate(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, c *custodyv1alpha1.IssuedCredential) error {
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: c.Grant}, g); err != nil || g.Spec.Credential.Secret == nil {
+		return client.IgnoreNotFound(err)
+	}
+	src, _, err := r.source(ctx, g)
+	if err != nil || src == nil {
+		return err
+	}
+	_, name, _ := cutResource(c.Resource)
+	key := s.wf.Namespace + "/" + name
+	if v, ok := r.synced.Load(key); ok && v == src.ResourceVersion {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"data": credentials.CopyData(g, src)})
+	if err != nil {
+		return err
+	}
+	cp := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.wf.Namespace, Name: name}}
+	if err := r.Patch(ctx, cp, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(ControllerName)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // not made yet (the Job is new) or already revoked
+		}
+		return fmt.Errorf("updating the copy %s of grant %s: %w", name, c.Grant, err)
+	}
+	first := !func() bool { _, ok := r.synced.Load(key); return ok }()
+	r.synced.Store(key, src.ResourceVersion)
+	if !first {
+		r.audit(ctx, "renew", s.wf, st.Name, *c, "SourceChanged")
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRotated, "Rotate",
+			"Step %s attempt %d: the copy of grant %s follows a change of Secret %s", st.Name, c.Attempt, c.Grant, src.Name)
+	}
+	return nil
 }
 
 // reconcileCredentials revokes every issued credential whose attempt ended, whose ttl passed, or
@@ -141,6 +246,11 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 			if reason == "" {
 				if c.ExpiresAt != nil {
 					s.requeueAt(c.ExpiresAt.Time)
+				}
+				if c.Kind == custodyv1alpha1.CredentialKindSecret {
+					if err := r.rotate(ctx, s, st, c); err != nil {
+						errs = append(errs, err)
+					}
 				}
 				continue
 			}
@@ -195,20 +305,34 @@ func (r *Reconciler) revokeCredential(ctx context.Context, s *scope, st *custody
 	return nil
 }
 
-// deleteResource deletes "RoleBinding/<name>" (the only carrier so far); gone is fine.
+// deleteResource deletes "RoleBinding/<name>" or "Secret/<name>"; gone is fine. The object's
+// UID is read from the API server first (metadata only) and the delete carries it as a
+// precondition: the cached client would otherwise look the UID up in the cache, which does not
+// hold Secret copies and may not yet hold a new RoleBinding, and report NotFound without deleting.
 func (r *Reconciler) deleteResource(ctx context.Context, namespace, resource string) error {
 	kind, name, ok := cutResource(resource)
 	if !ok {
 		return nil
 	}
-	var obj client.Object
+	var gvk schema.GroupVersionKind
 	switch kind {
 	case "RoleBinding":
-		obj = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+		gvk = rbacv1.SchemeGroupVersion.WithKind("RoleBinding")
+	case "Secret":
+		gvk = corev1.SchemeGroupVersion.WithKind("Secret")
+		defer r.synced.Delete(namespace + "/" + name)
 	default:
 		return nil
 	}
-	if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+	obj := &metav1.PartialObjectMetadata{}
+	obj.SetGroupVersionKind(gvk)
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("reading %s: %w", resource, err)
+	}
+	if err := r.Delete(ctx, obj, client.Preconditions{UID: &obj.UID}); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting %s: %w", resource, err)
 	}
 	return nil
@@ -289,4 +413,29 @@ func requests(wf *custodyv1alpha1.Workflow, grant string) bool {
 		}
 	}
 	return false
+}
+
+// secretToWorkflows maps a grantable Secret to the Workflows of its namespace that request or
+// hold a grant of it (a change must reach live copies; a new Secret may unblock a step).
+func (r *Reconciler) secretToWorkflows(ctx context.Context, o client.Object) []reconcile.Request {
+	var grants custodyv1alpha1.CredentialGrantList
+	if err := r.List(ctx, &grants, client.InNamespace(o.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing CredentialGrants for a Secret change")
+		return nil
+	}
+	var reqs []reconcile.Request
+	seen := map[client.ObjectKey]bool{}
+	for i := range grants.Items {
+		g := &grants.Items[i]
+		if g.Spec.Credential.Secret == nil || g.Spec.Credential.Secret.Name != o.GetName() {
+			continue
+		}
+		for _, req := range r.grantToWorkflows(ctx, g) {
+			if !seen[req.NamespacedName] {
+				seen[req.NamespacedName] = true
+				reqs = append(reqs, req)
+			}
+		}
+	}
+	return reqs
 }

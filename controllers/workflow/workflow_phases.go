@@ -613,10 +613,17 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	job := jobspec.Job(a)
-	if _, exists := s.jobs[job.Name]; !exists {
-		if err := r.Create(ctx, job, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+	if existing, exists := s.jobs[job.Name]; exists {
+		job = existing
+	} else if err := r.Create(ctx, job, client.FieldOwner(ControllerName)); apierrors.IsAlreadyExists(err) {
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
+			return fmt.Errorf("reading Job %s: %w", klog.KObj(job), err)
 		}
+	} else if err != nil {
+		return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+	}
+	if err := r.copySecrets(ctx, s, st, n, job, grants); err != nil {
+		return err
 	}
 	s.afterSave(metrics.StepAttempts.Inc)
 	st.Attempt = n

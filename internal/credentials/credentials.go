@@ -72,7 +72,8 @@ func Kind(g *custodyv1alpha1.CredentialGrant) custodyv1alpha1.CredentialKind {
 }
 
 // Supported are the credential kinds this version issues.
-var Supported = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole}
+var Supported = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
+	custodyv1alpha1.CredentialKindSecret}
 
 // Refusal is why a grant does not let a step hold its credential now: a reason constant of the
 // API and a message naming the grant.
@@ -160,4 +161,85 @@ func TokenVolume(g *custodyv1alpha1.CredentialGrant) (corev1.Volume, corev1.Volu
 		}}},
 	}}}
 	return v, corev1.VolumeMount{Name: name, MountPath: MountRoot + "/" + g.Name, ReadOnly: true}
+}
+
+// LabelCopyOf is set on a per-attempt copy of a Secret; its value is the source Secret's name.
+const LabelCopyOf = "custody.dev/copy-of"
+
+// CheckSource says whether a secret grant's source may be handed out: it exists in the grant's
+// namespace, opts in with custody.dev/grantable=true, and has every listed key. source is nil
+// when no grantable Secret of that name exists; exists says whether any Secret of that name does.
+func CheckSource(g *custodyv1alpha1.CredentialGrant, source *corev1.Secret, exists bool) *Refusal {
+	sc := g.Spec.Credential.Secret
+	switch {
+	case source == nil && exists:
+		return &Refusal{custodyv1alpha1.ReasonSourceNotGrantable, fmt.Sprintf(
+			"Secret %s of CredentialGrant %s lacks the label %s=true", sc.Name, g.Name, custodyv1alpha1.LabelGrantable)}
+	case source == nil:
+		return &Refusal{custodyv1alpha1.ReasonSourceNotFound, fmt.Sprintf(
+			"Secret %s of CredentialGrant %s does not exist in namespace %s", sc.Name, g.Name, g.Namespace)}
+	}
+	var missing []string
+	for _, k := range sc.Keys {
+		if _, ok := source.Data[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return &Refusal{custodyv1alpha1.ReasonSourceNotFound, fmt.Sprintf(
+			"Secret %s of CredentialGrant %s has no key %v", sc.Name, g.Name, missing)}
+	}
+	return nil
+}
+
+// SecretCopy is the attempt's own copy of the grant's source Secret with only the listed keys,
+// owned by the attempt's Job.
+func SecretCopy(g *custodyv1alpha1.CredentialGrant, source *corev1.Secret, owner metav1.OwnerReference, attemptName string,
+	attemptLabels map[string]string) *corev1.Secret {
+	l := map[string]string{LabelGrant: g.Name, LabelCopyOf: source.Name}
+	for k, v := range attemptLabels {
+		l[k] = v
+	}
+	return &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: ResourceName(attemptName, g.Name), Namespace: source.Namespace, Labels: l,
+			OwnerReferences: []metav1.OwnerReference{owner}},
+		Type: corev1.SecretTypeOpaque,
+		Data: CopyData(g, source),
+	}
+}
+
+// CopyData is the part of the source a copy holds: the listed keys only.
+func CopyData(g *custodyv1alpha1.CredentialGrant, source *corev1.Secret) map[string][]byte {
+	data := make(map[string][]byte, len(g.Spec.Credential.Secret.Keys))
+	for _, k := range g.Spec.Credential.Secret.Keys {
+		if v, ok := source.Data[k]; ok {
+			data[k] = v
+		}
+	}
+	return data
+}
+
+// SecretVolume mounts an attempt's copy read-only (files readable by the step's user only) into
+// the step container at <MountRoot>/<grant>/<key>.
+func SecretVolume(g *custodyv1alpha1.CredentialGrant, attemptName string) (corev1.Volume, corev1.VolumeMount) {
+	name := "custody-" + ResourceName("secret", g.Name)
+	v := corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: ResourceName(attemptName, g.Name), DefaultMode: ptrInt32(0o400),
+	}}}
+	return v, corev1.VolumeMount{Name: name, MountPath: MountRoot + "/" + g.Name, ReadOnly: true}
+}
+
+func ptrInt32(v int32) *int32 { return &v }
+
+// SourceChanged is when a Secret last changed, as far as the API server records it: the latest
+// time in its managed fields, or its creation.
+func SourceChanged(s *corev1.Secret) time.Time {
+	t := s.CreationTimestamp.Time
+	for _, m := range s.ManagedFields {
+		if m.Time != nil && m.Time.After(t) {
+			t = m.Time.Time
+		}
+	}
+	return t
 }

@@ -91,7 +91,16 @@ func TestDefaultInstallApplies(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Group: "custody.dev", Resource: "credentialgrants", Verb: "list"}, true},
 		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Namespace: "custody-system", Verb: "update"}, true},
 		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Namespace: "default", Verb: "update"}, false},
-		{authorizationv1.ResourceAttributes{Resource: "secrets", Namespace: "default", Verb: "get"}, false},
+		// Secrets: read (the cache selects only those labelled custody.dev/grantable) and per-attempt
+		// copies written by patch; never update (docs/security.md).
+		{authorizationv1.ResourceAttributes{Resource: "secrets", Namespace: "default", Verb: "get"}, true},
+		{authorizationv1.ResourceAttributes{Resource: "secrets", Namespace: "default", Verb: "update"}, false},
+		{authorizationv1.ResourceAttributes{Resource: "configmaps", Namespace: "default", Verb: "get"}, false},
+		// kubernetesRole grants: bind roles to step ServiceAccounts, never edit roles.
+		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Namespace: "default", Verb: "create"}, true},
+		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind"}, true},
+		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "roles", Namespace: "default", Verb: "escalate"}, false},
+		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Verb: "create"}, false},
 		{authorizationv1.ResourceAttributes{Group: "custody.dev", Resource: "credentialgrants", Verb: "delete"}, false},
 	}
 	for _, tc := range cases {
