@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
@@ -238,15 +240,56 @@ func (r *Reconciler) buildEntry(ctx context.Context, wf *custodyv1alpha1.Workflo
 		}
 		parent = &agent
 	}
+	props, err := r.svidProperties(ctx, wf, a)
+	if err != nil {
+		return identity.Entry{}, err
+	}
 	return identity.Entry{
-		ID:          cfg.Scheme.EntryID(a),
-		SPIFFEID:    id,
-		ParentID:    *parent,
-		Selectors:   identity.PodSelectors(pod.Namespace, pod.Spec.ServiceAccountName, pod.UID, jobspec.ContainerName),
-		ExpiresAt:   r.entryExpiry(wf, job),
-		X509SVIDTTL: cfg.X509SVIDTTL,
-		JWTSVIDTTL:  cfg.JWTSVIDTTL,
+		ID:            cfg.Scheme.EntryID(a),
+		SPIFFEID:      id,
+		ParentID:      *parent,
+		Selectors:     identity.PodSelectors(pod.Namespace, pod.Spec.ServiceAccountName, pod.UID, jobspec.ContainerName),
+		ExpiresAt:     r.entryExpiry(wf, job),
+		X509SVIDTTL:   credentials.CapTTL(props.X509TTL, cfg.X509SVIDTTL, cfg.MaxSVIDTTL),
+		JWTSVIDTTL:    credentials.CapTTL(props.JWTTTL, cfg.JWTSVIDTTL, cfg.MaxSVIDTTL),
+		DNSNames:      props.DNSNames,
+		FederatesWith: props.FederatesWith,
 	}, nil
+}
+
+// svidProperties merges what the attempt's live spiffe grants add to its entry: grants the step
+// requests that allow it now, except those whose issuance to this attempt was revoked (ttl).
+func (r *Reconciler) svidProperties(ctx context.Context, wf *custodyv1alpha1.Workflow,
+	a identity.Attempt) (credentials.SVIDProperties, error) {
+	var props credentials.SVIDProperties
+	var step *custodyv1alpha1.Step
+	for i := range wf.Spec.Steps {
+		if wf.Spec.Steps[i].Name == a.Step {
+			step = &wf.Spec.Steps[i]
+		}
+	}
+	if step == nil {
+		return props, nil
+	}
+	st := stepStatus(wf, a.Step)
+	for _, name := range step.Credentials {
+		if st != nil && slices.ContainsFunc(st.Credentials, func(c custodyv1alpha1.IssuedCredential) bool {
+			return c.Grant == name && c.Attempt == a.Number && c.RevokedAt != nil
+		}) {
+			continue
+		}
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: wf.Namespace, Name: name}, g); err != nil {
+			if client.IgnoreNotFound(err) != nil {
+				return props, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+			}
+			continue
+		}
+		if credentials.Kind(g) == custodyv1alpha1.CredentialKindSPIFFE && credentials.Check(name, g, wf, a.Step) == nil {
+			props.Add(g)
+		}
+	}
+	return props, nil
 }
 
 // entryExpiry is the attempt's deadline: the earliest of the step timeout (from the Job's

@@ -580,3 +580,48 @@ spec:
 		t.Errorf("%d IdentityIssued Events, want 1", n)
 	}
 }
+
+// TestIdentity_spiffeGrantShapesTheEntry: a spiffe grant adds DNS names and shorter TTLs to the
+// attempt's entry; suspending the grant takes them away while the step keeps its identity.
+func TestIdentity_spiffeGrantShapesTheEntry(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	g := grant(t, e.ns, `
+metadata: {name: svid}
+spec:
+  subjects: [{workflowName: shaped, steps: [a]}]
+  credential: {spiffe: {dnsNames: [pay.example.org], x509TTL: 10m, jwtTTL: 1m, audiences: [erp]}}`)
+	wf := apply(t, e.ns, `
+metadata: {name: shaped}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [svid]}`)
+	startPod(t, jobOf(t, wf, "a", 1))
+	id := e.entryID(t, wf, "a", 1)
+	got := e.waitEntries(t, id)[0]
+	if len(got.DNSNames) != 1 || got.DNSNames[0] != "pay.example.org" || got.X509SVIDTTL != 10*time.Minute ||
+		got.JWTSVIDTTL != time.Minute {
+		t.Errorf("entry %+v, want the grant's DNS name and TTLs", got)
+	}
+	if c := credentialOf(get(t, wf), "a"); c.Kind != custodyv1alpha1.CredentialKindSPIFFE || c.SPIFFEID == "" || c.RevokedAt != nil {
+		t.Errorf("record %+v", c)
+	}
+	cur := &custodyv1alpha1.CredentialGrant{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Suspended = true
+	if err := env.Client.Update(ctxT(t), cur); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the entry loses what the grant added", func() error {
+		got = e.waitEntries(t, id)[0]
+		if len(got.DNSNames) != 0 || got.X509SVIDTTL != 5*time.Minute || got.JWTSVIDTTL != 2*time.Minute {
+			return fmt.Errorf("entry %+v", got)
+		}
+		return nil
+	})
+	if st := stepOf(get(t, wf), "a"); st.Identity.State != custodyv1alpha1.IdentityRegistered || st.Credentials[0].RevokedAt == nil {
+		t.Errorf("identity %+v, credentials %+v", st.Identity, st.Credentials)
+	}
+}

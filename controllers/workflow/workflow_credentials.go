@@ -20,6 +20,7 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
+	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
 )
@@ -51,6 +52,10 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 		}
 		if refusal := credentials.Check(name, g, s.wf, step.Name); refusal != nil {
 			return nil, refusal, nil
+		}
+		if g.Spec.Credential.SPIFFE != nil && !r.Identity.Enabled() {
+			return nil, &credentials.Refusal{Reason: ReasonIdentityNotConfigured, Message: fmt.Sprintf(
+				"CredentialGrant %s shapes the step's SPIFFE identity, but SPIRE is not configured", name)}, nil
 		}
 		if g.Spec.Credential.Secret != nil {
 			source, exists, err := r.source(ctx, g)
@@ -134,7 +139,12 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 		st.Credentials = append(st.Credentials, rec)
 		kind := string(rec.Kind)
 		s.afterSave(func() { metrics.CredentialsIssued.WithLabelValues(kind).Inc() })
-		r.audit(ctx, "issue", wf, st.Name, rec, "StepStarted")
+		var extra []any
+		if sc := g.Spec.Credential.SPIFFE; sc != nil {
+			// Audiences are recorded for audit; SPIRE issues JWT-SVIDs for the audiences the step asks for.
+			extra = append(extra, "audiences", sc.Audiences, "dnsNames", sc.DNSNames, "federatesWith", sc.FederatesWith)
+		}
+		r.audit(ctx, "issue", wf, st.Name, rec, "StepStarted", extra...)
 		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialIssued, "Issue",
 			"Step %s attempt %d: issued %s credential of grant %s", st.Name, n, rec.Kind, g.Name)
 	}
@@ -293,6 +303,12 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 // revokeCredential deletes what carried a credential and records the revocation.
 func (r *Reconciler) revokeCredential(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus,
 	c *custodyv1alpha1.IssuedCredential, reason string) error {
+	if c.Kind == custodyv1alpha1.CredentialKindSPIFFE && reason != revokedAttemptEnded {
+		// The attempt keeps its identity; its entry loses what the grant added.
+		if err := r.reshapeEntry(ctx, s, st, c); err != nil {
+			return err
+		}
+	}
 	if err := r.deleteResource(ctx, s.wf.Namespace, c.Resource); err != nil {
 		return err
 	}
@@ -302,6 +318,41 @@ func (r *Reconciler) revokeCredential(ctx context.Context, s *scope, st *custody
 	r.audit(ctx, "revoke", s.wf, st.Name, *c, reason)
 	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
 		"Step %s attempt %d: revoked %s credential of grant %s (%s)", st.Name, c.Attempt, c.Kind, c.Grant, reason)
+	return nil
+}
+
+// ReasonIdentityNotConfigured means a step requests a spiffe grant while SPIRE is not configured.
+const ReasonIdentityNotConfigured = "IdentityNotConfigured"
+
+// reshapeEntry rewrites a running attempt's entry without the properties of a revoked spiffe
+// issuance (Create updates an entry whose ID exists).
+func (r *Reconciler) reshapeEntry(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus,
+	c *custodyv1alpha1.IssuedCredential) error {
+	pod, job := s.attemptOnNode(st), s.jobs[st.JobName]
+	if !r.Identity.Enabled() || pod == nil || job == nil || st.Identity == nil || st.Identity.State != custodyv1alpha1.IdentityRegistered {
+		return nil // no live entry to change
+	}
+	revoked := *c
+	revoked.RevokedAt = &metav1.Time{Time: s.now}
+	wf := s.wf.DeepCopy()
+	if cur := stepStatus(wf, st.Name); cur != nil {
+		for i := range cur.Credentials {
+			if cur.Credentials[i].Grant == c.Grant && cur.Credentials[i].Attempt == c.Attempt {
+				cur.Credentials[i] = revoked
+			}
+		}
+	}
+	e, err := r.buildEntry(ctx, wf, r.identityAttempt(wf, st.Name, st.Attempt), pod, job)
+	if err != nil {
+		return err
+	}
+	results, err := r.Identity.Registrar.Create(ctx, []identity.Entry{e})
+	if err == nil {
+		err = results[0]
+	}
+	if err != nil {
+		return fmt.Errorf("removing grant %s from entry %s: %w", c.Grant, e.ID, err)
+	}
 	return nil
 }
 
@@ -379,11 +430,11 @@ func (r *Reconciler) finalizeCredentials(ctx context.Context, wf *custodyv1alpha
 // audit writes one structured line per issue and revoke: who did what to which attempt under
 // which grant, and why. Never a credential value: there is none in these records.
 func (r *Reconciler) audit(ctx context.Context, action string, wf *custodyv1alpha1.Workflow, step string,
-	c custodyv1alpha1.IssuedCredential, reason string) {
-	ctrl.LoggerFrom(ctx).WithName("audit").Info("Credential "+action,
-		"action", action, "actor", ControllerName, "subject", c.SPIFFEID, "grant", klog.KRef(wf.Namespace, c.Grant),
-		"kind", c.Kind, "workflow", klog.KObj(wf), "workflowUID", wf.UID, "step", step, "attempt", c.Attempt,
-		"resource", c.Resource, "reason", reason)
+	c custodyv1alpha1.IssuedCredential, reason string, extra ...any) {
+	kv := append([]any{"action", action, "actor", ControllerName, "subject", c.SPIFFEID,
+		"grant", klog.KRef(wf.Namespace, c.Grant), "kind", c.Kind, "workflow", klog.KObj(wf), "workflowUID", wf.UID,
+		"step", step, "attempt", c.Attempt, "resource", c.Resource, "reason", reason}, extra...)
+	ctrl.LoggerFrom(ctx).WithName("audit").Info("Credential "+action, kv...)
 }
 
 // grantToWorkflows maps a CredentialGrant to the unfinished Workflows of its namespace that

@@ -161,5 +161,6 @@ func equalStatus(a, b custodyv1alpha1.WorkflowStatus) bool {
 var grantReasons = map[string]bool{
 	custodyv1alpha1.ReasonGrantNotFound: true, custodyv1alpha1.ReasonGrantNotCovered: true,
 	custodyv1alpha1.ReasonGrantSuspended: true, custodyv1alpha1.ReasonGrantNotApproved: true,
-	credentials.ReasonKindNotSupported: true,
+	credentials.ReasonKindNotSupported: true, ReasonIdentityNotConfigured: true,
+	custodyv1alpha1.ReasonSourceNotFound: true, custodyv1alpha1.ReasonSourceNotGrantable: true,
 }

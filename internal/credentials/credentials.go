@@ -73,7 +73,7 @@ func Kind(g *custodyv1alpha1.CredentialGrant) custodyv1alpha1.CredentialKind {
 
 // Supported are the credential kinds this version issues.
 var Supported = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
-	custodyv1alpha1.CredentialKindSecret}
+	custodyv1alpha1.CredentialKindSecret, custodyv1alpha1.CredentialKindSPIFFE}
 
 // Refusal is why a grant does not let a step hold its credential now: a reason constant of the
 // API and a message naming the grant.
@@ -242,4 +242,45 @@ func SourceChanged(s *corev1.Secret) time.Time {
 		}
 	}
 	return t
+}
+
+// SVIDProperties are what spiffe grants add to an attempt's registration entry.
+type SVIDProperties struct {
+	DNSNames      []string
+	FederatesWith []string
+	// X509TTL and JWTTTL are the shortest TTLs the grants ask for (zero: none asked), not yet capped.
+	X509TTL, JWTTTL time.Duration
+}
+
+// Add merges one spiffe grant's properties: names are united, TTLs take the shortest.
+func (p *SVIDProperties) Add(g *custodyv1alpha1.CredentialGrant) {
+	sc := g.Spec.Credential.SPIFFE
+	if sc == nil {
+		return
+	}
+	for _, n := range sc.DNSNames {
+		if !slices.Contains(p.DNSNames, n) {
+			p.DNSNames = append(p.DNSNames, n)
+		}
+	}
+	for _, td := range sc.FederatesWith {
+		if !slices.Contains(p.FederatesWith, td) {
+			p.FederatesWith = append(p.FederatesWith, td)
+		}
+	}
+	shorter := func(cur time.Duration, d *metav1.Duration) time.Duration {
+		if d == nil || cur != 0 && cur <= d.Duration {
+			return cur
+		}
+		return d.Duration
+	}
+	p.X509TTL, p.JWTTTL = shorter(p.X509TTL, sc.X509TTL), shorter(p.JWTTTL, sc.JWTTTL)
+}
+
+// CapTTL applies a requested TTL to a default under a cap: the request if set, never above the cap.
+func CapTTL(requested, def, capTTL time.Duration) time.Duration {
+	if requested <= 0 {
+		requested = def
+	}
+	return min(requested, capTTL)
 }

@@ -188,6 +188,9 @@ type Entry struct {
 	// X509SVIDTTL and JWTSVIDTTL bound each SVID issued for the entry.
 	X509SVIDTTL time.Duration
 	JWTSVIDTTL  time.Duration
+	// DNSNames and FederatesWith come from spiffe CredentialGrants of the attempt.
+	DNSNames      []string
+	FederatesWith []string
 	// CreatedAt is when the server created the entry (set on entries that List returns).
 	CreatedAt time.Time
 }

@@ -87,6 +87,11 @@ func TestRealServerLifecycle(t *testing.T) {
 	res, err = c.Create(ctx, []identity.Entry{b2})
 	noErrors(t, "Create with a new pod UID", res, err)
 
+	// The same registration with other TTLs and DNS names (a spiffe grant added or withdrawn): updated.
+	a.X509SVIDTTL, a.DNSNames = 10*time.Minute, []string{"pay.example.org"}
+	res, err = c.Create(ctx, []identity.Entry{a})
+	noErrors(t, "Create with new properties", res, err)
+
 	got, err := c.List(ctx, prefix)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +104,8 @@ func TestRealServerLifecycle(t *testing.T) {
 		g := got[i]
 		if g.ID != want.ID || g.SPIFFEID != want.SPIFFEID || g.ParentID != want.ParentID ||
 			!sameSet(g.Selectors, want.Selectors) ||
-			!g.ExpiresAt.Equal(want.ExpiresAt) || g.X509SVIDTTL != want.X509SVIDTTL || g.JWTSVIDTTL != want.JWTSVIDTTL {
+			!g.ExpiresAt.Equal(want.ExpiresAt) || g.X509SVIDTTL != want.X509SVIDTTL || g.JWTSVIDTTL != want.JWTSVIDTTL ||
+			len(g.DNSNames) != len(want.DNSNames) {
 			t.Errorf("entry %d:\n got %+v\nwant %+v", i, g, want)
 		}
 		if g.CreatedAt.IsZero() {

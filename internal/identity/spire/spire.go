@@ -142,9 +142,12 @@ func (c *Client) Create(ctx context.Context, entries []identity.Entry) ([]error,
 			switch code := statusCode(r.GetStatus()); {
 			case code == codes.OK:
 			case code == codes.AlreadyExists && r.GetEntry() != nil:
-				// An entry with the same SPIFFE ID, parent and selectors exists: ours if the ID is.
+				// An entry with the same SPIFFE ID, parent and selectors exists: ours if the ID is,
+				// and then made to match in everything else (TTLs, DNS names, expiry).
 				if got := r.GetEntry().GetId(); got != batch[i].ID {
 					results[start+i] = fmt.Errorf("entry %s: SPIRE holds the same registration as entry %s", batch[i].ID, got)
+				} else {
+					clash = append(clash, i)
 				}
 			case code == codes.AlreadyExists:
 				// The ID is taken, by an earlier version of the entry (for example for a pod
@@ -255,6 +258,8 @@ func toProto(e identity.Entry) *types.Entry {
 	for _, s := range e.Selectors {
 		p.Selectors = append(p.Selectors, &types.Selector{Type: s.Type, Value: s.Value})
 	}
+	p.DnsNames = e.DNSNames
+	p.FederatesWith = e.FederatesWith
 	return p
 }
 
@@ -279,6 +284,7 @@ func fromProto(p *types.Entry) (identity.Entry, error) {
 	for _, s := range p.GetSelectors() {
 		e.Selectors = append(e.Selectors, identity.Selector{Type: s.GetType(), Value: s.GetValue()})
 	}
+	e.DNSNames, e.FederatesWith = p.GetDnsNames(), p.GetFederatesWith()
 	return e, nil
 }
 
