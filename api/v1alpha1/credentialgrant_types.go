@@ -230,12 +230,13 @@ type CredentialGrantStatus struct {
 	// +kubebuilder:validation:MaxItems=100
 	ActiveIssuances []Issuance `json:"activeIssuances,omitempty"`
 
-	// issuedTotal counts issuances since the grant was created.
+	// issuedTotal counts the issuances of this grant recorded in the Workflows of the namespace
+	// that still exist (a Workflow's records go with it; the audit log keeps every one).
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	IssuedTotal int64 `json:"issuedTotal,omitempty"`
 
-	// revokedTotal counts revocations since the grant was created.
+	// revokedTotal counts the revoked issuances among those.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	RevokedTotal int64 `json:"revokedTotal,omitempty"`

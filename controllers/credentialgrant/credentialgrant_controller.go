@@ -58,6 +58,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	var live []custodyv1alpha1.Issuance
 	var lastIssued, lastRevoked *metav1.Time
+	var issued, revoked int64
 	for i := range workflows.Items {
 		wf := &workflows.Items[i]
 		for _, st := range wf.Status.Steps {
@@ -65,10 +66,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				if c.Grant != g.Name {
 					continue
 				}
+				issued++
 				if lastIssued == nil || lastIssued.Before(&c.IssuedAt) {
 					lastIssued = c.IssuedAt.DeepCopy()
 				}
 				if c.RevokedAt != nil {
+					revoked++
 					if lastRevoked == nil || lastRevoked.Before(c.RevokedAt) {
 						lastRevoked = c.RevokedAt.DeepCopy()
 					}
@@ -84,6 +87,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	})
 	g.Status.Active = int32(min(len(live), 1<<30)) //nolint:gosec // bounded
 	g.Status.ActiveIssuances = live[:min(len(live), maxIssuances)]
+	g.Status.IssuedTotal, g.Status.RevokedTotal = issued, revoked
 	if lastIssued != nil {
 		g.Status.LastIssuedTime = lastIssued
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -47,6 +49,12 @@ type identityEnv struct {
 
 func setupIdentity(t *testing.T) *identityEnv {
 	t.Helper()
+	return setupIdentityWith(t, ctrl.Log)
+}
+
+// setupIdentityWith is setupIdentity with the manager logging to logger.
+func setupIdentityWith(t *testing.T, logger logr.Logger) *identityEnv {
+	t.Helper()
 	ctx := context.Background()
 	srv, err := spiretest.StartServer(ctx)
 	if err != nil {
@@ -74,7 +82,7 @@ func setupIdentity(t *testing.T) *identityEnv {
 		MaxSVIDTTL: time.Hour, MaxEntryLifetime: 24 * time.Hour, SocketPath: "/spiffe-workload-api/spire-agent.sock"}
 	e := &identityEnv{server: srv, reg: reg, cfg: cfg, node: ensureNode(t)}
 	e.ns = env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
-	e.start = func() { e.stop = startController(t, e.ns, func(r *Reconciler) { r.Identity = cfg }) }
+	e.start = func() { e.stop = startController(t, e.ns, func(r *Reconciler) { r.Identity = cfg }, logger) }
 	e.start()
 	return e
 }

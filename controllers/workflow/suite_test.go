@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -52,9 +53,23 @@ const (
 
 // startController runs a manager with the Workflow reconciler, watching only ns, until the
 // returned stop function is called (or the test ends).
-func startController(t *testing.T, ns string, configure ...func(*Reconciler)) (stop func()) {
+// opts are func(*Reconciler) to configure the reconciler, or a logr.Logger for the manager.
+func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 	t.Helper()
+	var configure []func(*Reconciler)
+	logger := ctrl.Log
+	for _, o := range opts {
+		switch o := o.(type) {
+		case func(*Reconciler):
+			configure = append(configure, o)
+		case logr.Logger:
+			logger = o
+		default:
+			t.Fatalf("startController: unknown option %T", o)
+		}
+	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Logger:  logger,
 		Scheme:  env.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}},

@@ -286,6 +286,7 @@ func (r *Reconciler) podToWorkflow(_ context.Context, o client.Object) []reconci
 		return nil
 	}
 	if pod, ok := o.(*corev1.Pod); ok && r.Identity.Enabled() {
+		// Pruned by the identity sweep; without identity, latencies start at the reconcile.
 		r.observed.pod(pod, r.Clock.Now())
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}

@@ -314,7 +314,17 @@ func (r *Reconciler) revokeCredential(ctx context.Context, s *scope, st *custody
 	}
 	c.RevokedAt = &metav1.Time{Time: s.now}
 	kind := string(c.Kind)
-	s.afterSave(func() { metrics.CredentialsRevoked.WithLabelValues(kind, reason).Inc() })
+	since := s.now
+	if c.ExpiresAt != nil && reason == revokedExpired {
+		since = c.ExpiresAt.Time
+	} else if pod := s.pods[st.JobName]; pod != nil && reason == revokedAttemptEnded {
+		since = r.observed.firstEnded(pod.UID, s.now)
+	}
+	latency := r.Clock.Now().Sub(since)
+	s.afterSave(func() {
+		metrics.CredentialsRevoked.WithLabelValues(kind, reason).Inc()
+		metrics.CredentialRevocation.WithLabelValues(kind).Observe(latency.Seconds())
+	})
 	r.audit(ctx, "revoke", s.wf, st.Name, *c, reason)
 	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
 		"Step %s attempt %d: revoked %s credential of grant %s (%s)", st.Name, c.Attempt, c.Kind, c.Grant, reason)

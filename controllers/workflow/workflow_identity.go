@@ -70,6 +70,16 @@ func (o *observations) since(m map[types.UID]time.Time, uid types.UID, fallback,
 	return now.Sub(t)
 }
 
+// firstEnded returns when a pod was first seen ending (fallback if it was not), keeping it.
+func (o *observations) firstEnded(uid types.UID, fallback time.Time) time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if t, ok := o.ended[uid]; ok && t.Before(fallback) {
+		return t
+	}
+	return fallback
+}
+
 func (o *observations) forget(uid types.UID) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -91,6 +91,14 @@ var (
 		Help: "Credentials issued to step attempts, by kind.",
 	}, []string{labelKind})
 
+	// CredentialRevocation observes how long after the controller saw an attempt end (or an
+	// issuance expire, or its grant withdrawn) the credential was revoked.
+	CredentialRevocation = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "custody_credential_revocation_seconds",
+		Help:    "Seconds from the reason to revoke observed to the credential revoked, by kind.",
+		Buckets: latencyBuckets,
+	}, []string{labelKind})
+
 	// CredentialsRevoked counts credentials revoked, by kind and reason (AttemptEnded, Expired,
 	// GrantWithdrawn, WorkflowDeleted).
 	CredentialsRevoked = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -169,7 +177,7 @@ func Register(reg prometheus.Registerer, reader client.Reader) error {
 	for _, c := range []prometheus.Collector{
 		StepAttempts, StepAttemptsEnded, StepDuration, ReconcileErrors, workflowCollector{reader: reader},
 		IdentityRegistration, IdentityRevocation, SPIREErrors, IdentityEntries, IdentityOrphansDeleted,
-		CredentialsIssued, CredentialsRevoked,
+		CredentialsIssued, CredentialsRevoked, CredentialRevocation,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
