@@ -186,6 +186,17 @@ spec:
 		})
 	}
 	waitReason(custodyv1alpha1.ReasonGrantNotFound)
+	// A step with a timeout gives up waiting when it passes.
+	impatient := apply(t, ns, `
+metadata: {name: impatient}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [never], timeout: 2s}`)
+	cur := waitStep(t, impatient, "a", custodyv1alpha1.StepFailed)
+	if st := stepOf(cur, "a"); st.Reason != custodyv1alpha1.ReasonGrantNotFound || !strings.Contains(st.Message, "never") {
+		t.Errorf("step failed with %s: %s", st.Reason, st.Message)
+	}
+	waitPhase(t, impatient, custodyv1alpha1.WorkflowFailed)
 	g := grant(t, ns, `
 metadata: {name: later}
 spec:
