@@ -1,0 +1,55 @@
+package credentialgrant
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
+)
+
+func secretGrant(maxAge *metav1.Duration) *custodyv1alpha1.CredentialGrant {
+	return &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "erp"},
+		Spec: custodyv1alpha1.CredentialGrantSpec{Credential: custodyv1alpha1.Credential{
+			Secret: &custodyv1alpha1.SecretCredential{Name: "erp-api", Keys: []string{"token"}, MaxAge: maxAge}}}}
+}
+
+func TestRotation(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	c, next := rotation(secretGrant(nil), now.Add(-1000*time.Hour), now)
+	if c.Status != metav1.ConditionFalse || next != 0 {
+		t.Errorf("no maxAge: %+v, next %s", c, next)
+	}
+	g := secretGrant(&metav1.Duration{Duration: 720 * time.Hour})
+	c, next = rotation(g, now.Add(-700*time.Hour), now)
+	if c.Status != metav1.ConditionFalse || c.Reason != custodyv1alpha1.ReasonRotatedInTime || next != 20*time.Hour+time.Second {
+		t.Errorf("in time: %+v, next %s", c, next)
+	}
+	c, _ = rotation(g, now.Add(-721*time.Hour), now)
+	if c.Status != metav1.ConditionTrue || c.Reason != custodyv1alpha1.ReasonRotationOverdue {
+		t.Errorf("overdue: %+v", c)
+	}
+}
+
+func TestConditions(t *testing.T) {
+	g := secretGrant(nil)
+	conds := conditions(g, nil)
+	if conds[0].Status != metav1.ConditionTrue || conds[1].Status != metav1.ConditionTrue || conds[1].Reason != custodyv1alpha1.ReasonActive {
+		t.Errorf("usable grant: %+v", conds)
+	}
+	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"})
+	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonSourceNotGrantable {
+		t.Errorf("source refused: %+v", conds)
+	}
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
+	conds = conditions(g, nil)
+	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval {
+		t.Errorf("unapproved: %+v", conds)
+	}
+	g.Spec.Suspended = true
+	if conds = conditions(g, nil); conds[1].Reason != custodyv1alpha1.ReasonSuspended {
+		t.Errorf("suspended: %+v", conds)
+	}
+}

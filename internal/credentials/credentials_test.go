@@ -1,0 +1,151 @@
+package credentials
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+func wf(name string, labels map[string]string) *custodyv1alpha1.Workflow {
+	return &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "finance", Labels: labels}}
+}
+
+func roleGrant(subjects ...custodyv1alpha1.GrantSubject) *custodyv1alpha1.CredentialGrant {
+	return &custodyv1alpha1.CredentialGrant{
+		ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "finance"},
+		Spec: custodyv1alpha1.CredentialGrantSpec{Subjects: subjects,
+			Credential: custodyv1alpha1.Credential{KubernetesRole: &custodyv1alpha1.KubernetesRoleCredential{Kind: "Role", Name: "r"}}},
+	}
+}
+
+func TestCovers(t *testing.T) {
+	byName := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}})
+	bySelector := roleGrant(custodyv1alpha1.GrantSubject{Steps: []string{"post"},
+		WorkflowSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "invoices"}}})
+	emptySelector := roleGrant(custodyv1alpha1.GrantSubject{Steps: []string{"post"}, WorkflowSelector: &metav1.LabelSelector{}})
+	for _, c := range []struct {
+		name string
+		g    *custodyv1alpha1.CredentialGrant
+		wf   *custodyv1alpha1.Workflow
+		step string
+		want bool
+	}{
+		{"by name", byName, wf("pay", nil), "post", true},
+		{"other step", byName, wf("pay", nil), "route", false},
+		{"other workflow", byName, wf("pay-2", nil), "post", false},
+		{"by selector", bySelector, wf("x", map[string]string{"app": "invoices"}), "post", true},
+		{"selector mismatch", bySelector, wf("x", map[string]string{"app": "other"}), "post", false},
+		{"an empty selector matches nothing", emptySelector, wf("x", map[string]string{"app": "invoices"}), "post", false},
+		{"other namespace", byName, &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "pay", Namespace: "ops"}}, "post", false},
+	} {
+		if got := Covers(c.g, c.wf, c.step); got != c.want {
+			t.Errorf("%s: Covers = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestCheckOrder(t *testing.T) {
+	w := wf("pay", nil)
+	g := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}})
+	if r := Check("g", nil, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotFound {
+		t.Errorf("missing grant: %+v", r)
+	}
+	if r := Check("g", g, w, "post"); r != nil {
+		t.Errorf("usable grant refused: %+v", r)
+	}
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
+	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
+		t.Errorf("unapproved grant: %+v", r)
+	}
+	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "alice"}
+	g.Spec.Suspended = true
+	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantSuspended || !strings.Contains(r.Message, "g") {
+		t.Errorf("suspended grant: %+v", r)
+	}
+	if r := Check("g", g, w, "other"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotCovered {
+		t.Errorf("uncovered step: %+v", r)
+	}
+}
+
+func TestTokenTTLBounds(t *testing.T) {
+	g := roleGrant()
+	if TokenTTL(g) != DefaultTokenTTL {
+		t.Errorf("no ttl: %s", TokenTTL(g))
+	}
+	for ttl, want := range map[time.Duration]time.Duration{time.Minute: MinTokenTTL, 20 * time.Minute: 20 * time.Minute, 48 * time.Hour: MaxTokenTTL} {
+		g.Spec.TTL = &metav1.Duration{Duration: ttl}
+		if got := TokenTTL(g); got != want {
+			t.Errorf("ttl %s: token %s, want %s", ttl, got, want)
+		}
+	}
+}
+
+func TestSecretSourceAndCopy(t *testing.T) {
+	g := &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "erp", Namespace: "finance"},
+		Spec: custodyv1alpha1.CredentialGrantSpec{Credential: custodyv1alpha1.Credential{
+			Secret: &custodyv1alpha1.SecretCredential{Name: "erp-api", Keys: []string{"token"}}}}}
+	if r := CheckSource(g, nil, false); r == nil || r.Reason != custodyv1alpha1.ReasonSourceNotFound {
+		t.Errorf("missing: %+v", r)
+	}
+	if r := CheckSource(g, nil, true); r == nil || r.Reason != custodyv1alpha1.ReasonSourceNotGrantable {
+		t.Errorf("not grantable: %+v", r)
+	}
+	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: "finance"},
+		Data: map[string][]byte{"user": []byte("u")}}
+	if r := CheckSource(g, src, true); r == nil || !strings.Contains(r.Message, "token") {
+		t.Errorf("missing key: %+v", r)
+	}
+	src.Data["token"] = []byte("t")
+	if r := CheckSource(g, src, true); r != nil {
+		t.Errorf("usable source refused: %+v", r)
+	}
+	cp := SecretCopy(g, src, metav1.OwnerReference{Kind: "Job", Name: "j"}, "pay-post-1-abcdef", nil)
+	if len(cp.Data) != 1 || string(cp.Data["token"]) != "t" || cp.Labels[LabelCopyOf] != "erp-api" || cp.Namespace != "finance" {
+		t.Errorf("copy %+v", cp)
+	}
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	src.CreationTimestamp = metav1.Time{Time: created}
+	if !SourceChanged(src).Equal(created) {
+		t.Errorf("SourceChanged without managed fields = %s", SourceChanged(src))
+	}
+	later := metav1.NewTime(created.Add(time.Hour))
+	src.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &later}, {}}
+	if !SourceChanged(src).Equal(later.Time) {
+		t.Errorf("SourceChanged = %s, want the latest managed-fields time", SourceChanged(src))
+	}
+}
+
+func TestSVIDProperties(t *testing.T) {
+	spiffe := func(x509 time.Duration, names ...string) *custodyv1alpha1.CredentialGrant {
+		return &custodyv1alpha1.CredentialGrant{Spec: custodyv1alpha1.CredentialGrantSpec{Credential: custodyv1alpha1.Credential{
+			SPIFFE: &custodyv1alpha1.SPIFFECredential{DNSNames: names, X509TTL: &metav1.Duration{Duration: x509}}}}}
+	}
+	var p SVIDProperties
+	p.Add(spiffe(20*time.Minute, "a.example.org"))
+	p.Add(spiffe(10*time.Minute, "a.example.org", "b.example.org"))
+	p.Add(roleGrant())
+	if len(p.DNSNames) != 2 || p.X509TTL != 10*time.Minute || p.JWTTTL != 0 {
+		t.Errorf("properties %+v", p)
+	}
+	if got := CapTTL(p.X509TTL, 5*time.Minute, time.Hour); got != 10*time.Minute {
+		t.Errorf("CapTTL(requested) = %s", got)
+	}
+	if got := CapTTL(0, 5*time.Minute, time.Hour); got != 5*time.Minute {
+		t.Errorf("CapTTL(none) = %s", got)
+	}
+	if got := CapTTL(2*time.Hour, 5*time.Minute, time.Hour); got != time.Hour {
+		t.Errorf("CapTTL(above the cap) = %s", got)
+	}
+}
+
+func TestResourceNameDiffersPerGrant(t *testing.T) {
+	a, b := ResourceName("pay-post-1-abcdef", "erp"), ResourceName("pay-post-1-abcdef", "vault")
+	if a == b || !strings.HasPrefix(a, "pay-post-1-abcdef-g") || len(a) > 63+8 {
+		t.Errorf("names %q %q", a, b)
+	}
+}
