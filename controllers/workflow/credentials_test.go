@@ -37,6 +37,19 @@ func grant(t *testing.T, ns, manifest string) *custodyv1alpha1.CredentialGrant {
 	return g
 }
 
+// suspend sets or lifts a grant's kill switch.
+func suspend(t *testing.T, g *custodyv1alpha1.CredentialGrant, suspended bool) {
+	t.Helper()
+	eventually(t, "grant update", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+			return err
+		}
+		cur.Spec.Suspended = suspended
+		return env.Client.Update(ctxT(t), cur)
+	})
+}
+
 // configMapReader creates the Role the grants of these tests bind.
 func configMapReader(t *testing.T, ns string) {
 	t.Helper()
@@ -266,14 +279,7 @@ spec:
 	sa1 := job1.Spec.Template.Spec.ServiceAccountName
 	waitCan(t, ns, sa1, true)
 
-	cur := &custodyv1alpha1.CredentialGrant{}
-	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Suspended = true
-	if err := env.Client.Update(ctxT(t), cur); err != nil {
-		t.Fatal(err)
-	}
+	suspend(t, g, true)
 	waitCan(t, ns, sa1, false)
 	eventually(t, "revocation recorded", func() error {
 		if c := credentialOf(get(t, wf), "a"); c.RevokedAt == nil {
@@ -290,13 +296,7 @@ spec:
 		}
 		return nil
 	})
-	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Suspended = false
-	if err := env.Client.Update(ctxT(t), cur); err != nil {
-		t.Fatal(err)
-	}
+	suspend(t, g, false)
 	job2 := jobOf(t, wf, "a", 2)
 	sa2 := job2.Spec.Template.Spec.ServiceAccountName
 	waitCan(t, ns, sa2, true)

@@ -614,14 +614,7 @@ spec:
 	if c := credentialOf(get(t, wf), "a"); c.Kind != custodyv1alpha1.CredentialKindSPIFFE || c.SPIFFEID == "" || c.RevokedAt != nil {
 		t.Errorf("record %+v", c)
 	}
-	cur := &custodyv1alpha1.CredentialGrant{}
-	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Suspended = true
-	if err := env.Client.Update(ctxT(t), cur); err != nil {
-		t.Fatal(err)
-	}
+	suspend(t, g, true)
 	eventually(t, "the entry loses what the grant added", func() error {
 		got = e.waitEntries(t, id)[0]
 		if len(got.DNSNames) != 0 || got.X509SVIDTTL != 5*time.Minute || got.JWTSVIDTTL != 2*time.Minute {
