@@ -6,6 +6,7 @@ import (
 
 // CredentialGrantSpec says which steps of which workflows may hold one credential, for how long,
 // and whether someone must approve first. It is owned by whoever owns the credential.
+// +kubebuilder:validation:XValidation:rule="!has(self.credential.kubernetesRole) || !has(self.ttl) || duration(self.ttl) >= duration('10m')",message="a kubernetesRole grant's ttl must be at least 10m: the API server issues no shorter ServiceAccount token"
 type CredentialGrantSpec struct {
 	// subjects are the workflows and steps that may receive the credential. A step receives it
 	// only if it also lists this grant in its credentials.

@@ -365,6 +365,18 @@ steps: [{name: route, image: example.com/invoices:1.4}]`,
 func invalidGrants() []invalidCase {
 	return []invalidCase{
 		{
+			name: "role grant with a ttl shorter than the shortest token",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}
+  ttl: 5m`,
+			want: []string{"kubernetesRole grant's ttl must be at least 10m"},
+		},
+		{
 			name: "grant with two credential kinds",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

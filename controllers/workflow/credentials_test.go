@@ -258,23 +258,29 @@ spec:
 	}
 }
 
-// TestCredentials_suspendAndTTLRevokeMidStep: suspending the grant revokes a running step's
-// credential at once; a retry gets a fresh issuance; the ttl revokes even while the step runs.
+// TestCredentials_suspendAndTTLRevokeMidStep: suspending a grant revokes a running step's
+// credential at once; a retry gets a fresh issuance; a ttl revokes even while the step runs.
 func TestCredentials_suspendAndTTLRevokeMidStep(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)
 	configMapReader(t, ns)
+	secret(t, ns, "api", true, map[string]string{"token": "t"})
 	g := grant(t, ns, `
-metadata: {name: short}
+metadata: {name: role}
 spec:
   subjects: [{workflowName: kill, steps: [a]}]
-  credential: {kubernetesRole: {kind: Role, name: cm-reader}}
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	grant(t, ns, `
+metadata: {name: brief}
+spec:
+  subjects: [{workflowName: kill, steps: [a]}]
+  credential: {secret: {name: api, keys: [token]}}
   ttl: 1m`)
 	wf := apply(t, ns, `
 metadata: {name: kill}
 spec:
   steps:
-  - {name: a, image: example.com/w:1, credentials: [short], retries: {limit: 1, backoff: {duration: 1s}}}`)
+  - {name: a, image: example.com/w:1, credentials: [role, brief], retries: {limit: 1, backoff: {duration: 1s}}}`)
 	job1 := jobOf(t, wf, "a", 1)
 	sa1 := job1.Spec.Template.Spec.ServiceAccountName
 	waitCan(t, ns, sa1, true)
@@ -282,11 +288,14 @@ spec:
 	suspend(t, g, true)
 	waitCan(t, ns, sa1, false)
 	eventually(t, "revocation recorded", func() error {
-		if c := credentialOf(get(t, wf), "a"); c.RevokedAt == nil {
+		if c := recordOf(get(t, wf), "a", "role"); c.RevokedAt == nil {
 			return fmt.Errorf("credential %+v", c)
 		}
 		return nil
 	})
+	if c := recordOf(get(t, wf), "a", "brief"); c.RevokedAt != nil {
+		t.Errorf("suspending one grant revoked another: %+v", c)
+	}
 	// The attempt fails; its retry waits while the grant is suspended, then gets its own binding.
 	fail(t, wf, "a", 1)
 	eventually(t, "retry waits for the suspended grant", func() error {
@@ -303,24 +312,43 @@ spec:
 	if can(t, ns, sa1, "get") {
 		t.Error("attempt 1's ServiceAccount regained access")
 	}
-	c := credentialOf(get(t, wf), "a")
-	if c.Attempt != 2 || c.RevokedAt != nil {
-		t.Errorf("attempt 2's credential %+v", c)
+	c := recordOf(get(t, wf), "a", "brief")
+	if c.Attempt != 2 || c.RevokedAt != nil || c.ExpiresAt == nil {
+		t.Fatalf("attempt 2's credential %+v", c)
 	}
-	// The ttl (1m) revokes while the step still runs.
+	// The secret grant's ttl (1m) revokes its copy while the step still runs.
+	_, copyName, _ := cutResource(c.Resource)
 	deadline := time.Now().Add(2 * time.Minute)
-	for can(t, ns, sa2, "get") {
+	for {
+		err := env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: copyName}, &corev1.Secret{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("the credential outlived its ttl")
+			t.Fatalf("the copy outlived its ttl (%v)", err)
 		}
 		time.Sleep(time.Second)
 	}
-	if held := c.ExpiresAt.Time; time.Now().Before(held.Add(-2 * time.Second)) {
-		t.Errorf("revoked at %s, before its expiry %s", time.Now(), held)
+	if time.Now().Before(c.ExpiresAt.Add(-2 * time.Second)) {
+		t.Errorf("revoked at %s, before its expiry %s", time.Now(), c.ExpiresAt)
 	}
-	if st := stepOf(get(t, wf), "a"); st.Phase != custodyv1alpha1.StepRunning {
+	cur := get(t, wf)
+	if st := stepOf(cur, "a"); st.Phase != custodyv1alpha1.StepRunning {
 		t.Errorf("the step is %s; the ttl must revoke the credential, not end the step", st.Phase)
 	}
+	if !can(t, ns, sa2, "get") || recordOf(cur, "a", "role").RevokedAt != nil {
+		t.Error("the ttl of one grant revoked another")
+	}
+}
+
+// recordOf returns a step's record of one grant.
+func recordOf(wf *custodyv1alpha1.Workflow, step, grant string) custodyv1alpha1.IssuedCredential {
+	for _, c := range stepOf(wf, step).Credentials {
+		if c.Grant == grant {
+			return c
+		}
+	}
+	return custodyv1alpha1.IssuedCredential{}
 }
 
 // TestCredentials_cancelAndDeleteLeaveNothing: a cancelled workflow and a deleted one hold no
@@ -465,7 +493,7 @@ spec:
 		}
 		return nil
 	})
-	if c := credentialOf(get(t, wf), "post"); c.RevokedAt == nil || c.Resource != "Secret/"+copyName {
+	if c := recordOf(get(t, wf), "post", "erp"); c.RevokedAt == nil || c.Resource != "Secret/"+copyName {
 		t.Errorf("record %+v", c)
 	}
 	if reasons := eventReasons(t, wf); reasons[custodyv1alpha1.ReasonCredentialRotated] != 1 {
