@@ -9,6 +9,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -50,6 +51,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 func TestDiamondWorkflowRunsRealJobs(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
+	// publish holds a role and its own copy of a Secret, only while it runs.
+	createPublishCredentials(ctx, t, ns)
 	wf := &custodyv1alpha1.Workflow{}
 	if err := yaml.UnmarshalStrict([]byte(`
 metadata: {name: diamond}
@@ -59,7 +62,7 @@ spec:
   - {name: fetch, image: registry.example.com/ci/git:2.45, args: [fetch, "$(params.revision)"]}
   - {name: lint, image: registry.example.com/ci/lint:1.0, dependsOn: [fetch], timeout: 5m}
   - {name: test, image: registry.example.com/ci/test:1.0, dependsOn: [fetch]}
-  - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [lint, test]}
+  - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [lint, test], credentials: [publish-role, registry]}
 `), wf); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +131,8 @@ spec:
 		}
 		return nil
 	})
+	// What publish held was issued and revoked; nothing that carried it is left.
+	checkCredentialsRevoked(ctx, t, ns, wf)
 	// No attempt identity outlives its attempt.
 	eventually(t, 30*time.Second, "step ServiceAccounts deleted", func() error {
 		var sas corev1.ServiceAccountList
@@ -149,4 +154,61 @@ func step(wf *custodyv1alpha1.Workflow, name string) custodyv1alpha1.StepStatus 
 		}
 	}
 	return custodyv1alpha1.StepStatus{}
+}
+
+// createPublishCredentials makes the Role, the grantable Secret and the two grants the diamond's
+// publish step requests.
+func createPublishCredentials(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	for _, obj := range []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "publisher", Namespace: ns},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "registry", Namespace: ns,
+			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"password": "e2e-value"}},
+	} {
+		if err := cluster.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, manifest := range []string{`
+metadata: {name: publish-role}
+spec:
+  subjects: [{workflowName: diamond, steps: [publish]}]
+  credential: {kubernetesRole: {kind: Role, name: publisher}}`, `
+metadata: {name: registry}
+spec:
+  subjects: [{workflowName: diamond, steps: [publish]}]
+  credential: {secret: {name: registry, keys: [password]}}`} {
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := yaml.UnmarshalStrict([]byte(manifest), g); err != nil {
+			t.Fatal(err)
+		}
+		g.Namespace = ns
+		if err := cluster.Client.Create(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkCredentialsRevoked checks that publish's credentials were recorded as revoked and nothing
+// that carried them is left.
+func checkCredentialsRevoked(ctx context.Context, t *testing.T, ns string, wf *custodyv1alpha1.Workflow) {
+	t.Helper()
+	if creds := step(wf, "publish").Credentials; len(creds) != 2 || creds[0].RevokedAt == nil || creds[1].RevokedAt == nil {
+		t.Errorf("publish's credentials: %+v", creds)
+	}
+	eventually(t, 30*time.Second, "no RoleBinding or Secret copy left", func() error {
+		var rbs rbacv1.RoleBindingList
+		var copies corev1.SecretList
+		if err := cluster.Client.List(ctx, &rbs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if err := cluster.Client.List(ctx, &copies, client.InNamespace(ns), client.HasLabels{custodyv1alpha1.LabelWorkflow}); err != nil {
+			return err
+		}
+		if len(rbs.Items)+len(copies.Items) != 0 {
+			return fmt.Errorf("%d RoleBindings and %d copies left", len(rbs.Items), len(copies.Items))
+		}
+		return nil
+	})
 }
