@@ -550,3 +550,40 @@ func keys(m map[string][]byte) []string {
 	}
 	return out
 }
+
+// TestCredentials_secretOptOutRevokes: removing the opt-in label from a Secret revokes the live
+// copies made from it.
+func TestCredentials_secretOptOutRevokes(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	src := secret(t, ns, "api", true, map[string]string{"token": "t"})
+	grant(t, ns, `
+metadata: {name: api}
+spec:
+  subjects: [{workflowName: optout, steps: [a]}]
+  credential: {secret: {name: api, keys: [token]}}`)
+	wf := apply(t, ns, `
+metadata: {name: optout}
+spec:
+  steps: [{name: a, image: example.com/w:1, credentials: [api]}]`)
+	job := jobOf(t, wf, "a", 1)
+	copyKey := client.ObjectKey{Namespace: ns, Name: credentials.ResourceName(job.Name, "api")}
+	eventually(t, "the copy", func() error { return env.Client.Get(ctxT(t), copyKey, &corev1.Secret{}) })
+	eventually(t, "opt-out", func() error {
+		cur := &corev1.Secret{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(src), cur); err != nil {
+			return err
+		}
+		delete(cur.Labels, custodyv1alpha1.LabelGrantable)
+		return env.Client.Update(ctxT(t), cur)
+	})
+	eventually(t, "the copy is revoked", func() error {
+		if err := env.Client.Get(ctxT(t), copyKey, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("copy still there (%w)", err)
+		}
+		if c := recordOf(get(t, wf), "a", "api"); c.RevokedAt == nil {
+			return fmt.Errorf("record %+v", c)
+		}
+		return nil
+	})
+}

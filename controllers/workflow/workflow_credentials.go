@@ -31,10 +31,11 @@ import (
 
 // Revocation reasons (metrics and audit lines).
 const (
-	revokedAttemptEnded = "AttemptEnded"
-	revokedExpired      = "Expired"
-	revokedGrantChanged = "GrantWithdrawn"
-	revokedDeleted      = "WorkflowDeleted"
+	revokedAttemptEnded    = "AttemptEnded"
+	revokedExpired         = "Expired"
+	revokedGrantChanged    = "GrantWithdrawn"
+	revokedDeleted         = "WorkflowDeleted"
+	revokedSourceWithdrawn = "SourceWithdrawn"
 )
 
 // grantsFor reads the grants a step requests and returns them, or why the step may not hold
@@ -296,6 +297,16 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 	}
 	if g.Spec.Suspended || !credentials.Covers(g, s.wf, st.Name) || credentials.Kind(g) != c.Kind {
 		return revokedGrantChanged, nil
+	}
+	if c.Kind == custodyv1alpha1.CredentialKindSecret {
+		// The Secret's owner withdrew it (deleted it, or removed the opt-in label).
+		src, _, err := r.source(ctx, g)
+		if err != nil {
+			return "", err
+		}
+		if src == nil {
+			return revokedSourceWithdrawn, nil
+		}
 	}
 	return "", nil
 }
