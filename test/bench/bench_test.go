@@ -115,6 +115,7 @@ func TestBenchmark(t *testing.T) {
 		report += fmt.Sprintf("| %s: first Job created to last Job complete | %s; all first steps' Jobs created within %s |\n",
 			ns, last.Sub(first), firstSteps.Sub(first))
 	}
+	t.Logf("controller requests by verb (whole run): %v", mgr.requestsByVerb(t))
 	t.Logf("results:\n%s", report)
 	if out := os.Getenv("BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(report), 0o600); err != nil { //nolint:gosec // a path the developer chose
@@ -453,6 +454,25 @@ func (m *manager) metric(t *testing.T, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// requestsByVerb sums client-go's rest_client_requests_total by method, for the record.
+func (m *manager) requestsByVerb(t *testing.T) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(m.scrape(t), "\n") {
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		_, tail, ok := strings.Cut(line, `method="`)
+		if !ok {
+			continue
+		}
+		verb, _, _ := strings.Cut(tail, `"`)
+		fields := strings.Fields(line)
+		v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+		out[verb] += v
+	}
+	return out
 }
 
 // scrape returns the manager's metrics text.
