@@ -74,3 +74,28 @@ bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_S
 .PHONY: build
 build: ## Build the manager binary into bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager .
+
+##@ Sandbox
+
+SANDBOX := $(BIN)/sandbox
+
+.PHONY: sandbox
+sandbox: tools ## Run Custody on an embedded local cluster with the sample workflows; Ctrl-C stops it.
+	go run ./hack/sandbox -dir $(SANDBOX)
+
+.PHONY: sandbox-up
+sandbox-up: tools ## Start the sandbox in the background; prints its kubeconfig when ready.
+	go build -o $(BIN)/sandbox-runner ./hack/sandbox
+	mkdir -p $(BIN)/sandbox-logs
+	nohup $(BIN)/sandbox-runner -up -dir $(SANDBOX) > $(BIN)/sandbox-logs/sandbox.log 2>&1 &
+	@for i in $$(seq 1 300); do \
+		if [ -f $(SANDBOX)/ready ]; then echo "sandbox ready: export KUBECONFIG=$$(cat $(SANDBOX)/ready)"; \
+			echo "SPIRE admin socket: $(SANDBOX)/spire/server.sock; progress: $(BIN)/sandbox-logs/sandbox.log"; exit 0; fi; \
+		if ! pgrep -f "$(BIN)/sandbox-runner" >/dev/null; then cat $(BIN)/sandbox-logs/sandbox.log; exit 1; fi; \
+		sleep 1; done; echo "sandbox not ready after 300s; see $(BIN)/sandbox-logs/sandbox.log"; exit 1
+
+.PHONY: sandbox-down
+sandbox-down: ## Stop the background sandbox and remove its state.
+	@if [ -f $(SANDBOX)/pid ]; then pid=$$(cat $(SANDBOX)/pid); kill -INT $$pid 2>/dev/null || true; \
+		for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; fi
+	rm -rf $(SANDBOX)

@@ -42,7 +42,14 @@ type Options struct {
 	// PodRunTime is how long KWOK keeps a Job's pod Running before it completes it (KWOK's fast
 	// stages complete it at once).
 	PodRunTime time.Duration
+	// ResultsFromEnv makes KWOK write the value of a container's ResultsEnv variable as its
+	// termination message when it completes the pod, so that steps "write" results.
+	ResultsFromEnv bool
 }
+
+// ResultsEnv is the variable whose value KWOK writes as a container's termination message when
+// ResultsFromEnv is set (the sandbox's stand-in for a step writing its results).
+const ResultsEnv = "CUSTODY_SANDBOX_RESULTS"
 
 // Cluster is a running local cluster.
 type Cluster struct {
@@ -97,8 +104,8 @@ func Start(opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
-	if opts.PodRunTime > 0 {
-		if stages, err = delayPodComplete(stages, c.Dir, opts.PodRunTime); err != nil {
+	if opts.PodRunTime > 0 || opts.ResultsFromEnv {
+		if stages, err = adaptPodComplete(stages, c.Dir, opts.PodRunTime, opts.ResultsFromEnv); err != nil {
 			return c, err
 		}
 	}
@@ -268,9 +275,10 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
-// delayPodComplete writes a copy of the KWOK stages into dir in which the pod-complete stage waits
-// d, and returns its path.
-func delayPodComplete(path, dir string, d time.Duration) (string, error) {
+// adaptPodComplete writes a copy of the KWOK stages into dir in which the pod-complete stage waits
+// d and, with results, writes each container's ResultsEnv value as its termination message; it
+// returns the copy's path.
+func adaptPodComplete(path, dir string, d time.Duration, results bool) (string, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // bin/kwok-stages.yaml
 	if err != nil {
 		return "", err
@@ -287,7 +295,21 @@ func delayPodComplete(path, dir string, d time.Duration) (string, error) {
 		if meta == nil || spec == nil || meta["name"] != "pod-complete" {
 			continue
 		}
-		spec["delay"] = map[string]any{"durationMilliseconds": d.Milliseconds()}
+		if d > 0 {
+			spec["delay"] = map[string]any{"durationMilliseconds": d.Milliseconds()}
+		}
+		if results {
+			next, _ := spec["next"].(map[string]any)
+			tmpl, _ := next["statusTemplate"].(string)
+			const anchor = "      reason: Completed\n"
+			if next == nil || !strings.Contains(tmpl, anchor) {
+				return "", fmt.Errorf("localcluster: the pod-complete stage of %s has no %q", path, strings.TrimSpace(anchor))
+			}
+			next["statusTemplate"] = strings.Replace(tmpl, anchor, anchor+
+				"      {{ range $e := $item.env }}{{ if eq $e.name \""+ResultsEnv+"\" }}\n"+
+				"      message: {{ $e.value | Quote }}\n"+
+				"      {{ end }}{{ end }}\n", 1)
+		}
 		out, err := yaml.Marshal(stage)
 		if err != nil {
 			return "", err

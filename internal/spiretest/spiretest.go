@@ -119,11 +119,20 @@ func StartServer(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return StartServerIn(ctx, dir, "api.sock")
+}
+
+// StartServerIn starts a spire-server with its configuration, data and log in dir and its admin
+// socket at dir/socket.
+func StartServerIn(ctx context.Context, dir, socket string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Socket: filepath.Join(dir, "api.sock"), Port: port}
+	s := &Server{Dir: dir, Socket: filepath.Join(dir, socket), Port: port}
+	if len(s.Socket) > 100 {
+		return nil, fmt.Errorf("spiretest: the socket path %s is too long for a unix socket", s.Socket)
+	}
 	s.Address = "unix://" + s.Socket
 	var conf bytes.Buffer
 	if err := serverConf.Execute(&conf, s); err != nil {

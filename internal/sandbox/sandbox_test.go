@@ -1,0 +1,76 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// TestSandboxRunsTheSamples is `make sandbox` without the waiting: every sample in config/samples
+// succeeds on the local cluster with SPIRE, each step with its own identity, registered and
+// revoked, and nothing issued is left behind.
+func TestSandboxRunsTheSamples(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sbx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	sb, err := Start(ctx, dir, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	defer func() { _ = sb.Stop() }()
+	if err := sb.ApplySamples(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wfs, err := sb.Watch(ctx)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if len(wfs) < 2 {
+		t.Fatalf("%d sample workflows ran, want every one in config/samples", len(wfs))
+	}
+	for _, wf := range wfs {
+		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
+			t.Errorf("sample %s ended %s:\n%s", wf.Name, wf.Status.Phase, strings.Join(describe(&wf), "\n"))
+		}
+		for _, st := range wf.Status.Steps {
+			if st.Phase == custodyv1alpha1.StepSkipped {
+				continue
+			}
+			if st.Identity == nil || st.Identity.State != custodyv1alpha1.IdentityRevoked || st.SPIFFEID == "" {
+				t.Errorf("sample %s step %s: identity %+v", wf.Name, st.Name, st.Identity)
+			}
+			for _, c := range st.Credentials {
+				if c.RevokedAt == nil {
+					t.Errorf("sample %s step %s still holds %s", wf.Name, st.Name, c.Grant)
+				}
+			}
+		}
+	}
+	var left string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if left, err = sb.Leftovers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if left == "0 step ServiceAccounts, 0 Secret copies, SPIRE: 0 registration entries" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if left != "0 step ServiceAccounts, 0 Secret copies, SPIRE: 0 registration entries" {
+		t.Errorf("left behind: %s", left)
+	}
+	if !strings.Contains(out.String(), "approved step post-payment") {
+		t.Errorf("the finance sample's approval gate was not exercised:\n%s", out.String())
+	}
+}
