@@ -81,7 +81,8 @@ SANDBOX := $(BIN)/sandbox
 
 .PHONY: sandbox
 sandbox: tools ## Run Custody on an embedded local cluster with the sample workflows; Ctrl-C stops it.
-	go run ./hack/sandbox -dir $(SANDBOX)
+	go build -o $(BIN)/sandbox-runner ./hack/sandbox
+	$(BIN)/sandbox-runner -dir $(SANDBOX)
 
 .PHONY: sandbox-up
 sandbox-up: tools ## Start the sandbox in the background; prints its kubeconfig when ready.
