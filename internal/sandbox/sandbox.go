@@ -112,9 +112,12 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 	prereqs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
 			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: Namespace,
+	}
+	// The Secrets the samples' secret grants hand out, opted in, with demo values.
+	for _, name := range []string{"erp-api", "idp-admin-token", "crm-api", "ticketing-api"} {
+		prereqs = append(prereqs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace,
 			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}},
-			StringData: map[string]string{"token": "sandbox-demo-token"}},
+			StringData: map[string]string{"token": "sandbox-demo-" + name}})
 	}
 	for _, obj := range prereqs {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {

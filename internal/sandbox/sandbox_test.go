@@ -35,8 +35,25 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if len(wfs) < 2 {
-		t.Fatalf("%d sample workflows ran, want every one in config/samples", len(wfs))
+	if len(wfs) < 5 {
+		t.Fatalf("%d sample workflows ran, want the five of config/samples", len(wfs))
+	}
+	// Each step holds exactly the grants it asks for: the disabling step alone holds the
+	// identity provider's token, and only because the risk crossed the threshold.
+	want := map[string]string{"respond-alert-1042/disable-account": "idp-admin", "answer-customer-88/retrieve-customer": "crm-read",
+		"answer-customer-88/generate-response": "model-gateway", "answer-customer-88/open-ticket": "ticket-write",
+		"provision-team-blue/create-resources": "provision-resources", "provision-team-blue/assign-roles": "assign-access",
+		"pay-invoice-4711/post-payment": "erp-payments"}
+	for _, wf := range wfs {
+		for _, st := range wf.Status.Steps {
+			held := make([]string, 0, len(st.Credentials))
+			for _, c := range st.Credentials {
+				held = append(held, c.Grant)
+			}
+			if got := strings.Join(held, ","); got != want[wf.Name+"/"+st.Name] {
+				t.Errorf("%s/%s held %q, want %q", wf.Name, st.Name, got, want[wf.Name+"/"+st.Name])
+			}
+		}
 	}
 	for _, wf := range wfs {
 		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
