@@ -63,6 +63,9 @@ type Cluster struct {
 
 	procs   []*process
 	tempDir bool
+
+	managerBuilt  bool
+	managerStarts int
 }
 
 type process struct {
@@ -225,17 +228,40 @@ func (c *Cluster) StartManager(args ...string) (int, error) {
 		return 0, err
 	}
 	bin := filepath.Join(c.Dir, "manager")
-	build := exec.Command("go", "build", "-o", bin, ".") //nolint:gosec // our own directory
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("localcluster: building the manager: %w\n%s", err, out)
+	if !c.managerBuilt {
+		build := exec.Command("go", "build", "-o", bin, ".") //nolint:gosec // our own directory
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("localcluster: building the manager: %w\n%s", err, out)
+		}
+		c.managerBuilt = true
 	}
 	all := make([]string, 0, 3+len(args))
 	all = append(all, "--kubeconfig="+c.Kubeconfig, "--trust-domain=local.custody.test", "--cluster-name=local")
-	if err := c.run("manager", bin, append(all, args...)...); err != nil {
+	c.managerStarts++
+	name := "manager"
+	if c.managerStarts > 1 {
+		name = fmt.Sprintf("manager-%d", c.managerStarts)
+	}
+	if err := c.run(name, bin, append(all, args...)...); err != nil {
 		return 0, err
 	}
 	return c.procs[len(c.procs)-1].cmd.Process.Pid, nil
+}
+
+// KillManager kills the manager process with the given PID with SIGKILL, as a crash would, and
+// waits until it is gone.
+func (c *Cluster) KillManager(pid int) error {
+	for i, p := range c.procs {
+		if p.cmd.Process.Pid != pid {
+			continue
+		}
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-p.done
+		c.procs = append(c.procs[:i], c.procs[i+1:]...)
+		return nil
+	}
+	return fmt.Errorf("localcluster: no process %d", pid)
 }
 
 // FreeAddr returns a free 127.0.0.1 port as host:port, for a process's listen flags.

@@ -17,6 +17,9 @@ import (
 var (
 	cluster     *localcluster.Cluster
 	spireServer *spiretest.Server
+	// managerArgs and managerPID let the fault suite kill and restart the manager.
+	managerArgs []string
+	managerPID  int
 )
 
 func TestMain(m *testing.M) {
@@ -55,8 +58,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err1, err2)
 		return 1
 	}
-	if _, err := c.StartManager("--metrics-bind-address="+metrics, "--health-probe-bind-address="+probes,
-		"--trust-domain="+spiretest.TrustDomain, "--spire-server-address="+srv.Address); err != nil {
+	managerArgs = []string{"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probes,
+		"--trust-domain=" + spiretest.TrustDomain, "--spire-server-address=" + srv.Address,
+		// A restarted manager sweeps at once; keep the sweep frequent, as the fault suite needs.
+		"--identity-sweep-interval=10s"}
+	if managerPID, err = c.StartManager(managerArgs...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/identity"
+	"github.com/custody-dev/custody/internal/identity/spire"
+)
+
+// TestFaults runs 50 concurrent workflows (3 chained steps, the middle one holding a role and a
+// Secret copy) while the controller is killed with SIGKILL and restarted several times,
+// spire-server is stopped and restarted, the grants are suspended and lifted, and one workflow is
+// deleted, one cancelled and one times out. Every workflow must reach its expected end, no
+// attempt may have two Jobs, and nothing issued may remain.
+func TestFaults(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	const n = 50
+	createFaultCredentials(ctx, t, ns)
+	for i := range n {
+		timeout := ""
+		if i == 2 {
+			timeout = "timeout: 4s"
+		}
+		manifest := fmt.Sprintf(`
+metadata: {name: run-%02d}
+spec:
+  %s
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role, api]}
+  - {name: c, image: example.com/w:1, dependsOn: [b]}`, i, timeout)
+		wf := &custodyv1alpha1.Workflow{}
+		if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
+			t.Fatal(err)
+		}
+		wf.Namespace = ns
+		if err := cluster.Client.Create(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started := time.Now()
+	key := func(i int) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("run-%02d", i)} }
+
+	// Faults, in a fixed order at random moments.
+	kills := 0
+	kill := func() {
+		time.Sleep(time.Duration(500+rand.IntN(2500)) * time.Millisecond) //nolint:gosec // test timing
+		if err := cluster.KillManager(managerPID); err != nil {
+			t.Fatal(err)
+		}
+		kills++
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond) //nolint:gosec // test timing
+		var err error
+		if managerPID, err = cluster.StartManager(managerArgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kill()
+	if err := deleteWorkflow(ctx, key(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cancelWorkflow(ctx, key(1)); err != nil {
+		t.Fatal(err)
+	}
+	kill()
+	if err := spireServer.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	if err := spireServer.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	setSuspended(ctx, t, ns, "role", true)
+	kill()
+	time.Sleep(2 * time.Second)
+	setSuspended(ctx, t, ns, "role", false)
+	kill()
+
+	// Every workflow ends as expected.
+	want := func(i int) custodyv1alpha1.WorkflowPhase {
+		switch i {
+		case 1:
+			return custodyv1alpha1.WorkflowCancelled
+		case 2:
+			return custodyv1alpha1.WorkflowFailed
+		}
+		return custodyv1alpha1.WorkflowSucceeded
+	}
+	attempts := 0
+	eventually(t, 5*time.Minute, "every workflow at its expected end", func() error {
+		attempts = 0
+		var wrong []string
+		for i := range n {
+			wf := &custodyv1alpha1.Workflow{}
+			err := cluster.Client.Get(ctx, key(i), wf)
+			if i == 0 {
+				if !apierrors.IsNotFound(err) {
+					wrong = append(wrong, fmt.Sprintf("run-00 not deleted (%v)", err))
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if wf.Status.Phase != want(i) || len(wf.Finalizers) != 0 {
+				wrong = append(wrong, fmt.Sprintf("%s %s %v", wf.Name, wf.Status.Phase, wf.Finalizers))
+			}
+			for _, st := range wf.Status.Steps {
+				attempts += int(st.Attempt)
+			}
+		}
+		if len(wrong) > 0 {
+			return fmt.Errorf("%d not there yet: %s", len(wrong), strings.Join(wrong[:min(len(wrong), 5)], "; "))
+		}
+		return nil
+	})
+	elapsed := time.Since(started)
+
+	// No attempt has two Jobs.
+	var jobs batchv1.JobList
+	if err := cluster.Client.List(ctx, &jobs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	perAttempt := map[string]int{}
+	for _, j := range jobs.Items {
+		perAttempt[j.Labels[custodyv1alpha1.LabelWorkflow]+"/"+j.Labels[custodyv1alpha1.LabelStep]+"/"+j.Labels[custodyv1alpha1.LabelAttempt]]++
+	}
+	for k, c := range perAttempt {
+		if c != 1 {
+			t.Errorf("attempt %s has %d Jobs", k, c)
+		}
+	}
+	// Nothing issued remains.
+	leftovers := countLeftovers(ctx, t, ns)
+	if leftovers != "" {
+		t.Errorf("left behind: %s", leftovers)
+	}
+	t.Logf("faults: %d workflows, %d step attempts, %d controller kills (SIGKILL), 1 SPIRE restart, 1 grant suspension, "+
+		"%s to the end; leftovers: %q", n, attempts, kills, elapsed.Round(time.Second), leftovers)
+	if out := os.Getenv("CUSTODY_E2E_REPORT"); out != "" {
+		line := fmt.Sprintf("| %s | %d | %d | %d | %s | %q |\n", time.Now().UTC().Format("2006-01-02"), n, attempts, kills,
+			elapsed.Round(time.Second), leftovers)
+		_ = os.WriteFile(out, []byte(line), 0o600) //nolint:gosec // a path the developer chose
+	}
+}
+
+func createFaultCredentials(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	objs := make([]client.Object, 0, 4)
+	objs = append(objs,
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "reader", Namespace: ns},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns,
+			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"token": "e2e"}})
+	for _, manifest := range []string{`
+metadata: {name: role}
+spec:
+  subjects: [{workflowSelector: {matchExpressions: [{key: x, operator: DoesNotExist}]}, steps: [b]}]
+  credential: {kubernetesRole: {kind: Role, name: reader}}`, `
+metadata: {name: api}
+spec:
+  subjects: [{workflowSelector: {matchExpressions: [{key: x, operator: DoesNotExist}]}, steps: [b]}]
+  credential: {secret: {name: api, keys: [token]}}`} {
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := yaml.UnmarshalStrict([]byte(manifest), g); err != nil {
+			t.Fatal(err)
+		}
+		g.Namespace = ns
+		objs = append(objs, g)
+	}
+	for _, o := range objs {
+		if err := cluster.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func deleteWorkflow(ctx context.Context, key client.ObjectKey) error {
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	return cluster.Client.Delete(ctx, wf)
+}
+
+func cancelWorkflow(ctx context.Context, key client.ObjectKey) error {
+	wf := &custodyv1alpha1.Workflow{}
+	if err := cluster.Client.Get(ctx, key, wf); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(wf.DeepCopy())
+	wf.Spec.Cancel = true
+	return cluster.Client.Patch(ctx, wf, patch)
+}
+
+func setSuspended(ctx context.Context, t *testing.T, ns, name string, suspended bool) {
+	t.Helper()
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, g); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(g.DeepCopy())
+	g.Spec.Suspended = suspended
+	if err := cluster.Client.Patch(ctx, g, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countLeftovers describes whatever an attempt held that still exists ("" when nothing does).
+func countLeftovers(ctx context.Context, t *testing.T, ns string) string {
+	t.Helper()
+	var sas corev1.ServiceAccountList
+	var rbs rbacv1.RoleBindingList
+	var copies corev1.SecretList
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if err := cluster.Client.List(ctx, &sas, client.InNamespace(ns), client.HasLabels{custodyv1alpha1.LabelWorkflow}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cluster.Client.List(ctx, &rbs, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		if err := cluster.Client.List(ctx, &copies, client.InNamespace(ns), client.HasLabels{custodyv1alpha1.LabelWorkflow}); err != nil {
+			t.Fatal(err)
+		}
+		reg, err := spire.Dial(ctx, spire.Options{Address: spireServer.Address})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := reg.List(ctx, identity.DefaultEntryIDPrefix)
+		_ = reg.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := len(sas.Items) + len(rbs.Items) + len(copies.Items) + len(entries)
+		if total == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("%d ServiceAccounts, %d RoleBindings, %d Secret copies, %d SPIRE entries",
+				len(sas.Items), len(rbs.Items), len(copies.Items), len(entries))
+		}
+		time.Sleep(time.Second)
+	}
+}
