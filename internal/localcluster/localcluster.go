@@ -249,6 +249,16 @@ func (c *Cluster) StartManager(args ...string) (int, error) {
 	return c.procs[len(c.procs)-1].cmd.Process.Pid, nil
 }
 
+// ManagerLog returns the log file of the manager process with the given PID ("" if unknown).
+func (c *Cluster) ManagerLog(pid int) string {
+	for _, p := range c.procs {
+		if p.cmd.Process.Pid == pid {
+			return filepath.Join(c.Dir, p.name+".log")
+		}
+	}
+	return ""
+}
+
 // KillManager kills the manager process with the given PID with SIGKILL, as a crash would, and
 // waits until it is gone.
 func (c *Cluster) KillManager(pid int) error {
