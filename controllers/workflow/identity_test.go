@@ -107,21 +107,7 @@ func ensureNode(t *testing.T) types.UID {
 func startPod(t *testing.T, job *batchv1.Job) *corev1.Pod {
 	t.Helper()
 	ctx := ctxT(t)
-	labels := map[string]string{jobNameLabel: job.Name}
-	for k, v := range job.Spec.Template.Labels {
-		labels[k] = v
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: job.Name + "-r4nd0", Namespace: job.Namespace, Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
-		},
-		Spec: *job.Spec.Template.Spec.DeepCopy(),
-	}
-	pod.Spec.NodeName = testNode
-	if err := env.Client.Create(ctx, pod); err != nil {
-		t.Fatalf("creating pod for %s: %v", job.Name, err)
-	}
+	pod := createPod(t, job, "r4nd0")
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
 		Name: jobspec.ContainerName, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0123", Ready: true,
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},

@@ -237,26 +237,33 @@ func jobs(t *testing.T, wf *custodyv1alpha1.Workflow) []batchv1.Job {
 	return list.Items
 }
 
-// runPod creates the pod the Job controller would create, scheduled on node, and sets its step
-// container's terminated state.
-func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string) {
+// createPod creates the pod the Job controller would create for job, scheduled on the test node.
+func createPod(t *testing.T, job *batchv1.Job, suffix string) *corev1.Pod {
 	t.Helper()
-	ctx := ctxT(t)
-	labels := map[string]string{"batch.kubernetes.io/job-name": job.Name}
+	labels := map[string]string{jobNameLabel: job.Name}
 	for k, v := range job.Spec.Template.Labels {
 		labels[k] = v
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: job.Name + "-x7k2p", Namespace: job.Namespace, Labels: labels,
+			Name: job.Name + "-" + suffix, Namespace: job.Namespace, Labels: labels,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
 		},
 		Spec: *job.Spec.Template.Spec.DeepCopy(),
 	}
-	pod.Spec.NodeName = "node-a"
-	if err := env.Client.Create(ctx, pod); err != nil {
+	pod.Spec.NodeName = testNode
+	if err := env.Client.Create(ctxT(t), pod); err != nil {
 		t.Fatalf("creating pod for %s: %v", job.Name, err)
 	}
+	return pod
+}
+
+// runPod creates the pod the Job controller would create, scheduled on node, and sets its step
+// container's terminated state.
+func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string) {
+	t.Helper()
+	ctx := ctxT(t)
+	pod := createPod(t, job, "x7k2p")
 	reason := "Completed"
 	phase := corev1.PodSucceeded
 	if exitCode != 0 {
