@@ -188,7 +188,7 @@ func (r *Reconciler) reconcileIdentities(ctx context.Context, s *scope) (bool, e
 	if len(revoke) > 0 {
 		if err := r.revoke(ctx, s, revoke); err != nil {
 			s.requeueAt(s.now.Add(r.observed.failed(wf.UID)))
-			s.revocationErr = err
+			s.revocationErr = errors.Join(s.revocationErr, err)
 			return false, nil
 		}
 	}
