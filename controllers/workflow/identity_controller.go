@@ -262,12 +262,7 @@ func (r *Reconciler) buildEntry(ctx context.Context, wf *custodyv1alpha1.Workflo
 func (r *Reconciler) svidProperties(ctx context.Context, wf *custodyv1alpha1.Workflow,
 	a identity.Attempt) (credentials.SVIDProperties, error) {
 	var props credentials.SVIDProperties
-	var step *custodyv1alpha1.Step
-	for i := range wf.Spec.Steps {
-		if wf.Spec.Steps[i].Name == a.Step {
-			step = &wf.Spec.Steps[i]
-		}
-	}
+	step := specStep(wf, a.Step)
 	if step == nil {
 		return props, nil
 	}
@@ -321,13 +316,4 @@ func (r *Reconciler) wakeWorkflow(ctx context.Context, wf *custodyv1alpha1.Workf
 	case r.wake <- event.GenericEvent{Object: wf}:
 	case <-ctx.Done():
 	}
-}
-
-func stepStatus(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.StepStatus {
-	for i := range wf.Status.Steps {
-		if wf.Status.Steps[i].Name == name {
-			return &wf.Status.Steps[i]
-		}
-	}
-	return nil
 }

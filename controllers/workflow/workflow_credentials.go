@@ -201,19 +201,14 @@ func (r *Reconciler) copySecrets(ctx context.Context, s *scope, st *custodyv1alp
 	return nil
 }
 
-// rotate brings a live copy up to date with its source: a changed source reaches every copy.
-func (r *Reconciler) rotate(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, c *custodyv1alpha1.IssuedCredential) error {
-	g := &custodyv1alpha1.CredentialGrant{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: c.Grant}, g); err != nil || g.Spec.Credential.Secret == nil {
-		return client.IgnoreNotFound(err)
-	}
-	src, _, err := r.source(ctx, g)
-	if err != nil || src == nil {
-		return err
-	}
+// rotate brings a live copy up to date with its (grantable) source: a changed source reaches
+// every copy.
+func (r *Reconciler) rotate(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, c *custodyv1alpha1.IssuedCredential,
+	g *custodyv1alpha1.CredentialGrant, src *corev1.Secret) error {
 	_, name, _ := cutResource(c.Resource)
 	key := s.wf.Namespace + "/" + name
-	if v, ok := r.synced.Load(key); ok && v == src.ResourceVersion {
+	synced, seen := r.synced.Load(key)
+	if seen && synced == src.ResourceVersion {
 		return nil
 	}
 	patch, err := json.Marshal(map[string]any{"data": credentials.CopyData(g, src)})
@@ -227,9 +222,8 @@ func (r *Reconciler) rotate(ctx context.Context, s *scope, st *custodyv1alpha1.S
 		}
 		return fmt.Errorf("updating the copy %s of grant %s: %w", name, c.Grant, err)
 	}
-	first := !func() bool { _, ok := r.synced.Load(key); return ok }()
 	r.synced.Store(key, src.ResourceVersion)
-	if !first {
+	if seen { // not the first sync after a start: the source changed
 		r.audit(ctx, "renew", s.wf, st.Name, *c, "SourceChanged")
 		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRotated, "Rotate",
 			"Step %s attempt %d: the copy of grant %s follows a change of Secret %s", st.Name, c.Attempt, c.Grant, src.Name)
@@ -249,7 +243,7 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 			if c.RevokedAt != nil {
 				continue
 			}
-			reason, err := r.revocationReason(ctx, s, st, c)
+			reason, g, src, err := r.revocationReason(ctx, s, st, c)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -258,8 +252,8 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 				if c.ExpiresAt != nil {
 					s.requeueAt(c.ExpiresAt.Time)
 				}
-				if c.Kind == custodyv1alpha1.CredentialKindSecret {
-					if err := r.rotate(ctx, s, st, c); err != nil {
+				if src != nil {
+					if err := r.rotate(ctx, s, st, c, g, src); err != nil {
 						errs = append(errs, err)
 					}
 				}
@@ -278,37 +272,39 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 	return false, r.releaseFinalizer(ctx, s)
 }
 
-// revocationReason says why a live credential must go now, or "" if it may stay.
+// revocationReason says why a live credential must go now, or "" if it may stay; then it also
+// returns the grant, and for a secret grant its source.
 func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus,
-	c *custodyv1alpha1.IssuedCredential) (string, error) {
+	c *custodyv1alpha1.IssuedCredential) (string, *custodyv1alpha1.CredentialGrant, *corev1.Secret, error) {
 	switch {
 	case c.Attempt != st.Attempt || st.Phase != custodyv1alpha1.StepRunning || s.attemptEnded(st) || isFinished(s.wf.Status.Phase):
-		return revokedAttemptEnded, nil
+		return revokedAttemptEnded, nil, nil, nil
 	case c.ExpiresAt != nil && !s.now.Before(c.ExpiresAt.Time):
-		return revokedExpired, nil
+		return revokedExpired, nil, nil, nil
 	}
 	g := &custodyv1alpha1.CredentialGrant{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: c.Grant}, g)
 	if apierrors.IsNotFound(err) {
-		return revokedGrantChanged, nil
+		return revokedGrantChanged, nil, nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading CredentialGrant %s: %w", c.Grant, err)
+		return "", nil, nil, fmt.Errorf("reading CredentialGrant %s: %w", c.Grant, err)
 	}
 	if g.Spec.Suspended || !credentials.Covers(g, s.wf, st.Name) || credentials.Kind(g) != c.Kind {
-		return revokedGrantChanged, nil
+		return revokedGrantChanged, nil, nil, nil
 	}
-	if c.Kind == custodyv1alpha1.CredentialKindSecret {
-		// The Secret's owner withdrew it (deleted it, or removed the opt-in label).
-		src, _, err := r.source(ctx, g)
-		if err != nil {
-			return "", err
-		}
-		if src == nil {
-			return revokedSourceWithdrawn, nil
-		}
+	if c.Kind != custodyv1alpha1.CredentialKindSecret {
+		return "", g, nil, nil
 	}
-	return "", nil
+	// The Secret's owner may have withdrawn it (deleted it, or removed the opt-in label).
+	src, _, err := r.source(ctx, g)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if src == nil {
+		return revokedSourceWithdrawn, nil, nil, nil
+	}
+	return "", g, src, nil
 }
 
 // revokeCredential deletes what carried a credential and records the revocation.

@@ -724,19 +724,25 @@ func (s *scope) setStep(st *custodyv1alpha1.StepStatus, phase custodyv1alpha1.St
 	}
 }
 
-func (s *scope) status(name string) *custodyv1alpha1.StepStatus {
-	for i := range s.wf.Status.Steps {
-		if s.wf.Status.Steps[i].Name == name {
-			return &s.wf.Status.Steps[i]
+func (s *scope) status(name string) *custodyv1alpha1.StepStatus { return stepStatus(s.wf, name) }
+
+func (s *scope) specStep(name string) *custodyv1alpha1.Step { return specStep(s.wf, name) }
+
+// stepStatus returns the status of a workflow's step (nil if it has none yet).
+func stepStatus(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.StepStatus {
+	for i := range wf.Status.Steps {
+		if wf.Status.Steps[i].Name == name {
+			return &wf.Status.Steps[i]
 		}
 	}
 	return nil
 }
 
-func (s *scope) specStep(name string) *custodyv1alpha1.Step {
-	for i := range s.wf.Spec.Steps {
-		if s.wf.Spec.Steps[i].Name == name {
-			return &s.wf.Spec.Steps[i]
+// specStep returns a workflow's step (nil if there is none of that name).
+func specStep(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.Step {
+	for i := range wf.Spec.Steps {
+		if wf.Spec.Steps[i].Name == name {
+			return &wf.Spec.Steps[i]
 		}
 	}
 	return nil
