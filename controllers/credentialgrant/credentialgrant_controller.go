@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -144,28 +143,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // source reads a secret grant's source Secret (only grantable ones are cached) and says why it
 // cannot be handed out, if it cannot.
 func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGrant) (*corev1.Secret, *credentials.Refusal, error) {
-	sc := g.Spec.Credential.Secret
-	if sc == nil {
+	if g.Spec.Credential.Secret == nil {
 		return nil, nil, nil
 	}
-	key := client.ObjectKey{Namespace: g.Namespace, Name: sc.Name}
-	src := &corev1.Secret{}
-	err := r.Get(ctx, key, src)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, nil, fmt.Errorf("reading Secret %s: %w", key, err)
-	}
-	if err != nil || src.Labels[custodyv1alpha1.LabelGrantable] != "true" {
-		src = nil
-	}
-	exists := src != nil
-	if src == nil {
-		md := &metav1.PartialObjectMetadata{}
-		md.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := r.APIReader.Get(ctx, key, md)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("reading the metadata of Secret %s: %w", key, err)
-		}
-		exists = err == nil
+	src, exists, err := credentials.Source(ctx, r.Client, r.APIReader, g)
+	if err != nil {
+		return nil, nil, err
 	}
 	return src, credentials.CheckSource(g, src, exists), nil
 }

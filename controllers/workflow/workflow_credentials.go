@@ -152,29 +152,9 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 	return vols, nil
 }
 
-// source returns a secret grant's source Secret if it is grantable (from the cache, which holds
-// only grantable Secrets), and whether a Secret of that name exists at all (read as metadata
-// only: the controller never reads a Secret that did not opt in).
+// source reads a secret grant's source: see credentials.Source.
 func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGrant) (*corev1.Secret, bool, error) {
-	key := client.ObjectKey{Namespace: g.Namespace, Name: g.Spec.Credential.Secret.Name}
-	src := &corev1.Secret{}
-	err := r.Get(ctx, key, src)
-	switch {
-	case err == nil && src.Labels[custodyv1alpha1.LabelGrantable] == "true":
-		return src, true, nil
-	case err != nil && !apierrors.IsNotFound(err):
-		return nil, false, fmt.Errorf("reading Secret %s: %w", key, err)
-	}
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	err = r.APIReader.Get(ctx, key, meta)
-	if apierrors.IsNotFound(err) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reading the metadata of Secret %s: %w", key, err)
-	}
-	return nil, true, nil
+	return credentials.Source(ctx, r.Client, r.APIReader, g)
 }
 
 // copySecrets makes the attempt's copies of its secret grants' sources, owned by its Job.
