@@ -34,8 +34,9 @@ controller-gen:
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API and controller markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager crd paths="./api/..." paths="./controllers/..." paths="./internal/..." \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=manager crd webhook paths="./api/..." paths="./controllers/..." paths="./internal/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy functions in api/.

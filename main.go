@@ -45,6 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/controllers/credentialgrant"
@@ -53,6 +54,7 @@ import (
 	"github.com/custody-dev/custody/internal/identity/spire"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
+	custodywebhook "github.com/custody-dev/custody/internal/webhook"
 )
 
 // options are the manager's command-line settings.
@@ -82,6 +84,11 @@ type options struct {
 	maxEntryLifetime  time.Duration
 	workloadAPISocket string
 	sweepInterval     time.Duration
+
+	enableWebhooks bool
+	webhookHost    string
+	webhookPort    int
+	webhook        custodywebhook.ServeOptions
 }
 
 func (o *options) bindFlags(fs *flag.FlagSet) {
@@ -129,6 +136,30 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 		"Path of the Workload API socket in step containers; its directory is where the SPIFFE CSI driver volume is mounted.")
 	fs.DurationVar(&o.sweepInterval, "identity-sweep-interval", time.Minute,
 		"How often SPIRE entries with Custody's prefix that belong to no running attempt are deleted (also at start-up).")
+	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true,
+		"Serve the admission webhooks (creator records, approvals, escalation checks, deep validation). "+
+			"Turn off only where the webhook configurations are not installed.")
+	fs.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server listens on (all when empty).")
+	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port the webhook server listens on.")
+	fs.StringVar(&o.webhook.CertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs",
+		"Directory with the webhook's tls.crt and tls.key (the mounted Secret).")
+	fs.StringVar(&o.webhook.CertManagement, "webhook-cert-management", custodywebhook.CertsController,
+		"Who makes the webhook's serving certificate: \"controller\" (a self-managed CA in the Secret, injected into the "+
+			"webhook configurations, renewed before expiry) or \"external\" (cert-manager or similar writes the cert dir and CA bundle).")
+	podNS := os.Getenv("POD_NAMESPACE")
+	if podNS == "" {
+		podNS = "custody-system"
+	}
+	fs.StringVar(&o.webhook.Namespace, "webhook-namespace", podNS,
+		"Namespace of the webhook Service and serving Secret (default $POD_NAMESPACE, else custody-system).")
+	fs.StringVar(&o.webhook.SecretName, "webhook-secret-name", "custody-webhook-server-cert",
+		"Secret that holds the webhook's CA and serving certificate (controller-managed certificates).")
+	fs.StringVar(&o.webhook.ServiceName, "webhook-service-name", "custody-webhook-service",
+		"Service in front of the webhook server; the certificate is issued for <service>.<namespace>.svc.")
+	fs.StringVar(&o.webhook.MutatingConfiguration, "mutating-webhook-configuration", "custody-mutating-webhook-configuration",
+		"MutatingWebhookConfiguration whose CA bundle the controller keeps current.")
+	fs.StringVar(&o.webhook.ValidatingConfiguration, "validating-webhook-configuration", "custody-validating-webhook-configuration",
+		"ValidatingWebhookConfiguration whose CA bundle the controller keeps current.")
 	o.zap.BindFlags(fs)
 }
 
@@ -202,6 +233,14 @@ func (o *options) validate() error {
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
 	}
+	if o.enableWebhooks {
+		if err := o.webhook.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if o.webhookPort < 1 || o.webhookPort > 65535 {
+			errs = append(errs, fmt.Errorf("--webhook-port %d is not a port", o.webhookPort))
+		}
+	}
 	if len(errs) == 0 {
 		if _, err := o.identityConfig(); err != nil {
 			errs = append(errs, err)
@@ -249,6 +288,8 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &shutdown,
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.webhook.CertDir, TLSOpts: tlsOpts}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -258,6 +299,15 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding ready check: %w", err)
+	}
+	if o.enableWebhooks {
+		ready, err := custodywebhook.Serve(mgr, o.webhook)
+		if err != nil {
+			return nil, fmt.Errorf("setting up the admission webhooks: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("webhook", ready); err != nil {
+			return nil, fmt.Errorf("adding webhook ready check: %w", err)
+		}
 	}
 	return mgr, nil
 }
@@ -338,7 +388,8 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("Starting manager", "trustDomain", o.trustDomain, "clusterName", o.clusterName, "leaderElection", o.leaderElect,
-		"spireServer", o.spireAddress, "stepIdentity", o.spireAddress != "")
+		"spireServer", o.spireAddress, "stepIdentity", o.spireAddress != "",
+		"webhooks", o.enableWebhooks, "webhookCerts", o.webhook.CertManagement)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

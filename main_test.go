@@ -80,6 +80,17 @@ func TestOptions_validate(t *testing.T) {
 			want: []string{`--spire-entry-id-prefix: entry ID prefix "bad prefix" must be`},
 		},
 		{
+			name: "webhook settings",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--webhook-cert-management=self-signed",
+				"--webhook-port=0"},
+			want: []string{`--webhook-cert-management must be "controller" or "external", not "self-signed"`, "--webhook-port 0 is not a port"},
+		},
+		{
+			name: "webhook certificates from cert-manager",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--webhook-cert-management=external",
+				"--webhook-cert-dir=/certs"},
+		},
+		{
 			name: "SPIRE over TCP",
 			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--spire-server-address=spire-server.spire:8081",
 				"--spire-parent-id=spiffe://example.org/k8s-nodes"},
@@ -122,7 +133,8 @@ func freePort(t *testing.T) string {
 func TestManager_servesProbesAndGuardsMetrics(t *testing.T) {
 	probeAddr, metricsAddr := freePort(t), freePort(t)
 	o := parseOptions(t, "--trust-domain=example.org", "--cluster-name=test",
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr)
+		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--enable-webhooks=false") // internal/webhook tests serving admission
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}

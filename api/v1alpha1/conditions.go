@@ -47,6 +47,9 @@ const (
 	ReasonApprovalTimedOut = "ApprovalTimedOut"
 	// ReasonApproved means the approval annotation was recorded.
 	ReasonApproved = "Approved"
+	// ReasonApprovalCleared means a grant's approval was removed because its subjects or credential
+	// changed; it must be approved again.
+	ReasonApprovalCleared = "ApprovalCleared"
 	// ReasonApprovalNotRequired means the grant does not require an approval.
 	ReasonApprovalNotRequired = "ApprovalNotRequired"
 	// ReasonInvalidSpec means the spec passed admission but cannot be run (for example a `when`

@@ -124,20 +124,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		client.FieldOwner(ControllerName)); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if before.Status.Approval == nil && g.Status.Approval != nil && r.Recorder != nil {
+	if r.Recorder != nil {
+		r.events(before, g)
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// events says what changed in the grant's status that a person should hear about.
+func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
+	if g.Status.Approval != nil && !equality.Semantic.DeepEqual(before.Status.Approval, g.Status.Approval) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve",
 			"Grant approved by %s", g.Status.Approval.ApprovedBy)
 	}
-	if !before.Spec.Suspended && g.Spec.Suspended && r.Recorder != nil && readyReason(before) != custodyv1alpha1.ReasonSuspended {
+	if before.Status.Approval != nil && g.Status.Approval == nil {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalCleared, "Approve",
+			"Approval by %s cleared (the grant's subjects or credential changed): nothing is issued until it is approved again",
+			before.Status.Approval.ApprovedBy)
+	}
+	if !before.Spec.Suspended && g.Spec.Suspended && readyReason(before) != custodyv1alpha1.ReasonSuspended {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonSuspended, "Suspend",
 			"Grant suspended: every live issuance is revoked and none is made")
 	}
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue); c != nil &&
-		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) &&
-		r.Recorder != nil {
+		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRotationOverdue, "Check", "%s", c.Message)
 	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
 // source reads a secret grant's source Secret (only grantable ones are cached) and says why it
@@ -181,18 +192,21 @@ func readyReason(g *custodyv1alpha1.CredentialGrant) string {
 }
 
 // approval records the grant's approval from its annotation (admission stamps the approver; any
-// other value is recorded as an unverified approval).
+// other value is recorded as an unverified approval). The record follows the annotation: when
+// admission clears it (the grant's subjects or credential changed), the record goes too.
 func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time) {
-	if g.Status.Approval != nil {
-		return
-	}
 	v, ok := g.Annotations[custodyv1alpha1.AnnotationApproveGrant]
 	if !ok || strings.TrimSpace(v) == "" {
+		g.Status.Approval = nil
 		return
 	}
 	rec := &custodyv1alpha1.ApprovalRecord{}
 	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.ApprovedBy == "" {
 		rec = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "unverified"}
+	}
+	if cur := g.Status.Approval; cur != nil && cur.ApprovedBy == rec.ApprovedBy &&
+		(rec.ApprovedAt.IsZero() || cur.ApprovedAt.Equal(&rec.ApprovedAt)) {
+		return
 	}
 	if rec.ApprovedAt.IsZero() {
 		rec.ApprovedAt = metav1.Time{Time: now}

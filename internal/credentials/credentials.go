@@ -96,7 +96,7 @@ func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.
 			fmt.Sprintf("CredentialGrant %s does not list step %s of workflow %s among its subjects", name, step, wf.Name)}
 	case g.Spec.Suspended:
 		return &Refusal{custodyv1alpha1.ReasonGrantSuspended, fmt.Sprintf("CredentialGrant %s is suspended", name)}
-	case g.Spec.Approval != nil && g.Spec.Approval.Required && g.Status.Approval == nil:
+	case g.Spec.Approval != nil && g.Spec.Approval.Required && !Approved(g):
 		return &Refusal{custodyv1alpha1.ReasonGrantNotApproved, fmt.Sprintf("CredentialGrant %s requires an approval it does not have", name)}
 	case !slices.Contains(Supported, Kind(g)):
 		return &Refusal{ReasonKindNotSupported,
@@ -284,4 +284,11 @@ func CapTTL(requested, def, capTTL time.Duration) time.Duration {
 		requested = def
 	}
 	return min(requested, capTTL)
+}
+
+// Approved says whether a grant carries an approval: recorded in status by the grant controller
+// and still present as the annotation (admission removes it the moment the grant's subjects or
+// credential change, before the controller has caught up).
+func Approved(g *custodyv1alpha1.CredentialGrant) bool {
+	return g.Status.Approval != nil && g.Annotations[custodyv1alpha1.AnnotationApproveGrant] != ""
 }

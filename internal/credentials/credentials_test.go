@@ -63,6 +63,14 @@ func TestCheckOrder(t *testing.T) {
 		t.Errorf("unapproved grant: %+v", r)
 	}
 	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "alice"}
+	// Recorded in status, but admission already removed the annotation (subjects changed).
+	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
+		t.Errorf("grant whose approval annotation was cleared: %+v", r)
+	}
+	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"alice"}`}
+	if r := Check("g", g, w, "post"); r != nil {
+		t.Errorf("approved grant refused: %+v", r)
+	}
 	g.Spec.Suspended = true
 	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantSuspended || !strings.Contains(r.Message, "g") {
 		t.Errorf("suspended grant: %+v", r)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 )
 
@@ -229,4 +230,63 @@ func SortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// WhenRefs compiles a `when` expression and returns the parameters and steps it reads, so that
+// admission can check each one exists and is an ancestor. A step read through a computed key
+// (steps[params.s]) cannot be known before it runs and is not returned. Ref.Result is empty when
+// the expression reads a step's phase or the step as a whole.
+func WhenRefs(src string) ([]Ref, error) {
+	ast, iss := celEnv.Compile(src)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("does not compile: %w", iss.Err())
+	}
+	root := celast.NavigateAST(ast.NativeRep())
+	var out []Ref
+	for _, id := range celast.MatchDescendants(root, celast.KindMatcher(celast.IdentKind)) {
+		switch id.AsIdent() {
+		case "params":
+			if name, _, ok := member(id); ok {
+				out = append(out, Ref{Param: name})
+			}
+		case "steps":
+			step, next, ok := member(id)
+			if !ok {
+				continue
+			}
+			r := Ref{Step: step}
+			if field, next, ok := member(next); ok && field == "results" {
+				if result, _, ok := member(next); ok {
+					r.Result = result
+				}
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// member returns the constant name e's parent selects from e (e.name, e['name'], has(e.name))
+// and that parent.
+func member(e celast.NavigableExpr) (string, celast.NavigableExpr, bool) {
+	p, ok := e.Parent()
+	if !ok {
+		return "", nil, false
+	}
+	switch p.Kind() {
+	case celast.SelectKind:
+		return p.AsSelect().FieldName(), p, true
+	case celast.CallKind:
+		call := p.AsCall()
+		if call.FunctionName() != "_[_]" || len(call.Args()) != 2 || call.Args()[0].ID() != e.ID() {
+			return "", nil, false
+		}
+		key := call.Args()[1]
+		if key.Kind() != celast.LiteralKind {
+			return "", nil, false
+		}
+		s, ok := key.AsLiteral().Value().(string)
+		return s, p, ok
+	}
+	return "", nil, false
 }

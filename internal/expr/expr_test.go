@@ -2,6 +2,7 @@ package expr
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -127,4 +128,30 @@ func FuzzWhen(f *testing.F) {
 		}
 		_, _ = w.Eval(sample)
 	})
+}
+
+func TestWhenRefs(t *testing.T) {
+	cases := map[string][]Ref{
+		`params.region == 'eu'`:                                      {{Param: "region"}},
+		`int(steps.check.results.amount) > 1000`:                     {{Step: "check", Result: "amount"}},
+		`steps['check'].results['risk'] == 'high'`:                   {{Step: "check", Result: "risk"}},
+		`steps.build.phase == 'Succeeded'`:                           {{Step: "build"}},
+		`has(steps.scan.results.cve) && params['mode'] != 'dry-run'`: {{Step: "scan", Result: "cve"}, {Param: "mode"}},
+		`steps[params.which].results.x == '1'`:                       {{Param: "which"}},
+		`true`:                                                       nil,
+	}
+	for src, want := range cases {
+		got, err := WhenRefs(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		slices.SortFunc(got, func(a, b Ref) int { return strings.Compare(a.String(), b.String()) })
+		slices.SortFunc(want, func(a, b Ref) int { return strings.Compare(a.String(), b.String()) })
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: refs %v, want %v", src, got, want)
+		}
+	}
+	if _, err := WhenRefs(`steps.x.results.`); err == nil {
+		t.Error("an expression that does not compile gave no error")
+	}
 }

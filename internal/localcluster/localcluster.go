@@ -237,7 +237,9 @@ func (c *Cluster) StartManager(args ...string) (int, error) {
 		c.managerBuilt = true
 	}
 	all := make([]string, 0, 3+len(args))
-	all = append(all, "--kubeconfig="+c.Kubeconfig, "--trust-domain=local.custody.test", "--cluster-name=local")
+	all = append(all, "--kubeconfig="+c.Kubeconfig, "--trust-domain=local.custody.test", "--cluster-name=local",
+		// The local cluster installs no webhook configurations (the sandbox and e2e pass their own).
+		"--enable-webhooks=false")
 	c.managerStarts++
 	name := "manager"
 	if c.managerStarts > 1 {

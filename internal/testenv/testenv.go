@@ -49,7 +49,31 @@ type Env struct {
 	// Scheme has Kubernetes' and Custody's kinds registered.
 	Scheme *runtime.Scheme
 
-	env *envtest.Environment
+	// Webhook is set when the environment was started WithWebhooks: the API server calls the
+	// webhooks of config/webhook at LocalServingHost:LocalServingPort with the certificate in
+	// LocalServingCertDir, where the test's manager serves them.
+	Webhook *envtest.WebhookInstallOptions
+
+	env        *envtest.Environment
+	beforeStop []func()
+}
+
+// BeforeStop runs f when the environment stops, before the API server does (stop managers the
+// tests started, so they do not hold the API server's connections or watch removed files).
+func (e *Env) BeforeStop(f func()) { e.beforeStop = append(e.beforeStop, f) }
+
+// Option changes how Start starts the environment.
+type Option func(*envtest.Environment, string)
+
+// WithWebhooks installs Custody's webhook configurations (config/webhook), pointed at a local
+// webhook server with a certificate envtest makes; Env.Webhook says where to serve.
+func WithWebhooks() Option {
+	return func(e *envtest.Environment, root string) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+			LocalServingHost: "127.0.0.1",
+		}
+	}
 }
 
 // Scheme returns a new scheme with client-go's kinds and custody.dev/v1alpha1.
@@ -108,7 +132,7 @@ func Binary(name string) (string, error) {
 }
 
 // Start starts kube-apiserver and etcd and installs the CRDs from config/crd/bases.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -138,6 +162,9 @@ func Start() (*Env, error) {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
+	for _, o := range opts {
+		o(e, root)
+	}
 	cfg, err := e.Start()
 	if err != nil {
 		return nil, fmt.Errorf("testenv: starting kube-apiserver and etcd: %w", err)
@@ -149,13 +176,20 @@ func Start() (*Env, error) {
 		_ = e.Stop()
 		return nil, fmt.Errorf("testenv: client: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, env: e}, nil
+	out := &Env{Config: cfg, Client: c, Scheme: scheme, env: e}
+	if len(e.WebhookInstallOptions.Paths) > 0 {
+		out.Webhook = &e.WebhookInstallOptions
+	}
+	return out, nil
 }
 
 // Stop stops the API server and etcd.
 func (e *Env) Stop() error {
 	if e == nil || e.env == nil {
 		return nil
+	}
+	for i := len(e.beforeStop) - 1; i >= 0; i-- {
+		e.beforeStop[i]()
 	}
 	return e.env.Stop()
 }
@@ -177,9 +211,9 @@ func (e *Env) WriteKubeconfig(path, user string, groups ...string) error {
 
 // Main starts an Env, stores it in *env, runs the package's tests and stops it. It exits the test
 // binary with a clear message if the environment cannot start.
-func Main(m *testing.M, env **Env) {
+func Main(m *testing.M, env **Env, opts ...Option) {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapLevel())))
-	e, err := Start()
+	e, err := Start(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -221,4 +255,17 @@ func zapLevel() zapcore.Level {
 		return zapcore.DebugLevel
 	}
 	return zapcore.ErrorLevel
+}
+
+// As returns a client that makes its requests as the given user and groups, by impersonation from
+// the admin config: the API server authorizes, admits and records them as that user, so RBAC and
+// admission see exactly what they would for a person with a kubeconfig of their own.
+func (e *Env) As(user string, groups ...string) client.Client {
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	c, err := client.New(cfg, client.Options{Scheme: e.Scheme})
+	if err != nil {
+		panic(fmt.Sprintf("testenv: client for %s: %v", user, err)) // only a malformed config fails here
+	}
+	return c
 }

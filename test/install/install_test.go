@@ -67,7 +67,8 @@ func TestDefaultInstallApplies(t *testing.T) {
 	}
 	for kind, want := range map[string]int{
 		"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1, "Deployment": 1,
-		"Service": 1, "ClusterRole": 6, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
+		"Service": 2, "ClusterRole": 9, "ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2, "Secret": 1,
+		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1,
 	} {
 		if kinds[kind] != want {
 			t.Errorf("config/default renders %d %s, want %d", kinds[kind], kind, want)
@@ -79,8 +80,7 @@ func TestDefaultInstallApplies(t *testing.T) {
 		}
 	}
 
-	// The manager's ServiceAccount may do what the controller needs, and (for now) nothing with
-	// Secrets: credential access arrives with the grant issue and must be added deliberately.
+	// The manager's ServiceAccount may do what the controller needs and no more (docs/security.md).
 	const sa = "system:serviceaccount:custody-system:custody-controller-manager"
 	cases := []struct {
 		attrs authorizationv1.ResourceAttributes
@@ -95,6 +95,16 @@ func TestDefaultInstallApplies(t *testing.T) {
 		// copies written by patch; never update (docs/security.md).
 		{authorizationv1.ResourceAttributes{Resource: "secrets", Namespace: "default", Verb: "get"}, true},
 		{authorizationv1.ResourceAttributes{Resource: "secrets", Namespace: "default", Verb: "update"}, false},
+		// ...except the webhook's serving certificate, in its own namespace.
+		{authorizationv1.ResourceAttributes{Resource: "secrets", Namespace: "custody-system", Verb: "update"}, true},
+		// Admission: ask the API server what the requesting user may do; read roles to compare rules;
+		// keep the CA bundle of its own two webhook configurations and no other.
+		{authorizationv1.ResourceAttributes{Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"}, true},
+		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "roles", Namespace: "default", Verb: "get"}, true},
+		{authorizationv1.ResourceAttributes{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations",
+			Name: "custody-validating-webhook-configuration", Verb: "update"}, true},
+		{authorizationv1.ResourceAttributes{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations",
+			Name: "another-policy-engine", Verb: "update"}, false},
 		{authorizationv1.ResourceAttributes{Resource: "configmaps", Namespace: "default", Verb: "get"}, false},
 		// kubernetesRole grants: bind roles to step ServiceAccounts, never edit roles.
 		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Namespace: "default", Verb: "create"}, true},

@@ -1,0 +1,410 @@
+package webhook_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// A finance workflow whose payment step needs an approval from bob or the finance-approvers group.
+const paymentWorkflow = `
+metadata: {name: invoice-4711}
+spec:
+  steps:
+  - {name: check, image: busybox}
+  - name: pay
+    image: busybox
+    dependsOn: [check]
+    approval: {approvers: {users: [alice, bob], groups: [finance-approvers]}}
+`
+
+// A grant of the Secret alice may read, to the pay step, approved by bob or the group.
+const appDBGrant = `
+metadata: {name: app-db}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {secret: {name: app-db, keys: [password]}}
+  approval: {required: true, approvers: {users: [bob], groups: [finance-approvers]}}
+`
+
+func approvalRecord(t *testing.T, v string) custodyv1alpha1.ApprovalRecord {
+	t.Helper()
+	var rec custodyv1alpha1.ApprovalRecord
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		t.Fatalf("approval %q is not admission's stamp: %v", v, err)
+	}
+	return rec
+}
+
+// TestEscalationRefused is the escalation suite: each case is a realistic attempt by someone with
+// write access to Workflows or CredentialGrants in the namespace to get, or hand out, access they
+// do not have. Every one is refused and says why.
+func TestEscalationRefused(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+
+	// Objects the attempts work on, made legitimately.
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	grant := mustGrant(t, ns, appDBGrant)
+	create(t, as(alice), grant)
+	approvedWF := mustWorkflow(t, ns, paymentWorkflow)
+	approvedWF.Name = "invoice-4712"
+	create(t, as(alice), approvedWF)
+	if err := annotate(ctx, as(bob), approvedWF, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
+		t.Fatalf("bob approving: %v", err)
+	}
+
+	cases := []struct {
+		name    string
+		attempt func() error
+		want    []string
+	}{{
+		name: "grant a Secret the author cannot read",
+		attempt: func() error {
+			return as(alice).Create(ctx, mustGrant(t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`))
+		},
+		want: []string{`alice may not get Secret "erp-api"`, "hands out only what its author could read"},
+	}, {
+		name: "grant a Role the author may not bind and does not hold",
+		attempt: func() error {
+			return as(mallory).Create(ctx, mustGrant(t, ns, `
+metadata: {name: rbac}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {kubernetesRole: {kind: Role, name: rbac-manager}}`))
+		},
+		want: []string{`mallory may not bind Role "rbac-manager"`, "missing create rolebindings.rbac.authorization.k8s.io",
+			"delete rolebindings.rbac.authorization.k8s.io"},
+	}, {
+		name: "grant cluster-admin in the namespace",
+		attempt: func() error {
+			return as(mallory).Create(ctx, mustGrant(t, ns, `
+metadata: {name: admin}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: cluster-admin}}`))
+		},
+		want: []string{`mallory may not bind ClusterRole "cluster-admin"`, "missing * *.*"},
+	}, {
+		name: "grant a Role that does not exist yet",
+		attempt: func() error {
+			return as(mallory).Create(ctx, mustGrant(t, ns, `
+metadata: {name: future}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {kubernetesRole: {kind: Role, name: created-later}}`))
+		},
+		want: []string{`mallory may not bind Role "created-later"`, "it does not exist"},
+	}, {
+		name: "grant a Secret of another namespace",
+		attempt: func() error {
+			return as(mallory).Create(ctx, mustGrant(t, ns, `
+metadata: {name: other-team}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {secret: {name: payments/erp-api, keys: [token]}}`))
+		},
+		want: []string{"spec.credential.secret.name", "must be a name in the grant's own namespace"},
+	}, {
+		name: "put DNS names into step SVIDs",
+		attempt: func() error {
+			return as(mallory).Create(ctx, mustGrant(t, ns, `
+metadata: {name: impersonate-api}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {spiffe: {dnsNames: [payments.internal.example]}}`))
+		},
+		want: []string{"mallory may not add DNS names or federated trust domains", `"issue" on credentialgrants/spiffe`},
+	}, {
+		name: "approve one's own workflow while listed as an approver",
+		attempt: func() error {
+			return annotate(ctx, as(alice), wf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "approved")
+		},
+		want: []string{"was created by alice, who may not approve it", "four-eyes"},
+	}, {
+		name: "approve without being listed",
+		attempt: func() error {
+			return annotate(ctx, as(mallory), wf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "approved")
+		},
+		want: []string{`mallory may not approve step "pay"`, "users alice, bob and members of groups finance-approvers"},
+	}, {
+		name: "forge an approver stamp naming someone who may approve",
+		attempt: func() error {
+			return annotate(ctx, as(mallory), wf, custodyv1alpha1.AnnotationApprovePrefix+"pay",
+				`{"approvedBy":"bob","approvedAt":"2026-11-29T09:00:00Z"}`)
+		},
+		want: []string{`mallory may not approve step "pay"`},
+	}, {
+		name: "approve a step that has no approval gate",
+		attempt: func() error {
+			return annotate(ctx, as(bob), wf, custodyv1alpha1.AnnotationApprovePrefix+"check", "approved")
+		},
+		want: []string{`approves step "check"`, "no step \"check\" that needs an approval"},
+	}, {
+		name: "pre-approve a workflow in its manifest",
+		attempt: func() error {
+			w := mustWorkflow(t, ns, paymentWorkflow)
+			w.Name = "pre-approved"
+			w.Annotations = map[string]string{custodyv1alpha1.AnnotationApprovePrefix + "pay": `{"approvedBy":"bob"}`}
+			return as(alice).Create(ctx, w)
+		},
+		want: []string{"cannot be approved as it is created", "approve.custody.dev/pay"},
+	}, {
+		name: "rewrite the creator so that one can approve one's own workflow",
+		attempt: func() error {
+			return annotate(ctx, as(alice), wf, custodyv1alpha1.AnnotationCreatedBy, "mallory")
+		},
+		want: []string{"custody.dev/created-by records who created the object and cannot be changed", `it was "alice"`},
+	}, {
+		name: "withdraw someone's approval to approve again as oneself",
+		attempt: func() error {
+			return unannotate(ctx, as(carol), approvedWF, custodyv1alpha1.AnnotationApprovePrefix+"pay")
+		},
+		want: []string{"approval approve.custody.dev/pay cannot be withdrawn"},
+	}, {
+		name: "overwrite someone's approval with one's own",
+		attempt: func() error {
+			return annotate(ctx, as(carol), approvedWF, custodyv1alpha1.AnnotationApprovePrefix+"pay", "approved")
+		},
+		want: []string{"approval approve.custody.dev/pay was already given and cannot be changed"},
+	}, {
+		name: "drop the approval requirement of one's own grant",
+		attempt: func() error {
+			g := grant.DeepCopy()
+			return as(alice).Patch(ctx, g, client.RawPatch("application/merge-patch+json",
+				[]byte(`{"spec":{"approval":{"required":false,"approvers":null}}}`)))
+		},
+		want: []string{"spec.approval can only be removed or its approvers changed by one of its current approvers",
+			"created by alice, who may not approve it"},
+	}, {
+		name: "add oneself to a grant's approvers, then approve",
+		attempt: func() error {
+			g := grant.DeepCopy()
+			return as(mallory).Patch(ctx, g, client.RawPatch("application/merge-patch+json",
+				[]byte(`{"spec":{"approval":{"approvers":{"users":["bob","mallory"]}}}}`)))
+		},
+		want: []string{"spec.approval can only be removed or its approvers changed", "mallory may not approve"},
+	}, {
+		name: "approve a grant one created",
+		attempt: func() error {
+			return annotate(ctx, as(alice), grant, custodyv1alpha1.AnnotationApproveGrant, "yes")
+		},
+		want: []string{"was created by alice, who may not approve it"},
+	}, {
+		name: "run a workflow that requests a grant one may not use",
+		attempt: func() error {
+			return as(mallory).Create(ctx, mustWorkflow(t, ns, `
+metadata: {name: invoice-4711-copy}
+spec:
+  steps:
+  - {name: pay, image: evil.example/exfiltrate, credentials: [app-db]}`))
+		},
+		want: []string{"mallory may not use the CredentialGrants app-db", `"use" on it`},
+	}}
+	if len(cases) < 12 {
+		t.Fatalf("the escalation suite has %d scenarios, want at least 12", len(cases))
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.attempt()
+			t.Logf("refused: %v", err)
+			refused(t, tc.name, err, tc.want...)
+			if err != nil && !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+				t.Errorf("%s: refused with status %v, want Forbidden or Invalid", tc.name, apierrors.ReasonForError(err))
+			}
+		})
+	}
+
+	// Nothing the attempts touched changed.
+	got := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(wf), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Annotations[custodyv1alpha1.AnnotationCreatedBy] != alice || len(got.Annotations) != 1 {
+		t.Errorf("workflow annotations after the attempts: %v", got.Annotations)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(approvedWF), got); err != nil {
+		t.Fatal(err)
+	}
+	if rec := approvalRecord(t, got.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"pay"]); rec.ApprovedBy != bob {
+		t.Errorf("approval after the attempts: %+v, want bob's", rec)
+	}
+	for _, name := range []string{"erp", "rbac", "admin", "future", "other-team", "impersonate-api"} {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &custodyv1alpha1.CredentialGrant{}); !apierrors.IsNotFound(err) {
+			t.Errorf("refused grant %s exists: %v", name, err)
+		}
+	}
+}
+
+// TestAllowed are the matching legitimate requests: each passes, and what admission records says
+// who did it.
+func TestAllowed(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+
+	t.Run("the creator is recorded, and a forged creator replaced", func(t *testing.T) {
+		w := mustWorkflow(t, ns, paymentWorkflow)
+		w.Annotations = map[string]string{custodyv1alpha1.AnnotationCreatedBy: bob}
+		create(t, as(alice), w)
+		if got := w.Annotations[custodyv1alpha1.AnnotationCreatedBy]; got != alice {
+			t.Errorf("created-by = %q, want alice", got)
+		}
+		// Updating without the annotation (a replace from a manifest) keeps it.
+		w.Annotations = map[string]string{"team": "finance"}
+		if err := as(alice).Update(ctx, w); err != nil {
+			t.Fatalf("update without the annotation: %v", err)
+		}
+		if got := w.Annotations[custodyv1alpha1.AnnotationCreatedBy]; got != alice {
+			t.Errorf("created-by after a replace = %q, want alice", got)
+		}
+	})
+
+	t.Run("a listed approver approves a step and admission stamps them", func(t *testing.T) {
+		w := &custodyv1alpha1.Workflow{}
+		w.Namespace, w.Name = ns, "invoice-4711"
+		before := time.Now().Add(-time.Second)
+		// bob types a stamp naming carol; admission replaces it with his own name.
+		if err := annotate(ctx, as(bob), w, custodyv1alpha1.AnnotationApprovePrefix+"pay",
+			`{"approvedBy":"carol","approvedAt":"2020-01-01T00:00:00Z"}`); err != nil {
+			t.Fatalf("bob approving: %v", err)
+		}
+		rec := approvalRecord(t, w.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"pay"])
+		if rec.ApprovedBy != bob || rec.ApprovedAt.Time.Before(before.Truncate(time.Second)) {
+			t.Errorf("stamp %+v, want bob now", rec)
+		}
+	})
+
+	t.Run("an approver by group approves", func(t *testing.T) {
+		w := mustWorkflow(t, ns, paymentWorkflow)
+		w.Name = "invoice-4713"
+		create(t, as(alice), w)
+		if err := annotate(ctx, as(carol), w, custodyv1alpha1.AnnotationApprovePrefix+"pay", "ok"); err != nil {
+			t.Fatalf("carol (finance-approvers) approving: %v", err)
+		}
+		if rec := approvalRecord(t, w.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"pay"]); rec.ApprovedBy != carol {
+			t.Errorf("stamp %+v, want carol", rec)
+		}
+	})
+
+	t.Run("grants of what the author holds", func(t *testing.T) {
+		// alice may read app-db.
+		create(t, as(alice), mustGrant(t, ns, appDBGrant))
+		// mallory may not bind configmap-reader but holds everything in it.
+		create(t, as(mallory), mustGrant(t, ns, `
+metadata: {name: configs}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [check]}]
+  credential: {kubernetesRole: {kind: Role, name: configmap-reader}}
+  ttl: 10m`))
+		// pat holds none of deployer's rules but may bind it.
+		create(t, as(pat), mustGrant(t, ns, `
+metadata: {name: deploy}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {app: shop}}, steps: [rollout]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}
+  ttl: 10m`))
+		// SVID lifetimes and audiences need no extra permission.
+		create(t, as(mallory), mustGrant(t, ns, `
+metadata: {name: short-svids}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {spiffe: {x509TTL: 2m, audiences: [erp]}}`))
+	})
+
+	t.Run("a workflow requests a grant its author may use", func(t *testing.T) {
+		create(t, as(alice), mustWorkflow(t, ns, `
+metadata: {name: nightly-report}
+spec:
+  steps:
+  - {name: export, image: busybox, credentials: [app-db]}`))
+	})
+
+	t.Run("an approver approves a grant; the controller records it", func(t *testing.T) {
+		g := &custodyv1alpha1.CredentialGrant{}
+		g.Namespace, g.Name = ns, "app-db"
+		if err := annotate(ctx, as(bob), g, custodyv1alpha1.AnnotationApproveGrant, "approved"); err != nil {
+			t.Fatalf("bob approving the grant: %v", err)
+		}
+		waitGrant(t, g, func(g *custodyv1alpha1.CredentialGrant) error {
+			if g.Status.Approval == nil || g.Status.Approval.ApprovedBy != bob || !meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionApproved) {
+				return fmt.Errorf("approval %+v, conditions %+v", g.Status.Approval, g.Status.Conditions)
+			}
+			return nil
+		})
+	})
+
+	t.Run("widening an approved grant's subjects clears its approval", func(t *testing.T) {
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app-db"}, g); err != nil {
+			t.Fatal(err)
+		}
+		// alice keeps the approval annotation in her update (a read-modify-write).
+		g.Spec.Subjects = append(g.Spec.Subjects, custodyv1alpha1.GrantSubject{WorkflowName: "nightly-report", Steps: []string{"export"}})
+		if err := as(alice).Update(ctx, g); err != nil {
+			t.Fatalf("widening: %v", err)
+		}
+		if v, ok := g.Annotations[custodyv1alpha1.AnnotationApproveGrant]; ok {
+			t.Errorf("approval %q survived widening the subjects", v)
+		}
+		waitGrant(t, g, func(g *custodyv1alpha1.CredentialGrant) error {
+			c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved)
+			if g.Status.Approval != nil || c == nil || c.Status != "False" {
+				return fmt.Errorf("approval %+v, Approved %+v", g.Status.Approval, c)
+			}
+			return nil
+		})
+		// Approving again is bob's (or the group's), not alice's.
+		refused(t, "alice re-approving", annotate(ctx, as(alice), g, custodyv1alpha1.AnnotationApproveGrant, "yes"), "who may not approve it")
+		if err := annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "yes"); err != nil {
+			t.Errorf("carol approving the widened grant: %v", err)
+		}
+	})
+
+	t.Run("security suspends a grant without reading its Secret", func(t *testing.T) {
+		g := &custodyv1alpha1.CredentialGrant{}
+		g.Namespace, g.Name = ns, "app-db"
+		if err := as(sam).Patch(ctx, g, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"suspended":true}}`))); err != nil {
+			t.Errorf("sam suspending: %v", err)
+		}
+	})
+
+	t.Run("an approver may change who approves", func(t *testing.T) {
+		g := &custodyv1alpha1.CredentialGrant{}
+		g.Namespace, g.Name = ns, "app-db"
+		if err := as(bob).Patch(ctx, g, client.RawPatch("application/merge-patch+json",
+			[]byte(`{"spec":{"approval":{"approvers":{"users":["bob","dave"]}}}}`))); err != nil {
+			t.Errorf("bob changing the approvers: %v", err)
+		}
+	})
+}
+
+func waitGrant(t *testing.T, g *custodyv1alpha1.CredentialGrant, cond func(*custodyv1alpha1.CredentialGrant) error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := &custodyv1alpha1.CredentialGrant{}
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), got)
+		if err == nil {
+			err = cond(got)
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grant %s: %v", g.Name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

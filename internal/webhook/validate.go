@@ -1,0 +1,147 @@
+package webhook
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/dag"
+	"github.com/custody-dev/custody/internal/expr"
+)
+
+// ValidateWorkflowSpec checks what the CRD's schema and CEL rules cannot: that dependsOn has no
+// cycle, that every `when` compiles and is boolean, and that every parameter and step result a
+// step reads exists and comes from one of the step's ancestors. Each error names the step and the
+// field. It is pure, so the same checks can run anywhere.
+func ValidateWorkflowSpec(spec *custodyv1alpha1.WorkflowSpec) field.ErrorList {
+	var errs field.ErrorList
+	steps := field.NewPath("spec", "steps")
+
+	nodes := make([]dag.Node, 0, len(spec.Steps))
+	index := map[string]int{}
+	for i, st := range spec.Steps {
+		nodes = append(nodes, dag.Node{Name: st.Name, DependsOn: st.DependsOn})
+		index[st.Name] = i
+	}
+	g, err := dag.New(nodes)
+	if err != nil {
+		// The CRD refuses duplicates, self-dependencies and unknown names, so this is a cycle.
+		errs = append(errs, field.Invalid(steps.Child("dependsOn"), nil, err.Error()))
+	}
+
+	params := map[string]bool{}
+	for _, p := range spec.Parameters {
+		params[p.Name] = true
+	}
+	declared := map[string]map[string]bool{}
+	for _, st := range spec.Steps {
+		declared[st.Name] = map[string]bool{}
+		for _, r := range st.Results {
+			declared[st.Name][r.Name] = true
+		}
+	}
+
+	for i, st := range spec.Steps {
+		path := steps.Index(i)
+		var ancestors map[string]bool
+		if g != nil {
+			ancestors = g.Ancestors(st.Name)
+		}
+		check := func(p *field.Path, value string, refs []expr.Ref, written func(expr.Ref) string) {
+			for _, r := range refs {
+				if msg := refProblem(st.Name, r, written(r), params, index, declared, ancestors); msg != "" {
+					errs = append(errs, field.Invalid(p, value, msg))
+				}
+			}
+		}
+		asWritten := func(r expr.Ref) string { return r.String() }
+		if st.When != "" {
+			refs, err := expr.WhenRefs(st.When)
+			if err == nil {
+				_, err = expr.CompileWhen(st.When)
+			}
+			if err != nil {
+				errs = append(errs, field.Invalid(path.Child("when"), st.When, fmt.Sprintf("step %q: when %v", st.Name, err)))
+			} else {
+				check(path.Child("when"), st.When, refs, celWritten)
+			}
+		}
+		for j, s := range st.Command {
+			check(path.Child("command").Index(j), s, expr.Refs(s), asWritten)
+		}
+		for j, s := range st.Args {
+			check(path.Child("args").Index(j), s, expr.Refs(s), asWritten)
+		}
+		for j, e := range st.Env {
+			check(path.Child("env").Index(j).Child("value"), e.Value, expr.Refs(e.Value), asWritten)
+		}
+	}
+	return errs
+}
+
+// celWritten is how a `when` reference reads in CEL.
+func celWritten(r expr.Ref) string {
+	switch {
+	case r.Param != "":
+		return "params." + r.Param
+	case r.Result != "":
+		return "steps." + r.Step + ".results." + r.Result
+	}
+	return "steps." + r.Step
+}
+
+// refProblem says what is wrong with one reference of step, or "" when nothing is.
+func refProblem(step string, r expr.Ref, written string, params map[string]bool, index map[string]int,
+	declared map[string]map[string]bool, ancestors map[string]bool) string {
+	if r.Param != "" {
+		if !params[r.Param] {
+			return fmt.Sprintf("step %q reads %s, but the workflow declares no parameter %q", step, written, r.Param)
+		}
+		return ""
+	}
+	if _, ok := index[r.Step]; !ok {
+		return fmt.Sprintf("step %q reads %s, but the workflow has no step %q", step, written, r.Step)
+	}
+	if r.Step == step {
+		return fmt.Sprintf("step %q reads %s, its own result, which does not exist before it ends", step, written)
+	}
+	if ancestors != nil && !ancestors[r.Step] {
+		return fmt.Sprintf("step %q reads %s, but %q is not among the steps it depends on (directly or through "+
+			"their dependencies), so it may not have run yet: add it to dependsOn", step, written, r.Step)
+	}
+	if r.Result != "" && !declared[r.Step][r.Result] {
+		return fmt.Sprintf("step %q reads %s, but step %q declares no result %q", step, written, r.Step, r.Result)
+	}
+	return ""
+}
+
+// ValidateGrantReferences checks that every object a grant names is a plain name in the grant's
+// own namespace: a grant can never reach into another namespace.
+func ValidateGrantReferences(spec *custodyv1alpha1.CredentialGrantSpec) field.ErrorList {
+	var errs field.ErrorList
+	cred := field.NewPath("spec", "credential")
+	name := func(p *field.Path, v, what string) {
+		if strings.Contains(v, "/") {
+			errs = append(errs, field.Invalid(p, v, fmt.Sprintf("%s must be a name in the grant's own namespace, "+
+				"not a path: a CredentialGrant may only reference objects in its namespace", what)))
+			return
+		}
+		for _, msg := range validation.IsDNS1123Subdomain(v) {
+			errs = append(errs, field.Invalid(p, v, what+": "+msg))
+		}
+	}
+	if s := spec.Credential.Secret; s != nil {
+		name(cred.Child("secret", "name"), s.Name, "the Secret")
+	}
+	if r := spec.Credential.KubernetesRole; r != nil {
+		// Role names are path segments, not DNS names (system:aggregate-to-edit is valid).
+		if strings.Contains(r.Name, "/") || strings.Contains(r.Name, "%") || r.Name == "." || r.Name == ".." {
+			errs = append(errs, field.Invalid(cred.Child("kubernetesRole", "name"), r.Name,
+				"the role must be a name in the grant's own namespace (or a ClusterRole), not a path"))
+		}
+	}
+	return errs
+}

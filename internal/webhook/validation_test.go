@@ -1,0 +1,169 @@
+package webhook_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+// TestDeepValidation: specs the CRD schema accepts but that cannot run are refused at admission,
+// with a message that names the step and the field. Nothing is stored.
+func TestDeepValidation(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	cases := []struct {
+		name, manifest string
+		want           []string
+	}{{
+		name: "cycle in dependsOn",
+		manifest: `
+metadata: {name: cycle}
+spec:
+  steps:
+  - {name: build, image: busybox, dependsOn: [deploy]}
+  - {name: test, image: busybox, dependsOn: [build]}
+  - {name: deploy, image: busybox, dependsOn: [test]}`,
+		want: []string{"spec.steps.dependsOn", "dependsOn forms a cycle: build -> deploy -> test -> build"},
+	}, {
+		name: "result of a step that is not an ancestor, in args",
+		manifest: `
+metadata: {name: not-ancestor}
+spec:
+  steps:
+  - {name: build, image: busybox, results: [{name: digest}]}
+  - {name: scan, image: busybox}
+  - {name: deploy, image: busybox, dependsOn: [scan], args: ["--image=app@$(steps.build.results.digest)"]}`,
+		want: []string{"spec.steps[2].args[0]", `step "deploy" reads $(steps.build.results.digest)`,
+			`"build" is not among the steps it depends on`, "add it to dependsOn"},
+	}, {
+		name: "result of a step that is not an ancestor, in when",
+		manifest: `
+metadata: {name: when-not-ancestor}
+spec:
+  steps:
+  - {name: score, image: busybox, results: [{name: risk}]}
+  - {name: disable-account, image: busybox, when: "int(steps.score.results.risk) > 80"}`,
+		want: []string{"spec.steps[1].when", `step "disable-account" reads steps.score.results.risk`, "not among the steps it depends on"},
+	}, {
+		name: "result the step does not declare",
+		manifest: `
+metadata: {name: undeclared}
+spec:
+  steps:
+  - {name: build, image: busybox, results: [{name: digest}]}
+  - name: deploy
+    image: busybox
+    dependsOn: [build]
+    env: [{name: TAG, value: "$(steps.build.results.tag)"}]`,
+		want: []string{"spec.steps[1].env[0].value", `step "build" declares no result "tag"`},
+	}, {
+		name: "when does not compile",
+		manifest: `
+metadata: {name: bad-when}
+spec:
+  steps:
+  - {name: check, image: busybox, results: [{name: amount}]}
+  - {name: pay, image: busybox, dependsOn: [check], when: "steps.check.results.amount >"}`,
+		want: []string{"spec.steps[1].when", `step "pay": when does not compile`},
+	}, {
+		name: "when is not boolean",
+		manifest: `
+metadata: {name: string-when}
+spec:
+  parameters: [{name: mode, value: live}]
+  steps:
+  - {name: pay, image: busybox, when: "params.mode + '-run'"}`,
+		want: []string{"spec.steps[0].when", "must be a boolean expression, not string"},
+	}, {
+		name: "parameter that does not exist, in command",
+		manifest: `
+metadata: {name: no-param}
+spec:
+  parameters: [{name: invoice, value: "4711"}]
+  steps:
+  - {name: route, image: busybox, command: [route, "--invoice=$(params.invoice_id)"]}`,
+		want: []string{"spec.steps[0].command[1]", `reads $(params.invoice_id)`, `declares no parameter "invoice_id"`},
+	}, {
+		name: "parameter that does not exist, in when",
+		manifest: `
+metadata: {name: no-param-when}
+spec:
+  steps:
+  - {name: route, image: busybox, when: "params.region == 'eu'"}`,
+		want: []string{"spec.steps[0].when", `declares no parameter "region"`},
+	}, {
+		name: "step that does not exist, in when",
+		manifest: `
+metadata: {name: no-step}
+spec:
+  steps:
+  - {name: route, image: busybox, when: "steps.approve.phase == 'Succeeded'"}`,
+		want: []string{"spec.steps[0].when", `the workflow has no step "approve"`},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wf := mustWorkflow(t, ns, tc.manifest)
+			err := as(alice).Create(ctx, wf)
+			refused(t, tc.name, err, append([]string{"is invalid"}, tc.want...)...)
+			if err != nil && !apierrors.IsInvalid(err) {
+				t.Errorf("refused as %v, want Invalid", apierrors.ReasonForError(err))
+			}
+		})
+	}
+
+	// The same references written correctly pass.
+	create(t, as(alice), mustWorkflow(t, ns, `
+metadata: {name: fine}
+spec:
+  parameters: [{name: invoice, value: "4711"}]
+  steps:
+  - {name: build, image: busybox, results: [{name: digest}]}
+  - {name: scan, image: busybox, dependsOn: [build], results: [{name: risk}]}
+  - name: deploy
+    image: busybox
+    dependsOn: [scan]
+    when: "int(steps.scan.results.risk) < 50 && steps['build'].results.digest != '' && params.invoice != ''"
+    args: ["--image=app@$(steps.build.results.digest)", "--invoice=$(params.invoice)"]`))
+}
+
+// TestKubectlAnnotateApproves is the documented way to approve: `kubectl annotate` as the
+// approver, with any value; admission stamps it.
+func TestKubectlAnnotateApproves(t *testing.T) {
+	ns := team(t)
+	kubectl, err := testenv.Binary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig, "admin", "system:masters"); err != nil {
+		t.Fatal(err)
+	}
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	run := func(user string, args ...string) (string, error) {
+		all := append([]string{"--kubeconfig", kubeconfig, "-n", ns, "--as", user, "--as-group", approversGroup,
+			"--as-group", "system:authenticated"}, args...)
+		cmd := exec.Command(kubectl, all...) //nolint:gosec // the pinned kubectl from bin/
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run(alice, "annotate", "workflow", wf.Name, custodyv1alpha1.AnnotationApprovePrefix+"pay=approved")
+	if err == nil || !strings.Contains(out, "who may not approve it") {
+		t.Errorf("alice approving her own workflow with kubectl: err %v, output %s", err, out)
+	}
+	if out, err := run(carol, "annotate", "workflow", wf.Name, custodyv1alpha1.AnnotationApprovePrefix+"pay=approved"); err != nil {
+		t.Fatalf("carol approving with kubectl: %v\n%s", err, out)
+	}
+	out, err = run(carol, "get", "workflow", wf.Name, "-o", "jsonpath={.metadata.annotations.approve\\.custody\\.dev/pay}")
+	if err != nil || !strings.Contains(out, `"approvedBy":"carol"`) {
+		t.Errorf("stored approval: %s (%v), want carol's stamp", out, err)
+	}
+}

@@ -1,0 +1,466 @@
+// Package webhook is Custody's admission: what the CRD schema cannot check because it needs to know
+// who is asking or to look at other objects.
+//
+//   - The mutating webhook records the creator of every Workflow and CredentialGrant in
+//     custody.dev/created-by, stamps every new approval annotation with the approver's
+//     authenticated name and the time, and clears a grant's approval when its subjects or
+//     credential change.
+//   - The validating webhook keeps the creator annotation unchangeable, allows an approval only
+//     from a listed approver who is not the creator (four-eyes) and never lets one be changed or
+//     withdrawn, refuses a CredentialGrant whose author could not already do what it hands out
+//     (RBAC's bind/escalate rule, asked with SubjectAccessReviews as that user), refuses a
+//     Workflow that requests a grant its author may not use, and deep-validates Workflow specs
+//     (cycles, `when` expressions, references to parameters and results).
+//
+// Refusals are logged (user, object, check; never a value) and counted in
+// custody_admission_refusals_total.
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// The paths the webhook server serves; the webhook configurations in config/webhook name them.
+const (
+	PathMutate   = "/mutate-custody-dev-v1alpha1"
+	PathValidate = "/validate-custody-dev-v1alpha1"
+)
+
+// Mutating and validating webhooks for both kinds: one path each, the kind comes with the request.
+// +kubebuilder:webhook:path=/mutate-custody-dev-v1alpha1,mutating=true,failurePolicy=fail,sideEffects=None,groups=custody.dev,resources=workflows;credentialgrants,verbs=create;update,versions=v1alpha1,name=mutate.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=Never
+// +kubebuilder:webhook:path=/validate-custody-dev-v1alpha1,mutating=false,failurePolicy=fail,sideEffects=None,groups=custody.dev,resources=workflows;credentialgrants,verbs=create;update,versions=v1alpha1,name=validate.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;clusterroles,verbs=get
+
+// Refusals counts admission refusals by kind and check; an alert on check="escalation" shows
+// someone trying to hand out access they do not have.
+var Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "custody_admission_refusals_total",
+	Help: "Workflow and CredentialGrant writes refused by admission, by kind and check " +
+		"(validation, creator, approval, escalation, use).",
+}, []string{"kind", "check"})
+
+func init() { ctrlmetrics.Registry.MustRegister(Refusals) }
+
+// Checks a refusal is counted under.
+const (
+	checkValidation = "validation"
+	checkCreator    = "creator"
+	checkApproval   = "approval"
+	checkEscalation = "escalation"
+	checkUse        = "use"
+)
+
+// Setup registers both webhooks on the manager's webhook server.
+func Setup(mgr ctrl.Manager) error {
+	h := &handler{
+		decoder: admission.NewDecoder(mgr.GetScheme()),
+		authz:   &authorizer{client: mgr.GetClient(), reader: mgr.GetAPIReader()},
+		now:     time.Now,
+	}
+	srv := mgr.GetWebhookServer()
+	srv.Register(PathMutate, &admission.Webhook{Handler: admission.HandlerFunc(h.mutate)})
+	srv.Register(PathValidate, &admission.Webhook{Handler: admission.HandlerFunc(h.validate)})
+	return nil
+}
+
+type handler struct {
+	decoder admission.Decoder
+	authz   *authorizer
+	now     func() time.Time
+}
+
+// object is what the handlers need of either kind.
+type object struct {
+	meta      *metav1.ObjectMeta
+	workflow  *custodyv1alpha1.Workflow
+	grant     *custodyv1alpha1.CredentialGrant
+	kind      string
+	forDenial string // "Workflow team-a/release" for messages
+}
+
+func (h *handler) decode(req admission.Request, ext runtime.RawExtension) (*object, error) {
+	o := &object{kind: req.Kind.Kind}
+	switch req.Kind.Kind {
+	case "Workflow":
+		o.workflow = &custodyv1alpha1.Workflow{}
+		if err := h.decoder.DecodeRaw(ext, o.workflow); err != nil {
+			return nil, err
+		}
+		o.meta = &o.workflow.ObjectMeta
+	case "CredentialGrant":
+		o.grant = &custodyv1alpha1.CredentialGrant{}
+		if err := h.decoder.DecodeRaw(ext, o.grant); err != nil {
+			return nil, err
+		}
+		o.meta = &o.grant.ObjectMeta
+	default:
+		return nil, fmt.Errorf("unexpected kind %s", req.Kind.Kind)
+	}
+	name := o.meta.Name
+	if name == "" {
+		name = o.meta.GenerateName + "*"
+	}
+	o.forDenial = fmt.Sprintf("%s %s/%s", o.kind, req.Namespace, name)
+	return o, nil
+}
+
+// objects decodes the request's object and, for an update, the stored one.
+func (h *handler) objects(req admission.Request) (cur, old *object, err error) {
+	if cur, err = h.decode(req, req.Object); err != nil {
+		return nil, nil, err
+	}
+	if req.Operation == admissionv1.Update {
+		if old, err = h.decode(req, req.OldObject); err != nil {
+			return nil, nil, err
+		}
+	}
+	return cur, old, nil
+}
+
+// materialChange says whether an update changes what a grant hands out or to whom; such a change
+// clears its approval and is checked for escalation again.
+func materialChange(cur, old *custodyv1alpha1.CredentialGrant) bool {
+	return !equality.Semantic.DeepEqual(cur.Spec.Subjects, old.Spec.Subjects) ||
+		!equality.Semantic.DeepEqual(cur.Spec.Credential, old.Spec.Credential)
+}
+
+// mutate records the creator, stamps new approvals, and clears a grant's approval on a material
+// change.
+func (h *handler) mutate(_ context.Context, req admission.Request) admission.Response {
+	cur, old, err := h.objects(req)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	ann := cur.meta.Annotations
+	set := map[string]string{}
+	var remove []string
+	var warnings []string
+	switch req.Operation {
+	case admissionv1.Create:
+		set[custodyv1alpha1.AnnotationCreatedBy] = req.UserInfo.Username
+	case admissionv1.Update:
+		creator := old.meta.Annotations[custodyv1alpha1.AnnotationCreatedBy]
+		if _, ok := ann[custodyv1alpha1.AnnotationCreatedBy]; !ok && creator != "" {
+			// A replace from a manifest that never had it: keep the record (changing it is refused).
+			set[custodyv1alpha1.AnnotationCreatedBy] = creator
+		}
+		d := diffApprovals(old.meta.Annotations, ann)
+		for _, k := range d.added {
+			set[k] = stamp(req.UserInfo.Username, h.now())
+		}
+		if cur.grant != nil && materialChange(cur.grant, old.grant) {
+			k := custodyv1alpha1.AnnotationApproveGrant
+			if v, ok := old.meta.Annotations[k]; ok && ann[k] == v {
+				remove = append(remove, k)
+				warnings = append(warnings, "this change to the grant's subjects or credential cleared its approval "+
+					"by "+stampedBy(v)+": an approver must approve it again before it issues anything")
+			}
+		}
+	}
+	patches := annotationPatches(ann, set, remove)
+	if len(patches) == 0 {
+		return admission.Allowed("")
+	}
+	return admission.Patched("", patches...).WithWarnings(warnings...)
+}
+
+// annotationPatches are the JSON patch operations that set and remove annotations.
+func annotationPatches(ann, set map[string]string, remove []string) []jsonpatch.JsonPatchOperation {
+	var ops []jsonpatch.JsonPatchOperation
+	changed := false
+	for k, v := range set {
+		if cur, ok := ann[k]; !ok || cur != v {
+			changed = true
+		}
+	}
+	for _, k := range remove {
+		if _, ok := ann[k]; ok {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if ann == nil {
+		return []jsonpatch.JsonPatchOperation{{Operation: "add", Path: "/metadata/annotations", Value: set}}
+	}
+	for _, k := range sortedKeys(set) {
+		ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations/" + escape(k), Value: set[k]})
+	}
+	for _, k := range remove {
+		if _, ok := ann[k]; ok {
+			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: "/metadata/annotations/" + escape(k)})
+		}
+	}
+	return ops
+}
+
+func escape(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// refusal is a refused request: the check it failed and the response.
+type refusal struct {
+	check string
+	resp  admission.Response
+}
+
+func forbidden(check, format string, args ...any) *refusal {
+	return &refusal{check: check, resp: admission.Denied(fmt.Sprintf(format, args...))}
+}
+
+func invalid(o *object, errs field.ErrorList) *refusal {
+	gk := custodyv1alpha1.GroupVersion.WithKind(o.kind).GroupKind()
+	st := apierrors.NewInvalid(gk, o.meta.Name, errs).ErrStatus
+	return &refusal{check: checkValidation, resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false, Result: &st}}}
+}
+
+// validate runs every check for the kind and operation; the first refusal answers.
+func (h *handler) validate(ctx context.Context, req admission.Request) admission.Response {
+	cur, old, err := h.objects(req)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var r *refusal
+	switch req.Operation {
+	case admissionv1.Create:
+		r, err = h.validateCreate(ctx, req, cur)
+	case admissionv1.Update:
+		r, err = h.validateUpdate(ctx, req, cur, old)
+	}
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "admission check failed", "kind", cur.kind, "namespace", req.Namespace,
+			"name", cur.meta.Name, "user", req.UserInfo.Username)
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("%s: checking the request: %w", cur.forDenial, err))
+	}
+	if r == nil {
+		return admission.Allowed("")
+	}
+	Refusals.WithLabelValues(cur.kind, r.check).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", cur.kind, "namespace", req.Namespace,
+		"name", cur.meta.Name, "user", req.UserInfo.Username, "operation", req.Operation, "check", r.check)
+	return r.resp
+}
+
+func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+	user := req.UserInfo.Username
+	if got := o.meta.Annotations[custodyv1alpha1.AnnotationCreatedBy]; got != user {
+		return forbidden(checkCreator, "%s: the annotation %s records who created the object and is set by admission; "+
+			"it says %q but the request comes from %q: remove it from the manifest",
+			o.forDenial, custodyv1alpha1.AnnotationCreatedBy, got, user), nil
+	}
+	if keys := approvalKeys(o.meta.Annotations); len(keys) > 0 {
+		return forbidden(checkApproval, "%s: %s cannot be approved as it is created (annotations %s): the creator may "+
+			"not approve their own object; an approver annotates it afterwards",
+			o.forDenial, o.kind, strings.Join(sortedKeys(keys), ", ")), nil
+	}
+	if o.workflow != nil {
+		if errs := ValidateWorkflowSpec(&o.workflow.Spec); len(errs) > 0 {
+			return invalid(o, errs), nil
+		}
+		return h.checkUse(ctx, req, o.workflow)
+	}
+	if errs := ValidateGrantReferences(&o.grant.Spec); len(errs) > 0 {
+		return invalid(o, errs), nil
+	}
+	return h.checkEscalation(ctx, req, o.grant)
+}
+
+func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur, old *object) (*refusal, error) {
+	user := req.UserInfo.Username
+	was, wasSet := old.meta.Annotations[custodyv1alpha1.AnnotationCreatedBy]
+	is, isSet := cur.meta.Annotations[custodyv1alpha1.AnnotationCreatedBy]
+	if was != is || wasSet != isSet {
+		return forbidden(checkCreator, "%s: the annotation %s records who created the object and cannot be changed "+
+			"(it was %q; the request makes it %q)", cur.forDenial, custodyv1alpha1.AnnotationCreatedBy, was, is), nil
+	}
+	creator := was
+
+	if cur.grant != nil {
+		material := materialChange(cur.grant, old.grant)
+		if material {
+			if errs := ValidateGrantReferences(&cur.grant.Spec); len(errs) > 0 {
+				return invalid(cur, errs), nil
+			}
+			if r, err := h.checkEscalation(ctx, req, cur.grant); r != nil || err != nil {
+				return r, err
+			}
+		}
+		if r := approvalPolicyChange(req, cur, old, creator); r != nil {
+			return r, nil
+		}
+		return approvalsOfGrant(req, cur, old, creator, material), nil
+	}
+	if !equality.Semantic.DeepEqual(cur.workflow.Spec, old.workflow.Spec) {
+		if errs := ValidateWorkflowSpec(&cur.workflow.Spec); len(errs) > 0 {
+			return invalid(cur, errs), nil
+		}
+	}
+	d := diffApprovals(old.meta.Annotations, cur.meta.Annotations)
+	if r := unchangeable(cur, d, nil); r != nil {
+		return r, nil
+	}
+	for _, k := range d.added {
+		stepName := strings.TrimPrefix(k, custodyv1alpha1.AnnotationApprovePrefix)
+		var step *custodyv1alpha1.Step
+		for i := range cur.workflow.Spec.Steps {
+			if cur.workflow.Spec.Steps[i].Name == stepName {
+				step = &cur.workflow.Spec.Steps[i]
+			}
+		}
+		if step == nil || step.Approval == nil {
+			return forbidden(checkApproval, "%s: %s approves step %q, but the workflow has no step %q that needs an approval",
+				cur.forDenial, k, stepName, stepName), nil
+		}
+		if msg := mayApprove(req.UserInfo, creator, &step.Approval.Approvers, fmt.Sprintf("step %q of %s", stepName, cur.forDenial)); msg != "" {
+			return forbidden(checkApproval, "%s", msg), nil
+		}
+		if r := stampedByUser(cur, k, user); r != nil {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// unchangeable refuses changing or withdrawing an approval (allowed lists keys admission itself
+// cleared).
+func unchangeable(o *object, d approvalDiff, allowed []string) *refusal {
+	if len(d.changed) > 0 {
+		return forbidden(checkApproval, "%s: the approval %s was already given and cannot be changed; "+
+			"the stored value records who approved and when", o.forDenial, strings.Join(d.changed, ", "))
+	}
+	for _, k := range d.removed {
+		if !slices.Contains(allowed, k) {
+			return forbidden(checkApproval, "%s: the approval %s cannot be withdrawn, so that nobody can replace "+
+				"an approval with their own; to stop a workflow set spec.cancel, to stop a grant set spec.suspended",
+				o.forDenial, k)
+		}
+	}
+	return nil
+}
+
+// stampedByUser refuses an approval whose value is not admission's stamp for this user: only
+// happens when the mutating webhook did not run.
+func stampedByUser(o *object, key, user string) *refusal {
+	if by := stampedBy(o.meta.Annotations[key]); by != user {
+		return forbidden(checkApproval, "%s: the approval %s must be stamped by admission with the approver's name; "+
+			"it names %q but the request comes from %q (is the mutating webhook installed?)", o.forDenial, key, by, user)
+	}
+	return nil
+}
+
+// approvalPolicyChange refuses weakening a grant's approval requirement (dropping it, or changing
+// who may approve) by anyone but one of its current approvers.
+func approvalPolicyChange(req admission.Request, cur, old *object, creator string) *refusal {
+	was := old.grant.Spec.Approval
+	if was == nil || !was.Required {
+		return nil // adding a requirement never weakens anything
+	}
+	is := cur.grant.Spec.Approval
+	if is != nil && is.Required && equality.Semantic.DeepEqual(is.Approvers, was.Approvers) {
+		return nil
+	}
+	if msg := mayApprove(req.UserInfo, creator, was.Approvers, cur.forDenial); msg != "" {
+		return forbidden(checkApproval, "%s: spec.approval can only be removed or its approvers changed by one of "+
+			"its current approvers: %s", cur.forDenial, msg)
+	}
+	return nil
+}
+
+// approvalsOfGrant checks approval annotation changes on a grant.
+func approvalsOfGrant(req admission.Request, cur, old *object, creator string, material bool) *refusal {
+	d := diffApprovals(old.meta.Annotations, cur.meta.Annotations)
+	var cleared []string
+	if material {
+		cleared = []string{custodyv1alpha1.AnnotationApproveGrant}
+	}
+	if r := unchangeable(cur, d, cleared); r != nil {
+		return r
+	}
+	for _, k := range d.added {
+		if k != custodyv1alpha1.AnnotationApproveGrant {
+			return forbidden(checkApproval, "%s: a CredentialGrant is approved with the annotation %s, not %s",
+				cur.forDenial, custodyv1alpha1.AnnotationApproveGrant, k)
+		}
+		a := cur.grant.Spec.Approval
+		if a == nil || !a.Required {
+			return forbidden(checkApproval, "%s does not require an approval (spec.approval.required is not true)", cur.forDenial)
+		}
+		if msg := mayApprove(req.UserInfo, creator, a.Approvers, cur.forDenial); msg != "" {
+			return forbidden(checkApproval, "%s", msg)
+		}
+		if r := stampedByUser(cur, k, req.UserInfo.Username); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// checkEscalation refuses a grant whose author could not already do what it hands out.
+func (h *handler) checkEscalation(ctx context.Context, req admission.Request, g *custodyv1alpha1.CredentialGrant) (*refusal, error) {
+	missing, err := h.authz.checkGrant(ctx, req.UserInfo, req.Namespace, &g.Spec)
+	if err != nil || len(missing) == 0 {
+		return nil, err
+	}
+	return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
+}
+
+// checkUse refuses a Workflow whose steps request grants its author may not use.
+func (h *handler) checkUse(ctx context.Context, req admission.Request, wf *custodyv1alpha1.Workflow) (*refusal, error) {
+	var names []string
+	for _, st := range wf.Spec.Steps {
+		names = append(names, st.Credentials...)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	var lacking []string
+	for _, n := range names {
+		ok, err := h.authz.allowed(ctx, req.UserInfo, authorizationv1.ResourceAttributes{Namespace: req.Namespace,
+			Verb: VerbUse, Group: custodyv1alpha1.GroupVersion.Group, Resource: "credentialgrants", Name: n})
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			lacking = append(lacking, n)
+		}
+	}
+	if len(lacking) == 0 {
+		return nil, nil
+	}
+	return forbidden(checkUse, "Workflow %s/%s: %s may not use the CredentialGrants %s: a step can request a grant's "+
+		"credential only if the workflow's author has %q on it (credentialgrants, group %s)",
+		req.Namespace, wf.Name, req.UserInfo.Username, strings.Join(lacking, ", "), VerbUse, custodyv1alpha1.GroupVersion.Group), nil
+}
