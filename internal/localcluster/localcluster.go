@@ -66,6 +66,7 @@ type Cluster struct {
 
 	managerBuilt  bool
 	managerStarts int
+	webhooks      *webhooks
 }
 
 type process struct {
@@ -238,8 +239,13 @@ func (c *Cluster) StartManager(args ...string) (int, error) {
 	}
 	all := make([]string, 0, 3+len(args))
 	all = append(all, "--kubeconfig="+c.Kubeconfig, "--trust-domain=local.custody.test", "--cluster-name=local",
-		// The local cluster installs no webhook configurations (the sandbox and e2e pass their own).
+		// Admission only after EnableWebhooks installed its configurations.
 		"--enable-webhooks=false")
+	webhookArgs, register, err := c.managerWebhookArgs()
+	if err != nil {
+		return 0, err
+	}
+	all = append(all, webhookArgs...)
 	c.managerStarts++
 	name := "manager"
 	if c.managerStarts > 1 {
@@ -248,7 +254,9 @@ func (c *Cluster) StartManager(args ...string) (int, error) {
 	if err := c.run(name, bin, append(all, args...)...); err != nil {
 		return 0, err
 	}
-	return c.procs[len(c.procs)-1].cmd.Process.Pid, nil
+	pid := c.procs[len(c.procs)-1].cmd.Process.Pid
+	register(pid)
+	return pid, nil
 }
 
 // ManagerLog returns the log file of the manager process with the given PID ("" if unknown).
@@ -268,6 +276,7 @@ func (c *Cluster) KillManager(pid int) error {
 		if p.cmd.Process.Pid != pid {
 			continue
 		}
+		c.webhooks.forget(pid)
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-p.done
 		c.procs = append(c.procs[:i], c.procs[i+1:]...)
@@ -293,6 +302,7 @@ func (c *Cluster) RestConfig() *rest.Config { return rest.CopyConfig(c.Config) }
 // and etcd, and removes a temporary Dir.
 func (c *Cluster) Stop() error {
 	var errs []error
+	c.webhooks.close()
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -32,9 +33,12 @@ import (
 // Namespace is where the samples run.
 const Namespace = "sandbox"
 
-// Approver is the user name the sandbox approves as (the admission webhook, once it exists,
-// stamps the real approver).
+// Approver is the user the sandbox approves as (by impersonation, so admission checks and stamps
+// the approval as it would for a person), a member of ApproverGroup, which the samples list.
 const Approver = "sandbox-approver"
+
+// ApproverGroup is the group the samples' approvals name.
+const ApproverGroup = "finance-controllers"
 
 // Sandbox is a running sandbox.
 type Sandbox struct {
@@ -74,6 +78,9 @@ func Start(ctx context.Context, dir string, out io.Writer) (sb *Sandbox, err err
 		return sb, err
 	}
 	sb.Kubeconfig = sb.Cluster.Kubeconfig
+	if err := sb.Cluster.EnableWebhooks(); err != nil {
+		return sb, err
+	}
 	done()
 	done = step("Custody manager (built from this checkout; log " + filepath.Join(dir, "manager.log") + ")")
 	metricsAddr, err1 := localcluster.FreeAddr()
@@ -83,6 +90,11 @@ func Start(ctx context.Context, dir string, out io.Writer) (sb *Sandbox, err err
 	}
 	if _, err := sb.Cluster.StartManager("--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probeAddr,
 		"--trust-domain="+spiretest.TrustDomain, "--spire-server-address="+sb.SPIRE.Address); err != nil {
+		return sb, err
+	}
+	admission, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := sb.Cluster.WaitForAdmission(admission); err != nil {
 		return sb, err
 	}
 	done()
@@ -113,6 +125,16 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
 			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}},
 	}
+	// Approvers may read and annotate workflows and grants (what custody-workflow-editor and
+	// custody-credentialgrant-editor give in a real install), nothing else.
+	const approvers = "approvers"
+	prereqs = append(prereqs,
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: approvers, Namespace: Namespace},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{custodyv1alpha1.GroupVersion.Group},
+				Resources: []string{"workflows", "credentialgrants"}, Verbs: []string{"get", "list", "watch", "patch"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: approvers, Namespace: Namespace},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: approvers},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: ApproverGroup}}})
 	// The Secrets the samples' secret grants hand out, opted in, with demo values.
 	for _, name := range []string{"erp-api", "idp-admin-token", "crm-api", "ticketing-api"} {
 		prereqs = append(prereqs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace,
@@ -146,7 +168,11 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 			if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("creating %s %s from %s: %w", u.GetKind(), u.GetName(), filepath.Base(f), err)
 			}
-			_, _ = fmt.Fprintf(sb.out, "    applied %s %s (%s)\n", u.GetKind(), u.GetName(), filepath.Base(f))
+			by := ""
+			if creator, ok := u.GetAnnotations()[custodyv1alpha1.AnnotationCreatedBy]; ok {
+				by = ", created-by " + creator
+			}
+			_, _ = fmt.Fprintf(sb.out, "    applied %s %s (%s)%s\n", u.GetKind(), u.GetName(), filepath.Base(f), by)
 		}
 	}
 	return nil
@@ -225,8 +251,15 @@ func describe(wf *custodyv1alpha1.Workflow) []string {
 	return lines
 }
 
-func approval() string {
-	return fmt.Sprintf(`{"approvedBy":%q,"approvedAt":%q}`, Approver, time.Now().UTC().Format(time.RFC3339))
+// approver is a client acting as the sandbox's approver.
+func (sb *Sandbox) approver() client.Client {
+	return sb.Cluster.As(Approver, ApproverGroup)
+}
+
+// approve annotates obj as the approver, as `kubectl annotate` would; admission stamps the value.
+func (sb *Sandbox) approve(ctx context.Context, obj client.Object, key string) error {
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"approved"}}}`, key)
+	return sb.approver().Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
 }
 
 // approveSteps approves every step that waits for approval, as the sandbox's approver.
@@ -236,15 +269,10 @@ func (sb *Sandbox) approveSteps(ctx context.Context, wf *custodyv1alpha1.Workflo
 		if st.Phase != custodyv1alpha1.StepWaitingForApproval || wf.Annotations[key] != "" {
 			continue
 		}
-		patch := client.MergeFrom(wf.DeepCopy())
-		if wf.Annotations == nil {
-			wf.Annotations = map[string]string{}
-		}
-		wf.Annotations[key] = approval()
-		if err := sb.Cluster.Client.Patch(ctx, wf, patch); err != nil {
+		if err := sb.approve(ctx, wf, key); err != nil {
 			return fmt.Errorf("approving step %s of %s: %w", st.Name, wf.Name, err)
 		}
-		_, _ = fmt.Fprintf(sb.out, "%-22s approved step %s as %s (annotation %s)\n", wf.Name, st.Name, Approver, key)
+		_, _ = fmt.Fprintf(sb.out, "%-22s approved step %s as %s: %s %s\n", wf.Name, st.Name, Approver, key, wf.Annotations[key])
 	}
 	return nil
 }
@@ -254,15 +282,11 @@ func (sb *Sandbox) approveGrant(ctx context.Context, g *custodyv1alpha1.Credenti
 	if g.Spec.Approval == nil || !g.Spec.Approval.Required || g.Annotations[custodyv1alpha1.AnnotationApproveGrant] != "" {
 		return nil
 	}
-	patch := client.MergeFrom(g.DeepCopy())
-	if g.Annotations == nil {
-		g.Annotations = map[string]string{}
-	}
-	g.Annotations[custodyv1alpha1.AnnotationApproveGrant] = approval()
-	if err := sb.Cluster.Client.Patch(ctx, g, patch); err != nil {
+	if err := sb.approve(ctx, g, custodyv1alpha1.AnnotationApproveGrant); err != nil {
 		return fmt.Errorf("approving grant %s: %w", g.Name, err)
 	}
-	_, _ = fmt.Fprintf(sb.out, "%-22s approved grant %s as %s\n", "", g.Name, Approver)
+	_, _ = fmt.Fprintf(sb.out, "%-22s approved grant %s as %s: %s\n", "", g.Name, Approver,
+		g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 	return nil
 }
 

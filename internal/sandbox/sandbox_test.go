@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
 
@@ -89,5 +91,29 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "approved step post-payment") {
 		t.Errorf("the finance sample's approval gate was not exercised:\n%s", out.String())
+	}
+	checkAdmission(ctx, t, sb, wfs)
+}
+
+// checkAdmission: admission ran, so every sample records its creator, and the approvals name the
+// approver it authenticated, not something the sandbox wrote.
+func checkAdmission(ctx context.Context, t *testing.T, sb *Sandbox, wfs []custodyv1alpha1.Workflow) {
+	t.Helper()
+	for _, wf := range wfs {
+		if wf.Annotations[custodyv1alpha1.AnnotationCreatedBy] == "" {
+			t.Errorf("sample %s has no creator record", wf.Name)
+		}
+		for _, st := range wf.Status.Steps {
+			if st.Approval != nil && st.Approval.ApprovedBy != Approver {
+				t.Errorf("sample %s step %s approved by %q, want %s as stamped by admission", wf.Name, st.Name, st.Approval.ApprovedBy, Approver)
+			}
+		}
+	}
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := sb.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: "erp-payments"}, g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Status.Approval == nil || g.Status.Approval.ApprovedBy != Approver {
+		t.Errorf("grant erp-payments approval %+v, want %s as stamped by admission", g.Status.Approval, Approver)
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -75,9 +76,15 @@ const (
 
 // Setup registers both webhooks on the manager's webhook server.
 func Setup(mgr ctrl.Manager) error {
+	// SubjectAccessReviews are created, never cached: a client of their own, outside the
+	// manager's cache and its read-your-writes tracking.
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("admission client: %w", err)
+	}
 	h := &handler{
 		decoder: admission.NewDecoder(mgr.GetScheme()),
-		authz:   &authorizer{client: mgr.GetClient(), reader: mgr.GetAPIReader()},
+		authz:   &authorizer{client: direct, reader: mgr.GetAPIReader()},
 		now:     time.Now,
 	}
 	srv := mgr.GetWebhookServer()

@@ -75,7 +75,8 @@ spec:
 	if err := deleteWorkflow(ctx, key(0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := cancelWorkflow(ctx, key(1)); err != nil {
+	// Writes to Workflows go through admission, which is down while the manager restarts.
+	if err := whenAdmitted(ctx, func() error { return cancelWorkflow(ctx, key(1)) }); err != nil {
 		t.Fatal(err)
 	}
 	kill()
@@ -214,8 +215,25 @@ func setSuspended(ctx context.Context, t *testing.T, ns, name string, suspended 
 	}
 	patch := client.MergeFrom(g.DeepCopy())
 	g.Spec.Suspended = suspended
-	if err := cluster.Client.Patch(ctx, g, patch); err != nil {
+	if err := whenAdmitted(ctx, func() error { return cluster.Client.Patch(ctx, g, patch) }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// whenAdmitted retries a write that admission refused because no manager answered yet (the
+// webhook's failurePolicy is Fail, as in a real install), for up to a minute.
+func whenAdmitted(ctx context.Context, write func() error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := write()
+		if err == nil || !strings.Contains(err.Error(), "failed calling webhook") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

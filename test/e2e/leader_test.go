@@ -56,6 +56,11 @@ func TestLeaderFailover(t *testing.T) {
 	})
 	managerPID = follower
 
+	admission, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := cluster.WaitForAdmission(admission); err != nil { // both replicas serve it
+		t.Fatal(err)
+	}
 	ns := namespace(t)
 	const n = 10
 	for i := range n {

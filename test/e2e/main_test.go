@@ -62,7 +62,18 @@ func run(m *testing.M) int {
 		"--trust-domain=" + spiretest.TrustDomain, "--spire-server-address=" + srv.Address,
 		// A restarted manager sweeps at once; keep the sweep frequent, as the fault suite needs.
 		"--identity-sweep-interval=10s"}
+	// Admission as installed by config/webhook (failurePolicy Fail), served by every manager.
+	if err := c.EnableWebhooks(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if managerPID, err = c.StartManager(managerArgs...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.WaitForAdmission(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -1,0 +1,171 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+// webhooks is Custody's admission on the local cluster: the configurations of config/webhook,
+// pointed at a local TCP proxy that forwards each connection to a live manager (what a Service
+// does in front of replicas), and the serving certificate every manager uses.
+type webhooks struct {
+	certDir  string
+	listener net.Listener
+
+	mu       sync.Mutex
+	backends map[int]string // manager PID -> its webhook server address
+}
+
+// EnableWebhooks installs Custody's mutating and validating webhook configurations, with
+// failurePolicy Fail as in a real install, and makes every manager started afterwards serve them
+// (with --webhook-cert-management=external and a certificate made here). Until a manager serves,
+// Workflow and CredentialGrant writes are refused; WaitForAdmission waits for one.
+func (c *Cluster) EnableWebhooks() error {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	w := &webhooks{listener: l, backends: map[int]string{}, certDir: filepath.Join(c.Dir, "webhook-certs")}
+	go w.serve()
+	opts := &envtest.WebhookInstallOptions{
+		Paths:            []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+		LocalServingHost: "127.0.0.1",
+		LocalServingPort: l.Addr().(*net.TCPAddr).Port,
+	}
+	if err := opts.Install(c.Config); err != nil {
+		_ = l.Close()
+		return fmt.Errorf("localcluster: installing the webhook configurations: %w", err)
+	}
+	// Keep the certificate with the cluster's state, not in envtest's temporary directory.
+	defer func() { _ = opts.Cleanup() }()
+	if err := os.MkdirAll(w.certDir, 0o700); err != nil {
+		_ = l.Close()
+		return err
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		data, err := os.ReadFile(filepath.Join(opts.LocalServingCertDir, f)) //nolint:gosec // envtest's own directory
+		if err == nil {
+			err = os.WriteFile(filepath.Join(w.certDir, f), data, 0o600) //nolint:gosec // fixed names in the cluster's own directory
+		}
+		if err != nil {
+			_ = l.Close()
+			return err
+		}
+	}
+	c.webhooks = w
+	return nil
+}
+
+// managerWebhookArgs are the flags of a manager that serves the cluster's webhooks on a port of
+// its own, and remember it as a backend once started (register).
+func (c *Cluster) managerWebhookArgs() (args []string, register func(pid int), err error) {
+	if c.webhooks == nil {
+		return nil, func(int) {}, nil
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	args = []string{"--enable-webhooks=true", "--webhook-cert-management=external", "--webhook-cert-dir=" + c.webhooks.certDir,
+		"--webhook-host=127.0.0.1", "--webhook-port=" + port}
+	return args, func(pid int) {
+		c.webhooks.mu.Lock()
+		defer c.webhooks.mu.Unlock()
+		c.webhooks.backends[pid] = addr
+	}, nil
+}
+
+func (w *webhooks) forget(pid int) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.backends, pid)
+}
+
+// serve forwards each connection to the first manager that accepts it.
+func (w *webhooks) serve() {
+	for {
+		conn, err := w.listener.Accept()
+		if err != nil {
+			return // closed
+		}
+		go w.forward(conn)
+	}
+}
+
+func (w *webhooks) forward(conn net.Conn) {
+	defer func() { _ = conn.Close() }()
+	w.mu.Lock()
+	addrs := make([]string, 0, len(w.backends))
+	for _, a := range w.backends {
+		addrs = append(addrs, a)
+	}
+	w.mu.Unlock()
+	for _, a := range addrs {
+		backend, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			continue
+		}
+		defer func() { _ = backend.Close() }()
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(backend, conn); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(conn, backend); done <- struct{}{} }()
+		<-done
+		return
+	}
+}
+
+func (w *webhooks) close() {
+	if w != nil {
+		_ = w.listener.Close()
+	}
+}
+
+// WaitForAdmission waits until admission answers: a dry-run Workflow create comes back stamped
+// with its creator.
+func (c *Cluster) WaitForAdmission(ctx context.Context) error {
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.Unmarshal([]byte(`
+metadata: {name: admission-probe, namespace: default}
+spec:
+  steps: [{name: probe, image: probe}]`), wf); err != nil {
+		return err
+	}
+	var last error
+	for {
+		probe := wf.DeepCopy()
+		last = c.Client.Create(ctx, probe, client.DryRunAll)
+		if last == nil && probe.Annotations[custodyv1alpha1.AnnotationCreatedBy] != "" {
+			return nil
+		}
+		if last == nil {
+			last = errors.New("created without a creator record: admission did not run")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("localcluster: admission not answering: %w", last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
