@@ -311,8 +311,10 @@ type CredentialGrant struct {
 	// +required
 	Spec CredentialGrantSpec `json:"spec"`
 
-	// status is what the controller observed.
+	// status is what the controller observed. It defaults to observedGeneration 0, so that
+	// kstatus (Flux) reads a new object as InProgress, not Current, until the controller saw it.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status CredentialGrantStatus `json:"status,omitempty"`
 }
 

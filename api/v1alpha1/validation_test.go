@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -646,5 +647,45 @@ func TestLargestWorkflowIsAccepted(t *testing.T) {
 	}
 	if err := env.Client.Update(ctx(t), obj, strict); err != nil {
 		t.Fatalf("cancelling a workflow at the schema's limits was refused: %v", err)
+	}
+}
+
+// TestNewObjectsAreInProgress: before the controller has seen a new Workflow or grant, kstatus
+// (what Flux waits on) must read it as InProgress, not Current: the status defaults to
+// observedGeneration 0.
+func TestNewObjectsAreInProgress(t *testing.T) {
+	ns := env.Namespace(t)
+	for _, manifest := range []string{`
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: fresh}
+spec:
+  steps: [{name: a, image: busybox}]`, `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: fresh}
+spec:
+  subjects: [{workflowName: fresh, steps: [a]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`} {
+		obj := parse(t, manifest)
+		obj.SetNamespace(ns)
+		if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+			t.Fatal(err)
+		}
+		for _, read := range []string{"create response", "get"} {
+			if read == "get" {
+				if err := env.Client.Get(ctx(t), client.ObjectKeyFromObject(obj), obj); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := status.Compute(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != status.InProgressStatus {
+				t.Errorf("%s %s (%s): kstatus %s (%s), want InProgress; status %v", obj.GetKind(), obj.GetName(), read,
+					res.Status, res.Message, obj.Object["status"])
+			}
+		}
 	}
 }

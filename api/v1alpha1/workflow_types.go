@@ -651,8 +651,10 @@ type Workflow struct {
 	// +required
 	Spec WorkflowSpec `json:"spec"`
 
-	// status is what the controller observed.
+	// status is what the controller observed. It defaults to observedGeneration 0, so that
+	// kstatus (Flux) reads a new object as InProgress, not Current, until the controller saw it.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status WorkflowStatus `json:"status,omitempty"`
 }
 

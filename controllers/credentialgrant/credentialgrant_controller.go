@@ -111,6 +111,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		g.Status.SourceChangedTime = nil
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
 	}
+	if meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) == nil {
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionStalled)
+	}
 	for _, c := range conds {
 		c.ObservedGeneration = g.Generation
 		meta.SetStatusCondition(&g.Status.Conditions, c)
@@ -214,7 +217,9 @@ func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time)
 	g.Status.Approval = rec
 }
 
-// conditions are Approved and Ready (kstatus: Ready=True is Current).
+// conditions are Approved and Ready, and Stalled when the grant cannot issue until someone fixes
+// it (a missing or not grantable source, a kind this version does not issue). kstatus: Ready=True
+// is Current, Stalled=True is Failed, anything else (waiting for approval, suspended) InProgress.
 func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal) []metav1.Condition {
 	required := g.Spec.Approval != nil && g.Spec.Approval.Required
 	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
@@ -240,7 +245,13 @@ func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal
 		ready.Status, ready.Reason = metav1.ConditionFalse, credentials.ReasonKindNotSupported
 		ready.Message = fmt.Sprintf("Credentials of kind %s are not issued by this version of Custody yet", credentials.Kind(g))
 	}
-	return []metav1.Condition{approved, ready}
+	out := []metav1.Condition{approved, ready}
+	if ready.Status == metav1.ConditionFalse && ready.Reason != custodyv1alpha1.ReasonSuspended &&
+		ready.Reason != custodyv1alpha1.ReasonWaitingForApproval {
+		out = append(out, metav1.Condition{Type: custodyv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: ready.Reason, Message: ready.Message})
+	}
+	return out
 }
 
 // SetupWithManager registers the controller: it watches grants and the Workflows of their

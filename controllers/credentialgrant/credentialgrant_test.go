@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -43,13 +44,21 @@ func TestConditions(t *testing.T) {
 	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonSourceNotGrantable {
 		t.Errorf("source refused: %+v", conds)
 	}
+	// Nothing changes until someone fixes the source: Stalled, which kstatus reads as Failed.
+	if s := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled); s == nil || s.Status != metav1.ConditionTrue ||
+		s.Reason != custodyv1alpha1.ReasonSourceNotGrantable {
+		t.Errorf("source refused, Stalled: %+v", conds)
+	}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
 	conds = conditions(g, nil)
 	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval {
 		t.Errorf("unapproved: %+v", conds)
 	}
+	if meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
+		t.Errorf("waiting for approval is not stalled: %+v", conds)
+	}
 	g.Spec.Suspended = true
-	if conds = conditions(g, nil); conds[1].Reason != custodyv1alpha1.ReasonSuspended {
+	if conds = conditions(g, nil); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
 		t.Errorf("suspended: %+v", conds)
 	}
 }

@@ -424,6 +424,9 @@ spec:
 		}
 		return nil
 	})
+	if s := kstatusOf(t, cur); s != "InProgress" {
+		t.Errorf("kstatus %s while revocation is pending, want InProgress", s)
+	}
 	if !hasFinalizer(t, wf) {
 		t.Error("the finalizer was released while revocation is pending")
 	}

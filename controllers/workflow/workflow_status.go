@@ -32,6 +32,9 @@ func computeStatus(s *scope, reconcileErr error) {
 			metav1.Condition{Type: custodyv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue,
 				Reason: custodyv1alpha1.ReasonRevocationPending, Message: msg})
 		absent = slices.DeleteFunc(absent, func(t string) bool { return t == custodyv1alpha1.ConditionReconciling })
+		// Not stalled either: kstatus reads Stalled before Reconciling, and this settles by itself.
+		conds = slices.DeleteFunc(conds, func(c metav1.Condition) bool { return c.Type == custodyv1alpha1.ConditionStalled })
+		absent = append(absent, custodyv1alpha1.ConditionStalled)
 	}
 	for _, c := range conds {
 		c.ObservedGeneration = gen
