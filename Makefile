@@ -37,6 +37,14 @@ manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API an
 	$(CONTROLLER_GEN) rbac:roleName=manager crd webhook paths="./api/..." paths="./controllers/..." paths="./internal/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	@# The chart renders its CRDs, the manager's RBAC and the webhook configurations from copies of these.
+	rm -rf charts/custody/files
+	mkdir -p charts/custody/files/crds charts/custody/files/rbac/people charts/custody/files/webhook
+	cp config/crd/bases/*.yaml charts/custody/files/crds/
+	cp config/rbac/role.yaml charts/custody/files/rbac/role.yaml
+	cp config/webhook/manifests.yaml charts/custody/files/webhook/manifests.yaml
+	for r in workflow_editor workflow_viewer credentialgrant_viewer credentialgrant_editor credentialgrant_user spiffe_issuer; do \
+		cp config/rbac/$${r}_role.yaml charts/custody/files/rbac/people/; done
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy functions in api/.
@@ -76,6 +84,16 @@ bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_S
 	@echo "results: $(BIN)/bench-results.md"
 
 ##@ Build
+
+.PHONY: image
+IMG ?= custody-controller:latest
+CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+image: ## Build the manager image from the Dockerfile (needs docker or podman).
+	@if [ -z "$(CONTAINER_TOOL)" ]; then \
+		echo "make image: no container engine (docker or podman) on this machine; build the image where one exists" >&2; exit 1; fi
+	@if ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then \
+		echo "make image: $(CONTAINER_TOOL) is installed but no engine answers it; build the image where one runs" >&2; exit 1; fi
+	$(CONTAINER_TOOL) build -t $(IMG) .
 
 .PHONY: build
 build: ## Build the manager binary into bin/manager.

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -35,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -83,7 +85,9 @@ type options struct {
 	maxSVIDTTL        time.Duration
 	maxEntryLifetime  time.Duration
 	workloadAPISocket string
+	csiDriver         string
 	sweepInterval     time.Duration
+	watchNamespaces   []string
 
 	enableWebhooks bool
 	webhookHost    string
@@ -134,6 +138,17 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 		"Expiry of the entry of an attempt with no step or workflow timeout (a backstop; entries are deleted when attempts end).")
 	fs.StringVar(&o.workloadAPISocket, "workload-api-socket-path", "/spiffe-workload-api/spire-agent.sock",
 		"Path of the Workload API socket in step containers; its directory is where the SPIFFE CSI driver volume is mounted.")
+	fs.StringVar(&o.csiDriver, "spiffe-csi-driver", jobspec.DefaultCSIDriver,
+		"Name of the SPIFFE CSI driver that mounts the Workload API socket into step containers.")
+	fs.Func("watch-namespaces", "Comma-separated namespaces whose Workflows and grants this manager runs "+
+		"(its RBAC can then be Roles in those namespaces); all namespaces when unset.", func(v string) error {
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				o.watchNamespaces = append(o.watchNamespaces, ns)
+			}
+		}
+		return nil
+	})
 	fs.DurationVar(&o.sweepInterval, "identity-sweep-interval", time.Minute,
 		"How often SPIRE entries with Custody's prefix that belong to no running attempt are deleted (also at start-up).")
 	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true,
@@ -171,7 +186,7 @@ func (o *options) identityConfig() (*identity.Config, error) {
 	}
 	cfg := &identity.Config{Scheme: scheme, X509SVIDTTL: o.x509SVIDTTL, JWTSVIDTTL: o.jwtSVIDTTL,
 		MaxSVIDTTL: o.maxSVIDTTL, MaxEntryLifetime: o.maxEntryLifetime, SocketPath: o.workloadAPISocket,
-		SweepInterval: o.sweepInterval}
+		CSIDriver: o.csiDriver, SweepInterval: o.sweepInterval}
 	var errs []error
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("identity flags (--svid-*, --identity-max-entry-lifetime, --workload-api-socket-path): %w", err))
@@ -182,6 +197,14 @@ func (o *options) identityConfig() (*identity.Config, error) {
 			errs = append(errs, fmt.Errorf("--spire-parent-id %q must be a SPIFFE ID in trust domain %s", o.parentID, scheme.TrustDomain))
 		}
 		cfg.ParentID = &id
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.csiDriver); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--spiffe-csi-driver %q: %s", o.csiDriver, strings.Join(msgs, "; ")))
+	}
+	for _, ns := range o.watchNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(msgs, "; ")))
+		}
 	}
 	if o.sweepInterval < 10*time.Second {
 		errs = append(errs, fmt.Errorf("--identity-sweep-interval %s must be at least 10s", o.sweepInterval))
@@ -275,7 +298,7 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	shutdown := time.Duration(o.gracefulShutdownSecs) * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: newScheme(),
-		Cache:  cacheOptions(),
+		Cache:  cacheOptions(o.watchNamespaces),
 		// Reads from the cache wait until it has seen this manager's own earlier writes, so a
 		// reconcile never starts from a copy older than the status it just saved (fewer
 		// conflicts and no create-again of an attempt's Job). Experimental in controller-runtime
@@ -313,10 +336,18 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 }
 
 // cacheOptions keeps only Custody's own Jobs, pods and ServiceAccounts in the cache, so the
-// controller's memory follows the number of steps, not the size of the cluster.
-func cacheOptions() cache.Options {
+// controller's memory follows the number of steps, not the size of the cluster; with namespaces,
+// only theirs (nodes stay cluster-wide).
+func cacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{jobspec.LabelManagedBy: jobspec.ManagedByValue})
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	var defaults map[string]cache.Config
+	if len(namespaces) > 0 {
+		defaults = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			defaults[ns] = cache.Config{}
+		}
+	}
+	return cache.Options{DefaultNamespaces: defaults, ByObject: map[client.Object]cache.ByObject{
 		&batchv1.Job{}:           {Label: managed},
 		&corev1.Pod{}:            {Label: managed},
 		&corev1.ServiceAccount{}: {Label: managed},

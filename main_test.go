@@ -86,6 +86,12 @@ func TestOptions_validate(t *testing.T) {
 			want: []string{`--webhook-cert-management must be "controller" or "external", not "self-signed"`, "--webhook-port 0 is not a port"},
 		},
 		{
+			name: "namespaces and CSI driver",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--watch-namespaces=payments,Team_B",
+				"--spiffe-csi-driver=CSI SPIFFE"},
+			want: []string{`--watch-namespaces: "Team_B" is not a namespace name`, `--spiffe-csi-driver "CSI SPIFFE"`},
+		},
+		{
 			name: "webhook certificates from cert-manager",
 			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--webhook-cert-management=external",
 				"--webhook-cert-dir=/certs"},

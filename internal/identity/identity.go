@@ -227,6 +227,9 @@ type Config struct {
 	// SocketPath is where the SPIFFE CSI driver's Workload API socket appears in the step
 	// container; SocketDir is the directory mounted.
 	SocketPath string
+	// CSIDriver is the name of the SPIFFE CSI driver that mounts the socket (csi.spiffe.io when
+	// empty).
+	CSIDriver string
 	// SweepInterval is how often entries that belong to no running attempt are looked for.
 	SweepInterval time.Duration
 }

@@ -50,6 +50,8 @@ type Attempt struct {
 	// container: the step container (only it) mounts the SPIFFE CSI driver's volume at the
 	// socket's directory and gets SPIFFE_ENDPOINT_SOCKET.
 	WorkloadAPISocket string
+	// CSIDriver is the SPIFFE CSI driver that provides the socket (DefaultCSIDriver when empty).
+	CSIDriver string
 	// Volumes are credential volumes (for example projected tokens) mounted read-only into the
 	// step container only.
 	Volumes []CredentialVolume
@@ -64,8 +66,8 @@ type CredentialVolume struct {
 const (
 	// WorkloadAPIVolume is the name of the SPIFFE CSI driver volume.
 	WorkloadAPIVolume = "spiffe-workload-api"
-	// CSIDriver is the SPIFFE CSI driver's name.
-	CSIDriver = "csi.spiffe.io"
+	// DefaultCSIDriver is the SPIFFE CSI driver's name as the SPIFFE project ships it.
+	DefaultCSIDriver = "csi.spiffe.io"
 	// EndpointSocketEnv is the variable SPIFFE libraries read the Workload API address from.
 	EndpointSocketEnv = "SPIFFE_ENDPOINT_SOCKET"
 )
@@ -182,8 +184,12 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 	}
 	if a.WorkloadAPISocket != "" {
 		dir := a.WorkloadAPISocket[:strings.LastIndex(a.WorkloadAPISocket, "/")]
+		driver := a.CSIDriver
+		if driver == "" {
+			driver = DefaultCSIDriver
+		}
 		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: WorkloadAPIVolume, VolumeSource: corev1.VolumeSource{
-			CSI: &corev1.CSIVolumeSource{Driver: CSIDriver, ReadOnly: ptr.To(true)},
+			CSI: &corev1.CSIVolumeSource{Driver: driver, ReadOnly: ptr.To(true)},
 		}})
 		c := &spec.Containers[0]
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: WorkloadAPIVolume, MountPath: dir, ReadOnly: true})

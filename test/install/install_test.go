@@ -5,6 +5,8 @@ package install
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -38,11 +40,20 @@ func render(t *testing.T) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatalf("kubectl kustomize config/default: %v\n%s", err, out)
 	}
+	return decodeAll(t, out)
+}
+
+// decodeAll parses a multi-document YAML stream.
+func decodeAll(t *testing.T, out []byte) []*unstructured.Unstructured {
+	t.Helper()
 	var objs []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	for {
 		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("decoding rendered YAML: %v", err)
+			}
 			break
 		}
 		if len(u.Object) > 0 {
