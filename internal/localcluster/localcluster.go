@@ -45,6 +45,8 @@ type Options struct {
 	// ResultsFromEnv makes KWOK write the value of a container's ResultsEnv variable as its
 	// termination message when it completes the pod, so that steps "write" results.
 	ResultsFromEnv bool
+	// WithoutCRDs leaves Custody's CRDs out, for tests that install them as a user would.
+	WithoutCRDs bool
 }
 
 // ResultsEnv is the variable whose value KWOK writes as a container's termination message when
@@ -96,7 +98,11 @@ func Start(opts Options) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
-	if c.Env, err = testenv.Start(); err != nil {
+	var envOpts []testenv.Option
+	if opts.WithoutCRDs {
+		envOpts = append(envOpts, testenv.WithoutCRDs())
+	}
+	if c.Env, err = testenv.Start(envOpts...); err != nil {
 		return c, err
 	}
 	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")

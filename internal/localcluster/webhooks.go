@@ -35,13 +35,36 @@ type webhooks struct {
 // (with --webhook-cert-management=external and a certificate made here). Until a manager serves,
 // Workflow and CredentialGrant writes are refused; WaitForAdmission waits for one.
 func (c *Cluster) EnableWebhooks() error {
-	root, err := testenv.RepoRoot()
+	opts, err := c.serveWebhooks()
 	if err != nil {
 		return err
 	}
+	if err := opts.Install(c.Config); err != nil {
+		return fmt.Errorf("localcluster: installing the webhook configurations: %w", err)
+	}
+	return nil
+}
+
+// ServeWebhooks makes every manager started afterwards serve admission behind a local proxy,
+// without installing configurations: whoever installs them (a Helm chart under test) points them
+// at the returned client config, as its Service would.
+func (c *Cluster) ServeWebhooks() (url string, caBundle []byte, err error) {
+	opts, err := c.serveWebhooks()
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d", opts.LocalServingPort), opts.LocalServingCAData, nil
+}
+
+// serveWebhooks starts the proxy and makes the serving certificate.
+func (c *Cluster) serveWebhooks() (*envtest.WebhookInstallOptions, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w := &webhooks{listener: l, backends: map[int]string{}, certDir: filepath.Join(c.Dir, "webhook-certs")}
 	go w.serve()
@@ -50,15 +73,17 @@ func (c *Cluster) EnableWebhooks() error {
 		LocalServingHost: "127.0.0.1",
 		LocalServingPort: l.Addr().(*net.TCPAddr).Port,
 	}
-	if err := opts.Install(c.Config); err != nil {
+	fail := func(err error) (*envtest.WebhookInstallOptions, error) {
 		_ = l.Close()
-		return fmt.Errorf("localcluster: installing the webhook configurations: %w", err)
+		return nil, err
+	}
+	if err := opts.PrepWithoutInstalling(); err != nil {
+		return fail(fmt.Errorf("localcluster: webhook certificate: %w", err))
 	}
 	// Keep the certificate with the cluster's state, not in envtest's temporary directory.
 	defer func() { _ = opts.Cleanup() }()
 	if err := os.MkdirAll(w.certDir, 0o700); err != nil {
-		_ = l.Close()
-		return err
+		return fail(err)
 	}
 	for _, f := range []string{"tls.crt", "tls.key"} {
 		data, err := os.ReadFile(filepath.Join(opts.LocalServingCertDir, f)) //nolint:gosec // envtest's own directory
@@ -66,12 +91,11 @@ func (c *Cluster) EnableWebhooks() error {
 			err = os.WriteFile(filepath.Join(w.certDir, f), data, 0o600) //nolint:gosec // fixed names in the cluster's own directory
 		}
 		if err != nil {
-			_ = l.Close()
-			return err
+			return fail(err)
 		}
 	}
 	c.webhooks = w
-	return nil
+	return opts, nil
 }
 
 // managerWebhookArgs are the flags of a manager that serves the cluster's webhooks on a port of

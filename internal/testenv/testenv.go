@@ -65,6 +65,15 @@ func (e *Env) BeforeStop(f func()) { e.beforeStop = append(e.beforeStop, f) }
 // Option changes how Start starts the environment.
 type Option func(*envtest.Environment, string)
 
+// WithoutCRDs starts the API server without Custody's CRDs, for tests that install them the way a
+// user would (helm install, kubectl apply).
+func WithoutCRDs() Option {
+	return func(e *envtest.Environment, _ string) {
+		e.CRDDirectoryPaths = nil
+		e.ErrorIfCRDPathMissing = false
+	}
+}
+
 // WithWebhooks installs Custody's webhook configurations (config/webhook), pointed at a local
 // webhook server with a certificate envtest makes; Env.Webhook says where to serve.
 func WithWebhooks() Option {
@@ -268,4 +277,23 @@ func (e *Env) As(user string, groups ...string) client.Client {
 		panic(fmt.Sprintf("testenv: client for %s: %v", user, err)) // only a malformed config fails here
 	}
 	return c
+}
+
+// Track reads every file under the given directories (of the repository), so that `go test`'s
+// cache knows the test depends on them: files only a subprocess (helm, kubectl kustomize) reads
+// would otherwise not invalidate a cached pass.
+func Track(t testing.TB, dirs ...string) {
+	t.Helper()
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			_, err = os.ReadFile(path) //nolint:gosec // the repository's own files
+			return err
+		})
+		if err != nil {
+			t.Fatalf("testenv: reading %s: %v", dir, err)
+		}
+	}
 }

@@ -41,7 +41,9 @@ func chartDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(root, "charts", "custody")
+	dir := filepath.Join(root, "charts", "custody")
+	testenv.Track(t, dir)
+	return dir
 }
 
 func helm(t *testing.T, args ...string) ([]byte, error) {

@@ -36,6 +36,7 @@ func render(t *testing.T) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.Track(t, filepath.Join(root, "config"))
 	out, err := exec.Command(kubectl, "kustomize", filepath.Join(root, "config", "default")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize config/default: %v\n%s", err, out)

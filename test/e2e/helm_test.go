@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/localcluster"
+	"github.com/custody-dev/custody/internal/spiretest"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+// TestHelmInstallIsSufficient installs charts/custody with the real helm CLI into a local cluster
+// of its own (CRDs included), mints a token for the chart's ServiceAccount, runs the manager process
+// with only that token and exactly the chart's arguments, and runs a workflow with every credential
+// kind to success: the chart's RBAC is enough for everything the manager does, admission included.
+//
+// The manager cannot run as the chart's pod (KWOK nodes run no containers), so it runs as a process
+// with the pod's identity, and the chart's webhook configurations are pointed at it, as their
+// Service would point them at the pod.
+func TestHelmInstallIsSufficient(t *testing.T) {
+	ctx := context.Background()
+	c, err := localcluster.Start(localcluster.Options{Nodes: 1, PodRunTime: time.Second, WithoutCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Stop() }()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helmBin, err := testenv.Binary("helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const release, ns, prefix = "custody", "custody-system", "custody-helm."
+	cmd := exec.Command(helmBin, "install", release, filepath.Join(root, "charts", "custody"), //nolint:gosec // pinned helm
+		"--kubeconfig", c.Kubeconfig, "--namespace", ns, "--create-namespace",
+		"--set", "spire.trustDomain="+spiretest.TrustDomain, "--set", "spire.clusterName=local",
+		"--set", "spire.serverAddress="+spireServer.Address, "--set", "spire.serverSocketHostPath="+filepath.Dir(spireServer.Socket),
+		// Its own entry prefix: the other cluster's manager shares this SPIRE server.
+		"--set", "spire.entryIDPrefix="+prefix)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+
+	// The chart's webhook configurations, pointed at the manager process.
+	url, ca, err := c.ServeWebhooks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var muts admissionregistrationv1.MutatingWebhookConfigurationList
+	var vals admissionregistrationv1.ValidatingWebhookConfigurationList
+	if err := c.Client.List(ctx, &muts); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.List(ctx, &vals); err != nil {
+		t.Fatal(err)
+	}
+	if len(muts.Items) != 1 || len(vals.Items) != 1 {
+		t.Fatalf("the chart installed %d mutating and %d validating webhook configurations, want 1 and 1", len(muts.Items), len(vals.Items))
+	}
+	point := func(cc *admissionregistrationv1.WebhookClientConfig) {
+		u := url + *cc.Service.Path
+		*cc = admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: ca}
+	}
+	m, v := &muts.Items[0], &vals.Items[0]
+	for i := range m.Webhooks {
+		point(&m.Webhooks[i].ClientConfig)
+	}
+	for i := range v.Webhooks {
+		point(&v.Webhooks[i].ClientConfig)
+	}
+	if err := c.Client.Update(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Update(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+
+	// The pod's identity: a token of the chart's ServiceAccount, and nothing else.
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiry := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, release, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for the chart's ServiceAccount: %v", err)
+	}
+	kubeconfig := filepath.Join(c.Dir, "chart-sa.kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthorityData: c.Config.CAData}
+	cfg.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["sa"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "sa"}
+	cfg.CurrentContext = "sa"
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+
+	// Exactly the chart's arguments, but for what only a pod has (its serving certificate mounted
+	// from the Secret, ports of its own, its namespace for leader election).
+	dep := &appsv1.Deployment{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, dep); err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
+		case "--webhook-port", "--webhook-cert-management", "--metrics-bind-address", "--health-probe-bind-address":
+			continue
+		}
+		args = append(args, a)
+	}
+	metricsAddr, err1 := localcluster.FreeAddr()
+	probeAddr, err2 := localcluster.FreeAddr()
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+ns,
+		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probeAddr)
+	pid, err := c.StartManager(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admission, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.WaitForAdmission(admission); err != nil {
+		log, _ := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
+		t.Fatalf("%v\nmanager log:\n%s", err, tail(log, 40))
+	}
+
+	// A workflow whose step holds every kind of credential.
+	wns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments",
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
+	objs := []client.Object{wns,
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ledger-reader", Namespace: wns.Name},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: wns.Name,
+			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"token": "e2e-value"}},
+	}
+	for _, m := range []string{`
+metadata: {name: ledger}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {kubernetesRole: {kind: Role, name: ledger-reader}}
+  ttl: 10m`, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`, `
+metadata: {name: svid}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {spiffe: {dnsNames: [erp-client.payments.example], x509TTL: 2m, audiences: [erp]}}`, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: check, image: example.com/check:1}
+  - {name: post, image: example.com/post:1, dependsOn: [check], credentials: [ledger, erp, svid]}`} {
+		u := &custodyv1alpha1.CredentialGrant{}
+		var o client.Object = u
+		if strings.Contains(m, "steps:\n  - {name: check") {
+			o = &custodyv1alpha1.Workflow{}
+		}
+		if err := yaml.UnmarshalStrict([]byte(m), o); err != nil {
+			t.Fatal(err)
+		}
+		o.SetNamespace(wns.Name)
+		objs = append(objs, o)
+	}
+	for _, o := range objs {
+		if err := c.Client.Create(ctx, o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+	wf := &custodyv1alpha1.Workflow{}
+	eventually(t, 2*time.Minute, "the workflow succeeds under the chart's RBAC", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: wns.Name, Name: "pay"}, wf); err != nil {
+			return err
+		}
+		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded || len(wf.Finalizers) > 0 {
+			return fmt.Errorf("phase %q %s, finalizers %v", wf.Status.Phase, wf.Status.Progress, wf.Finalizers)
+		}
+		return nil
+	})
+	post := step(wf, "post")
+	kinds := map[custodyv1alpha1.CredentialKind]bool{}
+	for _, cr := range post.Credentials {
+		if cr.RevokedAt == nil {
+			t.Errorf("credential %s not revoked", cr.Grant)
+		}
+		kinds[cr.Kind] = true
+	}
+	if len(kinds) != 3 {
+		t.Errorf("post held %+v, want a Kubernetes role, a Secret copy and SVID properties", post.Credentials)
+	}
+	if post.Identity == nil || post.Identity.State != custodyv1alpha1.IdentityRevoked {
+		t.Errorf("post identity %+v", post.Identity)
+	}
+	// Nothing the manager tried was forbidden.
+	log, err := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(string(log)), "forbidden") {
+		t.Errorf("the manager was refused something under the chart's RBAC:\n%s", grep(log, "orbidden"))
+	}
+}
+
+func tail(b []byte, n int) string {
+	lines := strings.Split(string(b), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func grep(b []byte, s string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[:min(len(out), 20)], "\n")
+}
