@@ -63,7 +63,82 @@ func TestHelmInstallIsSufficient(t *testing.T) {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
 
-	// The chart's webhook configurations, pointed at the manager process.
+	pointWebhooks(ctx, t, c)
+
+	kubeconfig := serviceAccountKubeconfig(ctx, t, c, ns, release)
+
+	// Exactly the chart's arguments, but for what only a pod has (its serving certificate mounted
+	// from the Secret, ports of its own, its namespace for leader election).
+	dep := &appsv1.Deployment{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, dep); err != nil {
+		t.Fatal(err)
+	}
+	args := make([]string, 0, len(dep.Spec.Template.Spec.Containers[0].Args)+4)
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
+		case "--webhook-port", "--webhook-cert-management", "--metrics-bind-address", "--health-probe-bind-address":
+			continue
+		}
+		args = append(args, a)
+	}
+	metricsAddr, err1 := localcluster.FreeAddr()
+	probeAddr, err2 := localcluster.FreeAddr()
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+ns,
+		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probeAddr)
+	pid, err := c.StartManager(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admission, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.WaitForAdmission(admission); err != nil {
+		log, _ := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
+		t.Fatalf("%v\nmanager log:\n%s", err, tail(log, 40))
+	}
+
+	wns := createEveryKindWorkflow(ctx, t, c)
+	wf := &custodyv1alpha1.Workflow{}
+	eventually(t, 2*time.Minute, "the workflow succeeds under the chart's RBAC", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: wns, Name: "pay"}, wf); err != nil {
+			return err
+		}
+		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded || len(wf.Finalizers) > 0 {
+			return fmt.Errorf("phase %q %s, finalizers %v", wf.Status.Phase, wf.Status.Progress, wf.Finalizers)
+		}
+		return nil
+	})
+	post := step(wf, "post")
+	kinds := map[custodyv1alpha1.CredentialKind]bool{}
+	for _, cr := range post.Credentials {
+		if cr.RevokedAt == nil {
+			t.Errorf("credential %s not revoked", cr.Grant)
+		}
+		kinds[cr.Kind] = true
+	}
+	if len(kinds) != 3 {
+		t.Errorf("post held %+v, want a Kubernetes role, a Secret copy and SVID properties", post.Credentials)
+	}
+	if post.Identity == nil || post.Identity.State != custodyv1alpha1.IdentityRevoked {
+		t.Errorf("post identity %+v", post.Identity)
+	}
+	// Nothing the manager tried was forbidden.
+	log, err := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(string(log)), "forbidden") {
+		t.Errorf("the manager was refused something under the chart's RBAC:\n%s", grep(log, "orbidden"))
+	}
+}
+
+// pointWebhooks points the chart's webhook configurations at the manager processes, as their
+// Service would point them at the pods.
+func pointWebhooks(ctx context.Context, t *testing.T, c *localcluster.Cluster) {
+	t.Helper()
 	url, ca, err := c.ServeWebhooks()
 	if err != nil {
 		t.Fatal(err)
@@ -97,13 +172,18 @@ func TestHelmInstallIsSufficient(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The pod's identity: a token of the chart's ServiceAccount, and nothing else.
+}
+
+// serviceAccountKubeconfig is a kubeconfig with a token of the ServiceAccount and nothing else: the
+// chart's pod's identity.
+func serviceAccountKubeconfig(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns, name string) string {
+	t.Helper()
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	expiry := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, release, &authenticationv1.TokenRequest{
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token for the chart's ServiceAccount: %v", err)
@@ -118,48 +198,21 @@ func TestHelmInstallIsSufficient(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Exactly the chart's arguments, but for what only a pod has (its serving certificate mounted
-	// from the Secret, ports of its own, its namespace for leader election).
-	dep := &appsv1.Deployment{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, dep); err != nil {
-		t.Fatal(err)
-	}
-	var args []string
-	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
-		name, _, _ := strings.Cut(a, "=")
-		switch name {
-		case "--webhook-port", "--webhook-cert-management", "--metrics-bind-address", "--health-probe-bind-address":
-			continue
-		}
-		args = append(args, a)
-	}
-	metricsAddr, err1 := localcluster.FreeAddr()
-	probeAddr, err2 := localcluster.FreeAddr()
-	if err1 != nil || err2 != nil {
-		t.Fatal(err1, err2)
-	}
-	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+ns,
-		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probeAddr)
-	pid, err := c.StartManager(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admission, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := c.WaitForAdmission(admission); err != nil {
-		log, _ := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
-		t.Fatalf("%v\nmanager log:\n%s", err, tail(log, 40))
-	}
+	return kubeconfig
+}
 
-	// A workflow whose step holds every kind of credential.
+// createEveryKindWorkflow creates, in namespace payments, a workflow whose step post holds a
+// Kubernetes role, a Secret copy and SVID properties, and returns the namespace.
+func createEveryKindWorkflow(ctx context.Context, t *testing.T, c *localcluster.Cluster) string {
+	t.Helper()
 	wns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments",
 		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
-	objs := []client.Object{wns,
+	objs := make([]client.Object, 0, 7)
+	objs = append(objs, wns,
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ledger-reader", Namespace: wns.Name},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: wns.Name,
-			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"token": "e2e-value"}},
-	}
+			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"token": "e2e-value"}})
 	for _, m := range []string{`
 metadata: {name: ledger}
 spec:
@@ -195,38 +248,7 @@ spec:
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
 		}
 	}
-	wf := &custodyv1alpha1.Workflow{}
-	eventually(t, 2*time.Minute, "the workflow succeeds under the chart's RBAC", func() error {
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: wns.Name, Name: "pay"}, wf); err != nil {
-			return err
-		}
-		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded || len(wf.Finalizers) > 0 {
-			return fmt.Errorf("phase %q %s, finalizers %v", wf.Status.Phase, wf.Status.Progress, wf.Finalizers)
-		}
-		return nil
-	})
-	post := step(wf, "post")
-	kinds := map[custodyv1alpha1.CredentialKind]bool{}
-	for _, cr := range post.Credentials {
-		if cr.RevokedAt == nil {
-			t.Errorf("credential %s not revoked", cr.Grant)
-		}
-		kinds[cr.Kind] = true
-	}
-	if len(kinds) != 3 {
-		t.Errorf("post held %+v, want a Kubernetes role, a Secret copy and SVID properties", post.Credentials)
-	}
-	if post.Identity == nil || post.Identity.State != custodyv1alpha1.IdentityRevoked {
-		t.Errorf("post identity %+v", post.Identity)
-	}
-	// Nothing the manager tried was forbidden.
-	log, err := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(strings.ToLower(string(log)), "forbidden") {
-		t.Errorf("the manager was refused something under the chart's RBAC:\n%s", grep(log, "orbidden"))
-	}
+	return wns.Name
 }
 
 func tail(b []byte, n int) string {
