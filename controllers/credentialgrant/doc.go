@@ -2,7 +2,6 @@
 // says whether the grant can issue (Ready, Approved), and lists the issuances live now. The
 // Workflow reconciler issues and revokes (see docs/credentials.md).
 //
-// +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants/status,verbs=get;patch
-// +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants/finalizers,verbs=update
+// +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants,verbs=list;watch
+// +kubebuilder:rbac:groups=custody.dev,resources=credentialgrants/status,verbs=patch
 package credentialgrant

@@ -98,9 +98,9 @@ func (s *scope) requeueAt(t time.Time) {
 }
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=core,resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups=core,resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=list;watch;create;delete
+// +kubebuilder:rbac:groups=core,resources=pods,verbs=list;watch
+// +kubebuilder:rbac:groups=core,resources=nodes,verbs=list;watch
 
 // Reconcile moves one Workflow forward: observe attempts, stop it if cancelled or timed out,
 // start what is ready, then compute status. Every name it creates is derived from the workflow's

@@ -146,6 +146,14 @@ func (r *Reconciler) newIdentity(s *scope, st *custodyv1alpha1.StepStatus, n int
 }
 
 // workloadAPISocket is the socket path step containers get, or "" without identity.
+// csiDriver is the SPIFFE CSI driver of step identities ("" for the default).
+func (r *Reconciler) csiDriver() string {
+	if !r.Identity.Enabled() {
+		return ""
+	}
+	return r.Identity.CSIDriver
+}
+
 func (r *Reconciler) workloadAPISocket() string {
 	if !r.Identity.Enabled() {
 		return ""

@@ -599,7 +599,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
-		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.Identity.CSIDriver}
+		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.csiDriver()}
 	name := jobspec.Name(wf.Name, string(wf.UID), step.Name, n)
 	// Creating what already exists (a crash or conflict between create and status) is harmless;
 	// the cache saves the round trip when it already shows the object.

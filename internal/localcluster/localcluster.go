@@ -47,6 +47,8 @@ type Options struct {
 	ResultsFromEnv bool
 	// WithoutCRDs leaves Custody's CRDs out, for tests that install them as a user would.
 	WithoutCRDs bool
+	// AuditLog, when set, is where the API server writes its audit log (level Metadata).
+	AuditLog string
 }
 
 // ResultsEnv is the variable whose value KWOK writes as a container's termination message when
@@ -101,6 +103,9 @@ func Start(opts Options) (c *Cluster, err error) {
 	var envOpts []testenv.Option
 	if opts.WithoutCRDs {
 		envOpts = append(envOpts, testenv.WithoutCRDs())
+	}
+	if opts.AuditLog != "" {
+		envOpts = append(envOpts, testenv.WithAuditLog(opts.AuditLog))
 	}
 	if c.Env, err = testenv.Start(envOpts...); err != nil {
 		return c, err

@@ -74,6 +74,19 @@ func WithoutCRDs() Option {
 	}
 }
 
+// WithAuditLog makes the API server write an audit log (JSON lines, level Metadata: who did what
+// to which resource) to path, for tests that check what a component actually does.
+func WithAuditLog(path string) Option {
+	return func(e *envtest.Environment, _ string) {
+		policy := filepath.Join(filepath.Dir(path), "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\n"+
+			"omitStages: [RequestReceived]\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+			panic(fmt.Sprintf("testenv: writing the audit policy: %v", err)) // a temp dir we own
+		}
+		e.ControlPlane.APIServer.Configure().Set("audit-policy-file", policy).Set("audit-log-path", path)
+	}
+}
+
 // WithWebhooks installs Custody's webhook configurations (config/webhook), pointed at a local
 // webhook server with a certificate envtest makes; Env.Webhook says where to serve.
 func WithWebhooks() Option {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -38,7 +40,8 @@ import (
 // Service would point them at the pod.
 func TestHelmInstallIsSufficient(t *testing.T) {
 	ctx := context.Background()
-	c, err := localcluster.Start(localcluster.Options{Nodes: 1, PodRunTime: time.Second, WithoutCRDs: true})
+	audit := filepath.Join(t.TempDir(), "audit.log")
+	c, err := localcluster.Start(localcluster.Options{Nodes: 1, PodRunTime: 3 * time.Second, WithoutCRDs: true, AuditLog: audit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +128,55 @@ func TestHelmInstallIsSufficient(t *testing.T) {
 	if post.Identity == nil || post.Identity.State != custodyv1alpha1.IdentityRevoked {
 		t.Errorf("post identity %+v", post.Identity)
 	}
+	// A finished workflow with ttlAfterFinished is deleted by the manager.
+	ttl := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: short-lived}
+spec:
+  ttlAfterFinished: 1s
+  steps: [{name: a, image: example.com/a:1}]`), ttl); err != nil {
+		t.Fatal(err)
+	}
+	ttl.Namespace = wns
+	if err := c.Client.Create(ctx, ttl); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the finished workflow deleted after its ttl", func() error {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(ttl), ttl)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%w): %s", err, ttl.Status.Phase)
+	})
+	// A workflow that times out: its running Job is deleted.
+	slow := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: too-slow}
+spec:
+  timeout: 2s
+  steps:
+  - {name: a, image: example.com/a:1}
+  - {name: b, image: example.com/b:1, dependsOn: [a]}`), slow); err != nil {
+		t.Fatal(err)
+	}
+	slow.Namespace = wns
+	if err := c.Client.Create(ctx, slow); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the slow workflow timed out", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(slow), slow); err != nil {
+			return err
+		}
+		if slow.Status.Phase != custodyv1alpha1.WorkflowFailed || len(slow.Finalizers) > 0 {
+			return fmt.Errorf("phase %q", slow.Status.Phase)
+		}
+		return nil
+	})
+	// A grant owner without bind on the roles they grant: admission reads the roles' rules.
+	grantRolesAsOwner(ctx, t, c, wns)
+
+	checkEveryPermissionUsed(ctx, t, c, audit, "system:serviceaccount:"+ns+":"+release, release+"-manager")
+
 	// Nothing the manager tried was forbidden.
 	log, err := os.ReadFile(c.ManagerLog(pid)) //nolint:gosec // the cluster's own log
 	if err != nil {
@@ -249,6 +301,120 @@ spec:
 		}
 	}
 	return wns.Name
+}
+
+// checkEveryPermissionUsed fails for every verb on every resource that the ClusterRole grants but
+// the user never used in the API server's audit log: the chart grants nothing the controller does
+// not use. bind is exempt (RBAC checks it when the controller creates a RoleBinding; it is never a
+// request of its own).
+func checkEveryPermissionUsed(ctx context.Context, t *testing.T, c *localcluster.Cluster, audit, user, clusterRole string) {
+	t.Helper()
+	role := &rbacv1.ClusterRole{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: clusterRole}, role); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(audit) //nolint:gosec // the test's own audit log
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		var ev struct {
+			Verb string `json:"verb"`
+			User struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef *struct {
+				APIGroup    string `json:"apiGroup"`
+				Resource    string `json:"resource"`
+				Subresource string `json:"subresource"`
+			} `json:"objectRef"`
+		}
+		if line == "" || json.Unmarshal([]byte(line), &ev) != nil || ev.User.Username != user || ev.ObjectRef == nil {
+			continue
+		}
+		res := ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			res += "/" + ev.ObjectRef.Subresource
+		}
+		used[ev.ObjectRef.APIGroup+" "+res+" "+ev.Verb] = true
+	}
+	if len(used) == 0 {
+		t.Fatalf("no request of %s in the audit log", user)
+	}
+	// What a run cannot show, and why each is still needed.
+	exempt := map[string]string{
+		"bind":                            "RBAC checks it when the controller creates a RoleBinding; never a request",
+		"update workflows/finalizers":     "the API server checks it when the controller sets blockOwnerDeletion on a Job; never a request",
+		"get jobs":                        "reads a Job the cache does not show yet, after a restart (the controller restart stories)",
+		"get workflows":                   "reads a Workflow whose finalizer the cache does not show yet (identity controller, sweep)",
+		"patch secrets":                   "rotates a Secret copy when its source changes during a step (the rotation story)",
+		"patch events":                    "updates an Event that repeats (event series)",
+		"mutatingwebhookconfigurations":   "controller-managed webhook certificates only (TestControllerManagedCertificates); this run uses external ones",
+		"validatingwebhookconfigurations": "controller-managed webhook certificates only (TestControllerManagedCertificates); this run uses external ones",
+	}
+	var unused []string
+	for _, r := range role.Rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					key := g + " " + res + " " + v
+					switch {
+					case used[key]:
+					case v == "list" && used[g+" "+res+" watch"]:
+						// Informers stream their initial list with watch (WatchList) where the API
+						// server supports it, and list where it does not (Kubernetes 1.30-1.31).
+					case exempt[v] != "" || exempt[v+" "+res] != "" || exempt[res] != "":
+					default:
+						unused = append(unused, fmt.Sprintf("%s %s %s", v, res, g))
+					}
+				}
+			}
+		}
+	}
+	if len(unused) > 0 {
+		t.Errorf("%s grants what the controller never used during the run: %s", clusterRole, strings.Join(unused, "; "))
+	}
+}
+
+// grantRolesAsOwner creates two kubernetesRole grants as a grant owner who holds every rule of
+// the roles but may not bind them, so admission compares the roles' rules with what the owner holds.
+func grantRolesAsOwner(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns string) {
+	t.Helper()
+	const owner = "grant-owner"
+	configmaps := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}
+	for _, o := range []client.Object{
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "helm-test-configmap-reader"}, Rules: configmaps},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "grant-owner", Namespace: ns}, Rules: append([]rbacv1.PolicyRule{{
+			APIGroups: []string{"custody.dev"}, Resources: []string{"credentialgrants"}, Verbs: []string{"create"}}}, configmaps...)},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "grant-owner", Namespace: ns},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "grant-owner"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: owner}}},
+	} {
+		if err := c.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []string{`
+metadata: {name: ledger-by-owner}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {kubernetesRole: {kind: Role, name: ledger-reader}}
+  ttl: 10m`, `
+metadata: {name: configs-by-owner}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: helm-test-configmap-reader}}
+  ttl: 10m`} {
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := yaml.UnmarshalStrict([]byte(m), g); err != nil {
+			t.Fatal(err)
+		}
+		g.Namespace = ns
+		eventually(t, 30*time.Second, "the grant owner creating "+g.Name, func() error {
+			return c.As(owner).Create(ctx, g.DeepCopy())
+		})
+	}
 }
 
 func tail(b []byte, n int) string {
