@@ -80,7 +80,7 @@ func TestDefaultInstallApplies(t *testing.T) {
 	for kind, want := range map[string]int{
 		"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1, "Deployment": 1,
 		"Service": 2, "ClusterRole": 9, "ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2, "Secret": 1,
-		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1,
+		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "PodDisruptionBudget": 1,
 	} {
 		if kinds[kind] != want {
 			t.Errorf("config/default renders %d %s, want %d", kinds[kind], kind, want)
