@@ -312,10 +312,15 @@ spec:
 	if can(t, ns, sa1, "get") {
 		t.Error("attempt 1's ServiceAccount regained access")
 	}
-	c := recordOf(get(t, wf), "a", "brief")
-	if c.Attempt != 2 || c.RevokedAt != nil || c.ExpiresAt == nil {
-		t.Fatalf("attempt 2's credential %+v", c)
-	}
+	// The binding works as soon as it exists; the status that records it is saved at the end of
+	// the same reconcile, a moment later.
+	var c custodyv1alpha1.IssuedCredential
+	eventually(t, "attempt 2's credential recorded", func() error {
+		if c = recordOf(get(t, wf), "a", "brief"); c.Attempt != 2 || c.RevokedAt != nil || c.ExpiresAt == nil {
+			return fmt.Errorf("attempt 2's credential %+v", c)
+		}
+		return nil
+	})
 	// The secret grant's ttl (1m) revokes its copy while the step still runs.
 	_, copyName, _ := cutResource(c.Resource)
 	deadline := time.Now().Add(2 * time.Minute)
