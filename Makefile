@@ -85,6 +85,16 @@ bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_S
 
 ##@ Build
 
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-custody.
+	go build -o $(BIN)/kubectl-custody ./cmd/kubectl-custody
+
+.PHONY: install-plugin
+install-plugin: plugin ## Put kubectl-custody on PATH (a link in GOPATH/bin).
+	mkdir -p $$(go env GOPATH)/bin
+	ln -sf $(BIN)/kubectl-custody $$(go env GOPATH)/bin/kubectl-custody
+	@echo "kubectl custody --help"
+
 .PHONY: image
 IMG ?= custody-controller:latest
 CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)

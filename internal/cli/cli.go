@@ -1,0 +1,135 @@
+// Package cli is kubectl-custody: a kubectl plugin that shows Workflows as a tree, approves,
+// cancels, suspends grants, and answers "who holds what right now" (inventory). It talks to the
+// API server as the user, with kubectl's own flags (k8s.io/cli-runtime): admission checks every
+// approval and RBAC everything else, so the plugin never needs more than the user has.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// Options are what every command shares.
+type Options struct {
+	flags  *genericclioptions.ConfigFlags
+	io     genericiooptions.IOStreams
+	output string
+	all    bool
+	// newClient is replaced in tests; Now is the clock used for ages and "expires in".
+	newClient func() (client.Client, error)
+	Now       func() time.Time
+}
+
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(custodyv1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewCommand is `kubectl custody`.
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{flags: genericclioptions.NewConfigFlags(true), io: streams, Now: time.Now}
+	o.newClient = func() (client.Client, error) {
+		cfg, err := o.flags.ToRESTConfig()
+		if err != nil {
+			return nil, err
+		}
+		return client.New(cfg, client.Options{Scheme: scheme()})
+	}
+	return o.command()
+}
+
+// NewCommandWithClient is NewCommand over a given client and clock (tests).
+func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client, namespace string, now func() time.Time) *cobra.Command {
+	o := &Options{flags: genericclioptions.NewConfigFlags(false), io: streams, Now: now}
+	o.flags.Namespace = &namespace
+	o.newClient = func() (client.Client, error) { return c, nil }
+	return o.command()
+}
+
+func (o *Options) command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kubectl-custody",
+		Short: "Custody workflows: status trees, approvals, cancel, and who holds which credential now",
+		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
+			"approves steps and grants (admission checks that you may), cancels workflows, suspends grants, and " +
+			"lists every credential held right now (inventory).",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	o.flags.AddFlags(root.PersistentFlags())
+	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: table (default), json or yaml.")
+	root.AddCommand(o.getCommand(), o.approveCommand(), o.cancelCommand(), o.revokeCommand(), o.inventoryCommand())
+	return root
+}
+
+func (o *Options) namespace() (string, error) {
+	ns, _, err := o.flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", err
+	}
+	if o.flags.Namespace != nil && *o.flags.Namespace != "" {
+		ns = *o.flags.Namespace
+	}
+	return ns, nil
+}
+
+func (o *Options) client() (client.Client, error) { return o.newClient() }
+
+func (o *Options) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), time.Minute)
+}
+
+// print writes v as JSON or YAML when asked, else calls table.
+func (o *Options) print(v any, table func(io.Writer) error) error {
+	switch o.output {
+	case "", "table", "wide":
+		return table(o.io.Out)
+	case "json":
+		enc := json.NewEncoder(o.io.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = o.io.Out.Write(b)
+		return err
+	}
+	return fmt.Errorf("unknown output format %q: use table, json or yaml", o.output)
+}
+
+// age is a short human duration: 45s, 3m, 2h5m, 4d.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + age(-d)
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 24*time.Hour:
+		h := int(d.Hours())
+		if m := int(d.Minutes()) % 60; m > 0 {
+			return fmt.Sprintf("%dh%dm", h, m)
+		}
+		return fmt.Sprintf("%dh", h)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

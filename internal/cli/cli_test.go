@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+var (
+	env    *testenv.Env
+	update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, &env)
+}
+
+// now is the fixed clock of the golden outputs.
+var now = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// run runs `kubectl custody args...` against envtest in namespace ns.
+func run(t *testing.T, ns, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := NewCommandWithClient(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &out}, env.Client, ns,
+		func() time.Time { return now })
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// golden compares got with testdata/<name>, with the namespace replaced by NS.
+func golden(t *testing.T, name, ns, got string) {
+	t.Helper()
+	got = strings.ReplaceAll(got, ns, "NS")
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path) //nolint:gosec // the package's own golden file
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/cli -update to write it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// fixture creates a finance workflow mid-run and its grants, with statuses as the controller
+// writes them: post-payment holds a Secret copy and a role; an ended attempt of an earlier run
+// still records a credential as held (a standing privilege the inventory must flag).
+func fixture(t *testing.T) string {
+	t.Helper()
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	create := func(o client.Object, manifest string) {
+		t.Helper()
+		if err := yaml.UnmarshalStrict([]byte(manifest), o); err != nil {
+			t.Fatal(err)
+		}
+		o.SetNamespace(ns)
+		status := o.DeepCopyObject().(client.Object)
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		// The status as the controller writes it.
+		data, _ := json.Marshal(status)
+		_ = json.Unmarshal(data, o)
+		if err := env.Client.Status().Update(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create(&custodyv1alpha1.CredentialGrant{}, `
+metadata: {name: erp-payments, annotations: {approve.custody.dev/grant: '{"approvedBy":"bob","approvedAt":"2026-11-29T11:50:00Z"}'}}
+spec:
+  subjects: [{workflowName: pay-invoice-4711, steps: [post-payment]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  approval: {required: true, approvers: {groups: [finance-controllers]}}
+status:
+  active: 1
+  approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z"}
+  sourceChangedTime: "2026-10-01T12:00:00Z"
+  conditions:
+  - {type: Ready, status: "True", reason: Active, message: ok, lastTransitionTime: "2026-11-29T11:50:00Z"}
+  - {type: RotationOverdue, status: "True", reason: RotationOverdue, message: old, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
+	create(&custodyv1alpha1.CredentialGrant{}, `
+metadata: {name: ledger}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {team: finance}}, steps: [post-payment, reconcile]}]
+  credential: {kubernetesRole: {kind: Role, name: ledger-writer}}
+  ttl: 10m
+status:
+  conditions:
+  - {type: Ready, status: "False", reason: Suspended, message: suspended, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
+	create(&custodyv1alpha1.Workflow{}, `
+metadata: {name: pay-invoice-4711}
+spec:
+  steps:
+  - {name: route-invoice, image: example.com/route:1}
+  - {name: post-payment, image: example.com/pay:1, dependsOn: [route-invoice], approval: {approvers: {groups: [finance-controllers]}},
+     credentials: [erp-payments, ledger]}
+status:
+  phase: Running
+  progress: 1/2
+  startTime: "2026-11-29T11:58:00Z"
+  steps:
+  - {name: route-invoice, phase: Succeeded, reason: Succeeded, attempt: 1, startTime: "2026-11-29T11:58:00Z", completionTime: "2026-11-29T11:58:40Z",
+     spiffeID: "spiffe://example.org/ns/NS/workflow/pay-invoice-4711/step/route-invoice/run/u1/attempt/1", identity: {state: Revoked, attempt: 1}}
+  - name: post-payment
+    phase: Running
+    reason: Started
+    attempt: 2
+    startTime: "2026-11-29T11:59:00Z"
+    approval: {approvedBy: bob, approvedAt: "2026-11-29T11:58:50Z"}
+    spiffeID: "spiffe://example.org/ns/NS/workflow/pay-invoice-4711/step/post-payment/run/u1/attempt/2"
+    identity: {state: Registered, attempt: 2}
+    credentials:
+    - {grant: erp-payments, kind: Secret, attempt: 1, resource: Secret/pay-1, issuedAt: "2026-11-29T11:58:55Z", revokedAt: "2026-11-29T11:58:58Z", revocationReason: AttemptEnded}
+    - {grant: erp-payments, kind: Secret, attempt: 2, resource: Secret/pay-2, issuedAt: "2026-11-29T11:59:00Z", expiresAt: "2026-11-29T12:14:00Z",
+       spiffeID: "spiffe://example.org/ns/NS/workflow/pay-invoice-4711/step/post-payment/run/u1/attempt/2"}`)
+	create(&custodyv1alpha1.Workflow{}, `
+metadata: {name: pay-invoice-4700}
+spec:
+  steps:
+  - {name: post-payment, image: example.com/pay:1, credentials: [erp-payments]}
+status:
+  phase: Failed
+  progress: 1/1
+  steps:
+  - name: post-payment
+    phase: Failed
+    reason: JobFailed
+    attempt: 1
+    credentials:
+    - {grant: erp-payments, kind: Secret, attempt: 1, resource: Secret/pay-4700, issuedAt: "2026-11-29T10:00:00Z"}`)
+	return ns
+}
+
+func TestGetTree(t *testing.T) {
+	ns := fixture(t)
+	out, err := run(t, ns, "", "get", "pay-invoice-4711")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	golden(t, "get.txt", ns, out)
+
+	out, err = run(t, ns, "", "get", "pay-invoice-4711", "-o", "json")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	var wf custodyv1alpha1.Workflow
+	if err := json.Unmarshal([]byte(out), &wf); err != nil || wf.Name != "pay-invoice-4711" || len(wf.Status.Steps) != 2 {
+		t.Errorf("-o json does not round-trip to the Workflow: %v\n%s", err, out)
+	}
+	if _, err := run(t, ns, "", "get", "missing"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("get of a missing workflow: %v", err)
+	}
+}
+
+func TestInventory(t *testing.T) {
+	ns := fixture(t)
+	out, err := run(t, ns, "", "inventory")
+	if err == nil || !strings.Contains(err.Error(), "1 credentials are held by nothing running") {
+		t.Errorf("inventory with a standing credential: err %v", err)
+	}
+	golden(t, "inventory.txt", ns, out)
+
+	out, _ = run(t, ns, "", "inventory", "-o", "json")
+	var inv Inventory
+	if err := json.Unmarshal([]byte(out), &inv); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(inv.Issuances) != 1 || inv.Issuances[0].Attempt != 2 || len(inv.Standing) != 1 || inv.Standing[0].Workflow != "pay-invoice-4700" ||
+		len(inv.Grants) != 2 || !inv.Grants[0].RotationOverdue || inv.Grants[0].Approval != "approved by bob" {
+		t.Errorf("inventory JSON: %+v", inv)
+	}
+	out, _ = run(t, ns, "", "inventory", "-o", "yaml")
+	var again Inventory
+	if err := yaml.Unmarshal([]byte(out), &again); err != nil || len(again.Issuances) != 1 || len(again.Grants) != 2 {
+		t.Errorf("-o yaml: %v %+v", err, again)
+	}
+}
+
+func TestActions(t *testing.T) {
+	ns := fixture(t)
+	ctx := context.Background()
+	if out, err := run(t, ns, "", "cancel", "pay-invoice-4711"); err != nil {
+		t.Fatal(err, out)
+	}
+	wf := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil || !wf.Spec.Cancel {
+		t.Errorf("cancel: %v, spec.cancel=%v", err, wf.Spec.Cancel)
+	}
+	if out, err := run(t, ns, "", "approve", "pay-invoice-4711", "--step", "post-payment"); err != nil {
+		t.Fatal(err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil ||
+		wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"post-payment"] == "" {
+		t.Errorf("approve step: %v, annotations %v", err, wf.Annotations)
+	}
+	if out, err := run(t, ns, "", "approve", "grant", "ledger"); err != nil {
+		t.Fatal(err, out)
+	}
+	// The kill switch asks first.
+	if out, err := run(t, ns, "n\n", "revoke", "grant", "erp-payments"); err == nil || !strings.Contains(out, "[y/N]") {
+		t.Errorf("revoke without confirmation: %v\n%s", err, out)
+	}
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || g.Spec.Suspended {
+		t.Errorf("a declined revoke suspended the grant: %v", err)
+	}
+	if out, err := run(t, ns, "", "revoke", "grant", "erp-payments", "--yes"); err != nil {
+		t.Fatal(err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || !g.Spec.Suspended {
+		t.Errorf("revoke --yes: %v, suspended=%v", err, g.Spec.Suspended)
+	}
+	if _, err := run(t, ns, "", "approve", "pay-invoice-4711"); err == nil {
+		t.Error("approve without --step succeeded")
+	}
+}
+
+func TestAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{45 * time.Second: "45s", 3 * time.Minute: "3m", 125 * time.Minute: "2h5m",
+		2 * time.Hour: "2h", 100 * time.Hour: "4d", -90 * time.Second: "-1m"} {
+		if got := age(d); got != want {
+			t.Errorf("age(%s) = %s, want %s", d, got, want)
+		}
+	}
+}

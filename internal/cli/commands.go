@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+func (o *Options) getCommand() *cobra.Command {
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "get WORKFLOW",
+		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			ns, err := o.namespace()
+			if err != nil {
+				return err
+			}
+			last := ""
+			for {
+				ctx, cancel := o.ctx()
+				wf := &custodyv1alpha1.Workflow{}
+				err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, wf)
+				cancel()
+				if err != nil {
+					return err
+				}
+				wf.ManagedFields = nil
+				if !watch {
+					return o.print(wf, func(w io.Writer) error { return writeTree(w, wf, o.Now()) })
+				}
+				var b strings.Builder
+				if err := writeTree(&b, wf, o.Now()); err != nil {
+					return err
+				}
+				if b.String() != last {
+					last = b.String()
+					_, _ = fmt.Fprintf(o.io.Out, "%s\n", last)
+				}
+				if ended(wf.Status.Phase) {
+					return nil
+				}
+				time.Sleep(time.Second)
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "Follow the workflow until it ends, printing the tree whenever it changes.")
+	return cmd
+}
+
+func ended(p custodyv1alpha1.WorkflowPhase) bool {
+	return p == custodyv1alpha1.WorkflowSucceeded || p == custodyv1alpha1.WorkflowFailed || p == custodyv1alpha1.WorkflowCancelled
+}
+
+// writeTree prints a workflow and its steps.
+func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
+	phase := string(wf.Status.Phase)
+	if phase == "" {
+		phase = "Pending"
+	}
+	started := "not started"
+	if wf.Status.StartTime != nil {
+		end := now
+		if wf.Status.CompletionTime != nil {
+			end = wf.Status.CompletionTime.Time
+		}
+		started = "running for " + age(end.Sub(wf.Status.StartTime.Time))
+		if wf.Status.CompletionTime != nil {
+			started = "ran " + age(end.Sub(wf.Status.StartTime.Time))
+		}
+	}
+	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s steps ended  %s\n", wf.Namespace, wf.Name, phase, orDash(wf.Status.Progress), started)
+	for i, st := range wf.Status.Steps {
+		branch, indent := "├─", "│  "
+		if i == len(wf.Status.Steps)-1 {
+			branch, indent = "└─", "   "
+		}
+		line := fmt.Sprintf("%s %s  %s", branch, st.Name, st.Phase)
+		if st.Reason != "" && st.Reason != string(st.Phase) {
+			line += " (" + st.Reason + ")"
+		}
+		if st.Attempt > 0 {
+			line += fmt.Sprintf("  attempt %d", st.Attempt)
+		}
+		if st.StartTime != nil {
+			end := now
+			if st.CompletionTime != nil {
+				end = st.CompletionTime.Time
+			}
+			line += "  " + age(end.Sub(st.StartTime.Time))
+		}
+		if st.Approval != nil {
+			line += "  approved by " + st.Approval.ApprovedBy
+		}
+		_, _ = fmt.Fprintln(w, line)
+		if st.SPIFFEID != "" {
+			state := ""
+			if st.Identity != nil {
+				state = " (" + string(st.Identity.State) + ")"
+			}
+			_, _ = fmt.Fprintf(w, "%s   identity %s%s\n", indent, st.SPIFFEID, state)
+		}
+		for _, cr := range st.Credentials {
+			held := "held"
+			if cr.RevokedAt != nil {
+				held = "revoked " + cr.RevokedAt.UTC().Format(time.RFC3339)
+				if cr.RevocationReason != "" {
+					held += " (" + cr.RevocationReason + ")"
+				}
+			} else if cr.ExpiresAt != nil {
+				held += ", expires in " + age(cr.ExpiresAt.Sub(now))
+			}
+			_, _ = fmt.Fprintf(w, "%s   credential %s %s (attempt %d): %s\n", indent, cr.Kind, cr.Grant, cr.Attempt, held)
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// patch applies a JSON merge patch, as kubectl annotate and kubectl patch do.
+func (o *Options) patch(obj client.Object, body string) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	ns, err := o.namespace()
+	if err != nil {
+		return err
+	}
+	obj.SetNamespace(ns)
+	ctx, cancel := o.ctx()
+	defer cancel()
+	return c.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(body)))
+}
+
+func (o *Options) approveCommand() *cobra.Command {
+	var step string
+	cmd := &cobra.Command{
+		Use:   "approve WORKFLOW --step STEP | approve grant GRANT",
+		Short: "Approve a step of a workflow, or a grant (admission checks that you are a listed approver and not the creator)",
+		Example: "  kubectl custody approve pay-invoice-4711 --step post-payment\n" +
+			"  kubectl custody approve grant erp-payments",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if args[0] == "grant" {
+				if len(args) != 2 {
+					return errors.New("approve grant needs the grant's name")
+				}
+				g := &custodyv1alpha1.CredentialGrant{}
+				g.Name = args[1]
+				if err := o.patch(g, approval(custodyv1alpha1.AnnotationApproveGrant)); err != nil {
+					return err
+				}
+				_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s approved: %s\n", g.Name, g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+				return nil
+			}
+			if len(args) != 1 || step == "" {
+				return errors.New("approve WORKFLOW needs --step STEP")
+			}
+			wf := &custodyv1alpha1.Workflow{}
+			wf.Name = args[0]
+			key := custodyv1alpha1.AnnotationApprovePrefix + step
+			if err := o.patch(wf, approval(key)); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s step %s approved: %s\n", wf.Name, step, wf.Annotations[key])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&step, "step", "", "The step to approve.")
+	return cmd
+}
+
+// approval is the patch that adds an approval annotation; admission replaces the value with who
+// approved and when.
+func approval(key string) string {
+	return fmt.Sprintf(`{"metadata":{"annotations":{%q:"approved"}}}`, key)
+}
+
+func (o *Options) cancelCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel WORKFLOW",
+		Short: "Cancel a workflow: running Jobs are deleted, unfinished steps Cancelled (cannot be undone)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			wf := &custodyv1alpha1.Workflow{}
+			wf.Name = args[0]
+			if err := o.patch(wf, `{"spec":{"cancel":true}}`); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s cancelled\n", wf.Name)
+			return nil
+		},
+	}
+}
+
+func (o *Options) revokeCommand() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "revoke grant GRANT",
+		Short: "The kill switch: suspend a grant, which revokes every live issuance of it at once",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if args[0] != "grant" {
+				return fmt.Errorf("revoke works on grants: kubectl custody revoke grant %s", args[0])
+			}
+			ns, err := o.namespace()
+			if err != nil {
+				return err
+			}
+			if !yes {
+				_, _ = fmt.Fprintf(o.io.Out, "Suspend credentialgrant %s/%s and revoke every credential it issued? [y/N] ", ns, args[1])
+				answer, _ := bufio.NewReader(o.io.In).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					return errors.New("not revoked")
+				}
+			}
+			g := &custodyv1alpha1.CredentialGrant{}
+			g.Name = args[1]
+			if err := o.patch(g, `{"spec":{"suspended":true}}`); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s suspended: live issuances are being revoked; "+
+				"set spec.suspended=false to resume\n", g.Name)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
+	return cmd
+}
