@@ -13,6 +13,26 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
 
+// sampledInventory is what watchInventory saw.
+type sampledInventory struct {
+	matched  int
+	standing []string
+	err      error
+}
+
+func (s sampledInventory) check(t *testing.T) {
+	t.Helper()
+	if s.err != nil {
+		t.Errorf("inventory during the run: %v", s.err)
+	}
+	if s.matched == 0 {
+		t.Error("inventory never listed exactly the RoleBindings and Secret copies that existed while the samples ran")
+	}
+	if len(s.standing) > 0 {
+		t.Errorf("inventory saw credentials held by nothing running during the run: %v", s.standing)
+	}
+}
+
 // TestSandboxRunsTheSamples is `make sandbox` without the waiting: every sample in config/samples
 // succeeds on the local cluster with SPIRE, each step with its own identity, registered and
 // revoked, and nothing issued is left behind.
@@ -33,7 +53,18 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if err := sb.ApplySamples(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// kubectl custody inventory, sampled while the samples run.
+	invCtx, stopInv := context.WithCancel(ctx)
+	invDone := make(chan sampledInventory, 1)
+	go func() {
+		m, st, err := sb.watchInventory(invCtx)
+		invDone <- sampledInventory{m, st, err}
+	}()
 	wfs, err := sb.Watch(ctx)
+	stopInv()
+	inv := <-invDone
+	inv.check(t)
+
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -93,6 +124,16 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 		t.Errorf("the finance sample's approval gate was not exercised:\n%s", out.String())
 	}
 	checkAdmission(ctx, t, sb, wfs)
+
+	// Afterwards: nothing is held, nothing standing.
+	after, err := sb.inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Issuances) != 0 || len(after.Standing) != 0 || len(after.Grants) != 7 {
+		t.Errorf("inventory after the samples: %d live, %d standing, %d grants (want 0, 0, 7)", len(after.Issuances), len(after.Standing), len(after.Grants))
+	}
+	t.Logf("inventory matched the issued objects at %d samples during the run", inv.matched)
 }
 
 // checkAdmission: admission ran, so every sample records its creator, and the approvals name the
