@@ -63,6 +63,11 @@ func (sb *Sandbox) issuedObjects(ctx context.Context) ([]string, error) {
 // (issuing creates the object a moment before status records it, revoking deletes it a moment
 // before; at a settled moment both agree), and any standing credential it saw.
 func (sb *Sandbox) watchInventory(ctx context.Context) (matched int, standing []string, err error) {
+	defer func() {
+		if ctx.Err() != nil {
+			err = nil // stopped: the samples finished
+		}
+	}()
 	for ctx.Err() == nil {
 		inv, err := sb.inventory(ctx)
 		if err != nil {
