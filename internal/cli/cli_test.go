@@ -172,6 +172,11 @@ func TestGetTree(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &wf); err != nil || wf.Name != "pay-invoice-4711" || len(wf.Status.Steps) != 2 {
 		t.Errorf("-o json does not round-trip to the Workflow: %v\n%s", err, out)
 	}
+	// --watch on a workflow that already ended prints it once and returns.
+	out, err = run(t, ns, "", "get", "pay-invoice-4700", "--watch")
+	if err != nil || strings.Count(out, "pay-invoice-4700  Failed") != 1 {
+		t.Errorf("get --watch of an ended workflow: %v\n%s", err, out)
+	}
 	if _, err := run(t, ns, "", "get", "missing"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("get of a missing workflow: %v", err)
 	}
@@ -184,6 +189,12 @@ func TestInventory(t *testing.T) {
 		t.Errorf("inventory with a standing credential: err %v", err)
 	}
 	golden(t, "inventory.txt", ns, out)
+
+	// Every namespace: the namespace is a column.
+	out, _ = run(t, ns, "", "inventory", "-A")
+	if !strings.Contains(out, "NAMESPACE") || !strings.Contains(out, ns+"  pay-invoice-4711") {
+		t.Errorf("inventory -A:\n%s", out)
+	}
 
 	out, _ = run(t, ns, "", "inventory", "-o", "json")
 	var inv Inventory
