@@ -229,10 +229,16 @@ func (r *Reconciler) recordRegistration(s *scope, st *custodyv1alpha1.StepStatus
 // recordRevocation records that an attempt's entry is gone.
 func (r *Reconciler) recordRevocation(s *scope, st *custodyv1alpha1.StepStatus, at time.Time) {
 	id := st.Identity
+	rec, known := r.registry.get(id.EntryID)
 	r.registry.forget(id.EntryID)
 	if id.State == custodyv1alpha1.IdentityPending {
-		id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
-		return
+		if !known || rec.registered.IsZero() {
+			id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
+			return
+		}
+		// Registered and ended between two reconciles: record both, never "not issued" for an
+		// entry that existed (its pod could have obtained an SVID).
+		r.recordRegistration(s, st, rec, known)
 	}
 	id.State, id.RevokedTime = custodyv1alpha1.IdentityRevoked, &metav1.Time{Time: at}
 	id.Message = "The entry was deleted when the attempt ended"
