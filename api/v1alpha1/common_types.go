@@ -1,6 +1,11 @@
 package v1alpha1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"encoding/json"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // Approvers names who may approve a step or a grant. An approver is never the object's creator
 // (four-eyes); admission enforces that and records the approver's authenticated name.
@@ -49,3 +54,22 @@ const (
 	// CredentialKindSPIFFE adds properties to the step's SVID.
 	CredentialKindSPIFFE CredentialKind = "SPIFFE"
 )
+
+// UnverifiedApprover is recorded when an approval annotation was not stamped by admission (a
+// cluster without the webhook).
+const UnverifiedApprover = "unverified"
+
+// ParseApproval reads the value of an approval annotation (approve.custody.dev/...). Admission
+// stamps it as an ApprovalRecord in JSON, and then stamped is true; any other non-empty value is an
+// approval by UnverifiedApprover. An empty value is no approval (nil). ApprovedAt is zero when the
+// value does not carry it.
+func ParseApproval(v string) (rec *ApprovalRecord, stamped bool) {
+	if strings.TrimSpace(v) == "" {
+		return nil, false
+	}
+	rec = &ApprovalRecord{}
+	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.ApprovedBy == "" {
+		return &ApprovalRecord{ApprovedBy: UnverifiedApprover}, false
+	}
+	return rec, true
+}

@@ -2,7 +2,6 @@ package credentialgrant
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -198,14 +197,10 @@ func readyReason(g *custodyv1alpha1.CredentialGrant) string {
 // other value is recorded as an unverified approval). The record follows the annotation: when
 // admission clears it (the grant's subjects or credential changed), the record goes too.
 func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time) {
-	v, ok := g.Annotations[custodyv1alpha1.AnnotationApproveGrant]
-	if !ok || strings.TrimSpace(v) == "" {
+	rec, _ := custodyv1alpha1.ParseApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+	if rec == nil {
 		g.Status.Approval = nil
 		return
-	}
-	rec := &custodyv1alpha1.ApprovalRecord{}
-	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.ApprovedBy == "" {
-		rec = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "unverified"}
 	}
 	if cur := g.Status.Approval; cur != nil && cur.ApprovedBy == rec.ApprovedBy &&
 		(rec.ApprovedAt.IsZero() || cur.ApprovedAt.Equal(&rec.ApprovedAt)) {

@@ -2,7 +2,6 @@ package workflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -535,22 +534,15 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 // {"approvedBy": "<user>", "approvedAt": "<RFC 3339>"}; any other non-empty value is recorded as
 // an approval by an unverified approver.
 func approvalOf(wf *custodyv1alpha1.Workflow, step string, now time.Time) (*custodyv1alpha1.ApprovalRecord, bool) {
-	v, ok := wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+step]
-	if !ok || strings.TrimSpace(v) == "" {
+	rec, _ := custodyv1alpha1.ParseApproval(wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+step])
+	if rec == nil {
 		return nil, false
-	}
-	rec := &custodyv1alpha1.ApprovalRecord{}
-	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.ApprovedBy == "" {
-		rec = &custodyv1alpha1.ApprovalRecord{ApprovedBy: UnverifiedApprover}
 	}
 	if rec.ApprovedAt.IsZero() {
 		rec.ApprovedAt = metav1.Time{Time: now}
 	}
 	return rec, true
 }
-
-// UnverifiedApprover is recorded when an approval annotation was not stamped by admission.
-const UnverifiedApprover = "unverified"
 
 // startAttempt creates the next attempt's ServiceAccount and Job. Both names are deterministic,
 // so creating them again after a crash finds them already there.

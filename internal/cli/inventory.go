@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 )
 
 // Inventory is who holds what right now, from the records Custody keeps (never a value).
@@ -139,16 +140,8 @@ func key(i Issuance) string {
 }
 
 func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
-	out := Grant{Namespace: g.Namespace, Name: g.Name, Suspended: g.Spec.Suspended, Active: g.Status.Active,
-		SourceChangedTime: g.Status.SourceChangedTime, Subjects: []string{}}
-	switch c := g.Spec.Credential; {
-	case c.KubernetesRole != nil:
-		out.Kind = custodyv1alpha1.CredentialKindKubernetesRole
-	case c.Secret != nil:
-		out.Kind = custodyv1alpha1.CredentialKindSecret
-	case c.SPIFFE != nil:
-		out.Kind = custodyv1alpha1.CredentialKindSPIFFE
-	}
+	out := Grant{Namespace: g.Namespace, Name: g.Name, Kind: credentials.Kind(g), Suspended: g.Spec.Suspended,
+		Active: g.Status.Active, SourceChangedTime: g.Status.SourceChangedTime, Subjects: []string{}}
 	for _, s := range g.Spec.Subjects {
 		who := s.WorkflowName
 		if s.WorkflowSelector != nil {
@@ -159,7 +152,7 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	switch {
 	case g.Spec.Approval == nil || !g.Spec.Approval.Required:
 		out.Approval = "not required"
-	case g.Status.Approval != nil && g.Annotations[custodyv1alpha1.AnnotationApproveGrant] != "":
+	case credentials.Approved(g):
 		out.Approval = "approved by " + g.Status.Approval.ApprovedBy
 	default:
 		out.Approval = "waiting"

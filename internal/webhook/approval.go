@@ -62,11 +62,10 @@ func stamp(user string, now time.Time) string {
 
 // stampedBy returns the approver named in a stamped annotation value.
 func stampedBy(v string) string {
-	var rec custodyv1alpha1.ApprovalRecord
-	if err := json.Unmarshal([]byte(v), &rec); err != nil {
-		return ""
+	if rec, stamped := custodyv1alpha1.ParseApproval(v); stamped {
+		return rec.ApprovedBy
 	}
-	return rec.ApprovedBy
+	return ""
 }
 
 // mayApprove says whether user may approve an object created by creator with the given
