@@ -1,8 +1,6 @@
 package localcluster
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,11 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
-	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/testenv"
 )
 
@@ -163,33 +158,5 @@ func (w *webhooks) forward(conn net.Conn) {
 func (w *webhooks) close() {
 	if w != nil {
 		_ = w.listener.Close()
-	}
-}
-
-// WaitForAdmission waits until admission answers: a dry-run Workflow create comes back stamped
-// with its creator.
-func (c *Cluster) WaitForAdmission(ctx context.Context) error {
-	wf := &custodyv1alpha1.Workflow{}
-	if err := yaml.Unmarshal([]byte(`
-metadata: {name: admission-probe, namespace: default}
-spec:
-  steps: [{name: probe, image: probe}]`), wf); err != nil {
-		return err
-	}
-	var last error
-	for {
-		probe := wf.DeepCopy()
-		last = c.Client.Create(ctx, probe, client.DryRunAll)
-		if last == nil && probe.Annotations[custodyv1alpha1.AnnotationCreatedBy] != "" {
-			return nil
-		}
-		if last == nil {
-			last = errors.New("created without a creator record: admission did not run")
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("localcluster: admission not answering: %w", last)
-		case <-time.After(200 * time.Millisecond):
-		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
@@ -307,6 +308,34 @@ func Track(t testing.TB, dirs ...string) {
 		})
 		if err != nil {
 			t.Fatalf("testenv: reading %s: %v", dir, err)
+		}
+	}
+}
+
+// WaitForAdmission waits until admission answers: a dry-run Workflow create comes back stamped
+// with its creator.
+func (e *Env) WaitForAdmission(ctx context.Context) error {
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.Unmarshal([]byte(`
+metadata: {name: admission-probe, namespace: default}
+spec:
+  steps: [{name: probe, image: probe}]`), wf); err != nil {
+		return err
+	}
+	var last error
+	for {
+		probe := wf.DeepCopy()
+		last = e.Client.Create(ctx, probe, client.DryRunAll)
+		if last == nil && probe.Annotations[custodyv1alpha1.AnnotationCreatedBy] != "" {
+			return nil
+		}
+		if last == nil {
+			last = errors.New("created without a creator record: admission did not run")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("testenv: admission not answering: %w", last)
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

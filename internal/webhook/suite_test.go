@@ -69,21 +69,10 @@ func serve(t *testing.T) {
 			}
 		}()
 		env.BeforeStop(func() { cancel(); <-done })
-		// Admission answers once a dry-run create is stamped with its creator.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			wf := mustWorkflow(t, "default", `
-metadata: {name: probe}
-spec:
-  steps: [{name: a, image: busybox}]`)
-			err := env.Client.Create(context.Background(), wf, client.DryRunAll)
-			if err == nil && wf.Annotations[custodyv1alpha1.AnnotationCreatedBy] != "" {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("admission webhooks not answering: %v", err)
-			}
-			time.Sleep(200 * time.Millisecond)
+		admission, cancelWait := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancelWait()
+		if err := env.WaitForAdmission(admission); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
