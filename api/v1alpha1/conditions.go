@@ -75,6 +75,32 @@ const (
 	ReasonRotationOverdue = "RotationOverdue"
 	// ReasonRotatedInTime means the grant's source Secret changed within maxAge.
 	ReasonRotatedInTime = "RotatedInTime"
+	// ReasonTemplateNotFound means a Workflow's workflowTemplateRef names a WorkflowTemplate that
+	// does not exist (yet); the run waits for it.
+	ReasonTemplateNotFound = "TemplateNotFound"
+	// ReasonTemplateResolved is the Event reason for a run's template being resolved and recorded.
+	ReasonTemplateResolved = "TemplateResolved"
+	// ReasonInvalidParameters means a run's parameters do not match its template's declarations.
+	ReasonInvalidParameters = "InvalidParameters"
+	// ReasonValid means a WorkflowTemplate's spec can run.
+	ReasonValid = "Valid"
+	// ReasonInvalidSchedule means a CronWorkflow's schedule or timeZone cannot be parsed.
+	ReasonInvalidSchedule = "InvalidSchedule"
+	// ReasonScheduled means a CronWorkflow creates runs on its schedule.
+	ReasonScheduled = "Scheduled"
+	// ReasonRunCreated is the Event reason for a CronWorkflow creating a run.
+	ReasonRunCreated = "RunCreated"
+	// ReasonRunSkipped is the Event reason for a due run not created (concurrencyPolicy Forbid, or
+	// its template missing).
+	ReasonRunSkipped = "RunSkipped"
+	// ReasonRunReplaced is the Event reason for a running run cancelled by concurrencyPolicy
+	// Replace.
+	ReasonRunReplaced = "RunReplaced"
+	// ReasonRunDeleted is the Event reason for a finished run deleted by a history limit.
+	ReasonRunDeleted = "RunDeleted"
+	// ReasonMissedSchedule is the Event reason for schedules missed (the controller was down, or
+	// past startingDeadlineSeconds) that are not made up.
+	ReasonMissedSchedule = "MissedSchedule"
 	// ReasonRevocationPending means a step attempt ended but what it held (its SPIRE entry) could
 	// not be revoked yet; the controller retries and the Workflow keeps its finalizer.
 	ReasonRevocationPending = "RevocationPending"
@@ -121,6 +147,11 @@ const (
 	// StepReasonDependencyNotSucceeded means a dependency Failed or was Cancelled, so the step never
 	// runs.
 	StepReasonDependencyNotSucceeded = "DependencyNotSucceeded"
+	// StepReasonWaitingForParallelism means the step may start but the workflow's parallelism
+	// limit is reached; it starts when a running step ends.
+	StepReasonWaitingForParallelism = "WaitingForParallelism"
+	// StepReasonWaitingForSteps means a finally step waits for every step to end.
+	StepReasonWaitingForSteps = "WaitingForSteps"
 	// StepReasonWorkflowFailing means another step Failed, so no further step starts (fail fast).
 	StepReasonWorkflowFailing = "WorkflowFailing"
 )
@@ -134,6 +165,13 @@ const (
 	// LabelAttempt is set on every object created for a step attempt; its value is the attempt
 	// number, starting at 1.
 	LabelAttempt = "custody.dev/attempt"
+	// LabelTemplate is set on every run of a WorkflowTemplate; its value is the template name, so
+	// that a CredentialGrant's subjects can select every run of a template.
+	LabelTemplate = "custody.dev/template"
+	// LabelCronWorkflow is set on every run a CronWorkflow creates; its value is its name.
+	LabelCronWorkflow = "custody.dev/cronworkflow"
+	// AnnotationScheduledTime is the scheduled time (RFC 3339) a CronWorkflow created a run for.
+	AnnotationScheduledTime = "custody.dev/scheduled-time"
 	// LabelGrantable must be "true" on a Secret before a CredentialGrant may hand out its keys.
 	LabelGrantable = "custody.dev/grantable"
 

@@ -1,6 +1,7 @@
-// Package v1alpha1 contains the custody.dev/v1alpha1 API: Workflow, one run of a DAG of steps,
-// and CredentialGrant, which says which steps of which workflows may hold a credential and for how
-// long.
+// Package v1alpha1 contains the custody.dev/v1alpha1 API: Workflow, one run of a DAG of steps;
+// CredentialGrant, which says which steps of which workflows may hold a credential and for how
+// long; WorkflowTemplate, a reusable workflow definition; and CronWorkflow, which creates runs on a
+// schedule.
 //
 // +kubebuilder:object:generate=true
 // +groupName=custody.dev
@@ -27,6 +28,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&Workflow{}, &WorkflowList{},
 		&CredentialGrant{}, &CredentialGrantList{},
+		&WorkflowTemplate{}, &WorkflowTemplateList{},
+		&CronWorkflow{}, &CronWorkflowList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

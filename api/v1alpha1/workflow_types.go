@@ -5,19 +5,29 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// WorkflowSpec is one run of a DAG of steps. Everything but cancel is immutable once created: a
-// Workflow is a record of what ran, so a change means a new Workflow.
+// WorkflowSpec is one run of a DAG of steps: inline steps, or a reference to a WorkflowTemplate
+// with values for its parameters. Everything but cancel is immutable once created: a Workflow is a
+// record of what ran, so a change means a new Workflow. (The immutability rules sit on
+// Workflow.spec, so that a CronWorkflow can carry the same type and still be edited.)
 //
-// +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.dependsOn) || sets.contains(self.steps.map(t, t.name), s.dependsOn))",message="every name in dependsOn must be the name of a step of this workflow"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be set back to false once it is true"
-// +kubebuilder:validation:XValidation:rule="self.steps == oldSelf.steps",message="steps are immutable; create a new Workflow to run different steps"
-// +kubebuilder:validation:XValidation:rule="has(self.parameters) == has(oldSelf.parameters) && (!has(self.parameters) || self.parameters == oldSelf.parameters)",message="parameters are immutable; create a new Workflow to run with other values"
-// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
-// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.steps) != has(self.workflowTemplateRef)",message="set either steps or workflowTemplateRef, not both and not neither"
+// +kubebuilder:validation:XValidation:rule="!has(self.finally) || has(self.steps)",message="finally steps come from the template when workflowTemplateRef is set"
+// +kubebuilder:validation:XValidation:rule="!has(self.steps) || self.steps.all(s, !has(s.dependsOn) || sets.contains(self.steps.map(t, t.name), s.dependsOn))",message="every name in dependsOn must be the name of a step of this workflow"
+// +kubebuilder:validation:XValidation:rule="!has(self.finally) || self.finally.all(s, !has(s.dependsOn) || sets.contains(self.finally.map(t, t.name), s.dependsOn))",message="a finally step may depend only on other finally steps"
+// +kubebuilder:validation:XValidation:rule="!has(self.finally) || !has(self.steps) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))",message="finally step names must differ from the names of steps"
 type WorkflowSpec struct {
+	// workflowTemplateRef runs the steps of a WorkflowTemplate in the Workflow's namespace instead
+	// of inline steps. The controller resolves it once, records the template's generation and
+	// steps in status.template, and later edits of the template do not change this run. Runs of a
+	// template carry the label custody.dev/template: <name>, which CredentialGrant subjects can
+	// select.
+	// +optional
+	WorkflowTemplateRef *WorkflowTemplateRef `json:"workflowTemplateRef,omitempty"`
+
 	// parameters are named values of this run. Steps use them as $(params.<name>) in args and env,
-	// and as params.<name> in `when` expressions. Parameters are not secret: never put a credential
-	// here; request it through a CredentialGrant instead.
+	// and as params.<name> in `when` expressions. With workflowTemplateRef, they are values for the
+	// template's declared parameters (defaults fill the rest). Parameters are not secret: never
+	// put a credential here; request it through a CredentialGrant instead.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
@@ -26,13 +36,32 @@ type WorkflowSpec struct {
 
 	// steps are the steps of the workflow. A step runs once every step it dependsOn has ended
 	// and its `when` expression (if any) is true; steps without dependencies between them run in
-	// parallel.
-	// +required
+	// parallel. Required unless workflowTemplateRef is set.
+	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	Steps []Step `json:"steps"`
+	Steps []Step `json:"steps,omitempty"`
+
+	// finally are steps that run after every step has ended, whatever the outcome (succeeded,
+	// failed, cancelled or timed out). Their `when` sees workflow.phase, the outcome of the steps
+	// (Succeeded, Failed or Cancelled), for example to notify only on failure. They may depend on
+	// each other, get their own identities and grants like any step, and a failed finally step
+	// fails the workflow.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Finally []Step `json:"finally,omitempty"`
+
+	// parallelism is the most steps (including finally steps) that run at once; a step whose turn
+	// comes while the limit is reached waits in Pending, and a retry waits for a free slot too.
+	// Between 1 and 64; unset means no limit (or the template's).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	Parallelism *int32 `json:"parallelism,omitempty"`
 
 	// timeout bounds the whole run: when it passes, running steps are stopped and the Workflow
 	// fails with reason TimedOut. Between 1s and 720h (30 days); unset means no workflow timeout
@@ -73,6 +102,16 @@ type Parameter struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=4096
 	Value string `json:"value"`
+}
+
+// WorkflowTemplateRef names a WorkflowTemplate in the same namespace.
+type WorkflowTemplateRef struct {
+	// name of the WorkflowTemplate.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
 }
 
 // Step is one unit of work: a container run as a Job, with its own ServiceAccount and SPIFFE
@@ -406,12 +445,42 @@ type WorkflowStatus struct {
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
-	// steps is the state of every step, in spec order.
+	// template records the WorkflowTemplate this run was resolved from (with workflowTemplateRef):
+	// its generation and a copy of its spec at that moment, which is what the run executes.
+	// +optional
+	Template *ResolvedTemplate `json:"template,omitempty"`
+
+	// steps is the state of every step, in spec order, then every finally step.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=80
 	Steps []StepStatus `json:"steps,omitempty"`
+}
+
+// ResolvedTemplate is the WorkflowTemplate a run was resolved from.
+type ResolvedTemplate struct {
+	// name of the WorkflowTemplate.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// uid of the WorkflowTemplate when the run was resolved.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid,omitempty"`
+
+	// generation of the WorkflowTemplate when the run was resolved.
+	// +required
+	Generation int64 `json:"generation"`
+
+	// resolvedTime is when the run was resolved.
+	// +optional
+	ResolvedTime *metav1.Time `json:"resolvedTime,omitempty"`
+
+	// spec is the template's spec at that generation: the steps this run executes.
+	// +required
+	Spec WorkflowTemplateSpec `json:"spec"`
 }
 
 // StepStatus is the observed state of one step and its current (or last) attempt.
@@ -647,8 +716,16 @@ type Workflow struct {
 	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// spec is the run the user asked for.
+	// spec is the run the user asked for. Only cancel may change after creation.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be set back to false once it is true"
+	// +kubebuilder:validation:XValidation:rule="has(self.steps) == has(oldSelf.steps) && (!has(self.steps) || self.steps == oldSelf.steps)",message="steps are immutable; create a new Workflow to run different steps"
+	// +kubebuilder:validation:XValidation:rule="has(self.finally) == has(oldSelf.finally) && (!has(self.finally) || self.finally == oldSelf.finally)",message="finally is immutable; create a new Workflow to run different steps"
+	// +kubebuilder:validation:XValidation:rule="has(self.workflowTemplateRef) == has(oldSelf.workflowTemplateRef) && (!has(self.workflowTemplateRef) || self.workflowTemplateRef == oldSelf.workflowTemplateRef)",message="workflowTemplateRef is immutable; create a new Workflow to run another template"
+	// +kubebuilder:validation:XValidation:rule="has(self.parameters) == has(oldSelf.parameters) && (!has(self.parameters) || self.parameters == oldSelf.parameters)",message="parameters are immutable; create a new Workflow to run with other values"
+	// +kubebuilder:validation:XValidation:rule="has(self.parallelism) == has(oldSelf.parallelism) && (!has(self.parallelism) || self.parallelism == oldSelf.parallelism)",message="parallelism is immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
 	Spec WorkflowSpec `json:"spec"`
 
 	// status is what the controller observed. It defaults to observedGeneration 0, so that

@@ -270,7 +270,8 @@ func (r *Reconciler) workflowToGrants(_ context.Context, o client.Object) []reco
 		return nil
 	}
 	names := map[string]bool{}
-	for _, st := range wf.Spec.Steps {
+	def, _ := wf.Definition()
+	for _, st := range def.AllSteps() {
 		for _, g := range st.Credentials {
 			names[g] = true
 		}

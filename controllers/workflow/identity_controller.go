@@ -301,8 +301,8 @@ func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job)
 			expiry = d
 		}
 	}
-	if wf.Spec.Timeout != nil && wf.Status.StartTime != nil {
-		if d := wf.Status.StartTime.Add(wf.Spec.Timeout.Duration); d.Before(expiry) {
+	if def, _ := wf.Definition(); def.Timeout != nil && wf.Status.StartTime != nil {
+		if d := wf.Status.StartTime.Add(def.Timeout.Duration); d.Before(expiry) {
 			expiry = d
 		}
 	}

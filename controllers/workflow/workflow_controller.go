@@ -67,8 +67,20 @@ type scope struct {
 	pods  map[string]*corev1.Pod  // latest pod by Job name
 	sas   map[string]*corev1.ServiceAccount
 
-	// invalid is set when the spec passed admission but cannot run; the workflow fails.
-	invalid error
+	// def is what the run executes: its inline steps or its resolved template.
+	def custodyv1alpha1.WorkflowTemplateSpec
+	// finally are the names of the finally steps; finallyGraph orders them.
+	finally      map[string]bool
+	finallyGraph *dag.Graph
+	// slots is how many more steps may start in this reconcile (parallelism); -1 is no limit.
+	slots int
+	// waiting says why a run that cannot start yet waits (its template does not exist).
+	waiting string
+
+	// invalid is set when the spec passed admission but cannot run; the workflow fails, with
+	// invalidReason (InvalidSpec when empty).
+	invalid       error
+	invalidReason string
 	// requeueAfter is the earliest timer (retry, timeout, TTL) that needs a reconcile.
 	requeueAfter time.Duration
 	// deleted is set when the TTL phase deleted the Workflow: nothing is left to patch.
@@ -148,6 +160,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	// after it has work to do. Conditions are computed once, in the deferred computeStatus.
 	phases := []func(context.Context, *scope) (bool, error){
 		r.reconcileFinished,
+		r.resolveTemplate,
 		r.reconcileSpec,
 		r.observeAttempts,
 		r.reconcileStop,
@@ -212,6 +225,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return err
 		}
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &custodyv1alpha1.Workflow{},
+		templateRefIndex, indexTemplateRef); err != nil {
+		return err
+	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.Workflow{}).
@@ -220,6 +237,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(podMatters)).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Watches(&custodyv1alpha1.CredentialGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantToWorkflows)).
+		Watches(&custodyv1alpha1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToWorkflows),
+			builder.WithPredicates(predicate.Funcs{
+				UpdateFunc:  func(event.UpdateEvent) bool { return false },
+				DeleteFunc:  func(event.DeleteEvent) bool { return false },
+				GenericFunc: func(event.GenericEvent) bool { return false },
+			})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToWorkflows),
 			builder.WithPredicates(grantableSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).

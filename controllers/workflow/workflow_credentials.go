@@ -453,7 +453,8 @@ func (r *Reconciler) grantToWorkflows(ctx context.Context, o client.Object) []re
 }
 
 func requests(wf *custodyv1alpha1.Workflow, grant string) bool {
-	for _, st := range wf.Spec.Steps {
+	def, _ := wf.Definition()
+	for _, st := range def.AllSteps() {
 		for _, g := range st.Credentials {
 			if g == grant {
 				return true

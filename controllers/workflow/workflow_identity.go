@@ -369,8 +369,8 @@ func (r *Reconciler) releaseFinalizer(ctx context.Context, s *scope) error {
 	})
 }
 
-// patchFinalizers changes the finalizers with an optimistic lock (a merge patch replaces the
-// whole list) and carries the new resourceVersion into the status patch that follows.
+// patchFinalizers changes the finalizers (or labels) with an optimistic lock (a merge patch
+// replaces the whole list) and carries the new resourceVersion into the status patch that follows.
 func (r *Reconciler) patchFinalizers(ctx context.Context, s *scope, change func(*custodyv1alpha1.Workflow) bool) error {
 	orig := s.wf.DeepCopy()
 	orig.Status = custodyv1alpha1.WorkflowStatus{}
@@ -380,11 +380,11 @@ func (r *Reconciler) patchFinalizers(ctx context.Context, s *scope, change func(
 	}
 	if err := r.Patch(ctx, upd, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}),
 		client.FieldOwner(ControllerName)); err != nil {
-		return fmt.Errorf("updating the finalizers of %s: %w", klog.KObj(s.wf), err)
+		return fmt.Errorf("updating the metadata of %s: %w", klog.KObj(s.wf), err)
 	}
-	s.wf.Finalizers, s.wf.ResourceVersion = upd.Finalizers, upd.ResourceVersion
+	s.wf.Finalizers, s.wf.Labels, s.wf.ResourceVersion = upd.Finalizers, upd.Labels, upd.ResourceVersion
 	if s.before != nil {
-		s.before.Finalizers, s.before.ResourceVersion = upd.Finalizers, upd.ResourceVersion
+		s.before.Finalizers, s.before.Labels, s.before.ResourceVersion = upd.Finalizers, upd.Labels, upd.ResourceVersion
 	}
 	return nil
 }

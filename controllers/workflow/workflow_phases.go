@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -92,21 +91,35 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 }
 
 // reconcileSpec checks what admission cannot (cycles, `when` expressions), and sets up the status
-// of every step. A spec that cannot run fails the Workflow with reason InvalidSpec.
+// of every step and finally step. A spec that cannot run fails the Workflow with reason
+// InvalidSpec.
 func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	wf := s.wf
-	nodes := make([]dag.Node, 0, len(wf.Spec.Steps))
-	for _, st := range wf.Spec.Steps {
-		nodes = append(nodes, dag.Node{Name: st.Name, DependsOn: st.DependsOn})
-	}
+	def, _ := wf.Definition()
+	s.def = def
 	var errs []error
-	g, err := dag.New(nodes)
+	g, err := dag.New(nodesOf(def.Steps))
 	if err != nil {
 		errs = append(errs, err)
 	}
-	s.graph = g
+	fg, err := dag.New(nodesOf(def.Finally))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("finally: %w", err))
+	}
+	s.graph, s.finallyGraph = g, fg
+	s.finally = map[string]bool{}
+	for _, st := range def.Finally {
+		if specStepIn(def.Steps, st.Name) != nil {
+			errs = append(errs, fmt.Errorf("finally step %q has the name of a step", st.Name))
+		}
+		s.finally[st.Name] = true
+	}
+	s.slots = -1
+	if def.Parallelism != nil {
+		s.slots = int(*def.Parallelism)
+	}
 	s.whens = map[string]*expr.When{}
-	for _, st := range wf.Spec.Steps {
+	for _, st := range def.AllSteps() {
 		if st.When == "" {
 			continue
 		}
@@ -118,17 +131,21 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 		s.whens[st.Name] = w
 	}
 
-	// One status entry per step, in spec order.
+	// One status entry per step, in spec order, then the finally steps.
 	existing := map[string]custodyv1alpha1.StepStatus{}
 	for _, st := range wf.Status.Steps {
 		existing[st.Name] = st
 	}
-	steps := make([]custodyv1alpha1.StepStatus, 0, len(wf.Spec.Steps))
-	for _, st := range wf.Spec.Steps {
+	all := def.AllSteps()
+	steps := make([]custodyv1alpha1.StepStatus, 0, len(all))
+	for _, st := range all {
 		cur, ok := existing[st.Name]
 		if !ok {
-			cur = custodyv1alpha1.StepStatus{Name: st.Name, Phase: custodyv1alpha1.StepPending,
-				Reason: custodyv1alpha1.StepReasonWaitingForDependencies}
+			reason := custodyv1alpha1.StepReasonWaitingForDependencies
+			if s.finally[st.Name] {
+				reason = custodyv1alpha1.StepReasonWaitingForSteps
+			}
+			cur = custodyv1alpha1.StepStatus{Name: st.Name, Phase: custodyv1alpha1.StepPending, Reason: reason}
 		}
 		steps = append(steps, cur)
 	}
@@ -145,7 +162,7 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 		return false, nil
 	}
 	s.invalid = errors.Join(errs...)
-	s.graph = nil
+	s.graph, s.finallyGraph = nil, nil
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
 		if !stepEnded(st.Phase) {
@@ -156,6 +173,14 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
 	s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Validate", "%s", truncate(s.invalid.Error(), 1024))
 	return true, nil
+}
+
+func nodesOf(steps []custodyv1alpha1.Step) []dag.Node {
+	nodes := make([]dag.Node, 0, len(steps))
+	for _, st := range steps {
+		nodes = append(nodes, dag.Node{Name: st.Name, DependsOn: st.DependsOn})
+	}
+	return nodes
 }
 
 // listAttempts reads the workflow's Jobs, the latest pod of each, and the attempt
@@ -356,20 +381,24 @@ func backoff(p *custodyv1alpha1.RetryPolicy, n int32) time.Duration {
 	return time.Duration(wait)
 }
 
-// reconcileStop stops the run when spec.cancel is set or the workflow timeout passed: running
-// Jobs are deleted and every unfinished step becomes Cancelled.
+// reconcileStop stops the run's steps when spec.cancel is set or the workflow timeout passed:
+// their running Jobs are deleted and every unfinished step becomes Cancelled. Finally steps are
+// not stopped: they run next, and the workflow ends when they have (reconcileOutcome).
 func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	reason := s.stopReason
 	if reason == "" {
-		if wf.Spec.Timeout != nil && wf.Status.StartTime != nil {
-			s.requeueAt(wf.Status.StartTime.Add(wf.Spec.Timeout.Duration))
+		if t := s.def.Timeout; t != nil && wf.Status.StartTime != nil {
+			s.requeueAt(wf.Status.StartTime.Add(t.Duration))
 		}
 		return false, nil
 	}
-	// Every Job of the workflow that has not ended is stopped, including one whose creation was
-	// not yet recorded in status.
+	// Every Job of the workflow's steps that has not ended is stopped, including one whose
+	// creation was not yet recorded in status.
 	for _, job := range s.jobs {
+		if s.finally[job.Labels[custodyv1alpha1.LabelStep]] {
+			continue
+		}
 		if jobCondition(job, batchv1.JobComplete) || jobCondition(job, batchv1.JobFailed) || !job.DeletionTimestamp.IsZero() {
 			continue
 		}
@@ -380,7 +409,7 @@ func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) 
 	}
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
-		if stepEnded(st.Phase) {
+		if stepEnded(st.Phase) || s.finally[st.Name] {
 			continue
 		}
 		if st.Phase == custodyv1alpha1.StepRunning {
@@ -388,18 +417,11 @@ func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) 
 		}
 		msg := "The workflow was cancelled"
 		if reason == custodyv1alpha1.ReasonTimedOut {
-			msg = fmt.Sprintf("The workflow's timeout of %s passed", wf.Spec.Timeout.Duration)
+			msg = fmt.Sprintf("The workflow's timeout of %s passed", s.def.Timeout.Duration)
 		}
 		s.setStep(st, custodyv1alpha1.StepCancelled, reason, msg)
 		s.event(corev1.EventTypeWarning, reason, "Stop", "Step %s: %s", st.Name, msg)
 	}
-	if reason == custodyv1alpha1.ReasonCancelled {
-		wf.Status.Phase = custodyv1alpha1.WorkflowCancelled
-	} else {
-		wf.Status.Phase = custodyv1alpha1.WorkflowFailed
-	}
-	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
-	s.event(corev1.EventTypeWarning, reason, "Stop", "Workflow %s", strings.ToLower(string(wf.Status.Phase)))
 	return false, nil
 }
 
@@ -410,19 +432,28 @@ func stopReason(s *scope) string {
 	switch {
 	case wf.Spec.Cancel:
 		return custodyv1alpha1.ReasonCancelled
-	case wf.Spec.Timeout != nil && wf.Status.StartTime != nil &&
-		!s.now.Before(wf.Status.StartTime.Add(wf.Spec.Timeout.Duration)):
+	case s.def.Timeout != nil && wf.Status.StartTime != nil &&
+		!s.now.Before(wf.Status.StartTime.Add(s.def.Timeout.Duration)):
 		return custodyv1alpha1.ReasonTimedOut
 	}
 	return ""
 }
 
-// reconcileSteps starts what may start: retries whose backoff passed, and steps whose
-// dependencies ended (after their `when` and approval), and blocks steps that will never run.
+// reconcileSteps starts what may start: retries whose backoff passed, steps whose dependencies
+// ended (after their `when` and approval) and, once every step ended, the finally steps; it
+// blocks steps that will never run. At most spec.parallelism steps run at once.
 func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	if s.graph == nil || isFinished(wf.Status.Phase) {
 		return false, nil
+	}
+	if s.slots >= 0 {
+		for _, st := range wf.Status.Steps {
+			if st.Phase == custodyv1alpha1.StepRunning {
+				s.slots--
+			}
+		}
+		s.slots = max(s.slots, 0)
 	}
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
@@ -438,11 +469,28 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 		}
 	}
 
-	phases := map[string]dag.Phase{}
+	phases, finallyPhases, mainEnded := map[string]dag.Phase{}, map[string]dag.Phase{}, true
 	for _, st := range wf.Status.Steps {
+		if s.finally[st.Name] {
+			finallyPhases[st.Name] = dagPhase(st)
+			continue
+		}
 		phases[st.Name] = dagPhase(st)
 	}
-	decision := s.graph.Next(phases)
+	if err := r.schedule(ctx, s, s.graph.Next(phases)); err != nil {
+		return false, err
+	}
+	for _, st := range wf.Status.Steps {
+		mainEnded = mainEnded && (s.finally[st.Name] || stepEnded(st.Phase))
+	}
+	if !mainEnded || len(s.finally) == 0 {
+		return false, nil
+	}
+	return false, r.schedule(ctx, s, s.finallyGraph.NextAll(finallyPhases))
+}
+
+// schedule carries out a decision of the graph: blocked steps are skipped, ready ones started.
+func (r *Reconciler) schedule(ctx context.Context, s *scope, decision dag.Decision) error {
 	for name, dep := range decision.Block {
 		st := s.status(name)
 		if dep == "" {
@@ -456,10 +504,10 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 	}
 	for _, name := range decision.Ready {
 		if err := r.readyStep(ctx, s, s.status(name)); err != nil {
-			return false, err
+			return err
 		}
 	}
-	return false, nil
+	return nil
 }
 
 func dagPhase(st custodyv1alpha1.StepStatus) dag.Phase {
@@ -490,7 +538,12 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		st.ReadyTime = &metav1.Time{Time: s.now}
 	}
 	if w := s.whens[st.Name]; w != nil {
-		run, err := w.Eval(s.exprEnv())
+		env := s.exprEnv()
+		if s.finally[st.Name] {
+			phase, _ := s.stepsOutcome()
+			env.Workflow = map[string]string{"phase": string(phase)}
+		}
+		run, err := w.Eval(env)
 		if err != nil {
 			msg := truncate("when: "+err.Error(), 512)
 			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonWhenError, msg)
@@ -550,6 +603,18 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	wf := s.wf
 	step := s.specStep(st.Name)
 	n := st.Attempt + 1
+	if s.slots == 0 {
+		// The step starts when a running step ends (its Job's end wakes the workflow).
+		msg := fmt.Sprintf("Waiting for a free slot: %d steps run at once at most (parallelism)", *s.def.Parallelism)
+		if st.Phase == custodyv1alpha1.StepRetrying {
+			st.Message = truncate(msg, 1024)
+			return nil
+		}
+		if st.Reason != custodyv1alpha1.StepReasonWaitingForParallelism {
+			s.setStep(st, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForParallelism, msg)
+		}
+		return nil
+	}
 	env := s.exprEnv()
 	cmd, errCmd := expr.SubstituteAll(step.Command, env)
 	args, errArgs := expr.SubstituteAll(step.Args, env)
@@ -618,6 +683,9 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	s.afterSave(metrics.StepAttempts.Inc)
+	if s.slots > 0 {
+		s.slots--
+	}
 	st.Attempt = n
 	st.JobName, st.ServiceAccountName = job.Name, sa.Name
 	st.PodName, st.NodeName, st.NextAttemptTime = "", "", nil
@@ -629,38 +697,75 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	return nil
 }
 
-// reconcileOutcome sets the workflow's phase from its steps.
+// reconcileOutcome sets the workflow's phase from its steps. The steps decide the outcome
+// (Succeeded, Failed, or Cancelled after spec.cancel); the run ends once the finally steps ended
+// too, and a failed finally step fails it.
 func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	if isFinished(wf.Status.Phase) {
 		return false, nil
 	}
-	allEnded, failed, started := true, "", false
+	allEnded, started, failedFinally := true, false, ""
 	for _, st := range wf.Status.Steps {
 		allEnded = allEnded && stepEnded(st.Phase)
-		if st.Phase == custodyv1alpha1.StepFailed && failed == "" {
-			failed = st.Name
-		}
 		started = started || st.Attempt > 0
+		if s.finally[st.Name] && st.Phase == custodyv1alpha1.StepFailed && failedFinally == "" {
+			failedFinally = st.Name
+		}
 	}
-	switch {
-	case allEnded && failed != "":
-		wf.Status.Phase = custodyv1alpha1.WorkflowFailed
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonFailed, "Finish", "Workflow failed: step %s failed", failed)
-	case allEnded:
-		wf.Status.Phase = custodyv1alpha1.WorkflowSucceeded
+	if !allEnded {
+		if started {
+			wf.Status.Phase = custodyv1alpha1.WorkflowRunning
+		}
+		return false, nil
+	}
+	phase, why := s.stepsOutcome()
+	if phase == custodyv1alpha1.WorkflowSucceeded && failedFinally != "" {
+		phase, why = custodyv1alpha1.WorkflowFailed, "finally step "+failedFinally+" failed"
+	}
+	wf.Status.Phase = phase
+	switch phase {
+	case custodyv1alpha1.WorkflowSucceeded:
 		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonSucceeded, "Finish", "Workflow succeeded")
-	case started:
-		wf.Status.Phase = custodyv1alpha1.WorkflowRunning
-		return false, nil
+	case custodyv1alpha1.WorkflowCancelled:
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonCancelled, "Stop", "Workflow cancelled")
 	default:
-		return false, nil
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonFailed, "Finish", "Workflow failed: %s", why)
 	}
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
 	if wf.Spec.TTLAfterFinished != nil {
 		s.requeueAt(s.now.Add(wf.Spec.TTLAfterFinished.Duration))
 	}
 	return false, nil
+}
+
+// stepsOutcome is the outcome of the workflow's steps (not its finally steps), once they ended:
+// Cancelled after spec.cancel, Failed after the workflow timeout or a failed step, Succeeded
+// otherwise. Finally steps see it as workflow.phase.
+func (s *scope) stepsOutcome() (custodyv1alpha1.WorkflowPhase, string) {
+	failed, timedOut, cancelled := "", false, false
+	for _, st := range s.wf.Status.Steps {
+		if s.finally[st.Name] {
+			continue
+		}
+		switch {
+		case st.Phase == custodyv1alpha1.StepFailed && failed == "":
+			failed = st.Name
+		case st.Phase == custodyv1alpha1.StepCancelled && st.Reason == custodyv1alpha1.ReasonTimedOut:
+			timedOut = true
+		case st.Phase == custodyv1alpha1.StepCancelled:
+			cancelled = true
+		}
+	}
+	switch {
+	case s.stopReason == custodyv1alpha1.ReasonCancelled || (cancelled && s.wf.Spec.Cancel):
+		return custodyv1alpha1.WorkflowCancelled, "cancelled"
+	case timedOut || s.stopReason == custodyv1alpha1.ReasonTimedOut:
+		return custodyv1alpha1.WorkflowFailed, "timed out"
+	case failed != "":
+		return custodyv1alpha1.WorkflowFailed, "step " + failed + " failed"
+	}
+	return custodyv1alpha1.WorkflowSucceeded, ""
 }
 
 // releaseServiceAccounts deletes the ServiceAccount of every attempt that is not running: an
@@ -730,11 +835,20 @@ func stepStatus(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.Step
 	return nil
 }
 
-// specStep returns a workflow's step (nil if there is none of that name).
+// specStep returns a workflow's step or finally step (nil if there is none of that name, or the
+// run's template is not resolved yet).
 func specStep(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.Step {
-	for i := range wf.Spec.Steps {
-		if wf.Spec.Steps[i].Name == name {
-			return &wf.Spec.Steps[i]
+	def, _ := wf.Definition()
+	if st := specStepIn(def.Steps, name); st != nil {
+		return st
+	}
+	return specStepIn(def.Finally, name)
+}
+
+func specStepIn(steps []custodyv1alpha1.Step, name string) *custodyv1alpha1.Step {
+	for i := range steps {
+		if steps[i].Name == name {
+			return &steps[i]
 		}
 	}
 	return nil
@@ -743,10 +857,8 @@ func specStep(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.Step {
 // exprEnv is what `when` expressions and $(...) references see: the parameters, and every step's
 // phase and results.
 func (s *scope) exprEnv() expr.Env {
-	env := expr.Env{Params: map[string]string{}, Steps: map[string]expr.StepView{}}
-	for _, p := range s.wf.Spec.Parameters {
-		env.Params[p.Name] = p.Value
-	}
+	env := expr.Env{Params: custodyv1alpha1.ParameterValues(s.def.Parameters, s.wf.Spec.Parameters),
+		Steps: map[string]expr.StepView{}}
 	for _, st := range s.wf.Status.Steps {
 		view := expr.StepView{Phase: string(st.Phase), Results: map[string]string{}}
 		if st.Phase == custodyv1alpha1.StepSucceeded {

@@ -22,7 +22,7 @@ func computeStatus(s *scope, reconcileErr error) {
 	wf := s.wf
 	wf.Status.Progress = progress(wf.Status.Steps)
 	gen := wf.Generation
-	conds, absent := workflowConditions(wf, s.invalid), absentConditions(wf.Status.Phase)
+	conds, absent := workflowConditions(wf, s), absentConditions(wf.Status.Phase)
 	if pending := revocationPendingSteps(wf); len(pending) > 0 {
 		// Not settled until everything the attempts held is revoked, whatever the phase.
 		msg := pendingMessage(pending)
@@ -60,20 +60,23 @@ func progress(steps []custodyv1alpha1.StepStatus) string {
 }
 
 // workflowConditions returns the conditions the workflow must have in its phase.
-func workflowConditions(wf *custodyv1alpha1.Workflow, invalid error) []metav1.Condition {
+func workflowConditions(wf *custodyv1alpha1.Workflow, s *scope) []metav1.Condition {
 	phase := wf.Status.Phase
 	switch phase {
 	case custodyv1alpha1.WorkflowSucceeded:
 		return []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
 			Reason: custodyv1alpha1.ReasonSucceeded, Message: "Every step succeeded or was skipped"}}
 	case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
-		reason, msg := failure(wf, invalid)
+		reason, msg := failure(wf, s.invalid, s.invalidReason)
 		return []metav1.Condition{
 			{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg},
 			{Type: custodyv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: reason, Message: msg},
 		}
 	}
 	reason, msg := activity(wf.Status.Steps)
+	if s.waiting != "" {
+		reason, msg = custodyv1alpha1.ReasonTemplateNotFound, s.waiting
+	}
 	return []metav1.Condition{
 		{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg},
 		{Type: custodyv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason, Message: msg},
@@ -92,9 +95,12 @@ func absentConditions(phase custodyv1alpha1.WorkflowPhase) []string {
 }
 
 // failure says why a finished workflow did not succeed.
-func failure(wf *custodyv1alpha1.Workflow, invalid error) (string, string) {
+func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) (string, string) {
 	if invalid != nil {
-		return custodyv1alpha1.ReasonInvalidSpec, truncate(invalid.Error(), 1024)
+		if invalidReason == "" {
+			invalidReason = custodyv1alpha1.ReasonInvalidSpec
+		}
+		return invalidReason, truncate(invalid.Error(), 1024)
 	}
 	if wf.Status.Phase == custodyv1alpha1.WorkflowCancelled {
 		return custodyv1alpha1.ReasonCancelled, "The workflow was cancelled"
@@ -118,8 +124,11 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error) (string, string) {
 
 // activity summarizes what a running workflow is doing.
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
-	var running, waiting, retrying, needGrants []string
+	var running, waiting, retrying, needGrants, slots []string
 	for _, st := range steps {
+		if st.Phase == custodyv1alpha1.StepPending && st.Reason == custodyv1alpha1.StepReasonWaitingForParallelism {
+			slots = append(slots, st.Name)
+		}
 		if st.Phase == custodyv1alpha1.StepPending && grantReasons[st.Reason] {
 			needGrants = append(needGrants, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
 		}
@@ -144,6 +153,9 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	}
 	if len(needGrants) > 0 {
 		parts = append(parts, "waiting for credentials: "+strings.Join(needGrants, ", "))
+	}
+	if len(slots) > 0 {
+		parts = append(parts, "waiting for a free slot (parallelism): "+strings.Join(slots, ", "))
 	}
 	reason := custodyv1alpha1.ReasonProgressing
 	if len(waiting) > 0 && len(running) == 0 && len(retrying) == 0 {

@@ -162,11 +162,17 @@ type Decision struct {
 // Next decides, from the current phases (a missing step is NotStarted), which steps may start
 // and which are blocked. Blocking propagates in one call: a step whose dependency is blocked in
 // this same decision is blocked too.
-func (g *Graph) Next(phases map[string]Phase) Decision {
+func (g *Graph) Next(phases map[string]Phase) Decision { return g.next(phases, true) }
+
+// NextAll is Next without failing fast: a failed step blocks only its dependents. Finally steps
+// are scheduled this way, so that one failed clean-up does not stop the others.
+func (g *Graph) NextAll(phases map[string]Phase) Decision { return g.next(phases, false) }
+
+func (g *Graph) next(phases map[string]Phase, failFast bool) Decision {
 	d := Decision{Block: map[string]string{}}
 	failing := false
 	for _, p := range phases {
-		if p == Failed {
+		if p == Failed && failFast {
 			failing = true
 			break
 		}

@@ -34,12 +34,16 @@ type StepView struct {
 type Env struct {
 	Params map[string]string
 	Steps  map[string]StepView
+	// Workflow is what finally steps see of the run: "phase" is the outcome of its steps
+	// (Succeeded, Failed or Cancelled). Empty for other steps.
+	Workflow map[string]string
 }
 
 var celEnv = func() *cel.Env {
 	e, err := cel.NewEnv(
 		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("workflow", cel.MapType(cel.StringType, cel.StringType)),
 	)
 	if err != nil {
 		panic(err)
@@ -83,7 +87,11 @@ func (w *When) Eval(env Env) (bool, error) {
 	if params == nil {
 		params = map[string]string{}
 	}
-	out, _, err := w.prg.Eval(map[string]any{"params": params, "steps": steps})
+	wf := env.Workflow
+	if wf == nil {
+		wf = map[string]string{}
+	}
+	out, _, err := w.prg.Eval(map[string]any{"params": params, "steps": steps, "workflow": wf})
 	if err != nil {
 		return false, err
 	}
@@ -108,6 +116,9 @@ type Ref struct {
 	Param string
 	// Step and Result are set for $(steps.<Step>.results.<Result>).
 	Step, Result string
+	// Workflow is set (to the field read, or "*" for a computed one) when a `when` expression reads
+	// workflow.<field>, which only finally steps have.
+	Workflow string
 }
 
 // String returns the reference as written.
@@ -235,7 +246,8 @@ func SortedKeys(m map[string]string) []string {
 // WhenRefs compiles a `when` expression and returns the parameters and steps it reads, so that
 // admission can check each one exists and is an ancestor. A step read through a computed key
 // (steps[params.s]) cannot be known before it runs and is not returned. Ref.Result is empty when
-// the expression reads a step's phase or the step as a whole.
+// the expression reads a step's phase or the step as a whole. Reads of `workflow` are returned
+// with Ref.Workflow set.
 func WhenRefs(src string) ([]Ref, error) {
 	ast, iss := celEnv.Compile(src)
 	if iss.Err() != nil {
@@ -261,6 +273,12 @@ func WhenRefs(src string) ([]Ref, error) {
 				}
 			}
 			out = append(out, r)
+		case "workflow":
+			field, _, ok := member(id)
+			if !ok {
+				field = "*"
+			}
+			out = append(out, Ref{Workflow: field})
 		}
 	}
 	return out, nil

@@ -1,0 +1,167 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConcurrencyPolicy says what a CronWorkflow does when a run is due while an earlier run is still
+// running.
+// +kubebuilder:validation:Enum=Allow;Forbid;Replace
+type ConcurrencyPolicy string
+
+const (
+	// ConcurrencyAllow starts the new run alongside the running ones.
+	ConcurrencyAllow ConcurrencyPolicy = "Allow"
+	// ConcurrencyForbid skips the new run (Event RunSkipped) while an earlier run is running.
+	ConcurrencyForbid ConcurrencyPolicy = "Forbid"
+	// ConcurrencyReplace cancels the running runs (spec.cancel, so their credentials are revoked
+	// and their finally steps run) and starts the new one.
+	ConcurrencyReplace ConcurrencyPolicy = "Replace"
+)
+
+// CronWorkflowSpec says when to create runs and what they run.
+type CronWorkflowSpec struct {
+	// schedule in standard cron syntax (five fields: minute hour day-of-month month day-of-week,
+	// or a descriptor such as @hourly or @daily).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Schedule string `json:"schedule"`
+
+	// timeZone is the IANA time zone the schedule is read in (for example Europe/Berlin). Unset
+	// means UTC.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone *string `json:"timeZone,omitempty"`
+
+	// concurrencyPolicy: Allow (default), Forbid or Replace.
+	// +optional
+	// +kubebuilder:default=Allow
+	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
+
+	// startingDeadlineSeconds is how late a run may still start after its scheduled time (for
+	// example after the controller was down). A schedule missed by longer is skipped (Event
+	// MissedSchedule). Unset means no deadline. Whatever the deadline, at most one run is created
+	// for the missed schedules: the most recent one.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+
+	// suspend stops creating runs; running runs continue. Schedules that pass while suspended are
+	// not made up later.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// successfulRunsHistoryLimit is how many succeeded runs to keep (default 3); older ones are
+	// deleted.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	SuccessfulRunsHistoryLimit *int32 `json:"successfulRunsHistoryLimit,omitempty"`
+
+	// failedRunsHistoryLimit is how many failed or cancelled runs to keep (default 1); older ones
+	// are deleted.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	FailedRunsHistoryLimit *int32 `json:"failedRunsHistoryLimit,omitempty"`
+
+	// workflowSpec is the spec of every run: a workflowTemplateRef with parameter values, or
+	// inline steps.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="!has(self.cancel) || !self.cancel",message="a CronWorkflow's workflowSpec cannot set cancel; set suspend to stop creating runs"
+	WorkflowSpec WorkflowSpec `json:"workflowSpec"`
+}
+
+// RunReference names a run a CronWorkflow created.
+type RunReference struct {
+	// name of the Workflow.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// scheduledTime is the schedule the run was created for.
+	// +required
+	ScheduledTime metav1.Time `json:"scheduledTime"`
+}
+
+// CronWorkflowStatus is what the controller observed of a CronWorkflow.
+type CronWorkflowStatus struct {
+	// observedGeneration is the generation the controller last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// active are the runs that have not finished.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Active []RunReference `json:"active,omitempty"`
+
+	// lastScheduleTime is the scheduled time of the last run created.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+
+	// lastSuccessfulTime is when the last successful run finished.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+
+	// lastSuccessfulRun is the name of the last successful run.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	LastSuccessfulRun string `json:"lastSuccessfulRun,omitempty"`
+
+	// nextScheduleTime is the next time a run is due (unset while suspended).
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+
+	// conditions: Ready (True while scheduling, False with reason Suspended), Stalled (True with
+	// reason InvalidSchedule or InvalidSpec when the controller cannot schedule it).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// CronWorkflow creates Workflows on a schedule, from a WorkflowTemplate or an inline spec. Runs
+// are named <cronworkflow>-<minutes since the epoch of the scheduled time>, so a schedule never
+// makes two runs, even across controller restarts, and are labelled
+// custody.dev/cronworkflow: <name>.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ccwf,categories=custody
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52",message="a CronWorkflow name must be at most 52 characters: its runs are named <name>-<minutes since the epoch>, at most 63"
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
+// +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Last Schedule",type=date,JSONPath=`.status.lastScheduleTime`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type CronWorkflow struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says when to create runs and what they run.
+	// +required
+	Spec CronWorkflowSpec `json:"spec"`
+
+	// status is what the controller observed.
+	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
+	Status CronWorkflowStatus `json:"status,omitempty"`
+}
+
+// CronWorkflowList is a list of CronWorkflows.
+//
+// +kubebuilder:object:root=true
+type CronWorkflowList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []CronWorkflow `json:"items"`
+}

@@ -1,0 +1,106 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Definition returns what a run executes: its inline steps, or the template recorded in
+// status.template when it was resolved, with the Workflow's own parallelism and timeout winning
+// over the template's. ok is false for a template run that is not resolved yet.
+func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
+	switch {
+	case wf.Spec.WorkflowTemplateRef == nil:
+		def = WorkflowTemplateSpec{Steps: wf.Spec.Steps, Finally: wf.Spec.Finally}
+	case wf.Status.Template != nil:
+		def = wf.Status.Template.Spec
+	default:
+		return WorkflowTemplateSpec{}, false
+	}
+	if wf.Spec.Parallelism != nil {
+		def.Parallelism = wf.Spec.Parallelism
+	}
+	if wf.Spec.Timeout != nil {
+		def.Timeout = wf.Spec.Timeout
+	}
+	return def, true
+}
+
+// AllSteps returns the steps then the finally steps of a definition.
+func (d *WorkflowTemplateSpec) AllSteps() []Step {
+	out := make([]Step, 0, len(d.Steps)+len(d.Finally))
+	out = append(out, d.Steps...)
+	return append(out, d.Finally...)
+}
+
+// ParameterValues returns the values of a run's parameters: the run's own, then the declared
+// defaults for those it does not set.
+func ParameterValues(declared []ParameterSpec, given []Parameter) map[string]string {
+	out := make(map[string]string, len(given)+len(declared))
+	for _, p := range declared {
+		if p.Default != nil {
+			out[p.Name] = *p.Default
+		}
+	}
+	for _, p := range given {
+		out[p.Name] = p.Value
+	}
+	return out
+}
+
+// CheckParameters checks a run's parameter values against a template's declarations: every
+// required parameter (one without a default) is set, no undeclared one is, and each value is one of
+// the allowed values if the declaration lists them. The error lists every problem.
+func CheckParameters(declared []ParameterSpec, given []Parameter) error {
+	byName := map[string]ParameterSpec{}
+	for _, d := range declared {
+		byName[d.Name] = d
+	}
+	set := map[string]bool{}
+	var problems []string
+	for _, p := range given {
+		set[p.Name] = true
+		d, ok := byName[p.Name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("parameter %q is not declared by the template", p.Name))
+			continue
+		}
+		if len(d.AllowedValues) > 0 && !slices.Contains(d.AllowedValues, p.Value) {
+			problems = append(problems, fmt.Sprintf("parameter %q: %q is not one of the allowed values %s",
+				p.Name, clip(p.Value, 64), quoteAll(d.AllowedValues)))
+		}
+	}
+	for _, d := range declared {
+		if d.Default == nil && !set[d.Name] {
+			msg := fmt.Sprintf("parameter %q is required", d.Name)
+			if d.Description != "" {
+				msg += " (" + clip(d.Description, 128) + ")"
+			}
+			problems = append(problems, msg)
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s", strings.Join(problems, "; "))
+}
+
+func quoteAll(vs []string) string {
+	q := make([]string, 0, len(vs))
+	for i, v := range vs {
+		if i == 8 {
+			q = append(q, "...")
+			break
+		}
+		q = append(q, fmt.Sprintf("%q", clip(v, 32)))
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
