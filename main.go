@@ -27,6 +27,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	_ "time/tzdata" // CronWorkflow time zones, also in images without zoneinfo
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -51,7 +52,9 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/controllers/credentialgrant"
+	"github.com/custody-dev/custody/controllers/cronworkflow"
 	"github.com/custody-dev/custody/controllers/workflow"
+	"github.com/custody-dev/custody/controllers/workflowtemplate"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/identity/spire"
 	"github.com/custody-dev/custody/internal/jobspec"
@@ -395,6 +398,14 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
+	}
+	templates := &workflowtemplate.Reconciler{Client: mgr.GetClient()}
+	if err := templates.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the WorkflowTemplate controller: %w", err)
+	}
+	crons := &cronworkflow.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(cronworkflow.ControllerName)}
+	if err := crons.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the CronWorkflow controller: %w", err)
 	}
 	return nil
 }

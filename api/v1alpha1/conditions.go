@@ -170,6 +170,9 @@ const (
 	LabelTemplate = "custody.dev/template"
 	// LabelCronWorkflow is set on every run a CronWorkflow creates; its value is its name.
 	LabelCronWorkflow = "custody.dev/cronworkflow"
+	// AnnotationOnBehalfOf is set by the CronWorkflow controller on the runs it creates: the author
+	// of the CronWorkflow (its custody.dev/created-by), who may not approve the runs' steps.
+	AnnotationOnBehalfOf = "custody.dev/on-behalf-of"
 	// AnnotationScheduledTime is the scheduled time (RFC 3339) a CronWorkflow created a run for.
 	AnnotationScheduledTime = "custody.dev/scheduled-time"
 	// LabelGrantable must be "true" on a Secret before a CredentialGrant may hand out its keys.

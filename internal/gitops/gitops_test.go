@@ -46,6 +46,21 @@ func TestHealthScripts(t *testing.T) {
 			conditions: [{type: Approved, status: "False"}, {type: Ready, status: "False", reason: WaitingForApproval}]}}`, Suspended},
 		{"grant source missing", `{kind: CredentialGrant, metadata: {generation: 1}, status: {observedGeneration: 1,
 			conditions: [{type: Ready, status: "False", reason: SourceNotFound}, {type: Stalled, status: "True", reason: SourceNotFound, message: m}]}}`, Degraded},
+		{"template not checked", `{kind: WorkflowTemplate, metadata: {generation: 2}, status: {observedGeneration: 1,
+			conditions: [{type: Ready, status: "True", reason: Valid}]}}`, Progressing},
+		{"template valid", `{kind: WorkflowTemplate, metadata: {generation: 2}, status: {observedGeneration: 2,
+			conditions: [{type: Ready, status: "True", reason: Valid, message: "3 steps"}]}}`, Healthy},
+		{"template invalid", `{kind: WorkflowTemplate, metadata: {generation: 1}, status: {observedGeneration: 1,
+			conditions: [{type: Ready, status: "False", reason: InvalidSpec}, {type: Stalled, status: "True", reason: InvalidSpec, message: cycle}]}}`, Degraded},
+		{"cron not reconciled", `{kind: CronWorkflow, metadata: {generation: 1}, status: {observedGeneration: 0}}`, Progressing},
+		{"cron scheduling", `{kind: CronWorkflow, metadata: {generation: 1}, status: {observedGeneration: 1,
+			conditions: [{type: Ready, status: "True", reason: Scheduled, message: "Next run at ..."}]}}`, Healthy},
+		{"cron suspended", `{kind: CronWorkflow, metadata: {generation: 3}, status: {observedGeneration: 3,
+			conditions: [{type: Ready, status: "True", reason: Suspended, message: "Suspended"}]}}`, Healthy},
+		{"cron schedule invalid", `{kind: CronWorkflow, metadata: {generation: 1}, status: {observedGeneration: 1,
+			conditions: [{type: Ready, status: "False", reason: InvalidSchedule}, {type: Stalled, status: "True", reason: InvalidSchedule, message: m}]}}`, Degraded},
+		{"cron template missing", `{kind: CronWorkflow, metadata: {generation: 1}, status: {observedGeneration: 1,
+			conditions: [{type: Ready, status: "False", reason: TemplateNotFound}, {type: Stalled, status: "True", reason: TemplateNotFound, message: m}]}}`, Degraded},
 	}
 	for _, tc := range cases {
 		// As the API server serves it: JSON, integers as int64.
@@ -89,10 +104,10 @@ func TestArgoCDConfigMapCarriesTheScripts(t *testing.T) {
 	if err := yaml.UnmarshalStrict(out, &cm); err != nil {
 		t.Fatal(err)
 	}
-	if cm.Name != "argocd-cm" || cm.Namespace != "argocd" || len(cm.Data) != 2 {
+	if cm.Name != "argocd-cm" || cm.Namespace != "argocd" || len(cm.Data) != 4 {
 		t.Fatalf("rendered %s/%s with keys %v", cm.Namespace, cm.Name, cm.Data)
 	}
-	for _, kind := range []string{"Workflow", "CredentialGrant"} {
+	for _, kind := range []string{"Workflow", "CredentialGrant", "WorkflowTemplate", "CronWorkflow"} {
 		path, err := ScriptPath(kind)
 		if err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 const (
 	labelReason = "reason"
 	labelKind   = "kind"
+	labelResult = "result"
 )
 
 var (
@@ -33,14 +34,14 @@ var (
 	StepAttemptsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custody_step_attempts_ended_total",
 		Help: "Step attempts that ended, by result and reason.",
-	}, []string{"result", labelReason})
+	}, []string{labelResult, labelReason})
 
 	// StepDuration observes how long step attempts ran, from Job creation to the end.
 	StepDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "custody_step_attempt_duration_seconds",
 		Help:    "How long step attempts ran, from Job creation to the end, by result.",
 		Buckets: prometheus.ExponentialBuckets(0.5, 2, 16), // 0.5s .. ~4.5h
-	}, []string{"result"})
+	}, []string{labelResult})
 
 	// ReconcileErrors counts reconcile errors by controller and a coarse reason from the API
 	// error (Conflict, NotFound, Forbidden, Timeout, ...) or Other.
@@ -48,6 +49,15 @@ var (
 		Name: "custody_reconcile_errors_total",
 		Help: "Reconcile errors by controller and reason.",
 	}, []string{"controller", labelReason})
+
+	// CronWorkflowSchedules counts the schedules CronWorkflows handled, by result: created (a run
+	// was created), skipped (concurrencyPolicy Forbid, or the template is missing), missed (the
+	// controller was down or past startingDeadlineSeconds) and replaced (a running run was
+	// cancelled by concurrencyPolicy Replace).
+	CronWorkflowSchedules = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_cronworkflow_schedules_total",
+		Help: "Schedules CronWorkflows handled, by result (created, skipped, missed, replaced).",
+	}, []string{labelResult})
 
 	// IdentityRegistration observes how long after the controller saw an attempt's pod on a node
 	// the attempt's SPIRE entry existed.
@@ -176,6 +186,7 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 func Register(reg prometheus.Registerer, reader client.Reader) error {
 	for _, c := range []prometheus.Collector{
 		StepAttempts, StepAttemptsEnded, StepDuration, ReconcileErrors, workflowCollector{reader: reader},
+		CronWorkflowSchedules,
 		IdentityRegistration, IdentityRevocation, SPIREErrors, IdentityEntries, IdentityOrphansDeleted,
 		CredentialsIssued, CredentialsRevoked, CredentialRevocation,
 	} {

@@ -136,10 +136,10 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: approvers},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: ApproverGroup}}})
 	// The Secrets the samples' secret grants hand out, opted in, with demo values.
-	for _, name := range []string{"erp-api", "idp-admin-token", "crm-api", "ticketing-api"} {
+	for _, name := range []string{"erp-api", "idp-admin-token", "crm-api", "ticketing-api", "orders-db-backup"} {
 		prereqs = append(prereqs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace,
 			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}},
-			StringData: map[string]string{"token": "sandbox-demo-" + name}})
+			StringData: map[string]string{"token": "sandbox-demo-" + name, "password": "sandbox-demo-" + name}})
 	}
 	for _, obj := range prereqs {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {

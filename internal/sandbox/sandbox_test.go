@@ -68,15 +68,15 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if len(wfs) < 5 {
-		t.Fatalf("%d sample workflows ran, want the five of config/samples", len(wfs))
+	if len(wfs) < 6 {
+		t.Fatalf("%d sample workflows ran, want the six of config/samples", len(wfs))
 	}
 	// Each step holds exactly the grants it asks for: the disabling step alone holds the
 	// identity provider's token, and only because the risk crossed the threshold.
 	want := map[string]string{"respond-alert-1042/disable-account": "idp-admin", "answer-customer-88/retrieve-customer": "crm-read",
 		"answer-customer-88/generate-response": "model-gateway", "answer-customer-88/open-ticket": "ticket-write",
 		"provision-team-blue/create-resources": "provision-resources", "provision-team-blue/assign-roles": "assign-access",
-		"pay-invoice-4711/post-payment": "erp-payments"}
+		"pay-invoice-4711/post-payment": "erp-payments", "db-backup-before-migration/snapshot": "backup-db-password"}
 	for _, wf := range wfs {
 		for _, st := range wf.Status.Steps {
 			held := make([]string, 0, len(st.Credentials))
@@ -88,6 +88,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 			}
 		}
 	}
+	checkTemplateRun(t, wfs)
 	for _, wf := range wfs {
 		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
 			t.Errorf("sample %s ended %s:\n%s", wf.Name, wf.Status.Phase, strings.Join(describe(&wf), "\n"))
@@ -130,8 +131,8 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(after.Issuances) != 0 || len(after.Standing) != 0 || len(after.Grants) != 7 {
-		t.Errorf("inventory after the samples: %d live, %d standing, %d grants (want 0, 0, 7)", len(after.Issuances), len(after.Standing), len(after.Grants))
+	if len(after.Issuances) != 0 || len(after.Standing) != 0 || len(after.Grants) != 8 {
+		t.Errorf("inventory after the samples: %d live, %d standing, %d grants (want 0, 0, 8)", len(after.Issuances), len(after.Standing), len(after.Grants))
 	}
 	t.Logf("inventory matched the issued objects at %d samples during the run", inv.matched)
 }
@@ -156,5 +157,26 @@ func checkAdmission(ctx context.Context, t *testing.T, sb *Sandbox, wfs []custod
 	}
 	if g.Status.Approval == nil || g.Status.Approval.ApprovedBy != Approver {
 		t.Errorf("grant erp-payments approval %+v, want %s as stamped by admission", g.Status.Approval, Approver)
+	}
+}
+
+// checkTemplateRun checks the run of the db-backup template: resolved from it and labelled, its
+// finally steps ran after the others (the page only on failure, so skipped).
+func checkTemplateRun(t *testing.T, wfs []custodyv1alpha1.Workflow) {
+	t.Helper()
+	for _, wf := range wfs {
+		if wf.Name != "db-backup-before-migration" {
+			continue
+		}
+		if wf.Status.Template == nil || wf.Status.Template.Name != "db-backup" || wf.Labels[custodyv1alpha1.LabelTemplate] != "db-backup" {
+			t.Errorf("%s: template %+v, labels %v; want resolved from db-backup and labelled", wf.Name, wf.Status.Template, wf.Labels)
+		}
+		phases := map[string]string{}
+		for _, st := range wf.Status.Steps {
+			phases[st.Name] = string(st.Phase) + "/" + st.Reason
+		}
+		if phases["page-on-failure"] != "Skipped/WhenFalse" || !strings.HasPrefix(phases["remove-scratch"], "Succeeded") {
+			t.Errorf("%s finally steps: %v", wf.Name, phases)
+		}
 	}
 }

@@ -102,7 +102,7 @@ func team(t *testing.T) string {
 	ns := env.Namespace(t)
 	ctx := ctxT(t)
 	rules := func(r ...rbacv1.PolicyRule) []rbacv1.PolicyRule { return r }
-	custody := rbacv1.PolicyRule{APIGroups: []string{"custody.dev"}, Resources: []string{"workflows", "credentialgrants"},
+	custody := rbacv1.PolicyRule{APIGroups: []string{"custody.dev"}, Resources: []string{"workflows", "credentialgrants", "workflowtemplates", "cronworkflows"},
 		Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}
 	use := rbacv1.PolicyRule{APIGroups: []string{"custody.dev"}, Resources: []string{"credentialgrants"}, Verbs: []string{"use"}}
 	roles := map[string][]rbacv1.PolicyRule{

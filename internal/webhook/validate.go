@@ -14,44 +14,107 @@ import (
 
 // ValidateWorkflowSpec checks what the CRD's schema and CEL rules cannot: that dependsOn has no
 // cycle, that every `when` compiles and is boolean, and that every parameter and step result a
-// step reads exists and comes from one of the step's ancestors. Each error names the step and the
-// field. It is pure, so the same checks can run anywhere.
+// step reads exists and comes from one of the step's ancestors (for a finally step: any step, or
+// one of its finally ancestors). Only finally steps may read workflow.phase. Each error names the
+// step and the field. A run of a template is checked against the template by admission, which
+// reads it; here only its own fields are. It is pure, so the same checks can run anywhere.
 func ValidateWorkflowSpec(spec *custodyv1alpha1.WorkflowSpec) field.ErrorList {
-	var errs field.ErrorList
-	steps := field.NewPath("spec", "steps")
+	return validateWorkflowSpec(field.NewPath("spec"), spec)
+}
 
-	nodes := make([]dag.Node, 0, len(spec.Steps))
-	index := map[string]int{}
-	for i, st := range spec.Steps {
-		nodes = append(nodes, dag.Node{Name: st.Name, DependsOn: st.DependsOn})
-		index[st.Name] = i
+func validateWorkflowSpec(path *field.Path, spec *custodyv1alpha1.WorkflowSpec) field.ErrorList {
+	if spec.WorkflowTemplateRef != nil {
+		return nil
 	}
-	g, err := dag.New(nodes)
-	if err != nil {
-		// The CRD refuses duplicates, self-dependencies and unknown names, so this is a cycle.
-		errs = append(errs, field.Invalid(steps.Child("dependsOn"), nil, err.Error()))
-	}
-
 	params := map[string]bool{}
 	for _, p := range spec.Parameters {
 		params[p.Name] = true
 	}
+	return validateDefinition(path, spec.Steps, spec.Finally, params)
+}
+
+// ValidateWorkflowTemplateSpec checks a template as ValidateWorkflowSpec checks a Workflow; steps
+// may read the parameters the template declares.
+func ValidateWorkflowTemplateSpec(spec *custodyv1alpha1.WorkflowTemplateSpec) field.ErrorList {
+	params := map[string]bool{}
+	for _, p := range spec.Parameters {
+		params[p.Name] = true
+	}
+	return validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, params)
+}
+
+// ValidateCronWorkflowSpec checks a CronWorkflow's workflowSpec as a Workflow's spec.
+func ValidateCronWorkflowSpec(spec *custodyv1alpha1.CronWorkflowSpec) field.ErrorList {
+	return validateWorkflowSpec(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec)
+}
+
+// validateDefinition checks steps and finally steps.
+func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step, params map[string]bool) field.ErrorList {
+	var errs field.ErrorList
+	index := map[string]int{}
 	declared := map[string]map[string]bool{}
-	for _, st := range spec.Steps {
+	for i, st := range append(append([]custodyv1alpha1.Step{}, steps...), finally...) {
+		index[st.Name] = i
 		declared[st.Name] = map[string]bool{}
 		for _, r := range st.Results {
 			declared[st.Name][r.Name] = true
 		}
 	}
+	graph := func(p *field.Path, list []custodyv1alpha1.Step) *dag.Graph {
+		nodes := make([]dag.Node, 0, len(list))
+		for _, st := range list {
+			nodes = append(nodes, dag.Node{Name: st.Name, DependsOn: st.DependsOn})
+		}
+		g, err := dag.New(nodes)
+		if err != nil {
+			// The CRD refuses duplicates, self-dependencies and unknown names, so this is a cycle.
+			errs = append(errs, field.Invalid(p.Child("dependsOn"), nil, err.Error()))
+		}
+		return g
+	}
+	main := map[string]bool{}
+	for _, st := range steps {
+		main[st.Name] = true
+	}
+	errs = append(errs, validateSteps(path.Child("steps"), steps, graph(path.Child("steps"), steps), nil, params, index, declared)...)
+	if len(finally) > 0 {
+		fg := graph(path.Child("finally"), finally)
+		errs = append(errs, validateSteps(path.Child("finally"), finally, fg, main, params, index, declared)...)
+	}
+	return errs
+}
 
-	for i, st := range spec.Steps {
-		path := steps.Index(i)
-		var ancestors map[string]bool
+// validateSteps checks the references of one list of steps. ended are the steps known to have
+// ended before any of them starts (for finally steps: every step); nil for the steps themselves,
+// who may not read workflow.phase.
+func validateSteps(list *field.Path, steps []custodyv1alpha1.Step, g *dag.Graph, ended, params map[string]bool,
+	index map[string]int, declared map[string]map[string]bool) field.ErrorList {
+	var errs field.ErrorList
+	for i, st := range steps {
+		path := list.Index(i)
+		ancestors := map[string]bool{}
 		if g != nil {
 			ancestors = g.Ancestors(st.Name)
 		}
+		for name := range ended {
+			ancestors[name] = true
+		}
+		if g == nil {
+			ancestors = nil
+		}
 		check := func(p *field.Path, value string, refs []expr.Ref, written func(expr.Ref) string) {
 			for _, r := range refs {
+				if r.Workflow != "" {
+					switch {
+					case ended == nil:
+						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads workflow.%s, which only finally "+
+							"steps can read (the outcome is known once every step ended)", st.Name, r.Workflow)))
+					case r.Workflow != "phase":
+						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads workflow.%s; a finally step "+
+							"can read workflow.phase only", st.Name, r.Workflow)))
+					}
+					continue
+				}
 				if msg := refProblem(st.Name, r, written(r), params, index, declared, ancestors); msg != "" {
 					errs = append(errs, field.Invalid(p, value, msg))
 				}

@@ -11,6 +11,10 @@
 //     (RBAC's bind/escalate rule, asked with SubjectAccessReviews as that user), refuses a
 //     Workflow that requests a grant its author may not use, and deep-validates Workflow specs
 //     (cycles, `when` expressions, references to parameters and results).
+//   - WorkflowTemplates and CronWorkflows get the same deep validation and the same `use` check on
+//     the grants their steps request; a run of a template is checked against the template (it
+//     must exist, its parameters must match) and gets the custody.dev/template label, which
+//     nobody else may set.
 //
 // Refusals are logged (user, object, check; never a value) and counted in
 // custody_admission_refusals_total.
@@ -40,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/cronschedule"
 )
 
 // The paths the webhook server serves; the webhook configurations in config/webhook name them.
@@ -48,9 +53,9 @@ const (
 	PathValidate = "/validate-custody-dev-v1alpha1"
 )
 
-// Mutating and validating webhooks for both kinds: one path each, the kind comes with the request.
-// +kubebuilder:webhook:path=/mutate-custody-dev-v1alpha1,mutating=true,failurePolicy=fail,sideEffects=None,groups=custody.dev,resources=workflows;credentialgrants,verbs=create;update,versions=v1alpha1,name=mutate.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=Never
-// +kubebuilder:webhook:path=/validate-custody-dev-v1alpha1,mutating=false,failurePolicy=fail,sideEffects=None,groups=custody.dev,resources=workflows;credentialgrants,verbs=create;update,versions=v1alpha1,name=validate.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+// Mutating and validating webhooks for every kind: one path each, the kind comes with the request.
+// +kubebuilder:webhook:path=/mutate-custody-dev-v1alpha1,mutating=true,failurePolicy=fail,sideEffects=None,groups=custody.dev,resources=workflows;credentialgrants;workflowtemplates;cronworkflows,verbs=create;update,versions=v1alpha1,name=mutate.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=Never
+// +kubebuilder:webhook:path=/validate-custody-dev-v1alpha1,mutating=false,failurePolicy=fail,sideEffects=None,groups=custody.dev,resources=workflows;credentialgrants;workflowtemplates;cronworkflows,verbs=create;update,versions=v1alpha1,name=validate.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;clusterroles,verbs=get
@@ -59,7 +64,7 @@ const (
 // someone trying to hand out access they do not have.
 var Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "custody_admission_refusals_total",
-	Help: "Workflow and CredentialGrant writes refused by admission, by kind and check " +
+	Help: "Writes of Custody objects refused by admission, by kind and check " +
 		"(validation, creator, approval, escalation, use).",
 }, []string{"kind", "check"})
 
@@ -104,6 +109,8 @@ type object struct {
 	meta      *metav1.ObjectMeta
 	workflow  *custodyv1alpha1.Workflow
 	grant     *custodyv1alpha1.CredentialGrant
+	template  *custodyv1alpha1.WorkflowTemplate
+	cron      *custodyv1alpha1.CronWorkflow
 	kind      string
 	forDenial string // "Workflow team-a/release" for messages
 }
@@ -123,6 +130,18 @@ func (h *handler) decode(req admission.Request, ext runtime.RawExtension) (*obje
 			return nil, err
 		}
 		o.meta = &o.grant.ObjectMeta
+	case "WorkflowTemplate":
+		o.template = &custodyv1alpha1.WorkflowTemplate{}
+		if err := h.decoder.DecodeRaw(ext, o.template); err != nil {
+			return nil, err
+		}
+		o.meta = &o.template.ObjectMeta
+	case "CronWorkflow":
+		o.cron = &custodyv1alpha1.CronWorkflow{}
+		if err := h.decoder.DecodeRaw(ext, o.cron); err != nil {
+			return nil, err
+		}
+		o.meta = &o.cron.ObjectMeta
 	default:
 		return nil, fmt.Errorf("unexpected kind %s", req.Kind.Kind)
 	}
@@ -188,6 +207,10 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 		}
 	}
 	patches := annotationPatches(ann, set, remove)
+	if wf := cur.workflow; wf != nil && wf.Spec.WorkflowTemplateRef != nil && req.Operation == admissionv1.Create &&
+		wf.Labels[custodyv1alpha1.LabelTemplate] != wf.Spec.WorkflowTemplateRef.Name {
+		patches = append(patches, labelPatch(wf.Labels, custodyv1alpha1.LabelTemplate, wf.Spec.WorkflowTemplateRef.Name))
+	}
 	if len(patches) == 0 {
 		return admission.Allowed("")
 	}
@@ -212,10 +235,10 @@ func annotationPatches(ann, set map[string]string, remove []string) []jsonpatch.
 		return nil
 	}
 	if ann == nil {
-		return []jsonpatch.JsonPatchOperation{{Operation: "add", Path: "/metadata/annotations", Value: set}}
+		return []jsonpatch.JsonPatchOperation{{Operation: opAdd, Path: "/metadata/annotations", Value: set}}
 	}
 	for _, k := range sortedKeys(set) {
-		ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations/" + escape(k), Value: set[k]})
+		ops = append(ops, jsonpatch.JsonPatchOperation{Operation: opAdd, Path: "/metadata/annotations/" + escape(k), Value: set[k]})
 	}
 	for _, k := range remove {
 		if _, ok := ann[k]; ok {
@@ -224,6 +247,16 @@ func annotationPatches(ann, set map[string]string, remove []string) []jsonpatch.
 	}
 	return ops
 }
+
+// labelPatch sets one label.
+func labelPatch(labels map[string]string, k, v string) jsonpatch.JsonPatchOperation {
+	if labels == nil {
+		return jsonpatch.JsonPatchOperation{Operation: opAdd, Path: "/metadata/labels", Value: map[string]string{k: v}}
+	}
+	return jsonpatch.JsonPatchOperation{Operation: opAdd, Path: "/metadata/labels/" + escape(k), Value: v}
+}
+
+const opAdd = "add"
 
 func escape(k string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
@@ -294,11 +327,11 @@ func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *
 			"not approve their own object; an approver annotates it afterwards",
 			o.forDenial, o.kind, strings.Join(sortedKeys(keys), ", ")), nil
 	}
-	if o.workflow != nil {
-		if errs := ValidateWorkflowSpec(&o.workflow.Spec); len(errs) > 0 {
-			return invalid(o, errs), nil
-		}
-		return h.checkUse(ctx, req, o.workflow)
+	switch {
+	case o.workflow != nil:
+		return h.validateWorkflow(ctx, req, o)
+	case o.template != nil, o.cron != nil:
+		return h.validateDefinition(ctx, req, o)
 	}
 	if errs := ValidateGrantReferences(&o.grant.Spec); len(errs) > 0 {
 		return invalid(o, errs), nil
@@ -331,6 +364,18 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 		}
 		return approvalsOfGrant(req, cur, old, creator, material), nil
 	}
+	if cur.template != nil || cur.cron != nil {
+		if d := diffApprovals(old.meta.Annotations, cur.meta.Annotations); len(d.added)+len(d.changed)+len(d.removed) > 0 {
+			return forbidden(checkApproval, "%s: a %s is not approved; approve the steps of its runs", cur.forDenial, cur.kind), nil
+		}
+		if equality.Semantic.DeepEqual(specOf(cur), specOf(old)) {
+			return nil, nil
+		}
+		return h.validateDefinition(ctx, req, cur)
+	}
+	if r := templateLabel(cur); r != nil {
+		return r, nil
+	}
 	if !equality.Semantic.DeepEqual(cur.workflow.Spec, old.workflow.Spec) {
 		if errs := ValidateWorkflowSpec(&cur.workflow.Spec); len(errs) > 0 {
 			return invalid(cur, errs), nil
@@ -340,13 +385,22 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 	if r := unchangeable(cur, d, nil); r != nil {
 		return r, nil
 	}
+	def, resolved := cur.workflow.Definition()
 	for _, k := range d.added {
 		stepName := strings.TrimPrefix(k, custodyv1alpha1.AnnotationApprovePrefix)
 		var step *custodyv1alpha1.Step
-		for i := range cur.workflow.Spec.Steps {
-			if cur.workflow.Spec.Steps[i].Name == stepName {
-				step = &cur.workflow.Spec.Steps[i]
+		for _, st := range def.AllSteps() {
+			if st.Name == stepName {
+				step = &st
 			}
+		}
+		if !resolved {
+			return forbidden(checkApproval, "%s: the run's WorkflowTemplate is not resolved yet, so step %q cannot be approved; "+
+				"try again once status.template is set", cur.forDenial, stepName), nil
+		}
+		if by := cur.meta.Annotations[custodyv1alpha1.AnnotationOnBehalfOf]; by != "" && by == user {
+			return forbidden(checkApproval, "step %q of %s runs on behalf of %s (the author of its CronWorkflow), who may not "+
+				"approve it: an approval must come from someone else (four-eyes)", stepName, cur.forDenial, by), nil
 		}
 		if step == nil || step.Approval == nil {
 			return forbidden(checkApproval, "%s: %s approves step %q, but the workflow has no step %q that needs an approval",
@@ -445,10 +499,10 @@ func (h *handler) checkEscalation(ctx context.Context, req admission.Request, g 
 	return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
 }
 
-// checkUse refuses a Workflow whose steps request grants its author may not use.
-func (h *handler) checkUse(ctx context.Context, req admission.Request, wf *custodyv1alpha1.Workflow) (*refusal, error) {
+// checkUse refuses an object whose steps request grants its author may not use.
+func (h *handler) checkUse(ctx context.Context, req admission.Request, o *object, steps []custodyv1alpha1.Step) (*refusal, error) {
 	var names []string
-	for _, st := range wf.Spec.Steps {
+	for _, st := range steps {
 		names = append(names, st.Credentials...)
 	}
 	slices.Sort(names)
@@ -467,7 +521,107 @@ func (h *handler) checkUse(ctx context.Context, req admission.Request, wf *custo
 	if len(lacking) == 0 {
 		return nil, nil
 	}
-	return forbidden(checkUse, "Workflow %s/%s: %s may not use the CredentialGrants %s: a step can request a grant's "+
-		"credential only if the workflow's author has %q on it (credentialgrants, group %s)",
-		req.Namespace, wf.Name, req.UserInfo.Username, strings.Join(lacking, ", "), VerbUse, custodyv1alpha1.GroupVersion.Group), nil
+	return forbidden(checkUse, "%s: %s may not use the CredentialGrants %s: a step can request a grant's "+
+		"credential only if the author of its %s has %q on it (credentialgrants, group %s)",
+		o.forDenial, req.UserInfo.Username, strings.Join(lacking, ", "), o.kind, VerbUse, custodyv1alpha1.GroupVersion.Group), nil
+}
+
+// validateWorkflow deep-validates a new Workflow; a run of a template is checked against the
+// template, which must exist. Either way its author must be allowed to use the grants it requests.
+func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+	wf := o.workflow
+	if errs := ValidateWorkflowSpec(&wf.Spec); len(errs) > 0 {
+		return invalid(o, errs), nil
+	}
+	if r := templateLabel(o); r != nil {
+		return r, nil
+	}
+	ref := wf.Spec.WorkflowTemplateRef
+	if ref == nil {
+		return h.checkUse(ctx, req, o, append(append([]custodyv1alpha1.Step{}, wf.Spec.Steps...), wf.Spec.Finally...))
+	}
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ref.Name}, tpl)
+	if apierrors.IsNotFound(err) {
+		return invalid(o, field.ErrorList{field.NotFound(field.NewPath("spec", "workflowTemplateRef", "name"), ref.Name)}), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
+	}
+	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, wf.Spec.Parameters); err != nil {
+		return invalid(o, field.ErrorList{field.Invalid(field.NewPath("spec", "parameters"), nil,
+			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
+	}
+	return h.checkUse(ctx, req, o, tpl.Spec.AllSteps())
+}
+
+// validateDefinition deep-validates a WorkflowTemplate or CronWorkflow and checks that its author
+// may use the grants its steps request (for a CronWorkflow of a template: the template's, if it
+// exists; its runs are created by the controller).
+func (h *handler) validateDefinition(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+	if o.template != nil {
+		if errs := ValidateWorkflowTemplateSpec(&o.template.Spec); len(errs) > 0 {
+			return invalid(o, errs), nil
+		}
+		return h.checkUse(ctx, req, o, o.template.Spec.AllSteps())
+	}
+	spec := &o.cron.Spec
+	errs := ValidateCronWorkflowSpec(spec)
+	tz := ""
+	if spec.TimeZone != nil {
+		tz = *spec.TimeZone
+	}
+	if _, _, err := cronschedule.Parse(spec.Schedule, tz); err != nil {
+		p := field.NewPath("spec", "schedule")
+		if strings.HasPrefix(err.Error(), "timeZone") {
+			p = field.NewPath("spec", "timeZone")
+		}
+		errs = append(errs, field.Invalid(p, nil, err.Error()))
+	}
+	if len(errs) > 0 {
+		return invalid(o, errs), nil
+	}
+	ws := &spec.WorkflowSpec
+	if ws.WorkflowTemplateRef == nil {
+		return h.checkUse(ctx, req, o, append(append([]custodyv1alpha1.Step{}, ws.Steps...), ws.Finally...))
+	}
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ws.WorkflowTemplateRef.Name}, tpl)
+	if apierrors.IsNotFound(err) {
+		return nil, nil // allowed: applied before its template (GitOps); schedules are skipped until it exists
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading WorkflowTemplate %s: %w", ws.WorkflowTemplateRef.Name, err)
+	}
+	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, ws.Parameters); err != nil {
+		return invalid(o, field.ErrorList{field.Invalid(field.NewPath("spec", "workflowSpec", "parameters"), nil,
+			fmt.Sprintf("WorkflowTemplate %s: %v", tpl.Name, err))}), nil
+	}
+	return h.checkUse(ctx, req, o, tpl.Spec.AllSteps())
+}
+
+// templateLabel refuses a custody.dev/template label that does not name the run's template:
+// grants select a template's runs by it.
+func templateLabel(o *object) *refusal {
+	v, set := o.meta.Labels[custodyv1alpha1.LabelTemplate]
+	ref := o.workflow.Spec.WorkflowTemplateRef
+	switch {
+	case !set:
+		return nil
+	case ref == nil:
+		return forbidden(checkValidation, "%s: the label %s marks runs of a WorkflowTemplate (grants select them by it); "+
+			"a Workflow with inline steps may not carry it", o.forDenial, custodyv1alpha1.LabelTemplate)
+	case v != ref.Name:
+		return forbidden(checkValidation, "%s: the label %s must name the run's WorkflowTemplate %q, not %q",
+			o.forDenial, custodyv1alpha1.LabelTemplate, ref.Name, v)
+	}
+	return nil
+}
+
+// specOf is the spec of a WorkflowTemplate or CronWorkflow.
+func specOf(o *object) any {
+	if o.template != nil {
+		return o.template.Spec
+	}
+	return o.cron.Spec
 }

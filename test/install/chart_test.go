@@ -108,7 +108,7 @@ func TestChartRenders(t *testing.T) {
 				}
 			}
 			want := map[string]int{"Deployment": 1, "ServiceAccount": 1, "MutatingWebhookConfiguration": 1,
-				"ValidatingWebhookConfiguration": 1, "PodDisruptionBudget": 1, "CustomResourceDefinition": 2}
+				"ValidatingWebhookConfiguration": 1, "PodDisruptionBudget": 1, "CustomResourceDefinition": 4}
 			switch name {
 			case "crds-elsewhere":
 				want["CustomResourceDefinition"] = 0

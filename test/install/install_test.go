@@ -78,7 +78,7 @@ func TestDefaultInstallApplies(t *testing.T) {
 		}
 	}
 	for kind, want := range map[string]int{
-		"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1, "Deployment": 1,
+		"Namespace": 1, "CustomResourceDefinition": 4, "ServiceAccount": 1, "Deployment": 1,
 		"Service": 2, "ClusterRole": 9, "ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2, "Secret": 1,
 		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "PodDisruptionBudget": 1,
 	} {

@@ -1,0 +1,429 @@
+package cronworkflow
+
+// These tests run the reconciler against a real kube-apiserver (envtest) with a fake clock, and
+// play the Workflow controller by writing the runs' status: schedules fire when the clock says so,
+// not when a test machine gets round to it.
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/cronschedule"
+	"github.com/custody-dev/custody/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, &env)
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// harness is one CronWorkflow, its reconciler and its clock.
+type harness struct {
+	t        *testing.T
+	cw       *custodyv1alpha1.CronWorkflow
+	clock    *clocktesting.FakeClock
+	r        *Reconciler
+	recorder *events.FakeRecorder
+}
+
+func newHarness(t *testing.T, manifest string) *harness {
+	t.Helper()
+	ns := env.Namespace(t)
+	cw := &custodyv1alpha1.CronWorkflow{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), cw); err != nil {
+		t.Fatalf("test manifest: %v", err)
+	}
+	cw.Namespace = ns
+	if err := env.Client.Create(ctxT(t), cw); err != nil {
+		t.Fatalf("creating CronWorkflow: %v", err)
+	}
+	h := &harness{t: t, cw: cw, clock: clocktesting.NewFakeClock(cw.CreationTimestamp.Time)}
+	h.restart()
+	return h
+}
+
+// restart replaces the reconciler with a new one (what a controller restart does: no memory).
+func (h *harness) restart() {
+	h.recorder = events.NewFakeRecorder(100)
+	h.r = &Reconciler{Client: env.Client, Recorder: h.recorder, Clock: h.clock}
+}
+
+func (h *harness) reconcile() ctrl.Result {
+	h.t.Helper()
+	res, err := h.r.Reconcile(ctxT(h.t), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(h.cw)})
+	if err != nil {
+		h.t.Fatalf("reconcile: %v", err)
+	}
+	return res
+}
+
+// tick moves the clock to the next scheduled time (plus a second) and reconciles.
+func (h *harness) tick() time.Time {
+	h.t.Helper()
+	next := h.get().Status.NextScheduleTime
+	if next == nil {
+		h.reconcile() // first sight of the CronWorkflow
+		if next = h.get().Status.NextScheduleTime; next == nil {
+			h.t.Fatalf("no nextScheduleTime: %+v", h.get().Status)
+		}
+	}
+	h.clock.SetTime(next.Add(time.Second))
+	h.reconcile()
+	return next.Time
+}
+
+func (h *harness) get() *custodyv1alpha1.CronWorkflow {
+	h.t.Helper()
+	cur := &custodyv1alpha1.CronWorkflow{}
+	if err := env.Client.Get(ctxT(h.t), client.ObjectKeyFromObject(h.cw), cur); err != nil {
+		h.t.Fatal(err)
+	}
+	return cur
+}
+
+// runs lists the Workflows in the namespace, oldest scheduled first.
+func (h *harness) runs() []custodyv1alpha1.Workflow {
+	h.t.Helper()
+	var list custodyv1alpha1.WorkflowList
+	if err := env.Client.List(ctxT(h.t), &list, client.InNamespace(h.cw.Namespace)); err != nil {
+		h.t.Fatal(err)
+	}
+	out := list.Items
+	sort.Slice(out, func(i, j int) bool { return scheduledTime(&out[i]).Before(scheduledTime(&out[j])) })
+	return out
+}
+
+func (h *harness) names() []string {
+	runs := h.runs()
+	out := make([]string, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// finish writes a run's status as the Workflow controller would when it ends.
+func (h *harness) finish(name string, phase custodyv1alpha1.WorkflowPhase) {
+	h.t.Helper()
+	wf := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctxT(h.t), client.ObjectKey{Namespace: h.cw.Namespace, Name: name}, wf); err != nil {
+		h.t.Fatal(err)
+	}
+	wf.Status.Phase = phase
+	wf.Status.CompletionTime = &metav1.Time{Time: h.clock.Now()}
+	if err := env.Client.Status().Update(ctxT(h.t), wf); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// events drains the recorded Events into one string.
+func (h *harness) events() string {
+	var out []string
+	for {
+		select {
+		case e := <-h.recorder.Events:
+			out = append(out, e)
+		default:
+			return strings.Join(out, "\n")
+		}
+	}
+}
+
+const inline = `
+spec:
+  schedule: "*/5 * * * *"
+  workflowSpec:
+    steps: [{name: report, image: example.com/report:1}]
+`
+
+// TestCronWorkflow_firesOncePerScheduledTime: nothing before the time; at the time exactly one
+// run with the deterministic name, owner, labels and annotation; reconciling again, or after a
+// restart, or after the status write was lost, makes no second run.
+func TestCronWorkflow_firesOncePerScheduledTime(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "metadata: {name: nightly}"+inline)
+	res := h.reconcile()
+	cw := h.get()
+	if len(h.runs()) != 0 {
+		t.Fatalf("runs before the first scheduled time: %v", h.names())
+	}
+	if cw.Status.NextScheduleTime == nil || res.RequeueAfter <= 0 || res.RequeueAfter > 5*time.Minute {
+		t.Errorf("requeueAfter %s, nextScheduleTime %v; want a wake-up at the next time, within 5m", res.RequeueAfter, cw.Status.NextScheduleTime)
+	}
+	if got := kstatusOf(t, cw); got != status.CurrentStatus {
+		t.Errorf("kstatus = %s, want Current for a scheduling CronWorkflow", got)
+	}
+
+	due := h.tick()
+	want := cronschedule.RunName("nightly", due)
+	h.reconcile()
+	h.restart()
+	h.reconcile()
+	runs := h.runs()
+	if len(runs) != 1 || runs[0].Name != want {
+		t.Fatalf("runs = %v, want exactly [%s]", h.names(), want)
+	}
+	run := runs[0]
+	if !metav1.IsControlledBy(&run, h.get()) || run.Labels[custodyv1alpha1.LabelCronWorkflow] != "nightly" ||
+		run.Annotations[custodyv1alpha1.AnnotationScheduledTime] != due.UTC().Format(time.RFC3339) {
+		t.Errorf("run metadata: owners %v, labels %v, annotations %v", run.OwnerReferences, run.Labels, run.Annotations)
+	}
+	if len(run.Spec.Steps) != 1 || run.Spec.Steps[0].Image != "example.com/report:1" {
+		t.Errorf("run spec = %+v", run.Spec)
+	}
+	cw = h.get()
+	if cw.Status.LastScheduleTime == nil || !cw.Status.LastScheduleTime.Time.Equal(due) || len(cw.Status.Active) != 1 {
+		t.Errorf("status: lastScheduleTime %v, active %v", cw.Status.LastScheduleTime, cw.Status.Active)
+	}
+
+	// A status write lost (the controller crashed after creating the run): no second run.
+	cw.Status.LastScheduleTime = nil
+	if err := env.Client.Status().Update(ctxT(t), cw); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	h.reconcile()
+	if got := h.names(); len(got) != 1 {
+		t.Errorf("runs after a lost status write = %v, want one", got)
+	}
+	if ev := h.events(); strings.Contains(ev, custodyv1alpha1.ReasonRunCreated) {
+		t.Errorf("the restarted controller reported creating a run again: %s", ev)
+	}
+	if got := h.get().Status.LastScheduleTime; got == nil || !got.Time.Equal(due) {
+		t.Errorf("lastScheduleTime = %v, want it recorded again as %s", got, due)
+	}
+
+	// The run succeeds: recorded as the last successful run.
+	h.finish(want, custodyv1alpha1.WorkflowSucceeded)
+	h.reconcile()
+	cw = h.get()
+	if cw.Status.LastSuccessfulRun != want || cw.Status.LastSuccessfulTime == nil || len(cw.Status.Active) != 0 {
+		t.Errorf("status after success: lastSuccessfulRun %q at %v, active %v", cw.Status.LastSuccessfulRun, cw.Status.LastSuccessfulTime, cw.Status.Active)
+	}
+}
+
+// TestCronWorkflow_concurrencyPolicies: Allow runs alongside, Forbid skips while one runs,
+// Replace cancels the running one.
+func TestCronWorkflow_concurrencyPolicies(t *testing.T) {
+	t.Parallel()
+	t.Run("Allow", func(t *testing.T) {
+		h := newHarness(t, "metadata: {name: allow}"+inline)
+		h.tick()
+		h.tick()
+		cw := h.get()
+		if n := len(h.runs()); n != 2 || len(cw.Status.Active) != 2 {
+			t.Errorf("%d runs, %d active; want 2 running side by side", n, len(cw.Status.Active))
+		}
+	})
+	t.Run("Forbid", func(t *testing.T) {
+		h := newHarness(t, "metadata: {name: forbid}"+strings.Replace(inline, "spec:\n", "spec:\n  concurrencyPolicy: Forbid\n", 1))
+		first := h.tick()
+		skipped := h.tick()
+		if got := h.names(); len(got) != 1 {
+			t.Fatalf("runs = %v, want only the first while it runs", got)
+		}
+		if ev := h.events(); !strings.Contains(ev, custodyv1alpha1.ReasonRunSkipped) || !strings.Contains(ev, skipped.UTC().Format(time.RFC3339)) {
+			t.Errorf("events = %q, want RunSkipped for %s", ev, skipped)
+		}
+		// The skipped time is not made up when the first run ends; the next time runs.
+		h.finish(cronschedule.RunName("forbid", first), custodyv1alpha1.WorkflowFailed)
+		h.reconcile()
+		if got := h.names(); len(got) != 1 {
+			t.Errorf("runs after the first ended = %v: the skipped time was made up", got)
+		}
+		third := h.tick()
+		if got := h.names(); len(got) != 2 || got[1] != cronschedule.RunName("forbid", third) {
+			t.Errorf("runs = %v, want the next scheduled time to run", got)
+		}
+	})
+	t.Run("Replace", func(t *testing.T) {
+		h := newHarness(t, "metadata: {name: replace}"+strings.Replace(inline, "spec:\n", "spec:\n  concurrencyPolicy: Replace\n", 1))
+		first := h.tick()
+		second := h.tick()
+		runs := h.runs()
+		if len(runs) != 2 || runs[0].Name != cronschedule.RunName("replace", first) || runs[1].Name != cronschedule.RunName("replace", second) {
+			t.Fatalf("runs = %v", h.names())
+		}
+		if !runs[0].Spec.Cancel || runs[1].Spec.Cancel {
+			t.Errorf("cancel: first %v, second %v; want the first cancelled, the second running", runs[0].Spec.Cancel, runs[1].Spec.Cancel)
+		}
+		if ev := h.events(); !strings.Contains(ev, custodyv1alpha1.ReasonRunReplaced) {
+			t.Errorf("events = %q, want RunReplaced", ev)
+		}
+	})
+}
+
+// TestCronWorkflow_outageMakesAtMostOneRun: after three hours without the controller, one run (for
+// the most recent time) and one MissedSchedule Event counting the rest; with a starting deadline
+// that the most recent time has passed, none.
+func TestCronWorkflow_outageMakesAtMostOneRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "metadata: {name: outage}"+inline)
+	h.tick()
+	h.finish(h.names()[0], custodyv1alpha1.WorkflowSucceeded)
+	h.events()
+	h.clock.Step(3 * time.Hour)
+	h.reconcile()
+	if got := h.names(); len(got) != 2 {
+		t.Fatalf("runs after a 3h outage = %v, want the earlier one and one more", got)
+	}
+	if ev := h.events(); !strings.Contains(ev, "MissedSchedule Missed 35 scheduled runs") {
+		t.Errorf("events = %q, want one MissedSchedule counting 35", ev)
+	}
+
+	d := newHarness(t, "metadata: {name: deadline}"+strings.Replace(inline, "spec:\n", "spec:\n  startingDeadlineSeconds: 60\n", 1))
+	d.reconcile()
+	next := d.get().Status.NextScheduleTime.Time
+	d.clock.SetTime(next.Add(2 * time.Minute))
+	d.reconcile()
+	if got := d.names(); len(got) != 0 {
+		t.Errorf("runs = %v, want none: the only due time is past the 60s deadline", got)
+	}
+	if ev := d.events(); !strings.Contains(ev, "more than startingDeadlineSeconds (60s) late") {
+		t.Errorf("events = %q, want MissedSchedule for the deadline", ev)
+	}
+	// Handled once: the next reconcile does not report it again.
+	d.reconcile()
+	if ev := d.events(); ev != "" {
+		t.Errorf("events on the next reconcile = %q, want none", ev)
+	}
+}
+
+// TestCronWorkflow_historyLimitsPrune: beyond the limits, the oldest finished runs are deleted;
+// running ones never are.
+func TestCronWorkflow_historyLimitsPrune(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "metadata: {name: history}"+strings.Replace(inline, "spec:\n",
+		"spec:\n  successfulRunsHistoryLimit: 2\n  failedRunsHistoryLimit: 1\n", 1))
+	times := make([]time.Time, 0, 6)
+	for range 6 {
+		times = append(times, h.tick())
+	}
+	name := func(i int) string { return cronschedule.RunName("history", times[i]) }
+	h.finish(name(0), custodyv1alpha1.WorkflowSucceeded)
+	h.finish(name(1), custodyv1alpha1.WorkflowFailed)
+	h.finish(name(2), custodyv1alpha1.WorkflowSucceeded)
+	h.finish(name(3), custodyv1alpha1.WorkflowCancelled)
+	h.finish(name(4), custodyv1alpha1.WorkflowSucceeded)
+	h.reconcile()
+	got := h.names()
+	want := []string{name(2), name(3), name(4), name(5)}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("runs kept = %v, want %v (2 succeeded, 1 failed, the running one)", got, want)
+	}
+	if ev := h.events(); strings.Count(ev, custodyv1alpha1.ReasonRunDeleted) != 2 {
+		t.Errorf("events = %q, want two RunDeleted", ev)
+	}
+}
+
+// TestCronWorkflow_suspendTemplateAndInvalidSchedule: suspended creates nothing and reports it;
+// a run from a template carries the template label; a missing template skips the schedule; a
+// schedule that does not parse stalls the CronWorkflow with the parser's message.
+func TestCronWorkflow_suspendTemplateAndInvalidSchedule(t *testing.T) {
+	t.Parallel()
+	s := newHarness(t, "metadata: {name: paused}"+strings.Replace(inline, "spec:\n", "spec:\n  suspend: true\n", 1))
+	s.clock.Step(time.Hour)
+	s.reconcile()
+	if got := s.names(); len(got) != 0 {
+		t.Errorf("a suspended CronWorkflow created %v", got)
+	}
+	if c := condition(s.get(), custodyv1alpha1.ConditionReady); c == nil || c.Reason != custodyv1alpha1.ReasonSuspended || c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready = %+v, want True with reason Suspended", c)
+	}
+	if got := kstatusOf(t, s.get()); got != status.CurrentStatus {
+		t.Errorf("kstatus of a suspended CronWorkflow = %s, want Current (a GitOps sync must not wait for it)", got)
+	}
+
+	tpl := newHarness(t, `
+metadata: {name: from-template}
+spec:
+  schedule: "@hourly"
+  workflowSpec:
+    workflowTemplateRef: {name: report}
+    parameters: [{name: env, value: prod}]
+`)
+	tpl.tick()
+	if got := tpl.names(); len(got) != 0 {
+		t.Errorf("runs without the template = %v", got)
+	}
+	if ev := tpl.events(); !strings.Contains(ev, "WorkflowTemplate report does not exist") {
+		t.Errorf("events = %q, want RunSkipped naming the template", ev)
+	}
+	if c := condition(tpl.get(), custodyv1alpha1.ConditionStalled); c == nil || c.Reason != custodyv1alpha1.ReasonTemplateNotFound {
+		t.Errorf("Stalled = %+v, want reason TemplateNotFound", c)
+	}
+	template := &custodyv1alpha1.WorkflowTemplate{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: tpl.cw.Namespace},
+		Spec: custodyv1alpha1.WorkflowTemplateSpec{Parameters: []custodyv1alpha1.ParameterSpec{{Name: "env"}},
+			Steps: []custodyv1alpha1.Step{{Name: "report", Image: "example.com/r:1"}}}}
+	if err := env.Client.Create(ctxT(t), template); err != nil {
+		t.Fatal(err)
+	}
+	tpl.tick()
+	if c := condition(tpl.get(), custodyv1alpha1.ConditionStalled); c != nil {
+		t.Errorf("Stalled = %+v after the template was created", c)
+	}
+	runs := tpl.runs()
+	if len(runs) != 1 || runs[0].Labels[custodyv1alpha1.LabelTemplate] != "report" || runs[0].Spec.WorkflowTemplateRef == nil {
+		t.Errorf("runs = %v, want one run of the template with its label", tpl.names())
+	}
+
+	bad := newHarness(t, `
+metadata: {name: bad}
+spec:
+  schedule: "*/5 * * *"
+  workflowSpec:
+    steps: [{name: s, image: example.com/s:1}]
+`)
+	bad.reconcile()
+	cw := bad.get()
+	if c := condition(cw, custodyv1alpha1.ConditionStalled); c == nil || c.Reason != custodyv1alpha1.ReasonInvalidSchedule ||
+		!strings.Contains(c.Message, "expected exactly 5 fields") {
+		t.Errorf("Stalled = %+v, want InvalidSchedule with the parser's message", c)
+	}
+	if got := kstatusOf(t, cw); got != status.FailedStatus {
+		t.Errorf("kstatus = %s, want Failed for a schedule that cannot run", got)
+	}
+}
+
+func condition(cw *custodyv1alpha1.CronWorkflow, t string) *metav1.Condition {
+	for i := range cw.Status.Conditions {
+		if cw.Status.Conditions[i].Type == t {
+			return &cw.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func kstatusOf(t *testing.T, obj runtime.Object) status.Status {
+	t.Helper()
+	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}

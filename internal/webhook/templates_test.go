@@ -1,0 +1,164 @@
+package webhook_test
+
+import (
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+func mustTemplate(t *testing.T, ns, manifest string) *custodyv1alpha1.WorkflowTemplate {
+	t.Helper()
+	o := &custodyv1alpha1.WorkflowTemplate{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), o); err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	o.Namespace = ns
+	return o
+}
+
+func mustCron(t *testing.T, ns, manifest string) *custodyv1alpha1.CronWorkflow {
+	t.Helper()
+	o := &custodyv1alpha1.CronWorkflow{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), o); err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	o.Namespace = ns
+	return o
+}
+
+// payTemplate requests the app-db grant, which alice may use and mallory may not.
+const payTemplate = `
+metadata: {name: pay-invoice}
+spec:
+  parameters:
+  - {name: invoice, description: the invoice number}
+  - {name: currency, default: EUR, allowedValues: [EUR, USD]}
+  steps:
+  - {name: check, image: busybox, args: ["$(params.invoice)"]}
+  - {name: pay, image: busybox, dependsOn: [check], credentials: [app-db]}
+  finally:
+  - {name: notify, image: busybox, when: "workflow.phase == 'Failed'"}
+`
+
+// TestTemplatesAndCronWorkflows: admission checks runs against their template, deep-validates
+// templates and CronWorkflows, and applies the `use` check to every way of requesting a grant.
+func TestTemplatesAndCronWorkflows(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	create(t, as(alice), mustTemplate(t, ns, payTemplate))
+
+	cases := []struct {
+		name string
+		who  string
+		obj  client.Object
+		want []string
+	}{{
+		name: "run of a template that does not exist",
+		who:  alice,
+		obj:  mustWorkflow(t, ns, "metadata: {name: r1}\nspec: {workflowTemplateRef: {name: nope}}"),
+		want: []string{"spec.workflowTemplateRef.name", `Not found: "nope"`},
+	}, {
+		name: "run without a required parameter",
+		who:  alice,
+		obj:  mustWorkflow(t, ns, "metadata: {name: r2}\nspec: {workflowTemplateRef: {name: pay-invoice}}"),
+		want: []string{"spec.parameters", `parameter "invoice" is required (the invoice number)`},
+	}, {
+		name: "run with a value outside the allowed ones",
+		who:  alice,
+		obj: mustWorkflow(t, ns, `metadata: {name: r3}
+spec: {workflowTemplateRef: {name: pay-invoice}, parameters: [{name: invoice, value: "4711"}, {name: currency, value: GBP}]}`),
+		want: []string{`parameter "currency": "GBP" is not one of the allowed values ["EUR", "USD"]`},
+	}, {
+		name: "run of a template whose grant the author may not use",
+		who:  mallory,
+		obj: mustWorkflow(t, ns, `metadata: {name: r4}
+spec: {workflowTemplateRef: {name: pay-invoice}, parameters: [{name: invoice, value: "4711"}]}`),
+		want: []string{"mallory may not use the CredentialGrants app-db"},
+	}, {
+		name: "template requesting a grant the author may not use",
+		who:  mallory,
+		obj: mustTemplate(t, ns, `metadata: {name: t1}
+spec: {steps: [{name: s, image: busybox, credentials: [app-db]}]}`),
+		want: []string{"WorkflowTemplate", "mallory may not use the CredentialGrants app-db"},
+	}, {
+		name: "template with a cycle",
+		who:  alice,
+		obj: mustTemplate(t, ns, `metadata: {name: t2}
+spec: {steps: [{name: a, image: busybox, dependsOn: [b]}, {name: b, image: busybox, dependsOn: [a]}]}`),
+		want: []string{"spec.steps.dependsOn", "dependsOn forms a cycle"},
+	}, {
+		name: "template step reading an undeclared parameter",
+		who:  alice,
+		obj: mustTemplate(t, ns, `metadata: {name: t3}
+spec: {steps: [{name: a, image: busybox, args: ["$(params.region)"]}]}`),
+		want: []string{"spec.steps[0].args[0]", `declares no parameter "region"`},
+	}, {
+		name: "a step (not finally) reading workflow.phase",
+		who:  alice,
+		obj: mustTemplate(t, ns, `metadata: {name: t4}
+spec: {steps: [{name: a, image: busybox, when: "workflow.phase == 'Failed'"}]}`),
+		want: []string{"spec.steps[0].when", "only finally steps can read"},
+	}, {
+		name: "CronWorkflow with a schedule that does not parse",
+		who:  alice,
+		obj: mustCron(t, ns, `metadata: {name: c1}
+spec: {schedule: "*/5 * * *", workflowSpec: {steps: [{name: a, image: busybox}]}}`),
+		want: []string{"spec.schedule", "expected exactly 5 fields"},
+	}, {
+		name: "CronWorkflow with an unknown time zone",
+		who:  alice,
+		obj: mustCron(t, ns, `metadata: {name: c2}
+spec: {schedule: "0 9 * * *", timeZone: Mars/Olympus, workflowSpec: {steps: [{name: a, image: busybox}]}}`),
+		want: []string{"spec.timeZone", "unknown time zone Mars/Olympus"},
+	}, {
+		name: "CronWorkflow requesting a grant the author may not use",
+		who:  mallory,
+		obj: mustCron(t, ns, `metadata: {name: c3}
+spec: {schedule: "@daily", workflowSpec: {steps: [{name: a, image: busybox, credentials: [app-db]}]}}`),
+		want: []string{"CronWorkflow", "mallory may not use the CredentialGrants app-db"},
+	}, {
+		name: "CronWorkflow of a template with a parameter it does not declare",
+		who:  alice,
+		obj: mustCron(t, ns, `metadata: {name: c4}
+spec: {schedule: "@daily", workflowSpec: {workflowTemplateRef: {name: pay-invoice}, parameters: [{name: invoice, value: "1"}, {name: x, value: "1"}]}}`),
+		want: []string{"spec.workflowSpec.parameters", `parameter "x" is not declared`},
+	}, {
+		name: "inline workflow posing as a run of a template",
+		who:  alice,
+		obj: mustWorkflow(t, ns, `metadata: {name: r5, labels: {custody.dev/template: pay-invoice}}
+spec: {steps: [{name: a, image: busybox}]}`),
+		want: []string{"custody.dev/template", "may not carry it"},
+	}}
+	for _, tc := range cases {
+		refused(t, tc.name, as(tc.who).Create(ctx, tc.obj), tc.want...)
+	}
+
+	// Allowed: alice runs her template; the label comes from admission even if the manifest
+	// names another template.
+	run := mustWorkflow(t, ns, `metadata: {name: pay-4711, labels: {custody.dev/template: other}}
+spec: {workflowTemplateRef: {name: pay-invoice}, parameters: [{name: invoice, value: "4711"}]}`)
+	create(t, as(alice), run)
+	if got := run.Labels[custodyv1alpha1.LabelTemplate]; got != "pay-invoice" {
+		t.Errorf("label %s = %q, want pay-invoice", custodyv1alpha1.LabelTemplate, got)
+	}
+	if got := run.Annotations[custodyv1alpha1.AnnotationCreatedBy]; got != alice {
+		t.Errorf("created-by = %q", got)
+	}
+	// A CronWorkflow applied before its template (GitOps order) is allowed.
+	create(t, as(alice), mustCron(t, ns, `metadata: {name: nightly}
+spec: {schedule: "0 2 * * *", timeZone: Europe/Berlin, workflowSpec: {workflowTemplateRef: {name: later}}}`))
+
+	// A run a CronWorkflow created on alice's behalf: alice may not approve its steps.
+	onBehalf := mustWorkflow(t, ns, paymentWorkflow)
+	onBehalf.Name = "invoice-cron"
+	onBehalf.Annotations = map[string]string{custodyv1alpha1.AnnotationOnBehalfOf: carol}
+	create(t, as(pat), onBehalf)
+	refused(t, "approval by the CronWorkflow's author", annotate(ctx, as(carol), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"),
+		"runs on behalf of carol", "four-eyes")
+	if err := annotate(ctx, as(bob), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
+		t.Errorf("bob approving: %v", err)
+	}
+}
