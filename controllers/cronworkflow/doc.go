@@ -2,7 +2,7 @@
 // applies the concurrency policy, prunes finished runs beyond the history limits and reports the
 // last schedule and last successful run. The rules are in docs/templates.md.
 //
-// +kubebuilder:rbac:groups=custody.dev,resources=cronworkflows,verbs=get;list;watch
+// +kubebuilder:rbac:groups=custody.dev,resources=cronworkflows,verbs=list;watch
 // +kubebuilder:rbac:groups=custody.dev,resources=cronworkflows/status,verbs=patch
 // +kubebuilder:rbac:groups=custody.dev,resources=workflows,verbs=create
 // +kubebuilder:rbac:groups=custody.dev,resources=workflowtemplates,verbs=get;list;watch

@@ -104,6 +104,8 @@ func TestHelmInstallIsSufficient(t *testing.T) {
 	}
 
 	wns := createEveryKindWorkflow(ctx, t, c)
+	// A CronWorkflow of a template fires at the next minute while the rest runs.
+	cron := createNightly(ctx, t, c, wns)
 	wf := &custodyv1alpha1.Workflow{}
 	eventually(t, 2*time.Minute, "the workflow succeeds under the chart's RBAC", func() error {
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: wns, Name: "pay"}, wf); err != nil {
@@ -174,6 +176,7 @@ spec:
 	})
 	// A grant owner without bind on the roles they grant: admission reads the roles' rules.
 	grantRolesAsOwner(ctx, t, c, wns)
+	checkNightly(ctx, t, c, cron)
 
 	checkEveryPermissionUsed(ctx, t, c, audit, "system:serviceaccount:"+ns+":"+release, release+"-manager")
 
@@ -184,6 +187,84 @@ spec:
 	}
 	if strings.Contains(strings.ToLower(string(log)), "forbidden") {
 		t.Errorf("the manager was refused something under the chart's RBAC:\n%s", grep(log, "orbidden"))
+	}
+}
+
+// createNightly creates a WorkflowTemplate (two steps limited to one at a time, and a finally
+// step) and a CronWorkflow that runs it every minute.
+func createNightly(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns string) *custodyv1alpha1.CronWorkflow {
+	t.Helper()
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: report}
+spec:
+  parameters: [{name: day, allowedValues: [today, yesterday]}]
+  parallelism: 1
+  steps:
+  - {name: collect, image: example.com/collect:1, args: ["$(params.day)"]}
+  - {name: count, image: example.com/count:1}
+  finally:
+  - {name: publish, image: example.com/publish:1, when: "workflow.phase == 'Succeeded'"}`), tpl); err != nil {
+		t.Fatal(err)
+	}
+	cron := &custodyv1alpha1.CronWorkflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: report}
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: Forbid
+  workflowSpec:
+    workflowTemplateRef: {name: report}
+    parameters: [{name: day, value: yesterday}]`), cron); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []client.Object{tpl, cron} {
+		o.SetNamespace(ns)
+		if err := c.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cron
+}
+
+// checkNightly waits for the CronWorkflow's first run to succeed under the chart's RBAC (created
+// by the controller, admitted as the controller, resolved from the template, finally step run),
+// then deletes the CronWorkflow.
+func checkNightly(ctx context.Context, t *testing.T, c *localcluster.Cluster, cron *custodyv1alpha1.CronWorkflow) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "the CronWorkflow's first run succeeds", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(cron), cron); err != nil {
+			return err
+		}
+		if cron.Status.LastSuccessfulRun == "" {
+			return fmt.Errorf("no successful run yet: active %v, last schedule %v, conditions %v",
+				cron.Status.Active, cron.Status.LastScheduleTime, cron.Status.Conditions)
+		}
+		return nil
+	})
+	run := &custodyv1alpha1.Workflow{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: cron.Namespace, Name: cron.Status.LastSuccessfulRun}, run); err != nil {
+		t.Fatal(err)
+	}
+	if run.Status.Template == nil || run.Status.Template.Name != "report" || run.Labels[custodyv1alpha1.LabelCronWorkflow] != "report" {
+		t.Errorf("run %s: template %+v, labels %v", run.Name, run.Status.Template, run.Labels)
+	}
+	if st := step(run, "publish"); st.Phase != custodyv1alpha1.StepSucceeded {
+		t.Errorf("finally step publish is %s, want Succeeded", st.Phase)
+	}
+	// parallelism 1: one step started only once the other ended (both stamped by the controller).
+	collect, count := step(run, "collect"), step(run, "count")
+	if collect.StartTime == nil || count.StartTime == nil || collect.CompletionTime == nil || count.CompletionTime == nil {
+		t.Errorf("run %s: steps without times: %+v %+v", run.Name, collect, count)
+	} else if count.StartTime.Before(collect.CompletionTime) && collect.StartTime.Before(count.CompletionTime) {
+		t.Errorf("run %s: collect %v-%v and count %v-%v ran at once (parallelism 1)", run.Name,
+			collect.StartTime, collect.CompletionTime, count.StartTime, count.CompletionTime)
+	}
+	if run.Annotations[custodyv1alpha1.AnnotationOnBehalfOf] == "" {
+		t.Errorf("run %s: no annotation %s naming the CronWorkflow's author", run.Name, custodyv1alpha1.AnnotationOnBehalfOf)
+	}
+	if err := c.Client.Delete(ctx, cron); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -352,6 +433,7 @@ func checkEveryPermissionUsed(ctx context.Context, t *testing.T, c *localcluster
 		"patch events":                    "updates an Event that repeats (event series)",
 		"mutatingwebhookconfigurations":   "controller-managed webhook certificates only (TestControllerManagedCertificates); this run uses external ones",
 		"validatingwebhookconfigurations": "controller-managed webhook certificates only (TestControllerManagedCertificates); this run uses external ones",
+		"use credentialgrants":            "admission checks it (a SubjectAccessReview) when the controller creates a CronWorkflow's run; never a request",
 	}
 	var unused []string
 	for _, r := range role.Rules {
