@@ -516,10 +516,151 @@ spec:
 	}
 }
 
+// invalidDefinitions are mistakes in templates, runs of templates, finally steps and CronWorkflows.
+func invalidDefinitions() []invalidCase {
+	return []invalidCase{
+		{
+			name: "both steps and a template",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  workflowTemplateRef: {name: release}
+  steps: [{name: build, image: example.com/build:1}]`,
+			want: []string{"set either steps or workflowTemplateRef, not both and not neither"},
+		},
+		{
+			name: "neither steps nor a template",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  parameters: [{name: a, value: b}]`,
+			want: []string{"set either steps or workflowTemplateRef, not both and not neither"},
+		},
+		{
+			name: "finally step depending on a step",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1}]
+  finally: [{name: notify, image: example.com/n:1, dependsOn: [build]}]`,
+			want: []string{"a finally step may depend only on other finally steps"},
+		},
+		{
+			name: "finally step with a step's name",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1}]
+  finally: [{name: build, image: example.com/n:1}]`,
+			want: []string{"finally step names must differ from the names of steps"},
+		},
+		{
+			name: "parallelism of zero",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  parallelism: 0
+  steps: [{name: build, image: example.com/build:1}]`,
+			want: []string{"spec.parallelism", "should be greater than or equal to 1"},
+		},
+		{
+			name:     "changing the template of a run",
+			manifest: "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {workflowTemplateRef: {name: a}}",
+			update:   "workflowTemplateRef: {name: b}",
+			want:     []string{"workflowTemplateRef is immutable"},
+		},
+		{
+			name: "template default outside its allowed values",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: tpl}
+spec:
+  parameters: [{name: env, default: dev, allowedValues: [staging, prod]}]
+  steps: [{name: build, image: example.com/build:1}]`,
+			want: []string{"spec.parameters[0]", "default must be one of allowedValues"},
+		},
+		{
+			name: "CronWorkflow name too long for its runs' names",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: a-cron-workflow-name-that-is-far-too-long-for-its-runs-x}
+spec:
+  schedule: "@daily"
+  workflowSpec: {steps: [{name: build, image: example.com/build:1}]}`,
+			want: []string{"a CronWorkflow name must be at most 52 characters"},
+		},
+		{
+			name: "CronWorkflow that would create cancelled runs",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  workflowSpec: {cancel: true, steps: [{name: build, image: example.com/build:1}]}`,
+			want: []string{"cannot set cancel; set suspend to stop creating runs"},
+		},
+		{
+			name: "CronWorkflow with an unknown concurrency policy",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  concurrencyPolicy: Queue
+  workflowSpec: {steps: [{name: build, image: example.com/build:1}]}`,
+			want: []string{"spec.concurrencyPolicy", `supported values: "Allow", "Forbid", "Replace"`},
+		},
+	}
+}
+
+// TestCronWorkflowSpecCanChange: unlike a Workflow's, a CronWorkflow's workflowSpec may be edited
+// (the next runs use it), and it is defaulted as documented.
+func TestCronWorkflowSpecCanChange(t *testing.T) {
+	ns := env.Namespace(t)
+	obj := parse(t, `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  workflowSpec: {steps: [{name: build, image: example.com/build:1}]}`)
+	obj.SetNamespace(ns)
+	if err := env.Client.Create(ctx(t), obj, strict); err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]any{"concurrencyPolicy": "Allow", "successfulRunsHistoryLimit": int64(3), "failedRunsHistoryLimit": int64(1)} {
+		if got, _, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", field); got != want {
+			t.Errorf("spec.%s defaulted to %v, want %v", field, got, want)
+		}
+	}
+	steps, _, _ := unstructured.NestedSlice(obj.Object, "spec", "workflowSpec", "steps")
+	steps[0].(map[string]any)["image"] = "example.com/build:2"
+	if err := unstructured.SetNestedSlice(obj.Object, steps, "spec", "workflowSpec", "steps"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Update(ctx(t), obj, strict); err != nil {
+		t.Errorf("editing a CronWorkflow's workflowSpec was refused: %v", err)
+	}
+}
+
 // TestInvalidManifestsAreRejected sends realistic mistakes to the API server and checks that each
 // is refused with a message that tells the user what is wrong, and that nothing was stored.
 func TestInvalidManifestsAreRejected(t *testing.T) {
-	cases := append(invalidWorkflows(), invalidGrants()...)
+	cases := append(append(invalidWorkflows(), invalidGrants()...), invalidDefinitions()...)
 	if len(cases) < 20 {
 		t.Fatalf("want at least 20 invalid manifests, have %d", len(cases))
 	}
@@ -666,7 +807,18 @@ kind: CredentialGrant
 metadata: {name: fresh}
 spec:
   subjects: [{workflowName: fresh, steps: [a]}]
-  credential: {secret: {name: erp-api, keys: [token]}}`} {
+  credential: {secret: {name: erp-api, keys: [token]}}`, `
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: fresh}
+spec:
+  steps: [{name: a, image: busybox}]`, `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: fresh}
+spec:
+  schedule: "@daily"
+  workflowSpec: {workflowTemplateRef: {name: fresh}}`} {
 		obj := parse(t, manifest)
 		obj.SetNamespace(ns)
 		if err := env.Client.Create(ctx(t), obj, strict); err != nil {
