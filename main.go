@@ -399,7 +399,7 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}
-	templates := &workflowtemplate.Reconciler{Client: mgr.GetClient()}
+	templates := &workflowtemplate.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(workflowtemplate.ControllerName)}
 	if err := templates.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the WorkflowTemplate controller: %w", err)
 	}

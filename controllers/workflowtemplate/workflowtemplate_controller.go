@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -33,6 +35,7 @@ const ControllerName = "custody-workflowtemplate"
 // Reconciler reports whether WorkflowTemplates can run.
 type Reconciler struct {
 	client.Client
+	Recorder events.EventRecorder
 }
 
 // Reconcile checks one template and writes its conditions.
@@ -70,6 +73,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		client.FieldOwner(ControllerName))
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("patching status of %s: %w", klog.KObj(tpl), err)
+	}
+	// An Event when the verdict changes (or on the first check of an invalid template).
+	was := meta.FindStatusCondition(before.Status.Conditions, custodyv1alpha1.ConditionReady)
+	if r.Recorder != nil && (was == nil && ready.Status == metav1.ConditionFalse || was != nil && was.Status != ready.Status) {
+		eventType := corev1.EventTypeNormal
+		if ready.Status == metav1.ConditionFalse {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(tpl, nil, eventType, ready.Reason, "Validate", "%s", ready.Message)
 	}
 	return ctrl.Result{}, nil
 }

@@ -96,3 +96,15 @@ func TestGraph_Next(t *testing.T) {
 		})
 	}
 }
+
+// NextAll (finally steps): a failure blocks only its dependents; the others still start.
+func TestGraph_NextAll(t *testing.T) {
+	g := mustNew(t, n("cleanup"), n("notify", "cleanup"), n("report"))
+	d := g.NextAll(map[string]Phase{"cleanup": Failed})
+	if !reflect.DeepEqual(d.Ready, []string{"report"}) || !reflect.DeepEqual(d.Block, map[string]string{"notify": "cleanup"}) {
+		t.Errorf("NextAll = ready %v, block %v; want report ready and notify blocked by cleanup", d.Ready, d.Block)
+	}
+	if d := g.Next(map[string]Phase{"cleanup": Failed}); len(d.Ready) != 0 {
+		t.Errorf("Next (fail fast) readied %v", d.Ready)
+	}
+}

@@ -130,6 +130,24 @@ func FuzzWhen(f *testing.F) {
 	})
 }
 
+// A finally step's `when` reads the outcome; other steps see an empty workflow map.
+func TestWhen_workflowPhase(t *testing.T) {
+	w, err := CompileWhen("workflow.phase == 'Failed'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for phase, want := range map[string]bool{"Failed": true, "Succeeded": false, "Cancelled": false} {
+		env := sample
+		env.Workflow = map[string]string{"phase": phase}
+		if got, err := w.Eval(env); err != nil || got != want {
+			t.Errorf("phase %s: %v, %v; want %v", phase, got, err, want)
+		}
+	}
+	if _, err := w.Eval(sample); err == nil || !strings.Contains(err.Error(), "no such key") {
+		t.Errorf("without a workflow outcome: %v, want no such key", err)
+	}
+}
+
 func TestWhenRefs(t *testing.T) {
 	cases := map[string][]Ref{
 		`params.region == 'eu'`:                                      {{Param: "region"}},
@@ -138,7 +156,9 @@ func TestWhenRefs(t *testing.T) {
 		`steps.build.phase == 'Succeeded'`:                           {{Step: "build"}},
 		`has(steps.scan.results.cve) && params['mode'] != 'dry-run'`: {{Step: "scan", Result: "cve"}, {Param: "mode"}},
 		`steps[params.which].results.x == '1'`:                       {{Param: "which"}},
-		`true`:                                                       nil,
+		`workflow.phase == 'Failed'`:                                 {{Workflow: "phase"}},
+		`workflow['phase'] != 'Succeeded' && params.x == 'y'`:        {{Workflow: "phase"}, {Param: "x"}},
+		`true`: nil,
 	}
 	for src, want := range cases {
 		got, err := WhenRefs(src)
