@@ -264,6 +264,32 @@ func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 			t.Errorf("notify-failure is %s, want Skipped", st.Phase)
 		}
 	})
+	t.Run("cancel while finally steps run stops nothing", func(t *testing.T) {
+		wf := apply(t, ns, "metadata: {name: fin-late-cancel}"+withFinally)
+		succeed(t, wf, "work", 1, "")
+		succeed(t, wf, "more", 1, "")
+		job := jobOf(t, wf, "cleanup", 1)
+		cur := get(t, wf)
+		patch := client.MergeFrom(cur.DeepCopy())
+		cur.Spec.Cancel = true
+		if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the controller to see the cancel", func() error {
+			if g := get(t, wf); g.Status.ObservedGeneration != g.Generation {
+				return errorf("observedGeneration %d < %d", g.Status.ObservedGeneration, g.Generation)
+			}
+			return nil
+		})
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(job), &batchv1.Job{}); err != nil {
+			t.Errorf("the finally step's Job after cancel: %v, want it running", err)
+		}
+		succeed(t, wf, "cleanup", 1, "")
+		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+		if st := stepOf(wf, "notify-cancel"); st.Phase != custodyv1alpha1.StepSkipped {
+			t.Errorf("notify-cancel is %s: the steps had all succeeded before the cancel", st.Phase)
+		}
+	})
 	t.Run("a failed finally step fails the run", func(t *testing.T) {
 		wf := apply(t, ns, "metadata: {name: fin-breaks}"+withFinally)
 		succeed(t, wf, "work", 1, "")

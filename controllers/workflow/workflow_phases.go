@@ -540,7 +540,7 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 	if w := s.whens[st.Name]; w != nil {
 		env := s.exprEnv()
 		if s.finally[st.Name] {
-			phase, _ := s.stepsOutcome()
+			phase, _, _ := s.stepsOutcome()
 			env.Workflow = map[string]string{"phase": string(phase)}
 		}
 		run, err := w.Eval(env)
@@ -719,18 +719,18 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 		}
 		return false, nil
 	}
-	phase, why := s.stepsOutcome()
+	phase, reason, why := s.stepsOutcome()
 	if phase == custodyv1alpha1.WorkflowSucceeded && failedFinally != "" {
-		phase, why = custodyv1alpha1.WorkflowFailed, "finally step "+failedFinally+" failed"
+		phase, reason, why = custodyv1alpha1.WorkflowFailed, custodyv1alpha1.ReasonFailed, "finally step "+failedFinally+" failed"
 	}
 	wf.Status.Phase = phase
 	switch phase {
 	case custodyv1alpha1.WorkflowSucceeded:
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonSucceeded, "Finish", "Workflow succeeded")
+		s.event(corev1.EventTypeNormal, reason, "Finish", "Workflow succeeded")
 	case custodyv1alpha1.WorkflowCancelled:
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonCancelled, "Stop", "Workflow cancelled")
+		s.event(corev1.EventTypeWarning, reason, "Stop", "Workflow cancelled")
 	default:
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonFailed, "Finish", "Workflow failed: %s", why)
+		s.event(corev1.EventTypeWarning, reason, "Finish", "Workflow failed: %s", why)
 	}
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
 	if wf.Spec.TTLAfterFinished != nil {
@@ -739,10 +739,11 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 	return false, nil
 }
 
-// stepsOutcome is the outcome of the workflow's steps (not its finally steps), once they ended:
-// Cancelled after spec.cancel, Failed after the workflow timeout or a failed step, Succeeded
-// otherwise. Finally steps see it as workflow.phase.
-func (s *scope) stepsOutcome() (custodyv1alpha1.WorkflowPhase, string) {
+// stepsOutcome is the outcome of the workflow's steps (not its finally steps), once they ended,
+// with its reason: Cancelled when spec.cancel stopped a step, Failed when the workflow timeout
+// stopped one or a step failed, Succeeded otherwise (a cancel or timeout that came after every step
+// ended changes nothing). Finally steps see it as workflow.phase.
+func (s *scope) stepsOutcome() (phase custodyv1alpha1.WorkflowPhase, reason, why string) {
 	failed, timedOut, cancelled := "", false, false
 	for _, st := range s.wf.Status.Steps {
 		if s.finally[st.Name] {
@@ -758,14 +759,14 @@ func (s *scope) stepsOutcome() (custodyv1alpha1.WorkflowPhase, string) {
 		}
 	}
 	switch {
-	case s.stopReason == custodyv1alpha1.ReasonCancelled || (cancelled && s.wf.Spec.Cancel):
-		return custodyv1alpha1.WorkflowCancelled, "cancelled"
-	case timedOut || s.stopReason == custodyv1alpha1.ReasonTimedOut:
-		return custodyv1alpha1.WorkflowFailed, "timed out"
+	case cancelled:
+		return custodyv1alpha1.WorkflowCancelled, custodyv1alpha1.ReasonCancelled, "cancelled"
+	case timedOut:
+		return custodyv1alpha1.WorkflowFailed, custodyv1alpha1.ReasonTimedOut, "timed out"
 	case failed != "":
-		return custodyv1alpha1.WorkflowFailed, "step " + failed + " failed"
+		return custodyv1alpha1.WorkflowFailed, custodyv1alpha1.ReasonFailed, "step " + failed + " failed"
 	}
-	return custodyv1alpha1.WorkflowSucceeded, ""
+	return custodyv1alpha1.WorkflowSucceeded, custodyv1alpha1.ReasonSucceeded, ""
 }
 
 // releaseServiceAccounts deletes the ServiceAccount of every attempt that is not running: an
