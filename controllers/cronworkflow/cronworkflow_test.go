@@ -12,7 +12,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -415,15 +414,4 @@ func condition(cw *custodyv1alpha1.CronWorkflow, t string) *metav1.Condition {
 	return nil
 }
 
-func kstatusOf(t *testing.T, obj runtime.Object) status.Status {
-	t.Helper()
-	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
-}
+func kstatusOf(t *testing.T, obj runtime.Object) status.Status { return testenv.Kstatus(t, obj) }

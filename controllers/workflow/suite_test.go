@@ -18,9 +18,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -335,17 +333,18 @@ func fail(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt int32
 // kstatusOf computes the kstatus of the workflow, as Argo CD, Flux and kubectl wait do.
 func kstatusOf(t *testing.T, wf *custodyv1alpha1.Workflow) status.Status {
 	t.Helper()
-	u := &unstructured.Unstructured{}
-	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(get(t, wf))
-	if err != nil {
+	return testenv.Kstatus(t, get(t, wf))
+}
+
+// cancelRun sets spec.cancel on the workflow, as `kubectl custody cancel` does.
+func cancelRun(t *testing.T, wf *custodyv1alpha1.Workflow) {
+	t.Helper()
+	cur := get(t, wf)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Cancel = true
+	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
 		t.Fatal(err)
 	}
-	u.Object = data
-	res, err := status.Compute(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
 }
 
 // eventReasons returns the reasons of the Events recorded for the workflow.

@@ -238,12 +238,7 @@ func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) {
 		wf := apply(t, ns, "metadata: {name: fin-cancel}"+withFinally)
 		job := jobOf(t, wf, "work", 1)
-		cur := get(t, wf)
-		patch := client.MergeFrom(cur.DeepCopy())
-		cur.Spec.Cancel = true
-		if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
-			t.Fatal(err)
-		}
+		cancelRun(t, wf)
 		wf = waitStep(t, wf, "cleanup", custodyv1alpha1.StepRunning)
 		if wf.Status.Phase != custodyv1alpha1.WorkflowRunning {
 			t.Errorf("workflow is %s while its finally steps run after cancel, want Running", wf.Status.Phase)
@@ -269,12 +264,7 @@ func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 		succeed(t, wf, "work", 1, "")
 		succeed(t, wf, "more", 1, "")
 		job := jobOf(t, wf, "cleanup", 1)
-		cur := get(t, wf)
-		patch := client.MergeFrom(cur.DeepCopy())
-		cur.Spec.Cancel = true
-		if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
-			t.Fatal(err)
-		}
+		cancelRun(t, wf)
 		eventually(t, "the controller to see the cancel", func() error {
 			if g := get(t, wf); g.Status.ObservedGeneration != g.Generation {
 				return errorf("observedGeneration %d < %d", g.Status.ObservedGeneration, g.Generation)

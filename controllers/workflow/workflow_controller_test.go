@@ -305,12 +305,7 @@ spec:
   - {name: second, image: example.com/s:1, dependsOn: [first]}
 `)
 	job := jobOf(t, wf, "first", 1)
-	cur := get(t, wf)
-	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Spec.Cancel = true
-	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
-		t.Fatal(err)
-	}
+	cancelRun(t, wf)
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 	for _, name := range []string{"first", "second"} {
 		if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepCancelled {

@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -97,15 +96,4 @@ spec:
 
 func ptr(s string) *string { return &s }
 
-func kstatusOf(t *testing.T, obj runtime.Object) status.Status {
-	t.Helper()
-	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
-}
+func kstatusOf(t *testing.T, obj runtime.Object) status.Status { return testenv.Kstatus(t, obj) }

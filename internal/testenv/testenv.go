@@ -28,10 +28,12 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -338,4 +340,19 @@ spec:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Kstatus computes the kstatus of a typed object, as Argo CD's kstatus users, Flux and
+// `kubectl wait` do; it fails the test if the object cannot be converted.
+func Kstatus(t testing.TB, obj runtime.Object) status.Status {
+	t.Helper()
+	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
 }
