@@ -65,8 +65,8 @@ func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client, n
 func (o *Options) command() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-custody",
-		Short: "Custody workflows: status trees, approvals, cancel, and who holds which credential now",
-		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
+		Short: "Custody workflows: status trees, runs of templates, approvals, cancel, and who holds which credential now",
+		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, starts runs of WorkflowTemplates, " +
 			"approves steps and grants (admission checks that you may), cancels workflows, suspends grants, and " +
 			"lists every credential held right now (inventory).",
 		SilenceUsage:  true,
@@ -74,7 +74,7 @@ func (o *Options) command() *cobra.Command {
 	}
 	o.flags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: table (default), json or yaml.")
-	root.AddCommand(o.getCommand(), o.approveCommand(), o.cancelCommand(), o.revokeCommand(), o.inventoryCommand())
+	root.AddCommand(o.getCommand(), o.runCommand(), o.approveCommand(), o.cancelCommand(), o.revokeCommand(), o.inventoryCommand())
 	return root
 }
 

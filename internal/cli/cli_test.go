@@ -251,6 +251,64 @@ func TestActions(t *testing.T) {
 	}
 }
 
+// TestRun starts runs of a template: parameters are checked against the template before anything
+// is sent, and the run references the template with the values given.
+func TestRun(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: db-backup}
+spec:
+  parameters:
+  - {name: database, description: which database, allowedValues: [orders, customers]}
+  - {name: retention, default: 30d}
+  steps: [{name: snapshot, image: example.com/dump:1}]`), tpl); err != nil {
+		t.Fatal(err)
+	}
+	tpl.Namespace = ns
+	if err := env.Client.Create(ctx, tpl); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, ns, "", "run", "db-backup", "-p", "retention=90d", "-p", "database=orders")
+	if err != nil || !strings.Contains(out, "created from workflowtemplate/db-backup") {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	var list custodyv1alpha1.WorkflowList
+	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) != 1 {
+		t.Fatalf("runs: %v, %d", err, len(list.Items))
+	}
+	wf := list.Items[0]
+	if !strings.HasPrefix(wf.Name, "db-backup-") || wf.Spec.WorkflowTemplateRef == nil || wf.Spec.WorkflowTemplateRef.Name != "db-backup" ||
+		len(wf.Spec.Parameters) != 2 || wf.Spec.Parameters[0] != (custodyv1alpha1.Parameter{Name: "database", Value: "orders"}) {
+		t.Errorf("run %s: %+v", wf.Name, wf.Spec)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"run", "db-backup"}, []string{`parameter "database" is required (which database)`, "database (required) one of orders, customers"}},
+		{[]string{"run", "db-backup", "-p", "database=billing"}, []string{`"billing" is not one of the allowed values`}},
+		{[]string{"run", "db-backup", "-p", "database"}, []string{"write NAME=VALUE"}},
+		{[]string{"run", "db-backup", "-p", "database=orders", "-p", "database=customers"}, []string{"given twice"}},
+		{[]string{"run", "nope"}, []string{"workflowtemplate " + ns + "/nope not found"}},
+	} {
+		out, err := run(t, ns, "", tc.args...)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %v (%s), want an error with %q", tc.args, err, out, w)
+			}
+		}
+	}
+	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) != 1 {
+		t.Errorf("refused runs created something: %d runs", len(list.Items))
+	}
+	if out, err := run(t, ns, "", "run", "db-backup", "-p", "database=customers", "--name", "before-migration"); err != nil ||
+		!strings.Contains(out, "workflow/before-migration created") {
+		t.Errorf("run --name: %v\n%s", err, out)
+	}
+}
+
 func TestAge(t *testing.T) {
 	for d, want := range map[time.Duration]string{45 * time.Second: "45s", 3 * time.Minute: "3m", 125 * time.Minute: "2h5m",
 		2 * time.Hour: "2h", 100 * time.Hour: "4d", -90 * time.Second: "-1m"} {

@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// runCommand is `kubectl custody run TEMPLATE -p name=value ...`: a run of a WorkflowTemplate,
+// checked against the template's parameters before it is sent (admission checks again).
+func (o *Options) runCommand() *cobra.Command {
+	var params []string
+	var name string
+	cmd := &cobra.Command{
+		Use:   "run TEMPLATE [-p NAME=VALUE]...",
+		Short: "Start a run of a WorkflowTemplate with values for its parameters",
+		Example: "  kubectl custody run db-backup -p database=orders -p retention=90d\n" +
+			"  kubectl custody run db-backup -p database=orders --name backup-before-migration",
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			ns, err := o.namespace()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := o.ctx()
+			defer cancel()
+			tpl := &custodyv1alpha1.WorkflowTemplate{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, tpl); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("workflowtemplate %s/%s not found (kubectl get workflowtemplates -n %s lists them)", ns, args[0], ns)
+				}
+				return err
+			}
+			values, err := parseParams(params)
+			if err != nil {
+				return err
+			}
+			if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, values); err != nil {
+				return fmt.Errorf("workflowtemplate %s: %w\n%s", tpl.Name, err, describeParams(tpl.Spec.Parameters))
+			}
+			wf := &custodyv1alpha1.Workflow{}
+			wf.Namespace = ns
+			if name != "" {
+				wf.Name = name
+			} else {
+				wf.GenerateName = generateName(tpl.Name)
+			}
+			wf.Spec.WorkflowTemplateRef = &custodyv1alpha1.WorkflowTemplateRef{Name: tpl.Name}
+			wf.Spec.Parameters = values
+			if err := c.Create(ctx, wf); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s created from workflowtemplate/%s (follow it: kubectl custody get %s -w)\n",
+				wf.Name, tpl.Name, wf.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "A parameter value, NAME=VALUE (repeat for each).")
+	cmd.Flags().StringVar(&name, "name", "", "Name of the run (default: the template's name and a random suffix).")
+	return cmd
+}
+
+// parseParams reads NAME=VALUE pairs; a name given twice is an error.
+func parseParams(in []string) ([]custodyv1alpha1.Parameter, error) {
+	out := make([]custodyv1alpha1.Parameter, 0, len(in))
+	seen := map[string]bool{}
+	for _, p := range in {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("parameter %q: write NAME=VALUE", p)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("parameter %q given twice", k)
+		}
+		seen[k] = true
+		out = append(out, custodyv1alpha1.Parameter{Name: k, Value: v})
+	}
+	slices.SortFunc(out, func(a, b custodyv1alpha1.Parameter) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// describeParams lists a template's parameters, for an error message.
+func describeParams(ps []custodyv1alpha1.ParameterSpec) string {
+	if len(ps) == 0 {
+		return "The template declares no parameters."
+	}
+	var b strings.Builder
+	b.WriteString("The template's parameters:")
+	for _, p := range ps {
+		line := "\n  " + p.Name
+		switch {
+		case p.Default != nil:
+			line += fmt.Sprintf(" (default %q)", *p.Default)
+		default:
+			line += " (required)"
+		}
+		if len(p.AllowedValues) > 0 {
+			line += " one of " + strings.Join(p.AllowedValues, ", ")
+		}
+		if p.Description != "" {
+			line += ": " + p.Description
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// generateName keeps the generated name within a Workflow's 63 characters (5 are random).
+func generateName(template string) string {
+	const maxPrefix = 63 - 5 - 1
+	if len(template) > maxPrefix {
+		template = strings.TrimRight(template[:maxPrefix], "-")
+	}
+	return template + "-"
+}
