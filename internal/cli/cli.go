@@ -66,7 +66,8 @@ func (o *Options) command() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-custody",
 		Short: "Custody workflows: status trees, runs of templates, approvals, cancel, and who holds which credential now",
-		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, starts runs of WorkflowTemplates, " +
+		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
+			"starts runs of WorkflowTemplates, " +
 			"approves steps and grants (admission checks that you may), cancels workflows, suspends grants, and " +
 			"lists every credential held right now (inventory).",
 		SilenceUsage:  true,
