@@ -172,8 +172,14 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	due := cronschedule.Decide(sched, loc, last, s.now, deadline)
 	s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonScheduled, Message: "Next run at " + due.Next.UTC().Format(time.RFC3339)}
-	cw.Status.NextScheduleTime = &metav1.Time{Time: due.Next}
-	result := ctrl.Result{RequeueAfter: max(due.Next.Sub(s.now), time.Second)}
+	result := ctrl.Result{}
+	if due.Next.IsZero() { // cannot happen for a schedule Parse accepted; never spin on it
+		cw.Status.NextScheduleTime = nil
+		s.cond.Message = "No further scheduled time"
+	} else {
+		cw.Status.NextScheduleTime = &metav1.Time{Time: due.Next}
+		result.RequeueAfter = max(due.Next.Sub(s.now), time.Second)
+	}
 	if due.Time.IsZero() {
 		return result, nil
 	}

@@ -26,6 +26,10 @@ func Parse(schedule, timeZone string) (cron.Schedule, *time.Location, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("schedule %q: %w", schedule, err)
 	}
+	if sched.Next(time.Unix(0, 0).UTC()).IsZero() {
+		// cron gives up after five years without a match: a day that does not exist (30 2 ...).
+		return nil, nil, fmt.Errorf("schedule %q never fires: no date matches it", schedule)
+	}
 	loc := time.UTC
 	if timeZone != "" {
 		if loc, err = time.LoadLocation(timeZone); err != nil {

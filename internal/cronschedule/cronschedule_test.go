@@ -74,6 +74,7 @@ func TestParseRefuses(t *testing.T) {
 		{"61 * * * *", "", "end of range (61) above maximum (59)"},
 		{"* * * * * *", "", "expected exactly 5 fields"},
 		{"CRON_TZ=Europe/Berlin 0 9 * * *", "", "set the time zone in spec.timeZone"},
+		{"0 0 30 2 *", "", "never fires"},
 		{"0 9 * * *", "Mars/Olympus", "unknown time zone Mars/Olympus"},
 	} {
 		if _, _, err := Parse(tc.schedule, tc.tz); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -1,0 +1,49 @@
+package cronschedule
+
+import (
+	"testing"
+	"time"
+)
+
+// FuzzDecide: for any schedule that parses, any last handled time and any now, Decide never
+// panics, never makes a time due that is not after the last handled one or is after now, and
+// always offers a next time after now; RunName is a valid Workflow name for a 52-character
+// CronWorkflow name.
+func FuzzDecide(f *testing.F) {
+	f.Add("*/5 * * * *", "", int64(1795946700), int64(3*3600), int64(-1))
+	f.Add("0 9 * * 1-5", "Asia/Tokyo", int64(1795946700), int64(86400*9), int64(60))
+	f.Add("@hourly", "Europe/Berlin", int64(0), int64(86400*400), int64(0))
+	f.Add("30 2 * * *", "America/New_York", int64(1773468000), int64(86400), int64(-1)) // across a DST change
+	f.Fuzz(func(t *testing.T, schedule, tz string, lastUnix, ahead, deadlineSeconds int64) {
+		sched, loc, err := Parse(schedule, tz)
+		if err != nil {
+			return
+		}
+		if lastUnix < 0 || lastUnix > 4102444800 || ahead < 0 || ahead > 86400*800 {
+			return // 1970 to 2100, outages up to 800 days
+		}
+		last := time.Unix(lastUnix, 0).UTC()
+		now := last.Add(time.Duration(ahead) * time.Second)
+		var deadline *time.Duration
+		if deadlineSeconds >= 0 {
+			d := time.Duration(deadlineSeconds) * time.Second
+			deadline = &d
+		}
+		d := Decide(sched, loc, last, now, deadline)
+		if !d.Time.IsZero() && (!d.Time.After(last) || d.Time.After(now)) {
+			t.Fatalf("due %v is not in (%v, %v]", d.Time, last, now)
+		}
+		if d.Time.IsZero() && (d.Missed != 0 || d.TooLate) {
+			t.Fatalf("nothing due but missed %d, tooLate %v", d.Missed, d.TooLate)
+		}
+		if d.TooLate && (deadline == nil || now.Sub(d.Time) <= *deadline) {
+			t.Fatalf("tooLate with deadline %v, due %v, now %v", deadline, d.Time, now)
+		}
+		if !d.Next.IsZero() && !d.Next.After(now) {
+			t.Fatalf("next %v is not after now %v", d.Next, now)
+		}
+		if name := RunName("a-cron-workflow-named-with-exactly-fifty-two-chars-x", d.Next); len(name) > 63 {
+			t.Fatalf("run name %q is longer than 63", name)
+		}
+	})
+}
