@@ -401,3 +401,34 @@ spec:
 		t.Errorf("%d Jobs in all, want 8 (7 steps, one retry)", n)
 	}
 }
+
+// TestFinally_holdsItsGrant: a finally step is a step like any other for grants: it holds the
+// credential granted to it while it runs (here after the workflow's step failed), and it is revoked
+// when it ends.
+func TestFinally_holdsItsGrant(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	grant(t, ns, `
+metadata: {name: report-reader}
+spec:
+  subjects: [{workflowName: fin-grant, steps: [report]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}
+  ttl: 10m`)
+	wf := apply(t, ns, `
+metadata: {name: fin-grant}
+spec:
+  steps: [{name: work, image: example.com/w:1}]
+  finally: [{name: report, image: example.com/r:1, credentials: [report-reader]}]
+`)
+	fail(t, wf, "work", 1)
+	wf = waitStep(t, wf, "report", custodyv1alpha1.StepRunning)
+	sa := stepOf(wf, "report").ServiceAccountName
+	waitCan(t, ns, sa, true)
+	succeed(t, wf, "report", 1, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	waitCan(t, ns, sa, false)
+	if c := credentialOf(wf, "report"); c.Grant != "report-reader" || c.RevokedAt == nil {
+		t.Errorf("report's credential record = %+v, want issued under report-reader and revoked", c)
+	}
+}
