@@ -178,11 +178,13 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 	}
 	// Never register an attempt that status shows superseded or ended. The status of the attempt
 	// itself may not be saved yet (its Job and pod can be faster than the reconcile that created
-	// them): the sweep spares young entries for that reason.
-	if st == nil || st.Attempt > a.Number || st.Attempt == a.Number && st.Phase != custodyv1alpha1.StepRunning {
+	// them; with no step status at all on a workflow's first steps, or a run of a template): the
+	// Job is the workflow's, so the attempt is real, and the sweep spares young entries for that
+	// reason.
+	if st != nil && (st.Attempt > a.Number || st.Attempt == a.Number && st.Phase != custodyv1alpha1.StepRunning) {
 		return reconcile.Result{}, nil
 	}
-	if st.Attempt == a.Number && st.Identity != nil && st.Identity.State == custodyv1alpha1.IdentityRegistered {
+	if st != nil && st.Attempt == a.Number && st.Identity != nil && st.Identity.State == custodyv1alpha1.IdentityRegistered {
 		return reconcile.Result{}, nil // registered before a restart
 	}
 	// The finalizer that guarantees revocation is added before the workflow's first Job; the

@@ -20,9 +20,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/identity"
@@ -613,5 +617,60 @@ spec:
 	})
 	if st := stepOf(get(t, wf), "a"); st.Identity.State != custodyv1alpha1.IdentityRegistered || st.Credentials[0].RevokedAt == nil {
 		t.Errorf("identity %+v, credentials %+v", st.Identity, st.Credentials)
+	}
+}
+
+// TestIdentity_registersBeforeStatusIsSaved: a step pod can be on a node before the reconcile that
+// created its Job saved any step status (a workflow's first steps; a run of a template, whose
+// first save records only the template). The identity controller still registers it: it used to
+// skip such a pod and never look again, and the attempt then ran without an identity
+// ("NotIssued"). The reconcile is called directly, so the window is not left to timing.
+func TestIdentity_registersBeforeStatusIsSaved(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	ns := env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}) // no controller here
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: early-pod, finalizers: [custody.dev/revocation]}
+spec:
+  steps: [{name: first, image: example.com/f:1}]`), wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = ns
+	if err := env.Client.Create(ctxT(t), wf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cur := get(t, wf)
+		cur.Finalizers = nil
+		_ = env.Client.Update(context.Background(), cur)
+	})
+	if len(wf.Status.Steps) != 0 {
+		t.Fatalf("status already has steps: %+v", wf.Status)
+	}
+	job := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &wf.Spec.Steps[0], Number: 1, WorkloadAPISocket: e.cfg.SocketPath})
+	if err := env.Client.Create(ctxT(t), job); err != nil {
+		t.Fatal(err)
+	}
+	pod := startPod(t, job)
+
+	r := &Reconciler{Client: env.Client, APIReader: env.Client, Recorder: nil, Clock: clock.RealClock{}, Identity: e.cfg,
+		observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 16)}
+	if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}); err != nil {
+		t.Fatal(err)
+	}
+	id := e.cfg.Scheme.EntryID(identity.Attempt{Namespace: ns, Workflow: wf.Name, WorkflowUID: wf.UID, Step: "first", Number: 1})
+	found := false
+	for _, en := range e.entries(t) {
+		found = found || en.ID == id
+	}
+	if !found {
+		t.Fatalf("no SPIRE entry %s for a pod on a node whose step status was not saved yet", id)
+	}
+	if rec, known := r.registry.get(id); !known || rec.registered.IsZero() {
+		t.Errorf("registry = %+v (known %v), want the registration recorded for the Workflow reconciler", rec, known)
+	}
+	if _, err := e.reg.Delete(ctxT(t), []string{id}); err != nil {
+		t.Fatal(err)
 	}
 }

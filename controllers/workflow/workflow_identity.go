@@ -230,7 +230,10 @@ func (r *Reconciler) recordRegistration(s *scope, st *custodyv1alpha1.StepStatus
 func (r *Reconciler) recordRevocation(s *scope, st *custodyv1alpha1.StepStatus, at time.Time) {
 	id := st.Identity
 	rec, known := r.registry.get(id.EntryID)
-	r.registry.forget(id.EntryID)
+	// Forgotten only once the status that records it is saved: a reconcile retried after a
+	// conflict must still know the entry existed.
+	entryID := id.EntryID
+	s.afterSave(func() { r.registry.forget(entryID) })
 	if id.State == custodyv1alpha1.IdentityPending {
 		if !known || rec.registered.IsZero() {
 			id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
