@@ -92,6 +92,16 @@ func (o *Options) namespace() (string, error) {
 
 func (o *Options) client() (client.Client, error) { return o.newClient() }
 
+// clientIn is the client and the namespace the command works in.
+func (o *Options) clientIn() (client.Client, string, error) {
+	c, err := o.client()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := o.namespace()
+	return c, ns, err
+}
+
 func (o *Options) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Minute)
 }

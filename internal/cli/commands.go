@@ -21,11 +21,7 @@ func (o *Options) getCommand() *cobra.Command {
 		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
+			c, ns, err := o.clientIn()
 			if err != nil {
 				return err
 			}
@@ -138,11 +134,7 @@ func orDash(s string) string {
 
 // patch applies a JSON merge patch, as kubectl annotate and kubectl patch do.
 func (o *Options) patch(obj client.Object, body string) error {
-	c, err := o.client()
-	if err != nil {
-		return err
-	}
-	ns, err := o.namespace()
+	c, ns, err := o.clientIn()
 	if err != nil {
 		return err
 	}

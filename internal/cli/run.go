@@ -24,11 +24,7 @@ func (o *Options) runCommand() *cobra.Command {
 			"  kubectl custody run db-backup -p database=orders --name backup-before-migration",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
+			c, ns, err := o.clientIn()
 			if err != nil {
 				return err
 			}
