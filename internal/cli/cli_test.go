@@ -307,6 +307,21 @@ spec:
 		!strings.Contains(out, "workflow/before-migration created") {
 		t.Errorf("run --name: %v\n%s", err, out)
 	}
+
+	// The tree of a resolved run names its template and marks finally steps.
+	wf.Status = custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Progress: "1/2",
+		Template: &custodyv1alpha1.ResolvedTemplate{Name: "db-backup", Generation: 3, Spec: custodyv1alpha1.WorkflowTemplateSpec{
+			Steps:   []custodyv1alpha1.Step{{Name: "snapshot", Image: "example.com/dump:1"}},
+			Finally: []custodyv1alpha1.Step{{Name: "cleanup", Image: "example.com/c:1"}}}},
+		Steps: []custodyv1alpha1.StepStatus{{Name: "snapshot", Phase: custodyv1alpha1.StepSucceeded},
+			{Name: "cleanup", Phase: custodyv1alpha1.StepRunning}}}
+	if err := env.Client.Status().Update(ctx, &wf); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, ns, "", "get", wf.Name)
+	if err != nil || !strings.Contains(out, "from workflowtemplate/db-backup (generation 3)") || !strings.Contains(out, "cleanup (finally)  Running") {
+		t.Errorf("get of a template run:\n%s (%v)", out, err)
+	}
 }
 
 func TestAge(t *testing.T) {

@@ -79,12 +79,24 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 		}
 	}
 	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s steps ended  %s\n", wf.Namespace, wf.Name, phase, orDash(wf.Status.Progress), started)
+	if t := wf.Status.Template; t != nil {
+		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
+	}
+	def, _ := wf.Definition()
+	finally := map[string]bool{}
+	for _, st := range def.Finally {
+		finally[st.Name] = true
+	}
 	for i, st := range wf.Status.Steps {
 		branch, indent := "├─", "│  "
 		if i == len(wf.Status.Steps)-1 {
 			branch, indent = "└─", "   "
 		}
-		line := fmt.Sprintf("%s %s  %s", branch, st.Name, st.Phase)
+		name := st.Name
+		if finally[st.Name] {
+			name += " (finally)"
+		}
+		line := fmt.Sprintf("%s %s  %s", branch, name, st.Phase)
 		if st.Reason != "" && st.Reason != string(st.Phase) {
 			line += " (" + st.Reason + ")"
 		}
