@@ -403,7 +403,12 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 	if err := templates.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the WorkflowTemplate controller: %w", err)
 	}
-	crons := &cronworkflow.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(cronworkflow.ControllerName)}
+	// SubjectAccessReviews are created, never cached: a client outside the manager's cache.
+	authz, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("authorization client: %w", err)
+	}
+	crons := &cronworkflow.Reconciler{Client: mgr.GetClient(), Authz: authz, Recorder: mgr.GetEventRecorder(cronworkflow.ControllerName)}
 	if err := crons.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CronWorkflow controller: %w", err)
 	}

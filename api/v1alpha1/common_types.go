@@ -55,6 +55,29 @@ const (
 	CredentialKindSPIFFE CredentialKind = "SPIFFE"
 )
 
+// Author is who wrote a CronWorkflow's spec, as admission authenticated them (the value of
+// AnnotationAuthorizedBy).
+type Author struct {
+	// User is the authenticated user name.
+	User string `json:"user"`
+	// Groups are the user's groups.
+	Groups []string `json:"groups,omitempty"`
+}
+
+// ParseAuthor reads an AnnotationAuthorizedBy value; ok is false when it is missing or malformed.
+func ParseAuthor(v string) (a Author, ok bool) {
+	if err := json.Unmarshal([]byte(v), &a); err != nil || a.User == "" {
+		return Author{}, false
+	}
+	return a, true
+}
+
+// String is the annotation value of the author.
+func (a Author) String() string {
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
 // UnverifiedApprover is recorded when an approval annotation was not stamped by admission (a
 // cluster without the webhook).
 const UnverifiedApprover = "unverified"

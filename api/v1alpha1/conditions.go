@@ -173,6 +173,14 @@ const (
 	// AnnotationOnBehalfOf is set by the CronWorkflow controller on the runs it creates: the author
 	// of the CronWorkflow (its custody.dev/created-by), who may not approve the runs' steps.
 	AnnotationOnBehalfOf = "custody.dev/on-behalf-of"
+	// AnnotationAuthorizedBy is set by admission on a CronWorkflow whenever its spec is written:
+	// the writer's user name and groups as JSON (an Author). The controller checks, before each
+	// run, that this identity may still `use` every grant the run would request, so a CronWorkflow
+	// stops getting credentials when its author loses the right (offboarding).
+	AnnotationAuthorizedBy = "custody.dev/authorized-by"
+	// ReasonGrantNotUsable means a CronWorkflow's author may not (or no longer) use a grant its runs
+	// request; due runs are skipped.
+	ReasonGrantNotUsable = "GrantNotUsable"
 	// AnnotationScheduledTime is the scheduled time (RFC 3339) a CronWorkflow created a run for.
 	AnnotationScheduledTime = "custody.dev/scheduled-time"
 	// LabelGrantable must be "true" on a Secret before a CredentialGrant may hand out its keys.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -41,6 +44,8 @@ const (
 // Reconciler creates the runs of CronWorkflows.
 type Reconciler struct {
 	client.Client
+	// Authz creates SubjectAccessReviews (a direct client: the manager's cached client cannot).
+	Authz    client.Client
 	Recorder events.EventRecorder
 	// Clock is the time the schedules are evaluated at; tests inject a fake one.
 	Clock clock.PassiveClock
@@ -56,6 +61,8 @@ type scope struct {
 	// cond is the Ready condition (and Stalled when stalled is set).
 	cond    metav1.Condition
 	stalled bool
+	// forbidden says why the author may not run what is due (GrantNotUsable).
+	forbidden string
 }
 
 // event queues an Event, recorded after the status was saved.
@@ -159,6 +166,15 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 			return ctrl.Result{}, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
 		}
 	}
+	// Whether the author may still use what the runs request: reported now, not only when a run
+	// is due, so that a withdrawn right shows before the next run is skipped.
+	if steps, ok := r.runSteps(ctx, cw); ok {
+		denied, err := r.authorMayNotUse(ctx, cw, steps)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		s.forbidden = denied
+	}
 
 	last := cw.CreationTimestamp.Time
 	if cw.Status.LastScheduleTime != nil {
@@ -180,11 +196,15 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 		cw.Status.NextScheduleTime = &metav1.Time{Time: due.Next}
 		result.RequeueAfter = max(due.Next.Sub(s.now), time.Second)
 	}
-	if due.Time.IsZero() {
-		return result, nil
+	if !due.Time.IsZero() {
+		if err := r.handle(ctx, s, due); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if err := r.handle(ctx, s, due); err != nil {
-		return ctrl.Result{}, err
+	if s.forbidden != "" {
+		s.stalled = true
+		s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: custodyv1alpha1.ReasonGrantNotUsable, Message: "Runs are skipped: " + s.forbidden}
 	}
 	return result, nil
 }
@@ -244,8 +264,10 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 	cw := s.cw
 	spec := cw.Spec.WorkflowSpec.DeepCopy()
 	labels := map[string]string{custodyv1alpha1.LabelCronWorkflow: cw.Name}
+	steps := append(append([]custodyv1alpha1.Step{}, spec.Steps...), spec.Finally...)
 	if ref := spec.WorkflowTemplateRef; ref != nil {
-		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, &custodyv1alpha1.WorkflowTemplate{})
+		tpl := &custodyv1alpha1.WorkflowTemplate{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl)
 		if apierrors.IsNotFound(err) {
 			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Schedule",
 				"Skipped the run scheduled for %s: WorkflowTemplate %s does not exist", scheduled.UTC().Format(time.RFC3339), ref.Name)
@@ -256,6 +278,20 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 			return false, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
 		}
 		labels[custodyv1alpha1.LabelTemplate] = ref.Name
+		steps = tpl.Spec.AllSteps()
+	}
+	// Checked again with the steps this run gets (the template may have changed since the top of
+	// the reconcile read it from the same cache, so this is normally the same answer).
+	denied, err := r.authorMayNotUse(ctx, cw, steps)
+	if err != nil {
+		return false, err
+	}
+	if denied != "" {
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Schedule", "Skipped the run scheduled for %s: %s",
+			scheduled.UTC().Format(time.RFC3339), denied)
+		s.count("skipped", 1)
+		s.forbidden = denied
+		return false, nil
 	}
 	wf := &custodyv1alpha1.Workflow{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cw.Namespace, Labels: labels,
@@ -269,7 +305,7 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 	if err := controllerutil.SetControllerReference(cw, wf, r.Scheme()); err != nil {
 		return false, err
 	}
-	err := r.Create(ctx, wf, client.FieldOwner(ControllerName))
+	err = r.Create(ctx, wf, client.FieldOwner(ControllerName))
 	if apierrors.IsAlreadyExists(err) {
 		return true, nil // created by an earlier reconcile whose status write was lost
 	}
@@ -280,6 +316,55 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 		name, scheduled.UTC().Format(time.RFC3339))
 	s.count("created", 1)
 	return true, nil
+}
+
+// runSteps are the steps (and finally steps) a run would get now; ok is false when the template is
+// missing.
+func (r *Reconciler) runSteps(ctx context.Context, cw *custodyv1alpha1.CronWorkflow) ([]custodyv1alpha1.Step, bool) {
+	ws := &cw.Spec.WorkflowSpec
+	if ws.WorkflowTemplateRef == nil {
+		return append(append([]custodyv1alpha1.Step{}, ws.Steps...), ws.Finally...), true
+	}
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ws.WorkflowTemplateRef.Name}, tpl); err != nil {
+		return nil, false
+	}
+	return tpl.Spec.AllSteps(), true
+}
+
+// authorMayNotUse checks, as the CronWorkflow's author (custody.dev/authorized-by, recorded by
+// admission), `use` on every grant the run's steps request: a CronWorkflow runs with its author's
+// authority, which may have been withdrawn since it was written. It returns why not, or "".
+// Without the annotation (no admission) there is no author to check.
+func (r *Reconciler) authorMayNotUse(ctx context.Context, cw *custodyv1alpha1.CronWorkflow, steps []custodyv1alpha1.Step) (string, error) {
+	author, ok := custodyv1alpha1.ParseAuthor(cw.Annotations[custodyv1alpha1.AnnotationAuthorizedBy])
+	if !ok || r.Authz == nil {
+		return "", nil
+	}
+	var names []string
+	for _, st := range steps {
+		names = append(names, st.Credentials...)
+	}
+	slices.Sort(names)
+	var lacking []string
+	for _, n := range slices.Compact(names) {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: author.User, Groups: author.Groups,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: cw.Namespace, Verb: "use",
+				Group: custodyv1alpha1.GroupVersion.Group, Resource: "credentialgrants", Name: n},
+		}}
+		if err := r.Authz.Create(ctx, sar); err != nil {
+			return "", fmt.Errorf("asking whether %s may use CredentialGrant %s: %w", author.User, n, err)
+		}
+		if !sar.Status.Allowed {
+			lacking = append(lacking, n)
+		}
+	}
+	if len(lacking) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("%s, who wrote its spec, may not use the CredentialGrants %s (any more)", author.User,
+		strings.Join(lacking, ", ")), nil
 }
 
 // replace cancels every active run but the new one (concurrencyPolicy Replace): cancel, not

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -415,3 +417,82 @@ func condition(cw *custodyv1alpha1.CronWorkflow, t string) *metav1.Condition {
 }
 
 func kstatusOf(t *testing.T, obj runtime.Object) status.Status { return testenv.Kstatus(t, obj) }
+
+// TestCronWorkflow_authorMustStillUseTheGrants: each run is checked against the right of the
+// CronWorkflow's author (custody.dev/authorized-by, which admission records) to use the grants it
+// requests. While dana may use app-db, runs are created; once her RoleBinding is gone
+// (offboarding), the CronWorkflow is Stalled (GrantNotUsable) and due runs are skipped.
+func TestCronWorkflow_authorMustStillUseTheGrants(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, `
+metadata:
+  name: payroll
+  annotations: {custody.dev/authorized-by: '{"user":"dana","groups":["payroll-team"]}'}
+spec:
+  schedule: "*/5 * * * *"
+  workflowSpec:
+    steps: [{name: pay, image: example.com/pay:1, credentials: [app-db]}]
+`)
+	h.r.Authz = env.Client
+	ns := h.cw.Namespace
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "use-app-db", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"custody.dev"}, Resources: []string{"credentialgrants"}, Verbs: []string{"use"}, ResourceNames: []string{"app-db"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "payroll-team-use", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "payroll-team"}}}
+	for _, o := range []client.Object{role, binding} {
+		if err := env.Client.Create(ctxT(t), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUse(t, ns, true)
+	first := h.tick()
+	if got := h.names(); len(got) != 1 || got[0] != cronschedule.RunName("payroll", first) {
+		t.Fatalf("runs while dana may use app-db = %v", got)
+	}
+	if c := condition(h.get(), custodyv1alpha1.ConditionStalled); c != nil {
+		t.Errorf("Stalled = %+v while the author may use the grant", c)
+	}
+
+	if err := env.Client.Delete(ctxT(t), binding); err != nil {
+		t.Fatal(err)
+	}
+	waitUse(t, ns, false)
+	h.reconcile()
+	c := condition(h.get(), custodyv1alpha1.ConditionStalled)
+	if c == nil || c.Reason != custodyv1alpha1.ReasonGrantNotUsable || !strings.Contains(c.Message, "dana") || !strings.Contains(c.Message, "app-db") {
+		t.Errorf("Stalled = %+v, want GrantNotUsable naming dana and app-db, before the next run is due", c)
+	}
+	h.events()
+	skipped := h.tick()
+	if got := h.names(); len(got) != 1 {
+		t.Errorf("runs after dana lost the right = %v, want no new one", got)
+	}
+	if ev := h.events(); !strings.Contains(ev, "RunSkipped") || !strings.Contains(ev, skipped.UTC().Format(time.RFC3339)) {
+		t.Errorf("events = %q, want RunSkipped for %s", ev, skipped)
+	}
+	if got := kstatusOf(t, h.get()); got != status.FailedStatus {
+		t.Errorf("kstatus = %s, want Failed while runs are skipped", got)
+	}
+}
+
+// waitUse waits until RBAC says whether dana (group payroll-team) may use app-db.
+func waitUse(t *testing.T, ns string, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: "dana", Groups: []string{"payroll-team"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "use", Group: "custody.dev",
+				Resource: "credentialgrants", Name: "app-db"}}}
+		if err := env.Client.Create(ctxT(t), sar); err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RBAC never said allowed=%v", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -147,9 +147,41 @@ spec: {workflowTemplateRef: {name: pay-invoice}, parameters: [{name: invoice, va
 	if got := run.Annotations[custodyv1alpha1.AnnotationCreatedBy]; got != alice {
 		t.Errorf("created-by = %q", got)
 	}
-	// A CronWorkflow applied before its template (GitOps order) is allowed.
-	create(t, as(alice), mustCron(t, ns, `metadata: {name: nightly}
-spec: {schedule: "0 2 * * *", timeZone: Europe/Berlin, workflowSpec: {workflowTemplateRef: {name: later}}}`))
+	// A CronWorkflow applied before its template (GitOps order) is allowed. Admission records who
+	// wrote its spec (a forged record is replaced), keeps it on other changes, and records the new
+	// writer when the spec changes: the controller checks that identity's `use` before each run.
+	nightly := mustCron(t, ns, `metadata: {name: nightly, annotations: {custody.dev/authorized-by: '{"user":"admin"}'}}
+spec: {schedule: "0 2 * * *", timeZone: Europe/Berlin, workflowSpec: {workflowTemplateRef: {name: later}}}`)
+	create(t, as(alice), nightly)
+	author := func() custodyv1alpha1.Author {
+		t.Helper()
+		cur := &custodyv1alpha1.CronWorkflow{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(nightly), cur); err != nil {
+			t.Fatal(err)
+		}
+		a, ok := custodyv1alpha1.ParseAuthor(cur.Annotations[custodyv1alpha1.AnnotationAuthorizedBy])
+		if !ok {
+			t.Fatalf("no author recorded: %v", cur.Annotations)
+		}
+		return a
+	}
+	if a := author(); a.User != alice {
+		t.Errorf("authorized-by = %+v, want alice (the forged admin replaced)", a)
+	}
+	refused(t, "rewriting authorized-by", annotate(ctx, as(alice), nightly, custodyv1alpha1.AnnotationAuthorizedBy, `{"user":"admin"}`),
+		"custody.dev/authorized-by", "set by admission")
+	if err := as(pat).Patch(ctx, nightly, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"schedule":"0 3 * * *"}}`))); err != nil {
+		t.Fatalf("pat changing the schedule: %v", err)
+	}
+	if a := author(); a.User != pat {
+		t.Errorf("authorized-by after pat's spec change = %+v, want pat", a)
+	}
+	if err := annotate(ctx, as(alice), nightly, "team", "finance"); err != nil {
+		t.Errorf("alice annotating: %v", err)
+	}
+	if a := author(); a.User != pat {
+		t.Errorf("authorized-by after a metadata change = %+v, want pat still", a)
+	}
 
 	// A run a CronWorkflow created on alice's behalf: alice may not approve its steps.
 	onBehalf := mustWorkflow(t, ns, paymentWorkflow)

@@ -206,6 +206,14 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 			}
 		}
 	}
+	if cur.cron != nil {
+		switch want := authorOf(req); {
+		case req.Operation == admissionv1.Create || !equality.Semantic.DeepEqual(cur.cron.Spec, old.cron.Spec):
+			set[custodyv1alpha1.AnnotationAuthorizedBy] = want
+		case ann[custodyv1alpha1.AnnotationAuthorizedBy] == "" && old.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy] != "":
+			set[custodyv1alpha1.AnnotationAuthorizedBy] = old.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy]
+		}
+	}
 	patches := annotationPatches(ann, set, remove)
 	if wf := cur.workflow; wf != nil && wf.Spec.WorkflowTemplateRef != nil && req.Operation == admissionv1.Create &&
 		wf.Labels[custodyv1alpha1.LabelTemplate] != wf.Spec.WorkflowTemplateRef.Name {
@@ -246,6 +254,26 @@ func annotationPatches(ann, set map[string]string, remove []string) []jsonpatch.
 		}
 	}
 	return ops
+}
+
+// authorOf is the AnnotationAuthorizedBy value for the requesting user.
+func authorOf(req admission.Request) string {
+	return custodyv1alpha1.Author{User: req.UserInfo.Username, Groups: req.UserInfo.Groups}.String()
+}
+
+// authorizedBy refuses a CronWorkflow whose custody.dev/authorized-by is not what admission
+// records: the writer of a new spec, or else the stored value.
+func authorizedBy(req admission.Request, cur, old *object) *refusal {
+	want := authorOf(req)
+	if old != nil && equality.Semantic.DeepEqual(cur.cron.Spec, old.cron.Spec) {
+		want = old.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy]
+	}
+	if got := cur.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy]; got != want {
+		return forbidden(checkCreator, "%s: the annotation %s records who wrote the spec (the identity whose right to use "+
+			"grants each run is checked against) and is set by admission: remove it from the manifest",
+			cur.forDenial, custodyv1alpha1.AnnotationAuthorizedBy)
+	}
+	return nil
 }
 
 // labelPatch sets one label.
@@ -330,7 +358,12 @@ func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *
 	switch {
 	case o.workflow != nil:
 		return h.validateWorkflow(ctx, req, o)
-	case o.template != nil, o.cron != nil:
+	case o.cron != nil:
+		if r := authorizedBy(req, o, nil); r != nil {
+			return r, nil
+		}
+		return h.validateDefinition(ctx, req, o)
+	case o.template != nil:
 		return h.validateDefinition(ctx, req, o)
 	}
 	if errs := ValidateGrantReferences(&o.grant.Spec); len(errs) > 0 {
@@ -367,6 +400,11 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 	if cur.template != nil || cur.cron != nil {
 		if d := diffApprovals(old.meta.Annotations, cur.meta.Annotations); len(d.added)+len(d.changed)+len(d.removed) > 0 {
 			return forbidden(checkApproval, "%s: a %s is not approved; approve the steps of its runs", cur.forDenial, cur.kind), nil
+		}
+		if cur.cron != nil {
+			if r := authorizedBy(req, cur, old); r != nil {
+				return r, nil
+			}
 		}
 		if equality.Semantic.DeepEqual(specOf(cur), specOf(old)) {
 			return nil, nil

@@ -1,7 +1,7 @@
 -- Argo CD health of a custody.dev CronWorkflow (docs/gitops.md). Healthy: the controller schedules
 -- the latest spec, or it is suspended on purpose (spec.suspend; the message says so). Degraded:
--- it cannot schedule (Stalled: the schedule or time zone does not parse, or the template is
--- missing). Progressing: the controller has not seen the latest spec yet. The health of the runs
+-- it cannot schedule (Stalled: the schedule or time zone does not parse, the template is missing,
+-- or its author may not use a grant its runs request). Progressing: the controller has not seen the latest spec yet. The health of the runs
 -- is their own: each run is a Workflow.
 local hs = {status = "Progressing", message = "Waiting for the Custody controller"}
 if obj.status == nil or obj.status.conditions == nil then
