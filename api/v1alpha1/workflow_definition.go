@@ -28,10 +28,25 @@ func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
 }
 
 // AllSteps returns the steps then the finally steps of a definition.
-func (d *WorkflowTemplateSpec) AllSteps() []Step {
-	out := make([]Step, 0, len(d.Steps)+len(d.Finally))
-	out = append(out, d.Steps...)
-	return append(out, d.Finally...)
+func (d *WorkflowTemplateSpec) AllSteps() []Step { return concat(d.Steps, d.Finally) }
+
+// InlineSteps returns a spec's own steps then finally steps (none for a run of a template).
+func (s *WorkflowSpec) InlineSteps() []Step { return concat(s.Steps, s.Finally) }
+
+func concat(steps, finally []Step) []Step {
+	out := make([]Step, 0, len(steps)+len(finally))
+	out = append(out, steps...)
+	return append(out, finally...)
+}
+
+// RequestedGrants returns the names of the CredentialGrants the steps request, sorted, each once.
+func RequestedGrants(steps []Step) []string {
+	var names []string
+	for _, st := range steps {
+		names = append(names, st.Credentials...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // ParameterValues returns the values of a run's parameters: the run's own, then the declared

@@ -271,10 +271,8 @@ func (r *Reconciler) workflowToGrants(_ context.Context, o client.Object) []reco
 	}
 	names := map[string]bool{}
 	def, _ := wf.Definition()
-	for _, st := range def.AllSteps() {
-		for _, g := range st.Credentials {
-			names[g] = true
-		}
+	for _, g := range custodyv1alpha1.RequestedGrants(def.AllSteps()) {
+		names[g] = true
 	}
 	for _, st := range wf.Status.Steps {
 		for _, c := range st.Credentials {

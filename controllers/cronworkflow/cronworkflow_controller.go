@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +29,7 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/cronschedule"
 	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/webhook"
 )
 
 // ControllerName is the controller's name: field owner of its writes and source of its Events.
@@ -341,24 +341,10 @@ func (r *Reconciler) authorMayNotUse(ctx context.Context, cw *custodyv1alpha1.Cr
 	if !ok || r.Authz == nil {
 		return "", nil
 	}
-	var names []string
-	for _, st := range steps {
-		names = append(names, st.Credentials...)
-	}
-	slices.Sort(names)
-	var lacking []string
-	for _, n := range slices.Compact(names) {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: author.User, Groups: author.Groups,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: cw.Namespace, Verb: "use",
-				Group: custodyv1alpha1.GroupVersion.Group, Resource: "credentialgrants", Name: n},
-		}}
-		if err := r.Authz.Create(ctx, sar); err != nil {
-			return "", fmt.Errorf("asking whether %s may use CredentialGrant %s: %w", author.User, n, err)
-		}
-		if !sar.Status.Allowed {
-			lacking = append(lacking, n)
-		}
+	lacking, err := webhook.GrantsNotUsable(ctx, r.Authz, authenticationv1.UserInfo{Username: author.User, Groups: author.Groups},
+		cw.Namespace, steps)
+	if err != nil {
+		return "", fmt.Errorf("asking whether %s may use the grants its runs request: %w", author.User, err)
 	}
 	if len(lacking) == 0 {
 		return "", nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -454,14 +455,7 @@ func (r *Reconciler) grantToWorkflows(ctx context.Context, o client.Object) []re
 
 func requests(wf *custodyv1alpha1.Workflow, grant string) bool {
 	def, _ := wf.Definition()
-	for _, st := range def.AllSteps() {
-		for _, g := range st.Credentials {
-			if g == grant {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.Contains(custodyv1alpha1.RequestedGrants(def.AllSteps()), grant)
 }
 
 // secretToWorkflows maps a grantable Secret to the Workflows of its namespace that request or

@@ -39,6 +39,31 @@ type authorizer struct {
 }
 
 func (a *authorizer) allowed(ctx context.Context, user authenticationv1.UserInfo, attrs authorizationv1.ResourceAttributes) (bool, error) {
+	return allowed(ctx, a.client, user, attrs)
+}
+
+// GrantsNotUsable returns the grants, of those the steps request, that user may not `use` in ns
+// (SubjectAccessReviews created with c, which must not be a cached client). Admission asks it of
+// a Workflow's, template's or CronWorkflow's author; the CronWorkflow controller asks it again
+// before each run.
+func GrantsNotUsable(ctx context.Context, c client.Client, user authenticationv1.UserInfo, ns string,
+	steps []custodyv1alpha1.Step) ([]string, error) {
+	var lacking []string
+	for _, n := range custodyv1alpha1.RequestedGrants(steps) {
+		ok, err := allowed(ctx, c, user, authorizationv1.ResourceAttributes{Namespace: ns,
+			Verb: VerbUse, Group: custodyv1alpha1.GroupVersion.Group, Resource: "credentialgrants", Name: n})
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			lacking = append(lacking, n)
+		}
+	}
+	return lacking, nil
+}
+
+// allowed asks the API server whether user may do what attrs say.
+func allowed(ctx context.Context, c client.Client, user authenticationv1.UserInfo, attrs authorizationv1.ResourceAttributes) (bool, error) {
 	extra := map[string]authorizationv1.ExtraValue{}
 	for k, v := range user.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
@@ -46,7 +71,7 @@ func (a *authorizer) allowed(ctx context.Context, user authenticationv1.UserInfo
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		ResourceAttributes: &attrs, User: user.Username, Groups: user.Groups, UID: user.UID, Extra: extra,
 	}}
-	if err := a.client.Create(ctx, sar); err != nil {
+	if err := c.Create(ctx, sar); err != nil {
 		return false, fmt.Errorf("SubjectAccessReview: %w", err)
 	}
 	return sar.Status.Allowed && !sar.Status.Denied, nil

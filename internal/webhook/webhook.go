@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -539,25 +538,9 @@ func (h *handler) checkEscalation(ctx context.Context, req admission.Request, g 
 
 // checkUse refuses an object whose steps request grants its author may not use.
 func (h *handler) checkUse(ctx context.Context, req admission.Request, o *object, steps []custodyv1alpha1.Step) (*refusal, error) {
-	var names []string
-	for _, st := range steps {
-		names = append(names, st.Credentials...)
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	var lacking []string
-	for _, n := range names {
-		ok, err := h.authz.allowed(ctx, req.UserInfo, authorizationv1.ResourceAttributes{Namespace: req.Namespace,
-			Verb: VerbUse, Group: custodyv1alpha1.GroupVersion.Group, Resource: "credentialgrants", Name: n})
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			lacking = append(lacking, n)
-		}
-	}
-	if len(lacking) == 0 {
-		return nil, nil
+	lacking, err := GrantsNotUsable(ctx, h.authz.client, req.UserInfo, req.Namespace, steps)
+	if err != nil || len(lacking) == 0 {
+		return nil, err
 	}
 	return forbidden(checkUse, "%s: %s may not use the CredentialGrants %s: a step can request a grant's "+
 		"credential only if the author of its %s has %q on it (credentialgrants, group %s)",
@@ -576,7 +559,7 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	}
 	ref := wf.Spec.WorkflowTemplateRef
 	if ref == nil {
-		return h.checkUse(ctx, req, o, append(append([]custodyv1alpha1.Step{}, wf.Spec.Steps...), wf.Spec.Finally...))
+		return h.checkUse(ctx, req, o, wf.Spec.InlineSteps())
 	}
 	tpl := &custodyv1alpha1.WorkflowTemplate{}
 	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ref.Name}, tpl)
@@ -621,7 +604,7 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 	}
 	ws := &spec.WorkflowSpec
 	if ws.WorkflowTemplateRef == nil {
-		return h.checkUse(ctx, req, o, append(append([]custodyv1alpha1.Step{}, ws.Steps...), ws.Finally...))
+		return h.checkUse(ctx, req, o, ws.InlineSteps())
 	}
 	tpl := &custodyv1alpha1.WorkflowTemplate{}
 	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ws.WorkflowTemplateRef.Name}, tpl)
