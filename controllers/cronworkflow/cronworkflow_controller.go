@@ -63,6 +63,8 @@ type scope struct {
 	stalled bool
 	// forbidden says why the author may not run what is due (GrantNotUsable).
 	forbidden string
+	// templateMissing names the runs' WorkflowTemplate when it does not exist.
+	templateMissing string
 }
 
 // event queues an Event, recorded after the status was saved.
@@ -150,13 +152,19 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 		cw.Status.NextScheduleTime = nil
 		return ctrl.Result{}, nil
 	}
+	// What a run would get now (one read of the template), and whether the author may still use
+	// the grants it requests: reported at every reconcile, not only when a run is due, so that a
+	// missing template or a withdrawn right shows before the next run is skipped.
+	steps := cw.Spec.WorkflowSpec.InlineSteps()
 	if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
-		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, &custodyv1alpha1.WorkflowTemplate{})
+		tpl := &custodyv1alpha1.WorkflowTemplate{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl)
 		switch {
 		case apierrors.IsNotFound(err):
+			// Whatever is due is skipped (createRun says so); the creation of the template wakes
+			// this CronWorkflow.
+			s.templateMissing = ref.Name
 			defer func() {
-				// Whatever is due is skipped (createRun says so); the creation of the template
-				// wakes this CronWorkflow.
 				s.stalled = true
 				s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
 					Reason: custodyv1alpha1.ReasonTemplateNotFound, Message: fmt.Sprintf("WorkflowTemplate %s does not exist: "+
@@ -164,11 +172,11 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 			}()
 		case err != nil:
 			return ctrl.Result{}, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
+		default:
+			steps = tpl.Spec.AllSteps()
 		}
 	}
-	// Whether the author may still use what the runs request: reported now, not only when a run
-	// is due, so that a withdrawn right shows before the next run is skipped.
-	if steps, ok := r.runSteps(ctx, cw); ok {
+	if s.templateMissing == "" {
 		denied, err := r.authorMayNotUse(ctx, cw, steps)
 		if err != nil {
 			return ctrl.Result{}, err
@@ -244,7 +252,7 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 			return err
 		}
 		if !created {
-			break // skipped: the template is missing
+			break // skipped: the template is missing or a grant is not usable
 		}
 		if cw.Spec.ConcurrencyPolicy == custodyv1alpha1.ConcurrencyReplace {
 			if err := r.replace(ctx, s, name); err != nil {
@@ -258,40 +266,27 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 }
 
 // createRun creates the run for a scheduled time. It reports false (and an Event) when the
-// template the runs reference does not exist: the schedule is skipped rather than leaving a run
-// that waits.
+// template the runs reference does not exist, or the author may not use a grant they request: the
+// schedule is skipped rather than leaving a run that waits or fails.
 func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, scheduled time.Time) (bool, error) {
 	cw := s.cw
+	skip := ""
+	switch {
+	case s.templateMissing != "":
+		skip = fmt.Sprintf("WorkflowTemplate %s does not exist", s.templateMissing)
+	case s.forbidden != "":
+		skip = s.forbidden
+	}
+	if skip != "" {
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Schedule", "Skipped the run scheduled for %s: %s",
+			scheduled.UTC().Format(time.RFC3339), skip)
+		s.count("skipped", 1)
+		return false, nil
+	}
 	spec := cw.Spec.WorkflowSpec.DeepCopy()
 	labels := map[string]string{custodyv1alpha1.LabelCronWorkflow: cw.Name}
-	steps := append(append([]custodyv1alpha1.Step{}, spec.Steps...), spec.Finally...)
 	if ref := spec.WorkflowTemplateRef; ref != nil {
-		tpl := &custodyv1alpha1.WorkflowTemplate{}
-		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl)
-		if apierrors.IsNotFound(err) {
-			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Schedule",
-				"Skipped the run scheduled for %s: WorkflowTemplate %s does not exist", scheduled.UTC().Format(time.RFC3339), ref.Name)
-			s.count("skipped", 1)
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
-		}
 		labels[custodyv1alpha1.LabelTemplate] = ref.Name
-		steps = tpl.Spec.AllSteps()
-	}
-	// Checked again with the steps this run gets (the template may have changed since the top of
-	// the reconcile read it from the same cache, so this is normally the same answer).
-	denied, err := r.authorMayNotUse(ctx, cw, steps)
-	if err != nil {
-		return false, err
-	}
-	if denied != "" {
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Schedule", "Skipped the run scheduled for %s: %s",
-			scheduled.UTC().Format(time.RFC3339), denied)
-		s.count("skipped", 1)
-		s.forbidden = denied
-		return false, nil
 	}
 	wf := &custodyv1alpha1.Workflow{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cw.Namespace, Labels: labels,
@@ -305,7 +300,7 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 	if err := controllerutil.SetControllerReference(cw, wf, r.Scheme()); err != nil {
 		return false, err
 	}
-	err = r.Create(ctx, wf, client.FieldOwner(ControllerName))
+	err := r.Create(ctx, wf, client.FieldOwner(ControllerName))
 	if apierrors.IsAlreadyExists(err) {
 		return true, nil // created by an earlier reconcile whose status write was lost
 	}
@@ -316,20 +311,6 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 		name, scheduled.UTC().Format(time.RFC3339))
 	s.count("created", 1)
 	return true, nil
-}
-
-// runSteps are the steps (and finally steps) a run would get now; ok is false when the template is
-// missing.
-func (r *Reconciler) runSteps(ctx context.Context, cw *custodyv1alpha1.CronWorkflow) ([]custodyv1alpha1.Step, bool) {
-	ws := &cw.Spec.WorkflowSpec
-	if ws.WorkflowTemplateRef == nil {
-		return append(append([]custodyv1alpha1.Step{}, ws.Steps...), ws.Finally...), true
-	}
-	tpl := &custodyv1alpha1.WorkflowTemplate{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ws.WorkflowTemplateRef.Name}, tpl); err != nil {
-		return nil, false
-	}
-	return tpl.Spec.AllSteps(), true
 }
 
 // authorMayNotUse checks, as the CronWorkflow's author (custody.dev/authorized-by, recorded by
