@@ -557,20 +557,30 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r := templateLabel(o); r != nil {
 		return r, nil
 	}
-	ref := wf.Spec.WorkflowTemplateRef
+	return h.checkRun(ctx, req, o, field.NewPath("spec"), &wf.Spec, false)
+}
+
+// checkRun checks what a run would execute, at path: a run of a template against the template
+// (it must exist unless missingOK, and the parameters must match it), and the author's `use` on
+// the grants its steps request.
+func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object, path *field.Path,
+	ws *custodyv1alpha1.WorkflowSpec, missingOK bool) (*refusal, error) {
+	ref := ws.WorkflowTemplateRef
 	if ref == nil {
-		return h.checkUse(ctx, req, o, wf.Spec.InlineSteps())
+		return h.checkUse(ctx, req, o, ws.InlineSteps())
 	}
 	tpl := &custodyv1alpha1.WorkflowTemplate{}
 	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ref.Name}, tpl)
-	if apierrors.IsNotFound(err) {
-		return invalid(o, field.ErrorList{field.NotFound(field.NewPath("spec", "workflowTemplateRef", "name"), ref.Name)}), nil
-	}
-	if err != nil {
+	switch {
+	case apierrors.IsNotFound(err) && missingOK:
+		return nil, nil
+	case apierrors.IsNotFound(err):
+		return invalid(o, field.ErrorList{field.NotFound(path.Child("workflowTemplateRef", "name"), ref.Name)}), nil
+	case err != nil:
 		return nil, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
 	}
-	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, wf.Spec.Parameters); err != nil {
-		return invalid(o, field.ErrorList{field.Invalid(field.NewPath("spec", "parameters"), nil,
+	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, ws.Parameters); err != nil {
+		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
 	return h.checkUse(ctx, req, o, tpl.Spec.AllSteps())
@@ -602,23 +612,9 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 	if len(errs) > 0 {
 		return invalid(o, errs), nil
 	}
-	ws := &spec.WorkflowSpec
-	if ws.WorkflowTemplateRef == nil {
-		return h.checkUse(ctx, req, o, ws.InlineSteps())
-	}
-	tpl := &custodyv1alpha1.WorkflowTemplate{}
-	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ws.WorkflowTemplateRef.Name}, tpl)
-	if apierrors.IsNotFound(err) {
-		return nil, nil // allowed: applied before its template (GitOps); schedules are skipped until it exists
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading WorkflowTemplate %s: %w", ws.WorkflowTemplateRef.Name, err)
-	}
-	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, ws.Parameters); err != nil {
-		return invalid(o, field.ErrorList{field.Invalid(field.NewPath("spec", "workflowSpec", "parameters"), nil,
-			fmt.Sprintf("WorkflowTemplate %s: %v", tpl.Name, err))}), nil
-	}
-	return h.checkUse(ctx, req, o, tpl.Spec.AllSteps())
+	// A CronWorkflow may come before its template (GitOps order): schedules are skipped until it
+	// exists.
+	return h.checkRun(ctx, req, o, field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec, true)
 }
 
 // templateLabel refuses a custody.dev/template label that does not name the run's template:
