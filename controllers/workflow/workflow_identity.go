@@ -356,7 +356,7 @@ func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope, needed bool)
 	if !needed || hasRevocationFinalizer(s.wf) {
 		return nil
 	}
-	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
+	return r.patchMetadata(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
 		return controllerutil.AddFinalizer(wf, custodyv1alpha1.FinalizerRevocation)
 	})
 }
@@ -367,14 +367,14 @@ func (r *Reconciler) releaseFinalizer(ctx context.Context, s *scope) error {
 		identityHeld(s.wf) || credentialsHeld(s.wf) {
 		return nil
 	}
-	return r.patchFinalizers(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
+	return r.patchMetadata(ctx, s, func(wf *custodyv1alpha1.Workflow) bool {
 		return controllerutil.RemoveFinalizer(wf, custodyv1alpha1.FinalizerRevocation)
 	})
 }
 
-// patchFinalizers changes the finalizers (or labels) with an optimistic lock (a merge patch
+// patchMetadata changes the finalizers or labels with an optimistic lock (a merge patch
 // replaces the whole list) and carries the new resourceVersion into the status patch that follows.
-func (r *Reconciler) patchFinalizers(ctx context.Context, s *scope, change func(*custodyv1alpha1.Workflow) bool) error {
+func (r *Reconciler) patchMetadata(ctx context.Context, s *scope, change func(*custodyv1alpha1.Workflow) bool) error {
 	orig := s.wf.DeepCopy()
 	orig.Status = custodyv1alpha1.WorkflowStatus{}
 	upd := orig.DeepCopy()
@@ -406,7 +406,7 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	}
 	if !r.Identity.Enabled() && !identityHeld(wf) {
 		r.observed.succeeded(wf.UID)
-		return ctrl.Result{}, client.IgnoreNotFound(r.patchFinalizers(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
+		return ctrl.Result{}, client.IgnoreNotFound(r.patchMetadata(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
 			return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
 		}))
 	}
@@ -439,7 +439,7 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
 			"Revoked the entries of every attempt of the deleted workflow")
 	}
-	if err := r.patchFinalizers(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
+	if err := r.patchMetadata(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
 		return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
 	}); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, err

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,7 +32,7 @@ func (r *Reconciler) resolveTemplate(ctx context.Context, s *scope) (bool, error
 	}
 	if wf.Labels[custodyv1alpha1.LabelTemplate] != ref.Name {
 		// Admission sets it; without admission the controller does, before anything can match it.
-		if err := r.patchFinalizers(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
+		if err := r.patchMetadata(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
 			if w.Labels == nil {
 				w.Labels = map[string]string{}
 			}
@@ -57,7 +58,9 @@ func (r *Reconciler) resolveTemplate(ctx context.Context, s *scope) (bool, error
 	err := r.Get(ctx, client.ObjectKey{Namespace: wf.Namespace, Name: ref.Name}, tpl)
 	if apierrors.IsNotFound(err) {
 		wf.Status.Phase = custodyv1alpha1.WorkflowPending
-		if s.waiting == "" {
+		if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReconciling); c == nil ||
+			c.Reason != custodyv1alpha1.ReasonTemplateNotFound {
+			// Once, not at every reconcile while it waits.
 			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonTemplateNotFound, "Resolve",
 				"WorkflowTemplate %s does not exist; the run waits for it", ref.Name)
 		}
