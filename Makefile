@@ -80,7 +80,7 @@ e2e: tools ## End-to-end suites on a local cluster with SPIRE: the diamond, and 
 
 .PHONY: bench
 bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_STEPS (200 x 3) vs bare Jobs.
-	CUSTODY_BENCH=1 BENCH_OUT=$(BIN)/bench-results.md go test -timeout 90m -count=1 -v -run "TestBenchmark$$|TestBenchmarkIdentity" ./test/bench/
+	CUSTODY_BENCH=1 BENCH_OUT=$(BIN)/bench-results.md go test -timeout 90m -count=1 -v -run "TestBenchmark$$|TestBenchmarkRequestCosts|TestBenchmarkIdentity" ./test/bench/
 	@echo "results: $(BIN)/bench-results.md"
 
 ##@ Build

@@ -67,6 +67,7 @@ type options struct {
 	metricsAddr          string
 	secureMetrics        bool
 	probeAddr            string
+	pprofAddr            string
 	enableHTTP2          bool
 	leaderElect          bool
 	leaderElectionNS     string
@@ -107,6 +108,8 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
 		"Directory with tls.crt and tls.key for the metrics endpoint; a self-signed certificate is generated when empty.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "",
+		"Address Go's profiling endpoints (/debug/pprof/) bind to, e.g. 127.0.0.1:6060; off when empty. Unauthenticated: keep it on loopback.")
 	fs.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Serve metrics over HTTP/2 as well. Off by default: HTTP/2 Rapid Reset and Stream Cancellation (CVE-2023-44487, CVE-2023-39325).")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
@@ -309,6 +312,7 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 		Client:                        client.Options{Cache: &client.CacheOptions{EnableReadYourWritesConsistency: ptr.To(true)}},
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNS,

@@ -6,26 +6,38 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/identity"
@@ -49,6 +61,7 @@ func TestBenchmark(t *testing.T) {
 		t.Skip("a measurement, not a test: run it with `make bench`")
 	}
 	n, m := envInt("BENCH_WORKFLOWS", 200), envInt("BENCH_STEPS", 3)
+	log.SetLogger(logr.Discard()) // the bench's own clients; the manager logs to its file
 	c, err := localcluster.Start(localcluster.Options{Nodes: 4, Dir: os.Getenv("CUSTODY_E2E_DIR")})
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +69,19 @@ func TestBenchmark(t *testing.T) {
 	t.Cleanup(func() { _ = c.Stop() })
 	ctx := context.Background()
 
+	w0, cpu0 := clusterWrites(ctx, t, c), clusterCPU(t)
 	baseline := runBaseline(ctx, t, c, n, m)
+	w1, cpu1 := clusterWrites(ctx, t, c), clusterCPU(t)
 	t.Logf("baseline: %d chains x %d Jobs in %s (%.1f steps/s)", n, m, baseline, float64(n*m)/baseline.Seconds())
 
-	mgr := startManager(t, c)
+	var managerArgs []string
+	if addr := os.Getenv("BENCH_MANAGER_PPROF"); addr != "" {
+		// go tool pprof http://<addr>/debug/pprof/profile while the Custody phase runs.
+		managerArgs = append(managerArgs, "--pprof-bind-address="+addr)
+	}
+	mgr := startManager(t, c, managerArgs...)
 	before := mgr.mutatingRequests(t)
+	w2, cpu2 := clusterWrites(ctx, t, c), clusterCPU(t)
 	profiled := make(chan struct{})
 	if path := os.Getenv("BENCH_APISERVER_PROFILE"); path != "" {
 		// A CPU profile of kube-apiserver during the Custody phase: go tool pprof -top <path>.
@@ -82,6 +103,7 @@ func TestBenchmark(t *testing.T) {
 		close(profiled)
 	}
 	custody := runCustody(ctx, t, c, n, m)
+	w3, cpu3 := clusterWrites(ctx, t, c), clusterCPU(t)
 	<-profiled
 	after := mgr.mutatingRequests(t)
 	events := countEvents(ctx, t, c, "bench-custody")
@@ -94,6 +116,9 @@ func TestBenchmark(t *testing.T) {
 
 	steps := float64(n * m)
 	mutating := after - before
+	baseWrites, baseTop := writesPerStep(w0, w1, steps)
+	perStep := func(d time.Duration) float64 { return float64(d.Milliseconds()) / steps }
+	custodyWrites, custodyTop := writesPerStep(w2, w3, steps)
 	report := fmt.Sprintf(`| workflows x steps | %d x %d |
 | bare Jobs (baseline): wall time to all complete | %s (%.1f steps/s) |
 | Custody: wall time to all Succeeded | %s (%.1f steps/s) |
@@ -104,10 +129,18 @@ func TestBenchmark(t *testing.T) {
 | controller peak RSS (VmHWM) | %s |
 | controller CPU time (user+system, whole run) | %s |
 | reconciles / mean reconcile time / mean time queued | %.0f / %.0f ms / %.0f ms |
+| cluster mutating requests per step, all clients: bare Jobs | %.2f (%s) |
+| cluster mutating requests per step, all clients: Custody | %.2f (%s) |
+| control-plane CPU per step (every process the bench started): bare Jobs / Custody | %.0f ms / %.0f ms (ratio %.2f) |
+| CPU per step by process, ms: bare Jobs | %s |
+| CPU per step by process, ms: Custody | %s |
 `, n, m, baseline.Round(100*time.Millisecond), steps/baseline.Seconds(),
 		custody.Round(100*time.Millisecond), steps/custody.Seconds(), baseline.Seconds()/custody.Seconds(),
 		mutating, mutating/steps, events, float64(events)/steps, (mutating-float64(events))/steps, rss, cpu,
-		reconciles, 1000*reconcileSum/max(reconciles, 1), 1000*queueSum/max(queued, 1))
+		reconciles, 1000*reconcileSum/max(reconciles, 1), 1000*queueSum/max(queued, 1),
+		baseWrites, baseTop, custodyWrites, custodyTop,
+		perStep(cpu1.total()-cpu0.total()), perStep(cpu3.total()-cpu2.total()),
+		float64(cpu1.total()-cpu0.total())/float64(cpu3.total()-cpu2.total()), cpu1.perStep(cpu0, steps), cpu3.perStep(cpu2, steps))
 	for _, ns := range []string{"bench-baseline", "bench-custody"} {
 		gap, run, first, last, firstSteps := jobTimings(ctx, t, c, ns)
 		report += fmt.Sprintf("| %s: mean Job run (created to complete) / mean gap (previous step complete to next Job created) | %.2fs / %.2fs |\n",
@@ -115,13 +148,144 @@ func TestBenchmark(t *testing.T) {
 		report += fmt.Sprintf("| %s: first Job created to last Job complete | %s; all first steps' Jobs created within %s |\n",
 			ns, last.Sub(first), firstSteps.Sub(first))
 	}
-	t.Logf("controller requests by verb (whole run): %v", mgr.requestsByVerb(t))
+	t.Logf("controller requests by verb (whole run): %v; cache reads: %s", mgr.requestsByVerb(t), mgr.consistencyWaits(t))
 	t.Logf("results:\n%s", report)
 	if out := os.Getenv("BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(report), 0o600); err != nil { //nolint:gosec // a path the developer chose
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestBenchmarkRequestCosts measures what each kind of request Custody makes per step costs the
+// control plane: BENCH_REQUESTS (default 400) requests of a kind from 8 clients on an otherwise
+// idle local cluster, and the CPU kube-apiserver and etcd used meanwhile, per request.
+func TestBenchmarkRequestCosts(t *testing.T) {
+	if os.Getenv("CUSTODY_BENCH") == "" {
+		t.Skip("a measurement, not a test: run it with `make bench`")
+	}
+	c, err := localcluster.Start(localcluster.Options{Nodes: 1, Dir: os.Getenv("CUSTODY_E2E_DIR")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx := context.Background()
+	const ns = "bench-requests"
+	namespace(ctx, t, c, ns)
+	n := envInt("BENCH_REQUESTS", 400)
+	// Workflows to patch, with the status of a 3-step run under way.
+	const workers = 8
+	wfs := make([]*custodyv1alpha1.Workflow, workers)
+	for w := range workers {
+		wfs[w] = benchWorkflow(ns, fmt.Sprintf("patched-%d", w), 3)
+		if err := c.Client.Create(ctx, wfs[w]); err != nil {
+			t.Fatal(err)
+		}
+		before := wfs[w].DeepCopy()
+		now := metav1.Now()
+		wfs[w].Status = custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, StartTime: &now, ObservedGeneration: 1}
+		for _, st := range wfs[w].Spec.Steps {
+			wfs[w].Status.Steps = append(wfs[w].Status.Steps, custodyv1alpha1.StepStatus{Name: st.Name,
+				Phase: custodyv1alpha1.StepPending, Reason: "WaitingForDependencies", Message: "waiting for " + strings.Join(st.DependsOn, ", ")})
+		}
+		for _, typ := range []string{"Ready", "Reconciling", "Stalled"} {
+			meta.SetStatusCondition(&wfs[w].Status.Conditions, metav1.Condition{Type: typ, Status: metav1.ConditionFalse,
+				Reason: "Running", Message: "steps are running", ObservedGeneration: 1})
+		}
+		if err := c.Client.Status().Patch(ctx, wfs[w], client.MergeFrom(before)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seq atomic.Int32
+	kinds := []struct {
+		name string
+		op   func(ctx context.Context, w int) error
+	}{
+		{"Job create (the pod template of a step)", func(ctx context.Context, _ int) error {
+			j := jobspec.Job(jobspec.Attempt{Workflow: wfs[0], Step: &custodyv1alpha1.Step{Name: "s", Image: "registry.example.com/bench:1"},
+				Number: seq.Add(1)})
+			j.OwnerReferences, j.Spec.Template.Spec.ServiceAccountName = nil, ""
+			j.Spec.Suspend = ptr.To(true) // measured alone: no pods follow
+			return c.Client.Create(ctx, j)
+		}},
+		{"ServiceAccount create and delete (one pair)", func(ctx context.Context, _ int) error {
+			sa := jobspec.ServiceAccount(jobspec.Attempt{Workflow: wfs[0], Step: &custodyv1alpha1.Step{Name: "s"}, Number: seq.Add(1)})
+			sa.OwnerReferences = nil
+			if err := c.Client.Create(ctx, sa); err != nil {
+				return err
+			}
+			return c.Client.Delete(ctx, sa)
+		}},
+		{"Event create (events.k8s.io/v1, regarding a Workflow)", func(ctx context.Context, w int) error {
+			return c.Client.Create(ctx, &eventsv1.Event{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ev-%d", seq.Add(1))},
+				EventTime:  metav1.NowMicro(), ReportingController: "custody.dev/workflow", ReportingInstance: "bench",
+				Action: "Start", Reason: "Started", Type: corev1.EventTypeNormal,
+				Regarding: corev1.ObjectReference{APIVersion: custodyv1alpha1.GroupVersion.String(), Kind: "Workflow",
+					Namespace: ns, Name: wfs[w].Name, UID: wfs[w].UID},
+				Note: "Step s1: attempt 1 started as Job " + wfs[w].Name + "-s1-1-abcdef"})
+		}},
+		{"Workflow create (3 chained steps)", func(ctx context.Context, _ int) error {
+			return c.Client.Create(ctx, benchWorkflow(ns, fmt.Sprintf("created-%d", seq.Add(1)), 3))
+		}},
+		{"Workflow status patch (a step's phase, message and times; optimistic lock)", func(ctx context.Context, w int) error {
+			wf := wfs[w]
+			before := wf.DeepCopy()
+			k := seq.Add(1)
+			st := &wf.Status.Steps[int(k)%len(wf.Status.Steps)]
+			now := metav1.Now()
+			st.Phase, st.Reason, st.StartTime = custodyv1alpha1.StepRunning, "Started", &now
+			st.Attempt, st.JobName = k, fmt.Sprintf("%s-%s-%d-abcdef", wf.Name, st.Name, k)
+			st.Message = fmt.Sprintf("Attempt %d runs as Job %s", k, st.JobName)
+			return c.Client.Status().Patch(ctx, wf, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
+				client.FieldOwner("custody-workflow"))
+		}},
+	}
+	report := "| request | control-plane CPU per request (kube-apiserver + etcd) | requests/s from 8 clients |\n|---|---|---|\n"
+	for _, k := range kinds {
+		before, start := clusterCPU(t), time.Now()
+		g, gctx := errgroup.WithContext(ctx)
+		for w := range workers {
+			g.Go(func() error {
+				for i := w; i < n; i += workers {
+					if err := k.op(gctx, w); err != nil {
+						return fmt.Errorf("%s: %w", k.name, err)
+					}
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		elapsed, after := time.Since(start), clusterCPU(t)
+		used := (after["kube-apiserver"] - before["kube-apiserver"]) + (after["etcd"] - before["etcd"])
+		report += fmt.Sprintf("| %s | %.2f ms | %.0f |\n", k.name, float64(used.Microseconds())/1000/float64(n), float64(n)/elapsed.Seconds())
+	}
+	t.Logf("results (%d requests of each kind):\n%s", n, report)
+	if out := os.Getenv("BENCH_OUT"); out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600) //nolint:gosec // a path the developer chose
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = f.Close() }()
+		if _, err := fmt.Fprintf(f, "\n%s", report); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// benchWorkflow is a Workflow of m chained steps (step k depends on step k-1).
+func benchWorkflow(ns, name string, m int) *custodyv1alpha1.Workflow {
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	for k := range m {
+		st := custodyv1alpha1.Step{Name: fmt.Sprintf("s%d", k), Image: "registry.example.com/bench:1"}
+		if k > 0 {
+			st.DependsOn = []string{fmt.Sprintf("s%d", k-1)}
+		}
+		wf.Spec.Steps = append(wf.Spec.Steps, st)
+	}
+	return wf
 }
 
 // TestBenchmarkIdentity runs N workflows of M chained steps through Custody with step identity on
@@ -219,7 +383,8 @@ func namespace(ctx context.Context, t *testing.T, c *localcluster.Cluster, name 
 }
 
 // runBaseline is the minimal driver: it creates the first Job of every chain at once, then, as
-// Jobs complete, the next Job of the chain, polling like a simple controller would.
+// each Job completes (seen on a watch, as a controller would), the next Job of its chain, from as
+// many workers as the manager has (BENCH_CONCURRENCY).
 func runBaseline(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, m int) time.Duration {
 	const ns = "bench-baseline"
 	namespace(ctx, t, c, ns)
@@ -233,93 +398,142 @@ func runBaseline(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, 
 		j.Labels["bench/chain"], j.Labels["bench/step"] = strconv.Itoa(chain), strconv.Itoa(step)
 		return j
 	}
-	start := time.Now()
-	for i := range n {
-		if err := c.Client.Create(ctx, job(i, 0)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("baseline: created %d first Jobs in %s", n, time.Since(start).Round(10*time.Millisecond))
-	created := map[string]bool{}
-	for {
-		var list batchv1.JobList
-		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		complete := 0
-		for _, j := range list.Items {
-			created[j.Name] = true
-			done := false
-			for _, cond := range j.Status.Conditions {
-				done = done || (cond.Type == batchv1.JobComplete && cond.Status == corev1.ConditionTrue)
-			}
-			if !done {
-				continue
-			}
-			complete++
-			chain, _ := strconv.Atoi(j.Labels["bench/chain"])
-			step, _ := strconv.Atoi(j.Labels["bench/step"])
-			if step+1 < m {
-				next := job(chain, step+1)
-				if !created[next.Name] {
-					if err := c.Client.Create(ctx, next); err != nil && !apierrors.IsAlreadyExists(err) {
-						t.Fatal(err)
-					}
-					created[next.Name] = true
+	next := make(chan *batchv1.Job, n*m)
+	g, gctx := errgroup.WithContext(ctx)
+	for range envInt("BENCH_CONCURRENCY", 8) {
+		g.Go(func() error {
+			for j := range next {
+				if err := c.Client.Create(gctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
+					return err
 				}
 			}
+			return nil
+		})
+	}
+	complete := map[string]bool{}
+	elapsed := watchUntil(ctx, t, c, ns, &batchv1.JobList{}, func() error {
+		firsts := make([]client.Object, n)
+		for i := range n {
+			firsts[i] = job(i, 0)
 		}
-		if complete == n*m {
-			return time.Since(start)
+		start := time.Now()
+		err := createAll(ctx, c, firsts)
+		t.Logf("baseline: created %d first Jobs in %s", n, time.Since(start).Round(10*time.Millisecond))
+		return err
+	}, func(o client.Object) bool {
+		j := o.(*batchv1.Job)
+		if complete[j.Name] || !jobCondition(j, batchv1.JobComplete) {
+			return false
 		}
-		if time.Since(start) > 30*time.Minute {
-			t.Fatalf("baseline: %d of %d Jobs complete after 30m", complete, n*m)
+		complete[j.Name] = true
+		chain, _ := strconv.Atoi(j.Labels["bench/chain"])
+		step, _ := strconv.Atoi(j.Labels["bench/step"])
+		if step+1 < m {
+			next <- job(chain, step+1)
 		}
-		time.Sleep(250 * time.Millisecond)
+		return len(complete) == n*m
+	})
+	close(next)
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return elapsed
+}
+
+// watchUntil watches the objects of one kind in ns, runs start (creating the work), and passes
+// every object it sees to handle until handle returns true; it returns the time from start to
+// then. Watching instead of polling keeps the bench's own reads out of the measurement.
+func watchUntil(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns string, list client.ObjectList,
+	start func() error, handle func(client.Object) bool) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	wc, err := client.NewWithWatch(c.RestConfig(), client.Options{Scheme: c.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.List(ctx, list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	rv := list.(metav1.ListInterface).GetResourceVersion()
+	begin := time.Now()
+	go func() {
+		if err := start(); err != nil {
+			t.Errorf("creating the work: %v", err)
+			cancel()
+		}
+	}()
+	for {
+		w, err := wc.Watch(ctx, list, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				t.Fatalf("watching %s: %v", ns, apierrors.FromObject(ev.Object))
+			}
+			o, ok := ev.Object.(client.Object)
+			if !ok {
+				continue
+			}
+			rv = o.GetResourceVersion()
+			if ev.Type != watch.Deleted && handle(o) {
+				w.Stop()
+				return time.Since(begin)
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s: not done: %v", ns, ctx.Err())
+		}
 	}
 }
 
-// runCustody creates every workflow at once and waits until all Succeeded.
+// jobCondition says whether the Job has condition c set to True.
+func jobCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
+	for _, cond := range j.Status.Conditions {
+		if cond.Type == c && cond.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// createAll creates objs "at once": from BENCH_CREATORS (default 16) clients in parallel, as many
+// users or a GitOps sync would, so that neither phase waits on one client's round trips.
+func createAll(ctx context.Context, c *localcluster.Cluster, objs []client.Object) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(envInt("BENCH_CREATORS", 16))
+	for _, o := range objs {
+		g.Go(func() error { return c.Client.Create(gctx, o) })
+	}
+	return g.Wait()
+}
+
+// runCustody creates every workflow at once and returns when all Succeeded.
 func runCustody(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, m int) time.Duration {
 	const ns = "bench-custody"
 	namespace(ctx, t, c, ns)
-	start := time.Now()
+	wfs := make([]client.Object, n)
 	for i := range n {
-		wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("chain-%d", i), Namespace: ns}}
-		for k := range m {
-			st := custodyv1alpha1.Step{Name: fmt.Sprintf("s%d", k), Image: "registry.example.com/bench:1"}
-			if k > 0 {
-				st.DependsOn = []string{fmt.Sprintf("s%d", k-1)}
-			}
-			wf.Spec.Steps = append(wf.Spec.Steps, st)
-		}
-		if err := c.Client.Create(ctx, wf); err != nil {
-			t.Fatal(err)
-		}
+		wfs[i] = benchWorkflow(ns, fmt.Sprintf("chain-%d", i), m)
 	}
-	t.Logf("custody: created %d workflows in %s", n, time.Since(start).Round(10*time.Millisecond))
-	for {
-		var list custodyv1alpha1.WorkflowList
-		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
+	succeeded := map[string]bool{}
+	return watchUntil(ctx, t, c, ns, &custodyv1alpha1.WorkflowList{}, func() error {
+		start := time.Now()
+		err := createAll(ctx, c, wfs)
+		t.Logf("custody: created %d workflows in %s", n, time.Since(start).Round(10*time.Millisecond))
+		return err
+	}, func(o client.Object) bool {
+		wf := o.(*custodyv1alpha1.Workflow)
+		switch wf.Status.Phase {
+		case custodyv1alpha1.WorkflowSucceeded:
+			succeeded[wf.Name] = true
+		case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
+			t.Errorf("workflow %s ended %s", wf.Name, wf.Status.Phase)
+			return true
 		}
-		done := 0
-		for _, wf := range list.Items {
-			switch wf.Status.Phase {
-			case custodyv1alpha1.WorkflowSucceeded:
-				done++
-			case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
-				t.Fatalf("workflow %s ended %s", wf.Name, wf.Status.Phase)
-			}
-		}
-		if done == n {
-			return time.Since(start)
-		}
-		if time.Since(start) > 30*time.Minute {
-			t.Fatalf("custody: %d of %d workflows Succeeded after 30m", done, n)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return len(succeeded) == n
+	})
 }
 
 // jobTimings returns, over all Jobs in ns, the mean time from a Job's creation to its completion,
@@ -475,10 +689,37 @@ func (m *manager) requestsByVerb(t *testing.T) map[string]float64 {
 	return out
 }
 
+// consistencyWaits sums controller-runtime's controller_runtime_client_consistency_wait_duration_seconds
+// by operation: how long the manager's cache reads waited to see its own earlier writes
+// (read-your-writes consistency).
+func (m *manager) consistencyWaits(t *testing.T) string {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(m.scrape(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, count := map[string]float64{}, map[string]float64{}
+	for _, metric := range families["controller_runtime_client_consistency_wait_duration_seconds"].GetMetric() {
+		for _, l := range metric.GetLabel() {
+			if l.GetName() == "operation" {
+				sum[l.GetValue()] += metric.GetHistogram().GetSampleSum()
+				count[l.GetValue()] += float64(metric.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	parts := make([]string, 0, len(count))
+	for op, n := range count {
+		parts = append(parts, fmt.Sprintf("%s: %.0f reads waited %.1f s in all (mean %.1f ms)", op, n, sum[op], 1000*sum[op]/max(n, 1)))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
 // scrape returns the manager's metrics text.
 func (m *manager) scrape(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	resp, err := http.Get("http://" + m.metricsAddr + "/metrics") //nolint:gosec // the loopback address this test chose
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +781,7 @@ func (m *manager) quantile(t *testing.T, name string, q float64) string {
 
 // peakRSS reads the manager's high-water resident set size from /proc.
 func (m *manager) peakRSS(t *testing.T) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.pid)) //nolint:gosec // the manager this test started
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +795,7 @@ func (m *manager) peakRSS(t *testing.T) string {
 
 // cpuTime reads the manager's user and system CPU time from /proc (in clock ticks of 1/100 s).
 func (m *manager) cpuTime(t *testing.T) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid)) //nolint:gosec // the manager this test started
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,4 +812,146 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// writeVerbs are the apiserver_request_total verbs that change something.
+var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "APPLY": true, "DELETE": true, "DELETECOLLECTION": true}
+
+// clusterWrites returns kube-apiserver's count of mutating requests so far, from every client
+// (apiserver_request_total), by resource and subresource ("pods/status").
+func clusterWrites(ctx context.Context, t *testing.T, c *localcluster.Cluster) map[string]float64 {
+	t.Helper()
+	rc, err := rest.RESTClientFor(restConfigForRaw(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := rc.Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("apiserver metrics: %v", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("apiserver metrics: %v", err)
+	}
+	out := map[string]float64{}
+	f, ok := families["apiserver_request_total"]
+	if !ok {
+		t.Fatal("apiserver metrics: no apiserver_request_total")
+	}
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if !writeVerbs[labels["verb"]] {
+			continue
+		}
+		resource := labels["resource"]
+		if sub := labels["subresource"]; sub != "" {
+			resource += "/" + sub
+		}
+		out[resource] += m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// writesPerStep is what the cluster wrote between two clusterWrites readings: the total per step,
+// and the resources that took the most, largest first ("jobs/status 3.00").
+func writesPerStep(before, after map[string]float64, steps float64) (float64, string) {
+	type row struct {
+		resource string
+		n        float64
+	}
+	var rows []row
+	total := 0.0
+	for r, n := range after {
+		if d := n - before[r]; d > 0 {
+			rows = append(rows, row{r, d})
+			total += d
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].n > rows[j].n })
+	var parts []string
+	for _, r := range rows {
+		if r.n/steps < 0.05 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", r.resource, r.n/steps))
+	}
+	return total / steps, strings.Join(parts, ", ")
+}
+
+// clusterCPU is the CPU time (user and system) used so far by every process this test started:
+// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK and the manager. On a shared
+// machine it varies less than wall time: it is what the work cost, whoever else ran meanwhile.
+func clusterCPU(t *testing.T) cpuTimes {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, ticks, names := map[int]int{}, map[int]int64{}, map[int]string{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// The command name (field 2) may hold spaces; the fields after it are numbers.
+		head, tail, ok := strings.Cut(string(data), ") ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(tail) // f[0] is field 3 (state)
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		_, name, _ := strings.Cut(head, "(")
+		parent[pid], ticks[pid], names[pid] = ppid, utime+stime, name
+	}
+	self := os.Getpid()
+	out := cpuTimes{}
+	for pid := range ticks {
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == self {
+				out[names[pid]] += time.Duration(ticks[pid]) * time.Second / 100 // USER_HZ is 100 on Linux
+				break
+			}
+		}
+	}
+	return out
+}
+
+// cpuTimes is CPU time by process name.
+type cpuTimes map[string]time.Duration
+
+func (c cpuTimes) total() time.Duration {
+	var t time.Duration
+	for _, d := range c {
+		t += d
+	}
+	return t
+}
+
+// perStep prints, largest first, what each process used between two readings, per step.
+func (c cpuTimes) perStep(before cpuTimes, steps float64) string {
+	names := make([]string, 0, len(c))
+	for n := range c {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return c[names[i]]-before[names[i]] > c[names[j]]-before[names[j]] })
+	var parts []string
+	for _, n := range names {
+		if d := c[n] - before[n]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", n, float64(d.Microseconds())/1000/steps))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
