@@ -229,6 +229,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		templateRefIndex, indexTemplateRef); err != nil {
 		return err
 	}
+	for _, o := range []client.Object{&batchv1.Job{}, &corev1.Pod{}, &corev1.ServiceAccount{}} {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), o, workflowIndex, indexWorkflow); err != nil {
+			return err
+		}
+	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.Workflow{}).
@@ -257,6 +262,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, identityRetryMax)}).
 		Complete(reconcile.Func(r.reconcilePod))
+}
+
+// workflowIndex indexes the objects of step attempts (Jobs, pods, ServiceAccounts) by the Workflow
+// they belong to, so that a reconcile reads its own attempts from the cache without going through
+// every attempt of every workflow in the namespace.
+const workflowIndex = "metadata.labels." + custodyv1alpha1.LabelWorkflow
+
+// indexWorkflow is the indexer of workflowIndex: the custody.dev/workflow label.
+func indexWorkflow(o client.Object) []string {
+	if name := o.GetLabels()[custodyv1alpha1.LabelWorkflow]; name != "" {
+		return []string{name}
+	}
+	return nil
 }
 
 // grantableSecret passes events of Secrets that opted in to being handed out (the manager's

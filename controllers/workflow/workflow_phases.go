@@ -188,8 +188,7 @@ func nodesOf(steps []custodyv1alpha1.Step) []dag.Node {
 func (r *Reconciler) listAttempts(ctx context.Context, s *scope) error {
 	wf := s.wf
 	var jobs batchv1.JobList
-	if err := r.List(ctx, &jobs, client.InNamespace(wf.Namespace),
-		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+	if err := r.List(ctx, &jobs, client.InNamespace(wf.Namespace), client.MatchingFields{workflowIndex: wf.Name}); err != nil {
 		return fmt.Errorf("listing Jobs of %s: %w", klog.KObj(wf), err)
 	}
 	s.jobs = map[string]*batchv1.Job{}
@@ -199,8 +198,7 @@ func (r *Reconciler) listAttempts(ctx context.Context, s *scope) error {
 		}
 	}
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(wf.Namespace),
-		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(wf.Namespace), client.MatchingFields{workflowIndex: wf.Name}); err != nil {
 		return fmt.Errorf("listing pods of %s: %w", klog.KObj(wf), err)
 	}
 	if err := r.listServiceAccounts(ctx, s); err != nil {
@@ -798,8 +796,7 @@ func (r *Reconciler) releaseServiceAccounts(ctx context.Context, s *scope) (bool
 // listServiceAccounts reads the attempt ServiceAccounts the workflow controls into the scope.
 func (r *Reconciler) listServiceAccounts(ctx context.Context, s *scope) error {
 	var sas corev1.ServiceAccountList
-	if err := r.List(ctx, &sas, client.InNamespace(s.wf.Namespace),
-		client.MatchingLabels{custodyv1alpha1.LabelWorkflow: s.wf.Name}); err != nil {
+	if err := r.List(ctx, &sas, client.InNamespace(s.wf.Namespace), client.MatchingFields{workflowIndex: s.wf.Name}); err != nil {
 		return fmt.Errorf("listing ServiceAccounts of %s: %w", klog.KObj(s.wf), err)
 	}
 	s.sas = map[string]*corev1.ServiceAccount{}
