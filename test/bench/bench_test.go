@@ -69,6 +69,10 @@ func TestBenchmark(t *testing.T) {
 	t.Cleanup(func() { _ = c.Stop() })
 	ctx := context.Background()
 
+	// A cluster just started, and a manager just started, keep the API server busy for a few
+	// seconds (discovery, OpenAPI, informers' first lists): each phase starts once that is over.
+	settle := time.Duration(envInt("BENCH_SETTLE_SECONDS", 15)) * time.Second
+	time.Sleep(settle)
 	w0, cpu0 := clusterWrites(ctx, t, c), clusterCPU(t)
 	baseline := runBaseline(ctx, t, c, n, m)
 	w1, cpu1 := clusterWrites(ctx, t, c), clusterCPU(t)
@@ -80,6 +84,7 @@ func TestBenchmark(t *testing.T) {
 		managerArgs = append(managerArgs, "--pprof-bind-address="+addr)
 	}
 	mgr := startManager(t, c, managerArgs...)
+	time.Sleep(settle)
 	before := mgr.mutatingRequests(t)
 	w2, cpu2 := clusterWrites(ctx, t, c), clusterCPU(t)
 	profiled := make(chan struct{})
