@@ -421,10 +421,7 @@ func runBaseline(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, 
 		for i := range n {
 			firsts[i] = job(i, 0)
 		}
-		start := time.Now()
-		err := createAll(ctx, c, firsts)
-		t.Logf("baseline: created %d first Jobs in %s", n, time.Since(start).Round(10*time.Millisecond))
-		return err
+		return createAll(ctx, t, c, "baseline: first Jobs", firsts)
 	}, func(o client.Object) bool {
 		j := o.(*batchv1.Job)
 		if complete[j.Name] || !jobCondition(j, batchv1.JobComplete) {
@@ -505,13 +502,17 @@ func jobCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
 
 // createAll creates objs "at once": from BENCH_CREATORS (default 16) clients in parallel, as many
 // users or a GitOps sync would, so that neither phase waits on one client's round trips.
-func createAll(ctx context.Context, c *localcluster.Cluster, objs []client.Object) error {
+// It logs how long that took under what.
+func createAll(ctx context.Context, t *testing.T, c *localcluster.Cluster, what string, objs []client.Object) error {
+	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(envInt("BENCH_CREATORS", 16))
 	for _, o := range objs {
 		g.Go(func() error { return c.Client.Create(gctx, o) })
 	}
-	return g.Wait()
+	err := g.Wait()
+	t.Logf("%s: created %d in %s", what, len(objs), time.Since(start).Round(10*time.Millisecond))
+	return err
 }
 
 // runCustody creates every workflow at once and returns when all Succeeded.
@@ -524,10 +525,7 @@ func runCustody(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, m
 	}
 	succeeded := map[string]bool{}
 	return watchUntil(ctx, t, c, ns, &custodyv1alpha1.WorkflowList{}, func() error {
-		start := time.Now()
-		err := createAll(ctx, c, wfs)
-		t.Logf("custody: created %d workflows in %s", n, time.Since(start).Round(10*time.Millisecond))
-		return err
+		return createAll(ctx, t, c, "custody: Workflows", wfs)
 	}, func(o client.Object) bool {
 		wf := o.(*custodyv1alpha1.Workflow)
 		switch wf.Status.Phase {

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/custody-dev/custody/internal/localcluster"
 	"github.com/custody-dev/custody/internal/spiretest"
 )
@@ -27,6 +30,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// The tests' own controller-runtime clients; the manager logs to its file in the cluster's directory.
+	log.SetLogger(logr.Discard())
 	// CUSTODY_E2E_DIR keeps the cluster's kubeconfig and process logs (manager.log, ...) for a
 	// look afterwards.
 	// A real spire-server; the manager registers step identities in it over the admin socket.
