@@ -404,11 +404,15 @@ func runBaseline(ctx context.Context, t *testing.T, c *localcluster.Cluster, n, 
 		return j
 	}
 	next := make(chan *batchv1.Job, n*m)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	for range envInt("BENCH_CONCURRENCY", 8) {
 		g.Go(func() error {
 			for j := range next {
 				if err := c.Client.Create(gctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
+					t.Errorf("creating Job %s: %v", j.Name, err)
+					cancel() // stops the watch: this Job will never complete
 					return err
 				}
 			}
