@@ -5,7 +5,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
@@ -122,7 +122,7 @@ func TestBenchmark(t *testing.T) {
 	steps := float64(n * m)
 	mutating := after - before
 	baseWrites, baseTop := writesPerStep(w0, w1, steps)
-	perStep := func(d time.Duration) float64 { return float64(d.Milliseconds()) / steps }
+	msPerStep := func(d time.Duration) float64 { return float64(d.Milliseconds()) / steps }
 	custodyWrites, custodyTop := writesPerStep(w2, w3, steps)
 	report := fmt.Sprintf(`| workflows x steps | %d x %d |
 | bare Jobs (baseline): wall time to all complete | %s (%.1f steps/s) |
@@ -144,7 +144,7 @@ func TestBenchmark(t *testing.T) {
 		mutating, mutating/steps, events, float64(events)/steps, (mutating-float64(events))/steps, rss, cpu,
 		reconciles, 1000*reconcileSum/max(reconciles, 1), 1000*queueSum/max(queued, 1),
 		baseWrites, baseTop, custodyWrites, custodyTop,
-		perStep(cpu1.total()-cpu0.total()), perStep(cpu3.total()-cpu2.total()),
+		msPerStep(cpu1.total()-cpu0.total()), msPerStep(cpu3.total()-cpu2.total()),
 		float64(cpu1.total()-cpu0.total())/float64(cpu3.total()-cpu2.total()), cpu1.perStep(cpu0, steps), cpu3.perStep(cpu2, steps))
 	for _, ns := range []string{"bench-baseline", "bench-custody"} {
 		gap, run, first, last, firstSteps := jobTimings(ctx, t, c, ns)
@@ -640,21 +640,42 @@ func startManager(t *testing.T, c *localcluster.Cluster, args ...string) *manage
 func (m *manager) mutatingRequests(t *testing.T) float64 {
 	t.Helper()
 	total := 0.0
-	sc := bufio.NewScanner(strings.NewReader(m.scrape(t)))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
-			continue
-		}
-		for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-			if strings.Contains(line, `method="`+verb+`"`) {
-				fields := strings.Fields(line)
-				v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
-				total += v
-			}
+	for verb, n := range m.requestsByVerb(t) {
+		if writeVerbs[verb] {
+			total += n
 		}
 	}
 	return total
+}
+
+// parseMetrics parses a Prometheus text exposition.
+func parseMetrics(t *testing.T, text []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		t.Fatalf("parsing metrics: %v", err)
+	}
+	return families
+}
+
+// sumBy adds the values (counter, or histogram sum and count) of a metric's series by one label.
+func sumBy(f *dto.MetricFamily, label string) (sums, counts map[string]float64) {
+	sums, counts = map[string]float64{}, map[string]float64{}
+	for _, metric := range f.GetMetric() {
+		for _, l := range metric.GetLabel() {
+			if l.GetName() != label {
+				continue
+			}
+			if h := metric.GetHistogram(); h != nil {
+				sums[l.GetValue()] += h.GetSampleSum()
+				counts[l.GetValue()] += float64(h.GetSampleCount())
+			} else {
+				sums[l.GetValue()] += metric.GetCounter().GetValue()
+			}
+		}
+	}
+	return sums, counts
 }
 
 func restConfigForRaw(c *localcluster.Cluster) *rest.Config {
@@ -679,21 +700,9 @@ func (m *manager) metric(t *testing.T, series string) float64 {
 
 // requestsByVerb sums client-go's rest_client_requests_total by method, for the record.
 func (m *manager) requestsByVerb(t *testing.T) map[string]float64 {
-	out := map[string]float64{}
-	for _, line := range strings.Split(m.scrape(t), "\n") {
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
-			continue
-		}
-		_, tail, ok := strings.Cut(line, `method="`)
-		if !ok {
-			continue
-		}
-		verb, _, _ := strings.Cut(tail, `"`)
-		fields := strings.Fields(line)
-		v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
-		out[verb] += v
-	}
-	return out
+	t.Helper()
+	byVerb, _ := sumBy(parseMetrics(t, []byte(m.scrape(t)))["rest_client_requests_total"], "method")
+	return byVerb
 }
 
 // consistencyWaits sums controller-runtime's controller_runtime_client_consistency_wait_duration_seconds
@@ -701,20 +710,7 @@ func (m *manager) requestsByVerb(t *testing.T) map[string]float64 {
 // (read-your-writes consistency).
 func (m *manager) consistencyWaits(t *testing.T) string {
 	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(m.scrape(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, count := map[string]float64{}, map[string]float64{}
-	for _, metric := range families["controller_runtime_client_consistency_wait_duration_seconds"].GetMetric() {
-		for _, l := range metric.GetLabel() {
-			if l.GetName() == "operation" {
-				sum[l.GetValue()] += metric.GetHistogram().GetSampleSum()
-				count[l.GetValue()] += float64(metric.GetHistogram().GetSampleCount())
-			}
-		}
-	}
+	sum, count := sumBy(parseMetrics(t, []byte(m.scrape(t)))["controller_runtime_client_consistency_wait_duration_seconds"], "operation")
 	parts := make([]string, 0, len(count))
 	for op, n := range count {
 		parts = append(parts, fmt.Sprintf("%s: %.0f reads waited %.1f s in all (mean %.1f ms)", op, n, sum[op], 1000*sum[op]/max(n, 1)))
@@ -836,13 +832,8 @@ func clusterWrites(ctx context.Context, t *testing.T, c *localcluster.Cluster) m
 	if err != nil {
 		t.Fatalf("apiserver metrics: %v", err)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("apiserver metrics: %v", err)
-	}
 	out := map[string]float64{}
-	f, ok := families["apiserver_request_total"]
+	f, ok := parseMetrics(t, data)["apiserver_request_total"]
 	if !ok {
 		t.Fatal("apiserver metrics: no apiserver_request_total")
 	}
