@@ -251,6 +251,16 @@ func TestBenchmarkRequestCosts(t *testing.T) {
 			return c.Client.Status().Patch(ctx, wf, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
 				client.FieldOwner("custody-workflow"))
 		}},
+		{"Workflow status update (the same change sent whole: PUT)", func(ctx context.Context, w int) error {
+			wf := wfs[w]
+			k := seq.Add(1)
+			st := &wf.Status.Steps[int(k)%len(wf.Status.Steps)]
+			now := metav1.Now()
+			st.Phase, st.Reason, st.StartTime = custodyv1alpha1.StepRunning, "Started", &now
+			st.Attempt, st.JobName = k, fmt.Sprintf("%s-%s-%d-abcdef", wf.Name, st.Name, k)
+			st.Message = fmt.Sprintf("Attempt %d runs as Job %s", k, st.JobName)
+			return c.Client.Status().Update(ctx, wf, client.FieldOwner("custody-workflow"))
+		}},
 	}
 	report := "| request | control-plane CPU per request (kube-apiserver + etcd) | requests/s from 8 clients |\n|---|---|---|\n"
 	for _, k := range kinds {
