@@ -208,6 +208,14 @@ func TestBenchmarkRequestCosts(t *testing.T) {
 		}
 	}
 	var seq atomic.Int32
+	// startAttempt changes what a reconcile that starts attempt k of a step changes in status.
+	startAttempt := func(wf *custodyv1alpha1.Workflow, k int32) {
+		st := &wf.Status.Steps[int(k)%len(wf.Status.Steps)]
+		now := metav1.Now()
+		st.Phase, st.Reason, st.StartTime = custodyv1alpha1.StepRunning, "Started", &now
+		st.Attempt, st.JobName = k, fmt.Sprintf("%s-%s-%d-abcdef", wf.Name, st.Name, k)
+		st.Message = fmt.Sprintf("Attempt %d runs as Job %s", k, st.JobName)
+	}
 	kinds := []struct {
 		name string
 		op   func(ctx context.Context, w int) error
@@ -242,23 +250,13 @@ func TestBenchmarkRequestCosts(t *testing.T) {
 		{"Workflow status patch (a step's phase, message and times; optimistic lock)", func(ctx context.Context, w int) error {
 			wf := wfs[w]
 			before := wf.DeepCopy()
-			k := seq.Add(1)
-			st := &wf.Status.Steps[int(k)%len(wf.Status.Steps)]
-			now := metav1.Now()
-			st.Phase, st.Reason, st.StartTime = custodyv1alpha1.StepRunning, "Started", &now
-			st.Attempt, st.JobName = k, fmt.Sprintf("%s-%s-%d-abcdef", wf.Name, st.Name, k)
-			st.Message = fmt.Sprintf("Attempt %d runs as Job %s", k, st.JobName)
+			startAttempt(wf, seq.Add(1))
 			return c.Client.Status().Patch(ctx, wf, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
 				client.FieldOwner("custody-workflow"))
 		}},
 		{"Workflow status update (the same change sent whole: PUT)", func(ctx context.Context, w int) error {
 			wf := wfs[w]
-			k := seq.Add(1)
-			st := &wf.Status.Steps[int(k)%len(wf.Status.Steps)]
-			now := metav1.Now()
-			st.Phase, st.Reason, st.StartTime = custodyv1alpha1.StepRunning, "Started", &now
-			st.Attempt, st.JobName = k, fmt.Sprintf("%s-%s-%d-abcdef", wf.Name, st.Name, k)
-			st.Message = fmt.Sprintf("Attempt %d runs as Job %s", k, st.JobName)
+			startAttempt(wf, seq.Add(1))
 			return c.Client.Status().Update(ctx, wf, client.FieldOwner("custody-workflow"))
 		}},
 	}
