@@ -11,6 +11,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,6 +57,8 @@ func watchHandoffs(ctx context.Context, t *testing.T, c *localcluster.Cluster, n
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	h := &handoffWatch{created: map[jobKey]time.Time{}, completed: map[jobKey]time.Time{}, stop: cancel, done: make(chan struct{})}
+	// Stopped before the test ends even if the phase fails: the watcher reports through t.
+	t.Cleanup(func() { cancel(); <-h.done })
 	rv := list.ResourceVersion
 	go func() {
 		defer close(h.done)
@@ -68,6 +71,15 @@ func watchHandoffs(ctx context.Context, t *testing.T, c *localcluster.Cluster, n
 				return
 			}
 			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					w.Stop()
+					if ctx.Err() != nil { // stopped by result or cleanup
+						return
+					}
+					// e.g. 410 Gone: the watch cannot resume; the handoffs would be incomplete.
+					t.Errorf("watching Jobs in %s: %v", ns, apierrors.FromObject(ev.Object))
+					return
+				}
 				j, ok := ev.Object.(*batchv1.Job)
 				if !ok || ev.Type == watch.Deleted {
 					continue
