@@ -184,8 +184,10 @@ spec:
   steps:
   - name: call
     image: example.com/c:1
-    retries: {limit: 2, backoff: {duration: 1s, factor: 2, max: 2s}}
+    retries: {limit: 2, backoff: {duration: 5s, factor: 2, max: 10s}}
 `)
+	// The backoff is long enough for the test to see the Retrying status on a
+	// busy API server (a 1 s backoff could pass between two polls).
 	first := fail(t, wf, "call", 1)
 	wf = waitStep(t, wf, "call", custodyv1alpha1.StepRetrying)
 	st := stepOf(wf, "call")
