@@ -271,7 +271,7 @@ func TestWorkflowReconciler_workflowTimeout(t *testing.T) {
 	wf := apply(t, ns, `
 metadata: {name: bounded}
 spec:
-  timeout: 3s
+  timeout: 5s
   steps:
   - {name: long, image: example.com/l:1}
   - {name: next, image: example.com/n:1, dependsOn: [long]}
