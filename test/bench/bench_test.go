@@ -74,10 +74,12 @@ func TestBenchmark(t *testing.T) {
 	settle := time.Duration(envInt("BENCH_SETTLE_SECONDS", 15)) * time.Second
 	time.Sleep(settle)
 	w0, cpu0 := clusterWrites(ctx, t, c), clusterCPU(t)
+	baseProfiled := profileAPIServer(ctx, t, c, ".baseline")
 	baseHandoffs := watchHandoffs(ctx, t, c, "bench-baseline")
 	baseline := runBaseline(ctx, t, c, n, m)
 	baseHandoff := baseHandoffs.result()
 	w1, cpu1 := clusterWrites(ctx, t, c), clusterCPU(t)
+	<-baseProfiled
 	t.Logf("baseline: %d chains x %d Jobs in %s (%.1f steps/s)", n, m, baseline, float64(n*m)/baseline.Seconds())
 
 	var managerArgs []string
@@ -89,26 +91,7 @@ func TestBenchmark(t *testing.T) {
 	time.Sleep(settle)
 	before := mgr.mutatingRequests(t)
 	w2, cpu2 := clusterWrites(ctx, t, c), clusterCPU(t)
-	profiled := make(chan struct{})
-	if path := os.Getenv("BENCH_APISERVER_PROFILE"); path != "" {
-		// A CPU profile of kube-apiserver during the Custody phase: go tool pprof -top <path>.
-		go func() {
-			defer close(profiled)
-			rc, err := rest.RESTClientFor(restConfigForRaw(c))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			data, err := rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", "15").DoRaw(ctx)
-			if err != nil {
-				t.Errorf("apiserver profile: %v", err)
-				return
-			}
-			_ = os.WriteFile(path, data, 0o600) //nolint:gosec // a path the developer chose
-		}()
-	} else {
-		close(profiled)
-	}
+	profiled := profileAPIServer(ctx, t, c, "")
 	custodyHandoffs := watchHandoffs(ctx, t, c, "bench-custody")
 	custody := runCustody(ctx, t, c, n, m)
 	custodyHandoff := custodyHandoffs.result()
@@ -954,4 +937,32 @@ func (c cpuTimes) perStep(before cpuTimes, steps float64) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// profileAPIServer takes a 15 s CPU profile of kube-apiserver, from now, when BENCH_APISERVER_PROFILE
+// names a path (suffix appended: one file a phase; go tool pprof -top <path>); the channel closes
+// when it is written, at once without the variable.
+func profileAPIServer(ctx context.Context, t *testing.T, c *localcluster.Cluster, suffix string) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	path := os.Getenv("BENCH_APISERVER_PROFILE")
+	if path == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		rc, err := rest.RESTClientFor(restConfigForRaw(c))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		data, err := rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", "15").DoRaw(ctx)
+		if err != nil {
+			t.Errorf("apiserver profile: %v", err)
+			return
+		}
+		_ = os.WriteFile(path+suffix, data, 0o600) //nolint:gosec // a path the developer chose
+	}()
+	return done
 }
