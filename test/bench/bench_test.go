@@ -79,7 +79,7 @@ func TestBenchmark(t *testing.T) {
 	baseline := runBaseline(ctx, t, c, n, m)
 	baseHandoff := baseHandoffs.result()
 	w1, cpu1 := clusterWrites(ctx, t, c), clusterCPU(t)
-	<-baseProfiled
+	baseProfiled()
 	t.Logf("baseline: %d chains x %d Jobs in %s (%.1f steps/s)", n, m, baseline, float64(n*m)/baseline.Seconds())
 
 	var managerArgs []string
@@ -96,7 +96,7 @@ func TestBenchmark(t *testing.T) {
 	custody := runCustody(ctx, t, c, n, m)
 	custodyHandoff := custodyHandoffs.result()
 	w3, cpu3 := clusterWrites(ctx, t, c), clusterCPU(t)
-	<-profiled
+	profiled()
 	after := mgr.mutatingRequests(t)
 	events := countEvents(ctx, t, c, "bench-custody")
 	rss := mgr.peakRSS(t)
@@ -939,30 +939,35 @@ func (c cpuTimes) perStep(before cpuTimes, steps float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// profileAPIServer takes a 15 s CPU profile of kube-apiserver, from now, when BENCH_APISERVER_PROFILE
-// names a path (suffix appended: one file a phase; go tool pprof -top <path>); the channel closes
-// when it is written, at once without the variable.
-func profileAPIServer(ctx context.Context, t *testing.T, c *localcluster.Cluster, suffix string) <-chan struct{} {
+// profileAPIServer starts a 15 s CPU profile of kube-apiserver when BENCH_APISERVER_PROFILE names a
+// path, and writes it to the path with suffix appended (one file a phase; go tool pprof -top
+// <file>). The returned func waits for it and reports a failure; without the variable it returns at
+// once.
+func profileAPIServer(ctx context.Context, t *testing.T, c *localcluster.Cluster, suffix string) func() {
 	t.Helper()
-	done := make(chan struct{})
 	path := os.Getenv("BENCH_APISERVER_PROFILE")
 	if path == "" {
-		close(done)
-		return done
+		return func() {}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel) // a phase that failed does not wait for its profile
+	done := make(chan error, 1)
 	go func() {
-		defer close(done)
 		rc, err := rest.RESTClientFor(restConfigForRaw(c))
 		if err != nil {
-			t.Error(err)
+			done <- err
 			return
 		}
 		data, err := rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", "15").DoRaw(ctx)
-		if err != nil {
-			t.Errorf("apiserver profile: %v", err)
-			return
+		if err == nil {
+			err = os.WriteFile(path+suffix, data, 0o600) //nolint:gosec // a path the developer chose
 		}
-		_ = os.WriteFile(path+suffix, data, 0o600) //nolint:gosec // a path the developer chose
+		done <- err
 	}()
-	return done
+	return func() {
+		t.Helper()
+		if err := <-done; err != nil {
+			t.Errorf("kube-apiserver profile %s: %v", path+suffix, err)
+		}
+	}
 }
