@@ -380,11 +380,7 @@ spec:
 	waitCan(t, ns, saC, true)
 	waitCan(t, ns, saD, true)
 
-	cur := get(t, cancelled)
-	cur.Spec.Cancel = true
-	if err := env.Client.Update(ctxT(t), cur); err != nil {
-		t.Fatal(err)
-	}
+	cancelRun(t, cancelled)
 	if err := env.Client.Delete(ctxT(t), get(t, deleted)); err != nil {
 		t.Fatal(err)
 	}

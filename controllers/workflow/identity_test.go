@@ -338,11 +338,7 @@ spec:
 	e.waitEntries(t, e.entryID(t, wf, "b", 1))
 	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevoked)
 
-	cur := get(t, wf)
-	cur.Spec.Cancel = true
-	if err := env.Client.Update(ctxT(t), cur); err != nil {
-		t.Fatal(err)
-	}
+	cancelRun(t, wf)
 	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 	e.waitEntries(t)
 	waitIdentity(t, wf, "b", custodyv1alpha1.IdentityRevoked)
