@@ -100,10 +100,7 @@ func TestBenchmark(t *testing.T) {
 	after := mgr.mutatingRequests(t)
 	events := countEvents(ctx, t, c, "bench-custody")
 	rss := mgr.peakRSS(t)
-	reconciles, reconcileSum := mgr.metric(t, `controller_runtime_reconcile_time_seconds_count{controller="custody-workflow"}`),
-		mgr.metric(t, `controller_runtime_reconcile_time_seconds_sum{controller="custody-workflow"}`)
-	queued, queueSum := mgr.metric(t, `workqueue_queue_duration_seconds_count{controller="custody-workflow",name="custody-workflow"}`),
-		mgr.metric(t, `workqueue_queue_duration_seconds_sum{controller="custody-workflow",name="custody-workflow"}`)
+	reconciles, reconcileMs, queuedMs := reconcileStats(mgr.metrics(t), "custody-workflow")
 	cpu := mgr.cpuTime(t)
 
 	steps := float64(n * m)
@@ -129,7 +126,7 @@ func TestBenchmark(t *testing.T) {
 `, n, m, baseline.Round(100*time.Millisecond), steps/baseline.Seconds(),
 		custody.Round(100*time.Millisecond), steps/custody.Seconds(), baseline.Seconds()/custody.Seconds(),
 		mutating, mutating/steps, events, float64(events)/steps, (mutating-float64(events))/steps, rss, cpu,
-		reconciles, 1000*reconcileSum/max(reconciles, 1), 1000*queueSum/max(queued, 1),
+		reconciles, reconcileMs, queuedMs,
 		baseWrites, baseTop, custodyWrites, custodyTop,
 		msPerStep(cpu1.total()-cpu0.total()), msPerStep(cpu3.total()-cpu2.total()),
 		float64(cpu1.total()-cpu0.total())/float64(cpu3.total()-cpu2.total()), cpu1.perStep(cpu0, steps), cpu3.perStep(cpu2, steps))
@@ -317,11 +314,15 @@ func TestBenchmarkIdentity(t *testing.T) {
 	wall := runCustody(ctx, t, c, n, m)
 	// Revocation of the last attempts may trail the workflows' success by a reconcile.
 	deadline := time.Now().Add(time.Minute)
-	for mgr.metric(t, "custody_identity_revocation_seconds_count") < mgr.metric(t, "custody_identity_registration_seconds_count") &&
-		time.Now().Before(deadline) {
-		time.Sleep(250 * time.Millisecond)
-	}
 	const reg, rev = "custody_identity_registration_seconds", "custody_identity_revocation_seconds"
+	fams := mgr.metrics(t)
+	for count(fams[rev]) < count(fams[reg]) && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		fams = mgr.metrics(t)
+	}
+	regSum, _ := sumBy(fams[reg], "")
+	revSum, _ := sumBy(fams[rev], "")
+	errs, _ := sumBy(fams["custody_spire_api_errors_total"], "")
 	report := fmt.Sprintf(`| workflows x steps (identity on, pods run %s) | %d x %d |
 | Custody: wall time to all Succeeded | %s (%.1f steps/s) |
 | attempts registered / revoked | %.0f / %.0f |
@@ -331,18 +332,14 @@ func TestBenchmarkIdentity(t *testing.T) {
 | SPIRE API errors | %.0f |
 | controller peak RSS (VmHWM) / CPU time | %s / %s |
 `, runTime, n, m, wall.Round(100*time.Millisecond), float64(n*m)/wall.Seconds(),
-		mgr.metric(t, reg+"_count"), mgr.metric(t, rev+"_count"),
-		mgr.quantile(t, reg, 0.5), mgr.quantile(t, reg, 0.99), mgr.quantile(t, rev, 0.5), mgr.quantile(t, rev, 0.99),
-		seconds(mgr.metric(t, reg+"_sum")/max(mgr.metric(t, reg+"_count"), 1)),
-		seconds(mgr.metric(t, rev+"_sum")/max(mgr.metric(t, rev+"_count"), 1)),
-		mgr.sum(t, "custody_spire_api_errors_total"), mgr.peakRSS(t), mgr.cpuTime(t))
+		count(fams[reg]), count(fams[rev]),
+		quantile(fams[reg], 0.5), quantile(fams[reg], 0.99), quantile(fams[rev], 0.5), quantile(fams[rev], 0.99),
+		seconds(regSum[""]/max(count(fams[reg]), 1)), seconds(revSum[""]/max(count(fams[rev]), 1)),
+		errs[""], mgr.peakRSS(t), mgr.cpuTime(t))
 	for _, ctl := range []string{"custody-identity", "custody-workflow"} {
-		q, qs := mgr.metric(t, `workqueue_queue_duration_seconds_count{controller="`+ctl+`",name="`+ctl+`"}`),
-			mgr.metric(t, `workqueue_queue_duration_seconds_sum{controller="`+ctl+`",name="`+ctl+`"}`)
-		rc, rs := mgr.metric(t, `controller_runtime_reconcile_time_seconds_count{controller="`+ctl+`"}`),
-			mgr.metric(t, `controller_runtime_reconcile_time_seconds_sum{controller="`+ctl+`"}`)
+		rc, reconcileMs, queuedMs := reconcileStats(fams, ctl)
 		report += fmt.Sprintf("| %s: reconciles / mean reconcile time / mean time queued | %.0f / %.1f ms / %.1f ms |\n",
-			ctl, rc, 1000*rs/max(rc, 1), 1000*qs/max(q, 1))
+			ctl, rc, reconcileMs, queuedMs)
 	}
 	entries, err := spiretestEntries(ctx, srv)
 	if err != nil {
@@ -451,14 +448,7 @@ func watchUntil(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	wc, err := client.NewWithWatch(c.RestConfig(), client.Options{Scheme: c.Client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wc.List(ctx, list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	rv := list.(metav1.ListInterface).GetResourceVersion()
+	wc, rv := listForWatch(ctx, t, c, ns, list)
 	begin := time.Now()
 	go func() {
 		if err := start(); err != nil {
@@ -466,14 +456,44 @@ func watchUntil(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns s
 			cancel()
 		}
 	}()
+	if err := watchEach(ctx, wc, ns, list, rv, handle); err != nil {
+		t.Fatalf("%s: not done: %v", ns, err)
+	}
+	return time.Since(begin)
+}
+
+// listForWatch lists the objects of list's kind in ns and returns a watching client and the
+// list's resource version, to watch from.
+func listForWatch(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns string, list client.ObjectList) (client.WithWatch, string) {
+	t.Helper()
+	wc, err := client.NewWithWatch(c.RestConfig(), client.Options{Scheme: c.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.List(ctx, list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	return wc, list.(metav1.ListInterface).GetResourceVersion()
+}
+
+// watchEach watches the objects of list's kind in ns from resource version rv, watching again
+// when the server ends a watch, and passes each added or changed object to handle until handle
+// returns true (nil) or ctx ends (its error). A watch error, e.g. 410 Gone, is returned: the
+// watch cannot resume without missing events.
+func watchEach(ctx context.Context, wc client.WithWatch, ns string, list client.ObjectList, rv string,
+	handle func(client.Object) bool) error {
 	for {
 		w, err := wc.Watch(ctx, list, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for ev := range w.ResultChan() {
 			if ev.Type == watch.Error {
-				t.Fatalf("watching %s: %v", ns, apierrors.FromObject(ev.Object))
+				w.Stop()
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return apierrors.FromObject(ev.Object)
 			}
 			o, ok := ev.Object.(client.Object)
 			if !ok {
@@ -482,11 +502,11 @@ func watchUntil(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns s
 			rv = o.GetResourceVersion()
 			if ev.Type != watch.Deleted && handle(o) {
 				w.Stop()
-				return time.Since(begin)
+				return nil
 			}
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("%s: not done: %v", ns, ctx.Err())
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
@@ -644,49 +664,102 @@ func parseMetrics(t *testing.T, text []byte) map[string]*dto.MetricFamily {
 	return families
 }
 
-// sumBy adds the values (counter, or histogram sum and count) of a metric's series by one label.
+// sumBy adds the values (counter, or histogram sum and count) of a metric's series by one label;
+// with label "" every series is added under "".
 func sumBy(f *dto.MetricFamily, label string) (sums, counts map[string]float64) {
 	sums, counts = map[string]float64{}, map[string]float64{}
 	for _, metric := range f.GetMetric() {
+		key, found := "", label == ""
 		for _, l := range metric.GetLabel() {
-			if l.GetName() != label {
-				continue
+			if l.GetName() == label {
+				key, found = l.GetValue(), true
 			}
-			if h := metric.GetHistogram(); h != nil {
-				sums[l.GetValue()] += h.GetSampleSum()
-				counts[l.GetValue()] += float64(h.GetSampleCount())
-			} else {
-				sums[l.GetValue()] += metric.GetCounter().GetValue()
-			}
+		}
+		if !found {
+			continue
+		}
+		if h := metric.GetHistogram(); h != nil {
+			sums[key] += h.GetSampleSum()
+			counts[key] += float64(h.GetSampleCount())
+		} else {
+			sums[key] += metric.GetCounter().GetValue()
 		}
 	}
 	return sums, counts
 }
 
-func restConfigForRaw(c *localcluster.Cluster) *rest.Config {
+// count is a histogram's number of observations, over all its series.
+func count(f *dto.MetricFamily) float64 {
+	_, counts := sumBy(f, "")
+	return counts[""]
+}
+
+// reconcileStats is what controller-runtime recorded of one controller: its reconciles, their mean
+// duration, and the mean time a request waited in its work queue (ms).
+func reconcileStats(fams map[string]*dto.MetricFamily, controller string) (reconciles, reconcileMs, queuedMs float64) {
+	sums, counts := sumBy(fams["controller_runtime_reconcile_time_seconds"], "controller")
+	qSums, qCounts := sumBy(fams["workqueue_queue_duration_seconds"], "name")
+	reconciles = counts[controller]
+	return reconciles, 1000 * sums[controller] / max(reconciles, 1), 1000 * qSums[controller] / max(qCounts[controller], 1)
+}
+
+// quantile estimates the q-quantile of a histogram (its series added up) as Prometheus's
+// histogram_quantile does: linear interpolation inside the bucket that holds it.
+func quantile(f *dto.MetricFamily, q float64) string {
+	cumulative := map[float64]float64{}
+	for _, metric := range f.GetMetric() {
+		h := metric.GetHistogram()
+		inf := false
+		for _, b := range h.GetBucket() {
+			cumulative[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			inf = inf || math.IsInf(b.GetUpperBound(), 1)
+		}
+		if !inf { // the +Inf bucket is implicit: every observation
+			cumulative[math.Inf(1)] += float64(h.GetSampleCount())
+		}
+	}
+	bounds := make([]float64, 0, len(cumulative))
+	for le := range cumulative {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	all := cumulative[math.Inf(1)]
+	if all == 0 {
+		return "n/a"
+	}
+	rank := q * all
+	prevLe, prevCount := 0.0, 0.0
+	for _, le := range bounds {
+		if count := cumulative[le]; count >= rank {
+			if math.IsInf(le, 1) {
+				return fmt.Sprintf("> %s", seconds(prevLe))
+			}
+			return seconds(prevLe + (le-prevLe)*(rank-prevCount)/max(count-prevCount, 1))
+		}
+		prevLe, prevCount = le, cumulative[le]
+	}
+	return "n/a"
+}
+
+// apiserverRaw is a client for kube-apiserver's own paths (/metrics, /debug/pprof/).
+func apiserverRaw(c *localcluster.Cluster) (*rest.RESTClient, error) {
 	cfg := c.RestConfig()
 	cfg.GroupVersion = &schema.GroupVersion{}
 	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
 	cfg.Timeout = time.Minute
-	return cfg
+	return rest.RESTClientFor(cfg)
 }
 
-// metric returns the value of one exact series (name and labels as printed) from the manager.
-func (m *manager) metric(t *testing.T, series string) float64 {
+// metrics reads and parses the manager's metrics.
+func (m *manager) metrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	for _, line := range strings.Split(m.scrape(t), "\n") {
-		if strings.HasPrefix(line, series+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
-			return v
-		}
-	}
-	return 0
+	return parseMetrics(t, []byte(m.scrape(t)))
 }
 
 // requestsByVerb sums client-go's rest_client_requests_total by method, for the record.
 func (m *manager) requestsByVerb(t *testing.T) map[string]float64 {
 	t.Helper()
-	byVerb, _ := sumBy(parseMetrics(t, []byte(m.scrape(t)))["rest_client_requests_total"], "method")
+	byVerb, _ := sumBy(m.metrics(t)["rest_client_requests_total"], "method")
 	return byVerb
 }
 
@@ -695,7 +768,7 @@ func (m *manager) requestsByVerb(t *testing.T) map[string]float64 {
 // (read-your-writes consistency).
 func (m *manager) consistencyWaits(t *testing.T) string {
 	t.Helper()
-	sum, count := sumBy(parseMetrics(t, []byte(m.scrape(t)))["controller_runtime_client_consistency_wait_duration_seconds"], "operation")
+	sum, count := sumBy(m.metrics(t)["controller_runtime_client_consistency_wait_duration_seconds"], "operation")
 	parts := make([]string, 0, len(count))
 	for op, n := range count {
 		parts = append(parts, fmt.Sprintf("%s: %.0f reads waited %.1f s in all (mean %.1f ms)", op, n, sum[op], 1000*sum[op]/max(n, 1)))
@@ -714,57 +787,6 @@ func (m *manager) scrape(t *testing.T) string {
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
-}
-
-// sum adds every series of a metric.
-func (m *manager) sum(t *testing.T, name string) float64 {
-	total := 0.0
-	for _, line := range strings.Split(m.scrape(t), "\n") {
-		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
-			fields := strings.Fields(line)
-			v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
-			total += v
-		}
-	}
-	return total
-}
-
-// quantile estimates the q-quantile of a histogram as Prometheus's histogram_quantile does:
-// linear interpolation inside the bucket that holds it.
-func (m *manager) quantile(t *testing.T, name string, q float64) string {
-	type bucket struct{ le, count float64 }
-	var buckets []bucket
-	for _, line := range strings.Split(m.scrape(t), "\n") {
-		bucketText, ok := strings.CutPrefix(line, name+`_bucket{le="`)
-		if !ok {
-			continue
-		}
-		le, countText, _ := strings.Cut(bucketText, `"} `)
-		bound, err := strconv.ParseFloat(le, 64)
-		if le == "+Inf" {
-			bound, err = math.Inf(1), nil
-		}
-		count, err2 := strconv.ParseFloat(strings.TrimSpace(countText), 64)
-		if err != nil || err2 != nil {
-			t.Fatalf("parsing %q", line)
-		}
-		buckets = append(buckets, bucket{bound, count})
-	}
-	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
-		return "n/a"
-	}
-	rank := q * buckets[len(buckets)-1].count
-	prevLe, prevCount := 0.0, 0.0
-	for _, b := range buckets {
-		if b.count >= rank {
-			if math.IsInf(b.le, 1) {
-				return fmt.Sprintf("> %s", seconds(prevLe))
-			}
-			return seconds(prevLe + (b.le-prevLe)*(rank-prevCount)/max(b.count-prevCount, 1))
-		}
-		prevLe, prevCount = b.le, b.count
-	}
-	return "n/a"
 }
 
 // peakRSS reads the manager's high-water resident set size from /proc.
@@ -809,7 +831,7 @@ var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "APPL
 // (apiserver_request_total), by resource and subresource ("pods/status").
 func clusterWrites(ctx context.Context, t *testing.T, c *localcluster.Cluster) map[string]float64 {
 	t.Helper()
-	rc, err := rest.RESTClientFor(restConfigForRaw(c))
+	rc, err := apiserverRaw(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -953,7 +975,7 @@ func profileAPIServer(ctx context.Context, t *testing.T, c *localcluster.Cluster
 	t.Cleanup(cancel) // a phase that failed does not wait for its profile
 	done := make(chan error, 1)
 	go func() {
-		rc, err := rest.RESTClientFor(restConfigForRaw(c))
+		rc, err := apiserverRaw(c)
 		if err != nil {
 			done <- err
 			return

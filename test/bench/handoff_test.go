@@ -11,9 +11,6 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -47,46 +44,19 @@ type handoffWatch struct {
 // watchHandoffs starts watching the Jobs in ns (from now on); call result once the phase is over.
 func watchHandoffs(ctx context.Context, t *testing.T, c *localcluster.Cluster, ns string) *handoffWatch {
 	t.Helper()
-	wc, err := client.NewWithWatch(c.RestConfig(), client.Options{Scheme: c.Client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list batchv1.JobList
-	if err := wc.List(ctx, &list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
+	wc, rv := listForWatch(ctx, t, c, ns, &batchv1.JobList{})
 	ctx, cancel := context.WithCancel(ctx)
 	h := &handoffWatch{created: map[jobKey]time.Time{}, completed: map[jobKey]time.Time{}, stop: cancel, done: make(chan struct{})}
 	// Stopped before the test ends even if the phase fails: the watcher reports through t.
 	t.Cleanup(func() { cancel(); <-h.done })
-	rv := list.ResourceVersion
 	go func() {
 		defer close(h.done)
-		for ctx.Err() == nil {
-			w, err := wc.Watch(ctx, &batchv1.JobList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
-			if err != nil {
-				if ctx.Err() == nil {
-					t.Errorf("watching Jobs in %s: %v", ns, err)
-				}
-				return
-			}
-			for ev := range w.ResultChan() {
-				if ev.Type == watch.Error {
-					w.Stop()
-					if ctx.Err() != nil { // stopped by result or cleanup
-						return
-					}
-					// e.g. 410 Gone: the watch cannot resume; the handoffs would be incomplete.
-					t.Errorf("watching Jobs in %s: %v", ns, apierrors.FromObject(ev.Object))
-					return
-				}
-				j, ok := ev.Object.(*batchv1.Job)
-				if !ok || ev.Type == watch.Deleted {
-					continue
-				}
-				rv = j.ResourceVersion
-				h.see(j, time.Now())
-			}
+		err := watchEach(ctx, wc, ns, &batchv1.JobList{}, rv, func(o client.Object) bool {
+			h.see(o.(*batchv1.Job), time.Now())
+			return false
+		})
+		if ctx.Err() == nil { // not stopped by result or cleanup: the handoffs would be incomplete
+			t.Errorf("watching Jobs in %s: %v", ns, err)
 		}
 	}()
 	return h
