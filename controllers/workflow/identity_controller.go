@@ -42,11 +42,17 @@ type attemptRecord struct {
 	touched    time.Time
 }
 
-// registry holds attempt records by entry ID.
+// registry holds attempt records by entry ID. A record is kept after the revocation is recorded
+// in status (until it is 10 minutes untouched), so that a pod event read against a Workflow the
+// cache still shows "Registered" finds the entry already revoked instead of deleting it again.
 type registry struct {
-	mu sync.Mutex
-	m  map[string]*attemptRecord
+	mu     sync.Mutex
+	m      map[string]*attemptRecord
+	pruned time.Time
 }
+
+// registryMaxAge is how long a record nobody touched is kept.
+const registryMaxAge = 10 * time.Minute
 
 func newRegistry() *registry { return &registry{m: map[string]*attemptRecord{}} }
 
@@ -60,9 +66,11 @@ func (g *registry) get(id string) (attemptRecord, bool) {
 	return *r, true
 }
 
-func (g *registry) update(id string, now time.Time, f func(*attemptRecord)) {
+// update changes an entry's record (creating it) and returns the record as changed.
+func (g *registry) update(id string, now time.Time, f func(*attemptRecord)) attemptRecord {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.pruneLocked(now)
 	r := g.m[id]
 	if r == nil {
 		r = &attemptRecord{}
@@ -70,6 +78,20 @@ func (g *registry) update(id string, now time.Time, f func(*attemptRecord)) {
 	}
 	f(r)
 	r.touched = now
+	return *r
+}
+
+// markRevoked records that an entry was deleted and says whether it is the first to: the
+// identity controller and the Workflow reconciler may both delete an entry, and the revocation
+// is counted once.
+func (g *registry) markRevoked(id string, now time.Time) bool {
+	first := false
+	g.update(id, now, func(r *attemptRecord) {
+		if first = r.revoked.IsZero(); first {
+			r.revoked, r.err = now, ""
+		}
+	})
+	return first
 }
 
 func (g *registry) forget(id string) {
@@ -78,11 +100,14 @@ func (g *registry) forget(id string) {
 	delete(g.m, id)
 }
 
-func (g *registry) prune(now time.Time, maxAge time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+// pruneLocked drops records untouched for registryMaxAge, at most once a minute.
+func (g *registry) pruneLocked(now time.Time) {
+	if now.Sub(g.pruned) < time.Minute {
+		return
+	}
+	g.pruned = now
 	for id, r := range g.m {
-		if now.Sub(r.touched) > maxAge {
+		if now.Sub(r.touched) > registryMaxAge {
 			delete(g.m, id)
 		}
 	}
@@ -163,9 +188,10 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 		return reconcile.Result{}, fmt.Errorf("revoking entry %s: %w", entryID, err)
 	}
 	latency := r.observed.since(r.observed.ended, pod.UID, now, r.Clock.Now())
-	metrics.IdentityRevocation.Observe(latency.Seconds())
 	r.observed.forget(pod.UID)
-	r.registry.update(entryID, now, func(rec *attemptRecord) { rec.revoked, rec.err = now, "" })
+	if r.registry.markRevoked(entryID, now) {
+		metrics.IdentityRevocation.Observe(latency.Seconds())
+	}
 	r.wakeWorkflow(ctx, wf)
 	return reconcile.Result{}, nil
 }
@@ -173,7 +199,7 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 // registerPod creates the entry of a pod on a node.
 func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.Result, error) {
 	wf, pod, job, a, entryID, st, rec, known, now := p.wf, p.pod, p.job, p.attempt, p.entryID, p.st, p.rec, p.known, p.now
-	if pod.Spec.NodeName == "" || known && !rec.registered.IsZero() {
+	if pod.Spec.NodeName == "" || known && (!rec.registered.IsZero() || !rec.revoked.IsZero()) {
 		return reconcile.Result{}, nil
 	}
 	// Never register an attempt that status shows superseded or ended. The status of the attempt
@@ -214,9 +240,21 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 	done := r.Clock.Now()
 	latency := r.observed.since(r.observed.onNode, pod.UID, pod.CreationTimestamp.Time, done)
 	metrics.IdentityRegistration.Observe(latency.Seconds())
-	r.registry.update(entryID, now, func(rec *attemptRecord) {
+	rec = r.registry.update(entryID, now, func(rec *attemptRecord) {
 		rec.registered, rec.expiresAt, rec.podName, rec.nodeName, rec.err = now, e.ExpiresAt, pod.Name, pod.Spec.NodeName, ""
 	})
+	if !rec.revoked.IsZero() {
+		// The Workflow reconciler ended the attempt while the entry was being created: revocation
+		// wins (fail closed), and it is recorded as registered and revoked.
+		results, err := r.Identity.Registrar.Delete(ctx, []string{entryID})
+		if err == nil {
+			err = results[0]
+		}
+		if err != nil {
+			r.wakeWorkflow(ctx, wf)
+			return reconcile.Result{}, fmt.Errorf("revoking entry %s of an attempt that ended while it was registered: %w", entryID, err)
+		}
+	}
 	r.wakeWorkflow(ctx, wf)
 	return reconcile.Result{}, nil
 }

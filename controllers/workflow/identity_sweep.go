@@ -29,9 +29,8 @@ type Sweeper struct {
 	// MinAge spares entries younger than this: an entry is only created for an attempt whose
 	// running state is persisted, and the grace covers caches catching up (default 30s).
 	MinAge time.Duration
-	// observed and registry are pruned of facts nobody acted on.
+	// observed is pruned of facts nobody acted on.
 	observed *observations
-	registry *registry
 }
 
 // NeedLeaderElection makes the sweep run on the leader only.
@@ -48,9 +47,6 @@ func (w *Sweeper) Start(ctx context.Context) error {
 		}
 		if w.observed != nil {
 			w.observed.prune(time.Now(), 10*time.Minute)
-		}
-		if w.registry != nil {
-			w.registry.prune(time.Now(), 10*time.Minute)
 		}
 		select {
 		case <-ctx.Done():

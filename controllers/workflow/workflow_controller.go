@@ -221,7 +221,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wake = make(chan event.GenericEvent, 1024)
 	if r.Identity.Enabled() && r.Identity.SweepInterval > 0 {
 		if err := mgr.Add(&Sweeper{Reader: mgr.GetClient(), APIReader: r.APIReader, Identity: r.Identity,
-			Interval: r.Identity.SweepInterval, MinAge: 30 * time.Second, observed: r.observed, registry: r.registry}); err != nil {
+			Interval: r.Identity.SweepInterval, MinAge: 30 * time.Second, observed: r.observed}); err != nil {
 			return err
 		}
 	}

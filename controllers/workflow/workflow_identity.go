@@ -229,11 +229,9 @@ func (r *Reconciler) recordRegistration(s *scope, st *custodyv1alpha1.StepStatus
 // recordRevocation records that an attempt's entry is gone.
 func (r *Reconciler) recordRevocation(s *scope, st *custodyv1alpha1.StepStatus, at time.Time) {
 	id := st.Identity
+	// The record stays (the registry prunes it): a reconcile retried after a conflict, and a pod
+	// event read against a stale Workflow, must still know the entry existed and is gone.
 	rec, known := r.registry.get(id.EntryID)
-	// Forgotten only once the status that records it is saved: a reconcile retried after a
-	// conflict must still know the entry existed.
-	entryID := id.EntryID
-	s.afterSave(func() { r.registry.forget(entryID) })
 	if id.State == custodyv1alpha1.IdentityPending {
 		if !known || rec.registered.IsZero() {
 			id.State, id.Message = custodyv1alpha1.IdentityNotIssued, "The attempt ended before its pod ran on a node"
@@ -293,18 +291,17 @@ func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alp
 			errs = append(errs, results[i])
 			continue
 		}
-		if rec, known := r.registry.get(st.Identity.EntryID); st.Identity.State != custodyv1alpha1.IdentityPending &&
-			(!known || rec.revoked.IsZero()) {
-			// Counted once: the identity controller may have deleted it a moment before.
-			fallback := s.now
-			if pod := s.pods[st.JobName]; pod != nil {
-				latency := r.observed.since(r.observed.ended, pod.UID, fallback, now)
-				r.observed.forget(pod.UID)
-				s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
-			} else {
-				latency := now.Sub(fallback)
-				s.afterSave(func() { metrics.IdentityRevocation.Observe(latency.Seconds()) })
-			}
+		rec, known := r.registry.get(st.Identity.EntryID)
+		held := st.Identity.State != custodyv1alpha1.IdentityPending || known && !rec.registered.IsZero()
+		latency := now.Sub(s.now)
+		if pod := s.pods[st.JobName]; pod != nil {
+			latency = r.observed.since(r.observed.ended, pod.UID, s.now, now)
+			r.observed.forget(pod.UID)
+		}
+		// Counted once, whichever of this and the identity controller deleted it first; the mark
+		// also keeps the identity controller from registering an attempt that ended.
+		if r.registry.markRevoked(st.Identity.EntryID, now) && held {
+			metrics.IdentityRevocation.Observe(latency.Seconds())
 		}
 		r.recordRevocation(s, st, s.now)
 	}
