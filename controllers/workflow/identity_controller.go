@@ -328,8 +328,8 @@ func (r *Reconciler) svidProperties(ctx context.Context, wf *custodyv1alpha1.Wor
 }
 
 // entryExpiry is the attempt's deadline: the earliest of the step timeout (from the Job's
-// start), the workflow timeout, and the configured longest entry lifetime; rounded up to the
-// second, as SPIRE stores it.
+// start), the workflow timeout (from the run's start), and the configured longest entry
+// lifetime; rounded up to the second, as SPIRE stores it.
 func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job) time.Time {
 	expiry := r.Clock.Now().Add(r.Identity.MaxEntryLifetime)
 	if job != nil && job.Spec.ActiveDeadlineSeconds != nil {
@@ -341,9 +341,18 @@ func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job)
 			expiry = d
 		}
 	}
-	if def, _ := wf.Definition(); def.Timeout != nil && wf.Status.StartTime != nil {
-		if d := wf.Status.StartTime.Add(def.Timeout.Duration); d.Before(expiry) {
-			expiry = d
+	if def, _ := wf.Definition(); def.Timeout != nil {
+		// A pod can be on a node before the status that records the run's start is saved; the
+		// run started before its Job was created, so the Job's creation bounds the deadline (by
+		// at most a reconcile late) instead of leaving the entry to the longest lifetime.
+		start := wf.Status.StartTime
+		if start == nil && job != nil {
+			start = &job.CreationTimestamp
+		}
+		if start != nil {
+			if d := start.Add(def.Timeout.Duration); d.Before(expiry) {
+				expiry = d
+			}
 		}
 	}
 	return expiry.Add(time.Second - 1).Truncate(time.Second)

@@ -637,6 +637,7 @@ func TestIdentity_registersBeforeStatusIsSaved(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(`
 metadata: {name: early-pod, finalizers: [custody.dev/revocation]}
 spec:
+  timeout: 5m
   steps: [{name: first, image: example.com/f:1}]`), wf); err != nil {
 		t.Fatal(err)
 	}
@@ -664,12 +665,19 @@ spec:
 		t.Fatal(err)
 	}
 	id := e.cfg.Scheme.EntryID(identity.Attempt{Namespace: ns, Workflow: wf.Name, WorkflowUID: wf.UID, Step: "first", Number: 1})
-	found := false
+	var found *identity.Entry
 	for _, en := range e.entries(t) {
-		found = found || en.ID == id
+		if en.ID == id {
+			found = &en
+		}
 	}
-	if !found {
+	if found == nil {
 		t.Fatalf("no SPIRE entry %s for a pod on a node whose step status was not saved yet", id)
+	}
+	// The run's start is not saved either: the workflow's timeout still bounds the entry, from
+	// the Job's creation, not the longest entry lifetime (24h here).
+	if deadline := job.CreationTimestamp.Add(5*time.Minute + time.Second); found.ExpiresAt.After(deadline) {
+		t.Errorf("entry expires at %s, after the workflow's timeout (%s)", found.ExpiresAt, deadline)
 	}
 	if rec, known := r.registry.get(id); !known || rec.registered.IsZero() {
 		t.Errorf("registry = %+v (known %v), want the registration recorded for the Workflow reconciler", rec, known)
