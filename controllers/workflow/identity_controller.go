@@ -341,7 +341,11 @@ func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job)
 			expiry = d
 		}
 	}
-	if def, _ := wf.Definition(); def.Timeout != nil {
+	timeout := wf.Spec.Timeout // a run of a template whose resolution is not saved yet: its own timeout, if any
+	if def, ok := wf.Definition(); ok {
+		timeout = def.Timeout
+	}
+	if timeout != nil {
 		// A pod can be on a node before the status that records the run's start is saved; the
 		// run started before its Job was created, so the Job's creation bounds the deadline (by
 		// at most a reconcile late) instead of leaving the entry to the longest lifetime.
@@ -350,7 +354,7 @@ func (r *Reconciler) entryExpiry(wf *custodyv1alpha1.Workflow, job *batchv1.Job)
 			start = &job.CreationTimestamp
 		}
 		if start != nil {
-			if d := start.Add(def.Timeout.Duration); d.Before(expiry) {
+			if d := start.Add(timeout.Duration); d.Before(expiry) {
 				expiry = d
 			}
 		}

@@ -628,62 +628,71 @@ spec:
 // created its Job saved any step status (a workflow's first steps; a run of a template, whose
 // first save records only the template). The identity controller still registers it: it used to
 // skip such a pod and never look again, and the attempt then ran without an identity
-// ("NotIssued"). The reconcile is called directly, so the window is not left to timing.
+// ("NotIssued"). And the entry still expires at the workflow's timeout, which status does not
+// show yet either (it expired after the longest entry lifetime). The reconcile is called
+// directly, so the window is not left to timing.
 func TestIdentity_registersBeforeStatusIsSaved(t *testing.T) {
 	t.Parallel()
 	e := setupIdentity(t)
 	ns := env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}) // no controller here
-	wf := &custodyv1alpha1.Workflow{}
-	if err := yaml.UnmarshalStrict([]byte(`
+	r := &Reconciler{Client: env.Client, APIReader: env.Client, Recorder: nil, Clock: clock.RealClock{}, Identity: e.cfg,
+		observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 16)}
+	for _, manifest := range []string{`
 metadata: {name: early-pod, finalizers: [custody.dev/revocation]}
 spec:
   timeout: 5m
-  steps: [{name: first, image: example.com/f:1}]`), wf); err != nil {
-		t.Fatal(err)
-	}
-	wf.Namespace = ns
-	if err := env.Client.Create(ctxT(t), wf); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cur := get(t, wf)
-		cur.Finalizers = nil
-		_ = env.Client.Update(context.Background(), cur)
-	})
-	if len(wf.Status.Steps) != 0 {
-		t.Fatalf("status already has steps: %+v", wf.Status)
-	}
-	job := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &wf.Spec.Steps[0], Number: 1, WorkloadAPISocket: e.cfg.SocketPath})
-	if err := env.Client.Create(ctxT(t), job); err != nil {
-		t.Fatal(err)
-	}
-	pod := startPod(t, job)
-
-	r := &Reconciler{Client: env.Client, APIReader: env.Client, Recorder: nil, Clock: clock.RealClock{}, Identity: e.cfg,
-		observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 16)}
-	if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}); err != nil {
-		t.Fatal(err)
-	}
-	id := e.cfg.Scheme.EntryID(identity.Attempt{Namespace: ns, Workflow: wf.Name, WorkflowUID: wf.UID, Step: "first", Number: 1})
-	var found *identity.Entry
-	for _, en := range e.entries(t) {
-		if en.ID == id {
-			found = &en
+  steps: [{name: first, image: example.com/f:1}]`, `
+metadata: {name: early-run, finalizers: [custody.dev/revocation]}
+spec:
+  timeout: 5m
+  workflowTemplateRef: {name: not-resolved-yet}`} {
+		wf := &custodyv1alpha1.Workflow{}
+		if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if found == nil {
-		t.Fatalf("no SPIRE entry %s for a pod on a node whose step status was not saved yet", id)
-	}
-	// The run's start is not saved either: the workflow's timeout still bounds the entry, from
-	// the Job's creation, not the longest entry lifetime (24h here).
-	if deadline := job.CreationTimestamp.Add(5*time.Minute + time.Second); found.ExpiresAt.After(deadline) {
-		t.Errorf("entry expires at %s, after the workflow's timeout (%s)", found.ExpiresAt, deadline)
-	}
-	if rec, known := r.registry.get(id); !known || rec.registered.IsZero() {
-		t.Errorf("registry = %+v (known %v), want the registration recorded for the Workflow reconciler", rec, known)
-	}
-	if _, err := e.reg.Delete(ctxT(t), []string{id}); err != nil {
-		t.Fatal(err)
+		wf.Namespace = ns
+		if err := env.Client.Create(ctxT(t), wf); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cur := get(t, wf)
+			cur.Finalizers = nil
+			_ = env.Client.Update(context.Background(), cur)
+		})
+		if len(wf.Status.Steps) != 0 || wf.Status.StartTime != nil {
+			t.Fatalf("%s: status already saved: %+v", wf.Name, wf.Status)
+		}
+		step := custodyv1alpha1.Step{Name: "first", Image: "example.com/f:1"}
+		job := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &step, Number: 1, WorkloadAPISocket: e.cfg.SocketPath})
+		if err := env.Client.Create(ctxT(t), job); err != nil {
+			t.Fatal(err)
+		}
+		pod := startPod(t, job)
+		if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}); err != nil {
+			t.Fatal(err)
+		}
+		id := e.cfg.Scheme.EntryID(identity.Attempt{Namespace: ns, Workflow: wf.Name, WorkflowUID: wf.UID, Step: "first", Number: 1})
+		var found *identity.Entry
+		for _, en := range e.entries(t) {
+			if en.ID == id {
+				found = &en
+			}
+		}
+		if found == nil {
+			t.Fatalf("%s: no SPIRE entry %s for a pod on a node whose step status was not saved yet", wf.Name, id)
+		}
+		// The run's start is not saved either: the workflow's timeout still bounds the entry,
+		// from the Job's creation, not the longest entry lifetime (24h here).
+		if deadline := job.CreationTimestamp.Add(5*time.Minute + time.Second); found.ExpiresAt.After(deadline) {
+			t.Errorf("%s: entry expires at %s, after the workflow's timeout (%s)", wf.Name, found.ExpiresAt, deadline)
+		}
+		if rec, known := r.registry.get(id); !known || rec.registered.IsZero() {
+			t.Errorf("%s: registry = %+v (known %v), want the registration recorded for the Workflow reconciler",
+				wf.Name, rec, known)
+		}
+		if _, err := e.reg.Delete(ctxT(t), []string{id}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
