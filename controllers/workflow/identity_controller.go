@@ -178,11 +178,7 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 	if !held || known && !rec.revoked.IsZero() {
 		return reconcile.Result{}, nil
 	}
-	results, err := r.Identity.Registrar.Delete(ctx, []string{entryID})
-	if err == nil {
-		err = results[0]
-	}
-	if err != nil {
+	if err := r.deleteEntry(ctx, entryID); err != nil {
 		// The Workflow reconciler records the pending revocation and retries too.
 		r.wakeWorkflow(ctx, wf)
 		return reconcile.Result{}, fmt.Errorf("revoking entry %s: %w", entryID, err)
@@ -194,6 +190,15 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 	}
 	r.wakeWorkflow(ctx, wf)
 	return reconcile.Result{}, nil
+}
+
+// deleteEntry deletes one entry from SPIRE.
+func (r *Reconciler) deleteEntry(ctx context.Context, id string) error {
+	results, err := r.Identity.Registrar.Delete(ctx, []string{id})
+	if err != nil {
+		return err
+	}
+	return results[0]
 }
 
 // registerPod creates the entry of a pod on a node.
@@ -246,11 +251,7 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 	if !rec.revoked.IsZero() {
 		// The Workflow reconciler ended the attempt while the entry was being created: revocation
 		// wins (fail closed), and it is recorded as registered and revoked.
-		results, err := r.Identity.Registrar.Delete(ctx, []string{entryID})
-		if err == nil {
-			err = results[0]
-		}
-		if err != nil {
+		if err := r.deleteEntry(ctx, entryID); err != nil {
 			r.wakeWorkflow(ctx, wf)
 			return reconcile.Result{}, fmt.Errorf("revoking entry %s of an attempt that ended while it was registered: %w", entryID, err)
 		}

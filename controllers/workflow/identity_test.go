@@ -646,19 +646,7 @@ metadata: {name: early-run, finalizers: [custody.dev/revocation]}
 spec:
   timeout: 5m
   workflowTemplateRef: {name: not-resolved-yet}`} {
-		wf := &custodyv1alpha1.Workflow{}
-		if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
-			t.Fatal(err)
-		}
-		wf.Namespace = ns
-		if err := env.Client.Create(ctxT(t), wf); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cur := get(t, wf)
-			cur.Finalizers = nil
-			_ = env.Client.Update(context.Background(), cur)
-		})
+		wf := createHeld(t, ns, manifest)
 		if len(wf.Status.Steps) != 0 || wf.Status.StartTime != nil {
 			t.Fatalf("%s: status already saved: %+v", wf.Name, wf.Status)
 		}
@@ -694,6 +682,26 @@ spec:
 			t.Fatal(err)
 		}
 	}
+}
+
+// createHeld creates a Workflow (with the revocation finalizer, in a namespace no controller
+// watches) for a test that plays the controller; the finalizer is removed at the end.
+func createHeld(t *testing.T, ns, manifest string) *custodyv1alpha1.Workflow {
+	t.Helper()
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = ns
+	if err := env.Client.Create(ctxT(t), wf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cur := get(t, wf)
+		cur.Finalizers = nil
+		_ = env.Client.Update(context.Background(), cur)
+	})
+	return wf
 }
 
 // deleteCounter is the SPIRE client, counting the deletions asked for by entry ID.
@@ -732,25 +740,13 @@ func revocationCount(t *testing.T) uint64 {
 func TestIdentity_revocationCountedOnce(t *testing.T) {
 	e := setupIdentity(t)
 	ns := env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}) // no controller here
-	wf := &custodyv1alpha1.Workflow{}
-	if err := yaml.UnmarshalStrict([]byte(`
+	wf := createHeld(t, ns, `
 metadata: {name: counted, finalizers: [custody.dev/revocation]}
 spec:
   steps:
   - {name: one, image: example.com/one:1}
   - {name: two, image: example.com/two:1}
-  - {name: three, image: example.com/three:1}`), wf); err != nil {
-		t.Fatal(err)
-	}
-	wf.Namespace = ns
-	if err := env.Client.Create(ctxT(t), wf); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cur := get(t, wf)
-		cur.Finalizers = nil
-		_ = env.Client.Update(context.Background(), cur)
-	})
+  - {name: three, image: example.com/three:1}`)
 	counter := &deleteCounter{Registrar: e.cfg.Registrar, deletes: map[string]int{}}
 	cfg := *e.cfg
 	cfg.Registrar = counter
