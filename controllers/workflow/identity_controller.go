@@ -183,8 +183,7 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 		r.wakeWorkflow(ctx, wf)
 		return reconcile.Result{}, fmt.Errorf("revoking entry %s: %w", entryID, err)
 	}
-	latency := r.observed.since(r.observed.ended, pod.UID, now, r.Clock.Now())
-	r.observed.forget(pod.UID)
+	latency := r.Clock.Now().Sub(r.observed.firstEnded(pod.UID, now))
 	if r.registry.markRevoked(entryID, now) {
 		metrics.IdentityRevocation.Observe(latency.Seconds())
 	}
@@ -243,7 +242,7 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 		return reconcile.Result{}, fmt.Errorf("registering entry %s: %w", entryID, err)
 	}
 	done := r.Clock.Now()
-	latency := r.observed.since(r.observed.onNode, pod.UID, pod.CreationTimestamp.Time, done)
+	latency := r.observed.sinceOnNode(pod.UID, pod.CreationTimestamp.Time, done)
 	metrics.IdentityRegistration.Observe(latency.Seconds())
 	rec = r.registry.update(entryID, now, func(rec *attemptRecord) {
 		rec.registered, rec.expiresAt, rec.podName, rec.nodeName, rec.err = now, e.ExpiresAt, pod.Name, pod.Spec.NodeName, ""

@@ -29,8 +29,6 @@ type Sweeper struct {
 	// MinAge spares entries younger than this: an entry is only created for an attempt whose
 	// running state is persisted, and the grace covers caches catching up (default 30s).
 	MinAge time.Duration
-	// observed is pruned of facts nobody acted on.
-	observed *observations
 }
 
 // NeedLeaderElection makes the sweep run on the leader only.
@@ -44,9 +42,6 @@ func (w *Sweeper) Start(ctx context.Context) error {
 			log.Error(err, "Sweeping SPIRE entries failed; trying again at the next interval")
 		} else if deleted > 0 {
 			log.Info("Deleted SPIRE entries that belonged to no running attempt", "deleted", deleted, "live", kept)
-		}
-		if w.observed != nil {
-			w.observed.prune(time.Now(), 10*time.Minute)
 		}
 		select {
 		case <-ctx.Done():

@@ -720,14 +720,15 @@ func (c *deleteCounter) Delete(ctx context.Context, ids []string) ([]error, erro
 	return c.Registrar.Delete(ctx, ids)
 }
 
-// revocationCount is how many revocations custody_identity_revocation_seconds has observed.
-func revocationCount(t *testing.T) uint64 {
+// revocations is how many revocations custody_identity_revocation_seconds has observed, and
+// the sum of their latencies.
+func revocations(t *testing.T) (uint64, time.Duration) {
 	t.Helper()
 	var m dto.Metric
 	if err := metrics.IdentityRevocation.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetHistogram().GetSampleCount()
+	return m.GetHistogram().GetSampleCount(), time.Duration(m.GetHistogram().GetSampleSum() * float64(time.Second))
 }
 
 // TestIdentity_revocationCountedOnce: the identity controller (when the pod's step container
@@ -781,7 +782,19 @@ spec:
 	if err := env.Client.Status().Update(ctxT(t), wf); err != nil {
 		t.Fatal(err)
 	}
-	before := revocationCount(t)
+	before, beforeSum := revocations(t)
+	// ended plays the pod watch: the step container's end was seen 3s before the revocations.
+	seen := map[string]time.Time{}
+	ended := func(step string) {
+		t.Helper()
+		endPod(t, pods[step], 0)
+		cur := &corev1.Pod{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(pods[step]), cur); err != nil {
+			t.Fatal(err)
+		}
+		seen[step] = time.Now().Add(-3 * time.Second)
+		r.observed.pod(cur, seen[step], true)
+	}
 
 	podEvent := func(step string) {
 		t.Helper()
@@ -817,14 +830,14 @@ spec:
 	}
 
 	// Step one: the identity controller first, then the Workflow reconciler, then a late pod event.
-	endPod(t, pods["one"], 0)
+	ended("one")
 	podEvent("one")
 	if got := stepOf(workflowReconcile(), "one").Identity.State; got != custodyv1alpha1.IdentityRevoked {
 		t.Errorf("step one's identity recorded %s, want Revoked", got)
 	}
 	podEvent("one")
 	// Step two: the Workflow reconciler first, then the pod event.
-	endPod(t, pods["two"], 0)
+	ended("two")
 	if got := stepOf(workflowReconcile(), "two").Identity.State; got != custodyv1alpha1.IdentityRevoked {
 		t.Errorf("step two's identity recorded %s, want Revoked", got)
 	}
@@ -845,7 +858,17 @@ spec:
 			t.Errorf("step %s: SPIRE was asked %d times to delete entry %s, want once", step, n, id)
 		}
 	}
-	if n := revocationCount(t) - before; n != 2 {
+	count, sum := revocations(t)
+	if n := count - before; n != 2 {
 		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 2 registered entries, want 2", n)
+	}
+	if d := sum - beforeSum; d < 6*time.Second {
+		t.Errorf("custody_identity_revocation_seconds added %s for two revocations of ends seen 3s before, want at least 6s", d)
+	}
+	// The end stays the start of the attempt's other revocation clocks (its credentials').
+	for _, step := range []string{"one", "two"} {
+		if got := r.observed.firstEnded(pods[step].UID, time.Now()); !got.Equal(seen[step]) {
+			t.Errorf("step %s: after its identity was revoked, its end reads as seen at %s, want %s", step, got, seen[step])
+		}
 	}
 }

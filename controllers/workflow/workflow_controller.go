@@ -221,7 +221,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wake = make(chan event.GenericEvent, 1024)
 	if r.Identity.Enabled() && r.Identity.SweepInterval > 0 {
 		if err := mgr.Add(&Sweeper{Reader: mgr.GetClient(), APIReader: r.APIReader, Identity: r.Identity,
-			Interval: r.Identity.SweepInterval, MinAge: 30 * time.Second, observed: r.observed}); err != nil {
+			Interval: r.Identity.SweepInterval, MinAge: 30 * time.Second}); err != nil {
 			return err
 		}
 	}
@@ -320,15 +320,15 @@ var podMatters = predicate.And(
 )
 
 // podToWorkflow maps a step pod to its Workflow through the custody.dev/workflow label, and
-// notes when the pod was first seen on a node or ending (the start of the identity latencies).
+// notes when the pod was first seen on a node (with identity) or ending: the starts of the
+// registration and revocation latencies.
 func (r *Reconciler) podToWorkflow(_ context.Context, o client.Object) []reconcile.Request {
 	name := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
 	if name == "" {
 		return nil
 	}
-	if pod, ok := o.(*corev1.Pod); ok && r.Identity.Enabled() {
-		// Pruned by the identity sweep; without identity, latencies start at the reconcile.
-		r.observed.pod(pod, r.Clock.Now())
+	if pod, ok := o.(*corev1.Pod); ok {
+		r.observed.pod(pod, r.Clock.Now(), r.Identity.Enabled())
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }

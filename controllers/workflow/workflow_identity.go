@@ -27,25 +27,32 @@ const (
 	identityRetryMax = 30 * time.Second
 )
 
-// observations remembers when the controller first saw facts that start the identity clocks:
-// an attempt's pod on a node (registration), and an attempt's end (revocation). They feed the
-// latency metrics only; nothing depends on them for correctness.
+// observations remembers when the controller first saw facts that start the latency clocks: an
+// attempt's pod on a node (identity registration), and an attempt's end (the revocation of its
+// identity and of its credentials: both clocks start at the same moment, so the end is kept until
+// it is pruned, not consumed by the first revocation). They feed the latency metrics only;
+// nothing depends on them for correctness.
 type observations struct {
 	mu       sync.Mutex
 	onNode   map[types.UID]time.Time // pod UID
 	ended    map[types.UID]time.Time // pod UID
 	failures map[types.UID]int       // workflow UID -> consecutive SPIRE failures
+	pruned   time.Time
 }
+
+// observationMaxAge is how long a fact nobody acted on is kept.
+const observationMaxAge = 10 * time.Minute
 
 func newObservations() *observations {
 	return &observations{onNode: map[types.UID]time.Time{}, ended: map[types.UID]time.Time{}, failures: map[types.UID]int{}}
 }
 
-// pod records what a pod event shows.
-func (o *observations) pod(p *corev1.Pod, now time.Time) {
+// pod records what a pod event shows (its node only when identities are registered).
+func (o *observations) pod(p *corev1.Pod, now time.Time, onNode bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if p.Spec.NodeName != "" {
+	o.pruneLocked(now)
+	if onNode && p.Spec.NodeName != "" {
 		if _, ok := o.onNode[p.UID]; !ok {
 			o.onNode[p.UID] = now
 		}
@@ -57,20 +64,21 @@ func (o *observations) pod(p *corev1.Pod, now time.Time) {
 	}
 }
 
-// since returns how long ago a fact was first seen (or since fallback if it was not seen, for
-// example before a restart), and forgets it.
-func (o *observations) since(m map[types.UID]time.Time, uid types.UID, fallback, now time.Time) time.Duration {
+// sinceOnNode returns how long ago a pod was first seen on a node (or since fallback if it was
+// not seen, for example before a restart), and forgets it: one registration per pod.
+func (o *observations) sinceOnNode(uid types.UID, fallback, now time.Time) time.Duration {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	t, ok := m[uid]
+	t, ok := o.onNode[uid]
 	if !ok {
 		t = fallback
 	}
-	delete(m, uid)
+	delete(o.onNode, uid)
 	return now.Sub(t)
 }
 
-// firstEnded returns when a pod was first seen ending (fallback if it was not), keeping it.
+// firstEnded returns when a pod was first seen ending (fallback if it was not, or later), keeping
+// it for the other revocations of the same end.
 func (o *observations) firstEnded(uid types.UID, fallback time.Time) time.Time {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -78,13 +86,6 @@ func (o *observations) firstEnded(uid types.UID, fallback time.Time) time.Time {
 		return t
 	}
 	return fallback
-}
-
-func (o *observations) forget(uid types.UID) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	delete(o.onNode, uid)
-	delete(o.ended, uid)
 }
 
 // failed counts a failed SPIRE round for a workflow and returns how long to wait.
@@ -102,13 +103,15 @@ func (o *observations) succeeded(wf types.UID) {
 	delete(o.failures, wf)
 }
 
-// prune drops observations older than maxAge (pods the controller never acted on).
-func (o *observations) prune(now time.Time, maxAge time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+// pruneLocked drops observations older than observationMaxAge, at most once a minute.
+func (o *observations) pruneLocked(now time.Time) {
+	if now.Sub(o.pruned) < time.Minute {
+		return
+	}
+	o.pruned = now
 	for _, m := range []map[types.UID]time.Time{o.onNode, o.ended} {
 		for k, t := range m {
-			if now.Sub(t) > maxAge {
+			if now.Sub(t) > observationMaxAge {
 				delete(m, k)
 			}
 		}
@@ -293,11 +296,11 @@ func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alp
 		}
 		rec, known := r.registry.get(st.Identity.EntryID)
 		held := st.Identity.State != custodyv1alpha1.IdentityPending || known && !rec.registered.IsZero()
-		latency := now.Sub(s.now)
+		since := s.now
 		if pod := s.pods[st.JobName]; pod != nil {
-			latency = r.observed.since(r.observed.ended, pod.UID, s.now, now)
-			r.observed.forget(pod.UID)
+			since = r.observed.firstEnded(pod.UID, s.now)
 		}
+		latency := now.Sub(since)
 		// Counted once, whichever of this and the identity controller deleted it first; the mark
 		// also keeps the identity controller from registering an attempt that ended.
 		if r.registry.markRevoked(st.Identity.EntryID, now) && held {
