@@ -94,12 +94,6 @@ func (g *registry) markRevoked(id string, now time.Time) bool {
 	return first
 }
 
-func (g *registry) forget(id string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.m, id)
-}
-
 // pruneLocked drops records untouched for registryMaxAge, at most once a minute.
 func (g *registry) pruneLocked(now time.Time) {
 	if now.Sub(g.pruned) < time.Minute {

@@ -21,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -697,11 +699,30 @@ func createHeld(t *testing.T, ns, manifest string) *custodyv1alpha1.Workflow {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cur := get(t, wf)
-		cur.Finalizers = nil
-		_ = env.Client.Update(context.Background(), cur)
+		cur := &custodyv1alpha1.Workflow{}
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(wf), cur); err == nil {
+			cur.Finalizers = nil
+			_ = env.Client.Update(context.Background(), cur)
+		}
 	})
 	return wf
+}
+
+// eventRecorder records Events to the test API server, for a reconciler called directly.
+func eventRecorder(t *testing.T) events.EventRecorder {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	stop := make(chan struct{})
+	b.StartRecordingToSink(stop)
+	t.Cleanup(func() {
+		close(stop)
+		b.Shutdown()
+	})
+	return b.NewRecorder(env.Scheme, "custody-test")
 }
 
 // deleteCounter is the SPIRE client, counting the deletions asked for by entry ID.
@@ -736,8 +757,9 @@ func revocations(t *testing.T) (uint64, time.Duration) {
 // the identity controller may read a Workflow that still shows the entry Registered after the
 // other recorded the revocation (its cache is behind). Each entry is deleted from SPIRE once and
 // custody_identity_revocation_seconds counts each revocation once: it counted 85-87 for 60
-// attempts in the identity benchmark. The reconciles are called directly, in both orders, so the
-// windows are not left to timing. Not parallel: the histogram is the process's own.
+// attempts in the identity benchmark. The same with the finalizer of a deleted workflow, which
+// deletes every attempt's entry by ID. The reconciles are called directly, in every order, so
+// the windows are not left to timing. Not parallel: the histogram is the process's own.
 func TestIdentity_revocationCountedOnce(t *testing.T) {
 	e := setupIdentity(t)
 	ns := env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}) // no controller here
@@ -752,7 +774,7 @@ spec:
 	cfg := *e.cfg
 	cfg.Registrar = counter
 	r := &Reconciler{Client: env.Client, APIReader: env.Client, Clock: clock.RealClock{}, Identity: &cfg,
-		observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 64)}
+		Recorder: eventRecorder(t), observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 64)}
 
 	// Both steps run and are registered, and status says so (what the Workflow reconciler saves).
 	jobs, pods, ids, jobNames := map[string]*batchv1.Job{}, map[string]*corev1.Pod{}, map[string]string{}, map[string]string{}
@@ -852,15 +874,55 @@ spec:
 	pods["three"] = startPod(t, jobs[jobNames["three"]])
 	podEvent("three")
 
+	// A workflow deleted while its step runs (another finalizer keeps it a while longer): the
+	// identity controller revokes on the pod event, the finalizer deletes every attempt's entry
+	// by ID, and a pod event after that finds the entry revoked.
+	deleted := createHeld(t, ns, `
+metadata: {name: deleted, finalizers: [custody.dev/revocation, test.custody.dev/hold]}
+spec:
+  steps: [{name: a, image: example.com/a:1}]`)
+	delJob := jobspec.Job(jobspec.Attempt{Workflow: deleted, Step: &deleted.Spec.Steps[0], Number: 1, WorkloadAPISocket: cfg.SocketPath})
+	if err := env.Client.Create(ctxT(t), delJob); err != nil {
+		t.Fatal(err)
+	}
+	delPod := startPod(t, delJob)
+	delEvent := func() {
+		t.Helper()
+		if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(delPod)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delEvent()
+	delID := cfg.Scheme.EntryID(r.identityAttempt(deleted, "a", 1))
+	deleted.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "a", Phase: custodyv1alpha1.StepRunning, Attempt: 1,
+		JobName: delJob.Name, Identity: &custodyv1alpha1.StepIdentity{State: custodyv1alpha1.IdentityRegistered, Attempt: 1, EntryID: delID}}}
+	if err := env.Client.Status().Update(ctxT(t), deleted); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctxT(t), deleted); err != nil {
+		t.Fatal(err)
+	}
+	delEvent()
+	if _, err := r.finalize(ctxT(t), get(t, deleted)); err != nil {
+		t.Fatal(err)
+	}
+	if cur := get(t, deleted); controllerutil.ContainsFinalizer(cur, custodyv1alpha1.FinalizerRevocation) {
+		t.Errorf("finalizer %s kept after the entries were revoked", custodyv1alpha1.FinalizerRevocation)
+	}
+	delEvent()
+
 	e.waitEntries(t)
 	for step, id := range ids {
 		if n := counter.deletes[id]; n != 1 {
 			t.Errorf("step %s: SPIRE was asked %d times to delete entry %s, want once", step, n, id)
 		}
 	}
+	if n := counter.deletes[delID]; n != 2 {
+		t.Errorf("deleted workflow: SPIRE was asked %d times to delete entry %s, want twice (on the pod event, and by the finalizer)", n, delID)
+	}
 	count, sum := revocations(t)
-	if n := count - before; n != 2 {
-		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 2 registered entries, want 2", n)
+	if n := count - before; n != 3 {
+		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 3 registered entries, want 3", n)
 	}
 	if d := sum - beforeSum; d < 6*time.Second {
 		t.Errorf("custody_identity_revocation_seconds added %s for two revocations of ends seen 3s before, want at least 6s", d)

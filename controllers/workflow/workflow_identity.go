@@ -417,7 +417,12 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		return ctrl.Result{}, err
 	}
 	var ids []string
+	held := map[string]bool{}
 	for _, st := range wf.Status.Steps {
+		if id := st.Identity; id != nil && (id.State == custodyv1alpha1.IdentityRegistered ||
+			id.State == custodyv1alpha1.IdentityRevocationPending) {
+			held[id.EntryID] = true
+		}
 		for n := int32(1); n <= st.Attempt; n++ {
 			ids = append(ids, r.Identity.Scheme.EntryID(r.identityAttempt(wf, st.Name, n)))
 		}
@@ -432,8 +437,14 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
 	}
 	r.observed.succeeded(wf.UID)
+	// Marked, not forgotten: a pod event read against the Workflow until it is gone finds its
+	// entry revoked, and a revocation the identity controller already counted is not counted again.
+	done := r.Clock.Now()
 	for _, id := range ids {
-		r.registry.forget(id)
+		rec, known := r.registry.get(id)
+		if r.registry.markRevoked(id, done) && (held[id] || known && !rec.registered.IsZero()) {
+			metrics.IdentityRevocation.Observe(done.Sub(s.now).Seconds())
+		}
 	}
 	if identityHeld(wf) {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
