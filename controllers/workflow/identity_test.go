@@ -361,7 +361,15 @@ spec:
 	// The timeout leaves a busy API server time to register the entry before it ends the run.
 	startPod(t, jobOf(t, wf, "a", 1))
 	got := e.waitEntries(t, e.entryID(t, wf, "a", 1))[0]
-	if start := get(t, wf).Status.StartTime.Time; got.ExpiresAt.After(start.Add(10 * time.Second)) {
+	var start time.Time
+	eventually(t, "the run's start saved", func() error {
+		if st := get(t, wf).Status.StartTime; st != nil {
+			start = st.Time
+			return nil
+		}
+		return fmt.Errorf("no startTime yet")
+	})
+	if got.ExpiresAt.After(start.Add(10 * time.Second)) {
 		t.Errorf("entry expires at %s, after the workflow's deadline %s", got.ExpiresAt, start.Add(8*time.Second))
 	}
 	waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
