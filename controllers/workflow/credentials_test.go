@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -21,6 +22,7 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/jobspec"
+	"github.com/custody-dev/custody/internal/metrics"
 )
 
 // grant creates a CredentialGrant from YAML in ns.
@@ -379,6 +381,8 @@ spec:
 	saD := jobOf(t, deleted, "a", 1).Spec.Template.Spec.ServiceAccountName
 	waitCan(t, ns, saC, true)
 	waitCan(t, ns, saD, true)
+	kind := string(custodyv1alpha1.CredentialKindKubernetesRole)
+	deletedBefore := testutil.ToFloat64(metrics.CredentialsRevoked.WithLabelValues(kind, revokedDeleted))
 
 	cancelRun(t, cancelled)
 	if err := env.Client.Delete(ctxT(t), get(t, deleted)); err != nil {
@@ -388,6 +392,10 @@ spec:
 	waitCan(t, ns, saD, false)
 	waitPhase(t, cancelled, custodyv1alpha1.WorkflowCancelled)
 	waitGone(t, deleted)
+	// Other stories run alongside and may count too: at least this one.
+	if d := testutil.ToFloat64(metrics.CredentialsRevoked.WithLabelValues(kind, revokedDeleted)) - deletedBefore; d < 1 {
+		t.Errorf("custody_credentials_revoked_total{kind=%q,reason=%q} rose by %v, want at least 1", kind, revokedDeleted, d)
+	}
 	eventually(t, "no RoleBindings", func() error {
 		var rbs rbacv1.RoleBindingList
 		if err := env.Client.List(ctxT(t), &rbs, client.InNamespace(ns)); err != nil {

@@ -42,9 +42,11 @@ type attemptRecord struct {
 	touched    time.Time
 }
 
-// registry holds attempt records by entry ID. A record is kept after the revocation is recorded
-// in status (until it is 10 minutes untouched), so that a pod event read against a Workflow the
-// cache still shows "Registered" finds the entry already revoked instead of deleting it again.
+// registry holds attempt records by entry ID (and, under "credential/...", marks of the
+// credentials a deleted workflow's finalizer revoked). A record is kept after the revocation is
+// recorded in status (until it is 10 minutes untouched), so that a pod event read against a
+// Workflow the cache still shows "Registered" finds the entry already revoked instead of deleting
+// it again.
 type registry struct {
 	mu     sync.Mutex
 	m      map[string]*attemptRecord

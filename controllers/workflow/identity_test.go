@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	batchv1 "k8s.io/api/batch/v1"
@@ -765,8 +766,7 @@ func revocations(t *testing.T) (uint64, time.Duration) {
 // the identity controller may read a Workflow that still shows the entry Registered after the
 // other recorded the revocation (its cache is behind). Each entry is deleted from SPIRE once and
 // custody_identity_revocation_seconds counts each revocation once: it counted 85-87 for 60
-// attempts in the identity benchmark. The same with the finalizer of a deleted workflow, which
-// deletes every attempt's entry by ID. The reconciles are called directly, in every order, so
+// attempts in the identity benchmark. The reconciles are called directly, in every order, so
 // the windows are not left to timing. Not parallel: the histogram is the process's own.
 func TestIdentity_revocationCountedOnce(t *testing.T) {
 	e := setupIdentity(t)
@@ -778,11 +778,8 @@ spec:
   - {name: one, image: example.com/one:1}
   - {name: two, image: example.com/two:1}
   - {name: three, image: example.com/three:1}`)
-	counter := &deleteCounter{Registrar: e.cfg.Registrar, deletes: map[string]int{}}
-	cfg := *e.cfg
-	cfg.Registrar = counter
-	r := &Reconciler{Client: env.Client, APIReader: env.Client, Clock: clock.RealClock{}, Identity: &cfg,
-		Recorder: eventRecorder(t), observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 64)}
+	r, counter := countingReconciler(t, e)
+	cfg := r.Identity
 
 	// Both steps run and are registered, and status says so (what the Workflow reconciler saves).
 	jobs, pods, ids, jobNames := map[string]*batchv1.Job{}, map[string]*corev1.Pod{}, map[string]string{}, map[string]string{}
@@ -882,14 +879,43 @@ spec:
 	pods["three"] = startPod(t, jobs[jobNames["three"]])
 	podEvent("three")
 
-	// A workflow deleted while its step runs (another finalizer keeps it a while longer): the
-	// identity controller revokes on the pod event, the finalizer deletes every attempt's entry
-	// by ID, and a pod event after that finds the entry revoked.
+	e.waitEntries(t)
+	for step, id := range ids {
+		if n := counter.deletes[id]; n != 1 {
+			t.Errorf("step %s: SPIRE was asked %d times to delete entry %s, want once", step, n, id)
+		}
+	}
+	count, sum := revocations(t)
+	if n := count - before; n != 2 {
+		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 2 registered entries, want 2", n)
+	}
+	if d := sum - beforeSum; d < 6*time.Second {
+		t.Errorf("custody_identity_revocation_seconds added %s for two revocations of ends seen 3s before, want at least 6s", d)
+	}
+	// The end stays the start of the attempt's other revocation clocks (its credentials').
+	for _, step := range []string{"one", "two"} {
+		if got := r.observed.firstEnded(pods[step].UID, time.Now()); !got.Equal(seen[step]) {
+			t.Errorf("step %s: after its identity was revoked, its end reads as seen at %s, want %s", step, got, seen[step])
+		}
+	}
+}
+
+// TestIdentity_deletedWorkflowRevokedAndCountedOnce: a workflow deleted while its step runs
+// (another finalizer keeps it a while longer): the identity controller revokes on the pod event,
+// the finalizer deletes every attempt's entry by ID and the credentials, and a pod event after
+// that finds the entry revoked. The entry's revocation and the credential's are counted once,
+// also when the finalizer's pass runs again (it does whenever anything in it failed: the
+// Workflow's status is no longer written). Not parallel: the metrics are the process's own.
+func TestIdentity_deletedWorkflowRevokedAndCountedOnce(t *testing.T) {
+	e := setupIdentity(t)
+	ns := env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}) // no controller here
+	r, counter := countingReconciler(t, e)
+	before, _ := revocations(t)
 	deleted := createHeld(t, ns, `
 metadata: {name: deleted, finalizers: [custody.dev/revocation, test.custody.dev/hold]}
 spec:
   steps: [{name: a, image: example.com/a:1}]`)
-	delJob := jobspec.Job(jobspec.Attempt{Workflow: deleted, Step: &deleted.Spec.Steps[0], Number: 1, WorkloadAPISocket: cfg.SocketPath})
+	delJob := jobspec.Job(jobspec.Attempt{Workflow: deleted, Step: &deleted.Spec.Steps[0], Number: 1, WorkloadAPISocket: r.Identity.SocketPath})
 	if err := env.Client.Create(ctxT(t), delJob); err != nil {
 		t.Fatal(err)
 	}
@@ -901,9 +927,11 @@ spec:
 		}
 	}
 	delEvent()
-	delID := cfg.Scheme.EntryID(r.identityAttempt(deleted, "a", 1))
+	delID := r.Identity.Scheme.EntryID(r.identityAttempt(deleted, "a", 1))
 	deleted.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "a", Phase: custodyv1alpha1.StepRunning, Attempt: 1,
-		JobName: delJob.Name, Identity: &custodyv1alpha1.StepIdentity{State: custodyv1alpha1.IdentityRegistered, Attempt: 1, EntryID: delID}}}
+		JobName: delJob.Name, Identity: &custodyv1alpha1.StepIdentity{State: custodyv1alpha1.IdentityRegistered, Attempt: 1, EntryID: delID},
+		Credentials: []custodyv1alpha1.IssuedCredential{{Grant: "reader", Kind: custodyv1alpha1.CredentialKindKubernetesRole,
+			Attempt: 1, Resource: "RoleBinding/" + delJob.Name + "-reader", IssuedAt: metav1.Now()}}}}
 	if err := env.Client.Status().Update(ctxT(t), deleted); err != nil {
 		t.Fatal(err)
 	}
@@ -911,8 +939,16 @@ spec:
 		t.Fatal(err)
 	}
 	delEvent()
+	credBefore := testutil.ToFloat64(metrics.CredentialsRevoked.WithLabelValues(string(custodyv1alpha1.CredentialKindKubernetesRole), revokedDeleted))
+	if err := r.finalizeCredentials(ctxT(t), get(t, deleted), time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.finalize(ctxT(t), get(t, deleted)); err != nil {
 		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(metrics.CredentialsRevoked.WithLabelValues(string(custodyv1alpha1.CredentialKindKubernetesRole),
+		revokedDeleted)) - credBefore; d != 1 {
+		t.Errorf("custody_credentials_revoked_total{reason=%q} rose by %v for one credential revoked twice, want 1", revokedDeleted, d)
 	}
 	if cur := get(t, deleted); controllerutil.ContainsFinalizer(cur, custodyv1alpha1.FinalizerRevocation) {
 		t.Errorf("finalizer %s kept after the entries were revoked", custodyv1alpha1.FinalizerRevocation)
@@ -920,25 +956,21 @@ spec:
 	delEvent()
 
 	e.waitEntries(t)
-	for step, id := range ids {
-		if n := counter.deletes[id]; n != 1 {
-			t.Errorf("step %s: SPIRE was asked %d times to delete entry %s, want once", step, n, id)
-		}
-	}
 	if n := counter.deletes[delID]; n != 2 {
-		t.Errorf("deleted workflow: SPIRE was asked %d times to delete entry %s, want twice (on the pod event, and by the finalizer)", n, delID)
+		t.Errorf("SPIRE was asked %d times to delete entry %s, want twice (on the pod event, and by the finalizer)", n, delID)
 	}
-	count, sum := revocations(t)
-	if n := count - before; n != 3 {
-		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 3 registered entries, want 3", n)
+	if count, _ := revocations(t); count-before != 1 {
+		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 1 registered entry, want 1", count-before)
 	}
-	if d := sum - beforeSum; d < 6*time.Second {
-		t.Errorf("custody_identity_revocation_seconds added %s for two revocations of ends seen 3s before, want at least 6s", d)
-	}
-	// The end stays the start of the attempt's other revocation clocks (its credentials').
-	for _, step := range []string{"one", "two"} {
-		if got := r.observed.firstEnded(pods[step].UID, time.Now()); !got.Equal(seen[step]) {
-			t.Errorf("step %s: after its identity was revoked, its end reads as seen at %s, want %s", step, got, seen[step])
-		}
-	}
+}
+
+// countingReconciler is a Workflow reconciler with identity on, for a test that calls it
+// directly, with a count of the deletions it asks SPIRE for.
+func countingReconciler(t *testing.T, e *identityEnv) (*Reconciler, *deleteCounter) {
+	t.Helper()
+	counter := &deleteCounter{Registrar: e.cfg.Registrar, deletes: map[string]int{}}
+	cfg := *e.cfg
+	cfg.Registrar = counter
+	return &Reconciler{Client: env.Client, APIReader: env.Client, Clock: clock.RealClock{}, Identity: &cfg,
+		Recorder: eventRecorder(t), observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 64)}, counter
 }

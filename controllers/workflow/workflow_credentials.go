@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -406,8 +407,10 @@ func credentialsHeld(wf *custodyv1alpha1.Workflow) bool {
 	return false
 }
 
-// finalizeCredentials revokes whatever a deleted workflow's attempts still hold.
-func (r *Reconciler) finalizeCredentials(ctx context.Context, wf *custodyv1alpha1.Workflow) error {
+// finalizeCredentials revokes whatever a deleted workflow's attempts still hold. Its status is
+// not written any more, so a retry (this or the entries' revocation failed) finds them live
+// again: each is audited and counted once, by a mark in the registry.
+func (r *Reconciler) finalizeCredentials(ctx context.Context, wf *custodyv1alpha1.Workflow, start time.Time) error {
 	var errs []error
 	for _, st := range wf.Status.Steps {
 		for _, c := range st.Credentials {
@@ -418,8 +421,15 @@ func (r *Reconciler) finalizeCredentials(ctx context.Context, wf *custodyv1alpha
 				errs = append(errs, err)
 				continue
 			}
-			c.RevokedAt = &metav1.Time{Time: r.Clock.Now()}
+			now := r.Clock.Now()
+			key := fmt.Sprintf("credential/%s/%s/%d/%s", wf.UID, st.Name, c.Attempt, c.Grant)
+			if !r.registry.markRevoked(key, now) {
+				continue
+			}
+			c.RevokedAt = &metav1.Time{Time: now}
 			r.audit(ctx, "revoke", wf, st.Name, c, revokedDeleted)
+			metrics.CredentialsRevoked.WithLabelValues(string(c.Kind), revokedDeleted).Inc()
+			metrics.CredentialRevocation.WithLabelValues(string(c.Kind)).Observe(now.Sub(start).Seconds())
 		}
 	}
 	return errors.Join(errs...)
