@@ -167,11 +167,12 @@ type podAttempt struct {
 
 // revokePod deletes the entry of a pod whose step container ended.
 func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Result, error) {
-	wf, pod, a, entryID, st, rec, known, now := p.wf, p.pod, p.attempt, p.entryID, p.st, p.rec, p.known, p.now
-	held := known && !rec.registered.IsZero() ||
-		st != nil && st.Identity != nil && st.Identity.Attempt == a.Number && st.Identity.EntryID == entryID &&
-			(st.Identity.State == custodyv1alpha1.IdentityRegistered || st.Identity.State == custodyv1alpha1.IdentityRevocationPending)
-	if !held || known && !rec.revoked.IsZero() {
+	wf, pod, entryID, rec, known, now := p.wf, p.pod, p.entryID, p.rec, p.known, p.now
+	var id *custodyv1alpha1.StepIdentity
+	if p.st != nil {
+		id = p.st.Identity
+	}
+	if !r.entryHeld(entryID, id) || known && !rec.revoked.IsZero() {
 		return reconcile.Result{}, nil
 	}
 	if err := r.deleteEntry(ctx, entryID); err != nil {
@@ -179,10 +180,7 @@ func (r *Reconciler) revokePod(ctx context.Context, p podAttempt) (reconcile.Res
 		r.wakeWorkflow(ctx, wf)
 		return reconcile.Result{}, fmt.Errorf("revoking entry %s: %w", entryID, err)
 	}
-	latency := r.Clock.Now().Sub(r.observed.firstEnded(pod.UID, now))
-	if r.registry.markRevoked(entryID, now) {
-		metrics.IdentityRevocation.Observe(latency.Seconds())
-	}
+	r.countRevocation(entryID, id, now, r.observed.firstEnded(pod.UID, now))
 	r.wakeWorkflow(ctx, wf)
 	return reconcile.Result{}, nil
 }

@@ -426,7 +426,6 @@ func (r *Reconciler) finalizeCredentials(ctx context.Context, wf *custodyv1alpha
 			if !r.registry.markRevoked(key, now) {
 				continue
 			}
-			c.RevokedAt = &metav1.Time{Time: now}
 			r.audit(ctx, "revoke", wf, st.Name, c, revokedDeleted)
 			metrics.CredentialsRevoked.WithLabelValues(string(c.Kind), revokedDeleted).Inc()
 			metrics.CredentialRevocation.WithLabelValues(string(c.Kind)).Observe(now.Sub(start).Seconds())

@@ -250,6 +250,28 @@ func (r *Reconciler) recordRevocation(s *scope, st *custodyv1alpha1.StepStatus, 
 		"Step %s attempt %d: revoked %s (entry %s)", st.Name, id.Attempt, st.SPIFFEID, id.EntryID)
 }
 
+// entryHeld says whether an attempt's entry may exist: the identity controller registered it, or
+// the status of its step (id, which may be another attempt's) says it is registered or its
+// revocation is pending.
+func (r *Reconciler) entryHeld(entryID string, id *custodyv1alpha1.StepIdentity) bool {
+	if rec, known := r.registry.get(entryID); known && !rec.registered.IsZero() {
+		return true
+	}
+	return id != nil && id.EntryID == entryID &&
+		(id.State == custodyv1alpha1.IdentityRegistered || id.State == custodyv1alpha1.IdentityRevocationPending)
+}
+
+// countRevocation marks an entry deleted at `at`. The identity controller, the Workflow reconciler
+// and the finalizer may each delete it: the first mark counts the revocation (latency from
+// since), if the entry may have existed. The mark also keeps the identity controller from
+// registering an attempt that ended.
+func (r *Reconciler) countRevocation(entryID string, id *custodyv1alpha1.StepIdentity, at, since time.Time) {
+	held := r.entryHeld(entryID, id)
+	if r.registry.markRevoked(entryID, at) && held {
+		metrics.IdentityRevocation.Observe(r.Clock.Now().Sub(since).Seconds())
+	}
+}
+
 // attemptOnNode returns the pod of a running attempt while its step container runs on a node.
 func (s *scope) attemptOnNode(st *custodyv1alpha1.StepStatus) *corev1.Pod {
 	pod := s.pods[st.JobName]
@@ -294,18 +316,11 @@ func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alp
 			errs = append(errs, results[i])
 			continue
 		}
-		rec, known := r.registry.get(st.Identity.EntryID)
-		held := st.Identity.State != custodyv1alpha1.IdentityPending || known && !rec.registered.IsZero()
 		since := s.now
 		if pod := s.pods[st.JobName]; pod != nil {
 			since = r.observed.firstEnded(pod.UID, s.now)
 		}
-		latency := now.Sub(since)
-		// Counted once, whichever of this and the identity controller deleted it first; the mark
-		// also keeps the identity controller from registering an attempt that ended.
-		if r.registry.markRevoked(st.Identity.EntryID, now) && held {
-			metrics.IdentityRevocation.Observe(latency.Seconds())
-		}
+		r.countRevocation(st.Identity.EntryID, st.Identity, now, since)
 		r.recordRevocation(s, st, s.now)
 	}
 	return errors.Join(errs...)
@@ -417,14 +432,11 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		return ctrl.Result{}, err
 	}
 	var ids []string
-	held := map[string]bool{}
+	var idents []*custodyv1alpha1.StepIdentity // the status of each entry's step
 	for _, st := range wf.Status.Steps {
-		if id := st.Identity; id != nil && (id.State == custodyv1alpha1.IdentityRegistered ||
-			id.State == custodyv1alpha1.IdentityRevocationPending) {
-			held[id.EntryID] = true
-		}
 		for n := int32(1); n <= st.Attempt; n++ {
 			ids = append(ids, r.Identity.Scheme.EntryID(r.identityAttempt(wf, st.Name, n)))
+			idents = append(idents, st.Identity)
 		}
 	}
 	results, err := r.Identity.Registrar.Delete(ctx, ids)
@@ -440,11 +452,8 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	// Marked, not forgotten: a pod event read against the Workflow until it is gone finds its
 	// entry revoked, and a revocation the identity controller already counted is not counted again.
 	done := r.Clock.Now()
-	for _, id := range ids {
-		rec, known := r.registry.get(id)
-		if r.registry.markRevoked(id, done) && (held[id] || known && !rec.registered.IsZero()) {
-			metrics.IdentityRevocation.Observe(done.Sub(s.now).Seconds())
-		}
+	for i, id := range ids {
+		r.countRevocation(id, idents[i], done, s.now)
 	}
 	if identityHeld(wf) {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
