@@ -667,9 +667,7 @@ spec:
 			t.Fatal(err)
 		}
 		pod := startPod(t, job)
-		if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}); err != nil {
-			t.Fatal(err)
-		}
+		podEvent(t, r, pod)
 		id := e.cfg.Scheme.EntryID(identity.Attempt{Namespace: ns, Workflow: wf.Name, WorkflowUID: wf.UID, Step: "first", Number: 1})
 		var found *identity.Entry
 		for _, en := range e.entries(t) {
@@ -797,9 +795,7 @@ spec:
 			state = custodyv1alpha1.IdentityPending
 		} else {
 			pods[step.Name] = startPod(t, job)
-			if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pods[step.Name])}); err != nil {
-				t.Fatal(err)
-			}
+			podEvent(t, r, pods[step.Name])
 		}
 		wf.Status.Steps = append(wf.Status.Steps, custodyv1alpha1.StepStatus{Name: step.Name,
 			Phase: custodyv1alpha1.StepRunning, Attempt: 1, JobName: job.Name, Identity: &custodyv1alpha1.StepIdentity{
@@ -823,12 +819,6 @@ spec:
 		r.observed.pod(cur, seen[step], true)
 	}
 
-	podEvent := func(step string) {
-		t.Helper()
-		if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pods[step])}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// workflowReconcile runs the Workflow reconciler's identity phase on the Workflow as stored
 	// (steps one and two Registered, three Pending), with step three cancelled, and "saves" it:
 	// its Events and metrics run, its status is not written, as when the cache is behind.
@@ -858,18 +848,18 @@ spec:
 
 	// Step one: the identity controller first, then the Workflow reconciler, then a late pod event.
 	ended("one")
-	podEvent("one")
+	podEvent(t, r, pods["one"])
 	if got := stepOf(workflowReconcile(), "one").Identity.State; got != custodyv1alpha1.IdentityRevoked {
 		t.Errorf("step one's identity recorded %s, want Revoked", got)
 	}
-	podEvent("one")
+	podEvent(t, r, pods["one"])
 	// Step two: the Workflow reconciler first, then the pod event.
 	ended("two")
 	if got := stepOf(workflowReconcile(), "two").Identity.State; got != custodyv1alpha1.IdentityRevoked {
 		t.Errorf("step two's identity recorded %s, want Revoked", got)
 	}
-	podEvent("two")
-	podEvent("one")
+	podEvent(t, r, pods["two"])
+	podEvent(t, r, pods["one"])
 	// Step three ended before its pod reached a node; the pod lands there afterwards, and the
 	// identity controller, reading the stored Workflow (still Running, Pending), must not register
 	// an attempt the Workflow reconciler already ended.
@@ -877,7 +867,7 @@ spec:
 		t.Errorf("step three's identity recorded %s, want NotIssued", got)
 	}
 	pods["three"] = startPod(t, jobs[jobNames["three"]])
-	podEvent("three")
+	podEvent(t, r, pods["three"])
 
 	e.waitEntries(t)
 	for step, id := range ids {
@@ -920,13 +910,7 @@ spec:
 		t.Fatal(err)
 	}
 	delPod := startPod(t, delJob)
-	delEvent := func() {
-		t.Helper()
-		if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(delPod)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	delEvent()
+	podEvent(t, r, delPod)
 	delID := r.Identity.Scheme.EntryID(r.identityAttempt(deleted, "a", 1))
 	deleted.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "a", Phase: custodyv1alpha1.StepRunning, Attempt: 1,
 		JobName: delJob.Name, Identity: &custodyv1alpha1.StepIdentity{State: custodyv1alpha1.IdentityRegistered, Attempt: 1, EntryID: delID},
@@ -938,7 +922,7 @@ spec:
 	if err := env.Client.Delete(ctxT(t), deleted); err != nil {
 		t.Fatal(err)
 	}
-	delEvent()
+	podEvent(t, r, delPod)
 	credBefore := testutil.ToFloat64(metrics.CredentialsRevoked.WithLabelValues(string(custodyv1alpha1.CredentialKindKubernetesRole), revokedDeleted))
 	if err := r.finalizeCredentials(ctxT(t), get(t, deleted), time.Now()); err != nil {
 		t.Fatal(err)
@@ -953,7 +937,7 @@ spec:
 	if cur := get(t, deleted); controllerutil.ContainsFinalizer(cur, custodyv1alpha1.FinalizerRevocation) {
 		t.Errorf("finalizer %s kept after the entries were revoked", custodyv1alpha1.FinalizerRevocation)
 	}
-	delEvent()
+	podEvent(t, r, delPod)
 
 	e.waitEntries(t)
 	if n := counter.deletes[delID]; n != 2 {
@@ -961,6 +945,14 @@ spec:
 	}
 	if count, _ := revocations(t); count-before != 1 {
 		t.Errorf("custody_identity_revocation_seconds counted %d revocations of 1 registered entry, want 1", count-before)
+	}
+}
+
+// podEvent runs the identity controller's reconcile of a pod, as a pod event would.
+func podEvent(t *testing.T, r *Reconciler, pod *corev1.Pod) {
+	t.Helper()
+	if _, err := r.reconcilePod(ctxT(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}); err != nil {
+		t.Fatal(err)
 	}
 }
 
