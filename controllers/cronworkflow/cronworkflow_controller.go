@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -69,10 +70,22 @@ type scope struct {
 
 // event queues an Event, recorded after the status was saved.
 func (s *scope) event(eventType, reason, action, note string, args ...any) {
+	s.runEvent(nil, eventType, reason, action, note, args...)
+}
+
+// runEvent queues an Event about something done to one run, which is its related object. The
+// events.k8s.io recorder folds Events with the same regarding object, reason, action and related
+// object recorded after one save into a count on the first one's note: without the run, deleting
+// two runs beyond the history limit in one pass would show as one.
+func (s *scope) runEvent(run *custodyv1alpha1.Workflow, eventType, reason, action, note string, args ...any) {
 	msg := fmt.Sprintf(note, args...)
+	var related runtime.Object
+	if run != nil {
+		related = run
+	}
 	s.events = append(s.events, func() {
 		if s.recorder != nil {
-			s.recorder.Eventf(s.cw, nil, eventType, reason, action, "%s", msg)
+			s.recorder.Eventf(s.cw, related, eventType, reason, action, "%s", msg)
 		}
 	})
 }
@@ -222,10 +235,16 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 // lastScheduleTime.
 func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due) error {
 	cw := s.cw
+	// One MissedSchedule Event says all that was missed (two would fold into one).
+	var missed []string
+	defer func() {
+		if len(missed) > 0 {
+			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonMissedSchedule, "Schedule", "%s", strings.Join(missed, "; "))
+		}
+	}()
 	if due.Missed > 0 {
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonMissedSchedule, "Schedule",
-			"Missed %d scheduled runs before %s (the controller was not running, or the CronWorkflow was suspended); they are not made up",
-			due.Missed, due.Time.UTC().Format(time.RFC3339))
+		missed = append(missed, fmt.Sprintf("Missed %d scheduled runs before %s (the controller was not running, "+
+			"or the CronWorkflow was suspended); they are not made up", due.Missed, due.Time.UTC().Format(time.RFC3339)))
 		s.count("missed", due.Missed)
 	}
 	name := cronschedule.RunName(cw.Name, due.Time)
@@ -237,9 +256,8 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 	case exists:
 		// Created before a restart or a lost status write: nothing to do but record it.
 	case due.TooLate:
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonMissedSchedule, "Schedule",
-			"Missed the run scheduled for %s: it is more than startingDeadlineSeconds (%ds) late",
-			due.Time.UTC().Format(time.RFC3339), *cw.Spec.StartingDeadlineSeconds)
+		missed = append(missed, fmt.Sprintf("Missed the run scheduled for %s: it is more than startingDeadlineSeconds (%ds) late",
+			due.Time.UTC().Format(time.RFC3339), *cw.Spec.StartingDeadlineSeconds))
 		s.count("missed", 1)
 	case cw.Spec.ConcurrencyPolicy == custodyv1alpha1.ConcurrencyForbid && len(cw.Status.Active) > 0:
 		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonRunSkipped, "Schedule",
@@ -307,7 +325,7 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 	if err != nil {
 		return false, fmt.Errorf("creating run %s: %w", name, err)
 	}
-	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonRunCreated, "Schedule", "Created run %s for %s",
+	s.runEvent(wf, corev1.EventTypeNormal, custodyv1alpha1.ReasonRunCreated, "Schedule", "Created run %s for %s",
 		name, scheduled.UTC().Format(time.RFC3339))
 	s.count("created", 1)
 	return true, nil
@@ -347,7 +365,7 @@ func (r *Reconciler) replace(ctx context.Context, s *scope, keep string) error {
 		if err := r.Patch(ctx, run, patch, client.FieldOwner(ControllerName)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("cancelling run %s: %w", run.Name, err)
 		}
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonRunReplaced, "Schedule",
+		s.runEvent(run, corev1.EventTypeNormal, custodyv1alpha1.ReasonRunReplaced, "Schedule",
 			"Cancelled run %s to start %s (concurrencyPolicy Replace)", run.Name, keep)
 		s.count("replaced", 1)
 	}
@@ -426,7 +444,7 @@ func (r *Reconciler) pruneHistory(ctx context.Context, s *scope) error {
 			if client.IgnoreNotFound(err) != nil {
 				return fmt.Errorf("deleting run %s beyond the history limit: %w", run.Name, err)
 			}
-			s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonRunDeleted, "Prune", "Deleted %s run %s (history limit %d)",
+			s.runEvent(run, corev1.EventTypeNormal, custodyv1alpha1.ReasonRunDeleted, "Prune", "Deleted %s run %s (history limit %d)",
 				run.Status.Phase, run.Name, set.keep)
 		}
 	}

@@ -6,12 +6,14 @@ package cronworkflow
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -309,6 +311,18 @@ func TestCronWorkflow_outageMakesAtMostOneRun(t *testing.T) {
 	if ev := d.events(); ev != "" {
 		t.Errorf("events on the next reconcile = %q, want none", ev)
 	}
+
+	// An outage past the deadline: one Event says both (two of the same reason in one pass
+	// would fold into one, losing the second).
+	o := newHarness(t, "metadata: {name: outage-deadline}"+strings.Replace(inline, "spec:\n", "spec:\n  startingDeadlineSeconds: 60\n", 1))
+	o.reconcile()
+	o.clock.SetTime(o.get().Status.NextScheduleTime.Add(3*time.Hour + 2*time.Minute)) // 2 min past a scheduled time
+	o.reconcile()
+	ev := o.events()
+	if strings.Count(ev, custodyv1alpha1.ReasonMissedSchedule) != 1 || !strings.Contains(ev, "Missed 36 scheduled runs before") ||
+		!strings.Contains(ev, "more than startingDeadlineSeconds (60s) late") {
+		t.Errorf("events = %q, want one MissedSchedule saying both what the outage and the deadline missed", ev)
+	}
 }
 
 // TestCronWorkflow_historyLimitsPrune: beyond the limits, the oldest finished runs are deleted;
@@ -327,14 +341,39 @@ func TestCronWorkflow_historyLimitsPrune(t *testing.T) {
 	h.finish(name(2), custodyv1alpha1.WorkflowSucceeded)
 	h.finish(name(3), custodyv1alpha1.WorkflowCancelled)
 	h.finish(name(4), custodyv1alpha1.WorkflowSucceeded)
+	// Recorded as the manager records them: the two deletions of one pass must not fold into one.
+	h.r.Recorder = env.EventRecorder(t, "custody-test")
 	h.reconcile()
 	got := h.names()
 	want := []string{name(2), name(3), name(4), name(5)}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("runs kept = %v, want %v (2 succeeded, 1 failed, the running one)", got, want)
 	}
-	if ev := h.events(); strings.Count(ev, custodyv1alpha1.ReasonRunDeleted) != 2 {
-		t.Errorf("events = %q, want two RunDeleted", ev)
+	wantEvents := []string{
+		name(0) + ": Deleted Succeeded run " + name(0) + " (history limit 2)",
+		name(1) + ": Deleted Failed run " + name(1) + " (history limit 1)",
+	}
+	slices.Sort(wantEvents)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctxT(t), &list, client.InNamespace(h.cw.Namespace)); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range list.Items {
+			if e.Reason == custodyv1alpha1.ReasonRunDeleted && e.Series == nil && e.Related != nil && e.Related.Kind == "Workflow" {
+				got = append(got, e.Related.Name+": "+e.Note)
+			}
+		}
+		slices.Sort(got)
+		if slices.Equal(got, wantEvents) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RunDeleted Events %q, want %q", got, wantEvents)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -5,6 +5,7 @@ package workflow
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -320,6 +322,32 @@ spec:
 	eventually(t, "attempt 2's credential recorded", func() error {
 		if c = recordOf(get(t, wf), "a", "brief"); c.Attempt != 2 || c.RevokedAt != nil || c.ExpiresAt == nil {
 			return fmt.Errorf("attempt 2's credential %+v", c)
+		}
+		return nil
+	})
+	// Each issuance has its own Event, about the step and related to its grant, although both
+	// grants of an attempt are issued by the same reconcile.
+	eventually(t, "an Event per issued credential", func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var got []string
+		for _, e := range list.Items {
+			if e.Reason == custodyv1alpha1.ReasonCredentialIssued && e.Series == nil && e.Related != nil &&
+				e.Related.Kind == "CredentialGrant" && e.Regarding.FieldPath == "status.steps{a}" {
+				got = append(got, e.Related.Name+": "+e.Note)
+			}
+		}
+		slices.Sort(got)
+		want := []string{
+			"brief: Step a attempt 1: issued Secret credential of grant brief",
+			"brief: Step a attempt 2: issued Secret credential of grant brief",
+			"role: Step a attempt 1: issued KubernetesRole credential of grant role",
+			"role: Step a attempt 2: issued KubernetesRole credential of grant role",
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("CredentialIssued Events %q, want %q", got, want)
 		}
 		return nil
 	})

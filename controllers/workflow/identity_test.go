@@ -22,8 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -715,23 +713,6 @@ func createHeld(t *testing.T, ns, manifest string) *custodyv1alpha1.Workflow {
 	return wf
 }
 
-// eventRecorder records Events to the test API server, for a reconciler called directly.
-func eventRecorder(t *testing.T) events.EventRecorder {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
-	stop := make(chan struct{})
-	b.StartRecordingToSink(stop)
-	t.Cleanup(func() {
-		close(stop)
-		b.Shutdown()
-	})
-	return b.NewRecorder(env.Scheme, "custody-test")
-}
-
 // deleteCounter is the SPIRE client, counting the deletions asked for by entry ID.
 type deleteCounter struct {
 	identity.Registrar
@@ -964,5 +945,5 @@ func countingReconciler(t *testing.T, e *identityEnv) (*Reconciler, *deleteCount
 	cfg := *e.cfg
 	cfg.Registrar = counter
 	return &Reconciler{Client: env.Client, APIReader: env.Client, Clock: clock.RealClock{}, Identity: &cfg,
-		Recorder: eventRecorder(t), observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 64)}, counter
+		Recorder: env.EventRecorder(t, "custody-test"), observed: newObservations(), registry: newRegistry(), wake: make(chan event.GenericEvent, 64)}, counter
 }

@@ -8,6 +8,7 @@ package workflow
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,6 +359,32 @@ func eventReasons(t *testing.T, wf *custodyv1alpha1.Workflow) map[string]int {
 	for _, e := range list.Items {
 		if e.Regarding.UID == wf.UID {
 			out[e.Reason]++
+		}
+	}
+	return out
+}
+
+// stepEvents returns, by step, the notes of the workflow's Events with the given reason that are
+// about one step (fieldPath status.steps{name}); an Event folded into a series counts as many
+// times as its series says, with its one note.
+func stepEvents(t *testing.T, wf *custodyv1alpha1.Workflow, reason string) map[string][]string {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := env.Client.List(ctxT(t), &list, client.InNamespace(wf.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range list.Items {
+		if e.Regarding.UID != wf.UID || e.Reason != reason {
+			continue
+		}
+		step := strings.TrimSuffix(strings.TrimPrefix(e.Regarding.FieldPath, "status.steps{"), "}")
+		n := 1
+		if e.Series != nil {
+			n = int(e.Series.Count)
+		}
+		for range n {
+			out[step] = append(out[step], e.Note)
 		}
 	}
 	return out

@@ -140,6 +140,18 @@ spec:
 	}
 	succeed(t, wf, "join", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	// Steps started (and observed) by the same reconcile each have their own Event, about the step.
+	eventually(t, "an Event per step and transition", func() error {
+		for _, reason := range []string{custodyv1alpha1.StepReasonStarted, custodyv1alpha1.ReasonSucceeded} {
+			got := stepEvents(t, wf, reason)
+			for _, s := range []string{"a", "b", "c", "d", "e", "join"} {
+				if notes := got[s]; len(notes) != 1 || !strings.HasPrefix(notes[0], "Step "+s+":") {
+					return errorf("%s Events about step %s: %q (all: %q)", reason, s, notes, got)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func TestWorkflowReconciler_when(t *testing.T) {

@@ -82,7 +82,7 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 		if !s.now.Before(deadline) {
 			msg := fmt.Sprintf("%s; gave up after the step's timeout of %s", refusal.Message, step.Timeout.Duration)
 			s.setStep(st, custodyv1alpha1.StepFailed, refusal.Reason, msg)
-			s.event(corev1.EventTypeWarning, refusal.Reason, "Start", "Step %s failed: %s", st.Name, msg)
+			s.stepEvent(st.Name, corev1.EventTypeWarning, refusal.Reason, "Start", "Step %s failed: %s", st.Name, msg)
 			return
 		}
 		s.requeueAt(deadline)
@@ -95,7 +95,7 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 		phase = custodyv1alpha1.StepPending
 	}
 	s.setStep(st, phase, refusal.Reason, refusal.Message)
-	s.event(corev1.EventTypeWarning, refusal.Reason, "Start", "Step %s waits: %s", st.Name, refusal.Message)
+	s.stepEvent(st.Name, corev1.EventTypeWarning, refusal.Reason, "Start", "Step %s waits: %s", st.Name, refusal.Message)
 }
 
 // previousHeld says whether the step's last attempt still holds a credential (its revocation is
@@ -148,7 +148,7 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 			extra = append(extra, "audiences", sc.Audiences, "dnsNames", sc.DNSNames, "federatesWith", sc.FederatesWith)
 		}
 		r.audit(ctx, "issue", wf, st.Name, rec, "StepStarted", extra...)
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialIssued, "Issue",
+		s.grantEvent(st.Name, g.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialIssued, "Issue",
 			"Step %s attempt %d: issued %s credential of grant %s", st.Name, n, rec.Kind, g.Name)
 	}
 	return vols, nil
@@ -207,7 +207,7 @@ func (r *Reconciler) rotate(ctx context.Context, s *scope, st *custodyv1alpha1.S
 	r.synced.Store(key, src.ResourceVersion)
 	if seen { // not the first sync after a start: the source changed
 		r.audit(ctx, "renew", s.wf, st.Name, *c, "SourceChanged")
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRotated, "Rotate",
+		s.grantEvent(st.Name, c.Grant, corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRotated, "Rotate",
 			"Step %s attempt %d: the copy of grant %s follows a change of Secret %s", st.Name, c.Attempt, c.Grant, src.Name)
 	}
 	return nil
@@ -315,7 +315,7 @@ func (r *Reconciler) revokeCredential(ctx context.Context, s *scope, st *custody
 		metrics.CredentialRevocation.WithLabelValues(kind).Observe(latency.Seconds())
 	})
 	r.audit(ctx, "revoke", s.wf, st.Name, *c, reason)
-	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
+	s.grantEvent(st.Name, c.Grant, corev1.EventTypeNormal, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
 		"Step %s attempt %d: revoked %s credential of grant %s (%s)", st.Name, c.Attempt, c.Kind, c.Grant, reason)
 	return nil
 }

@@ -217,12 +217,12 @@ func (r *Reconciler) recordRegistration(s *scope, st *custodyv1alpha1.StepStatus
 		id.RegisteredTime = &metav1.Time{Time: rec.registered}
 		id.ExpiresAt = &metav1.Time{Time: rec.expiresAt}
 		id.Message = fmt.Sprintf("Pod %s on node %s can obtain SVIDs for %s", rec.podName, rec.nodeName, st.SPIFFEID)
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityIssued, "Register",
+		s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityIssued, "Register",
 			"Step %s attempt %d: registered %s for pod %s (entry %s)", st.Name, st.Attempt, st.SPIFFEID, rec.podName, id.EntryID)
 	case rec.err != "":
 		msg := truncate("SPIRE registration failed, retrying: "+rec.err, 512)
 		if id.Message != msg {
-			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonIdentityFailed, "Register", "Step %s attempt %d: %s",
+			s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonIdentityFailed, "Register", "Step %s attempt %d: %s",
 				st.Name, st.Attempt, msg)
 		}
 		id.Message = msg
@@ -246,7 +246,7 @@ func (r *Reconciler) recordRevocation(s *scope, st *custodyv1alpha1.StepStatus, 
 	}
 	id.State, id.RevokedTime = custodyv1alpha1.IdentityRevoked, &metav1.Time{Time: at}
 	id.Message = "The entry was deleted when the attempt ended"
-	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
+	s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
 		"Step %s attempt %d: revoked %s (entry %s)", st.Name, id.Attempt, st.SPIFFEID, id.EntryID)
 }
 
@@ -330,7 +330,7 @@ func (r *Reconciler) revocationPending(s *scope, st *custodyv1alpha1.StepStatus,
 	id := st.Identity
 	msg := truncate("Revocation pending, retrying: "+err.Error(), 512)
 	if id.State != custodyv1alpha1.IdentityRevocationPending {
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
 			"Step %s attempt %d: cannot delete entry %s yet: %s", st.Name, id.Attempt, id.EntryID, truncate(err.Error(), 256))
 	}
 	if id.State != custodyv1alpha1.IdentityPending {

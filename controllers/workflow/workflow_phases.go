@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -330,7 +332,7 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 	})
 	if ok {
 		s.setStep(st, custodyv1alpha1.StepSucceeded, reason, fmt.Sprintf("Attempt %d succeeded", st.Attempt))
-		s.event(corev1.EventTypeNormal, reason, "Observe", "Step %s: attempt %d succeeded", st.Name, st.Attempt)
+		s.stepEvent(st.Name, corev1.EventTypeNormal, reason, "Observe", "Step %s: attempt %d succeeded", st.Name, st.Attempt)
 		return
 	}
 	st.LastFailureReason = reason
@@ -345,7 +347,7 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 		s.setStep(st, custodyv1alpha1.StepRetrying, custodyv1alpha1.StepReasonRetrying,
 			fmt.Sprintf("Attempt %d failed (%s: %s); attempt %d starts at %s", st.Attempt, reason, msg, st.Attempt+1,
 				next.UTC().Format(time.RFC3339)))
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonRetrying, "Observe",
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonRetrying, "Observe",
 			"Step %s: attempt %d failed (%s); retrying in %s", st.Name, st.Attempt, reason, next.Sub(s.now))
 		s.requeueAt(next)
 		return
@@ -355,7 +357,7 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 		final = custodyv1alpha1.ReasonRetriesExhausted
 	}
 	s.setStep(st, custodyv1alpha1.StepFailed, final, fmt.Sprintf("Attempt %d of %d failed (%s): %s", st.Attempt, limit+1, reason, msg))
-	s.event(corev1.EventTypeWarning, final, "Observe", "Step %s failed on attempt %d (%s): %s", st.Name, st.Attempt, reason, msg)
+	s.stepEvent(st.Name, corev1.EventTypeWarning, final, "Observe", "Step %s failed on attempt %d (%s): %s", st.Name, st.Attempt, reason, msg)
 }
 
 // backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max.
@@ -418,7 +420,7 @@ func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) 
 			msg = fmt.Sprintf("The workflow's timeout of %s passed", s.def.Timeout.Duration)
 		}
 		s.setStep(st, custodyv1alpha1.StepCancelled, reason, msg)
-		s.event(corev1.EventTypeWarning, reason, "Stop", "Step %s: %s", st.Name, msg)
+		s.stepEvent(st.Name, corev1.EventTypeWarning, reason, "Stop", "Step %s: %s", st.Name, msg)
 	}
 	return false, nil
 }
@@ -498,7 +500,7 @@ func (r *Reconciler) schedule(ctx context.Context, s *scope, decision dag.Decisi
 			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepReasonDependencyNotSucceeded,
 				fmt.Sprintf("Dependency %s did not succeed", dep))
 		}
-		s.event(corev1.EventTypeNormal, st.Reason, "Schedule", "Step %s skipped: %s", name, st.Message)
+		s.stepEvent(name, corev1.EventTypeNormal, st.Reason, "Schedule", "Step %s skipped: %s", name, st.Message)
 	}
 	for _, name := range decision.Ready {
 		if err := r.readyStep(ctx, s, s.status(name)); err != nil {
@@ -545,12 +547,12 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		if err != nil {
 			msg := truncate("when: "+err.Error(), 512)
 			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonWhenError, msg)
-			s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonWhenError, "Schedule", "Step %s: %s", st.Name, msg)
+			s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonWhenError, "Schedule", "Step %s: %s", st.Name, msg)
 			return nil
 		}
 		if !run {
 			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepReasonWhenFalse, "when evaluated to false")
-			s.event(corev1.EventTypeNormal, custodyv1alpha1.StepReasonWhenFalse, "Schedule", "Step %s skipped: when is false", st.Name)
+			s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.StepReasonWhenFalse, "Schedule", "Step %s skipped: when is false", st.Name)
 			return nil
 		}
 	}
@@ -562,7 +564,7 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 				if !s.now.Before(deadline) {
 					msg := fmt.Sprintf("Nobody approved the step within %s", step.Approval.Timeout.Duration)
 					s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalTimedOut, msg)
-					s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalTimedOut, "Schedule", "Step %s: %s", st.Name, msg)
+					s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalTimedOut, "Schedule", "Step %s: %s", st.Name, msg)
 					return nil
 				}
 				s.requeueAt(deadline)
@@ -570,13 +572,13 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 			if st.Phase != custodyv1alpha1.StepWaitingForApproval {
 				s.setStep(st, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval,
 					fmt.Sprintf("Waiting for the annotation %s%s from an approver", custodyv1alpha1.AnnotationApprovePrefix, st.Name))
-				s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonWaitingForApproval, "Schedule",
+				s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonWaitingForApproval, "Schedule",
 					"Step %s waits for approval", st.Name)
 			}
 			return nil
 		}
 		st.Approval = rec
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve", "Step %s approved by %s", st.Name, rec.ApprovedBy)
+		s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve", "Step %s approved by %s", st.Name, rec.ApprovedBy)
 	}
 	return r.startAttempt(ctx, s, st)
 }
@@ -627,7 +629,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	if err := errors.Join(errCmd, errArgs, errors.Join(errEnv...)); err != nil {
 		msg := truncate(err.Error(), 512)
 		s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonInvalidReference, msg)
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
 		return nil
 	}
 	grants, refusal, err := r.grantsFor(ctx, s, step)
@@ -646,7 +648,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		if err != nil {
 			msg := truncate("identity: "+err.Error(), 512)
 			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonInvalidSpec, msg)
-			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Start", "Step %s: %s", st.Name, msg)
+			s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Start", "Step %s: %s", st.Name, msg)
 		}
 		return nil
 	}
@@ -691,7 +693,8 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		st.StartTime = &metav1.Time{Time: s.now}
 	}
 	s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted, fmt.Sprintf("Attempt %d runs as Job %s", n, job.Name))
-	s.event(corev1.EventTypeNormal, custodyv1alpha1.StepReasonStarted, "Start", "Step %s: attempt %d started as Job %s", st.Name, n, job.Name)
+	s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.StepReasonStarted, "Start",
+		"Step %s: attempt %d started as Job %s", st.Name, n, job.Name)
 	return nil
 }
 
@@ -923,17 +926,59 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-// event queues an Event on the Workflow; the reconciler records queued Events only after the
-// status that explains them was saved, so a retried reconcile does not repeat them. Notes never
-// contain credential values: steps hold none in the Workflow, and results and termination
-// messages are not repeated.
+// event queues an Event about the Workflow as a whole; the reconciler records queued Events only
+// after the status that explains them was saved, so a retried reconcile does not repeat them.
+// Notes never contain credential values: steps hold none in the Workflow, and results and
+// termination messages are not repeated.
 func (s *scope) event(eventType, reason, action, note string, args ...any) {
+	s.queueEvent("", "", eventType, reason, action, note, args...)
+}
+
+// stepEvent queues an Event about one step (see stepRef).
+func (s *scope) stepEvent(step, eventType, reason, action, note string, args ...any) {
+	s.queueEvent(step, "", eventType, reason, action, note, args...)
+}
+
+// grantEvent queues an Event about what one step was given by, or lost of, a CredentialGrant:
+// the grant is its related object, so a step's Events about each of its grants stay apart.
+func (s *scope) grantEvent(step, grant, eventType, reason, action, note string, args ...any) {
+	s.queueEvent(step, grant, eventType, reason, action, note, args...)
+}
+
+func (s *scope) queueEvent(step, grant, eventType, reason, action, note string, args ...any) {
 	msg := fmt.Sprintf(note, args...)
 	s.afterSave(func() {
 		if s.recorder != nil {
-			s.recorder.Eventf(s.wf, nil, eventType, reason, action, "%s", msg)
+			recordEvent(s.recorder, s.wf, step, grant, eventType, reason, action, msg)
 		}
 	})
+}
+
+// recordEvent records an Event about the workflow, or about one of its steps when step is set,
+// related to the CredentialGrant grant when that is set.
+func recordEvent(rec events.EventRecorder, wf *custodyv1alpha1.Workflow, step, grant, eventType, reason, action, msg string) {
+	var regarding runtime.Object = wf
+	if step != "" {
+		regarding = stepRef(wf, step)
+	}
+	var related runtime.Object
+	if grant != "" {
+		related = &corev1.ObjectReference{APIVersion: custodyv1alpha1.GroupVersion.String(), Kind: "CredentialGrant",
+			Namespace: wf.Namespace, Name: grant}
+	}
+	rec.Eventf(regarding, related, eventType, reason, action, "%s", msg)
+}
+
+// stepRef refers to one step of the workflow the way the kubelet's Events refer to a container
+// (fieldPath spec.containers{name}): fieldPath status.steps{name}. kubectl describe lists them
+// with the workflow's. The field path also keeps Events about sibling steps apart: the
+// events.k8s.io recorder treats Events with the same regarding reference (resourceVersion
+// included), reason and action as one series, and records only the first one's note with a count,
+// so two steps started by the same reconcile would otherwise show as one.
+func stepRef(wf *custodyv1alpha1.Workflow, step string) *corev1.ObjectReference {
+	return &corev1.ObjectReference{APIVersion: custodyv1alpha1.GroupVersion.String(), Kind: "Workflow",
+		Namespace: wf.Namespace, Name: wf.Name, UID: wf.UID, ResourceVersion: wf.ResourceVersion,
+		FieldPath: "status.steps{" + step + "}"}
 }
 
 // afterSave queues f (an Event or a metric) to run once the status was saved.
