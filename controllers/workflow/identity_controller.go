@@ -20,6 +20,7 @@ import (
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/text"
 )
 
 // IdentityControllerName names the controller that registers and revokes step pods' entries.
@@ -231,7 +232,7 @@ func (r *Reconciler) registerPod(ctx context.Context, p podAttempt) (reconcile.R
 		}
 	}
 	if err != nil {
-		r.registry.update(entryID, now, func(rec *attemptRecord) { rec.err = truncate(err.Error(), 400) })
+		r.registry.update(entryID, now, func(rec *attemptRecord) { rec.err = text.Truncate(err.Error(), 400) })
 		r.wakeWorkflow(ctx, wf)
 		return reconcile.Result{}, fmt.Errorf("registering entry %s: %w", entryID, err)
 	}

@@ -19,6 +19,7 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/text"
 )
 
 // identityRetry bounds how long the controller waits before it tries SPIRE again.
@@ -220,7 +221,7 @@ func (r *Reconciler) recordRegistration(s *scope, st *custodyv1alpha1.StepStatus
 		s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityIssued, "Register",
 			"Step %s attempt %d: registered %s for pod %s (entry %s)", st.Name, st.Attempt, st.SPIFFEID, rec.podName, id.EntryID)
 	case rec.err != "":
-		msg := truncate("SPIRE registration failed, retrying: "+rec.err, 512)
+		msg := text.Truncate("SPIRE registration failed, retrying: "+rec.err, 512)
 		if id.Message != msg {
 			s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonIdentityFailed, "Register", "Step %s attempt %d: %s",
 				st.Name, st.Attempt, msg)
@@ -328,10 +329,10 @@ func (r *Reconciler) revoke(ctx context.Context, s *scope, steps []*custodyv1alp
 
 func (r *Reconciler) revocationPending(s *scope, st *custodyv1alpha1.StepStatus, err error) {
 	id := st.Identity
-	msg := truncate("Revocation pending, retrying: "+err.Error(), 512)
+	msg := text.Truncate("Revocation pending, retrying: "+err.Error(), 512)
 	if id.State != custodyv1alpha1.IdentityRevocationPending {
 		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
-			"Step %s attempt %d: cannot delete entry %s yet: %s", st.Name, id.Attempt, id.EntryID, truncate(err.Error(), 256))
+			"Step %s attempt %d: cannot delete entry %s yet: %s", st.Name, id.Attempt, id.EntryID, text.Truncate(err.Error(), 256))
 	}
 	if id.State != custodyv1alpha1.IdentityPending {
 		id.State = custodyv1alpha1.IdentityRevocationPending
@@ -416,7 +417,7 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder}
 	if err := r.finalizeCredentials(ctx, wf, s.now); err != nil {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
-			"Cannot revoke the workflow's credentials yet, retrying: %s", truncate(err.Error(), 512))
+			"Cannot revoke the workflow's credentials yet, retrying: %s", text.Truncate(err.Error(), 512))
 		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
 	}
 	if !r.Identity.Enabled() && !identityHeld(wf) {
@@ -445,7 +446,7 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	}
 	if err != nil {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
-			"Cannot revoke the workflow's entries yet, retrying: %s", truncate(err.Error(), 512))
+			"Cannot revoke the workflow's entries yet, retrying: %s", text.Truncate(err.Error(), 512))
 		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
 	}
 	r.observed.succeeded(wf.UID)

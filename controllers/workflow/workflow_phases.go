@@ -21,6 +21,7 @@ import (
 	"github.com/custody-dev/custody/internal/expr"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/text"
 )
 
 // Defaults of a step's retry backoff.
@@ -173,7 +174,7 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	}
 	wf.Status.Phase = custodyv1alpha1.WorkflowFailed
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
-	s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Validate", "%s", truncate(s.invalid.Error(), 1024))
+	s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Validate", "%s", text.Truncate(s.invalid.Error(), 1024))
 	return true, nil
 }
 
@@ -545,7 +546,7 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		}
 		run, err := w.Eval(env)
 		if err != nil {
-			msg := truncate("when: "+err.Error(), 512)
+			msg := text.Truncate("when: "+err.Error(), 512)
 			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonWhenError, msg)
 			s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonWhenError, "Schedule", "Step %s: %s", st.Name, msg)
 			return nil
@@ -607,7 +608,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		// The step starts when a running step ends (its Job's end wakes the workflow).
 		msg := fmt.Sprintf("Waiting for a free slot: %d steps run at once at most (parallelism)", *s.def.Parallelism)
 		if st.Phase == custodyv1alpha1.StepRetrying {
-			st.Message = truncate(msg, 1024)
+			st.Message = text.Truncate(msg, 1024)
 			return nil
 		}
 		if st.Reason != custodyv1alpha1.StepReasonWaitingForParallelism {
@@ -627,7 +628,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		errEnv = append(errEnv, err)
 	}
 	if err := errors.Join(errCmd, errArgs, errors.Join(errEnv...)); err != nil {
-		msg := truncate(err.Error(), 512)
+		msg := text.Truncate(err.Error(), 512)
 		s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonInvalidReference, msg)
 		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
 		return nil
@@ -646,7 +647,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	}
 	if ok, err := r.newIdentity(s, st, n); err != nil || !ok {
 		if err != nil {
-			msg := truncate("identity: "+err.Error(), 512)
+			msg := text.Truncate("identity: "+err.Error(), 512)
 			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonInvalidSpec, msg)
 			s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Start", "Step %s: %s", st.Name, msg)
 		}
@@ -813,7 +814,7 @@ func (r *Reconciler) listServiceAccounts(ctx context.Context, s *scope) error {
 
 // setStep moves a step to a phase, stamping its completion time when it ends.
 func (s *scope) setStep(st *custodyv1alpha1.StepStatus, phase custodyv1alpha1.StepPhase, reason, msg string) {
-	st.Phase, st.Reason, st.Message = phase, reason, truncate(msg, 1024)
+	st.Phase, st.Reason, st.Message = phase, reason, text.Truncate(msg, 1024)
 	if stepEnded(phase) {
 		st.NextAttemptTime = nil
 		if st.CompletionTime == nil {
@@ -919,13 +920,6 @@ func failureMessage(job *batchv1.Job, pod *corev1.Pod) string {
 	return fmt.Sprintf("Job %s failed", job.Name)
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
-}
-
 // event queues an Event about the Workflow as a whole; the reconciler records queued Events only
 // after the status that explains them was saved, so a retried reconcile does not repeat them.
 // Notes never contain credential values: steps hold none in the Workflow, and results and
@@ -966,7 +960,7 @@ func recordEvent(rec events.EventRecorder, wf *custodyv1alpha1.Workflow, step, g
 		related = &corev1.ObjectReference{APIVersion: custodyv1alpha1.GroupVersion.String(), Kind: "CredentialGrant",
 			Namespace: wf.Namespace, Name: grant}
 	}
-	rec.Eventf(regarding, related, eventType, reason, action, "%s", msg)
+	rec.Eventf(regarding, related, eventType, reason, action, "%s", text.Truncate(msg, text.EventNoteMax))
 }
 
 // stepRef refers to one step of the workflow the way the kubelet's Events refer to a container

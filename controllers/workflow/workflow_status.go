@@ -11,6 +11,7 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
+	"github.com/custody-dev/custody/internal/text"
 )
 
 // computeStatus sets progress, conditions and observedGeneration from the facts the phases
@@ -100,7 +101,7 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) 
 		if invalidReason == "" {
 			invalidReason = custodyv1alpha1.ReasonInvalidSpec
 		}
-		return invalidReason, truncate(invalid.Error(), 1024)
+		return invalidReason, text.Truncate(invalid.Error(), 1024)
 	}
 	if wf.Status.Phase == custodyv1alpha1.WorkflowCancelled {
 		return custodyv1alpha1.ReasonCancelled, "The workflow was cancelled"

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/text"
 )
 
 // +kubebuilder:rbac:groups=custody.dev,resources=workflowtemplates,verbs=get;list;watch
@@ -86,7 +87,7 @@ func (r *Reconciler) resolveTemplate(ctx context.Context, s *scope) (bool, error
 		wf.Status.CompletionTime = &metav1.Time{Time: s.now}
 		s.invalid = fmt.Errorf("WorkflowTemplate %s: %w", ref.Name, err)
 		s.invalidReason = custodyv1alpha1.ReasonInvalidParameters
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidParameters, "Resolve", "%s", truncate(s.invalid.Error(), 1024))
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidParameters, "Resolve", "%s", text.Truncate(s.invalid.Error(), 1024))
 		return true, nil
 	}
 	wf.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, UID: string(tpl.UID),

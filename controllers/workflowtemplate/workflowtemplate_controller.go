@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/text"
 	"github.com/custody-dev/custody/internal/webhook"
 )
 
@@ -53,10 +54,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		for _, e := range errs {
 			msgs = append(msgs, e.Error())
 		}
-		msg := strings.Join(msgs, "; ")
-		if len(msg) > 1024 {
-			msg = msg[:1021] + "..."
-		}
+		msg := text.Truncate(strings.Join(msgs, "; "), text.EventNoteMax) // the Event repeats it
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, custodyv1alpha1.ReasonInvalidSpec, msg
 		stalled := ready
 		stalled.Type, stalled.Status = custodyv1alpha1.ConditionStalled, metav1.ConditionTrue
