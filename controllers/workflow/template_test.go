@@ -186,13 +186,21 @@ spec:
   - {name: work, image: example.com/w:1}
   - {name: more, image: example.com/w:1, dependsOn: [work]}
   finally:
-  - {name: cleanup, image: example.com/c:1}
-  - {name: notify-failure, image: example.com/n:1, when: "workflow.phase == 'Failed'"}
+  - {name: cleanup, image: example.com/c:1, args: ["--outcome=$(workflow.phase)"]}
+  - {name: notify-failure, image: example.com/n:1, when: "workflow.phase == 'Failed'", env: [{name: OUTCOME, value: "$(workflow.phase)"}]}
   - {name: notify-cancel, image: example.com/n:1, when: "workflow.phase == 'Cancelled'", dependsOn: [cleanup]}
 `
 
+// outcome checks that the cleanup step's Job was given the steps' outcome.
+func outcome(t *testing.T, job *batchv1.Job, want string) {
+	t.Helper()
+	if got := job.Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"--outcome=" + want}) {
+		t.Errorf("%s args = %q, want --outcome=%s", job.Name, got, want)
+	}
+}
+
 // TestFinally_afterSuccessFailureAndCancel: finally steps run once every step ended, whatever the
-// outcome, and see the outcome in `when`.
+// outcome, and see the outcome in `when` and as $(workflow.phase) in args and env.
 func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)
@@ -208,7 +216,7 @@ func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 		if wf.Status.Phase != custodyv1alpha1.WorkflowRunning {
 			t.Errorf("workflow is %s while a finally step runs, want Running", wf.Status.Phase)
 		}
-		succeed(t, wf, "cleanup", 1, "")
+		outcome(t, succeed(t, wf, "cleanup", 1, ""), "Succeeded")
 		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 		for _, name := range []string{"notify-failure", "notify-cancel"} {
 			if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepSkipped || st.Reason != custodyv1alpha1.StepReasonWhenFalse {
@@ -222,8 +230,10 @@ func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 	t.Run("failure", func(t *testing.T) {
 		wf := apply(t, ns, "metadata: {name: fin-fail}"+withFinally)
 		fail(t, wf, "work", 1)
-		succeed(t, wf, "cleanup", 1, "")
-		succeed(t, wf, "notify-failure", 1, "")
+		outcome(t, succeed(t, wf, "cleanup", 1, ""), "Failed")
+		if got := succeed(t, wf, "notify-failure", 1, "").Spec.Template.Spec.Containers[0].Env; len(got) != 1 || got[0].Value != "Failed" {
+			t.Errorf("notify-failure env = %v, want OUTCOME=Failed", got)
+		}
 		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
 		if st := stepOf(wf, "more"); st.Phase != custodyv1alpha1.StepSkipped {
 			t.Errorf("more is %s, want Skipped after work failed", st.Phase)
@@ -252,7 +262,7 @@ func TestFinally_afterSuccessFailureAndCancel(t *testing.T) {
 			}
 			return nil
 		})
-		succeed(t, wf, "cleanup", 1, "")
+		outcome(t, succeed(t, wf, "cleanup", 1, ""), "Cancelled")
 		succeed(t, wf, "notify-cancel", 1, "")
 		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 		if st := stepOf(wf, "notify-failure"); st.Phase != custodyv1alpha1.StepSkipped {

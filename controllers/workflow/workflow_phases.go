@@ -539,12 +539,7 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		st.ReadyTime = &metav1.Time{Time: s.now}
 	}
 	if w := s.whens[st.Name]; w != nil {
-		env := s.exprEnv()
-		if s.finally[st.Name] {
-			phase, _, _ := s.stepsOutcome()
-			env.Workflow = map[string]string{"phase": string(phase)}
-		}
-		run, err := w.Eval(env)
+		run, err := w.Eval(s.exprEnv(st.Name))
 		if err != nil {
 			msg := text.Truncate("when: "+err.Error(), 512)
 			s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonWhenError, msg)
@@ -616,7 +611,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		}
 		return nil
 	}
-	env := s.exprEnv()
+	env := s.exprEnv(st.Name)
 	cmd, errCmd := expr.SubstituteAll(step.Command, env)
 	args, errArgs := expr.SubstituteAll(step.Args, env)
 	vars := make([]custodyv1alpha1.EnvVar, len(step.Env))
@@ -856,11 +851,15 @@ func specStepIn(steps []custodyv1alpha1.Step, name string) *custodyv1alpha1.Step
 	return nil
 }
 
-// exprEnv is what `when` expressions and $(...) references see: the parameters, and every step's
-// phase and results.
-func (s *scope) exprEnv() expr.Env {
+// exprEnv is what a step's `when` expression and $(...) references see: the parameters, every step's
+// phase and results, and for a finally step the steps' outcome (workflow.phase).
+func (s *scope) exprEnv(step string) expr.Env {
 	env := expr.Env{Params: custodyv1alpha1.ParameterValues(s.def.Parameters, s.wf.Spec.Parameters),
 		Steps: map[string]expr.StepView{}}
+	if s.finally[step] { // they start once every step ended: the outcome is known
+		phase, _, _ := s.stepsOutcome()
+		env.Workflow = map[string]string{"phase": string(phase)}
+	}
 	for _, st := range s.wf.Status.Steps {
 		view := expr.StepView{Phase: string(st.Phase), Results: map[string]string{}}
 		if st.Phase == custodyv1alpha1.StepSucceeded {

@@ -107,8 +107,9 @@ const (
 	labelRE = `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
 )
 
-// refRE matches $(params.<name>) and $(steps.<step>.results.<name>).
-var refRE = regexp.MustCompile(`\$\((params\.(` + identRE + `)|steps\.(` + labelRE + `)\.results\.(` + identRE + `))\)`)
+// refRE matches $(params.<name>), $(steps.<step>.results.<name>) and $(workflow.<field>).
+var refRE = regexp.MustCompile(`\$\((params\.(` + identRE + `)|steps\.(` + labelRE + `)\.results\.(` + identRE + `)|workflow\.(` +
+	identRE + `))\)`)
 
 // Ref is one reference found in a string.
 type Ref struct {
@@ -116,15 +117,18 @@ type Ref struct {
 	Param string
 	// Step and Result are set for $(steps.<Step>.results.<Result>).
 	Step, Result string
-	// Workflow is set (to the field read, or "*" for a computed one) when a `when` expression reads
-	// workflow.<field>, which only finally steps have.
+	// Workflow is set (to the field read, or "*" for a computed one) for $(workflow.<field>), or
+	// when a `when` expression reads workflow.<field>: only finally steps have it.
 	Workflow string
 }
 
 // String returns the reference as written.
 func (r Ref) String() string {
-	if r.Param != "" {
+	switch {
+	case r.Param != "":
 		return "$(params." + r.Param + ")"
+	case r.Workflow != "":
+		return "$(workflow." + r.Workflow + ")"
 	}
 	return "$(steps." + r.Step + ".results." + r.Result + ")"
 }
@@ -133,9 +137,12 @@ func (r Ref) String() string {
 func Refs(s string) []Ref {
 	var out []Ref
 	for _, m := range refRE.FindAllStringSubmatch(s, -1) {
-		if m[2] != "" {
+		switch {
+		case m[2] != "":
 			out = append(out, Ref{Param: m[2]})
-		} else {
+		case m[6] != "":
+			out = append(out, Ref{Workflow: m[6]})
+		default:
 			out = append(out, Ref{Step: m[3], Result: m[5]})
 		}
 	}
@@ -156,6 +163,16 @@ func Substitute(s string, env Env) (string, error) {
 			v, ok := env.Params[r.Param]
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: no parameter named %q", r, r.Param))
+			}
+			return v
+		}
+		if r.Workflow != "" {
+			v, ok := env.Workflow[r.Workflow]
+			switch {
+			case env.Workflow == nil:
+				errs = append(errs, fmt.Errorf("%s: only finally steps can read the workflow's outcome", r))
+			case !ok:
+				errs = append(errs, fmt.Errorf("%s: a finally step can read workflow.phase only", r))
 			}
 			return v
 		}

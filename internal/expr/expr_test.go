@@ -88,8 +88,25 @@ func TestSubstitute(t *testing.T) {
 			t.Errorf("Substitute(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	if refs := Refs("a $(params.x) b $(steps.s-1.results.y)"); !reflect.DeepEqual(refs, []Ref{{Param: "x"}, {Step: "s-1", Result: "y"}}) {
+	if refs := Refs("a $(params.x) b $(steps.s-1.results.y) c $(workflow.phase)"); !reflect.DeepEqual(refs,
+		[]Ref{{Param: "x"}, {Step: "s-1", Result: "y"}, {Workflow: "phase"}}) {
 		t.Errorf("Refs = %v", refs)
+	}
+}
+
+// TestSubstitute_workflowPhase: a finally step's args and env can carry the steps' outcome; a
+// step that is not a finally step has none to read.
+func TestSubstitute_workflowPhase(t *testing.T) {
+	finally := sample
+	finally.Workflow = map[string]string{"phase": "Failed"}
+	if got, err := Substitute("--outcome=$(workflow.phase)", finally); err != nil || got != "--outcome=Failed" {
+		t.Errorf("finally step: %q, %v; want --outcome=Failed", got, err)
+	}
+	if _, err := Substitute("$(workflow.name)", finally); err == nil || !strings.Contains(err.Error(), "workflow.phase only") {
+		t.Errorf("$(workflow.name) in a finally step: error %v", err)
+	}
+	if _, err := Substitute("$(workflow.phase)", sample); err == nil || !strings.Contains(err.Error(), "only finally steps") {
+		t.Errorf("$(workflow.phase) in a step: error %v", err)
 	}
 }
 

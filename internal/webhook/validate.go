@@ -107,11 +107,11 @@ func validateSteps(list *field.Path, steps []custodyv1alpha1.Step, g *dag.Graph,
 				if r.Workflow != "" {
 					switch {
 					case ended == nil:
-						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads workflow.%s, which only finally "+
-							"steps can read (the outcome is known once every step ended)", st.Name, r.Workflow)))
+						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads %s, which only finally "+
+							"steps can read (the outcome is known once every step ended)", st.Name, written(r))))
 					case r.Workflow != "phase":
-						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads workflow.%s; a finally step "+
-							"can read workflow.phase only", st.Name, r.Workflow)))
+						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads %s; a finally step "+
+							"can read workflow.phase only", st.Name, written(r))))
 					}
 					continue
 				}
@@ -150,6 +150,8 @@ func celWritten(r expr.Ref) string {
 	switch {
 	case r.Param != "":
 		return "params." + r.Param
+	case r.Workflow != "":
+		return "workflow." + r.Workflow
 	case r.Result != "":
 		return "steps." + r.Step + ".results." + r.Result
 	}

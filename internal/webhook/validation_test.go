@@ -106,6 +106,23 @@ spec:
   steps:
   - {name: route, image: busybox, when: "steps.approve.phase == 'Succeeded'"}`,
 		want: []string{"spec.steps[0].when", `the workflow has no step "approve"`},
+	}, {
+		name: "the workflow's outcome in a step's args",
+		manifest: `
+metadata: {name: phase-in-step}
+spec:
+  steps:
+  - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"]}`,
+		want: []string{"spec.steps[0].args[0]", `step "notify" reads $(workflow.phase), which only finally steps can read`},
+	}, {
+		name: "a workflow field other than phase in a finally step's env",
+		manifest: `
+metadata: {name: name-in-finally}
+spec:
+  steps: [{name: a, image: busybox}]
+  finally:
+  - {name: notify, image: busybox, env: [{name: RUN, value: "$(workflow.name)"}]}`,
+		want: []string{"spec.finally[0].env[0].value", `step "notify" reads $(workflow.name); a finally step can read workflow.phase only`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,7 +147,9 @@ spec:
     image: busybox
     dependsOn: [scan]
     when: "int(steps.scan.results.risk) < 50 && steps['build'].results.digest != '' && params.invoice != ''"
-    args: ["--image=app@$(steps.build.results.digest)", "--invoice=$(params.invoice)"]`))
+    args: ["--image=app@$(steps.build.results.digest)", "--invoice=$(params.invoice)"]
+  finally:
+  - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}`))
 }
 
 // TestKubectlAnnotateApproves is the documented way to approve: `kubectl annotate` as the
