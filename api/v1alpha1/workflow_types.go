@@ -135,7 +135,8 @@ type Step struct {
 	Image string `json:"image"`
 
 	// command overrides the image's entrypoint. $(params.<name>) and
-	// $(steps.<step>.results.<name>) are replaced before the step runs.
+	// $(steps.<step>.results.<name>) are replaced before the step runs, and in finally steps
+	// $(workflow.phase), the outcome of the steps.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
@@ -240,7 +241,7 @@ type EnvVar struct {
 	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
 	Name string `json:"name"`
 
-	// value of the variable, with $(params.<name>) and $(steps.<step>.results.<name>) replaced.
+	// value of the variable, with the same substitutions as command.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	Value string `json:"value,omitempty"`
