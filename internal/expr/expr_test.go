@@ -147,6 +147,26 @@ func FuzzWhen(f *testing.F) {
 	})
 }
 
+// FuzzSubstitute: substitution never panics, leaves text without references as it is, and
+// resolves every reference it reports no error for.
+func FuzzSubstitute(f *testing.F) {
+	f.Add("pay $(params.invoice) $(steps.check.results.amount) $(workflow.phase)")
+	f.Add("$(workflow.name) $(steps.skip.results.x) $((params.invoice)) $(shell)")
+	finally := sample
+	finally.Workflow = map[string]string{"phase": "Succeeded"}
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, env := range []Env{sample, finally} {
+			out, err := Substitute(in, env)
+			if len(Refs(in)) == 0 && (out != in || err != nil) {
+				t.Fatalf("Substitute(%q) = %q, %v; want it unchanged", in, out, err)
+			}
+			if err == nil && len(Refs(in)) > 0 && out == in {
+				t.Fatalf("Substitute(%q) replaced nothing and reported nothing", in)
+			}
+		}
+	})
+}
+
 // A finally step's `when` reads the outcome; other steps see an empty workflow map.
 func TestWhen_workflowPhase(t *testing.T) {
 	w, err := CompileWhen("workflow.phase == 'Failed'")
