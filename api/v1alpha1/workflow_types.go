@@ -710,6 +710,8 @@ type IssuedCredential struct {
 // +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.progress`,description="Ended steps / all steps"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 type Workflow struct {
 	metav1.TypeMeta `json:",inline"`
 

@@ -421,6 +421,11 @@ spec:
 	if n := len(jobs(t, wf)); n != 1 {
 		t.Fatalf("%d Jobs before approval, want 1", n)
 	}
+	// kubectl get -o wide says why the workflow is not ready.
+	if out := kubectl(t, "get", "cwf", "pay", "-n", ns, "-o", "wide"); !strings.Contains(out, "REASON") ||
+		!strings.Contains(out, custodyv1alpha1.ReasonWaitingForApproval) || !strings.Contains(out, "post-payment") {
+		t.Errorf("kubectl get -o wide printed\n%s\nwant the Ready reason and message", out)
+	}
 	cur := get(t, wf)
 	patch := client.MergeFrom(cur.DeepCopy())
 	cur.Annotations = map[string]string{
