@@ -376,6 +376,51 @@ spec:
 	}
 }
 
+// TestCredentials_unrecordedBindingIsRevoked: issuance creates a step's RoleBinding before the
+// status that records it is saved. When that save is lost (the controller killed in between, as
+// the fault matrix does) and the attempt never starts again (the run is cancelled or times out
+// first), the binding must still go: nothing else would revoke it while the Workflow exists.
+func TestCredentials_unrecordedBindingIsRevoked(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	g := grant(t, ns, `
+metadata: {name: role}
+spec:
+  subjects: [{workflowName: lost, steps: [b]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	wf := apply(t, ns, `
+metadata: {name: lost}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role]}`)
+	wf = waitStep(t, wf, "a", custodyv1alpha1.StepRunning)
+	// What a controller killed between creating b's binding and saving the status that records it
+	// leaves behind: the binding, and no record of it.
+	sa := jobspec.Name(wf.Name, string(wf.UID), "b", 1)
+	rb := credentials.RoleBinding(g, *metav1.NewControllerRef(wf, custodyv1alpha1.GroupVersion.WithKind("Workflow")), sa, ns,
+		jobspec.Labels(wf.Name, "b", 1))
+	if err := env.Client.Create(ctxT(t), rb); err != nil {
+		t.Fatal(err)
+	}
+	waitCan(t, ns, sa, true)
+	cancelRun(t, wf)
+	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+	waitCan(t, ns, sa, false)
+	eventually(t, "the binding deleted", func() error {
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(rb), &rbacv1.RoleBinding{})
+		if !apierrors.IsNotFound(err) {
+			return errorf("RoleBinding %s still there (err %v)", rb.Name, err)
+		}
+		return nil
+	})
+	if got := stepEvents(t, wf, custodyv1alpha1.ReasonCredentialRevoked)["b"]; len(got) != 1 ||
+		!strings.Contains(got[0], "RoleBinding "+rb.Name) || !strings.Contains(got[0], "no record") {
+		t.Errorf("CredentialRevoked Events about step b: %q, want one naming the binding", got)
+	}
+}
+
 // recordOf returns a step's record of one grant.
 func recordOf(wf *custodyv1alpha1.Workflow, step, grant string) custodyv1alpha1.IssuedCredential {
 	for _, c := range stepOf(wf, step).Credentials {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -38,6 +39,8 @@ const (
 	revokedGrantChanged    = "GrantWithdrawn"
 	revokedDeleted         = "WorkflowDeleted"
 	revokedSourceWithdrawn = "SourceWithdrawn"
+	// revokedUnrecorded: a RoleBinding no record accounts for (its issuance was never saved).
+	revokedUnrecorded = "Unrecorded"
 )
 
 // grantsFor reads the grants a step requests and returns them, or why the step may not hold
@@ -386,6 +389,51 @@ func (r *Reconciler) deleteResource(ctx context.Context, namespace, resource str
 		return fmt.Errorf("deleting %s: %w", resource, err)
 	}
 	return nil
+}
+
+// releaseRoleBindings deletes every RoleBinding of the workflow's attempts that no live record
+// accounts for. Issuance creates a binding before the status that records it is saved; when that
+// save is lost (the controller stopped, or the write failed) and the attempt does not start again
+// (the run was cancelled or timed out first, or ended), nothing else finds the binding while the
+// Workflow exists. It runs after reconcileCredentials (so records of ended attempts are revoked)
+// and after the steps started by this reconcile recorded what they were issued.
+func (r *Reconciler) releaseRoleBindings(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	var list rbacv1.RoleBindingList
+	if err := r.List(ctx, &list, client.InNamespace(wf.Namespace), client.MatchingFields{workflowIndex: wf.Name}); err != nil {
+		return false, fmt.Errorf("listing RoleBindings of %s: %w", klog.KObj(wf), err)
+	}
+	live := map[string]bool{}
+	if wf.DeletionTimestamp.IsZero() {
+		for _, st := range wf.Status.Steps {
+			for _, c := range st.Credentials {
+				if c.RevokedAt == nil {
+					live[c.Resource] = true
+				}
+			}
+		}
+	}
+	for i := range list.Items {
+		rb := &list.Items[i]
+		if !metav1.IsControlledBy(rb, wf) || live["RoleBinding/"+rb.Name] || !rb.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := r.Delete(ctx, rb, client.Preconditions{UID: &rb.UID}); err != nil {
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				continue // gone, or a new binding of the same name: the next reconcile looks again
+			}
+			return false, fmt.Errorf("deleting RoleBinding %s: %w", klog.KObj(rb), err)
+		}
+		step, grant := rb.Labels[custodyv1alpha1.LabelStep], rb.Labels[credentials.LabelGrant]
+		attempt, _ := strconv.Atoi(rb.Labels[custodyv1alpha1.LabelAttempt])
+		c := custodyv1alpha1.IssuedCredential{Grant: grant, Kind: custodyv1alpha1.CredentialKindKubernetesRole,
+			Attempt: int32(attempt), Resource: "RoleBinding/" + rb.Name} //nolint:gosec // a label we wrote from an int32
+		r.audit(ctx, "revoke", wf, step, c, revokedUnrecorded)
+		s.grantEvent(step, grant, corev1.EventTypeWarning, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
+			"Step %s attempt %d: revoked RoleBinding %s of grant %s, which no record accounts for (its issuance was not saved)",
+			step, attempt, rb.Name, grant)
+	}
+	return false, nil
 }
 
 func cutResource(resource string) (kind, name string, ok bool) {

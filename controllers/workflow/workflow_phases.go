@@ -60,6 +60,9 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	if _, err := r.releaseServiceAccounts(ctx, s); err != nil {
 		return true, err
 	}
+	if _, err := r.releaseRoleBindings(ctx, s); err != nil {
+		return true, err
+	}
 	if r.Identity.Enabled() || credentialsHeld(wf) || hasRevocationFinalizer(wf) {
 		s.graph = nil
 		if err := r.listAttempts(ctx, s); err != nil {

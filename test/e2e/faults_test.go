@@ -273,9 +273,28 @@ func countLeftovers(ctx context.Context, t *testing.T, ns string) string {
 			return ""
 		}
 		if time.Now().After(deadline) {
+			var which []string // what is left, and whose: enough to tell which race left it
+			for _, o := range append(append(objectsOf(sas.Items), objectsOf(rbs.Items)...), objectsOf(copies.Items)...) {
+				l := o.GetLabels()
+				which = append(which, fmt.Sprintf("%s (%s/%s attempt %s)", o.GetName(), l[custodyv1alpha1.LabelWorkflow],
+					l[custodyv1alpha1.LabelStep], l[custodyv1alpha1.LabelAttempt]))
+			}
+			t.Logf("left behind: %s; entries %v", strings.Join(which, ", "), entries)
 			return fmt.Sprintf("%d ServiceAccounts, %d RoleBindings, %d Secret copies, %d SPIRE entries",
 				len(sas.Items), len(rbs.Items), len(copies.Items), len(entries))
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// objectsOf returns the items of a list as objects.
+func objectsOf[T any, PT interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	out := make([]client.Object, 0, len(items))
+	for i := range items {
+		out = append(out, PT(&items[i]))
+	}
+	return out
 }
