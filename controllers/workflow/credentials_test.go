@@ -387,7 +387,7 @@ func TestCredentials_unrecordedBindingIsRevoked(t *testing.T) {
 	g := grant(t, ns, `
 metadata: {name: role}
 spec:
-  subjects: [{workflowName: lost, steps: [b]}]
+  subjects: [{workflowName: lost, steps: [b]}, {workflowName: lost-deleted, steps: [a, b]}]
   credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
 	wf := apply(t, ns, `
 metadata: {name: lost}
@@ -396,29 +396,61 @@ spec:
   - {name: a, image: example.com/w:1}
   - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role]}`)
 	wf = waitStep(t, wf, "a", custodyv1alpha1.StepRunning)
-	// What a controller killed between creating b's binding and saving the status that records it
-	// leaves behind: the binding, and no record of it.
-	sa := jobspec.Name(wf.Name, string(wf.UID), "b", 1)
-	rb := credentials.RoleBinding(g, *metav1.NewControllerRef(wf, custodyv1alpha1.GroupVersion.WithKind("Workflow")), sa, ns,
-		jobspec.Labels(wf.Name, "b", 1))
-	if err := env.Client.Create(ctxT(t), rb); err != nil {
-		t.Fatal(err)
-	}
-	waitCan(t, ns, sa, true)
+	rb, sa := unrecordedBinding(t, g, wf, "b")
 	cancelRun(t, wf)
 	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 	waitCan(t, ns, sa, false)
-	eventually(t, "the binding deleted", func() error {
-		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(rb), &rbacv1.RoleBinding{})
-		if !apierrors.IsNotFound(err) {
-			return errorf("RoleBinding %s still there (err %v)", rb.Name, err)
-		}
-		return nil
-	})
+	gone(t, rb)
 	if got := stepEvents(t, wf, custodyv1alpha1.ReasonCredentialRevoked)["b"]; len(got) != 1 ||
 		!strings.Contains(got[0], "RoleBinding "+rb.Name) || !strings.Contains(got[0], "no record") {
 		t.Errorf("CredentialRevoked Events about step b: %q, want one naming the binding", got)
 	}
+
+	// Nor does a deleted run leave one (this API server runs no garbage collector: whichever
+	// reconcile comes first, the run's or its finalizer's, must delete it).
+	deleted := apply(t, ns, `
+metadata: {name: lost-deleted}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [role]}
+  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role]}`)
+	deleted = waitStep(t, deleted, "a", custodyv1alpha1.StepRunning)
+	if !hasFinalizer(t, deleted) {
+		t.Fatal("a run whose step holds a credential has no revocation finalizer")
+	}
+	rb, sa = unrecordedBinding(t, g, deleted, "b")
+	if err := env.Client.Delete(ctxT(t), deleted); err != nil {
+		t.Fatal(err)
+	}
+	waitCan(t, ns, sa, false)
+	gone(t, rb)
+}
+
+// unrecordedBinding leaves what a controller killed between creating a step's RoleBinding and
+// saving the status that records it leaves behind: the binding of the step's first attempt, and
+// no record of it. It returns the binding and the attempt's ServiceAccount, which may now read.
+func unrecordedBinding(t *testing.T, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow,
+	step string) (*rbacv1.RoleBinding, string) {
+	t.Helper()
+	sa := jobspec.Name(wf.Name, string(wf.UID), step, 1)
+	rb := credentials.RoleBinding(g, *metav1.NewControllerRef(wf, custodyv1alpha1.GroupVersion.WithKind("Workflow")), sa,
+		wf.Namespace, jobspec.Labels(wf.Name, step, 1))
+	if err := env.Client.Create(ctxT(t), rb); err != nil {
+		t.Fatal(err)
+	}
+	waitCan(t, wf.Namespace, sa, true)
+	return rb, sa
+}
+
+// gone waits until the object no longer exists.
+func gone(t *testing.T, o client.Object) {
+	t.Helper()
+	eventually(t, o.GetName()+" deleted", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(o), o); !apierrors.IsNotFound(err) {
+			return errorf("still there (err %v)", err)
+		}
+		return nil
+	})
 }
 
 // recordOf returns a step's record of one grant.

@@ -9,7 +9,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -231,7 +230,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		templateRefIndex, indexTemplateRef); err != nil {
 		return err
 	}
-	for _, o := range []client.Object{&batchv1.Job{}, &corev1.Pod{}, &corev1.ServiceAccount{}, &rbacv1.RoleBinding{}} {
+	for _, o := range []client.Object{&batchv1.Job{}, &corev1.Pod{}, &corev1.ServiceAccount{}} {
 		if err := mgr.GetFieldIndexer().IndexField(context.Background(), o, workflowIndex, indexWorkflow); err != nil {
 			return err
 		}
@@ -266,7 +265,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(reconcile.Func(r.reconcilePod))
 }
 
-// workflowIndex indexes the objects of step attempts (Jobs, pods, ServiceAccounts, RoleBindings) by the Workflow
+// workflowIndex indexes the objects of step attempts (Jobs, pods, ServiceAccounts) by the Workflow
 // they belong to, so that a reconcile reads its own attempts from the cache without going through
 // every attempt of every workflow in the namespace.
 const workflowIndex = "metadata.labels." + custodyv1alpha1.LabelWorkflow

@@ -400,7 +400,8 @@ func (r *Reconciler) deleteResource(ctx context.Context, namespace, resource str
 func (r *Reconciler) releaseRoleBindings(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	var list rbacv1.RoleBindingList
-	if err := r.List(ctx, &list, client.InNamespace(wf.Namespace), client.MatchingFields{workflowIndex: wf.Name}); err != nil {
+	// By label, not the cache index: bindings live only while their attempts do, so there are few.
+	if err := r.List(ctx, &list, client.InNamespace(wf.Namespace), client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
 		return false, fmt.Errorf("listing RoleBindings of %s: %w", klog.KObj(wf), err)
 	}
 	live := map[string]bool{}

@@ -415,7 +415,11 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 		return ctrl.Result{}, nil
 	}
 	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder}
-	if err := r.finalizeCredentials(ctx, wf, s.now); err != nil {
+	err := r.finalizeCredentials(ctx, wf, s.now)
+	if err == nil { // and the bindings whose issuance no record shows
+		_, err = r.releaseRoleBindings(ctx, s)
+	}
+	if err != nil {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
 			"Cannot revoke the workflow's credentials yet, retrying: %s", text.Truncate(err.Error(), 512))
 		return ctrl.Result{RequeueAfter: r.observed.failed(wf.UID)}, nil
