@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -401,10 +402,7 @@ spec:
 	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 	waitCan(t, ns, sa, false)
 	gone(t, rb)
-	if got := stepEvents(t, wf, custodyv1alpha1.ReasonCredentialRevoked)["b"]; len(got) != 1 ||
-		!strings.Contains(got[0], "RoleBinding "+rb.Name) || !strings.Contains(got[0], "no record") {
-		t.Errorf("CredentialRevoked Events about step b: %q, want one naming the binding", got)
-	}
+	revokedEvent(t, wf, "b", "RoleBinding/"+rb.Name)
 
 	// Nor does a deleted run leave one (this API server runs no garbage collector: whichever
 	// reconcile comes first, the run's or its finalizer's, must delete it).
@@ -424,6 +422,71 @@ spec:
 	}
 	waitCan(t, ns, sa, false)
 	gone(t, rb)
+}
+
+// TestCredentials_suspendReachesAnUnrecordedCopy: the kill switch reaches a Secret copy whose
+// issuance was never recorded. A controller killed after starting an attempt (its Job and its
+// copy exist) and before saving the status that records it leaves the step Pending; when the grant
+// is then suspended, the step waits for it, and the copy must not stay behind meanwhile.
+func TestCredentials_suspendReachesAnUnrecordedCopy(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	src := secret(t, ns, "api", true, map[string]string{"token": "t"})
+	g := grant(t, ns, `
+metadata: {name: api}
+spec:
+  subjects: [{workflowName: lost-copy, steps: [a]}]
+  credential: {secret: {name: api, keys: [token]}}`)
+	suspend(t, g, true)
+	wf := apply(t, ns, `
+metadata: {name: lost-copy}
+spec:
+  steps: [{name: a, image: example.com/w:1, credentials: [api]}]`)
+	eventually(t, "the step waits for the suspended grant", func() error {
+		if st := stepOf(get(t, wf), "a"); st.Reason != custodyv1alpha1.ReasonGrantSuspended {
+			return errorf("%s %s", st.Phase, st.Reason)
+		}
+		return nil
+	})
+	// What the lost reconcile left: the attempt's Job and its copy, and no record of either.
+	wf = get(t, wf)
+	job := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &wf.Spec.Steps[0], Number: 1})
+	if err := env.Client.Create(ctxT(t), job); err != nil {
+		t.Fatal(err)
+	}
+	cp := credentials.SecretCopy(g, src, metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID},
+		job.Name, jobspec.Labels(wf.Name, "a", 1))
+	if err := env.Client.Create(ctxT(t), cp); err != nil {
+		t.Fatal(err)
+	}
+	touch(t, wf) // the next reconcile, as any event would bring
+	gone(t, cp)
+	revokedEvent(t, wf, "a", "Secret/"+cp.Name)
+	if st := stepOf(get(t, wf), "a"); st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantSuspended {
+		t.Errorf("step a is %s (%s), want Pending waiting for the grant", st.Phase, st.Reason)
+	}
+}
+
+// revokedEvent waits for the one CredentialRevoked Event about the step, naming the resource of
+// an issuance no record accounted for.
+func revokedEvent(t *testing.T, wf *custodyv1alpha1.Workflow, step, resource string) {
+	t.Helper()
+	eventually(t, "the CredentialRevoked Event", func() error {
+		got := stepEvents(t, wf, custodyv1alpha1.ReasonCredentialRevoked)[step]
+		if len(got) != 1 || !strings.Contains(got[0], resource) || !strings.Contains(got[0], "no record") {
+			return errorf("CredentialRevoked Events about step %s: %q, want one naming %s", step, got, resource)
+		}
+		return nil
+	})
+}
+
+// touch changes an annotation of the workflow, which brings a reconcile.
+func touch(t *testing.T, wf *custodyv1alpha1.Workflow) {
+	t.Helper()
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{"test.custody.dev/touched":%q}}}`, time.Now().Format(time.RFC3339Nano)))
+	if err := env.Client.Patch(ctxT(t), get(t, wf), client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // unrecordedBinding leaves what a controller killed between creating a step's RoleBinding and

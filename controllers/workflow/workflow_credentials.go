@@ -419,22 +419,62 @@ func (r *Reconciler) releaseRoleBindings(ctx context.Context, s *scope) (bool, e
 		if !metav1.IsControlledBy(rb, wf) || live["RoleBinding/"+rb.Name] || !rb.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if err := r.Delete(ctx, rb, client.Preconditions{UID: &rb.UID}); err != nil {
-			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-				continue // gone, or a new binding of the same name: the next reconcile looks again
-			}
-			return false, fmt.Errorf("deleting RoleBinding %s: %w", klog.KObj(rb), err)
+		if err := r.revokeUnrecorded(ctx, s, rb, custodyv1alpha1.CredentialKindKubernetesRole); err != nil {
+			return false, err
 		}
-		step, grant := rb.Labels[custodyv1alpha1.LabelStep], rb.Labels[credentials.LabelGrant]
-		attempt, _ := strconv.Atoi(rb.Labels[custodyv1alpha1.LabelAttempt])
-		c := custodyv1alpha1.IssuedCredential{Grant: grant, Kind: custodyv1alpha1.CredentialKindKubernetesRole,
-			Attempt: int32(attempt), Resource: "RoleBinding/" + rb.Name} //nolint:gosec // a label we wrote from an int32
-		r.audit(ctx, "revoke", wf, step, c, revokedUnrecorded)
-		s.grantEvent(step, grant, corev1.EventTypeWarning, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
-			"Step %s attempt %d: revoked RoleBinding %s of grant %s, which no record accounts for (its issuance was not saved)",
-			step, attempt, rb.Name, grant)
 	}
 	return false, nil
+}
+
+// revokeUnrecordedCopies deletes the Secret copies of attempt n of a step that may not hold its
+// grants now (one is suspended, deleted, or waits for approval) when the attempt's Job exists
+// although status does not show the attempt started: a reconcile started it and its status was
+// lost. Copies are not cached, so they are looked up by their deterministic names, and only then.
+func (r *Reconciler) revokeUnrecordedCopies(ctx context.Context, s *scope, step *custodyv1alpha1.Step, n int32) error {
+	attemptName := jobspec.Name(s.wf.Name, string(s.wf.UID), step.Name, n)
+	if _, started := s.jobs[attemptName]; !started {
+		return nil
+	}
+	for _, grant := range step.Credentials {
+		cp := &metav1.PartialObjectMetadata{}
+		cp.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: credentials.ResourceName(attemptName, grant)}, cp)
+		if apierrors.IsNotFound(err) {
+			continue // not a secret grant, or not copied
+		}
+		if err != nil {
+			return fmt.Errorf("reading the copy of grant %s for attempt %s: %w", grant, attemptName, err)
+		}
+		if err := r.revokeUnrecorded(ctx, s, cp, custodyv1alpha1.CredentialKindSecret); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// revokeUnrecorded deletes an object that carried a credential no record accounts for (its
+// issuance was never saved), with an audit line and an Event; its labels say whose it was.
+func (r *Reconciler) revokeUnrecorded(ctx context.Context, s *scope, o client.Object, kind custodyv1alpha1.CredentialKind) error {
+	uid := o.GetUID()
+	if err := r.Delete(ctx, o, client.Preconditions{UID: &uid}); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // gone, or a new object of the same name: the next reconcile looks again
+		}
+		return fmt.Errorf("deleting %s: %w", klog.KObj(o), err)
+	}
+	l := o.GetLabels()
+	step, grant := l[custodyv1alpha1.LabelStep], l[credentials.LabelGrant]
+	attempt, _ := strconv.ParseInt(l[custodyv1alpha1.LabelAttempt], 10, 32)
+	resource := "Secret/" + o.GetName()
+	if kind == custodyv1alpha1.CredentialKindKubernetesRole {
+		resource = "RoleBinding/" + o.GetName()
+	}
+	c := custodyv1alpha1.IssuedCredential{Grant: grant, Kind: kind, Attempt: int32(attempt), Resource: resource}
+	r.audit(ctx, "revoke", s.wf, step, c, revokedUnrecorded)
+	s.grantEvent(step, grant, corev1.EventTypeWarning, custodyv1alpha1.ReasonCredentialRevoked, "Revoke",
+		"Step %s attempt %d: revoked %s of grant %s, which no record accounts for (its issuance was not saved)",
+		step, attempt, resource, grant)
+	return nil
 }
 
 func cutResource(resource string) (kind, name string, ok bool) {

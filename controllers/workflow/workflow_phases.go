@@ -636,6 +636,9 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	if refusal != nil {
+		if err := r.revokeUnrecordedCopies(ctx, s, step, n); err != nil {
+			return err
+		}
 		r.waitForGrants(s, st, step, refusal)
 		return nil
 	}
