@@ -168,6 +168,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.reconcileOutcome,
 		r.reconcileIdentities,
 		r.reconcileCredentials,
+		r.stopUnrecordedJobs,
 		r.releaseRoleBindings,
 		r.releaseServiceAccounts,
 	}

@@ -63,6 +63,9 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	if _, err := r.releaseRoleBindings(ctx, s); err != nil {
 		return true, err
 	}
+	if _, err := r.stopUnrecordedJobs(ctx, s); err != nil {
+		return true, err
+	}
 	if r.Identity.Enabled() || credentialsHeld(wf) || hasRevocationFinalizer(wf) {
 		s.graph = nil
 		if err := r.listAttempts(ctx, s); err != nil {
@@ -770,6 +773,32 @@ func (s *scope) stepsOutcome() (phase custodyv1alpha1.WorkflowPhase, reason, why
 		return custodyv1alpha1.WorkflowFailed, custodyv1alpha1.ReasonFailed, "step " + failed + " failed"
 	}
 	return custodyv1alpha1.WorkflowSucceeded, custodyv1alpha1.ReasonSucceeded, ""
+}
+
+// stopUnrecordedJobs stops the Job of an attempt that status does not show started, once its step
+// ended without it (skipped because another step failed, or failed while it waited): the reconcile
+// that created the Job lost its status write. It would otherwise run to its end, accounted for
+// nowhere. Jobs that status records end on their own terms (or reconcileStop deletes them).
+func (r *Reconciler) stopUnrecordedJobs(ctx context.Context, s *scope) (bool, error) {
+	if s.jobs == nil {
+		if err := r.listAttempts(ctx, s); err != nil {
+			return false, err
+		}
+	}
+	for _, job := range s.jobs {
+		st := s.status(job.Labels[custodyv1alpha1.LabelStep])
+		if st == nil || !stepEnded(st.Phase) || st.JobName == job.Name || jobFinished(job) || !job.DeletionTimestamp.IsZero() {
+			continue
+		}
+		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &job.UID})
+		if client.IgnoreNotFound(err) != nil {
+			return false, fmt.Errorf("deleting Job %s: %w", klog.KObj(job), err)
+		}
+		s.stepEvent(st.Name, corev1.EventTypeWarning, st.Reason, "Stop",
+			"Step %s: stopped Job %s, which status did not show started (its start was not saved) and the step ended without it",
+			st.Name, job.Name)
+	}
+	return false, nil
 }
 
 // releaseServiceAccounts deletes the ServiceAccount of every attempt that is not running: an
