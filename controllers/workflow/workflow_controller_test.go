@@ -569,3 +569,41 @@ spec:
 		t.Errorf("Job name %q is not the deterministic attempt name", ja.Name)
 	}
 }
+
+// TestWorkflowReconciler_unrecordedAttemptStopsWithItsStep: a Job whose attempt status does not
+// show started (the reconcile that created it lost its status write) is stopped when its step ends
+// without it: here, skipped because another step failed. It would otherwise run to the end,
+// accounted for nowhere.
+func TestWorkflowReconciler_unrecordedAttemptStopsWithItsStep(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: orphan}
+spec:
+  parallelism: 1
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1}`)
+	wf = waitStep(t, wf, "a", custodyv1alpha1.StepRunning)
+	if st := stepOf(wf, "b"); st.Phase != custodyv1alpha1.StepPending {
+		t.Fatalf("b is %s while a holds the only slot", st.Phase)
+	}
+	// What the lost reconcile left: b's first attempt's Job, and no record of it.
+	orphan := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &wf.Spec.Steps[1], Number: 1})
+	if err := env.Client.Create(ctxT(t), orphan); err != nil {
+		t.Fatal(err)
+	}
+	fail(t, wf, "a", 1)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "b"); st.Phase != custodyv1alpha1.StepSkipped {
+		t.Errorf("b is %s, want Skipped (fail fast)", st.Phase)
+	}
+	eventually(t, "the unrecorded attempt's Job stopped", func() error {
+		cur := &batchv1.Job{}
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(orphan), cur)
+		if isNotFound(err) || (err == nil && !cur.DeletionTimestamp.IsZero()) {
+			return nil
+		}
+		return errorf("Job %s still runs (err %v)", orphan.Name, err)
+	})
+}
