@@ -95,7 +95,12 @@ func Start(ctx context.Context, dir string, out io.Writer) (sb *Sandbox, err err
 	admission, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := sb.Cluster.WaitForAdmission(admission); err != nil {
-		return sb, err
+		// Say why: the manager's last lines (it may have failed to start).
+		log, _ := os.ReadFile(filepath.Join(dir, "manager.log")) //nolint:gosec // our own temp dir
+		if len(log) > 4096 {
+			log = log[len(log)-4096:]
+		}
+		return sb, fmt.Errorf("%w\nthe manager's log ends:\n%s", err, log)
 	}
 	done()
 	return sb, nil
