@@ -8,8 +8,6 @@ package workflow
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -392,23 +390,14 @@ func stepEvents(t *testing.T, wf *custodyv1alpha1.Workflow, reason string) map[s
 	return out
 }
 
-// kubectl runs the pinned kubectl from bin/ as an admin of the test API server and returns what
-// it printed.
+// kubectl runs the pinned kubectl as an admin of the test API server and returns what it printed.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	bin, err := testenv.Binary("kubectl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig, "admin", "system:masters"); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(ctxT(t), bin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput() //nolint:gosec // the pinned kubectl
+	out, err := env.Kubectl(t, args...)
 	if err != nil {
 		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -300,6 +301,24 @@ func (e *Env) EventRecorder(t testing.TB, controller string) events.EventRecorde
 		b.Shutdown()
 	})
 	return b.NewRecorder(e.Scheme, controller)
+}
+
+// Kubectl runs the pinned kubectl from bin/ against the API server as an admin (add --as to act
+// as someone else) and returns what it printed.
+func (e *Env) Kubectl(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	bin, err := Binary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	if err := e.WriteKubeconfig(kubeconfig, "admin", "system:masters"); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", kubeconfig}, args...)...) //nolint:gosec // the pinned kubectl
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // As returns a client that makes its requests as the given user and groups, by impersonation from

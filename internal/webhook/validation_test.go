@@ -1,16 +1,12 @@
 package webhook_test
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
-	"github.com/custody-dev/custody/internal/testenv"
 )
 
 // TestDeepValidation: specs the CRD schema accepts but that cannot run are refused at admission,
@@ -156,23 +152,11 @@ spec:
 // approver, with any value; admission stamps it.
 func TestKubectlAnnotateApproves(t *testing.T) {
 	ns := team(t)
-	kubectl, err := testenv.Binary("kubectl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "admin.kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig, "admin", "system:masters"); err != nil {
-		t.Fatal(err)
-	}
 	wf := mustWorkflow(t, ns, paymentWorkflow)
 	create(t, as(alice), wf)
 	run := func(user string, args ...string) (string, error) {
-		all := append([]string{"--kubeconfig", kubeconfig, "-n", ns, "--as", user, "--as-group", approversGroup,
-			"--as-group", "system:authenticated"}, args...)
-		cmd := exec.Command(kubectl, all...) //nolint:gosec // the pinned kubectl from bin/
-		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return env.Kubectl(t, append([]string{"-n", ns, "--as", user, "--as-group", approversGroup,
+			"--as-group", "system:authenticated"}, args...)...)
 	}
 	out, err := run(alice, "annotate", "workflow", wf.Name, custodyv1alpha1.AnnotationApprovePrefix+"pay=approved")
 	if err == nil || !strings.Contains(out, "who may not approve it") {
