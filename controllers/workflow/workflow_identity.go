@@ -419,6 +419,10 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	if err == nil { // and the bindings whose issuance no record shows
 		_, err = r.releaseRoleBindings(ctx, s)
 	}
+	for _, f := range s.saved { // their Events: no status is saved here to wait for
+		f()
+	}
+	s.saved = nil
 	if err != nil {
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRevocationPending, "Revoke",
 			"Cannot revoke the workflow's credentials yet, retrying: %s", text.Truncate(err.Error(), 512))

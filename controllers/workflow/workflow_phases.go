@@ -57,6 +57,9 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	if !isFinished(wf.Status.Phase) {
 		return false, nil
 	}
+	if err := r.listAttempts(ctx, s); err != nil {
+		return true, err
+	}
 	if _, err := r.releaseServiceAccounts(ctx, s); err != nil {
 		return true, err
 	}
@@ -68,9 +71,6 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	}
 	if r.Identity.Enabled() || credentialsHeld(wf) || hasRevocationFinalizer(wf) {
 		s.graph = nil
-		if err := r.listAttempts(ctx, s); err != nil {
-			return true, err
-		}
 		if _, err := r.reconcileCredentials(ctx, s); err != nil {
 			return true, err
 		}
@@ -778,13 +778,9 @@ func (s *scope) stepsOutcome() (phase custodyv1alpha1.WorkflowPhase, reason, why
 // stopUnrecordedJobs stops the Job of an attempt that status does not show started, once its step
 // ended without it (skipped because another step failed, or failed while it waited): the reconcile
 // that created the Job lost its status write. It would otherwise run to its end, accounted for
-// nowhere. Jobs that status records end on their own terms (or reconcileStop deletes them).
+// nowhere. Jobs that status records end on their own terms (or reconcileStop deletes them). It
+// reads the Jobs listAttempts put in the scope.
 func (r *Reconciler) stopUnrecordedJobs(ctx context.Context, s *scope) (bool, error) {
-	if s.jobs == nil {
-		if err := r.listAttempts(ctx, s); err != nil {
-			return false, err
-		}
-	}
 	for _, job := range s.jobs {
 		st := s.status(job.Labels[custodyv1alpha1.LabelStep])
 		if st == nil || !stepEnded(st.Phase) || st.JobName == job.Name || jobFinished(job) || !job.DeletionTimestamp.IsZero() {
