@@ -131,6 +131,17 @@ const (
 	StepReasonSucceeded = "Succeeded"
 	// StepReasonJobFailed means the attempt's container failed (non-zero exit or the pod failed).
 	StepReasonJobFailed = "JobFailed"
+	// StepReasonJobInvalid means the API server refused the attempt's Job as invalid (for example
+	// resource requests above their limits). The step fails without retries: every attempt would
+	// be refused the same way.
+	StepReasonJobInvalid = "JobInvalid"
+	// StepReasonCreateFailed means creating the attempt's ServiceAccount or Job failed for another
+	// reason (a ResourceQuota, an admission policy, the API server unavailable). The step waits
+	// and the controller tries again with backoff.
+	StepReasonCreateFailed = "CreateFailed"
+	// StepReasonPodNotCreated means the attempt's Job exists but the Job controller could not
+	// create its pod (its FailedCreate Event is repeated in the step's message); it keeps trying.
+	StepReasonPodNotCreated = "PodNotCreated"
 	// StepReasonJobDeleted means the attempt's Job disappeared before it ended.
 	StepReasonJobDeleted = "JobDeleted"
 	// StepReasonResultsInvalid means the step ended but its termination message did not hold the

@@ -173,6 +173,17 @@ spec:
 			want: []string{"spec.steps[0].image: Required value"},
 		},
 		{
+			// The Job would be accepted and its pod refused, leaving the step running without one.
+			name: "image with a space",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: "example.com/build:1 "}]`,
+			want: []string{`spec.steps[0].image: Invalid value: "example.com/build:1 "`, "should match"},
+		},
+		{
 			name: "timeout written in words",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

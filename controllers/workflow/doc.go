@@ -12,6 +12,6 @@
 // +kubebuilder:rbac:groups=custody.dev,resources=workflows,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=custody.dev,resources=workflows/status,verbs=patch
 // +kubebuilder:rbac:groups=custody.dev,resources=workflows/finalizers,verbs=update
-// +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch;list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 package workflow

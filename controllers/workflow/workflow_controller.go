@@ -49,6 +49,9 @@ type Reconciler struct {
 	Identity *identity.Config
 	// MaxConcurrentReconciles is how many Workflows are reconciled at once (default 4).
 	MaxConcurrentReconciles int
+	// PodCreationGrace is how long a running attempt's Job may be without a pod before the
+	// controller looks for the Job controller's FailedCreate Events to say why (default 10s).
+	PodCreationGrace time.Duration
 
 	observed *observations
 	registry *registry
@@ -214,6 +217,9 @@ func errorReason(err error) string {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.PodCreationGrace == 0 {
+		r.PodCreationGrace = 10 * time.Second
 	}
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4

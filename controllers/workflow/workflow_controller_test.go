@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -606,4 +607,139 @@ spec:
 		}
 		return errorf("Job %s still runs (err %v)", orphan.Name, err)
 	})
+}
+
+// TestWorkflowReconciler_refusedJob covers the two ways the API server can refuse an attempt's
+// Job. One it calls invalid (resource requests above limits, which the CRD cannot check) fails the
+// step at once, with the API server's words, and without retries that would be refused the same
+// way. One a ResourceQuota refuses leaves the step waiting with the refusal in its status until
+// the quota allows it.
+func TestWorkflowReconciler_refusedJob(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	ctx := ctxT(t)
+
+	wf := apply(t, ns, `
+metadata: {name: too-small}
+spec:
+  steps:
+  - name: a
+    image: example.com/w:1
+    retries: {limit: 2, backoff: {duration: 1s}}
+    resources: {requests: {cpu: "2"}, limits: {cpu: "1"}}`)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	st := stepOf(wf, "a")
+	if st.Phase != custodyv1alpha1.StepFailed || st.Reason != custodyv1alpha1.StepReasonJobInvalid || st.Attempt != 1 ||
+		!strings.Contains(st.Message, "must be less than or equal to cpu limit") {
+		t.Errorf("step a: %s %s attempt %d: %s; want Failed JobInvalid on attempt 1 with the API server's reason",
+			st.Phase, st.Reason, st.Attempt, st.Message)
+	}
+	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled); c == nil ||
+		!strings.Contains(c.Message, "cpu limit") {
+		t.Errorf("Stalled condition %+v does not say why", c)
+	}
+	if n := len(jobs(t, wf)); n != 0 {
+		t.Errorf("%d Jobs exist", n)
+	}
+	if got := stepEvents(t, wf, custodyv1alpha1.StepReasonJobInvalid)["a"]; len(got) != 1 {
+		t.Errorf("JobInvalid Events of step a: %q, want one", got)
+	}
+	eventually(t, "the attempt's ServiceAccount to be deleted", func() error {
+		sa := &corev1.ServiceAccount{}
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: st.ServiceAccountName}, sa)
+		if !isNotFound(err) {
+			return errorf("ServiceAccount %q: %v", st.ServiceAccountName, err)
+		}
+		return nil
+	})
+
+	// A quota of no Jobs at all; the test plays the quota controller and sets its status.
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-jobs"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/jobs.batch": resource.MustParse("0")}},
+	}
+	if err := env.Client.Create(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{"count/jobs.batch": resource.MustParse("0")}}
+	if err := env.Client.Status().Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	wf = apply(t, ns, `
+metadata: {name: over-quota}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	eventually(t, "step a to say why it cannot start", func() error {
+		cur := get(t, wf)
+		st := stepOf(cur, "a")
+		ready := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReady)
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.StepReasonCreateFailed ||
+			!strings.Contains(st.Message, "exceeded quota: no-jobs") || ready == nil || !strings.Contains(ready.Message, "Could not create the attempt's objects (see the step's message): a") {
+			return errorf("step a %s %s: %s; Ready %+v", st.Phase, st.Reason, st.Message, ready)
+		}
+		return nil
+	})
+	if got := stepEvents(t, wf, custodyv1alpha1.StepReasonCreateFailed)["a"]; len(got) == 0 {
+		t.Error("no CreateFailed Event for step a")
+	}
+	if err := env.Client.Delete(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	succeed(t, wf, "a", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+// TestWorkflowReconciler_podNotCreated: a Job whose pod the Job controller cannot create (here a
+// quota that wants CPU limits) leaves the step running without a pod; the step's status repeats
+// the Job controller's FailedCreate Event instead of saying nothing, and goes back to Started once
+// a pod exists.
+func TestWorkflowReconciler_podNotCreated(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, func(r *Reconciler) { r.PodCreationGrace = time.Second })
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: no-limits}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	job := jobOf(t, wf, "a", 1)
+	// As kube-controller-manager's Job controller records it.
+	note := `Error creating: pods "no-limits-a-1-x7k2p" is forbidden: failed quota: compute: must specify limits.cpu for: step`
+	now := metav1.Now()
+	if err := env.Client.Create(ctx, &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: job.Name + ".failedcreate"},
+		InvolvedObject: corev1.ObjectReference{APIVersion: "batch/v1", Kind: "Job", Namespace: ns, Name: job.Name,
+			UID: job.UID},
+		Reason: "FailedCreate", Message: note, Type: corev1.EventTypeWarning,
+		Source:         corev1.EventSource{Component: "job-controller"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 3,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "step a to say why it has no pod", func() error {
+		st := stepOf(get(t, wf), "a")
+		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonPodNotCreated ||
+			!strings.Contains(st.Message, "must specify limits.cpu for: step") {
+			return errorf("step a %s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if got := stepEvents(t, wf, custodyv1alpha1.StepReasonPodNotCreated)["a"]; len(got) != 1 {
+		t.Errorf("PodNotCreated Events of step a: %q, want one", got)
+	}
+	pod := createPod(t, job, "b9m4q")
+	eventually(t, "step a to be Started again", func() error {
+		st := stepOf(get(t, wf), "a")
+		if st.Reason != custodyv1alpha1.StepReasonStarted || st.PodName != pod.Name {
+			return errorf("step a %s %s: %s (pod %q)", st.Phase, st.Reason, st.Message, st.PodName)
+		}
+		return nil
+	})
+	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	succeed(t, wf, "a", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }

@@ -165,7 +165,7 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 // copySecrets makes the attempt's copies of its secret grants' sources, owned by its Job.
 func (r *Reconciler) copySecrets(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, n int32, job *batchv1.Job,
 	grants []*custodyv1alpha1.CredentialGrant) error {
-	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID}
+	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: jobKind, Name: job.Name, UID: job.UID}
 	for _, g := range grants {
 		if g.Spec.Credential.Secret == nil {
 			continue

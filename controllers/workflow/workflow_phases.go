@@ -261,9 +261,68 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 				reason = custodyv1alpha1.ReasonTimedOut
 			}
 			r.endAttempt(s, st, job, false, reason, failureMessage(job, pod))
+		case pod != nil && st.Reason == custodyv1alpha1.StepReasonPodNotCreated:
+			s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted,
+				fmt.Sprintf("Attempt %d runs as Job %s", st.Attempt, job.Name))
+		case pod == nil:
+			if err := r.podNotCreated(ctx, s, st, job); err != nil {
+				return false, err
+			}
 		}
 	}
 	return false, nil
+}
+
+// podNotCreated says in a running step's status why its Job has no pod yet, when the Job
+// controller could not create it for a while (a ResourceQuota that wants resource requests, a
+// LimitRange, an admission policy): it reports that as FailedCreate Events on the Job, which
+// the controller reads (not cached, so only for such a Job) and repeats on the step. The Job
+// controller keeps trying, and the step's timeout, if any, still bounds the attempt.
+func (r *Reconciler) podNotCreated(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job) error {
+	if since := s.now.Sub(job.CreationTimestamp.Time); since < r.PodCreationGrace {
+		s.requeueAt(job.CreationTimestamp.Add(r.PodCreationGrace))
+		return nil
+	}
+	var list corev1.EventList
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(job.Namespace), client.MatchingFields{
+		"involvedObject.kind": jobKind, "involvedObject.name": job.Name, "involvedObject.uid": string(job.UID),
+		"reason": "FailedCreate",
+	}); err != nil {
+		return fmt.Errorf("reading the Events of Job %s: %w", klog.KObj(job), err)
+	}
+	s.requeueAt(s.now.Add(r.PodCreationGrace))
+	var latest *corev1.Event
+	for i := range list.Items {
+		if e := &list.Items[i]; latest == nil || eventTime(e).After(eventTime(latest)) {
+			latest = e
+		}
+	}
+	if latest == nil {
+		return nil
+	}
+	msg := text.Truncate(fmt.Sprintf("Attempt %d's Job %s cannot create its pod (the Job controller keeps trying): %s",
+		st.Attempt, job.Name, latest.Message), 512)
+	if st.Reason != custodyv1alpha1.StepReasonPodNotCreated || st.Message != msg {
+		s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonPodNotCreated, msg)
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonPodNotCreated, "Observe", "Step %s: %s", st.Name, msg)
+	}
+	return nil
+}
+
+// jobKind is the kind of the Jobs step attempts run as.
+const jobKind = "Job"
+
+// eventTime is when an Event last happened, whichever of its times its recorder set.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
+		return e.Series.LastObservedTime.Time
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }
 
 // attemptJob returns the Job of a running attempt, confirming with the API server before it
@@ -668,7 +727,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	sa := jobspec.ServiceAccount(a)
 	if _, exists := s.sas[sa.Name]; !exists {
 		if err := r.Create(ctx, sa, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating ServiceAccount %s: %w", klog.KObj(sa), err)
+			return s.createFailed(st, sa, err)
 		}
 	}
 	if a.Volumes, err = r.issue(ctx, s, st, n, name, grants); err != nil {
@@ -681,8 +740,11 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
 			return fmt.Errorf("reading Job %s: %w", klog.KObj(job), err)
 		}
+	} else if apierrors.IsInvalid(err) {
+		s.jobInvalid(st, n, sa.Name, err)
+		return nil
 	} else if err != nil {
-		return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+		return s.createFailed(st, job, err)
 	}
 	if err := r.copySecrets(ctx, s, st, n, job, grants); err != nil {
 		return err
@@ -701,6 +763,56 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.StepReasonStarted, "Start",
 		"Step %s: attempt %d started as Job %s", st.Name, n, job.Name)
 	return nil
+}
+
+// jobInvalid fails a step whose attempt's Job the API server refused as invalid (for example
+// resource requests above their limits, which the CRD cannot check). Retrying would be refused the
+// same way, so the step fails at once; what the attempt was issued is revoked as for any attempt
+// that ended, and its ServiceAccount released.
+func (s *scope) jobInvalid(st *custodyv1alpha1.StepStatus, n int32, serviceAccount string, err error) {
+	st.Attempt, st.ServiceAccountName = n, serviceAccount
+	st.JobName, st.PodName, st.NodeName = "", "", ""
+	if st.StartTime == nil {
+		st.StartTime = &metav1.Time{Time: s.now}
+	}
+	st.LastFailureReason = custodyv1alpha1.StepReasonJobInvalid
+	msg := text.Truncate(fmt.Sprintf("The API server refused attempt %d's Job: %s", n, apiMessage(err)), 512)
+	s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonJobInvalid, msg)
+	s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonJobInvalid, "Start", "Step %s failed: %s", st.Name, msg)
+	s.afterSave(func() {
+		metrics.StepAttempts.Inc()
+		metrics.StepAttemptsEnded.WithLabelValues("failed", custodyv1alpha1.StepReasonJobInvalid).Inc()
+	})
+}
+
+// createFailed records on a waiting step why its attempt could not be created (a ResourceQuota
+// or an admission policy refused the ServiceAccount or Job, or the API server failed) and returns
+// the error, so that the reconcile is retried with backoff. Status is saved all the same.
+func (s *scope) createFailed(st *custodyv1alpha1.StepStatus, o client.Object, err error) error {
+	kind := jobKind
+	if _, ok := o.(*corev1.ServiceAccount); ok {
+		kind = "ServiceAccount"
+	}
+	msg := text.Truncate(fmt.Sprintf("Creating %s %s failed, retrying: %s", kind, o.GetName(), apiMessage(err)), 512)
+	if st.Reason != custodyv1alpha1.StepReasonCreateFailed || st.Message != msg {
+		phase := st.Phase
+		if phase != custodyv1alpha1.StepRetrying {
+			phase = custodyv1alpha1.StepPending
+		}
+		s.setStep(st, phase, custodyv1alpha1.StepReasonCreateFailed, msg)
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonCreateFailed, "Start", "Step %s: %s", st.Name, msg)
+	}
+	return fmt.Errorf("creating %s %s: %w", kind, klog.KRef(o.GetNamespace(), o.GetName()), err)
+}
+
+// apiMessage is what the API server said, without the Go error's wrapping.
+func apiMessage(err error) string {
+	if status, ok := err.(apierrors.APIStatus); ok || errors.As(err, &status) {
+		if m := status.Status().Message; m != "" {
+			return m
+		}
+	}
+	return err.Error()
 }
 
 // reconcileOutcome sets the workflow's phase from its steps. The steps decide the outcome

@@ -125,8 +125,11 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) 
 
 // activity summarizes what a running workflow is doing.
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
-	var running, waiting, retrying, needGrants, slots []string
+	var running, waiting, retrying, needGrants, slots, refused []string
 	for _, st := range steps {
+		if st.Reason == custodyv1alpha1.StepReasonCreateFailed || st.Reason == custodyv1alpha1.StepReasonPodNotCreated {
+			refused = append(refused, st.Name)
+		}
 		if st.Phase == custodyv1alpha1.StepPending && st.Reason == custodyv1alpha1.StepReasonWaitingForParallelism {
 			slots = append(slots, st.Name)
 		}
@@ -157,6 +160,9 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	}
 	if len(slots) > 0 {
 		parts = append(parts, "waiting for a free slot (parallelism): "+strings.Join(slots, ", "))
+	}
+	if len(refused) > 0 {
+		parts = append(parts, "could not create the attempt's objects (see the step's message): "+strings.Join(refused, ", "))
 	}
 	reason := custodyv1alpha1.ReasonProgressing
 	if len(waiting) > 0 && len(running) == 0 && len(retrying) == 0 {

@@ -2,8 +2,11 @@ package webhook
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -141,6 +144,39 @@ func validateSteps(list *field.Path, steps []custodyv1alpha1.Step, g *dag.Graph,
 		for j, e := range st.Env {
 			check(path.Child("env").Index(j).Child("value"), e.Value, expr.Refs(e.Value), asWritten)
 		}
+		errs = append(errs, validateResources(path.Child("resources"), st.Name, st.Resources)...)
+	}
+	return errs
+}
+
+// validateResources refuses what the API server would refuse in the step's Job and the CRD's
+// schema cannot express: negative quantities, requests above their limits, and resource claims
+// (a step pod has none to refer to).
+func validateResources(path *field.Path, step string, r *corev1.ResourceRequirements) field.ErrorList {
+	if r == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	for _, list := range []struct {
+		name string
+		rl   corev1.ResourceList
+	}{{"requests", r.Requests}, {"limits", r.Limits}} {
+		for _, name := range slices.Sorted(maps.Keys(list.rl)) {
+			if q := list.rl[name]; q.Sign() < 0 {
+				errs = append(errs, field.Invalid(path.Child(list.name).Key(string(name)), q.String(),
+					fmt.Sprintf("step %q: must not be negative", step)))
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.Requests)) {
+		req := r.Requests[name]
+		if limit, ok := r.Limits[name]; ok && req.Cmp(limit) > 0 {
+			errs = append(errs, field.Invalid(path.Child("requests").Key(string(name)), req.String(),
+				fmt.Sprintf("step %q: must not be more than its limit of %s", step, limit.String())))
+		}
+	}
+	if len(r.Claims) > 0 {
+		errs = append(errs, field.Forbidden(path.Child("claims"), fmt.Sprintf("step %q: a step pod has no resource claims to use", step)))
 	}
 	return errs
 }

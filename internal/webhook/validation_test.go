@@ -119,6 +119,18 @@ spec:
   finally:
   - {name: notify, image: busybox, env: [{name: RUN, value: "$(workflow.name)"}]}`,
 		want: []string{"spec.finally[0].env[0].value", `step "notify" reads $(workflow.name); a finally step can read workflow.phase only`},
+	}, {
+		name: "resource requests above their limits, and a negative limit",
+		manifest: `
+metadata: {name: requests-above-limits}
+spec:
+  steps:
+  - {name: a, image: busybox}
+  - name: build
+    image: busybox
+    resources: {requests: {cpu: "2", memory: 1Gi}, limits: {cpu: 500m, memory: -1Gi}}`,
+		want: []string{`spec.steps[1].resources.requests[cpu]: Invalid value: "2": step "build": must not be more than its limit of 500m`,
+			`spec.steps[1].resources.limits[memory]: Invalid value: "-1Gi": step "build": must not be negative`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,7 +150,11 @@ spec:
   parameters: [{name: invoice, value: "4711"}]
   steps:
   - {name: build, image: busybox, results: [{name: digest}]}
-  - {name: scan, image: busybox, dependsOn: [build], results: [{name: risk}]}
+  - name: scan
+    image: busybox
+    dependsOn: [build]
+    results: [{name: risk}]
+    resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: "1", memory: 1Gi}}
   - name: deploy
     image: busybox
     dependsOn: [scan]

@@ -431,6 +431,7 @@ func checkEveryPermissionUsed(ctx context.Context, t *testing.T, c *localcluster
 		"get workflows":                   "reads a Workflow whose finalizer the cache does not show yet (identity controller, sweep)",
 		"patch secrets":                   "rotates a Secret copy when its source changes during a step (the rotation story)",
 		"patch events":                    "updates an Event that repeats (event series)",
+		"list events":                     "reads the FailedCreate Events of a Job without a pod for 10s (TestPodCreationRefusalIsReported)",
 		"mutatingwebhookconfigurations":   "controller-managed webhook certificates only (TestControllerManagedCertificates); this run uses external ones",
 		"validatingwebhookconfigurations": "controller-managed webhook certificates only (TestControllerManagedCertificates); this run uses external ones",
 		"use credentialgrants":            "admission checks it (a SubjectAccessReview) when the controller creates a CronWorkflow's run; never a request",

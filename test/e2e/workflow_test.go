@@ -10,6 +10,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -208,6 +209,57 @@ func checkCredentialsRevoked(ctx context.Context, t *testing.T, ns string, wf *c
 		}
 		if len(rbs.Items)+len(copies.Items) != 0 {
 			return fmt.Errorf("%d RoleBindings and %d copies left", len(rbs.Items), len(copies.Items))
+		}
+		return nil
+	})
+}
+
+// TestPodCreationRefusalIsReported: in a namespace whose ResourceQuota wants every pod to set a
+// CPU limit, kube-controller-manager's Job controller cannot create a step's pod (the step sets
+// none). The step says so, in the Job controller's words, instead of looking like it runs; once
+// the quota is gone the Job controller creates the pod and the workflow succeeds.
+func TestPodCreationRefusalIsReported(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "compute", Namespace: ns},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsCPU: resource.MustParse("4")}}}
+	if err := cluster.Client.Create(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the quota controller to count the namespace", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(quota), quota); err != nil {
+			return err
+		}
+		if quota.Status.Hard == nil {
+			return fmt.Errorf("quota status not set yet")
+		}
+		return nil
+	})
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "no-limits", Namespace: ns},
+		Spec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "a", Image: "registry.example.com/w:1"}}}}
+	if err := cluster.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "step a to say why it has no pod", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		st := step(wf, "a")
+		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonPodNotCreated ||
+			!strings.Contains(st.Message, "must specify limits.cpu") {
+			return fmt.Errorf("step a %s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if err := cluster.Client.Delete(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Minute, "workflow Succeeded", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if st := step(wf, "a"); wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
+			return fmt.Errorf("phase %q, step a %s %s: %s", wf.Status.Phase, st.Phase, st.Reason, st.Message)
 		}
 		return nil
 	})
