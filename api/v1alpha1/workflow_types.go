@@ -170,6 +170,21 @@ type Step struct {
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
+	// nodeSelector limits the nodes the step's pod may run on to those with all of these labels,
+	// as a pod's nodeSelector does. For the step to get a SPIFFE identity, the SPIRE agent and the
+	// SPIFFE CSI driver must run on those nodes.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let the step's pod run on nodes with matching taints (a dedicated node pool),
+	// as a pod's tolerations do. The namespace's PodTolerationRestriction settings, where the
+	// cluster enables that admission plugin, still apply to the pod.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
 	// workingDir is the step container's working directory.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024

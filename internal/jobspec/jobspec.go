@@ -8,6 +8,7 @@ package jobspec
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -177,6 +178,12 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 		}},
+	}
+	if len(a.Step.NodeSelector) > 0 {
+		spec.NodeSelector = maps.Clone(a.Step.NodeSelector)
+	}
+	for _, t := range a.Step.Tolerations {
+		spec.Tolerations = append(spec.Tolerations, *t.DeepCopy())
 	}
 	for _, v := range a.Volumes {
 		spec.Volumes = append(spec.Volumes, v.Volume)

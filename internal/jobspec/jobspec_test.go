@@ -32,6 +32,9 @@ func sampleAttempt() Attempt {
 		Resources: &corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
 		},
+		NodeSelector: map[string]string{"pool": "finance"},
+		Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "finance",
+			Effect: corev1.TaintEffectNoSchedule}},
 	}
 	return Attempt{
 		Workflow: wf, Step: step, Number: 2,

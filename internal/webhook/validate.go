@@ -145,6 +145,57 @@ func validateSteps(list *field.Path, steps []custodyv1alpha1.Step, g *dag.Graph,
 			check(path.Child("env").Index(j).Child("value"), e.Value, expr.Refs(e.Value), asWritten)
 		}
 		errs = append(errs, validateResources(path.Child("resources"), st.Name, st.Resources)...)
+		errs = append(errs, validatePlacement(path, &st)...)
+	}
+	return errs
+}
+
+// validatePlacement checks a step's nodeSelector and tolerations as the API server would check
+// them in its Job, so that a mistake is refused with the step's name instead of failing the step.
+func validatePlacement(path *field.Path, st *custodyv1alpha1.Step) field.ErrorList {
+	var errs field.ErrorList
+	for _, k := range slices.Sorted(maps.Keys(st.NodeSelector)) {
+		p := path.Child("nodeSelector").Key(k)
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs = append(errs, field.Invalid(p, k, fmt.Sprintf("step %q: label key %s", st.Name, msg)))
+		}
+		for _, msg := range validation.IsValidLabelValue(st.NodeSelector[k]) {
+			errs = append(errs, field.Invalid(p, st.NodeSelector[k], fmt.Sprintf("step %q: label value %s", st.Name, msg)))
+		}
+	}
+	for i, t := range st.Tolerations {
+		p := path.Child("tolerations").Index(i)
+		problem := func(f, value, msg string) {
+			errs = append(errs, field.Invalid(p.Child(f), value, fmt.Sprintf("step %q: %s", st.Name, msg)))
+		}
+		if t.Key != "" {
+			for _, msg := range validation.IsQualifiedName(t.Key) {
+				problem("key", t.Key, msg)
+			}
+		}
+		switch t.Operator {
+		case corev1.TolerationOpExists:
+			if t.Value != "" {
+				problem("value", t.Value, "must be empty when operator is Exists")
+			}
+		case corev1.TolerationOpEqual, "":
+			if t.Key == "" {
+				problem("operator", string(t.Operator), "must be Exists when key is empty (a toleration of every taint)")
+			}
+			for _, msg := range validation.IsValidLabelValue(t.Value) {
+				problem("value", t.Value, msg)
+			}
+		default:
+			problem("operator", string(t.Operator), "must be Equal or Exists")
+		}
+		switch t.Effect {
+		case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			problem("effect", string(t.Effect), "must be NoSchedule, PreferNoSchedule, NoExecute or empty (all effects)")
+		}
+		if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+			problem("tolerationSeconds", fmt.Sprint(*t.TolerationSeconds), "may only be set with effect NoExecute")
+		}
 	}
 	return errs
 }

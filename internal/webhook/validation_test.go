@@ -131,6 +131,24 @@ spec:
     resources: {requests: {cpu: "2", memory: 1Gi}, limits: {cpu: 500m, memory: -1Gi}}`,
 		want: []string{`spec.steps[1].resources.requests[cpu]: Invalid value: "2": step "build": must not be more than its limit of 500m`,
 			`spec.steps[1].resources.limits[memory]: Invalid value: "-1Gi": step "build": must not be negative`},
+	}, {
+		name: "node selector and tolerations the Job would refuse",
+		manifest: `
+metadata: {name: bad-placement}
+spec:
+  steps:
+  - name: train
+    image: busybox
+    nodeSelector: {"gpu type": a100, pool: "gpu pool"}
+    tolerations:
+    - {key: nvidia.com/gpu, operator: Exists, value: "true", effect: NoSchedule}
+    - {key: dedicated, operator: Equal, value: ml, effect: NoSchedule, tolerationSeconds: 60}
+    - {key: dedicated, operator: Equal, value: ml, effect: NoRun}`,
+		want: []string{`spec.steps[0].nodeSelector[gpu type]: Invalid value: "gpu type": step "train": label key name part must consist of`,
+			`spec.steps[0].nodeSelector[pool]: Invalid value: "gpu pool": step "train": label value a valid label must be`,
+			`spec.steps[0].tolerations[0].value: Invalid value: "true": step "train": must be empty when operator is Exists`,
+			`spec.steps[0].tolerations[1].tolerationSeconds: Invalid value: "60": step "train": may only be set with effect NoExecute`,
+			`spec.steps[0].tolerations[2].effect: Invalid value: "NoRun": step "train": must be NoSchedule, PreferNoSchedule, NoExecute or empty`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +173,10 @@ spec:
     dependsOn: [build]
     results: [{name: risk}]
     resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: "1", memory: 1Gi}}
+    nodeSelector: {kubernetes.io/arch: arm64}
+    tolerations:
+    - {key: dedicated, operator: Equal, value: scanners, effect: NoSchedule}
+    - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 30}
   - name: deploy
     image: busybox
     dependsOn: [scan]

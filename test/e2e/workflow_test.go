@@ -264,3 +264,51 @@ func TestPodCreationRefusalIsReported(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStepsRunOnTheirNodePool: a step with a nodeSelector and a toleration runs on the tainted,
+// labelled node pool it asks for; a step without runs where it always did, never on that pool.
+func TestStepsRunOnTheirNodePool(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pool := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "kwok-gpu-0", Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels: map[string]string{"type": "kwok", "custody.dev/e2e-pool": "gpu", corev1.LabelHostname: "kwok-gpu-0"}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "custody.dev/e2e-dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}},
+	}
+	if err := cluster.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), pool) })
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: placement}
+spec:
+  steps:
+  - name: train
+    image: registry.example.com/ml/train:1
+    nodeSelector: {custody.dev/e2e-pool: gpu}
+    tolerations: [{key: custody.dev/e2e-dedicated, operator: Equal, value: gpu, effect: NoSchedule}]
+  - {name: report, image: registry.example.com/ml/report:1}
+`), wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = ns
+	if err := cluster.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "workflow Succeeded", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
+			return fmt.Errorf("phase %q: train %+v, report %+v", wf.Status.Phase, step(wf, "train"), step(wf, "report"))
+		}
+		return nil
+	})
+	if node := step(wf, "train").NodeName; node != pool.Name {
+		t.Errorf("train ran on %q, want the pool's node %s", node, pool.Name)
+	}
+	if node := step(wf, "report").NodeName; node == pool.Name || node == "" {
+		t.Errorf("report ran on %q, want one of %v", node, cluster.Nodes)
+	}
+}
