@@ -66,6 +66,19 @@ type GrantSubject struct {
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Steps []string `json:"steps"`
+
+	// images, when set, are the only container images those steps may run and still hold the
+	// credential: an exact reference (best pinned by digest,
+	// registry.example.com/erp-client@sha256:...) or a prefix ending in "/*", ":*" or
+	// "@sha256:*" (registry.example.com/erp-client@sha256:* is any digest of that repository).
+	// A step running any other image waits with reason GrantNotCovered. Unset: any image.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^[^*\s]+(/\*|:\*|@sha256:\*)?$`
+	Images []string `json:"images,omitempty"`
 }
 
 // Credential is exactly one kind of credential.

@@ -389,6 +389,18 @@ spec:
 			want: []string{"kubernetesRole grant's ttl must be at least 10m"},
 		},
 		{
+			// A wildcard that does not end a path, tag or digest would let erp-client-evil match.
+			name: "grant image wildcard in the middle of a name",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post], images: ["registry.example.com/erp-client*"]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}`,
+			want: []string{`spec.subjects[0].images[0]: Invalid value: "registry.example.com/erp-client*"`, "should match"},
+		},
+		{
 			name: "grant with two credential kinds",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -764,3 +764,41 @@ spec:
 		return nil
 	})
 }
+
+// TestCredentials_grantPinnedToImages: a grant whose subject names images lets a step hold the
+// credential only while it runs one of them. A run of the same workflow and step with another
+// image waits, saying which image; the pinned one starts and may read.
+func TestCredentials_grantPinnedToImages(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	const pinned = "registry.example.com/erp-client@sha256:4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+	grant(t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {app: invoices}}, steps: [post], images: ["registry.example.com/erp-client@sha256:*"]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	other := apply(t, ns, `
+metadata: {name: tagged, labels: {app: invoices}}
+spec:
+  steps:
+  - {name: post, image: "registry.example.com/erp-client:2.0", credentials: [erp]}`)
+	fine := apply(t, ns, `
+metadata: {name: pinned, labels: {app: invoices}}
+spec:
+  steps:
+  - {name: post, image: "`+pinned+`", credentials: [erp]}`)
+	cur := waitStep(t, fine, "post", custodyv1alpha1.StepRunning)
+	waitCan(t, ns, stepOf(cur, "post").ServiceAccountName, true)
+	eventually(t, "the tagged run to wait for the grant", func() error {
+		st := stepOf(get(t, other), "post")
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantNotCovered ||
+			!strings.Contains(st.Message, `does not allow step post of workflow tagged to run image "registry.example.com/erp-client:2.0"`) {
+			return errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if n := len(jobs(t, other)); n != 0 {
+		t.Errorf("%d Jobs for the step whose image the grant does not allow", n)
+	}
+}

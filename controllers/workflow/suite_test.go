@@ -390,6 +390,20 @@ func stepEvents(t *testing.T, wf *custodyv1alpha1.Workflow, reason string) map[s
 	return out
 }
 
+// waitStepEvents waits until the step has Events with the reason (they are recorded after the
+// status that explains them is saved, asynchronously) and returns their notes.
+func waitStepEvents(t *testing.T, wf *custodyv1alpha1.Workflow, step, reason string) []string {
+	t.Helper()
+	var notes []string
+	eventually(t, fmt.Sprintf("%s Events of step %s", reason, step), func() error {
+		if notes = stepEvents(t, wf, reason)[step]; len(notes) == 0 {
+			return errorf("none yet")
+		}
+		return nil
+	})
+	return notes
+}
+
 // kubectl runs the pinned kubectl as an admin of the test API server and returns what it printed.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()

@@ -641,7 +641,7 @@ spec:
 	if n := len(jobs(t, wf)); n != 0 {
 		t.Errorf("%d Jobs exist", n)
 	}
-	if got := stepEvents(t, wf, custodyv1alpha1.StepReasonJobInvalid)["a"]; len(got) != 1 {
+	if got := waitStepEvents(t, wf, "a", custodyv1alpha1.StepReasonJobInvalid); len(got) != 1 {
 		t.Errorf("JobInvalid Events of step a: %q, want one", got)
 	}
 	eventually(t, "the attempt's ServiceAccount to be deleted", func() error {
@@ -661,10 +661,13 @@ spec:
 	if err := env.Client.Create(ctx, quota); err != nil {
 		t.Fatal(err)
 	}
-	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{"count/jobs.batch": resource.MustParse("0")}}
-	if err := env.Client.Status().Update(ctx, quota); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "quota status", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(quota), quota); err != nil {
+			return err
+		}
+		quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{"count/jobs.batch": resource.MustParse("0")}}
+		return env.Client.Status().Update(ctx, quota)
+	})
 	wf = apply(t, ns, `
 metadata: {name: over-quota}
 spec:
@@ -680,9 +683,7 @@ spec:
 		}
 		return nil
 	})
-	if got := stepEvents(t, wf, custodyv1alpha1.StepReasonCreateFailed)["a"]; len(got) == 0 {
-		t.Error("no CreateFailed Event for step a")
-	}
+	waitStepEvents(t, wf, "a", custodyv1alpha1.StepReasonCreateFailed)
 	if err := env.Client.Delete(ctx, quota); err != nil {
 		t.Fatal(err)
 	}
@@ -726,7 +727,7 @@ spec:
 		}
 		return nil
 	})
-	if got := stepEvents(t, wf, custodyv1alpha1.StepReasonPodNotCreated)["a"]; len(got) != 1 {
+	if got := waitStepEvents(t, wf, "a", custodyv1alpha1.StepReasonPodNotCreated); len(got) != 1 {
 		t.Errorf("PodNotCreated Events of step a: %q, want one", got)
 	}
 	pod := createPod(t, job, "b9m4q")

@@ -93,7 +93,7 @@ func fixture(t *testing.T) string {
 	create(&custodyv1alpha1.CredentialGrant{}, `
 metadata: {name: erp-payments, annotations: {approve.custody.dev/grant: '{"approvedBy":"bob","approvedAt":"2026-11-29T11:50:00Z"}'}}
 spec:
-  subjects: [{workflowName: pay-invoice-4711, steps: [post-payment]}]
+  subjects: [{workflowName: pay-invoice-4711, steps: [post-payment], images: ["registry.example.com/erp-client@sha256:*"]}]
   credential: {secret: {name: erp-api, keys: [token]}}
   approval: {required: true, approvers: {groups: [finance-controllers]}}
 status:

@@ -147,7 +147,11 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 		if s.WorkflowSelector != nil {
 			who = metav1.FormatLabelSelector(s.WorkflowSelector)
 		}
-		out.Subjects = append(out.Subjects, who+":"+strings.Join(s.Steps, ","))
+		subject := who + ":" + strings.Join(s.Steps, ",")
+		if len(s.Images) > 0 {
+			subject += "[" + strings.Join(s.Images, ",") + "]"
+		}
+		out.Subjects = append(out.Subjects, subject)
 	}
 	switch {
 	case g.Spec.Approval == nil || !g.Spec.Approval.Required:

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,26 +37,68 @@ const (
 	DefaultTokenTTL = time.Hour
 )
 
-// Covers says whether a grant's subjects include a step of a workflow.
+// Covers says whether a grant's subjects include a step of a workflow, running the image the
+// workflow's definition gives it when the subject names images.
 func Covers(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) bool {
 	if g.Namespace != wf.Namespace {
 		return false
 	}
 	for _, s := range g.Spec.Subjects {
-		if !slices.Contains(s.Steps, step) {
+		if !slices.Contains(s.Steps, step) || !selects(s, wf) {
 			continue
 		}
-		if s.WorkflowName != "" && s.WorkflowName == wf.Name {
+		if len(s.Images) == 0 || ImageAllowed(s.Images, stepImage(wf, step)) {
 			return true
-		}
-		if s.WorkflowSelector != nil {
-			sel, err := metav1.LabelSelectorAsSelector(s.WorkflowSelector)
-			if err == nil && !sel.Empty() && sel.Matches(labels.Set(wf.Labels)) {
-				return true
-			}
 		}
 	}
 	return false
+}
+
+// coversBarImages says whether a grant would cover the step if it ran an allowed image.
+func coversBarImages(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) bool {
+	return g.Namespace == wf.Namespace && slices.ContainsFunc(g.Spec.Subjects, func(s custodyv1alpha1.GrantSubject) bool {
+		return slices.Contains(s.Steps, step) && selects(s, wf)
+	})
+}
+
+func selects(s custodyv1alpha1.GrantSubject, wf *custodyv1alpha1.Workflow) bool {
+	if s.WorkflowName != "" {
+		return s.WorkflowName == wf.Name
+	}
+	if s.WorkflowSelector == nil {
+		return false
+	}
+	sel, err := metav1.LabelSelectorAsSelector(s.WorkflowSelector)
+	return err == nil && !sel.Empty() && sel.Matches(labels.Set(wf.Labels))
+}
+
+// ImageAllowed says whether image is one of the allowed references: equal to one, or starting
+// with one that ends in "*" (without the "*"). An empty image is never allowed.
+func ImageAllowed(allowed []string, image string) bool {
+	if image == "" {
+		return false
+	}
+	for _, a := range allowed {
+		if prefix, ok := strings.CutSuffix(a, "*"); (ok && strings.HasPrefix(image, prefix)) || a == image {
+			return true
+		}
+	}
+	return false
+}
+
+// stepImage is the image a step of the workflow runs ("" when the run's template is not
+// resolved yet, or there is no such step).
+func stepImage(wf *custodyv1alpha1.Workflow, step string) string {
+	def, ok := wf.Definition()
+	if !ok {
+		return ""
+	}
+	for _, st := range def.AllSteps() {
+		if st.Name == step {
+			return st.Image
+		}
+	}
+	return ""
 }
 
 // Kind is the kind of the grant's credential.
@@ -92,8 +135,11 @@ func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.
 	case g == nil:
 		return &Refusal{custodyv1alpha1.ReasonGrantNotFound, fmt.Sprintf("CredentialGrant %s does not exist in namespace %s", name, wf.Namespace)}
 	case !Covers(g, wf, step):
-		return &Refusal{custodyv1alpha1.ReasonGrantNotCovered,
-			fmt.Sprintf("CredentialGrant %s does not list step %s of workflow %s among its subjects", name, step, wf.Name)}
+		msg := fmt.Sprintf("CredentialGrant %s does not list step %s of workflow %s among its subjects", name, step, wf.Name)
+		if image := stepImage(wf, step); coversBarImages(g, wf, step) {
+			msg = fmt.Sprintf("CredentialGrant %s does not allow step %s of workflow %s to run image %q", name, step, wf.Name, image)
+		}
+		return &Refusal{custodyv1alpha1.ReasonGrantNotCovered, msg}
 	case g.Spec.Suspended:
 		return &Refusal{custodyv1alpha1.ReasonGrantSuspended, fmt.Sprintf("CredentialGrant %s is suspended", name)}
 	case g.Spec.Approval != nil && g.Spec.Approval.Required && !Approved(g):

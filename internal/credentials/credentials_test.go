@@ -49,6 +49,64 @@ func TestCovers(t *testing.T) {
 	}
 }
 
+// TestCovers_images: a subject that names images covers a step only while it runs one of them.
+func TestCovers_images(t *testing.T) {
+	const pinned = "registry.example.com/erp-client@sha256:4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+	run := func(image string) *custodyv1alpha1.Workflow {
+		w := wf("pay", nil)
+		w.Spec.Steps = []custodyv1alpha1.Step{{Name: "route", Image: "busybox"}, {Name: "post", Image: image}}
+		return w
+	}
+	exact := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}, Images: []string{pinned}})
+	anyDigest := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"},
+		Images: []string{"registry.example.com/erp-client@sha256:*"}})
+	for _, c := range []struct {
+		name  string
+		g     *custodyv1alpha1.CredentialGrant
+		image string
+		want  bool
+	}{
+		{"the pinned image", exact, pinned, true},
+		{"another digest", exact, "registry.example.com/erp-client@sha256:0000", false},
+		{"the same repository by tag", exact, "registry.example.com/erp-client:2.0", false},
+		{"any digest of the repository", anyDigest, "registry.example.com/erp-client@sha256:0000", true},
+		{"a tag of the repository", anyDigest, "registry.example.com/erp-client:2.0", false},
+		{"a repository whose name starts the same", anyDigest, "registry.example.com/erp-client-evil@sha256:0000", false},
+	} {
+		if got := Covers(c.g, run(c.image), "post"); got != c.want {
+			t.Errorf("%s: Covers = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A run of a template that is not resolved yet has no image to check.
+	unresolved := wf("pay", nil)
+	unresolved.Spec.WorkflowTemplateRef = &custodyv1alpha1.WorkflowTemplateRef{Name: "payments"}
+	if Covers(exact, unresolved, "post") {
+		t.Error("covers a step whose image is not known")
+	}
+	r := Check("g", exact, run("registry.example.com/erp-client:2.0"), "post")
+	if r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotCovered ||
+		r.Message != `CredentialGrant g does not allow step post of workflow pay to run image "registry.example.com/erp-client:2.0"` {
+		t.Errorf("refusal %+v", r)
+	}
+}
+
+func TestImageAllowed(t *testing.T) {
+	allowed := []string{"registry.example.com/tools/*", "docker.io/library/busybox:*", "ghcr.io/acme/deploy@sha256:abc"}
+	for image, want := range map[string]bool{
+		"registry.example.com/tools/kubectl:1.31": true,
+		"registry.example.com/toolsx/kubectl:1":   false,
+		"docker.io/library/busybox:1.36":          true,
+		"docker.io/library/busybox":               false,
+		"ghcr.io/acme/deploy@sha256:abc":          true,
+		"ghcr.io/acme/deploy@sha256:abcd":         false,
+		"":                                        false,
+	} {
+		if got := ImageAllowed(allowed, image); got != want {
+			t.Errorf("ImageAllowed(%q) = %v, want %v", image, got, want)
+		}
+	}
+}
+
 func TestCheckOrder(t *testing.T) {
 	w := wf("pay", nil)
 	g := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}})
