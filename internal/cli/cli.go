@@ -65,9 +65,9 @@ func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client, n
 func (o *Options) command() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-custody",
-		Short: "Custody workflows: status trees, runs of templates, approvals, cancel, and who holds which credential now",
+		Short: "Custody workflows: status trees, runs of templates, resubmits, approvals, cancel, and who holds which credential now",
 		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
-			"starts runs of WorkflowTemplates, " +
+			"starts runs of WorkflowTemplates, runs workflows again (resubmit), " +
 			"approves steps and grants (admission checks that you may), cancels workflows, suspends grants, and " +
 			"lists every credential held right now (inventory).",
 		SilenceUsage:  true,
@@ -75,7 +75,8 @@ func (o *Options) command() *cobra.Command {
 	}
 	o.flags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: table (default), json or yaml.")
-	root.AddCommand(o.getCommand(), o.runCommand(), o.approveCommand(), o.cancelCommand(), o.revokeCommand(), o.inventoryCommand())
+	root.AddCommand(o.getCommand(), o.runCommand(), o.resubmitCommand(), o.approveCommand(), o.cancelCommand(),
+		o.revokeCommand(), o.inventoryCommand())
 	return root
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -321,6 +322,72 @@ spec:
 	out, err = run(t, ns, "", "get", wf.Name)
 	if err != nil || !strings.Contains(out, "from workflowtemplate/db-backup (generation 3)") || !strings.Contains(out, "cleanup (finally)  Running") {
 		t.Errorf("get of a template run:\n%s (%v)", out, err)
+	}
+}
+
+// TestResubmit runs a workflow again: same spec, cancel cleared, Custody's labels and every
+// annotation (an approval above all) left behind, parameters replaced when asked.
+func TestResubmit(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	old := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata:
+  name: pay-invoice-4711
+  labels: {app: invoices, custody.dev/cronworkflow: nightly}
+  annotations: {approve.custody.dev/post-payment: '{"approvedBy":"bob"}'}
+spec:
+  parameters: [{name: invoice, value: "4711"}, {name: amount, value: "12000"}]
+  cancel: true
+  timeout: 1h
+  steps:
+  - {name: post-payment, image: example.com/pay:1, args: ["$(params.invoice)"], approval: {approvers: {groups: [finance-controllers]}}}`),
+		old); err != nil {
+		t.Fatal(err)
+	}
+	old.Namespace = ns
+	if err := env.Client.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, ns, "", "resubmit", "pay-invoice-4711", "-p", "amount=9000", "--name", "pay-invoice-4711-again")
+	if err != nil || !strings.Contains(out, "workflow/pay-invoice-4711-again created from workflow/pay-invoice-4711") {
+		t.Fatalf("resubmit: %v\n%s", err, out)
+	}
+	wf := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711-again"}, wf); err != nil {
+		t.Fatal(err)
+	}
+	want := old.Spec.DeepCopy()
+	want.Cancel = false
+	want.Parameters[1].Value = "9000"
+	if !equality.Semantic.DeepEqual(wf.Spec, *want) {
+		t.Errorf("spec %+v, want %+v", wf.Spec, *want)
+	}
+	if len(wf.Labels) != 1 || wf.Labels["app"] != "invoices" || len(wf.Annotations) != 0 {
+		t.Errorf("labels %v, annotations %v: want app=invoices only, and no annotations", wf.Labels, wf.Annotations)
+	}
+	// Without --name, a generated one.
+	if out, err := run(t, ns, "", "resubmit", "pay-invoice-4711"); err != nil || !strings.Contains(out, "workflow/pay-invoice-4711-") {
+		t.Errorf("resubmit: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"resubmit", "pay-invoice-4711", "-p", "currency=EUR"}, `workflow pay-invoice-4711 has no parameter "currency" (it has: invoice, amount)`},
+		{[]string{"resubmit", "nope"}, "workflow " + ns + "/nope not found"},
+	} {
+		if _, err := run(t, ns, "", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+	// A run of a template may set a parameter the old run left at its default.
+	tplRun, err := resubmission(&custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{
+		WorkflowTemplateRef: &custodyv1alpha1.WorkflowTemplateRef{Name: "db-backup"},
+		Parameters:          []custodyv1alpha1.Parameter{{Name: "database", Value: "orders"}}}},
+		[]custodyv1alpha1.Parameter{{Name: "retention", Value: "90d"}}, "")
+	if err != nil || len(tplRun.Spec.Parameters) != 2 || tplRun.Spec.WorkflowTemplateRef.Name != "db-backup" {
+		t.Errorf("template run: %v, %+v", err, tplRun)
 	}
 }
 
