@@ -3,6 +3,9 @@ package webhook_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -406,5 +409,50 @@ func waitGrant(t *testing.T, g *custodyv1alpha1.CredentialGrant, cond func(*cust
 			t.Fatalf("grant %s: %v", g.Name, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRunWarnsOfGrantsThatWouldKeepAStepWaiting: a run whose step requests a grant that does not
+// exist, or that does not allow the step's image, is admitted (grants may come later, GitOps
+// applies in any order) with a warning that kubectl prints, naming the step and why.
+func TestRunWarnsOfGrantsThatWouldKeepAStepWaiting(t *testing.T) {
+	ns := team(t)
+	create(t, as(alice), mustGrant(t, ns, `
+metadata: {name: app-db}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay], images: ["registry.example.com/pay@sha256:*"]}]
+  credential: {secret: {name: app-db, keys: [password]}}`))
+	apply := func(name, image string) string {
+		t.Helper()
+		manifest := filepath.Join(t.TempDir(), "wf.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: `+name+`}
+spec:
+  steps:
+  - {name: pay, image: "`+image+`", credentials: [app-db, ledger]}
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := env.Kubectl(t, "-n", ns, "--as", alice, "create", "-f", manifest)
+		if err != nil {
+			t.Fatalf("kubectl create: %v\n%s", err, out)
+		}
+		return out
+	}
+	out := apply("invoice-4711", "busybox")
+	for _, want := range []string{
+		`Warning: step "pay" will wait until this changes: CredentialGrant app-db does not allow step pay of workflow invoice-4711 to run image "busybox"`,
+		`Warning: step "pay" will wait until this changes: CredentialGrant ledger does not exist in namespace ` + ns,
+		"workflow.custody.dev/invoice-4711 created",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl printed:\n%s\nwant a line with %q", out, want)
+		}
+	}
+	// The pinned image: only the missing grant is worth a warning.
+	out = apply("invoice-4712", "registry.example.com/pay@sha256:4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+	if strings.Count(out, "Warning:") != 2 || !strings.Contains(out, "CredentialGrant app-db does not list step pay of workflow invoice-4712") {
+		t.Errorf("kubectl printed:\n%s\nwant warnings that app-db does not list this workflow and ledger does not exist", out)
 	}
 }

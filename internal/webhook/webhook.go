@@ -43,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/cronschedule"
 )
 
@@ -112,6 +113,10 @@ type object struct {
 	cron      *custodyv1alpha1.CronWorkflow
 	kind      string
 	forDenial string // "Workflow team-a/release" for messages
+	// runSteps are the steps a new run executes (its own, or its template's), once checkRun read them.
+	runSteps []custodyv1alpha1.Step
+	// warnings are returned with an allowed request (kubectl prints them).
+	warnings []string
 }
 
 func (h *handler) decode(req admission.Request, ext runtime.RawExtension) (*object, error) {
@@ -334,7 +339,7 @@ func (h *handler) validate(ctx context.Context, req admission.Request) admission
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("%s: checking the request: %w", cur.forDenial, err))
 	}
 	if r == nil {
-		return admission.Allowed("")
+		return admission.Allowed("").WithWarnings(cur.warnings...)
 	}
 	Refusals.WithLabelValues(cur.kind, r.check).Inc()
 	logf.FromContext(ctx).Info("admission refused", "kind", cur.kind, "namespace", req.Namespace,
@@ -557,7 +562,49 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r := templateLabel(o); r != nil {
 		return r, nil
 	}
-	return h.checkRun(ctx, req, o, field.NewPath("spec"), &wf.Spec, false)
+	if r, err := h.checkRun(ctx, req, o, field.NewPath("spec"), &wf.Spec, false); r != nil || err != nil {
+		return r, err
+	}
+	var err error
+	o.warnings, err = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
+	return nil, err
+}
+
+// grantWarnings says which grants a new run requests would keep a step waiting as things stand:
+// grants that do not exist, or do not cover the step (its workflow, name or image). They are
+// warnings, not refusals: a grant may be created or changed after the run, as GitOps tools apply
+// in any order, and the step waits until then.
+func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alpha1.Workflow,
+	steps []custodyv1alpha1.Step) ([]string, error) {
+	if wf.Name == "" {
+		return nil, nil
+	}
+	run := wf.DeepCopy()
+	run.Namespace = ns
+	run.Spec.WorkflowTemplateRef, run.Spec.Steps, run.Spec.Finally = nil, steps, nil
+	grants := map[string]*custodyv1alpha1.CredentialGrant{}
+	var out []string
+	for _, st := range steps {
+		for _, name := range st.Credentials {
+			g, read := grants[name]
+			if !read {
+				g = &custodyv1alpha1.CredentialGrant{}
+				err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, g)
+				switch {
+				case apierrors.IsNotFound(err):
+					g = nil
+				case err != nil:
+					return nil, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+				}
+				grants[name] = g
+			}
+			r := credentials.Check(name, g, run, st.Name)
+			if r != nil && (r.Reason == custodyv1alpha1.ReasonGrantNotFound || r.Reason == custodyv1alpha1.ReasonGrantNotCovered) {
+				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
+			}
+		}
+	}
+	return out, nil
 }
 
 // checkRun checks what a run would execute, at path: a run of a template against the template
@@ -567,7 +614,8 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 	ws *custodyv1alpha1.WorkflowSpec, missingOK bool) (*refusal, error) {
 	ref := ws.WorkflowTemplateRef
 	if ref == nil {
-		return h.checkUse(ctx, req, o, ws.InlineSteps())
+		o.runSteps = ws.InlineSteps()
+		return h.checkUse(ctx, req, o, o.runSteps)
 	}
 	tpl := &custodyv1alpha1.WorkflowTemplate{}
 	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ref.Name}, tpl)
@@ -583,7 +631,8 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
-	return h.checkUse(ctx, req, o, tpl.Spec.AllSteps())
+	o.runSteps = tpl.Spec.AllSteps()
+	return h.checkUse(ctx, req, o, o.runSteps)
 }
 
 // validateDefinition deep-validates a WorkflowTemplate or CronWorkflow and checks that its author
