@@ -565,46 +565,56 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r, err := h.checkRun(ctx, req, o, field.NewPath("spec"), &wf.Spec, false); r != nil || err != nil {
 		return r, err
 	}
-	var err error
-	o.warnings, err = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
-	return nil, err
+	o.warnings = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
+	return nil, nil
 }
 
 // grantWarnings says which grants a new run requests would keep a step waiting as things stand:
 // grants that do not exist, or do not cover the step (its workflow, name or image). They are
 // warnings, not refusals: a grant may be created or changed after the run, as GitOps tools apply
-// in any order, and the step waits until then.
+// in any order, and the step waits until then. They are best effort: a grant that cannot be read
+// (a namespace the controller does not watch) is not warned about, and never fails the request.
 func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alpha1.Workflow,
-	steps []custodyv1alpha1.Step) ([]string, error) {
+	steps []custodyv1alpha1.Step) []string {
 	if wf.Name == "" {
-		return nil, nil
+		return nil
 	}
 	run := wf.DeepCopy()
 	run.Namespace = ns
 	run.Spec.WorkflowTemplateRef, run.Spec.Steps, run.Spec.Finally = nil, steps, nil
-	grants := map[string]*custodyv1alpha1.CredentialGrant{}
+	type lookup struct {
+		grant *custodyv1alpha1.CredentialGrant // nil: not found
+		ok    bool                             // false: could not be read
+	}
+	grants := map[string]lookup{}
 	var out []string
 	for _, st := range steps {
 		for _, name := range st.Credentials {
-			g, read := grants[name]
-			if !read {
-				g = &custodyv1alpha1.CredentialGrant{}
-				err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, g)
+			l, seen := grants[name]
+			if !seen {
+				// A list by name, not a get: the controller may list grants, not get them one by one.
+				var list custodyv1alpha1.CredentialGrantList
+				err := h.authz.reader.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
 				switch {
-				case apierrors.IsNotFound(err):
-					g = nil
 				case err != nil:
-					return nil, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+					logf.FromContext(ctx).V(1).Info("not warning about a grant that cannot be read", "grant", name, "error", err.Error())
+				case len(list.Items) == 0:
+					l = lookup{ok: true}
+				default:
+					l = lookup{grant: &list.Items[0], ok: true}
 				}
-				grants[name] = g
+				grants[name] = l
 			}
-			r := credentials.Check(name, g, run, st.Name)
+			if !l.ok {
+				continue
+			}
+			r := credentials.Check(name, l.grant, run, st.Name)
 			if r != nil && (r.Reason == custodyv1alpha1.ReasonGrantNotFound || r.Reason == custodyv1alpha1.ReasonGrantNotCovered) {
 				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // checkRun checks what a run would execute, at path: a run of a template against the template
