@@ -142,6 +142,14 @@ const (
 	// StepReasonPodNotCreated means the attempt's Job exists but the Job controller could not
 	// create its pod (its FailedCreate Event is repeated in the step's message); it keeps trying.
 	StepReasonPodNotCreated = "PodNotCreated"
+	// StepReasonUnschedulable means the attempt's pod exists but the scheduler finds no node for
+	// it (its message is repeated in the step's: no node matches its nodeSelector or tolerations,
+	// or has the resources it requests).
+	StepReasonUnschedulable = "Unschedulable"
+	// StepReasonContainerCannotStart means the step container waits for something that will not
+	// come by itself: its image cannot be pulled, or a ConfigMap it reads is missing (the
+	// kubelet's reason and message are repeated in the step's).
+	StepReasonContainerCannotStart = "ContainerCannotStart"
 	// StepReasonJobDeleted means the attempt's Job disappeared before it ended.
 	StepReasonJobDeleted = "JobDeleted"
 	// StepReasonResultsInvalid means the step ended but its termination message did not hold the

@@ -247,7 +247,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&custodyv1alpha1.Workflow{}).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobEnded)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToWorkflow),
-			builder.WithPredicates(podMatters)).
+			builder.WithPredicates(predicate.Or(podMatters, podProblemChanged))).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Watches(&custodyv1alpha1.CredentialGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantToWorkflows)).
 		Watches(&custodyv1alpha1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToWorkflows),
@@ -325,6 +325,30 @@ var podMatters = predicate.And(
 			(stepContainerState(oldPod) == nil) != (stepContainerState(newPod) == nil) ||
 			!newPod.DeletionTimestamp.IsZero()
 	}},
+)
+
+// podProblemChanged passes updates of step pods that start or stop being stuck (podProblem):
+// unschedulable, or a step container that cannot start.
+var podProblemChanged = predicate.And(
+	predicate.NewPredicateFuncs(func(o client.Object) bool {
+		_, ok := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
+		return ok
+	}),
+	predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			oldPod, ok1 := e.ObjectOld.(*corev1.Pod)
+			newPod, ok2 := e.ObjectNew.(*corev1.Pod)
+			if !ok1 || !ok2 {
+				return false
+			}
+			_, oldKey, _ := podProblem(oldPod)
+			_, newKey, _ := podProblem(newPod)
+			return oldKey != newKey
+		},
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	},
 )
 
 // podToWorkflow maps a step pod to its Workflow through the custody.dev/workflow label, and

@@ -678,7 +678,7 @@ spec:
 		st := stepOf(cur, "a")
 		ready := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReady)
 		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.StepReasonCreateFailed ||
-			!strings.Contains(st.Message, "exceeded quota: no-jobs") || ready == nil || !strings.Contains(ready.Message, "Could not create the attempt's objects (see the step's message): a") {
+			!strings.Contains(st.Message, "exceeded quota: no-jobs") || ready == nil || !strings.Contains(ready.Message, "Cannot get going (see the step's message): a (CreateFailed)") {
 			return errorf("step a %s %s: %s; Ready %+v", st.Phase, st.Reason, st.Message, ready)
 		}
 		return nil
@@ -743,4 +743,99 @@ spec:
 	}
 	succeed(t, wf, "a", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+// TestWorkflowReconciler_stuckPodSaysWhy plays the scheduler and the kubelet: a step pod that no
+// node can take, then one whose image cannot be pulled, leaves the step Running but saying why
+// (once per cause, not at every retry of the kubelet), and Started again once the container runs.
+func TestWorkflowReconciler_stuckPodSaysWhy(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: stuck}
+spec:
+  steps:
+  - {name: train, image: example.com/train:1, nodeSelector: {pool: gpu}}`)
+	job := jobOf(t, wf, "train", 1)
+	labels := map[string]string{jobNameLabel: job.Name}
+	for k, v := range job.Spec.Template.Labels {
+		labels[k] = v
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-q8w2x", Namespace: ns, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))}},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	setStatus := func(f func(*corev1.PodStatus)) {
+		t.Helper()
+		eventually(t, "pod status update", func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+				return err
+			}
+			f(&pod.Status)
+			return env.Client.Status().Update(ctx, pod)
+		})
+	}
+	waitReason := func(reason string, message ...string) custodyv1alpha1.StepStatus {
+		t.Helper()
+		var st custodyv1alpha1.StepStatus
+		eventually(t, "step train "+reason, func() error {
+			st = stepOf(get(t, wf), "train")
+			if st.Phase != custodyv1alpha1.StepRunning || st.Reason != reason {
+				return errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+			}
+			for _, m := range message {
+				if !strings.Contains(st.Message, m) {
+					return errorf("%s: %s, want %q in it", st.Reason, st.Message, m)
+				}
+			}
+			return nil
+		})
+		return st
+	}
+	const noNode = "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."
+	setStatus(func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodPending
+		s.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Reason: corev1.PodReasonUnschedulable, Message: noNode, LastTransitionTime: metav1.Now()}}
+	})
+	waitReason(custodyv1alpha1.StepReasonUnschedulable, noNode)
+
+	// The scheduler finds a node; the kubelet cannot pull the image, and backs off.
+	if err := env.Client.SubResource("binding").Create(ctx, pod, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: testNode},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func(reason, message string) func(*corev1.PodStatus) {
+		return func(s *corev1.PodStatus) {
+			s.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: jobspec.ContainerName, Image: "example.com/train:1",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}}}}
+		}
+	}
+	const pull = `failed to pull and unpack image "example.com/train:1": 401 Unauthorized`
+	setStatus(waiting("ErrImagePull", pull))
+	first := waitReason(custodyv1alpha1.StepReasonContainerCannotStart, "(ImagePull)", pull)
+	setStatus(waiting("ImagePullBackOff", `Back-off pulling image "example.com/train:1"`))
+	time.Sleep(2 * time.Second) // what the controller would write, it would have by now
+	if st := waitReason(custodyv1alpha1.StepReasonContainerCannotStart); st.Message != first.Message {
+		t.Errorf("message changed with the kubelet's back-off: %q, was %q", st.Message, first.Message)
+	}
+	if got := waitStepEvents(t, wf, "train", custodyv1alpha1.StepReasonContainerCannotStart); len(got) != 1 {
+		t.Errorf("ContainerCannotStart Events: %q, want one", got)
+	}
+	waitStepEvents(t, wf, "train", custodyv1alpha1.StepReasonUnschedulable)
+
+	// The image is fixed in the registry: the container runs, the step is Started again.
+	setStatus(func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodRunning
+		s.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+	})
+	waitReason(custodyv1alpha1.StepReasonStarted)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -261,10 +262,9 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 				reason = custodyv1alpha1.ReasonTimedOut
 			}
 			r.endAttempt(s, st, job, false, reason, failureMessage(job, pod))
-		case pod != nil && st.Reason == custodyv1alpha1.StepReasonPodNotCreated:
-			s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted,
-				fmt.Sprintf("Attempt %d runs as Job %s", st.Attempt, job.Name))
-		case pod == nil:
+		case pod != nil:
+			s.podProblems(st, job, pod)
+		default:
 			if err := r.podNotCreated(ctx, s, st, job); err != nil {
 				return false, err
 			}
@@ -311,6 +311,62 @@ func (r *Reconciler) podNotCreated(ctx context.Context, s *scope, st *custodyv1a
 
 // jobKind is the kind of the Jobs step attempts run as.
 const jobKind = "Job"
+
+// podProblems says in a running step's status when its pod is stuck on something that will not
+// resolve by itself (the scheduler finds no node, the image cannot be pulled, a ConfigMap is
+// missing), read from the cached pod, and says Started again once it is not. The step's timeout,
+// if any, still bounds the attempt.
+func (s *scope) podProblems(st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod) {
+	reason, key, detail := podProblem(pod)
+	switch {
+	case reason == "" && stuckReasons[st.Reason]:
+		s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted,
+			fmt.Sprintf("Attempt %d runs as Job %s", st.Attempt, job.Name))
+	case reason == "":
+	case st.Reason == reason && strings.Contains(st.Message, "("+key+")"):
+		// Already said; the scheduler's and kubelet's messages change with every retry.
+	default:
+		msg := fmt.Sprintf("Attempt %d's pod %s is stuck (%s): %s", st.Attempt, pod.Name, key, detail)
+		s.setStep(st, custodyv1alpha1.StepRunning, reason, text.Truncate(msg, 512))
+		s.stepEvent(st.Name, corev1.EventTypeWarning, reason, "Observe", "Step %s: %s", st.Name, st.Message)
+	}
+}
+
+// stuckReasons are the reasons a running step has while its attempt cannot get going.
+var stuckReasons = map[string]bool{
+	custodyv1alpha1.StepReasonPodNotCreated: true, custodyv1alpha1.StepReasonUnschedulable: true,
+	custodyv1alpha1.StepReasonContainerCannotStart: true,
+}
+
+// containerProblems are the kubelet's reasons for a waiting container that only a change of the
+// image, the registry or the namespace can end, by the key the step's message shows. The two
+// image pull reasons alternate while the kubelet backs off, so they share one.
+var containerProblems = map[string]string{
+	"ErrImagePull": "ImagePull", "ImagePullBackOff": "ImagePull", "InvalidImageName": "InvalidImageName",
+	"ErrImageNeverPull": "ErrImageNeverPull", "CreateContainerConfigError": "CreateContainerConfigError",
+	"CreateContainerError": "CreateContainerError", "RunContainerError": "RunContainerError",
+}
+
+// podProblem returns the step reason, a stable key and the detail of what keeps a step pod from
+// running, or "" when nothing does (yet).
+func podProblem(pod *corev1.Pod) (reason, key, detail string) {
+	if pod.Spec.NodeName == "" {
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+				return custodyv1alpha1.StepReasonUnschedulable, c.Reason, c.Message
+			}
+		}
+		return "", "", ""
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if w := cs.State.Waiting; cs.Name == jobspec.ContainerName && w != nil {
+			if key, ok := containerProblems[w.Reason]; ok {
+				return custodyv1alpha1.StepReasonContainerCannotStart, key, w.Reason + ": " + w.Message
+			}
+		}
+	}
+	return "", "", ""
+}
 
 // eventTime is when an Event last happened, whichever of its times its recorder set.
 func eventTime(e *corev1.Event) time.Time {

@@ -127,8 +127,8 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) 
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	var running, waiting, retrying, needGrants, slots, refused []string
 	for _, st := range steps {
-		if st.Reason == custodyv1alpha1.StepReasonCreateFailed || st.Reason == custodyv1alpha1.StepReasonPodNotCreated {
-			refused = append(refused, st.Name)
+		if st.Reason == custodyv1alpha1.StepReasonCreateFailed || stuckReasons[st.Reason] {
+			refused = append(refused, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
 		}
 		if st.Phase == custodyv1alpha1.StepPending && st.Reason == custodyv1alpha1.StepReasonWaitingForParallelism {
 			slots = append(slots, st.Name)
@@ -162,7 +162,7 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 		parts = append(parts, "waiting for a free slot (parallelism): "+strings.Join(slots, ", "))
 	}
 	if len(refused) > 0 {
-		parts = append(parts, "could not create the attempt's objects (see the step's message): "+strings.Join(refused, ", "))
+		parts = append(parts, "cannot get going (see the step's message): "+strings.Join(refused, ", "))
 	}
 	reason := custodyv1alpha1.ReasonProgressing
 	if len(waiting) > 0 && len(running) == 0 && len(retrying) == 0 {

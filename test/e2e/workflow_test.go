@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -311,4 +312,40 @@ spec:
 	if node := step(wf, "report").NodeName; node == pool.Name || node == "" {
 		t.Errorf("report ran on %q, want one of %v", node, cluster.Nodes)
 	}
+}
+
+// TestUnschedulableStepSaysWhy: a step whose nodeSelector no node matches stays Running without a
+// node; the step says so in kube-scheduler's words, and cancelling the run ends it.
+func TestUnschedulableStepSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "nowhere", Namespace: ns},
+		Spec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "a", Image: "registry.example.com/w:1",
+			NodeSelector: map[string]string{"custody.dev/e2e-pool": "none"}}}}}
+	if err := cluster.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "step a to say why it has no node", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		st := step(wf, "a")
+		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonUnschedulable ||
+			!strings.Contains(st.Message, "didn't match Pod's node affinity/selector") {
+			return fmt.Errorf("step a %s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if err := cluster.Client.Patch(ctx, wf, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "workflow Cancelled", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if wf.Status.Phase != custodyv1alpha1.WorkflowCancelled {
+			return fmt.Errorf("phase %q", wf.Status.Phase)
+		}
+		return nil
+	})
 }
