@@ -183,14 +183,69 @@ spec: {schedule: "0 2 * * *", timeZone: Europe/Berlin, workflowSpec: {workflowTe
 		t.Errorf("authorized-by after a metadata change = %+v, want pat still", a)
 	}
 
-	// A run a CronWorkflow created on alice's behalf: alice may not approve its steps.
+	// A run a CronWorkflow of alice's created on her behalf (pat plays the controller): alice, a
+	// listed approver, may not approve its steps, nor take the annotation that says so off the run.
+	payments := mustCron(t, ns, `metadata: {name: payments}
+spec: {schedule: "0 6 * * *", suspend: true}`)
+	payments.Spec.WorkflowSpec = mustWorkflow(t, ns, paymentWorkflow).Spec
+	create(t, as(alice), payments)
 	onBehalf := mustWorkflow(t, ns, paymentWorkflow)
 	onBehalf.Name = "invoice-cron"
-	onBehalf.Annotations = map[string]string{custodyv1alpha1.AnnotationOnBehalfOf: carol}
+	onBehalf.Labels = map[string]string{custodyv1alpha1.LabelCronWorkflow: "payments"}
+	onBehalf.Annotations = map[string]string{custodyv1alpha1.AnnotationOnBehalfOf: alice}
 	create(t, as(pat), onBehalf)
-	refused(t, "approval by the CronWorkflow's author", annotate(ctx, as(carol), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"),
-		"runs on behalf of carol", "four-eyes")
+	refused(t, "approval by the CronWorkflow's author", annotate(ctx, as(alice), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"),
+		"runs on behalf of alice", "four-eyes")
+	refused(t, "removing on-behalf-of", as(alice).Patch(ctx, onBehalf.DeepCopy(), client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"annotations":{"custody.dev/on-behalf-of":null}}}`))),
+		"custody.dev/on-behalf-of", "cannot be changed")
 	if err := annotate(ctx, as(bob), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
 		t.Errorf("bob approving: %v", err)
 	}
+}
+
+// TestCronRunLabelIsTheControllers: grants may select a CronWorkflow's runs by the label
+// custody.dev/cronworkflow, so a Workflow may carry it only with that CronWorkflow's spec and
+// author; anything else (other steps under the label, the label added later, the four-eyes
+// annotation forged or left out) is refused.
+func TestCronRunLabelIsTheControllers(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	nightly := mustCron(t, ns, `metadata: {name: nightly}
+spec: {schedule: "0 2 * * *", suspend: true}`)
+	nightly.Spec.WorkflowSpec = mustWorkflow(t, ns, paymentWorkflow).Spec
+	create(t, as(alice), nightly)
+	run := func(name string, labels, annotations map[string]string, spec string) *custodyv1alpha1.Workflow {
+		wf := mustWorkflow(t, ns, spec)
+		wf.Name, wf.Labels, wf.Annotations = name, labels, annotations
+		return wf
+	}
+	label := map[string]string{custodyv1alpha1.LabelCronWorkflow: "nightly"}
+	onBehalf := map[string]string{custodyv1alpha1.AnnotationOnBehalfOf: alice}
+	other := `metadata: {name: x}
+spec:
+  steps: [{name: pay, image: registry.example.com/anything:1}]`
+	for _, tc := range []struct {
+		name string
+		wf   *custodyv1alpha1.Workflow
+		want []string
+	}{
+		{"other steps under the label", run("forged", label, onBehalf, other),
+			[]string{"marks the runs of CronWorkflow nightly", "only the controller creates its runs"}},
+		{"a CronWorkflow that does not exist", run("nobody", map[string]string{custodyv1alpha1.LabelCronWorkflow: "weekly"}, nil, other),
+			[]string{`names CronWorkflow "weekly", which does not exist`}},
+		{"the four-eyes annotation left out", run("no-author", label, nil, paymentWorkflow),
+			[]string{"must carry the annotation custody.dev/on-behalf-of naming its author \"alice\""}},
+		{"the four-eyes annotation without the label", run("stray", nil, onBehalf, paymentWorkflow),
+			[]string{"is set on the runs of a CronWorkflow only"}},
+	} {
+		refused(t, tc.name, as(alice).Create(ctx, tc.wf), tc.want...)
+	}
+	// The label added to a Workflow afterwards is checked the same way.
+	plain := run("plain", nil, nil, other)
+	create(t, as(alice), plain)
+	refused(t, "the label added later", as(alice).Patch(ctx, plain.DeepCopy(), client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"labels":{"custody.dev/cronworkflow":"nightly"}}}`))), "only the controller creates its runs")
+	// What the controller creates passes.
+	create(t, as(pat), run("nightly-29650000", label, onBehalf, paymentWorkflow))
 }

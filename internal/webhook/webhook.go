@@ -377,7 +377,6 @@ func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *
 }
 
 func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur, old *object) (*refusal, error) {
-	user := req.UserInfo.Username
 	was, wasSet := old.meta.Annotations[custodyv1alpha1.AnnotationCreatedBy]
 	is, isSet := cur.meta.Annotations[custodyv1alpha1.AnnotationCreatedBy]
 	if was != is || wasSet != isSet {
@@ -415,8 +414,18 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 		}
 		return h.validateDefinition(ctx, req, cur)
 	}
+	return h.validateWorkflowUpdate(ctx, req, cur, old, creator)
+}
+
+// validateWorkflowUpdate checks a change to a Workflow: its run markers (template and
+// CronWorkflow labels, on-behalf-of), a changed spec, and added approvals.
+func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Request, cur, old *object, creator string) (*refusal, error) {
+	user := req.UserInfo.Username
 	if r := templateLabel(cur); r != nil {
 		return r, nil
+	}
+	if r, err := h.cronRunUpdate(ctx, req.Namespace, cur, old); r != nil || err != nil {
+		return r, err
 	}
 	if !equality.Semantic.DeepEqual(cur.workflow.Spec, old.workflow.Spec) {
 		if errs := ValidateWorkflowSpec(&cur.workflow.Spec); len(errs) > 0 {
@@ -562,6 +571,9 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r := templateLabel(o); r != nil {
 		return r, nil
 	}
+	if r, err := h.cronRun(ctx, req.Namespace, o); r != nil || err != nil {
+		return r, err
+	}
 	if r, err := h.checkRun(ctx, req, o, field.NewPath("spec"), &wf.Spec, false); r != nil || err != nil {
 		return r, err
 	}
@@ -692,6 +704,61 @@ func templateLabel(o *object) *refusal {
 			o.forDenial, custodyv1alpha1.LabelTemplate, ref.Name, v)
 	}
 	return nil
+}
+
+// cronRun checks what marks a Workflow as a run of a CronWorkflow. Grants may select a
+// CronWorkflow's runs by the label custody.dev/cronworkflow, and the annotation
+// custody.dev/on-behalf-of keeps the CronWorkflow's author from approving them (four-eyes). So the
+// label is allowed only on a Workflow whose spec is that CronWorkflow's workflowSpec (what the
+// controller creates), and the annotation only with the label, naming that CronWorkflow's creator.
+func (h *handler) cronRun(ctx context.Context, ns string, o *object) (*refusal, error) {
+	name, labelled := o.meta.Labels[custodyv1alpha1.LabelCronWorkflow]
+	by, onBehalf := o.meta.Annotations[custodyv1alpha1.AnnotationOnBehalfOf]
+	if !labelled {
+		if onBehalf {
+			return forbidden(checkValidation, "%s: the annotation %s is set on the runs of a CronWorkflow only (with the label %s)",
+				o.forDenial, custodyv1alpha1.AnnotationOnBehalfOf, custodyv1alpha1.LabelCronWorkflow), nil
+		}
+		return nil, nil
+	}
+	// A list by name: the controller may list CronWorkflows, not get them one by one.
+	var list custodyv1alpha1.CronWorkflowList
+	if err := h.authz.reader.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{"metadata.name": name}); err != nil {
+		return nil, fmt.Errorf("reading CronWorkflow %s: %w", name, err)
+	}
+	if len(list.Items) == 0 {
+		return forbidden(checkValidation, "%s: the label %s names CronWorkflow %q, which does not exist in namespace %s",
+			o.forDenial, custodyv1alpha1.LabelCronWorkflow, name, ns), nil
+	}
+	cw := &list.Items[0]
+	if !equality.Semantic.DeepEqual(o.workflow.Spec, cw.Spec.WorkflowSpec) {
+		return forbidden(checkValidation, "%s: the label %s marks the runs of CronWorkflow %s (grants may select them by it), and "+
+			"its spec is not that CronWorkflow's workflowSpec: only the controller creates its runs",
+			o.forDenial, custodyv1alpha1.LabelCronWorkflow, name), nil
+	}
+	if author := cw.Annotations[custodyv1alpha1.AnnotationCreatedBy]; by != author {
+		return forbidden(checkValidation, "%s: a run of CronWorkflow %s must carry the annotation %s naming its author %q, not %q",
+			o.forDenial, name, custodyv1alpha1.AnnotationOnBehalfOf, author, by), nil
+	}
+	return nil, nil
+}
+
+// cronRunUpdate refuses changing or removing the annotation custody.dev/on-behalf-of (without it,
+// a CronWorkflow's author could approve its runs), and checks a label custody.dev/cronworkflow
+// added or changed as cronRun does. Removing the label is allowed: the Workflow then is nobody's run.
+func (h *handler) cronRunUpdate(ctx context.Context, ns string, cur, old *object) (*refusal, error) {
+	was, wasSet := old.meta.Annotations[custodyv1alpha1.AnnotationOnBehalfOf]
+	is, isSet := cur.meta.Annotations[custodyv1alpha1.AnnotationOnBehalfOf]
+	if was != is || wasSet != isSet {
+		return forbidden(checkValidation, "%s: the annotation %s records whose CronWorkflow created the run, who may not "+
+			"approve it, and cannot be changed (it was %q; the request makes it %q)",
+			cur.forDenial, custodyv1alpha1.AnnotationOnBehalfOf, was, is), nil
+	}
+	label, labelled := cur.meta.Labels[custodyv1alpha1.LabelCronWorkflow]
+	if !labelled || label == old.meta.Labels[custodyv1alpha1.LabelCronWorkflow] {
+		return nil, nil
+	}
+	return h.cronRun(ctx, ns, cur)
 }
 
 // specOf is the spec of a WorkflowTemplate or CronWorkflow.
