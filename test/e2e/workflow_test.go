@@ -241,17 +241,7 @@ func TestPodCreationRefusalIsReported(t *testing.T) {
 	if err := cluster.Client.Create(ctx, wf); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "step a to say why it has no pod", func() error {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-			return err
-		}
-		st := step(wf, "a")
-		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonPodNotCreated ||
-			!strings.Contains(st.Message, "must specify limits.cpu") {
-			return fmt.Errorf("step a %s %s: %s", st.Phase, st.Reason, st.Message)
-		}
-		return nil
-	})
+	waitStuck(ctx, t, wf, "a", custodyv1alpha1.StepReasonPodNotCreated, "must specify limits.cpu")
 	if err := cluster.Client.Delete(ctx, quota); err != nil {
 		t.Fatal(err)
 	}
@@ -325,17 +315,7 @@ func TestUnschedulableStepSaysWhy(t *testing.T) {
 	if err := cluster.Client.Create(ctx, wf); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "step a to say why it has no node", func() error {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-			return err
-		}
-		st := step(wf, "a")
-		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonUnschedulable ||
-			!strings.Contains(st.Message, "didn't match Pod's node affinity/selector") {
-			return fmt.Errorf("step a %s %s: %s", st.Phase, st.Reason, st.Message)
-		}
-		return nil
-	})
+	waitStuck(ctx, t, wf, "a", custodyv1alpha1.StepReasonUnschedulable, "didn't match Pod's node affinity/selector")
 	if err := cluster.Client.Patch(ctx, wf, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`))); err != nil {
 		t.Fatal(err)
 	}
@@ -345,6 +325,22 @@ func TestUnschedulableStepSaysWhy(t *testing.T) {
 		}
 		if wf.Status.Phase != custodyv1alpha1.WorkflowCancelled {
 			return fmt.Errorf("phase %q", wf.Status.Phase)
+		}
+		return nil
+	})
+}
+
+// waitStuck waits until a step of wf runs with the reason that says why it cannot get going, and a
+// message that says so in the cluster's words.
+func waitStuck(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, name, reason, words string) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "step "+name+" to say why it cannot get going", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		st := step(wf, name)
+		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != reason || !strings.Contains(st.Message, words) {
+			return fmt.Errorf("step %s %s %s: %s", name, st.Phase, st.Reason, st.Message)
 		}
 		return nil
 	})
