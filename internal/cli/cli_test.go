@@ -151,6 +151,7 @@ status:
   - name: post-payment
     phase: Failed
     reason: JobFailed
+    message: "Attempt 1 of 1 failed (JobFailed): the step container exited with code 3"
     attempt: 1
     credentials:
     - {grant: erp-payments, kind: Secret, attempt: 1, resource: Secret/pay-4700, issuedAt: "2026-11-29T10:00:00Z"}`)
@@ -177,6 +178,10 @@ func TestGetTree(t *testing.T) {
 	out, err = run(t, ns, "", "get", "pay-invoice-4700", "--watch")
 	if err != nil || strings.Count(out, "pay-invoice-4700  Failed") != 1 {
 		t.Errorf("get --watch of an ended workflow: %v\n%s", err, out)
+	}
+	// A failed step says why under its line.
+	if want := "└─ post-payment  Failed (JobFailed)  attempt 1\n      Attempt 1 of 1 failed (JobFailed): the step container exited with code 3\n"; !strings.Contains(out, want) {
+		t.Errorf("get of a failed workflow:\n%s\nwant\n%s", out, want)
 	}
 	if _, err := run(t, ns, "", "get", "missing"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("get of a missing workflow: %v", err)

@@ -114,6 +114,9 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 			line += "  approved by " + st.Approval.ApprovedBy
 		}
 		_, _ = fmt.Fprintln(w, line)
+		if why(st) {
+			_, _ = fmt.Fprintf(w, "%s   %s\n", indent, st.Message)
+		}
 		if st.SPIFFEID != "" {
 			state := ""
 			if st.Identity != nil {
@@ -135,6 +138,23 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// why says whether a step's message explains something its phase does not: why it failed, waits,
+// retries or cannot get going. The messages of steps that run or ended as expected are left out.
+func why(st custodyv1alpha1.StepStatus) bool {
+	if st.Message == "" {
+		return false
+	}
+	switch st.Phase {
+	case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepSkipped:
+		return false
+	case custodyv1alpha1.StepRunning:
+		return st.Reason != custodyv1alpha1.StepReasonStarted
+	case custodyv1alpha1.StepPending:
+		return st.Reason != custodyv1alpha1.StepReasonWaitingForDependencies
+	}
+	return true
 }
 
 func orDash(s string) string {
