@@ -684,6 +684,17 @@ spec:
 		return nil
 	})
 	waitStepEvents(t, wf, "a", custodyv1alpha1.StepReasonCreateFailed)
+	// A step with a timeout gives up once it passed, as it does waiting for its grants.
+	impatient := apply(t, ns, `
+metadata: {name: over-quota-impatient}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, timeout: 2s}`)
+	impatient = waitPhase(t, impatient, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(impatient, "a"); st.Reason != custodyv1alpha1.StepReasonCreateFailed ||
+		!strings.Contains(st.Message, "gave up after the step's timeout of 2s") || !strings.Contains(st.Message, "exceeded quota: no-jobs") {
+		t.Errorf("impatient step a: %s %s: %s", st.Phase, st.Reason, st.Message)
+	}
 	if err := env.Client.Delete(ctx, quota); err != nil {
 		t.Fatal(err)
 	}

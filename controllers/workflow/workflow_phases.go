@@ -843,11 +843,21 @@ func (s *scope) jobInvalid(st *custodyv1alpha1.StepStatus, n int32, serviceAccou
 
 // createFailed records on a waiting step why its attempt could not be created (a ResourceQuota
 // or an admission policy refused the ServiceAccount or Job, or the API server failed) and returns
-// the error, so that the reconcile is retried with backoff. Status is saved all the same.
+// the error, so that the reconcile is retried with backoff. Status is saved all the same. A step
+// with a timeout gives up once it passed (counted from when the step became ready), as it does
+// waiting for its grants.
 func (s *scope) createFailed(st *custodyv1alpha1.StepStatus, o client.Object, err error) error {
 	kind := jobKind
 	if _, ok := o.(*corev1.ServiceAccount); ok {
 		kind = "ServiceAccount"
+	}
+	if step := s.specStep(st.Name); step.Timeout != nil && st.ReadyTime != nil &&
+		!s.now.Before(st.ReadyTime.Add(step.Timeout.Duration)) {
+		msg := text.Truncate(fmt.Sprintf("Creating %s %s failed: %s; gave up after the step's timeout of %s",
+			kind, o.GetName(), apiMessage(err), step.Timeout.Duration), 512)
+		s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.StepReasonCreateFailed, msg)
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonCreateFailed, "Start", "Step %s failed: %s", st.Name, msg)
+		return nil
 	}
 	msg := text.Truncate(fmt.Sprintf("Creating %s %s failed, retrying: %s", kind, o.GetName(), apiMessage(err)), 512)
 	if st.Reason != custodyv1alpha1.StepReasonCreateFailed || st.Message != msg {
