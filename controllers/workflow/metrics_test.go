@@ -43,24 +43,29 @@ spec:
 		t.Error("custody_step_attempt_duration_seconds has no series")
 	}
 	// The workflows gauge reads the API; this workflow is Succeeded.
+	if n := gauge(t, "custody_workflows", "phase", string(custodyv1alpha1.WorkflowSucceeded)); n < 1 {
+		t.Errorf(`custody_workflows{phase="Succeeded"} = %v, want at least this workflow`, n)
+	}
+}
+
+// gauge is the value of the series of a gauge family with the given label (-1 if there is none).
+func gauge(t *testing.T, family, label, value string) float64 {
+	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	succeededNow := -1.0
 	for _, f := range families {
-		if f.GetName() != "custody_workflows" {
+		if f.GetName() != family {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "phase" && l.GetValue() == string(custodyv1alpha1.WorkflowSucceeded) {
-					succeededNow = m.GetGauge().GetValue()
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetGauge().GetValue()
 				}
 			}
 		}
 	}
-	if succeededNow < 1 {
-		t.Errorf(`custody_workflows{phase="Succeeded"} = %v, want at least this workflow`, succeededNow)
-	}
+	return -1
 }

@@ -815,6 +815,10 @@ spec:
 			Reason: corev1.PodReasonUnschedulable, Message: noNode, LastTransitionTime: metav1.Now()}}
 	})
 	waitReason(custodyv1alpha1.StepReasonUnschedulable, noNode)
+	// An alert can watch for it (no other story has an unschedulable step).
+	if n := gauge(t, "custody_steps_blocked", "reason", custodyv1alpha1.StepReasonUnschedulable); n != 1 {
+		t.Errorf(`custody_steps_blocked{reason="Unschedulable"} = %v, want 1`, n)
+	}
 
 	// The scheduler finds a node; the kubelet cannot pull the image, and backs off.
 	if err := env.Client.SubResource("binding").Create(ctx, pod, &corev1.Binding{
@@ -849,4 +853,7 @@ spec:
 		s.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
 	})
 	waitReason(custodyv1alpha1.StepReasonStarted)
+	if n := gauge(t, "custody_steps_blocked", "reason", custodyv1alpha1.StepReasonContainerCannotStart); n != 0 {
+		t.Errorf(`custody_steps_blocked{reason="ContainerCannotStart"} = %v once the container runs, want 0`, n)
+	}
 }

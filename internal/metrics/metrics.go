@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,6 +136,21 @@ var workflowsDesc = prometheus.NewDesc("custody_workflows",
 var credentialsActiveDesc = prometheus.NewDesc("custody_credentials_active",
 	"Credentials step attempts hold now (issued, not revoked), by kind.", []string{labelKind}, nil)
 
+// stepsBlockedDesc describes the gauge of steps that wait on something outside the workflow.
+var stepsBlockedDesc = prometheus.NewDesc("custody_steps_blocked",
+	"Steps of unfinished workflows that wait on something outside the workflow now, by the reason in their status: "+
+		"their attempt cannot be created or cannot get going, a grant keeps them waiting, or an approver.",
+	[]string{"reason"}, nil)
+
+// blockedReasons is the fixed set of reasons the blocked-steps gauge reports, so every reason has a
+// series (an alert can say "> 0 for 15m").
+var blockedReasons = []string{
+	custodyv1alpha1.StepReasonCreateFailed, custodyv1alpha1.StepReasonPodNotCreated, custodyv1alpha1.StepReasonUnschedulable,
+	custodyv1alpha1.StepReasonContainerCannotStart, custodyv1alpha1.ReasonGrantNotFound, custodyv1alpha1.ReasonGrantNotCovered,
+	custodyv1alpha1.ReasonGrantSuspended, custodyv1alpha1.ReasonGrantNotApproved, custodyv1alpha1.ReasonSourceNotFound,
+	custodyv1alpha1.ReasonSourceNotGrantable, custodyv1alpha1.ReasonWaitingForApproval,
+}
+
 var credentialKinds = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
 	custodyv1alpha1.CredentialKindSecret, custodyv1alpha1.CredentialKindSPIFFE}
 
@@ -147,6 +163,7 @@ type workflowCollector struct {
 func (c workflowCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- workflowsDesc
 	ch <- credentialsActiveDesc
+	ch <- stepsBlockedDesc
 }
 
 func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
@@ -159,12 +176,17 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counts := map[custodyv1alpha1.WorkflowPhase]int{}
 	active := map[custodyv1alpha1.CredentialKind]int{}
+	blocked := map[string]int{}
 	for i := range list.Items {
+		ended := slices.Contains(endedPhases, list.Items[i].Status.Phase)
 		for _, st := range list.Items[i].Status.Steps {
 			for _, c := range st.Credentials {
 				if c.RevokedAt == nil {
 					active[c.Kind]++
 				}
+			}
+			if !ended && !stepEnded(st.Phase) {
+				blocked[st.Reason]++
 			}
 		}
 		phase := list.Items[i].Status.Phase
@@ -179,6 +201,22 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range credentialKinds {
 		ch <- prometheus.MustNewConstMetric(credentialsActiveDesc, prometheus.GaugeValue, float64(active[k]), string(k))
 	}
+	for _, r := range blockedReasons {
+		ch <- prometheus.MustNewConstMetric(stepsBlockedDesc, prometheus.GaugeValue, float64(blocked[r]), r)
+	}
+}
+
+// endedPhases are the phases of a workflow that ended.
+var endedPhases = []custodyv1alpha1.WorkflowPhase{custodyv1alpha1.WorkflowSucceeded, custodyv1alpha1.WorkflowFailed,
+	custodyv1alpha1.WorkflowCancelled}
+
+// stepEnded says whether a step is past running.
+func stepEnded(p custodyv1alpha1.StepPhase) bool {
+	switch p {
+	case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepFailed, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepCancelled:
+		return true
+	}
+	return false
 }
 
 // Register registers every Custody metric on reg; reader (the manager's cache) serves the
