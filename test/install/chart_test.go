@@ -30,7 +30,7 @@ var valueSets = map[string][]string{
 	"crds-elsewhere": {"spire.trustDomain=example.org", "spire.clusterName=prod", "crds.install=false"},
 	"spire-tcp-monitoring": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
-		"networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0"},
+		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -117,7 +117,7 @@ func TestChartRenders(t *testing.T) {
 			case "cert-manager-issuer":
 				want["Certificate"], want["Issuer"], want["Secret"] = 1, 0, 0
 			case "spire-tcp-monitoring":
-				want["ServiceMonitor"], want["NetworkPolicy"] = 1, 1
+				want["ServiceMonitor"], want["NetworkPolicy"], want["PrometheusRule"] = 1, 1, 1
 			case "namespaced":
 				want["Role"], want["RoleBinding"] = 3, 3 // payments, ci, and the release's own namespace
 			default:
@@ -175,6 +175,39 @@ func toStrings(v any) []string {
 		out = append(out, fmt.Sprint(e))
 	}
 	return out
+}
+
+// TestChartAlertsQueryExportedMetrics: every alert of the chart's PrometheusRule queries metrics the
+// manager exports (a renamed metric must not leave an alert that can never fire), with the
+// blocked-steps wait a platform team sets.
+func TestChartAlertsQueryExportedMetrics(t *testing.T) {
+	if len(testenv.UnknownMetrics(t, "custody_no_such_metric")) != 1 {
+		t.Fatal("UnknownMetrics does not report a metric nobody defines")
+	}
+	objs := template(t, []string{"spire.trustDomain=example.org", "spire.clusterName=prod",
+		"metrics.prometheusRule.enabled=true", "metrics.prometheusRule.blockedFor=30m"})
+	rules := byKind(objs, "PrometheusRule")
+	if len(rules) != 1 {
+		t.Fatalf("%d PrometheusRules", len(rules))
+	}
+	groups, _, _ := unstructured.NestedSlice(rules[0].Object, "spec", "groups")
+	alerts := map[string]map[string]any{}
+	for _, g := range groups {
+		list, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+		for _, r := range list {
+			rule := r.(map[string]any)
+			alerts[fmt.Sprint(rule["alert"])] = rule
+			if unknown := testenv.UnknownMetrics(t, fmt.Sprint(rule["expr"])); len(unknown) > 0 {
+				t.Errorf("alert %v queries %v, which the manager does not export", rule["alert"], unknown)
+			}
+		}
+	}
+	if r := alerts["CustodyStepsBlocked"]; r == nil || r["for"] != "30m" {
+		t.Errorf("CustodyStepsBlocked: %v", r)
+	}
+	if alerts["CustodyRevocationFailing"] == nil {
+		t.Errorf("alerts %v lack CustodyRevocationFailing", alerts)
+	}
 }
 
 // TestChartSchemaRefusesBadValues: a wrong value stops the install with a message naming it.
