@@ -73,19 +73,7 @@ spec:
 		t.Fatal(err)
 	}
 
-	eventually(t, 2*time.Minute, "workflow Succeeded", func() error {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-			return err
-		}
-		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
-			var b strings.Builder
-			for _, st := range wf.Status.Steps {
-				fmt.Fprintf(&b, "%s=%s(%s) ", st.Name, st.Phase, st.Reason)
-			}
-			return fmt.Errorf("phase %q: %s", wf.Status.Phase, b.String())
-		}
-		return nil
-	})
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 
 	nodes := map[string]bool{}
 	for _, n := range cluster.Nodes {
@@ -245,15 +233,7 @@ func TestPodCreationRefusalIsReported(t *testing.T) {
 	if err := cluster.Client.Delete(ctx, quota); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Minute, "workflow Succeeded", func() error {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-			return err
-		}
-		if st := step(wf, "a"); wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
-			return fmt.Errorf("phase %q, step a %s %s: %s", wf.Status.Phase, st.Phase, st.Reason, st.Message)
-		}
-		return nil
-	})
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 3*time.Minute)
 }
 
 // TestStepsRunOnTheirNodePool: a step with a nodeSelector and a toleration runs on the tainted,
@@ -287,15 +267,7 @@ spec:
 	if err := cluster.Client.Create(ctx, wf); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "workflow Succeeded", func() error {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-			return err
-		}
-		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
-			return fmt.Errorf("phase %q: train %+v, report %+v", wf.Status.Phase, step(wf, "train"), step(wf, "report"))
-		}
-		return nil
-	})
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 	if node := step(wf, "train").NodeName; node != pool.Name {
 		t.Errorf("train ran on %q, want the pool's node %s", node, pool.Name)
 	}
@@ -319,15 +291,7 @@ func TestUnschedulableStepSaysWhy(t *testing.T) {
 	if err := cluster.Client.Patch(ctx, wf, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "workflow Cancelled", func() error {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-			return err
-		}
-		if wf.Status.Phase != custodyv1alpha1.WorkflowCancelled {
-			return fmt.Errorf("phase %q", wf.Status.Phase)
-		}
-		return nil
-	})
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowCancelled, time.Minute)
 }
 
 // waitStuck waits until a step of wf runs with the reason that says why it cannot get going, and a
@@ -341,6 +305,25 @@ func waitStuck(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, 
 		st := step(wf, name)
 		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != reason || !strings.Contains(st.Message, words) {
 			return fmt.Errorf("step %s %s %s: %s", name, st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+}
+
+// waitPhase waits until wf reaches phase, saying where each step is while it has not.
+func waitPhase(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, phase custodyv1alpha1.WorkflowPhase,
+	timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "workflow "+string(phase), func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if wf.Status.Phase != phase {
+			var b strings.Builder
+			for _, st := range wf.Status.Steps {
+				fmt.Fprintf(&b, "%s=%s(%s: %s) ", st.Name, st.Phase, st.Reason, st.Message)
+			}
+			return fmt.Errorf("phase %q: %s", wf.Status.Phase, b.String())
 		}
 		return nil
 	})
