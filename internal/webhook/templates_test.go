@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -248,4 +249,19 @@ spec:
 		[]byte(`{"metadata":{"labels":{"custody.dev/cronworkflow":"nightly"}}}`))), "only the controller creates its runs")
 	// What the controller creates passes.
 	create(t, as(pat), run("nightly-29650000", label, onBehalf, paymentWorkflow))
+	// The CronWorkflow counts a Workflow it controls (owner reference) as one of its runs: only the
+	// controller may write that, here the admin the manager runs as.
+	owned := func(name string) *custodyv1alpha1.Workflow {
+		wf := run(name, label, onBehalf, paymentWorkflow)
+		wf.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(nightly,
+			custodyv1alpha1.GroupVersion.WithKind("CronWorkflow"))}
+		return wf
+	}
+	refused(t, "a run owned by the CronWorkflow, created by alice", as(alice).Create(ctx, owned("nightly-29650001")),
+		"only the controller creates the runs of CronWorkflow nightly")
+	plain = run("plain-2", nil, nil, other)
+	create(t, as(alice), plain)
+	plain.OwnerReferences = owned("x").OwnerReferences
+	refused(t, "the owner reference added later", as(alice).Update(ctx, plain), "only the controller creates the runs")
+	create(t, env.Client, owned("nightly-29650002"))
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +93,15 @@ func Setup(mgr ctrl.Manager) error {
 		authz:   &authorizer{client: direct, reader: mgr.GetAPIReader()},
 		now:     time.Now,
 	}
+	// Who the controller is, so that only it may create a CronWorkflow's runs (the manager serves
+	// admission and runs the controllers as one identity).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	review := &authenticationv1.SelfSubjectReview{}
+	if err := direct.Create(ctx, review); err != nil {
+		return fmt.Errorf("admission: asking the API server who the controller is (SelfSubjectReview): %w", err)
+	}
+	h.controller = review.Status.UserInfo.Username
 	srv := mgr.GetWebhookServer()
 	srv.Register(PathMutate, &admission.Webhook{Handler: admission.HandlerFunc(h.mutate)})
 	srv.Register(PathValidate, &admission.Webhook{Handler: admission.HandlerFunc(h.validate)})
@@ -102,6 +112,8 @@ type handler struct {
 	decoder admission.Decoder
 	authz   *authorizer
 	now     func() time.Time
+	// controller is the user the controller (this manager) makes its requests as.
+	controller string
 }
 
 // object is what the handlers need of either kind.
@@ -424,6 +436,9 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 	if r := templateLabel(cur); r != nil {
 		return r, nil
 	}
+	if r := h.cronOwner(req, cur, old); r != nil {
+		return r, nil
+	}
 	if r, err := h.cronRunUpdate(ctx, req.Namespace, cur, old); r != nil || err != nil {
 		return r, err
 	}
@@ -569,6 +584,9 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 		return invalid(o, errs), nil
 	}
 	if r := templateLabel(o); r != nil {
+		return r, nil
+	}
+	if r := h.cronOwner(req, o, nil); r != nil {
 		return r, nil
 	}
 	if r, err := h.cronRun(ctx, req.Namespace, o); r != nil || err != nil {
@@ -741,6 +759,23 @@ func (h *handler) cronRun(ctx context.Context, ns string, o *object) (*refusal, 
 			o.forDenial, name, custodyv1alpha1.AnnotationOnBehalfOf, author, by), nil
 	}
 	return nil, nil
+}
+
+// cronOwner refuses a Workflow that a CronWorkflow would count as one of its runs (a controller
+// owner reference to it) unless the controller itself writes it: a run added by anyone else would
+// hold off the CronWorkflow's schedules (Forbid) or be pruned with its history. On an update, only
+// a change of the owner references is checked.
+func (h *handler) cronOwner(req admission.Request, cur, old *object) *refusal {
+	ref := metav1.GetControllerOfNoCopy(cur.meta)
+	if ref == nil || ref.Kind != "CronWorkflow" || !strings.HasPrefix(ref.APIVersion, custodyv1alpha1.GroupVersion.Group+"/") ||
+		req.UserInfo.Username == h.controller {
+		return nil
+	}
+	if old != nil && equality.Semantic.DeepEqual(cur.meta.OwnerReferences, old.meta.OwnerReferences) {
+		return nil
+	}
+	return forbidden(checkValidation, "%s: only the controller creates the runs of CronWorkflow %s (its controller owner "+
+		"reference); run its workflowSpec yourself without the reference, or with kubectl custody resubmit", cur.forDenial, ref.Name)
 }
 
 // cronRunUpdate refuses changing or removing the annotation custody.dev/on-behalf-of (without it,
