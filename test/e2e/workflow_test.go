@@ -55,8 +55,7 @@ func TestDiamondWorkflowRunsRealJobs(t *testing.T) {
 	ns := namespace(t)
 	// publish holds a role and its own copy of a Secret, only while it runs.
 	createPublishCredentials(ctx, t, ns)
-	wf := &custodyv1alpha1.Workflow{}
-	if err := yaml.UnmarshalStrict([]byte(`
+	wf := createWorkflow(ctx, t, ns, `
 metadata: {name: diamond}
 spec:
   parameters: [{name: revision, value: main}]
@@ -65,13 +64,7 @@ spec:
   - {name: lint, image: registry.example.com/ci/lint:1.0, dependsOn: [fetch], timeout: 5m}
   - {name: test, image: registry.example.com/ci/test:1.0, dependsOn: [fetch]}
   - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [lint, test], credentials: [publish-role, registry]}
-`), wf); err != nil {
-		t.Fatal(err)
-	}
-	wf.Namespace = ns
-	if err := cluster.Client.Create(ctx, wf); err != nil {
-		t.Fatal(err)
-	}
+`)
 
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 
@@ -250,8 +243,7 @@ func TestStepsRunOnTheirNodePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), pool) })
-	wf := &custodyv1alpha1.Workflow{}
-	if err := yaml.UnmarshalStrict([]byte(`
+	wf := createWorkflow(ctx, t, ns, `
 metadata: {name: placement}
 spec:
   steps:
@@ -260,13 +252,7 @@ spec:
     nodeSelector: {custody.dev/e2e-pool: gpu}
     tolerations: [{key: custody.dev/e2e-dedicated, operator: Equal, value: gpu, effect: NoSchedule}]
   - {name: report, image: registry.example.com/ml/report:1}
-`), wf); err != nil {
-		t.Fatal(err)
-	}
-	wf.Namespace = ns
-	if err := cluster.Client.Create(ctx, wf); err != nil {
-		t.Fatal(err)
-	}
+`)
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 	if node := step(wf, "train").NodeName; node != pool.Name {
 		t.Errorf("train ran on %q, want the pool's node %s", node, pool.Name)
@@ -327,4 +313,18 @@ func waitPhase(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, 
 		}
 		return nil
 	})
+}
+
+// createWorkflow creates the Workflow of a YAML manifest in ns.
+func createWorkflow(ctx context.Context, t *testing.T, ns, manifest string) *custodyv1alpha1.Workflow {
+	t.Helper()
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = ns
+	if err := cluster.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	return wf
 }
