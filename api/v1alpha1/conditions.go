@@ -175,6 +175,12 @@ const (
 	StepReasonWorkflowFailing = "WorkflowFailing"
 )
 
+// StepReasonsStuck are the reasons of a step whose attempt cannot get going: it could not be
+// created, or its pod cannot be created, scheduled or started. The step waits (Pending or Running)
+// until the cause is gone or its timeout passes.
+var StepReasonsStuck = []string{StepReasonCreateFailed, StepReasonPodNotCreated, StepReasonUnschedulable,
+	StepReasonContainerCannotStart}
+
 // Well-known labels and annotations.
 const (
 	// LabelWorkflow is set on every object created for a Workflow; its value is the Workflow name.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -132,13 +133,13 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 			if err := r.Create(ctx, rb, client.FieldOwner(ControllerName)); err != nil && !apierrors.IsAlreadyExists(err) {
 				return nil, fmt.Errorf("creating RoleBinding %s for grant %s: %w", rb.Name, g.Name, err)
 			}
-			rec.Resource = "RoleBinding/" + rb.Name
+			rec.Resource = resourceRef(kindRoleBinding, rb.Name)
 			v, m := credentials.TokenVolume(g)
 			vols = append(vols, jobspec.CredentialVolume{Volume: v, Mount: m})
 		}
 		if rec.Kind == custodyv1alpha1.CredentialKindSecret {
 			// The copy itself is made once the Job exists: it is owned by the Job.
-			rec.Resource = "Secret/" + credentials.ResourceName(attemptName, g.Name)
+			rec.Resource = resourceRef(kindSecret, credentials.ResourceName(attemptName, g.Name))
 			v, m := credentials.SecretVolume(g, attemptName)
 			vols = append(vols, jobspec.CredentialVolume{Volume: v, Mount: m})
 		}
@@ -369,10 +370,10 @@ func (r *Reconciler) deleteResource(ctx context.Context, namespace, resource str
 	}
 	var gvk schema.GroupVersionKind
 	switch kind {
-	case "RoleBinding":
-		gvk = rbacv1.SchemeGroupVersion.WithKind("RoleBinding")
-	case "Secret":
-		gvk = corev1.SchemeGroupVersion.WithKind("Secret")
+	case kindRoleBinding:
+		gvk = rbacv1.SchemeGroupVersion.WithKind(kindRoleBinding)
+	case kindSecret:
+		gvk = corev1.SchemeGroupVersion.WithKind(kindSecret)
 		defer r.synced.Delete(namespace + "/" + name)
 	default:
 		return nil
@@ -416,7 +417,7 @@ func (r *Reconciler) releaseRoleBindings(ctx context.Context, s *scope) (bool, e
 	}
 	for i := range list.Items {
 		rb := &list.Items[i]
-		if !metav1.IsControlledBy(rb, wf) || live["RoleBinding/"+rb.Name] || !rb.DeletionTimestamp.IsZero() {
+		if !metav1.IsControlledBy(rb, wf) || live[resourceRef(kindRoleBinding, rb.Name)] || !rb.DeletionTimestamp.IsZero() {
 			continue
 		}
 		if err := r.revokeUnrecorded(ctx, s, rb, custodyv1alpha1.CredentialKindKubernetesRole); err != nil {
@@ -437,7 +438,7 @@ func (r *Reconciler) revokeUnrecordedCopies(ctx context.Context, s *scope, step 
 	}
 	for _, grant := range step.Credentials {
 		cp := &metav1.PartialObjectMetadata{}
-		cp.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		cp.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kindSecret))
 		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: credentials.ResourceName(attemptName, grant)}, cp)
 		if apierrors.IsNotFound(err) {
 			continue // not a secret grant, or not copied
@@ -465,9 +466,9 @@ func (r *Reconciler) revokeUnrecorded(ctx context.Context, s *scope, o client.Ob
 	l := o.GetLabels()
 	step, grant := l[custodyv1alpha1.LabelStep], l[credentials.LabelGrant]
 	attempt, _ := strconv.ParseInt(l[custodyv1alpha1.LabelAttempt], 10, 32)
-	resource := "Secret/" + o.GetName()
+	resource := resourceRef(kindSecret, o.GetName())
 	if kind == custodyv1alpha1.CredentialKindKubernetesRole {
-		resource = "RoleBinding/" + o.GetName()
+		resource = resourceRef(kindRoleBinding, o.GetName())
 	}
 	c := custodyv1alpha1.IssuedCredential{Grant: grant, Kind: kind, Attempt: int32(attempt), Resource: resource}
 	r.audit(ctx, "revoke", s.wf, step, c, revokedUnrecorded)
@@ -477,13 +478,19 @@ func (r *Reconciler) revokeUnrecorded(ctx context.Context, s *scope, o client.Ob
 	return nil
 }
 
+// Kinds of the objects that carry a credential, as IssuedCredential.resource names them.
+const (
+	kindRoleBinding = "RoleBinding"
+	kindSecret      = "Secret"
+)
+
+// resourceRef is how a record names what carries a credential: "<kind>/<name>".
+func resourceRef(kind, name string) string { return kind + "/" + name }
+
+// cutResource splits a record's resource into kind and name (resourceRef's inverse).
 func cutResource(resource string) (kind, name string, ok bool) {
-	for i := 0; i < len(resource); i++ {
-		if resource[i] == '/' {
-			return resource[:i], resource[i+1:], i > 0 && i < len(resource)-1
-		}
-	}
-	return "", "", false
+	kind, name, ok = strings.Cut(resource, "/")
+	return kind, name, ok && kind != "" && name != ""
 }
 
 // credentialsHeld says whether any attempt still holds a credential.

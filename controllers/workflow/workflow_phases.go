@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -319,7 +320,7 @@ const jobKind = "Job"
 func (s *scope) podProblems(st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod) {
 	reason, key, detail := podProblem(pod)
 	switch {
-	case reason == "" && stuckReasons[st.Reason]:
+	case reason == "" && slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason):
 		s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted,
 			fmt.Sprintf("Attempt %d runs as Job %s", st.Attempt, job.Name))
 	case reason == "":
@@ -330,12 +331,6 @@ func (s *scope) podProblems(st *custodyv1alpha1.StepStatus, job *batchv1.Job, po
 		s.setStep(st, custodyv1alpha1.StepRunning, reason, text.Truncate(msg, 512))
 		s.stepEvent(st.Name, corev1.EventTypeWarning, reason, "Observe", "Step %s: %s", st.Name, st.Message)
 	}
-}
-
-// stuckReasons are the reasons a running step has while its attempt cannot get going.
-var stuckReasons = map[string]bool{
-	custodyv1alpha1.StepReasonPodNotCreated: true, custodyv1alpha1.StepReasonUnschedulable: true,
-	custodyv1alpha1.StepReasonContainerCannotStart: true,
 }
 
 // containerProblems are the kubelet's reasons for a waiting container that only a change of the

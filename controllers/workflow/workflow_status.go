@@ -127,7 +127,7 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) 
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	var running, waiting, retrying, needGrants, slots, refused []string
 	for _, st := range steps {
-		if st.Reason == custodyv1alpha1.StepReasonCreateFailed || stuckReasons[st.Reason] {
+		if slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason) {
 			refused = append(refused, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
 		}
 		if st.Phase == custodyv1alpha1.StepPending && st.Reason == custodyv1alpha1.StepReasonWaitingForParallelism {

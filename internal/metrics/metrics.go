@@ -144,12 +144,11 @@ var stepsBlockedDesc = prometheus.NewDesc("custody_steps_blocked",
 
 // blockedReasons is the fixed set of reasons the blocked-steps gauge reports, so every reason has a
 // series (an alert can say "> 0 for 15m").
-var blockedReasons = []string{
-	custodyv1alpha1.StepReasonCreateFailed, custodyv1alpha1.StepReasonPodNotCreated, custodyv1alpha1.StepReasonUnschedulable,
-	custodyv1alpha1.StepReasonContainerCannotStart, custodyv1alpha1.ReasonGrantNotFound, custodyv1alpha1.ReasonGrantNotCovered,
+var blockedReasons = append(slices.Clone(custodyv1alpha1.StepReasonsStuck),
+	custodyv1alpha1.ReasonGrantNotFound, custodyv1alpha1.ReasonGrantNotCovered,
 	custodyv1alpha1.ReasonGrantSuspended, custodyv1alpha1.ReasonGrantNotApproved, custodyv1alpha1.ReasonSourceNotFound,
 	custodyv1alpha1.ReasonSourceNotGrantable, custodyv1alpha1.ReasonWaitingForApproval,
-}
+)
 
 var credentialKinds = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
 	custodyv1alpha1.CredentialKindSecret, custodyv1alpha1.CredentialKindSPIFFE}

@@ -622,9 +622,8 @@ func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alp
 		for _, name := range st.Credentials {
 			l, seen := grants[name]
 			if !seen {
-				// A list by name, not a get: the controller may list grants, not get them one by one.
 				var list custodyv1alpha1.CredentialGrantList
-				err := h.authz.reader.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
+				err := h.listByName(ctx, ns, name, &list)
 				switch {
 				case err != nil:
 					logf.FromContext(ctx).V(1).Info("not warning about a grant that cannot be read", "grant", name, "error", err.Error())
@@ -739,9 +738,8 @@ func (h *handler) cronRun(ctx context.Context, ns string, o *object) (*refusal, 
 		}
 		return nil, nil
 	}
-	// A list by name: the controller may list CronWorkflows, not get them one by one.
 	var list custodyv1alpha1.CronWorkflowList
-	if err := h.authz.reader.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{"metadata.name": name}); err != nil {
+	if err := h.listByName(ctx, ns, name, &list); err != nil {
 		return nil, fmt.Errorf("reading CronWorkflow %s: %w", name, err)
 	}
 	if len(list.Items) == 0 {
@@ -759,6 +757,12 @@ func (h *handler) cronRun(ctx context.Context, ns string, o *object) (*refusal, 
 			o.forDenial, name, custodyv1alpha1.AnnotationOnBehalfOf, author, by), nil
 	}
 	return nil, nil
+}
+
+// listByName reads the object of that name into a one-item list, from the API server: the
+// controller may list grants and CronWorkflows, not get them one by one.
+func (h *handler) listByName(ctx context.Context, ns, name string, list client.ObjectList) error {
+	return h.authz.reader.List(ctx, list, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
 }
 
 // cronOwner refuses a Workflow that a CronWorkflow would count as one of its runs (a controller

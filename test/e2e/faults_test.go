@@ -50,14 +50,7 @@ spec:
   - {name: a, image: example.com/w:1}
   - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role, api]}
   - {name: c, image: example.com/w:1, dependsOn: [b]%s}`, i, timeout, gate)
-		wf := &custodyv1alpha1.Workflow{}
-		if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
-			t.Fatal(err)
-		}
-		wf.Namespace = ns
-		if err := cluster.Client.Create(ctx, wf); err != nil {
-			t.Fatal(err)
-		}
+		createWorkflow(ctx, t, ns, manifest)
 	}
 	started := time.Now()
 	key := func(i int) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("run-%02d", i)} }

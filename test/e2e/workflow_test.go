@@ -162,14 +162,7 @@ metadata: {name: registry}
 spec:
   subjects: [{workflowName: diamond, steps: [publish]}]
   credential: {secret: {name: registry, keys: [password]}}`} {
-		g := &custodyv1alpha1.CredentialGrant{}
-		if err := yaml.UnmarshalStrict([]byte(manifest), g); err != nil {
-			t.Fatal(err)
-		}
-		g.Namespace = ns
-		if err := cluster.Client.Create(ctx, g); err != nil {
-			t.Fatal(err)
-		}
+		createFromYAML(ctx, t, ns, manifest, &custodyv1alpha1.CredentialGrant{})
 	}
 }
 
@@ -319,12 +312,18 @@ func waitPhase(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, 
 func createWorkflow(ctx context.Context, t *testing.T, ns, manifest string) *custodyv1alpha1.Workflow {
 	t.Helper()
 	wf := &custodyv1alpha1.Workflow{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), wf); err != nil {
-		t.Fatal(err)
-	}
-	wf.Namespace = ns
-	if err := cluster.Client.Create(ctx, wf); err != nil {
-		t.Fatal(err)
-	}
+	createFromYAML(ctx, t, ns, manifest, wf)
 	return wf
+}
+
+// createFromYAML decodes a YAML manifest (strictly) into o and creates it in ns.
+func createFromYAML(ctx context.Context, t *testing.T, ns, manifest string, o client.Object) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict([]byte(manifest), o); err != nil {
+		t.Fatal(err)
+	}
+	o.SetNamespace(ns)
+	if err := cluster.Client.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
 }
