@@ -41,13 +41,16 @@ golangci-lint|v2.15.0|0|github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 # Ready and keep them so, move pods to Running, complete pods owned by Jobs, and finish deleting
 # pods. hack/tools.sh concatenates them into bin/kwok-stages.yaml for `kwok --config`.
 KWOK_STAGES="node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml"
+# KWOK's Logs CRD (the same module): with `kwok --enable-crds=Logs` a Logs object names the file
+# KWOK serves as one pod's container log, so tests give every pod a log of its own.
+KWOK_CRDS="kwok.x-k8s.io_logs.yaml"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
 # extras_for prints the non-binary files a group installs next to its binaries.
 extras_for() {
   case "$1" in
-    kwok) echo kwok-stages.yaml ;;
+    kwok) echo kwok-stages.yaml kwok-crds.yaml ;;
   esac
 }
 
@@ -62,6 +65,10 @@ build_extras() {
         echo "---"
         cat "${src}/kustomize/stage/${f}"
       done >"${dir}/kwok-stages.yaml"
+      for f in ${KWOK_CRDS}; do
+        echo "---"
+        cat "${src}/kustomize/crd/bases/${f}"
+      done >"${dir}/kwok-crds.yaml"
       ;;
   esac
 }
@@ -98,7 +105,7 @@ build_group() {
   # The key covers everything that decides the output: pins, Go version, platform and recipe.
   hash=$( (cat "${moddir}/go.mod" "${moddir}/go.sum"; go env GOVERSION GOOS GOARCH
     echo "${cgo} ${pkgs} $(ldflags_for "${group}" "${version}") $(extras_for "${group}")"
-    if [[ "${group}" == kwok ]]; then echo "${KWOK_STAGES}"; fi) |
+    if [[ "${group}" == kwok ]]; then echo "${KWOK_STAGES} ${KWOK_CRDS}"; fi) |
     sha256sum | cut -c1-12)
   local dest="${CACHE}/${group}-${version}-${hash}"
 

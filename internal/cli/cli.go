@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -16,6 +17,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -31,7 +33,9 @@ type Options struct {
 	all    bool
 	// newClient is replaced in tests; Now is the clock used for ages and "expires in".
 	newClient func() (client.Client, error)
-	Now       func() time.Time
+	// newClientset is for what the controller-runtime client cannot do: stream pod logs.
+	newClientset func() (kubernetes.Interface, error)
+	Now          func() time.Time
 }
 
 func scheme() *runtime.Scheme {
@@ -51,6 +55,13 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		}
 		return client.New(cfg, client.Options{Scheme: scheme()})
 	}
+	o.newClientset = func() (kubernetes.Interface, error) {
+		cfg, err := o.flags.ToRESTConfig()
+		if err != nil {
+			return nil, err
+		}
+		return kubernetes.NewForConfig(cfg)
+	}
 	return o.command()
 }
 
@@ -59,15 +70,18 @@ func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client, n
 	o := &Options{flags: genericclioptions.NewConfigFlags(false), io: streams, Now: now}
 	o.flags.Namespace = &namespace
 	o.newClient = func() (client.Client, error) { return c, nil }
+	o.newClientset = func() (kubernetes.Interface, error) {
+		return nil, errors.New("reading logs needs a kubeconfig: use NewCommand")
+	}
 	return o.command()
 }
 
 func (o *Options) command() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-custody",
-		Short: "Custody workflows: status trees, runs of templates, resubmits, approvals, cancel, and who holds which credential now",
+		Short: "Custody workflows: status trees, step logs, runs of templates, resubmits, approvals, cancel, and who holds which credential now",
 		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
-			"starts runs of WorkflowTemplates, runs workflows again (resubmit), " +
+			"prints their steps' logs, starts runs of WorkflowTemplates, runs workflows again (resubmit), " +
 			"approves steps and grants (admission checks that you may), cancels workflows, suspends grants, and " +
 			"lists every credential held right now (inventory).",
 		SilenceUsage:  true,
@@ -76,7 +90,7 @@ func (o *Options) command() *cobra.Command {
 	o.flags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: table (default), json or yaml.")
 	root.AddCommand(o.getCommand(), o.runCommand(), o.resubmitCommand(), o.approveCommand(), o.cancelCommand(),
-		o.revokeCommand(), o.inventoryCommand())
+		o.revokeCommand(), o.inventoryCommand(), o.logsCommand())
 	return root
 }
 

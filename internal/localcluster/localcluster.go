@@ -2,7 +2,8 @@
 // binaries in bin/: kube-apiserver and etcd (through internal/testenv, with Custody's CRDs),
 // kube-controller-manager (Job controller, garbage collector, ...), kube-scheduler, and KWOK, which
 // plays the kubelet of fake nodes: it moves scheduled pods to Running and pods owned by Jobs to
-// Succeeded, so real Jobs run to completion without containers.
+// Succeeded, so real Jobs run to completion without containers, and serves their containers' logs
+// (logs.go).
 //
 // End-to-end tests, benchmarks and the sandbox build on it:
 //
@@ -100,7 +101,11 @@ func Start(opts Options) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
-	var envOpts []testenv.Option
+	kubelet, err := newKubeletServer(c.Dir)
+	if err != nil {
+		return c, err
+	}
+	envOpts := kubelet.apiServerOptions()
 	if opts.WithoutCRDs {
 		envOpts = append(envOpts, testenv.WithoutCRDs())
 	}
@@ -124,6 +129,10 @@ func Start(opts Options) (c *Cluster, err error) {
 			return c, err
 		}
 	}
+	kwokConfig, err := c.kwokConfig(stages)
+	if err != nil {
+		return c, err
+	}
 	starts := []struct {
 		name string
 		args []string
@@ -142,10 +151,10 @@ func Start(opts Options) (c *Cluster, err error) {
 			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 			"--kube-api-qps=200", "--kube-api-burst=400",
 		}},
-		{"kwok", []string{
-			"--kubeconfig=" + c.Kubeconfig, "--manage-all-nodes=true", "--config=" + stages,
+		{"kwok", append([]string{
+			"--kubeconfig=" + c.Kubeconfig, "--manage-all-nodes=true", "--config=" + kwokConfig,
 			"--cidr=10.240.0.0/16", "--node-ip=127.0.0.1",
-		}},
+		}, kubelet.kwokArgs()...)},
 	}
 	for _, s := range starts {
 		path, err := testenv.Binary(s.name)

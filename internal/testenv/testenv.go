@@ -93,6 +93,13 @@ func WithAuditLog(path string) Option {
 	}
 }
 
+// WithAPIServerFlag sets a kube-apiserver flag.
+func WithAPIServerFlag(name string, values ...string) Option {
+	return func(e *envtest.Environment, _ string) {
+		e.ControlPlane.APIServer.Configure().Set(name, values...)
+	}
+}
+
 // WithWebhooks installs Custody's webhook configurations (config/webhook), pointed at a local
 // webhook server with a certificate envtest makes; Env.Webhook says where to serve.
 func WithWebhooks() Option {
