@@ -233,10 +233,11 @@ type CredentialGrantStatus struct {
 	// +optional
 	Approval *ApprovalRecord `json:"approval,omitempty"`
 
-	// active is the number of live issuances.
+	// active is the number of live issuances (written as 0 too, so that kubectl's ACTIVE column
+	// says 0 rather than nothing).
 	// +optional
 	// +kubebuilder:validation:Minimum=0
-	Active int32 `json:"active,omitempty"`
+	Active int32 `json:"active"`
 
 	// activeIssuances lists live issuances, at most 100; active counts them all.
 	// +optional

@@ -3,11 +3,15 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -134,7 +138,70 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if len(after.Issuances) != 0 || len(after.Standing) != 0 || len(after.Grants) != 8 {
 		t.Errorf("inventory after the samples: %d live, %d standing, %d grants (want 0, 0, 8)", len(after.Issuances), len(after.Standing), len(after.Grants))
 	}
+	checkPrintedColumns(ctx, t, sb)
 	t.Logf("inventory matched the issued objects at %d samples during the run", inv.matched)
+}
+
+// checkPrintedColumns: what `kubectl get` prints for the finished samples, from the API server's
+// own table (the CRDs' printer columns): every workflow Succeeded with all its steps ended, and
+// every grant with 0 live issuances, printed as 0 rather than left blank.
+func checkPrintedColumns(ctx context.Context, t *testing.T, sb *Sandbox) {
+	t.Helper()
+	for resource, want := range map[string]map[string]func(any) bool{
+		"workflows": {
+			"Phase": func(v any) bool { return v == string(custodyv1alpha1.WorkflowSucceeded) },
+			"Steps": func(v any) bool {
+				ended, all, ok := strings.Cut(fmt.Sprint(v), "/")
+				return ok && ended == all && ended != "0"
+			},
+		},
+		"credentialgrants": {"Active": func(v any) bool { return v == float64(0) }},
+	} {
+		rows, err := printedTable(ctx, sb, resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) < 6 {
+			t.Errorf("kubectl get %s printed %d rows, want every sample's", resource, len(rows))
+		}
+		for _, row := range rows {
+			for column, ok := range want {
+				if !ok(row[column]) {
+					t.Errorf("kubectl get %s: %s printed %s %v (%T)", resource, row["Name"], column, row[column], row[column])
+				}
+			}
+		}
+	}
+}
+
+// printedTable gets the sandbox namespace's objects of a custody.dev resource as kubectl does, as
+// a Table the API server builds from the CRD's printer columns, and returns each row's cells by
+// column name.
+func printedTable(ctx context.Context, sb *Sandbox, resource string) ([]map[string]any, error) {
+	cs, err := kubernetes.NewForConfig(sb.Cluster.RestConfig())
+	if err != nil {
+		return nil, err
+	}
+	body, err := cs.CoreV1().RESTClient().Get().AbsPath("/apis/custody.dev/v1alpha1/namespaces", Namespace, resource).
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s as a table: %w", resource, err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(body, &table); err != nil {
+		return nil, fmt.Errorf("%s as a table: %w", resource, err)
+	}
+	rows := make([]map[string]any, 0, len(table.Rows))
+	for _, r := range table.Rows {
+		row := map[string]any{}
+		for i, c := range table.ColumnDefinitions {
+			if i < len(r.Cells) {
+				row[c.Name] = r.Cells[i]
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }
 
 // checkAdmission: admission ran, so every sample records its creator, and the approvals name the
