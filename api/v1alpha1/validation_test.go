@@ -184,6 +184,36 @@ spec:
 			want: []string{`spec.steps[0].image: Invalid value: "example.com/build:1 "`, "should match"},
 		},
 		{
+			name: "forEach item that is not a DNS label",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: deploy, image: example.com/deploy:1, forEach: [eu-west, US_EAST]}]`,
+			want: []string{`spec.steps[0].forEach[1]: Invalid value: "US_EAST"`, "should match"},
+		},
+		{
+			name: "forEach item that makes a step name too long",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: deploy-to-every-region-of-the-known-world, image: example.com/deploy:1, forEach: [europe-west-and-north-and-east-2b]}]`,
+			want: []string{"spec.steps[0]", "each forEach item names a step <name>-<item>, which must be at most 63 characters"},
+		},
+		{
+			name: "forEach item twice",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: deploy, image: example.com/deploy:1, forEach: [eu, eu]}]`,
+			want: []string{`spec.steps[0].forEach[1]: Duplicate value: "eu"`},
+		},
+		{
 			name: "timeout written in words",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

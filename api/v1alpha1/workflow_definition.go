@@ -6,10 +6,94 @@ import (
 	"strings"
 )
 
+// ItemRef is replaced by the item in the command, args and env values of a forEach step's items.
+const ItemRef = "$(item)"
+
+// MaxSteps and MaxFinallySteps bound a run's steps and finally steps, forEach items counted (its
+// status has one entry for each).
+const (
+	MaxSteps        = 64
+	MaxFinallySteps = 16
+)
+
 // Definition returns what a run executes: its inline steps, or the template recorded in
 // status.template when it was resolved, with the Workflow's own parallelism and timeout winning
-// over the template's. ok is false for a template run that is not resolved yet.
+// over the template's, and every forEach step expanded into its items (ExpandForEach). ok is false
+// for a template run that is not resolved yet.
 func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
+	if def, ok = wf.definition(); ok {
+		def.Steps, def.Finally = ExpandForEach(def.Steps), ExpandForEach(def.Finally)
+	}
+	return def, ok
+}
+
+// ForEachOf returns the forEach step of the run that step is one item of, and the item; "", ""
+// when step is not an item of one.
+func (wf *Workflow) ForEachOf(step string) (forEach, item string) {
+	def, _ := wf.definition()
+	for _, st := range def.AllSteps() {
+		for _, it := range st.ForEach {
+			if ItemStepName(st.Name, it) == step {
+				return st.Name, it
+			}
+		}
+	}
+	return "", ""
+}
+
+// ItemStepName is the name of the step that runs one item of a forEach step.
+func ItemStepName(step, item string) string { return step + "-" + item }
+
+// ExpandForEach returns steps with each forEach step replaced, in place, by one step per item:
+// named ItemStepName, without forEach, with $(item) replaced by the item in command, args and env
+// values. A step that depends on a forEach step depends on all of its items instead.
+func ExpandForEach(steps []Step) []Step {
+	items := map[string][]string{}
+	n := 0
+	for _, st := range steps {
+		n += max(len(st.ForEach), 1)
+		for _, it := range st.ForEach {
+			items[st.Name] = append(items[st.Name], ItemStepName(st.Name, it))
+		}
+	}
+	if len(items) == 0 {
+		return steps
+	}
+	out := make([]Step, 0, n)
+	for _, st := range steps {
+		var deps []string
+		for _, d := range st.DependsOn {
+			if names, ok := items[d]; ok {
+				deps = append(deps, names...)
+			} else {
+				deps = append(deps, d)
+			}
+		}
+		if len(st.ForEach) == 0 {
+			st.DependsOn = deps
+			out = append(out, st)
+			continue
+		}
+		for _, it := range st.ForEach {
+			one := *st.DeepCopy()
+			one.Name, one.ForEach, one.DependsOn = ItemStepName(st.Name, it), nil, slices.Clone(deps)
+			for i := range one.Command {
+				one.Command[i] = strings.ReplaceAll(one.Command[i], ItemRef, it)
+			}
+			for i := range one.Args {
+				one.Args[i] = strings.ReplaceAll(one.Args[i], ItemRef, it)
+			}
+			for i := range one.Env {
+				one.Env[i].Value = strings.ReplaceAll(one.Env[i].Value, ItemRef, it)
+			}
+			out = append(out, one)
+		}
+	}
+	return out
+}
+
+// definition is Definition without the forEach expansion.
+func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	switch {
 	case wf.Spec.WorkflowTemplateRef == nil:
 		def = WorkflowTemplateSpec{Steps: wf.Spec.Steps, Finally: wf.Spec.Finally}

@@ -119,6 +119,7 @@ type WorkflowTemplateRef struct {
 // namespaces or volumes: the controller derives them, and such fields are not part of this API.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself"
+// +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters"
 type Step struct {
 	// name of the step, unique in the workflow: a DNS-1123 label (lower case letters, digits and
 	// '-', starting and ending with a letter or digit, at most 63 characters).
@@ -206,6 +207,21 @@ type Step struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	When string `json:"when,omitempty"`
+
+	// forEach runs the step once per item, as steps named <name>-<item> that run side by side
+	// (within parallelism): each with its own attempts, retries, ServiceAccount, SPIFFE identity,
+	// approval and status, and its item as $(item) in command, args and env values. A step that
+	// depends on this one waits for every item; a CredentialGrant that covers this step covers
+	// each of its items. Items are DNS labels (lower case letters, digits and '-'), at most 16;
+	// a workflow runs at most 64 steps and 16 finally steps once every forEach is counted.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=61
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ForEach []string `json:"forEach,omitempty"`
 
 	// retries says how often a failed step is tried again. Each retry is a new attempt with a new
 	// Job, ServiceAccount and identity. Unset means no retries.

@@ -849,6 +849,11 @@ func (in *Step) DeepCopyInto(out *Step) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.ForEach != nil {
+		in, out := &in.ForEach, &out.ForEach
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Retries != nil {
 		in, out := &in.Retries, &out.Retries
 		*out = new(RetryPolicy)

@@ -1,6 +1,7 @@
 package workflow
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -153,6 +154,64 @@ spec:
 		}
 		return nil
 	})
+}
+
+// TestWorkflowReconciler_forEach: a forEach step runs as one step per item, side by side, each
+// with its item in its Job, its own attempts and retries; the step that depends on it waits for
+// every item.
+func TestWorkflowReconciler_forEach(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: rollout}
+spec:
+  parameters: [{name: version, value: "1.4.2"}]
+  steps:
+  - {name: build, image: example.com/b:1}
+  - name: deploy
+    image: example.com/d:1
+    dependsOn: [build]
+    forEach: [eu, us, ap]
+    args: ["--region=$(item)", "--version=$(params.version)"]
+    env: [{name: REGION, value: "$(item)"}]
+    retries: {limit: 1, backoff: {duration: 1s}}
+  - {name: verify, image: example.com/v:1, dependsOn: [deploy]}
+`)
+	succeed(t, wf, "build", 1, "")
+	eventually(t, "a Job per item at once", func() error {
+		if n := len(jobs(t, wf)); n != 4 {
+			return errorf("%d Jobs, want build's and three deploys", n)
+		}
+		return nil
+	})
+	for _, item := range []string{"eu", "us", "ap"} {
+		job := jobOf(t, wf, "deploy-"+item, 1)
+		c := job.Spec.Template.Spec.Containers[0]
+		if want := []string{"--region=" + item, "--version=1.4.2"}; !slices.Equal(c.Args, want) || len(c.Env) != 1 || c.Env[0].Value != item {
+			t.Errorf("deploy-%s runs args %q env %+v, want %q and REGION=%s", item, c.Args, c.Env, want, item)
+		}
+	}
+	fail(t, wf, "deploy-us", 1)
+	succeed(t, wf, "deploy-eu", 1, "")
+	succeed(t, wf, "deploy-ap", 1, "")
+	jobOf(t, wf, "deploy-us", 2) // only the failed item is retried
+	wf = waitStep(t, wf, "deploy-ap", custodyv1alpha1.StepSucceeded)
+	if st := stepOf(wf, "verify"); st.Phase != custodyv1alpha1.StepPending {
+		t.Fatalf("verify is %s while deploy-us is retried", st.Phase)
+	}
+	succeed(t, wf, "deploy-us", 2, "")
+	succeed(t, wf, "verify", 1, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	names := make([]string, 0, len(wf.Status.Steps))
+	for _, st := range wf.Status.Steps {
+		names = append(names, fmt.Sprintf("%s/%d", st.Name, st.Attempt))
+	}
+	if want := []string{"build/1", "deploy-eu/1", "deploy-us/2", "deploy-ap/1", "verify/1"}; !slices.Equal(names, want) {
+		t.Errorf("status steps %q, want %q", names, want)
+	}
+	if n := len(jobs(t, wf)); n != 6 {
+		t.Errorf("%d Jobs, want one per attempt (6)", n)
+	}
 }
 
 func TestWorkflowReconciler_when(t *testing.T) {
@@ -489,6 +548,16 @@ metadata: {name: bad-when}
 spec:
   steps:
   - {name: a, image: example.com/w:1, when: "params.x >"}`,
+		// More steps than status can list once forEach items are counted (admission refuses it).
+		"forEach": `
+metadata: {name: too-many-items}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: b, image: example.com/w:1, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: c, image: example.com/w:1, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: d, image: example.com/w:1, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: e, image: example.com/w:1}`,
 	}
 	for name, manifest := range cases {
 		wf := apply(t, ns, manifest)

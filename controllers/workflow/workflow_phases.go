@@ -109,6 +109,17 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	def, _ := wf.Definition()
 	s.def = def
 	var errs []error
+	if n := len(def.Steps); n > custodyv1alpha1.MaxSteps {
+		errs = append(errs, fmt.Errorf("the workflow runs %d steps once forEach items are counted; at most %d", n, custodyv1alpha1.MaxSteps))
+	}
+	if n := len(def.Finally); n > custodyv1alpha1.MaxFinallySteps {
+		errs = append(errs, fmt.Errorf("the workflow runs %d finally steps once forEach items are counted; at most %d",
+			n, custodyv1alpha1.MaxFinallySteps))
+	}
+	if len(errs) > 0 {
+		// More than status can list: the run fails with no step listed.
+		def.Steps, def.Finally = nil, nil
+	}
 	g, err := dag.New(nodesOf(def.Steps))
 	if err != nil {
 		errs = append(errs, err)

@@ -52,7 +52,7 @@ func (o *Options) logsCommand() *cobra.Command {
 			"and returns when the workflow has ended and its last log is read. It reads pods and pods/log with your " +
 			"own permissions (the built-in view role has both).",
 		Example: "  kubectl custody logs build-diamond\n" +
-			"  kubectl custody logs build-diamond test --attempt 2\n" +
+			"  kubectl custody logs build-diamond test-unit --attempt 2\n" +
 			"  kubectl custody logs release-1-4-2 -f",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {

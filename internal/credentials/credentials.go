@@ -38,13 +38,14 @@ const (
 )
 
 // Covers says whether a grant's subjects include a step of a workflow, running the image the
-// workflow's definition gives it when the subject names images.
+// workflow's definition gives it when the subject names images. A subject that names a forEach
+// step covers each of its items' steps.
 func Covers(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) bool {
 	if g.Namespace != wf.Namespace {
 		return false
 	}
 	for _, s := range g.Spec.Subjects {
-		if !slices.Contains(s.Steps, step) || !selects(s, wf) {
+		if !names(s, wf, step) || !selects(s, wf) {
 			continue
 		}
 		if len(s.Images) == 0 || ImageAllowed(s.Images, stepImage(wf, step)) {
@@ -57,8 +58,17 @@ func Covers(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, st
 // coversBarImages says whether a grant would cover the step if it ran an allowed image.
 func coversBarImages(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) bool {
 	return g.Namespace == wf.Namespace && slices.ContainsFunc(g.Spec.Subjects, func(s custodyv1alpha1.GrantSubject) bool {
-		return slices.Contains(s.Steps, step) && selects(s, wf)
+		return names(s, wf, step) && selects(s, wf)
 	})
+}
+
+// names says whether a subject lists the step, or the forEach step it runs an item of.
+func names(s custodyv1alpha1.GrantSubject, wf *custodyv1alpha1.Workflow, step string) bool {
+	if slices.Contains(s.Steps, step) {
+		return true
+	}
+	forEach, _ := wf.ForEachOf(step)
+	return forEach != "" && slices.Contains(s.Steps, forEach)
 }
 
 func selects(s custodyv1alpha1.GrantSubject, wf *custodyv1alpha1.Workflow) bool {
@@ -86,15 +96,15 @@ func ImageAllowed(allowed []string, image string) bool {
 	return false
 }
 
-// stepImage is the image a step of the workflow runs ("" when the run's template is not
-// resolved yet, or there is no such step).
+// stepImage is the image a step of the workflow runs, or the items of a forEach step run ("" when
+// the run's template is not resolved yet, or there is no such step).
 func stepImage(wf *custodyv1alpha1.Workflow, step string) string {
 	def, ok := wf.Definition()
 	if !ok {
 		return ""
 	}
 	for _, st := range def.AllSteps() {
-		if st.Name == step {
+		if forEach, _ := wf.ForEachOf(st.Name); st.Name == step || forEach == step {
 			return st.Image
 		}
 	}

@@ -90,6 +90,40 @@ func TestCovers_images(t *testing.T) {
 	}
 }
 
+// TestCovers_forEach: a subject that names a forEach step covers each of its items' steps (and
+// checks their image), one that names an item covers that item only, and neither covers a step
+// that merely has a similar name.
+func TestCovers_forEach(t *testing.T) {
+	w := wf("rollout", nil)
+	w.Spec.Steps = []custodyv1alpha1.Step{{Name: "deploy", Image: "registry.example.com/deployer:3", ForEach: []string{"eu", "us"}},
+		{Name: "deploy-ap", Image: "registry.example.com/deployer:3"}}
+	whole := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "rollout", Steps: []string{"deploy"},
+		Images: []string{"registry.example.com/deployer:*"}})
+	oneItem := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "rollout", Steps: []string{"deploy-eu"}})
+	wrongImage := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "rollout", Steps: []string{"deploy"},
+		Images: []string{"registry.example.com/other:*"}})
+	for _, c := range []struct {
+		g    *custodyv1alpha1.CredentialGrant
+		step string
+		want bool
+	}{
+		{whole, "deploy-eu", true}, {whole, "deploy-us", true}, {whole, "deploy-ap", false},
+		{oneItem, "deploy-eu", true}, {oneItem, "deploy-us", false},
+		{wrongImage, "deploy-eu", false},
+	} {
+		if got := Covers(c.g, w, c.step); got != c.want {
+			t.Errorf("grant for %v covers %s: %v, want %v", c.g.Spec.Subjects[0].Steps, c.step, got, c.want)
+		}
+	}
+	// Admission checks the run's steps as written: the forEach step itself, by the image its items run.
+	if Check("g", whole, w, "deploy") != nil {
+		t.Error("the grant does not cover the forEach step as written")
+	}
+	if r := Check("g", wrongImage, w, "deploy"); r == nil || !strings.Contains(r.Message, `to run image "registry.example.com/deployer:3"`) {
+		t.Errorf("refusal %+v, want one naming the image the items run", r)
+	}
+}
+
 func TestImageAllowed(t *testing.T) {
 	allowed := []string{"registry.example.com/tools/*", "docker.io/library/busybox:*", "ghcr.io/acme/deploy@sha256:abc"}
 	for image, want := range map[string]bool{

@@ -93,6 +93,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 		}
 	}
 	checkTemplateRun(t, wfs)
+	checkForEach(t, wfs)
 	for _, wf := range wfs {
 		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
 			t.Errorf("sample %s ended %s:\n%s", wf.Name, wf.Status.Phase, strings.Join(describe(&wf), "\n"))
@@ -224,6 +225,25 @@ func checkAdmission(ctx context.Context, t *testing.T, sb *Sandbox, wfs []custod
 	}
 	if g.Status.Approval == nil || g.Status.Approval.ApprovedBy != Approver {
 		t.Errorf("grant erp-payments approval %+v, want %s as stamped by admission", g.Status.Approval, Approver)
+	}
+}
+
+// checkForEach: the diamond's test step ran once per suite, as two steps with identities of their
+// own.
+func checkForEach(t *testing.T, wfs []custodyv1alpha1.Workflow) {
+	t.Helper()
+	for _, wf := range wfs {
+		if wf.Name != "build-diamond" {
+			continue
+		}
+		ids := map[string]string{}
+		for _, st := range wf.Status.Steps {
+			ids[st.Name] = st.SPIFFEID
+		}
+		unit, integration := ids["test-unit"], ids["test-integration"]
+		if len(ids) != 5 || unit == "" || integration == "" || unit == integration || !strings.Contains(unit, "/step/test-unit/") {
+			t.Errorf("build-diamond's steps and SPIFFE IDs: %v; want test to run as test-unit and test-integration", ids)
+		}
 	}
 }
 

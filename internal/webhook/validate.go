@@ -51,9 +51,18 @@ func ValidateCronWorkflowSpec(spec *custodyv1alpha1.CronWorkflowSpec) field.Erro
 	return validateWorkflowSpec(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec)
 }
 
-// validateDefinition checks steps and finally steps.
+// validateDefinition checks steps and finally steps, each forEach step as the steps its items run
+// as (reported at the forEach step, once).
 func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step, params map[string]bool) field.ErrorList {
-	var errs field.ErrorList
+	errs := validateForEach(path, steps, finally)
+	forEach := map[string][]string{}
+	for _, st := range append(append([]custodyv1alpha1.Step{}, steps...), finally...) {
+		for _, it := range st.ForEach {
+			forEach[st.Name] = append(forEach[st.Name], custodyv1alpha1.ItemStepName(st.Name, it))
+		}
+	}
+	steps, stepPaths := expanded(path.Child("steps"), steps)
+	finally, finallyPaths := expanded(path.Child("finally"), finally)
 	index := map[string]int{}
 	declared := map[string]map[string]bool{}
 	for i, st := range append(append([]custodyv1alpha1.Step{}, steps...), finally...) {
@@ -79,22 +88,100 @@ func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step,
 	for _, st := range steps {
 		main[st.Name] = true
 	}
-	errs = append(errs, validateSteps(path.Child("steps"), steps, graph(path.Child("steps"), steps), nil, params, index, declared)...)
+	refs := refContext{params: params, index: index, declared: declared, forEach: forEach}
+	errs = append(errs, validateSteps(stepPaths, steps, graph(path.Child("steps"), steps), nil, refs)...)
 	if len(finally) > 0 {
 		fg := graph(path.Child("finally"), finally)
-		errs = append(errs, validateSteps(path.Child("finally"), finally, fg, main, params, index, declared)...)
+		errs = append(errs, validateSteps(finallyPaths, finally, fg, main, refs)...)
 	}
 	return errs
 }
 
-// validateSteps checks the references of one list of steps. ended are the steps known to have
-// ended before any of them starts (for finally steps: every step); nil for the steps themselves,
-// who may not read workflow.phase.
-func validateSteps(list *field.Path, steps []custodyv1alpha1.Step, g *dag.Graph, ended, params map[string]bool,
-	index map[string]int, declared map[string]map[string]bool) field.ErrorList {
+// expanded returns steps as they run (ExpandForEach) and, for each, the path of the step it comes
+// from; nil for every item of a forEach step but the first, whose problems are the first's.
+func expanded(list *field.Path, steps []custodyv1alpha1.Step) ([]custodyv1alpha1.Step, []*field.Path) {
+	var paths []*field.Path
+	for i, st := range steps {
+		paths = append(paths, list.Index(i))
+		for range max(len(st.ForEach), 1) - 1 {
+			paths = append(paths, nil)
+		}
+	}
+	return custodyv1alpha1.ExpandForEach(steps), paths
+}
+
+// validateForEach checks what forEach adds: the steps its items run as must not have the name of
+// another step, the workflow must stay within MaxSteps and MaxFinallySteps, and only a forEach
+// step may read $(item).
+func validateForEach(path *field.Path, steps, finally []custodyv1alpha1.Step) field.ErrorList {
+	var errs field.ErrorList
+	names := map[string]bool{}
+	all := append(append([]custodyv1alpha1.Step{}, steps...), finally...)
+	for _, st := range all {
+		names[st.Name] = true
+	}
+	for _, list := range []struct {
+		name  string
+		steps []custodyv1alpha1.Step
+		max   int
+	}{{"steps", steps, custodyv1alpha1.MaxSteps}, {"finally", finally, custodyv1alpha1.MaxFinallySteps}} {
+		if n := len(custodyv1alpha1.ExpandForEach(list.steps)); n > list.max {
+			errs = append(errs, field.TooMany(path.Child(list.name), n, list.max))
+		}
+		for i, st := range list.steps {
+			p := path.Child(list.name).Index(i)
+			for j, it := range st.ForEach {
+				name := custodyv1alpha1.ItemStepName(st.Name, it)
+				if names[name] {
+					errs = append(errs, field.Invalid(p.Child("forEach").Index(j), it, fmt.Sprintf(
+						"step %q runs item %q as step %q, which is already the name of a step", st.Name, it, name)))
+				}
+				names[name] = true
+			}
+			if len(st.ForEach) > 0 {
+				continue
+			}
+			reads := func(f *field.Path, v string) {
+				if strings.Contains(v, custodyv1alpha1.ItemRef) {
+					errs = append(errs, field.Invalid(f, v, fmt.Sprintf("step %q reads %s, but only a forEach step has an item",
+						st.Name, custodyv1alpha1.ItemRef)))
+				}
+			}
+			for k, v := range st.Command {
+				reads(p.Child("command").Index(k), v)
+			}
+			for k, v := range st.Args {
+				reads(p.Child("args").Index(k), v)
+			}
+			for k, e := range st.Env {
+				reads(p.Child("env").Index(k).Child("value"), e.Value)
+			}
+		}
+	}
+	return errs
+}
+
+// refContext is what the references of steps are checked against: the declared parameters, every
+// step (as it runs) with its results, and the forEach steps with the steps their items run as.
+type refContext struct {
+	params   map[string]bool
+	index    map[string]int
+	declared map[string]map[string]bool
+	forEach  map[string][]string
+}
+
+// validateSteps checks the references of one list of steps, each reported at its path (a step with
+// no path is not checked: another item of the same forEach step is). ended are the steps known to
+// have ended before any of them starts (for finally steps: every step); nil for the steps
+// themselves, who may not read workflow.phase.
+func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Graph, ended map[string]bool,
+	rc refContext) field.ErrorList {
 	var errs field.ErrorList
 	for i, st := range steps {
-		path := list.Index(i)
+		path := paths[i]
+		if path == nil {
+			continue
+		}
 		ancestors := map[string]bool{}
 		if g != nil {
 			ancestors = g.Ancestors(st.Name)
@@ -118,7 +205,7 @@ func validateSteps(list *field.Path, steps []custodyv1alpha1.Step, g *dag.Graph,
 					}
 					continue
 				}
-				if msg := refProblem(st.Name, r, written(r), params, index, declared, ancestors); msg != "" {
+				if msg := rc.problem(st.Name, r, written(r), ancestors); msg != "" {
 					errs = append(errs, field.Invalid(p, value, msg))
 				}
 			}
@@ -246,15 +333,18 @@ func celWritten(r expr.Ref) string {
 }
 
 // refProblem says what is wrong with one reference of step, or "" when nothing is.
-func refProblem(step string, r expr.Ref, written string, params map[string]bool, index map[string]int,
-	declared map[string]map[string]bool, ancestors map[string]bool) string {
+func (rc refContext) problem(step string, r expr.Ref, written string, ancestors map[string]bool) string {
 	if r.Param != "" {
-		if !params[r.Param] {
+		if !rc.params[r.Param] {
 			return fmt.Sprintf("step %q reads %s, but the workflow declares no parameter %q", step, written, r.Param)
 		}
 		return ""
 	}
-	if _, ok := index[r.Step]; !ok {
+	if items, ok := rc.forEach[r.Step]; ok {
+		return fmt.Sprintf("step %q reads %s, but step %q runs once per item (forEach): read one item's step instead (%s)",
+			step, written, r.Step, strings.Join(items, ", "))
+	}
+	if _, ok := rc.index[r.Step]; !ok {
 		return fmt.Sprintf("step %q reads %s, but the workflow has no step %q", step, written, r.Step)
 	}
 	if r.Step == step {
@@ -264,7 +354,7 @@ func refProblem(step string, r expr.Ref, written string, params map[string]bool,
 		return fmt.Sprintf("step %q reads %s, but %q is not among the steps it depends on (directly or through "+
 			"their dependencies), so it may not have run yet: add it to dependsOn", step, written, r.Step)
 	}
-	if r.Result != "" && !declared[r.Step][r.Result] {
+	if r.Result != "" && !rc.declared[r.Step][r.Result] {
 		return fmt.Sprintf("step %q reads %s, but step %q declares no result %q", step, written, r.Step, r.Result)
 	}
 	return ""

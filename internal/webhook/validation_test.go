@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
@@ -149,6 +150,53 @@ spec:
 			`spec.steps[0].tolerations[0].value: Invalid value: "true": step "train": must be empty when operator is Exists`,
 			`spec.steps[0].tolerations[1].tolerationSeconds: Invalid value: "60": step "train": may only be set with effect NoExecute`,
 			`spec.steps[0].tolerations[2].effect: Invalid value: "NoRun": step "train": must be NoSchedule, PreferNoSchedule, NoExecute or empty`},
+	}, {
+		name: "result of a forEach step as a whole",
+		manifest: `
+metadata: {name: foreach-whole}
+spec:
+  steps:
+  - {name: deploy, image: busybox, forEach: [eu, us], results: [{name: url}]}
+  - {name: verify, image: busybox, dependsOn: [deploy], args: ["$(steps.deploy.results.url)"]}`,
+		want: []string{"spec.steps[1].args[0]", `step "deploy" runs once per item (forEach): read one item's step instead (deploy-eu, deploy-us)`},
+	}, {
+		name: "item of a forEach step that is not an ancestor",
+		manifest: `
+metadata: {name: foreach-not-ancestor}
+spec:
+  steps:
+  - {name: deploy, image: busybox, forEach: [eu, us], results: [{name: url}]}
+  - {name: verify, image: busybox, when: "steps['deploy-eu'].results.url != ''"}`,
+		want: []string{"spec.steps[1].when", `"deploy-eu" is not among the steps it depends on`},
+	}, {
+		name: "forEach item named like another step",
+		manifest: `
+metadata: {name: foreach-clash}
+spec:
+  steps:
+  - {name: deploy-eu, image: busybox}
+  - {name: deploy, image: busybox, forEach: [us, eu]}`,
+		want: []string{`spec.steps[1].forEach[1]: Invalid value: "eu": step "deploy" runs item "eu" as step "deploy-eu", which is already the name of a step`},
+	}, {
+		name: "item read by a step without forEach",
+		manifest: `
+metadata: {name: no-item}
+spec:
+  steps:
+  - {name: deploy, image: busybox, env: [{name: REGION, value: "$(item)"}]}`,
+		want: []string{`spec.steps[0].env[0].value`, `step "deploy" reads $(item), but only a forEach step has an item`},
+	}, {
+		name: "more steps than a run may have, once items are counted",
+		manifest: `
+metadata: {name: foreach-too-many}
+spec:
+  steps:
+  - {name: a, image: busybox, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: b, image: busybox, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: c, image: busybox, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: d, image: busybox, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
+  - {name: e, image: busybox}`,
+		want: []string{"spec.steps: Too many: 65: must have at most 64 items"},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,8 +230,43 @@ spec:
     dependsOn: [scan]
     when: "int(steps.scan.results.risk) < 50 && steps['build'].results.digest != '' && params.invoice != ''"
     args: ["--image=app@$(steps.build.results.digest)", "--invoice=$(params.invoice)"]
+  - name: rollout
+    image: busybox
+    dependsOn: [deploy]
+    forEach: [eu, us]
+    args: ["--region=$(item)", "--image=app@$(steps.build.results.digest)"]
+    results: [{name: url}]
+  - {name: verify, image: busybox, dependsOn: [rollout], args: ["$(steps.rollout-eu.results.url)", "$(steps.rollout-us.results.url)"]}
   finally:
   - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}`))
+}
+
+// TestForEachItemsAreApprovedOneByOne: each item of a forEach step with an approval gate is
+// approved on its own, and approving the forEach step as a whole is refused with the items named.
+func TestForEachItemsAreApprovedOneByOne(t *testing.T) {
+	ns := team(t)
+	wf := mustWorkflow(t, ns, `
+metadata: {name: rollout}
+spec:
+  steps:
+  - name: deploy
+    image: busybox
+    forEach: [eu, us]
+    approval: {approvers: {users: [bob]}}`)
+	create(t, as(alice), wf)
+	approve := func(step string) error {
+		cur := &custodyv1alpha1.Workflow{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(wf), cur); err != nil {
+			t.Fatal(err)
+		}
+		cur.Annotations[custodyv1alpha1.AnnotationApprovePrefix+step] = "yes"
+		return as(bob).Update(ctxT(t), cur)
+	}
+	refused(t, "approving the forEach step as a whole", approve("deploy"),
+		`approves step "deploy", which runs once per item (forEach): approve each item's step instead (deploy-eu, deploy-us)`)
+	if err := approve("deploy-eu"); err != nil {
+		t.Fatalf("bob approving the item deploy-eu: %v", err)
+	}
 }
 
 // TestKubectlAnnotateApproves is the documented way to approve: `kubectl annotate` as the

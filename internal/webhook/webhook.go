@@ -469,6 +469,10 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 				"approve it: an approval must come from someone else (four-eyes)", stepName, cur.forDenial, by), nil
 		}
 		if step == nil || step.Approval == nil {
+			if items := forEachItems(def.AllSteps(), cur.workflow, stepName); len(items) > 0 {
+				return forbidden(checkApproval, "%s: %s approves step %q, which runs once per item (forEach): approve each "+
+					"item's step instead (%s)", cur.forDenial, k, stepName, strings.Join(items, ", ")), nil
+			}
 			return forbidden(checkApproval, "%s: %s approves step %q, but the workflow has no step %q that needs an approval",
 				cur.forDenial, k, stepName, stepName), nil
 		}
@@ -597,6 +601,18 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	}
 	o.warnings = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
 	return nil, nil
+}
+
+// forEachItems returns the steps (of a run's steps as they run) that run the items of the forEach
+// step named step.
+func forEachItems(steps []custodyv1alpha1.Step, wf *custodyv1alpha1.Workflow, step string) []string {
+	var items []string
+	for _, st := range steps {
+		if forEach, _ := wf.ForEachOf(st.Name); forEach == step {
+			items = append(items, st.Name)
+		}
+	}
+	return items
 }
 
 // grantWarnings says which grants a new run requests would keep a step waiting as things stand:
