@@ -182,6 +182,60 @@ spec:
 	})
 }
 
+// TestCredentials_forEachItemsHoldTheirOwn: a grant that names a forEach step covers each item: each
+// item's attempt holds its own binding while it runs and loses it when it ends, whatever the
+// other items do; a grant that names one item covers that item only.
+func TestCredentials_forEachItemsHoldTheirOwn(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	g := grant(t, ns, `
+metadata: {name: read-config}
+spec:
+  subjects: [{workflowName: rollout, steps: [deploy]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	grant(t, ns, `
+metadata: {name: eu-only}
+spec:
+  subjects: [{workflowName: rollout, steps: [audit-eu]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	wf := apply(t, ns, `
+metadata: {name: rollout}
+spec:
+  steps:
+  - {name: deploy, image: example.com/d:1, forEach: [eu, us], credentials: [read-config]}
+  - {name: audit, image: example.com/a:1, forEach: [eu, us], credentials: [eu-only]}`)
+	eu, us := jobOf(t, wf, "deploy-eu", 1), jobOf(t, wf, "deploy-us", 1)
+	saEU, saUS := eu.Spec.Template.Spec.ServiceAccountName, us.Spec.Template.Spec.ServiceAccountName
+	waitCan(t, ns, saEU, true)
+	waitCan(t, ns, saUS, true)
+	succeed(t, wf, "deploy-eu", 1, "")
+	waitCan(t, ns, saEU, false) // revoked with the item's attempt, while the other item holds its own
+	if !can(t, ns, saUS, "get") {
+		t.Error("deploy-us lost its binding when deploy-eu ended")
+	}
+	succeed(t, wf, "deploy-us", 1, "")
+	waitCan(t, ns, saUS, false)
+
+	// The grant for one item: audit-eu holds it, audit-us waits, saying why.
+	jobOf(t, wf, "audit-eu", 1)
+	eventually(t, "audit-us to wait for a grant that names another item", func() error {
+		st := stepOf(get(t, wf), "audit-us")
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantNotCovered {
+			return fmt.Errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	cur := get(t, wf)
+	for _, step := range []string{"deploy-eu", "deploy-us"} {
+		if c := recordOf(cur, step, g.Name); c.Grant != g.Name || c.RevokedAt == nil {
+			t.Errorf("%s's record of %s: %+v, want issued and revoked", step, g.Name, c)
+		}
+	}
+	cancelRun(t, wf)
+	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+}
+
 // TestCredentials_stepWaitsForAUsableGrant: a step does not start while its grant is missing,
 // does not cover it, is suspended or waits for approval; it says so, and starts once it may.
 func TestCredentials_stepWaitsForAUsableGrant(t *testing.T) {

@@ -1,10 +1,8 @@
 package workflow
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
@@ -16,25 +14,8 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/testenv"
 )
-
-// syncBuffer is a log sink shared by the manager's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestCredentials_noValueAnywhere runs a workflow that holds every kind of credential (a role, a
 // Secret copy that is rotated mid-step, SVID properties), then looks for the Secret's values in
@@ -43,7 +24,7 @@ func (s *syncBuffer) String() string {
 // metric. None may contain a value.
 func TestCredentials_noValueAnywhere(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	e := setupIdentityWith(t, zap.New(zap.WriteTo(logs), zap.UseDevMode(true), zap.Level(zapDebug)))
 	configMapReader(t, e.ns)
 	values := []string{"tok-9f2c41d7e5a8b3", "usr-77ab12cd34ef56", "tok-rotated-3e8d1c0b"}

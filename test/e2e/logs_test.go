@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +15,13 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/cli"
 	"github.com/custody-dev/custody/internal/localcluster"
+	"github.com/custody-dev/custody/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer a command can write while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // kubectlCustody runs `kubectl custody args...` in ns with the cluster's admin kubeconfig and
 // returns what it wrote to stdout and to stderr.
 func kubectlCustody(ns string, args ...string) (stdout, stderr string, err error) {
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	cmd := cli.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
 	cmd.SetArgs(append(args, "--kubeconfig", cluster.Kubeconfig, "-n", ns))
 	cmd.SetOut(&out)
