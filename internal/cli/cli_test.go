@@ -186,6 +186,20 @@ func TestGetTree(t *testing.T) {
 	if _, err := run(t, ns, "", "get", "missing"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("get of a missing workflow: %v", err)
 	}
+
+	// The steps of a forEach step's items say whose item they run.
+	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{
+		{Name: "deploy", ForEach: []string{"eu", "us"}}, {Name: "verify"}}}}
+	fan.Namespace, fan.Name = "ns", "rollout"
+	fan.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "deploy-eu", Phase: custodyv1alpha1.StepSucceeded},
+		{Name: "deploy-us", Phase: custodyv1alpha1.StepRunning}, {Name: "verify", Phase: custodyv1alpha1.StepPending}}
+	var b strings.Builder
+	if err := writeTree(&b, fan, now); err != nil {
+		t.Fatal(err)
+	}
+	if want := "├─ deploy-eu (deploy item eu)  Succeeded\n├─ deploy-us (deploy item us)  Running\n└─ verify  Pending\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("tree of a forEach run:\n%s\nwant it to end with\n%s", b.String(), want)
+	}
 }
 
 func TestInventory(t *testing.T) {

@@ -93,6 +93,9 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 			branch, indent = "└─", "   "
 		}
 		name := st.Name
+		if forEach, item := wf.ForEachOf(st.Name); forEach != "" {
+			name += " (" + forEach + " item " + item + ")"
+		}
 		if finally[st.Name] {
 			name += " (finally)"
 		}
