@@ -33,7 +33,7 @@ func TestFaults(t *testing.T) {
 	const n = 50
 	createFaultCredentials(ctx, t, ns)
 	for i := range n {
-		timeout, gate := "", ""
+		timeout, gate, fanOut := "", "", ""
 		if i == 2 {
 			timeout = "timeout: 4s"
 		}
@@ -42,14 +42,18 @@ func TestFaults(t *testing.T) {
 			// it cannot finish before the cancel lands, however long the restarts take.
 			gate = ", approval: {approvers: {users: [nobody]}}"
 		}
+		if i >= 3 && i%2 == 1 {
+			// Every other run holds its credentials in two forEach items of b at once.
+			fanOut = ", forEach: [x, y]"
+		}
 		manifest := fmt.Sprintf(`
 metadata: {name: run-%02d}
 spec:
   %s
   steps:
   - {name: a, image: example.com/w:1}
-  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role, api]}
-  - {name: c, image: example.com/w:1, dependsOn: [b]%s}`, i, timeout, gate)
+  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role, api]%s}
+  - {name: c, image: example.com/w:1, dependsOn: [b]%s}`, i, timeout, fanOut, gate)
 		createWorkflow(ctx, t, ns, manifest)
 	}
 	started := time.Now()
