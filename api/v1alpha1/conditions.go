@@ -67,8 +67,11 @@ const (
 	ReasonSourceNotFound = "SourceNotFound"
 	// ReasonSourceNotGrantable means a grant's source Secret lacks the custody.dev/grantable label.
 	ReasonSourceNotGrantable = "SourceNotGrantable"
-	// ReasonSuspended means the grant is suspended and issues nothing.
+	// ReasonSuspended means the grant is suspended and issues nothing; for a Workflow (and a step
+	// that may start), that the workflow is suspended (spec.suspend) and starts no step.
 	ReasonSuspended = "Suspended"
+	// ReasonResumed means a suspended workflow was resumed (an Event).
+	ReasonResumed = "Resumed"
 	// ReasonActive means the grant is ready to issue credentials.
 	ReasonActive = "Active"
 	// ReasonRotationOverdue means the grant's source Secret is older than maxAge.

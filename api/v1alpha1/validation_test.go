@@ -666,6 +666,17 @@ spec:
 			want: []string{"cannot set cancel; set suspend to stop creating runs"},
 		},
 		{
+			name: "CronWorkflow that would create suspended runs",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  workflowSpec: {suspend: true, steps: [{name: build, image: example.com/build:1}]}`,
+			want: []string{"cannot set suspend (its runs would never start); set the CronWorkflow's own suspend"},
+		},
+		{
 			name: "CronWorkflow with an unknown concurrency policy",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -85,6 +85,13 @@ type WorkflowSpec struct {
 	// to false.
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
+
+	// suspend holds the run while true: no step starts (a step whose turn comes, or a retry whose
+	// backoff passed, waits with reason Suspended), while running steps go on and end as they end.
+	// Set it back to false to resume. The workflow timeout still counts, and cancel still works.
+	// For a run that misbehaves and that someone wants to look at before it goes any further.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // Parameter is one named value of a run.

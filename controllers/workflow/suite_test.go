@@ -348,6 +348,17 @@ func cancelRun(t *testing.T, wf *custodyv1alpha1.Workflow) {
 	}
 }
 
+// setSuspend sets spec.suspend on the workflow, as `kubectl custody suspend` and `resume` do.
+func setSuspend(t *testing.T, wf *custodyv1alpha1.Workflow, suspend bool) {
+	t.Helper()
+	cur := get(t, wf)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Suspend = suspend
+	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // eventReasons returns the reasons of the Events recorded for the workflow.
 func eventReasons(t *testing.T, wf *custodyv1alpha1.Workflow) map[string]int {
 	t.Helper()

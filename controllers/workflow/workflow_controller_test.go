@@ -398,6 +398,64 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_suspendHoldsSteps: while a workflow is suspended, running steps go on and
+// end, but no step starts: neither one whose dependencies ended nor a retry whose backoff passed;
+// the Ready condition, kstatus and Events say so. Resumed, they start.
+func TestWorkflowReconciler_suspendHoldsSteps(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: held}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1, dependsOn: [a]}
+  - {name: c, image: example.com/w:1, retries: {limit: 1, backoff: {duration: 1s}}}
+`)
+	jobOf(t, wf, "a", 1)
+	jobOf(t, wf, "c", 1)
+	setSuspend(t, wf, true)
+	eventually(t, "the workflow to say it is suspended", func() error {
+		ready := meta.FindStatusCondition(get(t, wf).Status.Conditions, custodyv1alpha1.ConditionReady)
+		if ready == nil || ready.Reason != custodyv1alpha1.ReasonSuspended || !strings.Contains(ready.Message, "running: a, c") {
+			return errorf("Ready %+v", ready)
+		}
+		return nil
+	})
+	succeed(t, wf, "a", 1, "")
+	fail(t, wf, "c", 1)
+	cur := waitStep(t, wf, "b", custodyv1alpha1.StepPending)
+	eventually(t, "b to be held by the suspension", func() error {
+		cur = get(t, wf)
+		if st := stepOf(cur, "b"); st.Reason != custodyv1alpha1.ReasonSuspended {
+			return errorf("b %s (%s): %s", st.Phase, st.Reason, st.Message)
+		}
+		if st := stepOf(cur, "c"); st.Phase != custodyv1alpha1.StepRetrying || !strings.Contains(st.Message, "suspended") {
+			return errorf("c %s (%s): %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // past c's backoff: still no attempt 2
+	if n := len(jobs(t, wf)); n != 2 {
+		t.Fatalf("%d Jobs while suspended, want a's and c's first attempt only", n)
+	}
+	if got := kstatusOf(t, wf); got != status.InProgressStatus {
+		t.Errorf("kstatus of a suspended run = %s, want InProgress", got)
+	}
+	setSuspend(t, wf, false)
+	jobOf(t, wf, "b", 1)
+	jobOf(t, wf, "c", 2)
+	succeed(t, wf, "b", 1, "")
+	succeed(t, wf, "c", 2, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	eventually(t, "one Suspended and one Resumed Event", func() error {
+		if r := eventReasons(t, wf); r[custodyv1alpha1.ReasonSuspended] != 1 || r[custodyv1alpha1.ReasonResumed] != 1 {
+			return errorf("Events %v", r)
+		}
+		return nil
+	})
+}
+
 func TestWorkflowReconciler_ttlDeletesFinishedWorkflow(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)

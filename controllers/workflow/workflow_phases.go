@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -575,6 +576,21 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 	if s.graph == nil || isFinished(wf.Status.Phase) {
 		return false, nil
 	}
+	if wf.Status.ObservedGeneration != wf.Generation {
+		// The spec changed since the last reconcile (or this is the first): a suspension, or the
+		// end of one (which the Ready condition, or a held step, says was in force).
+		ready := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady)
+		held := slices.ContainsFunc(wf.Status.Steps, func(st custodyv1alpha1.StepStatus) bool {
+			return st.Reason == custodyv1alpha1.ReasonSuspended
+		})
+		switch {
+		case wf.Spec.Suspend:
+			s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonSuspended, "Suspend",
+				"Workflow suspended: no step starts until spec.suspend is false; running steps go on")
+		case held || (ready != nil && ready.Reason == custodyv1alpha1.ReasonSuspended):
+			s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonResumed, "Resume", "Workflow resumed")
+		}
+	}
 	if s.slots >= 0 {
 		for _, st := range wf.Status.Steps {
 			if st.Phase == custodyv1alpha1.StepRunning {
@@ -720,22 +736,45 @@ func approvalOf(wf *custodyv1alpha1.Workflow, step string, now time.Time) (*cust
 	return rec, true
 }
 
+// held says whether a step that may start attempt n must wait instead, and sets its status to
+// say why: the workflow is suspended, or its parallelism limit is reached.
+func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step, n int32) bool {
+	wf := s.wf
+	if _, started := s.jobs[jobspec.Name(wf.Name, string(wf.UID), step.Name, n)]; wf.Spec.Suspend && !started {
+		// The step starts once the workflow is resumed (the spec change wakes it). An attempt
+		// whose Job exists already started (its start was not saved): startAttempt records it.
+		const msg = "The workflow is suspended (spec.suspend): no step starts until it is resumed"
+		if st.Phase == custodyv1alpha1.StepRetrying {
+			st.Message = msg
+			return true
+		}
+		if st.Reason != custodyv1alpha1.ReasonSuspended {
+			s.setStep(st, custodyv1alpha1.StepPending, custodyv1alpha1.ReasonSuspended, msg)
+		}
+		return true
+	}
+	if s.slots == 0 {
+		// The step starts when a running step ends (its Job's end wakes the workflow).
+		msg := fmt.Sprintf("Waiting for a free slot: %d steps run at once at most (parallelism)", *s.def.Parallelism)
+		if st.Phase == custodyv1alpha1.StepRetrying {
+			st.Message = text.Truncate(msg, 1024)
+			return true
+		}
+		if st.Reason != custodyv1alpha1.StepReasonWaitingForParallelism {
+			s.setStep(st, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForParallelism, msg)
+		}
+		return true
+	}
+	return false
+}
+
 // startAttempt creates the next attempt's ServiceAccount and Job. Both names are deterministic,
 // so creating them again after a crash finds them already there.
 func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus) error {
 	wf := s.wf
 	step := s.specStep(st.Name)
 	n := st.Attempt + 1
-	if s.slots == 0 {
-		// The step starts when a running step ends (its Job's end wakes the workflow).
-		msg := fmt.Sprintf("Waiting for a free slot: %d steps run at once at most (parallelism)", *s.def.Parallelism)
-		if st.Phase == custodyv1alpha1.StepRetrying {
-			st.Message = text.Truncate(msg, 1024)
-			return nil
-		}
-		if st.Reason != custodyv1alpha1.StepReasonWaitingForParallelism {
-			s.setStep(st, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForParallelism, msg)
-		}
+	if s.held(st, step, n) {
 		return nil
 	}
 	env := s.exprEnv(st.Name)

@@ -78,6 +78,10 @@ func workflowConditions(wf *custodyv1alpha1.Workflow, s *scope) []metav1.Conditi
 	if s.waiting != "" {
 		reason, msg = custodyv1alpha1.ReasonTemplateNotFound, s.waiting
 	}
+	if wf.Spec.Suspend {
+		reason, msg = custodyv1alpha1.ReasonSuspended, "Suspended (spec.suspend): no step starts until it is resumed; "+
+			strings.ToLower(msg[:1])+msg[1:]
+	}
 	return []metav1.Condition{
 		{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg},
 		{Type: custodyv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason, Message: msg},
@@ -125,13 +129,16 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) 
 
 // activity summarizes what a running workflow is doing.
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
-	var running, waiting, retrying, needGrants, slots, refused []string
+	var running, waiting, retrying, needGrants, slots, held, refused []string
 	for _, st := range steps {
 		if slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason) {
 			refused = append(refused, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
 		}
 		if st.Phase == custodyv1alpha1.StepPending && st.Reason == custodyv1alpha1.StepReasonWaitingForParallelism {
 			slots = append(slots, st.Name)
+		}
+		if st.Phase == custodyv1alpha1.StepPending && st.Reason == custodyv1alpha1.ReasonSuspended {
+			held = append(held, st.Name)
 		}
 		if st.Phase == custodyv1alpha1.StepPending && grantReasons[st.Reason] {
 			needGrants = append(needGrants, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
@@ -160,6 +167,9 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	}
 	if len(slots) > 0 {
 		parts = append(parts, "waiting for a free slot (parallelism): "+strings.Join(slots, ", "))
+	}
+	if len(held) > 0 {
+		parts = append(parts, "held by the suspension: "+strings.Join(held, ", "))
 	}
 	if len(refused) > 0 {
 		parts = append(parts, "cannot get going (see the step's message): "+strings.Join(refused, ", "))

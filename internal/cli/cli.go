@@ -82,7 +82,7 @@ func (o *Options) command() *cobra.Command {
 		Short: "Custody workflows: status trees, step logs, runs of templates, resubmits, approvals, cancel, and who holds which credential now",
 		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
 			"prints their steps' logs, starts runs of WorkflowTemplates, runs workflows again (resubmit), " +
-			"approves steps and grants (admission checks that you may), cancels workflows, suspends grants, and " +
+			"approves steps and grants (admission checks that you may), suspends, resumes and cancels workflows, suspends grants, and " +
 			"lists every credential held right now (inventory).",
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -91,6 +91,7 @@ func (o *Options) command() *cobra.Command {
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: table (default), json or yaml.")
 	root.AddCommand(o.getCommand(), o.runCommand(), o.resubmitCommand(), o.approveCommand(), o.cancelCommand(),
 		o.revokeCommand(), o.inventoryCommand(), o.logsCommand())
+	root.AddCommand(o.suspendCommands()...)
 	return root
 }
 

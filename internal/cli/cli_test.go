@@ -235,6 +235,17 @@ func TestInventory(t *testing.T) {
 func TestActions(t *testing.T) {
 	ns := fixture(t)
 	ctx := context.Background()
+	for _, c := range []struct {
+		cmd  string
+		want bool
+	}{{"suspend", true}, {"resume", false}} {
+		out, err := run(t, ns, "", c.cmd, "pay-invoice-4711")
+		wf := &custodyv1alpha1.Workflow{}
+		if gerr := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil || gerr != nil ||
+			wf.Spec.Suspend != c.want || !strings.Contains(out, "workflow/pay-invoice-4711 "+c.cmd) {
+			t.Errorf("%s: %v %v, spec.suspend=%v, printed %q", c.cmd, err, gerr, wf.Spec.Suspend, out)
+		}
+	}
 	if out, err := run(t, ns, "", "cancel", "pay-invoice-4711"); err != nil {
 		t.Fatal(err, out)
 	}

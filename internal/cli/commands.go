@@ -240,6 +240,28 @@ func (o *Options) cancelCommand() *cobra.Command {
 	}
 }
 
+// suspendCommands are `kubectl custody suspend WORKFLOW` and `resume WORKFLOW`: spec.suspend.
+func (o *Options) suspendCommands() []*cobra.Command {
+	toggle := func(use, short, done string, suspend bool) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " WORKFLOW", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(_ *cobra.Command, args []string) error {
+				wf := &custodyv1alpha1.Workflow{}
+				wf.Name = args[0]
+				if err := o.patch(wf, fmt.Sprintf(`{"spec":{"suspend":%t}}`, suspend)); err != nil {
+					return err
+				}
+				_, _ = fmt.Fprintf(o.io.Out, "workflow/%s %s\n", wf.Name, done)
+				return nil
+			},
+		}
+	}
+	return []*cobra.Command{
+		toggle("suspend", "Hold a workflow: no step starts until it is resumed; running steps go on", "suspended", true),
+		toggle("resume", "Resume a suspended workflow: its steps start again as they become ready", "resumed", false),
+	}
+}
+
 func (o *Options) revokeCommand() *cobra.Command {
 	var yes bool
 	cmd := &cobra.Command{

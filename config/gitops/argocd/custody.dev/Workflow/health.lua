@@ -1,6 +1,6 @@
 -- Argo CD health of a custody.dev Workflow, from the conditions the controller sets
 -- (docs/gitops.md). Healthy: succeeded. Degraded: failed, timed out, cancelled or invalid.
--- Suspended: a step waits for an approver. Progressing: anything else, including a finished run
+-- Suspended: the run is suspended (spec.suspend), or a step waits for an approver. Progressing: anything else, including a finished run
 -- whose credential revocation is still pending.
 local hs = {status = "Progressing", message = "Waiting for the Custody controller"}
 if obj.status == nil or obj.status.conditions == nil then
@@ -29,6 +29,11 @@ end
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = stalled.message
+  return hs
+end
+if ready ~= nil and ready.reason == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = ready.message
   return hs
 end
 if obj.status.steps ~= nil then
