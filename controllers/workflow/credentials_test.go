@@ -226,12 +226,16 @@ spec:
 		}
 		return nil
 	})
-	cur := get(t, wf)
-	for _, step := range []string{"deploy-eu", "deploy-us"} {
-		if c := recordOf(cur, step, g.Name); c.Grant != g.Name || c.RevokedAt == nil {
-			t.Errorf("%s's record of %s: %+v, want issued and revoked", step, g.Name, c)
+	// The binding goes before the status that records its revocation is saved.
+	eventually(t, "each item's own record, revoked", func() error {
+		cur := get(t, wf)
+		for _, step := range []string{"deploy-eu", "deploy-us"} {
+			if c := recordOf(cur, step, g.Name); c.Grant != g.Name || c.RevokedAt == nil {
+				return errorf("%s's record of %s: %+v, want issued and revoked", step, g.Name, c)
+			}
 		}
-	}
+		return nil
+	})
 	cancelRun(t, wf)
 	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 }

@@ -340,20 +340,21 @@ func kstatusOf(t *testing.T, wf *custodyv1alpha1.Workflow) status.Status {
 // cancelRun sets spec.cancel on the workflow, as `kubectl custody cancel` does.
 func cancelRun(t *testing.T, wf *custodyv1alpha1.Workflow) {
 	t.Helper()
-	cur := get(t, wf)
-	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Spec.Cancel = true
-	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
-		t.Fatal(err)
-	}
+	patchSpec(t, wf, func(s *custodyv1alpha1.WorkflowSpec) { s.Cancel = true })
 }
 
 // setSuspend sets spec.suspend on the workflow, as `kubectl custody suspend` and `resume` do.
 func setSuspend(t *testing.T, wf *custodyv1alpha1.Workflow, suspend bool) {
 	t.Helper()
+	patchSpec(t, wf, func(s *custodyv1alpha1.WorkflowSpec) { s.Suspend = suspend })
+}
+
+// patchSpec changes the workflow's spec with a merge patch, as kubectl patch does.
+func patchSpec(t *testing.T, wf *custodyv1alpha1.Workflow, change func(*custodyv1alpha1.WorkflowSpec)) {
+	t.Helper()
 	cur := get(t, wf)
 	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Spec.Suspend = suspend
+	change(&cur.Spec)
 	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
 		t.Fatal(err)
 	}

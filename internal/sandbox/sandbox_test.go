@@ -148,7 +148,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 // every grant with 0 live issuances, printed as 0 rather than left blank.
 func checkPrintedColumns(ctx context.Context, t *testing.T, sb *Sandbox) {
 	t.Helper()
-	for resource, want := range map[string]map[string]func(any) bool{
+	want := map[string]map[string]func(any) bool{
 		"workflows": {
 			"Phase": func(v any) bool { return v == string(custodyv1alpha1.WorkflowSucceeded) },
 			"Steps": func(v any) bool {
@@ -157,21 +157,34 @@ func checkPrintedColumns(ctx context.Context, t *testing.T, sb *Sandbox) {
 			},
 		},
 		"credentialgrants": {"Active": func(v any) bool { return v == float64(0) }},
-	} {
-		rows, err := printedTable(ctx, sb, resource)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(rows) < 6 {
-			t.Errorf("kubectl get %s printed %d rows, want every sample's", resource, len(rows))
-		}
-		for _, row := range rows {
-			for column, ok := range want {
-				if !ok(row[column]) {
-					t.Errorf("kubectl get %s: %s printed %s %v (%T)", resource, row["Name"], column, row[column], row[column])
+	}
+	// The grants' status follows the last revocation shortly after.
+	var problems []string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		problems = nil
+		for resource, columns := range want {
+			rows, err := printedTable(ctx, sb, resource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) < 6 {
+				problems = append(problems, fmt.Sprintf("kubectl get %s printed %d rows, want every sample's", resource, len(rows)))
+			}
+			for _, row := range rows {
+				for column, ok := range columns {
+					if !ok(row[column]) {
+						problems = append(problems, fmt.Sprintf("kubectl get %s: %s printed %s %v (%T)",
+							resource, row["Name"], column, row[column], row[column]))
+					}
 				}
 			}
 		}
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range problems {
+		t.Error(p)
 	}
 }
 
