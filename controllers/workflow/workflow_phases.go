@@ -583,11 +583,11 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 		held := slices.ContainsFunc(wf.Status.Steps, func(st custodyv1alpha1.StepStatus) bool {
 			return st.Reason == custodyv1alpha1.ReasonSuspended
 		})
-		switch {
-		case wf.Spec.Suspend:
+		switch was := held || (ready != nil && ready.Reason == custodyv1alpha1.ReasonSuspended); {
+		case wf.Spec.Suspend && !was:
 			s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonSuspended, "Suspend",
 				"Workflow suspended: no step starts until spec.suspend is false; running steps go on")
-		case held || (ready != nil && ready.Reason == custodyv1alpha1.ReasonSuspended):
+		case !wf.Spec.Suspend && was:
 			s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonResumed, "Resume", "Workflow resumed")
 		}
 	}

@@ -269,7 +269,11 @@ func (l *logReader) print() error {
 		return err
 	}
 	if len(sources) == 0 {
-		_, _ = fmt.Fprintf(l.o.io.ErrOut, "no step of workflow %s has started yet (kubectl custody get %s says why)\n", l.name, l.name)
+		what := "no step of workflow " + l.name + " has started yet"
+		if l.step != "" {
+			what = "step " + l.step + " of workflow " + l.name + " has not started yet"
+		}
+		_, _ = fmt.Fprintf(l.o.io.ErrOut, "%s (kubectl custody get %s says why)\n", what, l.name)
 		return nil
 	}
 	failed := 0

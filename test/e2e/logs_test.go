@@ -106,6 +106,11 @@ spec:
 	if err != nil || out != "[build#1] build ran in pod "+byStep["build"]+"\n[build#1] done\n" {
 		t.Errorf("logs release build: err %v, printed\n%s", err, out)
 	}
+	// The skipped step never ran: nothing to print, and stderr says so.
+	if out, errOut, err := kubectlCustody(ns, "logs", "release", "sign"); err != nil || out != "" ||
+		!strings.Contains(errOut, "step sign of workflow release has not started yet") {
+		t.Errorf("logs of a skipped step: err %v, stdout %q, stderr %q", err, out, errOut)
+	}
 	if _, _, err := kubectlCustody(ns, "logs", "release", "deploy"); err == nil ||
 		err.Error() != `workflow release has no step "deploy" (its steps: fetch, build, sign)` {
 		t.Errorf("logs of a step the workflow does not have: %v", err)
