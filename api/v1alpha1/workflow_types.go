@@ -208,8 +208,9 @@ type Step struct {
 	DependsOn []string `json:"dependsOn,omitempty"`
 
 	// when is a CEL expression that must evaluate to true for the step to run; otherwise the step
-	// is Skipped. It sees `params` (map of parameter values) and `steps` (map from an earlier
-	// step's name to {phase, results}). Example: int(steps['check'].results.amount) > 1000.
+	// is Skipped. It sees `params` (map of parameter values), `steps` (map from an earlier
+	// step's name to {phase, results}) and, in a forEach step, `item`. Example:
+	// int(steps['check'].results.amount) > 1000.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024

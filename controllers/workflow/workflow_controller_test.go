@@ -157,8 +157,8 @@ spec:
 }
 
 // TestWorkflowReconciler_forEach: a forEach step runs as one step per item, side by side, each
-// with its item in its Job, its own attempts and retries; the step that depends on it waits for
-// every item.
+// with its item in its Job, its own attempts and retries, its own `when` (which sees the item);
+// the step that depends on it waits for every item.
 func TestWorkflowReconciler_forEach(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)
@@ -171,7 +171,8 @@ spec:
   - name: deploy
     image: example.com/d:1
     dependsOn: [build]
-    forEach: [eu, us, ap]
+    forEach: [eu, us, ap, cn]
+    when: "item != 'cn'"
     args: ["--region=$(item)", "--version=$(params.version)"]
     env: [{name: REGION, value: "$(item)"}]
     retries: {limit: 1, backoff: {duration: 1s}}
@@ -206,11 +207,14 @@ spec:
 	for _, st := range wf.Status.Steps {
 		names = append(names, fmt.Sprintf("%s/%d", st.Name, st.Attempt))
 	}
-	if want := []string{"build/1", "deploy-eu/1", "deploy-us/2", "deploy-ap/1", "verify/1"}; !slices.Equal(names, want) {
+	if want := []string{"build/1", "deploy-eu/1", "deploy-us/2", "deploy-ap/1", "deploy-cn/0", "verify/1"}; !slices.Equal(names, want) {
 		t.Errorf("status steps %q, want %q", names, want)
 	}
 	if n := len(jobs(t, wf)); n != 6 {
 		t.Errorf("%d Jobs, want one per attempt (6)", n)
+	}
+	if st := stepOf(wf, "deploy-cn"); st.Phase != custodyv1alpha1.StepSkipped || st.Reason != custodyv1alpha1.StepReasonWhenFalse {
+		t.Errorf("deploy-cn %s (%s), want Skipped by its when", st.Phase, st.Reason)
 	}
 }
 

@@ -1114,6 +1114,7 @@ func (s *scope) exprEnv(step string) expr.Env {
 		phase, _, _ := s.stepsOutcome()
 		env.Workflow = map[string]string{"phase": string(phase)}
 	}
+	_, env.Item = s.wf.ForEachOf(step)
 	for _, st := range s.wf.Status.Steps {
 		view := expr.StepView{Phase: string(st.Phase), Results: map[string]string{}}
 		if st.Phase == custodyv1alpha1.StepSucceeded {

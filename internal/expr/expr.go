@@ -37,6 +37,8 @@ type Env struct {
 	// Workflow is what finally steps see of the run: "phase" is the outcome of its steps
 	// (Succeeded, Failed or Cancelled). Empty for other steps.
 	Workflow map[string]string
+	// Item is the item of a forEach step's item ("" for other steps).
+	Item string
 }
 
 var celEnv = func() *cel.Env {
@@ -44,6 +46,7 @@ var celEnv = func() *cel.Env {
 		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("workflow", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("item", cel.StringType),
 	)
 	if err != nil {
 		panic(err)
@@ -91,7 +94,7 @@ func (w *When) Eval(env Env) (bool, error) {
 	if wf == nil {
 		wf = map[string]string{}
 	}
-	out, _, err := w.prg.Eval(map[string]any{"params": params, "steps": steps, "workflow": wf})
+	out, _, err := w.prg.Eval(map[string]any{"params": params, "steps": steps, "workflow": wf, "item": env.Item})
 	if err != nil {
 		return false, err
 	}
@@ -120,6 +123,8 @@ type Ref struct {
 	// Workflow is set (to the field read, or "*" for a computed one) for $(workflow.<field>), or
 	// when a `when` expression reads workflow.<field>: only finally steps have it.
 	Workflow string
+	// Item is set when a `when` expression reads item: only a forEach step's items have one.
+	Item bool
 }
 
 // String returns the reference as written.
@@ -129,6 +134,8 @@ func (r Ref) String() string {
 		return "$(params." + r.Param + ")"
 	case r.Workflow != "":
 		return "$(workflow." + r.Workflow + ")"
+	case r.Item:
+		return "$(item)"
 	}
 	return "$(steps." + r.Step + ".results." + r.Result + ")"
 }
@@ -264,7 +271,7 @@ func SortedKeys(m map[string]string) []string {
 // admission can check each one exists and is an ancestor. A step read through a computed key
 // (steps[params.s]) cannot be known before it runs and is not returned. Ref.Result is empty when
 // the expression reads a step's phase or the step as a whole. Reads of `workflow` are returned
-// with Ref.Workflow set.
+// with Ref.Workflow set, reads of `item` with Ref.Item.
 func WhenRefs(src string) ([]Ref, error) {
 	ast, iss := celEnv.Compile(src)
 	if iss.Err() != nil {
@@ -296,6 +303,8 @@ func WhenRefs(src string) ([]Ref, error) {
 				field = "*"
 			}
 			out = append(out, Ref{Workflow: field})
+		case "item":
+			out = append(out, Ref{Item: true})
 		}
 	}
 	return out, nil

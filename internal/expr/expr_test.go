@@ -185,6 +185,23 @@ func TestWhen_workflowPhase(t *testing.T) {
 	}
 }
 
+// TestWhen_item: a forEach step's item is `item` in its `when`; any other step's is "".
+func TestWhen_item(t *testing.T) {
+	w, err := CompileWhen(`item != 'ap-south' || params.asia == 'true'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		item, asia string
+		want       bool
+	}{{"eu-west", "false", true}, {"ap-south", "false", false}, {"ap-south", "true", true}, {"", "false", true}} {
+		got, err := w.Eval(Env{Params: map[string]string{"asia": c.asia}, Item: c.item})
+		if err != nil || got != c.want {
+			t.Errorf("item %q, asia %s: %v (%v), want %v", c.item, c.asia, got, err, c.want)
+		}
+	}
+}
+
 func TestWhenRefs(t *testing.T) {
 	cases := map[string][]Ref{
 		`params.region == 'eu'`:                                      {{Param: "region"}},
@@ -195,6 +212,7 @@ func TestWhenRefs(t *testing.T) {
 		`steps[params.which].results.x == '1'`:                       {{Param: "which"}},
 		`workflow.phase == 'Failed'`:                                 {{Workflow: "phase"}},
 		`workflow['phase'] != 'Succeeded' && params.x == 'y'`:        {{Workflow: "phase"}, {Param: "x"}},
+		`item != 'ap-south' || params.asia == 'true'`:                {{Item: true}, {Param: "asia"}},
 		`true`: nil,
 	}
 	for src, want := range cases {

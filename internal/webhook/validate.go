@@ -88,7 +88,12 @@ func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step,
 	for _, st := range steps {
 		main[st.Name] = true
 	}
-	refs := refContext{params: params, index: index, declared: declared, forEach: forEach}
+	refs := refContext{params: params, index: index, declared: declared, forEach: forEach, items: map[string]bool{}}
+	for _, names := range forEach {
+		for _, n := range names {
+			refs.items[n] = true
+		}
+	}
 	errs = append(errs, validateSteps(stepPaths, steps, graph(path.Child("steps"), steps), nil, refs)...)
 	if len(finally) > 0 {
 		fg := graph(path.Child("finally"), finally)
@@ -168,6 +173,7 @@ type refContext struct {
 	index    map[string]int
 	declared map[string]map[string]bool
 	forEach  map[string][]string
+	items    map[string]bool // the steps that run a forEach step's items
 }
 
 // validateSteps checks the references of one list of steps, each reported at its path (a step with
@@ -194,6 +200,13 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 		}
 		check := func(p *field.Path, value string, refs []expr.Ref, written func(expr.Ref) string) {
 			for _, r := range refs {
+				if r.Item {
+					if !rc.items[st.Name] {
+						errs = append(errs, field.Invalid(p, value, fmt.Sprintf("step %q reads %s, but only a forEach step has an item",
+							st.Name, written(r))))
+					}
+					continue
+				}
 				if r.Workflow != "" {
 					switch {
 					case ended == nil:
@@ -326,6 +339,8 @@ func celWritten(r expr.Ref) string {
 		return "params." + r.Param
 	case r.Workflow != "":
 		return "workflow." + r.Workflow
+	case r.Item:
+		return "item"
 	case r.Result != "":
 		return "steps." + r.Step + ".results." + r.Result
 	}

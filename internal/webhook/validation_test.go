@@ -186,6 +186,14 @@ spec:
   - {name: deploy, image: busybox, env: [{name: REGION, value: "$(item)"}]}`,
 		want: []string{`spec.steps[0].env[0].value`, `step "deploy" reads $(item), but only a forEach step has an item`},
 	}, {
+		name: "item read in when by a step without forEach",
+		manifest: `
+metadata: {name: no-item-when}
+spec:
+  steps:
+  - {name: deploy, image: busybox, when: "item != 'eu'"}`,
+		want: []string{`spec.steps[0].when`, `step "deploy" reads item, but only a forEach step has an item`},
+	}, {
 		name: "more steps than a run may have, once items are counted",
 		manifest: `
 metadata: {name: foreach-too-many}
@@ -234,6 +242,7 @@ spec:
     image: busybox
     dependsOn: [deploy]
     forEach: [eu, us]
+    when: "item != 'us' || params.invoice != ''"
     args: ["--region=$(item)", "--image=app@$(steps.build.results.digest)"]
     results: [{name: url}]
   - {name: verify, image: busybox, dependsOn: [rollout], args: ["$(steps.rollout-eu.results.url)", "$(steps.rollout-us.results.url)"]}
