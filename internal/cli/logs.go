@@ -246,7 +246,7 @@ func (l *logReader) podLogOptions(follow bool) *corev1.PodLogOptions {
 		opts.TailLines = &l.flags.tail
 	}
 	if l.flags.since > 0 {
-		s := int64(l.flags.since.Seconds())
+		s := max(int64(l.flags.since.Seconds()), 1) // the API takes whole seconds, at least one
 		opts.SinceSeconds = &s
 	}
 	return opts

@@ -100,3 +100,17 @@ func TestCopyLines(t *testing.T) {
 		t.Errorf("got %.80q..., want %.80q...", b.String(), want)
 	}
 }
+
+// TestPodLogOptions: the flags as the pods/log API takes them: the step container, whole seconds
+// (at least one) for --since, no tail unless asked.
+func TestPodLogOptions(t *testing.T) {
+	l := &logReader{flags: logFlags{since: 500 * time.Millisecond, tail: -1, timestamps: true}}
+	o := l.podLogOptions(true)
+	if o.Container != jobspec.ContainerName || !o.Follow || !o.Timestamps || o.TailLines != nil || o.SinceSeconds == nil || *o.SinceSeconds != 1 {
+		t.Errorf("options %+v", o)
+	}
+	l.flags = logFlags{tail: 5}
+	if o = l.podLogOptions(false); o.Follow || o.SinceSeconds != nil || o.TailLines == nil || *o.TailLines != 5 {
+		t.Errorf("options %+v", o)
+	}
+}
