@@ -740,7 +740,7 @@ func approvalOf(wf *custodyv1alpha1.Workflow, step string, now time.Time) (*cust
 // say why: the workflow is suspended, or its parallelism limit is reached.
 func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step, n int32) bool {
 	wf := s.wf
-	if _, started := s.jobs[jobspec.Name(wf.Name, string(wf.UID), step.Name, n)]; wf.Spec.Suspend && !started {
+	if wf.Spec.Suspend && !s.jobExists(step.Name, n) {
 		// The step starts once the workflow is resumed (the spec change wakes it). An attempt
 		// whose Job exists already started (its start was not saved): startAttempt records it.
 		const msg = "The workflow is suspended (spec.suspend): no step starts until it is resumed"
@@ -766,6 +766,12 @@ func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step,
 		return true
 	}
 	return false
+}
+
+// jobExists says whether attempt n of a step has a Job (in the cache this reconcile listed).
+func (s *scope) jobExists(step string, n int32) bool {
+	_, ok := s.jobs[jobspec.Name(s.wf.Name, string(s.wf.UID), step, n)]
+	return ok
 }
 
 // startAttempt creates the next attempt's ServiceAccount and Job. Both names are deterministic,

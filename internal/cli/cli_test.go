@@ -369,6 +369,7 @@ metadata:
 spec:
   parameters: [{name: invoice, value: "4711"}, {name: amount, value: "12000"}]
   cancel: true
+  suspend: true
   timeout: 1h
   steps:
   - {name: post-payment, image: example.com/pay:1, args: ["$(params.invoice)"], approval: {approvers: {groups: [finance-controllers]}}}`),
@@ -388,7 +389,7 @@ spec:
 		t.Fatal(err)
 	}
 	want := old.Spec.DeepCopy()
-	want.Cancel = false
+	want.Cancel, want.Suspend = false, false
 	want.Parameters[1].Value = "9000"
 	if !equality.Semantic.DeepEqual(wf.Spec, *want) {
 		t.Errorf("spec %+v, want %+v", wf.Spec, *want)

@@ -16,7 +16,7 @@ import (
 // resubmitCommand is `kubectl custody resubmit WORKFLOW`: a new run with the same spec (and the
 // same template, for a run of one), optionally with other parameter values. It is a new Workflow
 // created by whoever resubmits: admission checks their right to use its grants, and nothing of the
-// old run carries over (no approval, no status, no cancel).
+// old run carries over (no approval, no status, no cancel or suspension).
 func (o *Options) resubmitCommand() *cobra.Command {
 	var params []string
 	var name string
@@ -76,7 +76,7 @@ func resubmission(old *custodyv1alpha1.Workflow, values []custodyv1alpha1.Parame
 	wf.Labels = maps.Clone(old.Labels)
 	maps.DeleteFunc(wf.Labels, func(k, _ string) bool { return strings.HasPrefix(k, "custody.dev/") })
 	wf.Spec = *old.Spec.DeepCopy()
-	wf.Spec.Cancel = false
+	wf.Spec.Cancel, wf.Spec.Suspend = false, false
 	for _, v := range values {
 		i := slices.IndexFunc(wf.Spec.Parameters, func(p custodyv1alpha1.Parameter) bool { return p.Name == v.Name })
 		switch {

@@ -104,7 +104,12 @@ func stepImage(wf *custodyv1alpha1.Workflow, step string) string {
 		return ""
 	}
 	for _, st := range def.AllSteps() {
-		if forEach, _ := wf.ForEachOf(st.Name); st.Name == step || forEach == step {
+		if st.Name == step {
+			return st.Image
+		}
+	}
+	for _, st := range def.AllSteps() { // a forEach step as written: its items run its image
+		if forEach, _ := wf.ForEachOf(st.Name); forEach == step {
 			return st.Image
 		}
 	}

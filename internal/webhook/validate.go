@@ -130,7 +130,11 @@ func validateForEach(path *field.Path, steps, finally []custodyv1alpha1.Step) fi
 		steps []custodyv1alpha1.Step
 		max   int
 	}{{"steps", steps, custodyv1alpha1.MaxSteps}, {"finally", finally, custodyv1alpha1.MaxFinallySteps}} {
-		if n := len(custodyv1alpha1.ExpandForEach(list.steps)); n > list.max {
+		n := 0
+		for _, st := range list.steps {
+			n += max(len(st.ForEach), 1)
+		}
+		if n > list.max {
 			errs = append(errs, field.TooMany(path.Child(list.name), n, list.max))
 		}
 		for i, st := range list.steps {
