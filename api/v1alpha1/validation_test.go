@@ -204,6 +204,16 @@ spec:
 			want: []string{"spec.steps[0]", "each forEach item names a step <name>-<item>, which must be at most 63 characters"},
 		},
 		{
+			name: "onFailure that is not a policy",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: lint, image: example.com/lint:1, onFailure: Ignore}]`,
+			want: []string{`spec.steps[0].onFailure: Unsupported value: "Ignore"`, `"FailWorkflow", "Continue"`},
+		},
+		{
 			name: "forEach item twice",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -244,6 +244,17 @@ type Step struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="step timeout must be between 1s and 168h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
+	// onFailure says what the step's failure (once its retries are spent, or a timeout, an
+	// approval timeout or an error in its when or references) means for the workflow.
+	// FailWorkflow, the default: no further step starts, and the workflow fails. Continue: the
+	// step is recorded Failed, its dependents run (their `when` can test
+	// steps['<name>'].phase == 'Failed'), and it does not fail the workflow; for checks whose
+	// failure should be seen but not stop the work. A cancel or the workflow timeout stops the
+	// step either way.
+	// +optional
+	// +kubebuilder:validation:Enum=FailWorkflow;Continue
+	OnFailure StepFailurePolicy `json:"onFailure,omitempty"`
+
 	// approval makes the step wait in WaitingForApproval until one of the approvers approves it
 	// with the annotation approve.custody.dev/<step>.
 	// +optional
@@ -269,6 +280,20 @@ type Step struct {
 	// +kubebuilder:validation:MaxItems=16
 	Results []ResultSpec `json:"results,omitempty"`
 }
+
+// StepFailurePolicy is what a step's failure means for its workflow.
+type StepFailurePolicy string
+
+const (
+	// StepFailureFailWorkflow fails the workflow: no further step starts (the default).
+	StepFailureFailWorkflow StepFailurePolicy = "FailWorkflow"
+	// StepFailureContinue records the step Failed and goes on: its dependents run, and the
+	// workflow does not fail because of it.
+	StepFailureContinue StepFailurePolicy = "Continue"
+)
+
+// ContinuesOnFailure says whether the step's failure lets the workflow go on.
+func (s *Step) ContinuesOnFailure() bool { return s.OnFailure == StepFailureContinue }
 
 // EnvVar is an environment variable of the step container.
 //

@@ -322,6 +322,62 @@ spec:
 	}
 }
 
+// A step with onFailure: Continue fails without failing the workflow: its dependents run (and can
+// see that it failed), the other steps go on, and so does a finally step's allowed failure.
+func TestWorkflowReconciler_onFailureContinue(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: allowed}
+spec:
+  steps:
+  - {name: lint, image: example.com/l:1, onFailure: Continue, retries: {limit: 1, backoff: {duration: 1s}}}
+  - {name: build, image: example.com/b:1}
+  - name: lint-report
+    dependsOn: [lint]
+    when: "steps['lint'].phase == 'Failed'"
+    image: example.com/r:1
+  - {name: publish, image: example.com/p:1, dependsOn: [lint, build]}
+  finally:
+  - {name: notify, image: example.com/n:1, onFailure: Continue}
+`)
+	fail(t, wf, "lint", 1)
+	fail(t, wf, "lint", 2)
+	wf = waitStep(t, wf, "lint", custodyv1alpha1.StepFailed)
+	if st := stepOf(wf, "lint"); st.Reason != custodyv1alpha1.ReasonRetriesExhausted || !strings.HasPrefix(st.Message, "Failure allowed (onFailure: Continue)") {
+		t.Errorf("lint: %s (%s) %q, want Failed (RetriesExhausted) saying the workflow goes on", st.Phase, st.Reason, st.Message)
+	}
+	if wf.Status.Phase != custodyv1alpha1.WorkflowRunning {
+		t.Errorf("workflow %s after lint failed, want Running", wf.Status.Phase)
+	}
+	// No fail fast: build, started before, goes on; the dependents of lint run.
+	succeed(t, wf, "build", 1, "")
+	succeed(t, wf, "lint-report", 1, "")
+	succeed(t, wf, "publish", 1, "")
+	fail(t, wf, "notify", 1)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	if got := kstatusOf(t, wf); got != status.CurrentStatus {
+		t.Errorf("kstatus = %s, want Current", got)
+	}
+	ready := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || !strings.Contains(ready.Message, "onFailure: Continue): lint, notify") {
+		t.Errorf("Ready condition %+v should name the steps whose failure was allowed", ready)
+	}
+	for _, name := range []string{"lint", "notify"} {
+		if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepFailed {
+			t.Errorf("%s: %s, want Failed (its failure stays visible)", name, st.Phase)
+		}
+	}
+	eventually(t, "the Succeeded Event naming the allowed failures", func() error {
+		for _, msg := range stepEvents(t, wf, custodyv1alpha1.ReasonSucceeded)[""] {
+			if strings.Contains(msg, "lint, notify") {
+				return nil
+			}
+		}
+		return errorf("no Succeeded Event naming lint and notify: %v", stepEvents(t, wf, custodyv1alpha1.ReasonSucceeded))
+	})
+}
+
 func TestWorkflowReconciler_stepTimeout(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)

@@ -616,10 +616,10 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 	phases, finallyPhases, mainEnded := map[string]dag.Phase{}, map[string]dag.Phase{}, true
 	for _, st := range wf.Status.Steps {
 		if s.finally[st.Name] {
-			finallyPhases[st.Name] = dagPhase(st)
+			finallyPhases[st.Name] = s.dagPhase(st)
 			continue
 		}
-		phases[st.Name] = dagPhase(st)
+		phases[st.Name] = s.dagPhase(st)
 	}
 	if err := r.schedule(ctx, s, s.graph.Next(phases)); err != nil {
 		return false, err
@@ -654,7 +654,7 @@ func (r *Reconciler) schedule(ctx context.Context, s *scope, decision dag.Decisi
 	return nil
 }
 
-func dagPhase(st custodyv1alpha1.StepStatus) dag.Phase {
+func (s *scope) dagPhase(st custodyv1alpha1.StepStatus) dag.Phase {
 	switch st.Phase {
 	case custodyv1alpha1.StepRunning, custodyv1alpha1.StepRetrying:
 		return dag.Active
@@ -666,6 +666,9 @@ func dagPhase(st custodyv1alpha1.StepStatus) dag.Phase {
 		}
 		return dag.Blocked
 	case custodyv1alpha1.StepFailed:
+		if s.tolerated(st) {
+			return dag.Tolerated
+		}
 		return dag.Failed
 	case custodyv1alpha1.StepCancelled:
 		return dag.Cancelled
@@ -944,7 +947,7 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 	for _, st := range wf.Status.Steps {
 		allEnded = allEnded && stepEnded(st.Phase)
 		started = started || st.Attempt > 0
-		if s.finally[st.Name] && st.Phase == custodyv1alpha1.StepFailed && failedFinally == "" {
+		if s.finally[st.Name] && st.Phase == custodyv1alpha1.StepFailed && !s.tolerated(st) && failedFinally == "" {
 			failedFinally = st.Name
 		}
 	}
@@ -961,7 +964,12 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 	wf.Status.Phase = phase
 	switch phase {
 	case custodyv1alpha1.WorkflowSucceeded:
-		s.event(corev1.EventTypeNormal, reason, "Finish", "Workflow succeeded")
+		if names := s.toleratedSteps(); len(names) > 0 {
+			s.event(corev1.EventTypeNormal, reason, "Finish", "Workflow succeeded; failed, allowed to (onFailure: Continue): %s",
+				strings.Join(names, ", "))
+		} else {
+			s.event(corev1.EventTypeNormal, reason, "Finish", "Workflow succeeded")
+		}
 	case custodyv1alpha1.WorkflowCancelled:
 		s.event(corev1.EventTypeWarning, reason, "Stop", "Workflow cancelled")
 	default:
@@ -985,7 +993,7 @@ func (s *scope) stepsOutcome() (phase custodyv1alpha1.WorkflowPhase, reason, why
 			continue
 		}
 		switch {
-		case st.Phase == custodyv1alpha1.StepFailed && failed == "":
+		case st.Phase == custodyv1alpha1.StepFailed && !s.tolerated(st) && failed == "":
 			failed = st.Name
 		case st.Phase == custodyv1alpha1.StepCancelled && st.Reason == custodyv1alpha1.ReasonTimedOut:
 			timedOut = true
@@ -1069,6 +1077,11 @@ func (r *Reconciler) listServiceAccounts(ctx context.Context, s *scope) error {
 
 // setStep moves a step to a phase, stamping its completion time when it ends.
 func (s *scope) setStep(st *custodyv1alpha1.StepStatus, phase custodyv1alpha1.StepPhase, reason, msg string) {
+	if phase == custodyv1alpha1.StepFailed {
+		if step := s.specStep(st.Name); step != nil && step.ContinuesOnFailure() {
+			msg = toleratedPrefix + msg
+		}
+	}
 	st.Phase, st.Reason, st.Message = phase, reason, text.Truncate(msg, 1024)
 	if stepEnded(phase) {
 		st.NextAttemptTime = nil
@@ -1079,6 +1092,19 @@ func (s *scope) setStep(st *custodyv1alpha1.StepStatus, phase custodyv1alpha1.St
 }
 
 func (s *scope) status(name string) *custodyv1alpha1.StepStatus { return stepStatus(s.wf, name) }
+
+// toleratedPrefix opens the message of a failed step whose failure lets the workflow go on.
+const toleratedPrefix = "Failure allowed (onFailure: Continue), the workflow goes on. "
+
+// tolerated says whether a step failed in a way that lets the workflow go on (onFailure:
+// Continue): its dependents run, and the workflow does not fail because of it.
+func (s *scope) tolerated(st custodyv1alpha1.StepStatus) bool {
+	if st.Phase != custodyv1alpha1.StepFailed {
+		return false
+	}
+	step := s.specStep(st.Name)
+	return step != nil && step.ContinuesOnFailure()
+}
 
 func (s *scope) specStep(name string) *custodyv1alpha1.Step { return specStep(s.wf, name) }
 

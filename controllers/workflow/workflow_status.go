@@ -65,10 +65,14 @@ func workflowConditions(wf *custodyv1alpha1.Workflow, s *scope) []metav1.Conditi
 	phase := wf.Status.Phase
 	switch phase {
 	case custodyv1alpha1.WorkflowSucceeded:
+		msg := "Every step succeeded or was skipped"
+		if names := s.toleratedSteps(); len(names) > 0 {
+			msg += "; failed, allowed to (onFailure: Continue): " + strings.Join(names, ", ")
+		}
 		return []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
-			Reason: custodyv1alpha1.ReasonSucceeded, Message: "Every step succeeded or was skipped"}}
+			Reason: custodyv1alpha1.ReasonSucceeded, Message: text.Truncate(msg, 1024)}}
 	case custodyv1alpha1.WorkflowFailed, custodyv1alpha1.WorkflowCancelled:
-		reason, msg := failure(wf, s.invalid, s.invalidReason)
+		reason, msg := failure(s)
 		return []metav1.Condition{
 			{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg},
 			{Type: custodyv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: reason, Message: msg},
@@ -88,6 +92,17 @@ func workflowConditions(wf *custodyv1alpha1.Workflow, s *scope) []metav1.Conditi
 	}
 }
 
+// toleratedSteps names the steps that failed with onFailure: Continue.
+func (s *scope) toleratedSteps() []string {
+	var names []string
+	for _, st := range s.wf.Status.Steps {
+		if s.tolerated(st) {
+			names = append(names, st.Name)
+		}
+	}
+	return names
+}
+
 // absentConditions are the conditions a workflow in this phase must not have.
 func absentConditions(phase custodyv1alpha1.WorkflowPhase) []string {
 	switch phase {
@@ -100,7 +115,8 @@ func absentConditions(phase custodyv1alpha1.WorkflowPhase) []string {
 }
 
 // failure says why a finished workflow did not succeed.
-func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) (string, string) {
+func failure(s *scope) (string, string) {
+	wf, invalid, invalidReason := s.wf, s.invalid, s.invalidReason
 	if invalid != nil {
 		if invalidReason == "" {
 			invalidReason = custodyv1alpha1.ReasonInvalidSpec
@@ -120,7 +136,7 @@ func failure(wf *custodyv1alpha1.Workflow, invalid error, invalidReason string) 
 		}
 	}
 	for _, st := range wf.Status.Steps {
-		if st.Phase == custodyv1alpha1.StepFailed {
+		if st.Phase == custodyv1alpha1.StepFailed && !s.tolerated(st) {
 			return custodyv1alpha1.ReasonFailed, fmt.Sprintf("Step %s failed: %s", st.Name, st.Message)
 		}
 	}

@@ -9,6 +9,8 @@
 //   - A step whose dependency Failed, was Cancelled or was Blocked is Blocked: it never runs.
 //   - Fail fast: once any step has Failed, no further step starts; steps that have not started
 //     are Blocked, running steps finish.
+//   - A step that failed but may (Tolerated: its onFailure is Continue) counts as done, like a
+//     skipped one, and does not fail fast.
 package dag
 
 import (
@@ -35,6 +37,9 @@ const (
 	Succeeded
 	// Skipped means the step's `when` was false; dependents may run.
 	Skipped
+	// Tolerated means the step failed, but its failure lets the workflow go on (onFailure:
+	// Continue): dependents may run, and nothing fails fast.
+	Tolerated
 	// Failed means the step failed after its retries.
 	Failed
 	// Cancelled means the step was stopped by a cancel or timeout.
@@ -48,7 +53,7 @@ const (
 func (p Phase) Ended() bool { return p >= Succeeded }
 
 // satisfies reports whether a dependency in this phase lets its dependents run.
-func (p Phase) satisfies() bool { return p == Succeeded || p == Skipped }
+func (p Phase) satisfies() bool { return p == Succeeded || p == Skipped || p == Tolerated }
 
 // Graph is a checked, acyclic step graph.
 type Graph struct {

@@ -79,6 +79,21 @@ func TestGraph_Next(t *testing.T) {
 			phases:    map[string]Phase{"a": Cancelled},
 			wantBlock: map[string]string{"b": "a", "c": "b"},
 		},
+		{
+			name: "a tolerated failure lets dependents and other steps run", nodes: diamond,
+			phases:    map[string]Phase{"fetch": Succeeded, "lint": Tolerated, "test": Succeeded},
+			wantReady: []string{"publish"},
+		},
+		{
+			name: "a tolerated failure does not fail fast", nodes: []Node{n("a"), n("b"), n("c", "b")},
+			phases:    map[string]Phase{"a": Tolerated, "b": Succeeded},
+			wantReady: []string{"c"},
+		},
+		{
+			name: "a failure fails fast beside a tolerated one", nodes: []Node{n("a"), n("b"), n("c", "a")},
+			phases:    map[string]Phase{"a": Tolerated, "b": Failed},
+			wantBlock: map[string]string{"c": ""},
+		},
 		{name: "retrying step is not re-readied", nodes: []Node{n("a")}, phases: map[string]Phase{"a": Active}},
 	}
 	for _, tc := range cases {

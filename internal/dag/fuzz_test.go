@@ -135,13 +135,13 @@ func FuzzNext(f *testing.F) {
 			}
 			for _, name := range d.Ready {
 				for _, dep := range deps[name] {
-					if p := phases[dep]; p != Succeeded && p != Skipped {
+					if p := phases[dep]; p != Succeeded && p != Skipped && p != Tolerated {
 						t.Fatalf("%s ready while its dependency %s is %v", name, dep, p)
 					}
 				}
 				outcome := Succeeded
 				if o < len(outcomes) {
-					outcome = []Phase{Succeeded, Skipped, Failed, Cancelled}[outcomes[o]%4]
+					outcome = []Phase{Succeeded, Skipped, Failed, Cancelled, Tolerated}[outcomes[o]%5]
 					o++
 				}
 				phases[name] = outcome
