@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -66,5 +68,109 @@ func TestForEachOf(t *testing.T) {
 	def, _ := fromTemplate.Definition()
 	if len(def.Finally) != 3 || def.Finally[1].Name != "deploy-us-east" {
 		t.Errorf("a template's forEach steps are not expanded: %+v", def.Finally)
+	}
+}
+
+// TestItems: a forEach entry $(params.NAME) stands for the comma-separated items of the run's
+// value, beside listed items; what keeps them from running is said, naming the step and parameter.
+func TestItems(t *testing.T) {
+	step := Step{Name: "deploy", ForEach: []string{"eu", "$(params.regions)"}}
+	cases := []struct {
+		name, regions string
+		unset         bool
+		want          []string
+		problems      []string
+	}{
+		{name: "listed and from the parameter", regions: " us-east, ap ,", want: []string{"eu", "us-east", "ap"}},
+		{name: "not set", unset: true, want: []string{"eu"},
+			problems: []string{`step "deploy" runs once per item of parameter regions, which lists none`}},
+		{name: "empty", regions: " , ", want: []string{"eu"},
+			problems: []string{`step "deploy" runs once per item of parameter regions, which lists none`}},
+		{name: "not a DNS label", regions: "us,EU_WEST", want: []string{"eu", "us"},
+			problems: []string{`step "deploy": forEach item "EU_WEST" (from parameter regions) is not a DNS label`}},
+		{name: "twice", regions: "us,eu", want: []string{"eu", "us"},
+			problems: []string{`step "deploy": forEach item "eu" (from parameter regions) is listed twice`}},
+		{name: "too long a step name", regions: strings.Repeat("x", 57), want: []string{"eu"},
+			problems: []string{"makes the step name deploy-xxx", "64 characters; at most 63"}},
+		{name: "too many", regions: "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p", want: strings.Split("eu,a,b,c,d,e,f,g,h,i,j,k,l,m,n,o", ","),
+			problems: []string{`step "deploy" runs 17 items; at most 16`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			params := map[string]string{"regions": tc.regions}
+			if tc.unset {
+				params = map[string]string{}
+			}
+			items, problems := step.Items(params)
+			if !slices.Equal(items, tc.want) {
+				t.Errorf("items %v, want %v", items, tc.want)
+			}
+			all := strings.Join(problems, "\n")
+			for _, want := range tc.problems {
+				if !strings.Contains(all, want) {
+					t.Errorf("problems %q, want one containing %q", problems, want)
+				}
+			}
+			if len(tc.problems) == 0 && len(problems) > 0 {
+				t.Errorf("problems %q, want none", problems)
+			}
+		})
+	}
+	if items, problems := (&Step{Name: "s", ForEach: []string{"a", "b"}}).Items(nil); !slices.Equal(items, []string{"a", "b"}) || problems != nil {
+		t.Errorf("listed items: %v %v", items, problems)
+	}
+}
+
+// TestDefinition_itemsFromParameters: a run's steps use its own parameter values, or the
+// template's defaults; the items are steps like listed ones (names, $(item), dependents, ForEachOf).
+func TestDefinition_itemsFromParameters(t *testing.T) {
+	def := "eu"
+	tpl := WorkflowTemplateSpec{
+		Parameters: []ParameterSpec{{Name: "regions", Default: &def}},
+		Steps: []Step{
+			{Name: "deploy", Image: "d", ForEach: []string{"$(params.regions)"}, Args: []string{"--region=$(item)"}},
+			{Name: "verify", Image: "v", DependsOn: []string{"deploy"}},
+		},
+	}
+	run := func(params ...Parameter) *Workflow {
+		return &Workflow{Spec: WorkflowSpec{WorkflowTemplateRef: &WorkflowTemplateRef{Name: "t"}, Parameters: params},
+			Status: WorkflowStatus{Template: &ResolvedTemplate{Name: "t", Spec: *tpl.DeepCopy()}}}
+	}
+	names := func(wf *Workflow) []string {
+		d, _ := wf.Definition()
+		out := make([]string, 0, len(d.Steps))
+		for _, st := range d.Steps {
+			out = append(out, st.Name+strings.Join(st.Args, " ")+"<"+strings.Join(st.DependsOn, ",")+">")
+		}
+		return out
+	}
+	if got, want := names(run()), []string{"deploy-eu--region=eu<>", "verify<deploy-eu>"}; !slices.Equal(got, want) {
+		t.Errorf("with the default: %v, want %v", got, want)
+	}
+	wf := run(Parameter{Name: "regions", Value: "us,ap"})
+	if got, want := names(wf), []string{"deploy-us--region=us<>", "deploy-ap--region=ap<>", "verify<deploy-us,deploy-ap>"}; !slices.Equal(got, want) {
+		t.Errorf("with the run's value: %v, want %v", got, want)
+	}
+	if f, it := wf.ForEachOf("deploy-ap"); f != "deploy" || it != "ap" {
+		t.Errorf("ForEachOf(deploy-ap) = %q, %q", f, it)
+	}
+	if f, _ := wf.ForEachOf("deploy-eu"); f != "" {
+		t.Errorf("deploy-eu is an item of %q, but the run's regions are us and ap", f)
+	}
+	if err := wf.CheckItems(); err != nil {
+		t.Errorf("CheckItems: %v", err)
+	}
+	// A run whose value lists nothing runs nothing of the step, and cannot start.
+	empty := run(Parameter{Name: "regions", Value: ""})
+	if got, want := names(empty), []string{"verify<deploy>"}; !slices.Equal(got, want) {
+		t.Errorf("with no items: %v, want %v (no step runs deploy)", got, want)
+	}
+	if err := empty.CheckItems(); err == nil || !strings.Contains(err.Error(), "parameter regions, which lists none") {
+		t.Errorf("CheckItems with no items: %v", err)
+	}
+	taken := run(Parameter{Name: "regions", Value: "eu,x"})
+	taken.Status.Template.Spec.Steps = append(taken.Status.Template.Spec.Steps, Step{Name: "deploy-x", Image: "x"})
+	if err := taken.CheckItems(); err == nil || !strings.Contains(err.Error(), `runs item "x" as step "deploy-x", which is already the name of a step`) {
+		t.Errorf("CheckItems with a taken name: %v", err)
 	}
 }

@@ -204,6 +204,16 @@ spec:
 			want: []string{"spec.steps[0]", "each forEach item names a step <name>-<item>, which must be at most 63 characters"},
 		},
 		{
+			name: "forEach entry that is neither an item nor a parameter",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: deploy, image: example.com/deploy:1, forEach: ["$(params.regions)", "$(item)"]}]`,
+			want: []string{`spec.steps[0].forEach[1]: Invalid value: "$(item)"`, "should match"},
+		},
+		{
 			name: "onFailure that is not a policy",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -1,9 +1,12 @@
 package v1alpha1
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ItemRef is replaced by the item in the command, args and env values of a forEach step's items.
@@ -22,7 +25,8 @@ const (
 // for a template run that is not resolved yet.
 func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
 	if def, ok = wf.definition(); ok {
-		def.Steps, def.Finally = ExpandForEach(def.Steps), ExpandForEach(def.Finally)
+		params := ParameterValues(def.Parameters, wf.Spec.Parameters)
+		def.Steps, def.Finally = ExpandForEach(ResolveItems(def.Steps, params)), ExpandForEach(ResolveItems(def.Finally, params))
 	}
 	return def, ok
 }
@@ -31,8 +35,16 @@ func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
 // when step is not an item of one.
 func (wf *Workflow) ForEachOf(step string) (forEach, item string) {
 	def, _ := wf.definition()
+	params := map[string]string(nil)
 	for _, st := range def.AllSteps() {
-		for _, it := range st.ForEach {
+		if !strings.HasPrefix(step, st.Name+"-") || len(st.ForEach) == 0 {
+			continue
+		}
+		if params == nil && st.ItemsFromParameters() {
+			params = ParameterValues(def.Parameters, wf.Spec.Parameters)
+		}
+		items, _ := st.Items(params)
+		for _, it := range items {
 			if ItemStepName(st.Name, it) == step {
 				return st.Name, it
 			}
@@ -41,22 +53,186 @@ func (wf *Workflow) ForEachOf(step string) (forEach, item string) {
 	return "", ""
 }
 
+// MaxItems is the most items a forEach step runs, its parameters' items counted.
+const MaxItems = 16
+
+// ItemsParameter returns the parameter a forEach entry of the form $(params.NAME) takes its items
+// from, and false for an entry that is an item itself.
+func ItemsParameter(entry string) (string, bool) {
+	name, ok := strings.CutPrefix(entry, "$(params.")
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, ")")
+	return name, ok && name != ""
+}
+
+// SplitItems returns the forEach items a parameter's value lists: separated by commas, each
+// trimmed of white space, empty ones left out ("eu, us" and "eu,us," give eu and us).
+func SplitItems(value string) []string {
+	var items []string
+	for _, it := range strings.Split(value, ",") {
+		if it = strings.TrimSpace(it); it != "" {
+			items = append(items, it)
+		}
+	}
+	return items
+}
+
+// ItemsFromParameters says whether any forEach entry of the step names a parameter.
+func (s *Step) ItemsFromParameters() bool {
+	for _, e := range s.ForEach {
+		if _, ok := ItemsParameter(e); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Items returns the items a forEach step runs with these parameter values: its entries in order,
+// each $(params.NAME) entry replaced by the items its value lists (SplitItems). problems says what
+// keeps a run from starting: a parameter that is not set or lists no item, an item that is not a
+// DNS label or makes a step name longer than 63 characters, an item listed twice, more than
+// MaxItems items. items holds the usable ones whatever the problems, at most MaxItems.
+func (s *Step) Items(params map[string]string) (items, problems []string) {
+	if !s.ItemsFromParameters() {
+		return s.ForEach, nil
+	}
+	seen := map[string]bool{}
+	for _, e := range s.ForEach {
+		list, from := []string{e}, ""
+		if name, ok := ItemsParameter(e); ok {
+			value, set := params[name]
+			if list, from = SplitItems(value), fmt.Sprintf(" (from parameter %s)", name); !set || len(list) == 0 {
+				problems = append(problems, fmt.Sprintf("step %q runs once per item of parameter %s, which lists none "+
+					"(a comma-separated list of items)", s.Name, name))
+				continue
+			}
+		}
+		for _, it := range list {
+			if msg := itemProblem(s.Name, it); msg != "" {
+				problems = append(problems, fmt.Sprintf("step %q: forEach item %q%s %s", s.Name, clip(it, 64), from, msg))
+				continue
+			}
+			if seen[it] {
+				problems = append(problems, fmt.Sprintf("step %q: forEach item %q%s is listed twice", s.Name, it, from))
+				continue
+			}
+			seen[it] = true
+			items = append(items, it)
+		}
+	}
+	if len(items) > MaxItems {
+		problems = append(problems, fmt.Sprintf("step %q runs %d items; at most %d", s.Name, len(items), MaxItems))
+		items = items[:MaxItems]
+	}
+	return items, problems
+}
+
+// itemProblem says why an item cannot be one, or "".
+func itemProblem(step, item string) string {
+	if msgs := validation.IsDNS1123Label(item); len(msgs) > 0 {
+		return "is not a DNS label (lower case letters, digits and '-', starting and ending with a letter or digit)"
+	}
+	if n := len(ItemStepName(step, item)); n > validation.DNS1123LabelMaxLength {
+		return fmt.Sprintf("makes the step name %s-%s, %d characters; at most %d", step, clip(item, 64), n, validation.DNS1123LabelMaxLength)
+	}
+	return ""
+}
+
+func hasForEach(steps []Step) bool {
+	return slices.ContainsFunc(steps, func(st Step) bool { return st.ForEach != nil })
+}
+
+// ResolveItems returns steps with every forEach entry that names a parameter replaced by the
+// items its value lists (Step.Items; items with problems left out). steps itself is returned
+// when no entry names a parameter.
+func ResolveItems(steps []Step, params map[string]string) []Step {
+	var out []Step
+	for i := range steps {
+		if !steps[i].ItemsFromParameters() {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(steps)
+		}
+		items, _ := steps[i].Items(params)
+		out[i].ForEach = append([]string{}, items...) // empty, not nil, when none is usable
+	}
+	if out == nil {
+		return steps
+	}
+	return out
+}
+
+// CheckItems says what keeps a run's forEach steps from running with its parameter values: the
+// problems of each step's items (Step.Items), an item whose step has the name of another step,
+// and more than MaxSteps steps or MaxFinallySteps finally steps once items are counted. nil when
+// nothing does.
+func (wf *Workflow) CheckItems() error {
+	def, ok := wf.definition()
+	if !ok {
+		return nil
+	}
+	if !hasForEach(def.Steps) && !hasForEach(def.Finally) && len(def.Steps) <= MaxSteps && len(def.Finally) <= MaxFinallySteps {
+		return nil
+	}
+	params := ParameterValues(def.Parameters, wf.Spec.Parameters)
+	var problems []string
+	names := map[string]bool{}
+	for _, st := range def.AllSteps() {
+		names[st.Name] = true
+	}
+	for _, list := range []struct {
+		what  string
+		steps []Step
+		max   int
+	}{{"steps", def.Steps, MaxSteps}, {"finally steps", def.Finally, MaxFinallySteps}} {
+		n := 0
+		for i := range list.steps {
+			st := &list.steps[i]
+			items, bad := st.Items(params)
+			problems = append(problems, bad...)
+			n += max(len(items), 1)
+			for _, it := range items {
+				if name := ItemStepName(st.Name, it); names[name] {
+					problems = append(problems, fmt.Sprintf("step %q runs item %q as step %q, which is already the name of a step",
+						st.Name, it, name))
+				}
+				names[ItemStepName(st.Name, it)] = true
+			}
+		}
+		if n > list.max {
+			problems = append(problems, fmt.Sprintf("the workflow runs %d %s once forEach items are counted; at most %d",
+				n, list.what, list.max))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "; "))
+}
+
 // ItemStepName is the name of the step that runs one item of a forEach step.
 func ItemStepName(step, item string) string { return step + "-" + item }
 
 // ExpandForEach returns steps with each forEach step replaced, in place, by one step per item:
 // named ItemStepName, without forEach, with $(item) replaced by the item in command, args and env
 // values. A step that depends on a forEach step depends on all of its items instead.
+//
+// A forEach step whose list is empty but not nil (ResolveItems: its parameter lists no usable
+// item) runs no step; a run with one fails before anything starts (CheckItems).
 func ExpandForEach(steps []Step) []Step {
 	items := map[string][]string{}
-	n := 0
+	n, forEach := 0, false
 	for _, st := range steps {
 		n += max(len(st.ForEach), 1)
+		forEach = forEach || st.ForEach != nil
 		for _, it := range st.ForEach {
 			items[st.Name] = append(items[st.Name], ItemStepName(st.Name, it))
 		}
 	}
-	if len(items) == 0 {
+	if !forEach {
 		return steps
 	}
 	out := make([]Step, 0, n)
@@ -69,7 +245,7 @@ func ExpandForEach(steps []Step) []Step {
 				deps = append(deps, d)
 			}
 		}
-		if len(st.ForEach) == 0 {
+		if st.ForEach == nil {
 			st.DependsOn = deps
 			out = append(out, st)
 			continue

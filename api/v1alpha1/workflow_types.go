@@ -126,7 +126,7 @@ type WorkflowTemplateRef struct {
 // namespaces or volumes: the controller derives them, and such fields are not part of this API.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself"
-// +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, i.startsWith('$(') || size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters"
 type Step struct {
 	// name of the step, unique in the workflow: a DNS-1123 label (lower case letters, digits and
 	// '-', starting and ending with a letter or digit, at most 63 characters).
@@ -221,14 +221,16 @@ type Step struct {
 	// approval and status, and its item as $(item) in command, args and env values. A step that
 	// depends on this one waits for every item; a CredentialGrant that covers this step covers
 	// each of its items. Items are DNS labels (lower case letters, digits and '-'), at most 16;
-	// a workflow runs at most 64 steps and 16 finally steps once every forEach is counted.
+	// a workflow runs at most 64 steps and 16 finally steps once every forEach is counted. An
+	// entry $(params.NAME) stands for the items the parameter's value lists, separated by commas
+	// ("eu,us"), known per run; the results of such a step's items cannot be read by other steps.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
-	// +kubebuilder:validation:items:MaxLength=61
-	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:items:MaxLength=73
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?|\$\(params\.[A-Za-z_][A-Za-z0-9_]*\))$`
 	ForEach []string `json:"forEach,omitempty"`
 
 	// retries says how often a failed step is tried again. Each retry is a new attempt with a new

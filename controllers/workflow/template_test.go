@@ -36,6 +36,7 @@ spec:
   parameters:
   - {name: env, description: where to deploy, allowedValues: [staging, prod]}
   - {name: region, default: eu-west-1}
+  - {name: zones, default: "a"}
   steps:
   - name: build
     image: example.com/build:1
@@ -44,6 +45,11 @@ spec:
     image: example.com/deploy:1
     dependsOn: [build]
     credentials: [deployer]
+  - name: canary
+    image: example.com/canary:1
+    dependsOn: [deploy]
+    forEach: ["$(params.zones)"]
+    args: [probe, "$(params.region)$(item)"]
 `
 
 // TestTemplate_runIsUnaffectedByLaterEdits: a run resolves its template once (parameters checked,
@@ -106,6 +112,10 @@ spec:
 		t.Errorf("deploy runs %s, want the image the run resolved, not the edit", got)
 	}
 	succeed(t, wf, "deploy", 1, "")
+	// canary runs once per zone: the default (a) here.
+	if got := succeed(t, wf, "canary-a", 1, "").Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"probe", "eu-west-1a"}) {
+		t.Errorf("canary-a args = %v, want the region and the item", got)
+	}
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 	if got := get(t, wf).Status.Template.Spec.Steps[1].Image; got != "example.com/deploy:1" {
 		t.Errorf("the run's recorded deploy image = %s, want the one it resolved", got)
@@ -116,7 +126,7 @@ spec:
 metadata: {name: release-2}
 spec:
   workflowTemplateRef: {name: release}
-  parameters: [{name: env, value: staging}, {name: region, value: us-east-1}]
+  parameters: [{name: env, value: staging}, {name: region, value: us-east-1}, {name: zones, value: "b, c"}]
 `)
 	succeed(t, wf2, "build", 1, "")
 	deploy := jobOf(t, wf2, "deploy", 1)
@@ -127,7 +137,18 @@ spec:
 		t.Errorf("second run resolved generation %d, want %d", rt.Generation, tpl.Generation+1)
 	}
 	succeed(t, wf2, "deploy", 1, "")
-	waitPhase(t, wf2, custodyv1alpha1.WorkflowSucceeded)
+	// The run's own zones: two canary steps side by side, each with its item.
+	for _, zone := range []string{"b", "c"} {
+		if got := jobOf(t, wf2, "canary-"+zone, 1).Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"probe", "us-east-1" + zone}) {
+			t.Errorf("canary-%s args = %v", zone, got)
+		}
+	}
+	succeed(t, wf2, "canary-b", 1, "")
+	succeed(t, wf2, "canary-c", 1, "")
+	wf2 = waitPhase(t, wf2, custodyv1alpha1.WorkflowSucceeded)
+	if names := summary(wf2); !strings.Contains(names, "canary-b") || strings.Contains(names, "canary-a") {
+		t.Errorf("second run's steps: %s, want canary-b and canary-c only", names)
+	}
 }
 
 // TestTemplate_invalidParametersFailTheRun: without admission (this test runs none), the
@@ -141,6 +162,8 @@ func TestTemplate_invalidParametersFailTheRun(t *testing.T) {
 		{"missing", `[{name: region, value: x}]`, `parameter "env" is required (where to deploy)`},
 		{"not-allowed", `[{name: env, value: dev}]`, `parameter "env": "dev" is not one of the allowed values ["staging", "prod"]`},
 		{"undeclared", `[{name: env, value: prod}, {name: colour, value: red}]`, `parameter "colour" is not declared by the template`},
+		{"no-zones", `[{name: env, value: prod}, {name: zones, value: ","}]`, `step "canary" runs once per item of parameter zones, which lists none`},
+		{"bad-zone", `[{name: env, value: prod}, {name: zones, value: "a,B"}]`, `step "canary": forEach item "B" (from parameter zones) is not a DNS label`},
 	} {
 		wf := apply(t, ns, "metadata: {name: bad-"+tc.name+"}\nspec:\n  workflowTemplateRef: {name: release}\n  parameters: "+tc.params+"\n")
 		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)

@@ -676,6 +676,18 @@ spec:
   - {name: c, image: example.com/w:1, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
   - {name: d, image: example.com/w:1, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
   - {name: e, image: example.com/w:1}`,
+		// Items from a parameter that lists an item twice and one that is not a DNS label.
+		"forEach-parameter": `
+metadata: {name: bad-items}
+spec:
+  parameters: [{name: regions, value: "eu,eu,Mars"}]
+  steps:
+  - {name: a, image: example.com/w:1, forEach: ["$(params.regions)"], args: ["$(item)"]}
+  - {name: b, image: example.com/w:1, dependsOn: [a]}`,
+	}
+	messages := map[string]string{
+		"forEach":           "the workflow runs 65 steps once forEach items are counted; at most 64",
+		"forEach-parameter": `step "a": forEach item "eu" (from parameter regions) is listed twice; step "a": forEach item "Mars"`,
 	}
 	for name, manifest := range cases {
 		wf := apply(t, ns, manifest)
@@ -683,6 +695,9 @@ spec:
 		c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled)
 		if c == nil || c.Reason != custodyv1alpha1.ReasonInvalidSpec {
 			t.Errorf("%s: Stalled condition %+v, want reason InvalidSpec", name, c)
+		}
+		if want := messages[name]; c != nil && !strings.Contains(c.Message, want) {
+			t.Errorf("%s: Stalled message %q, want it to say %q", name, c.Message, want)
 		}
 		if n := len(jobs(t, wf)); n != 0 {
 			t.Errorf("%s: %d Jobs created for an invalid workflow", name, n)

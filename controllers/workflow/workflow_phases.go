@@ -110,15 +110,10 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	def, _ := wf.Definition()
 	s.def = def
 	var errs []error
-	if n := len(def.Steps); n > custodyv1alpha1.MaxSteps {
-		errs = append(errs, fmt.Errorf("the workflow runs %d steps once forEach items are counted; at most %d", n, custodyv1alpha1.MaxSteps))
-	}
-	if n := len(def.Finally); n > custodyv1alpha1.MaxFinallySteps {
-		errs = append(errs, fmt.Errorf("the workflow runs %d finally steps once forEach items are counted; at most %d",
-			n, custodyv1alpha1.MaxFinallySteps))
-	}
-	if len(errs) > 0 {
-		// More than status can list: the run fails with no step listed.
+	if err := wf.CheckItems(); err != nil {
+		// forEach items that cannot run (from a parameter), or more steps than status can list:
+		// the run fails with no step listed.
+		errs = append(errs, err)
 		def.Steps, def.Finally = nil, nil
 	}
 	g, err := dag.New(nodesOf(def.Steps))

@@ -82,7 +82,14 @@ func (r *Reconciler) resolveTemplate(ctx context.Context, s *scope) (bool, error
 	if err != nil {
 		return true, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
 	}
-	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, wf.Spec.Parameters); err != nil {
+	err = custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, wf.Spec.Parameters)
+	if err == nil {
+		// The items of forEach steps that come from parameters are known now.
+		run := &custodyv1alpha1.Workflow{Spec: wf.Spec}
+		run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
+		err = run.CheckItems()
+	}
+	if err != nil {
 		wf.Status.Phase = custodyv1alpha1.WorkflowFailed
 		wf.Status.CompletionTime = &metav1.Time{Time: s.now}
 		s.invalid = fmt.Errorf("WorkflowTemplate %s: %w", ref.Name, err)

@@ -205,6 +205,70 @@ spec: {schedule: "0 6 * * *", suspend: true}`)
 	}
 }
 
+// TestTemplateItemsFromParameters: a template's forEach steps may take their items from a
+// parameter; the template is checked with the parameter's default, and each run (or CronWorkflow)
+// with its own values, before anything runs.
+func TestTemplateItemsFromParameters(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	create(t, as(alice), mustTemplate(t, ns, `metadata: {name: rollout}
+spec:
+  parameters: [{name: regions, default: "eu"}, {name: version}]
+  steps:
+  - {name: deploy, image: busybox, forEach: ["$(params.regions)"], args: ["--region=$(item)", "$(params.version)"]}
+  - {name: deploy-check, image: busybox, dependsOn: [deploy]}
+  - {name: verify, image: busybox, dependsOn: [deploy-check], args: ["--regions=$(params.regions)"]}`))
+	for _, tc := range []struct {
+		name string
+		obj  client.Object
+		want []string
+	}{{
+		name: "template taking items from a parameter it does not declare",
+		obj: mustTemplate(t, ns, `metadata: {name: t1}
+spec: {steps: [{name: deploy, image: busybox, forEach: ["$(params.regions)"]}]}`),
+		want: []string{"spec.steps[0].forEach[0]", `declares no parameter "regions"`},
+	}, {
+		name: "template whose default lists an item that cannot be one",
+		obj: mustTemplate(t, ns, `metadata: {name: t2}
+spec: {parameters: [{name: regions, default: "eu,eu"}], steps: [{name: deploy, image: busybox, forEach: ["$(params.regions)"]}]}`),
+		want: []string{"spec.steps[0].forEach", `with the parameters' defaults, step "deploy": forEach item "eu" (from parameter regions) is listed twice`},
+	}, {
+		name: "template reading the result of such an item",
+		obj: mustTemplate(t, ns, `metadata: {name: t3}
+spec:
+  parameters: [{name: regions}]
+  steps:
+  - {name: deploy, image: busybox, forEach: ["$(params.regions)"], results: [{name: url}]}
+  - {name: verify, image: busybox, dependsOn: [deploy], args: ["$(steps.deploy-eu.results.url)"]}`),
+		want: []string{"spec.steps[1].args[0]", `the items of step "deploy" come from parameter "regions"`},
+	}, {
+		name: "run whose value lists an item that is not a DNS label",
+		obj: mustWorkflow(t, ns, `metadata: {name: r1}
+spec: {workflowTemplateRef: {name: rollout}, parameters: [{name: version, value: "1"}, {name: regions, value: "eu,Asia Pacific"}]}`),
+		want: []string{"spec.parameters", `WorkflowTemplate rollout: step "deploy": forEach item "Asia Pacific" (from parameter regions) is not a DNS label`},
+	}, {
+		name: "run whose value lists more items than a step may run",
+		obj: mustWorkflow(t, ns, `metadata: {name: r2}
+spec: {workflowTemplateRef: {name: rollout}, parameters: [{name: version, value: "1"}, {name: regions, value: "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q"}]}`),
+		want: []string{"spec.parameters", `step "deploy" runs 17 items; at most 16`},
+	}, {
+		name: "run whose item's step would have the name of another step",
+		obj: mustWorkflow(t, ns, `metadata: {name: r3}
+spec: {workflowTemplateRef: {name: rollout}, parameters: [{name: version, value: "1"}, {name: regions, value: "eu,check"}]}`),
+		want: []string{"spec.parameters", `step "deploy" runs item "check" as step "deploy-check", which is already the name of a step`},
+	}, {
+		name: "CronWorkflow whose runs would list no item",
+		obj: mustCron(t, ns, `metadata: {name: c1}
+spec: {schedule: "@daily", workflowSpec: {workflowTemplateRef: {name: rollout}, parameters: [{name: version, value: "1"}, {name: regions, value: ""}]}}`),
+		want: []string{"spec.workflowSpec.parameters", "parameter regions, which lists none"},
+	}} {
+		refused(t, tc.name, as(alice).Create(ctx, tc.obj), tc.want...)
+	}
+	run := mustWorkflow(t, ns, `metadata: {name: rollout-1}
+spec: {workflowTemplateRef: {name: rollout}, parameters: [{name: version, value: "1"}, {name: regions, value: "eu, us-east"}]}`)
+	create(t, as(alice), run)
+}
+
 // TestCronRunLabelIsTheControllers: grants may select a CronWorkflow's runs by the label
 // custody.dev/cronworkflow, so a Workflow may carry it only with that CronWorkflow's spec and
 // author; anything else (other steps under the label, the label added later, the four-eyes

@@ -15,6 +15,12 @@ import (
 	"github.com/custody-dev/custody/internal/expr"
 )
 
+// The fields of a definition that list steps.
+const (
+	fieldSteps   = "steps"
+	fieldFinally = "finally"
+)
+
 // ValidateWorkflowSpec checks what the CRD's schema and CEL rules cannot: that dependsOn has no
 // cycle, that every `when` compiles and is boolean, and that every parameter and step result a
 // step reads exists and comes from one of the step's ancestors (for a finally step: any step, or
@@ -29,21 +35,55 @@ func validateWorkflowSpec(path *field.Path, spec *custodyv1alpha1.WorkflowSpec) 
 	if spec.WorkflowTemplateRef != nil {
 		return nil
 	}
-	params := map[string]bool{}
+	params, values := map[string]bool{}, map[string]string{}
 	for _, p := range spec.Parameters {
-		params[p.Name] = true
+		params[p.Name], values[p.Name] = true, p.Value
 	}
-	return validateDefinition(path, spec.Steps, spec.Finally, params)
+	return validateDefinition(path, spec.Steps, spec.Finally, params, values)
 }
 
 // ValidateWorkflowTemplateSpec checks a template as ValidateWorkflowSpec checks a Workflow; steps
-// may read the parameters the template declares.
+// may read the parameters the template declares. The items of a forEach step that come from a
+// parameter are known per run: admission checks them when a run is created (checkRun); here they
+// are checked with the parameters' defaults, where every parameter the step takes items from has
+// one.
 func ValidateWorkflowTemplateSpec(spec *custodyv1alpha1.WorkflowTemplateSpec) field.ErrorList {
-	params := map[string]bool{}
+	params, defaults := map[string]bool{}, map[string]string{}
 	for _, p := range spec.Parameters {
 		params[p.Name] = true
+		if p.Default != nil {
+			defaults[p.Name] = *p.Default
+		}
 	}
-	return validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, params)
+	errs := validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, params, nil)
+	for _, list := range []struct {
+		name  string
+		steps []custodyv1alpha1.Step
+	}{{fieldSteps, spec.Steps}, {fieldFinally, spec.Finally}} {
+		for i, st := range list.steps {
+			if !st.ItemsFromParameters() || !allDefaulted(st.ForEach, defaults) {
+				continue
+			}
+			_, problems := st.Items(defaults)
+			for _, msg := range problems {
+				errs = append(errs, field.Invalid(field.NewPath("spec", list.name).Index(i).Child("forEach"), st.ForEach,
+					"with the parameters' defaults, "+msg))
+			}
+		}
+	}
+	return errs
+}
+
+// allDefaulted says whether every parameter the forEach entries take items from has a default.
+func allDefaulted(entries []string, defaults map[string]string) bool {
+	for _, e := range entries {
+		if name, ok := custodyv1alpha1.ItemsParameter(e); ok {
+			if _, ok := defaults[name]; !ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ValidateCronWorkflowSpec checks a CronWorkflow's workflowSpec as a Workflow's spec.
@@ -52,17 +92,57 @@ func ValidateCronWorkflowSpec(spec *custodyv1alpha1.CronWorkflowSpec) field.Erro
 }
 
 // validateDefinition checks steps and finally steps, each forEach step as the steps its items run
-// as (reported at the forEach step, once).
-func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step, params map[string]bool) field.ErrorList {
-	errs := validateForEach(path, steps, finally)
+// as (reported at the forEach step, once). values are the run's parameter values, which give the
+// items of forEach entries $(params.NAME); nil for a template, whose runs give them: such an entry
+// is then checked as one item named after itself (a step <name>-$(params.NAME), which no other
+// step can have the name of or read the results of).
+func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step, params map[string]bool,
+	values map[string]string) field.ErrorList {
+	var errs field.ErrorList
+	fromParam := map[string]string{}
+	for _, list := range []struct {
+		name  string
+		steps *[]custodyv1alpha1.Step
+	}{{fieldSteps, &steps}, {fieldFinally, &finally}} {
+		var resolved []custodyv1alpha1.Step
+		for i, st := range *list.steps {
+			p := path.Child(list.name).Index(i).Child("forEach")
+			undeclared := false
+			for j, e := range st.ForEach {
+				if name, ok := custodyv1alpha1.ItemsParameter(e); ok {
+					fromParam[st.Name] = name
+					if !params[name] {
+						undeclared = true
+						errs = append(errs, field.Invalid(p.Index(j), e, fmt.Sprintf(
+							"step %q runs once per item of parameter %q, but the workflow declares no parameter %q", st.Name, name, name)))
+					}
+				}
+			}
+			if values == nil || undeclared || !st.ItemsFromParameters() {
+				continue
+			}
+			items, problems := st.Items(values)
+			for _, msg := range problems {
+				errs = append(errs, field.Invalid(p, st.ForEach, msg))
+			}
+			if resolved == nil {
+				resolved = slices.Clone(*list.steps)
+			}
+			resolved[i].ForEach = append([]string{}, items...)
+		}
+		if resolved != nil {
+			*list.steps = resolved
+		}
+	}
+	errs = append(errs, validateForEach(path, steps, finally)...)
 	forEach := map[string][]string{}
 	for _, st := range append(append([]custodyv1alpha1.Step{}, steps...), finally...) {
 		for _, it := range st.ForEach {
 			forEach[st.Name] = append(forEach[st.Name], custodyv1alpha1.ItemStepName(st.Name, it))
 		}
 	}
-	steps, stepPaths := expanded(path.Child("steps"), steps)
-	finally, finallyPaths := expanded(path.Child("finally"), finally)
+	steps, stepPaths := expanded(path.Child(fieldSteps), steps)
+	finally, finallyPaths := expanded(path.Child(fieldFinally), finally)
 	index := map[string]int{}
 	declared := map[string]map[string]bool{}
 	for i, st := range append(append([]custodyv1alpha1.Step{}, steps...), finally...) {
@@ -88,15 +168,16 @@ func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step,
 	for _, st := range steps {
 		main[st.Name] = true
 	}
-	refs := refContext{params: params, index: index, declared: declared, forEach: forEach, items: map[string]bool{}}
+	refs := refContext{params: params, index: index, declared: declared, forEach: forEach, items: map[string]bool{},
+		fromParam: fromParam}
 	for _, names := range forEach {
 		for _, n := range names {
 			refs.items[n] = true
 		}
 	}
-	errs = append(errs, validateSteps(stepPaths, steps, graph(path.Child("steps"), steps), nil, refs)...)
+	errs = append(errs, validateSteps(stepPaths, steps, graph(path.Child(fieldSteps), steps), nil, refs)...)
 	if len(finally) > 0 {
-		fg := graph(path.Child("finally"), finally)
+		fg := graph(path.Child(fieldFinally), finally)
 		errs = append(errs, validateSteps(finallyPaths, finally, fg, main, refs)...)
 	}
 	return errs
@@ -129,7 +210,7 @@ func validateForEach(path *field.Path, steps, finally []custodyv1alpha1.Step) fi
 		name  string
 		steps []custodyv1alpha1.Step
 		max   int
-	}{{"steps", steps, custodyv1alpha1.MaxSteps}, {"finally", finally, custodyv1alpha1.MaxFinallySteps}} {
+	}{{fieldSteps, steps, custodyv1alpha1.MaxSteps}, {fieldFinally, finally, custodyv1alpha1.MaxFinallySteps}} {
 		n := 0
 		for _, st := range list.steps {
 			n += max(len(st.ForEach), 1)
@@ -178,6 +259,8 @@ type refContext struct {
 	declared map[string]map[string]bool
 	forEach  map[string][]string
 	items    map[string]bool // the steps that run a forEach step's items
+	// fromParam maps a forEach step whose items come (in part) from a parameter to the parameter.
+	fromParam map[string]string
 }
 
 // validateSteps checks the references of one list of steps, each reported at its path (a step with
@@ -358,6 +441,18 @@ func (rc refContext) problem(step string, r expr.Ref, written string, ancestors 
 			return fmt.Sprintf("step %q reads %s, but the workflow declares no parameter %q", step, written, r.Param)
 		}
 		return ""
+	}
+	if _, isStep := rc.index[r.Step]; !isStep || rc.items[r.Step] {
+		base := ""
+		for b := range rc.fromParam {
+			if (strings.HasPrefix(r.Step, b+"-") || r.Step == b) && len(b) > len(base) {
+				base = b
+			}
+		}
+		if base != "" {
+			return fmt.Sprintf("step %q reads %s, but the items of step %q come from parameter %q, so which steps run "+
+				"them is known only per run: their results cannot be read", step, written, base, rc.fromParam[base])
+		}
 	}
 	if items, ok := rc.forEach[r.Step]; ok {
 		return fmt.Sprintf("step %q reads %s, but step %q runs once per item (forEach): read one item's step instead (%s)",

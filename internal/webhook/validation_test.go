@@ -194,6 +194,39 @@ spec:
   - {name: deploy, image: busybox, when: "item != 'eu'"}`,
 		want: []string{`spec.steps[0].when`, `step "deploy" reads item, but only a forEach step has an item`},
 	}, {
+		name: "forEach items from a parameter the workflow does not declare",
+		manifest: `
+metadata: {name: foreach-undeclared}
+spec:
+  steps: [{name: deploy, image: busybox, forEach: ["$(params.regions)"]}]`,
+		want: []string{`spec.steps[0].forEach[0]`, `step "deploy" runs once per item of parameter "regions", but the workflow declares no parameter "regions"`},
+	}, {
+		name: "forEach items from a parameter whose value has one that is not a DNS label",
+		manifest: `
+metadata: {name: foreach-bad-value}
+spec:
+  parameters: [{name: regions, value: "eu, US_EAST"}]
+  steps: [{name: deploy, image: busybox, forEach: ["$(params.regions)"]}]`,
+		want: []string{`spec.steps[0].forEach`, `step "deploy": forEach item "US_EAST" (from parameter regions) is not a DNS label`},
+	}, {
+		name: "forEach items from a parameter that lists none",
+		manifest: `
+metadata: {name: foreach-no-items}
+spec:
+  parameters: [{name: regions, value: " , "}]
+  steps: [{name: deploy, image: busybox, forEach: ["$(params.regions)"]}]`,
+		want: []string{`spec.steps[0].forEach`, `runs once per item of parameter regions, which lists none`},
+	}, {
+		name: "result of an item whose items come from a parameter",
+		manifest: `
+metadata: {name: foreach-param-result}
+spec:
+  parameters: [{name: regions, value: "eu,us"}]
+  steps:
+  - {name: deploy, image: busybox, forEach: ["$(params.regions)"], results: [{name: url}]}
+  - {name: verify, image: busybox, dependsOn: [deploy], args: ["$(steps.deploy-eu.results.url)"]}`,
+		want: []string{"spec.steps[1].args[0]", `the items of step "deploy" come from parameter "regions"`, "their results cannot be read"},
+	}, {
 		name: "more steps than a run may have, once items are counted",
 		manifest: `
 metadata: {name: foreach-too-many}
@@ -246,6 +279,12 @@ spec:
     args: ["--region=$(item)", "--image=app@$(steps.build.results.digest)"]
     results: [{name: url}]
   - {name: verify, image: busybox, dependsOn: [rollout], args: ["$(steps.rollout-eu.results.url)", "$(steps.rollout-us.results.url)"]}
+  - name: smoke
+    image: busybox
+    dependsOn: [verify]
+    forEach: [canary, "$(params.invoice)"]
+    onFailure: Continue
+    args: ["--target=$(item)"]
   finally:
   - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}`))
 }

@@ -686,6 +686,13 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
+	// The items of forEach steps that come from parameters are known now.
+	run := &custodyv1alpha1.Workflow{Spec: *ws.DeepCopy()}
+	run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
+	if err := run.CheckItems(); err != nil {
+		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
+			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
+	}
 	o.runSteps = tpl.Spec.AllSteps()
 	return h.checkUse(ctx, req, o, o.runSteps)
 }
