@@ -125,6 +125,9 @@ func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step,
 			for _, msg := range problems {
 				errs = append(errs, field.Invalid(p, st.ForEach, msg))
 			}
+			if len(items) == 0 {
+				continue // checked as in a template, so that only the missing items are reported
+			}
 			if resolved == nil {
 				resolved = slices.Clone(*list.steps)
 			}

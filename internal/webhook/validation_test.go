@@ -18,6 +18,7 @@ func TestDeepValidation(t *testing.T) {
 	cases := []struct {
 		name, manifest string
 		want           []string
+		only           bool // the only problem reported
 	}{{
 		name: "cycle in dependsOn",
 		manifest: `
@@ -214,8 +215,11 @@ spec:
 metadata: {name: foreach-no-items}
 spec:
   parameters: [{name: regions, value: " , "}]
-  steps: [{name: deploy, image: busybox, forEach: ["$(params.regions)"]}]`,
+  steps:
+  - {name: deploy, image: busybox, forEach: ["$(params.regions)"], args: ["$(item)"]}
+  - {name: verify, image: busybox, dependsOn: [deploy]}`,
 		want: []string{`spec.steps[0].forEach`, `runs once per item of parameter regions, which lists none`},
+		only: true,
 	}, {
 		name: "result of an item whose items come from a parameter",
 		manifest: `
@@ -244,6 +248,9 @@ spec:
 			wf := mustWorkflow(t, ns, tc.manifest)
 			err := as(alice).Create(ctx, wf)
 			refused(t, tc.name, err, append([]string{"is invalid"}, tc.want...)...)
+			if tc.only && err != nil && strings.Count(err.Error(), "Invalid value") != 1 {
+				t.Errorf("%s: want one problem reported, got %v", tc.name, err)
+			}
 			if err != nil && !apierrors.IsInvalid(err) {
 				t.Errorf("refused as %v, want Invalid", apierrors.ReasonForError(err))
 			}
