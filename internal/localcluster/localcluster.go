@@ -46,6 +46,9 @@ type Options struct {
 	// ResultsFromEnv makes KWOK write the value of a container's ResultsEnv variable as its
 	// termination message when it completes the pod, so that steps "write" results.
 	ResultsFromEnv bool
+	// ExitCodeFromEnv makes KWOK end a Job's pod whose container sets ExitCodeEnv as Failed, the
+	// container terminated with that exit code, so that steps can fail.
+	ExitCodeFromEnv bool
 	// WithoutCRDs leaves Custody's CRDs out, for tests that install them as a user would.
 	WithoutCRDs bool
 	// AuditLog, when set, is where the API server writes its audit log (level Metadata).
@@ -55,6 +58,10 @@ type Options struct {
 // ResultsEnv is the variable whose value KWOK writes as a container's termination message when
 // ResultsFromEnv is set (the sandbox's stand-in for a step writing its results).
 const ResultsEnv = "CUSTODY_SANDBOX_RESULTS"
+
+// ExitCodeEnv is the variable whose value (a number) KWOK ends a container with, its pod Failed,
+// when ExitCodeFromEnv is set (the stand-in for a step that fails).
+const ExitCodeEnv = "CUSTODY_SANDBOX_EXIT_CODE"
 
 // Cluster is a running local cluster.
 type Cluster struct {
@@ -124,8 +131,8 @@ func Start(opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
-	if opts.PodRunTime > 0 || opts.ResultsFromEnv {
-		if stages, err = adaptPodComplete(stages, c.Dir, opts.PodRunTime, opts.ResultsFromEnv); err != nil {
+	if opts.PodRunTime > 0 || opts.ResultsFromEnv || opts.ExitCodeFromEnv {
+		if stages, err = adaptPodComplete(stages, c.Dir, opts); err != nil {
 			return c, err
 		}
 	}
@@ -344,9 +351,11 @@ func (c *Cluster) Stop() error {
 }
 
 // adaptPodComplete writes a copy of the KWOK stages into dir in which the pod-complete stage waits
-// d and, with results, writes each container's ResultsEnv value as its termination message; it
-// returns the copy's path.
-func adaptPodComplete(path, dir string, d time.Duration, results bool) (string, error) {
+// PodRunTime; with ResultsFromEnv, writes each container's ResultsEnv value as its termination
+// message; and with ExitCodeFromEnv, leaves pods that set ExitCodeEnv to a stage that fails them.
+// It returns the copy's path.
+func adaptPodComplete(path, dir string, opts Options) (string, error) {
+	d, results := opts.PodRunTime, opts.ResultsFromEnv
 	data, err := os.ReadFile(path) //nolint:gosec // bin/kwok-stages.yaml
 	if err != nil {
 		return "", err
@@ -378,15 +387,71 @@ func adaptPodComplete(path, dir string, d time.Duration, results bool) (string, 
 				"      message: {{ $e.value | Quote }}\n"+
 				"      {{ end }}{{ end }}\n", 1)
 		}
+		var fail []byte
+		if opts.ExitCodeFromEnv {
+			if fail, err = failStage(stage); err != nil {
+				return "", err
+			}
+		}
 		out, err := yaml.Marshal(stage)
 		if err != nil {
 			return "", err
 		}
 		docs[i], found = "\n"+string(out), true
+		if fail != nil {
+			docs = append(docs, "\n"+string(fail))
+		}
+		break
 	}
 	if !found {
 		return "", fmt.Errorf("localcluster: no pod-complete stage in %s", path)
 	}
 	out := filepath.Join(dir, "kwok-stages.yaml")
 	return out, os.WriteFile(out, []byte(strings.Join(docs, "\n---")), 0o600) //nolint:gosec // the cluster's own directory
+}
+
+// failStage turns the pod-complete stage into one that ends the pods whose container sets
+// ExitCodeEnv as Failed, with that exit code, and keeps pod-complete from ending them.
+func failStage(complete map[string]any) ([]byte, error) {
+	spec, _ := complete["spec"].(map[string]any)
+	sel, _ := spec["selector"].(map[string]any)
+	exprs, _ := sel["matchExpressions"].([]any)
+	if exprs == nil {
+		return nil, errors.New("localcluster: the pod-complete stage has no selector.matchExpressions")
+	}
+	// Missing env is an empty list, so that the query never fails.
+	key := `.spec.containers.[] | (.env // []) | .[] | select(.name == "` + ExitCodeEnv + `") | .value`
+	var fail map[string]any
+	raw, err := yaml.Marshal(complete)
+	if err != nil {
+		return nil, err
+	}
+	if err := yaml.Unmarshal(raw, &fail); err != nil {
+		return nil, err
+	}
+	sel["matchExpressions"] = append(exprs, map[string]any{"key": key, "operator": "DoesNotExist"})
+	fspec := fail["spec"].(map[string]any)
+	fsel := fspec["selector"].(map[string]any)
+	fsel["matchExpressions"] = append(fsel["matchExpressions"].([]any), map[string]any{"key": key, "operator": "Exists"})
+	fail["metadata"] = map[string]any{"name": "custody-pod-fail"}
+	delete(fspec, "weightFrom")
+	next := fspec["next"].(map[string]any)
+	next["statusTemplate"] = `{{ $now := Now }}
+containerStatuses:
+{{ range $index, $item := .spec.containers }}
+- image: {{ $item.image | Quote }}
+  name: {{ $item.name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: {{ range $e := $item.env }}{{ if eq $e.name "` + ExitCodeEnv + `" }}{{ $e.value }}{{ end }}{{ end }}
+      finishedAt: {{ $now | Quote }}
+      reason: Error
+      startedAt: {{ $now | Quote }}
+{{ end }}
+phase: Failed
+`
+	return yaml.Marshal(fail)
 }

@@ -73,7 +73,7 @@ func Start(ctx context.Context, dir string, out io.Writer) (sb *Sandbox, err err
 	done()
 	done = step("local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK with 2 nodes")
 	sb.Cluster, err = localcluster.Start(localcluster.Options{Nodes: 2, Dir: dir, PodRunTime: 3 * time.Second,
-		ResultsFromEnv: true})
+		ResultsFromEnv: true, ExitCodeFromEnv: true})
 	if err != nil {
 		return sb, err
 	}

@@ -19,6 +19,7 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/identity/spire"
+	"github.com/custody-dev/custody/internal/localcluster"
 	"github.com/custody-dev/custody/internal/spiretest"
 )
 
@@ -125,6 +126,80 @@ spec:
 		}
 		if len(sas.Items) != 0 {
 			return fmt.Errorf("%d step ServiceAccounts remain", len(sas.Items))
+		}
+		return nil
+	})
+}
+
+// TestFailingStepsOnARealCluster: steps whose containers exit non-zero (KWOK fails their pods)
+// fail as the real Job controller reports it: each retry is a new Job, the exit code is in the
+// step's message, a step with onFailure: Continue lets the workflow go on, and one without fails
+// it; no attempt's ServiceAccount is left behind.
+func TestFailingStepsOnARealCluster(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	fails := func(code string) string {
+		return `env: [{name: ` + localcluster.ExitCodeEnv + `, value: "` + code + `"}]`
+	}
+	allowed := createWorkflow(ctx, t, ns, `
+metadata: {name: advisory-lint}
+spec:
+  steps:
+  - {name: lint, image: registry.example.com/ci/lint:1.0, onFailure: Continue, `+fails("3")+`}
+  - {name: lint-report, image: registry.example.com/ci/report:1.0, dependsOn: [lint], when: "steps['lint'].phase == 'Failed'"}
+  - {name: build, image: registry.example.com/ci/build:1.0, dependsOn: [lint]}
+`)
+	broken := createWorkflow(ctx, t, ns, `
+metadata: {name: broken-build}
+spec:
+  steps:
+  - {name: build, image: registry.example.com/ci/build:1.0, retries: {limit: 1, backoff: {duration: 1s}}, `+fails("1")+`}
+  - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [build]}
+`)
+	waitPhase(ctx, t, allowed, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
+	waitPhase(ctx, t, broken, custodyv1alpha1.WorkflowFailed, 2*time.Minute)
+
+	if st := step(allowed, "lint"); st.Phase != custodyv1alpha1.StepFailed || !strings.Contains(st.Message, "exited with code 3") ||
+		!strings.HasPrefix(st.Message, "Failure allowed (onFailure: Continue)") {
+		t.Errorf("lint: %s (%s) %q, want Failed with exit code 3, allowed", st.Phase, st.Reason, st.Message)
+	}
+	for _, name := range []string{"lint-report", "build"} {
+		if st := step(allowed, name); st.Phase != custodyv1alpha1.StepSucceeded {
+			t.Errorf("%s: %s (%s), want Succeeded after lint's allowed failure", name, st.Phase, st.Reason)
+		}
+	}
+	st := step(broken, "build")
+	if st.Phase != custodyv1alpha1.StepFailed || st.Reason != custodyv1alpha1.ReasonRetriesExhausted || st.Attempt != 2 ||
+		!strings.Contains(st.Message, "exited with code 1") {
+		t.Errorf("build: %s (%s) attempt %d %q, want Failed (RetriesExhausted) on attempt 2 with exit code 1", st.Phase, st.Reason, st.Attempt, st.Message)
+	}
+	if p := step(broken, "publish"); p.Phase != custodyv1alpha1.StepSkipped || p.Reason != custodyv1alpha1.StepReasonDependencyNotSucceeded {
+		t.Errorf("publish: %s (%s), want Skipped (DependencyNotSucceeded)", p.Phase, p.Reason)
+	}
+	var jobs batchv1.JobList
+	if err := cluster.Client.List(ctx, &jobs, client.InNamespace(ns), client.MatchingLabels{custodyv1alpha1.LabelWorkflow: broken.Name}); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, j := range jobs.Items {
+		for _, c := range j.Status.Conditions {
+			if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+				failed++
+			}
+		}
+	}
+	if len(jobs.Items) != 2 || failed != 2 {
+		t.Errorf("broken-build has %d Jobs, %d of them Failed; want one failed Job per attempt (2)", len(jobs.Items), failed)
+	}
+	eventually(t, 30*time.Second, "step ServiceAccounts deleted", func() error {
+		var sas corev1.ServiceAccountList
+		if err := cluster.Client.List(ctx, &sas, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, sa := range sas.Items {
+			if sa.Labels[custodyv1alpha1.LabelWorkflow] != "" {
+				return fmt.Errorf("ServiceAccount %s of workflow %s remains", sa.Name, sa.Labels[custodyv1alpha1.LabelWorkflow])
+			}
 		}
 		return nil
 	})
