@@ -20,12 +20,14 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/identity/spire"
+	"github.com/custody-dev/custody/internal/localcluster"
 )
 
 // TestFaults runs 50 concurrent workflows (3 chained steps, the middle one holding a role and a
 // Secret copy) while the controller is killed with SIGKILL and restarted several times,
 // spire-server is stopped and restarted, the grants are suspended and lifted, and one workflow is
-// deleted, one cancelled and one times out. Every workflow must reach its expected end, no
+// deleted, one cancelled and one times out; in every fifth the middle step fails on both its
+// attempts (half of those allowed to, with onFailure: Continue). Every workflow must reach its expected end, no
 // attempt may have two Jobs, and nothing issued may remain.
 func TestFaults(t *testing.T) {
 	ctx := context.Background()
@@ -45,6 +47,14 @@ func TestFaults(t *testing.T) {
 		if i >= 3 && i%2 == 1 {
 			// Every other run holds its credentials in two forEach items of b at once.
 			fanOut = ", forEach: [x, y]"
+		}
+		if failing(i) != "" {
+			// Every fifth run's b fails on both its attempts, each holding credentials: half of
+			// them fail the run, the other half are allowed to (onFailure: Continue).
+			fanOut += ", retries: {limit: 1, backoff: {duration: 1s}}, env: [{name: " + localcluster.ExitCodeEnv + ", value: \"2\"}]"
+			if failing(i) == "allowed" {
+				fanOut += ", onFailure: Continue"
+			}
 		}
 		manifest := fmt.Sprintf(`
 metadata: {name: run-%02d}
@@ -97,10 +107,10 @@ spec:
 
 	// Every workflow ends as expected.
 	want := func(i int) custodyv1alpha1.WorkflowPhase {
-		switch i {
-		case 1:
+		switch {
+		case i == 1:
 			return custodyv1alpha1.WorkflowCancelled
-		case 2:
+		case i == 2, failing(i) == "fails":
 			return custodyv1alpha1.WorkflowFailed
 		}
 		return custodyv1alpha1.WorkflowSucceeded
@@ -161,6 +171,18 @@ spec:
 			elapsed.Round(time.Second), leftovers)
 		_ = os.WriteFile(out, []byte(line), 0o600) //nolint:gosec // a path the developer chose
 	}
+}
+
+// failing says how step b of the fault matrix's run i fails: "fails" (the run fails), "allowed"
+// (onFailure: Continue), or "" (it does not).
+func failing(i int) string {
+	switch {
+	case i < 5 || i%5 != 0:
+		return ""
+	case i%10 == 5:
+		return "fails"
+	}
+	return "allowed"
 }
 
 func createFaultCredentials(ctx context.Context, t *testing.T, ns string) {
