@@ -67,6 +67,9 @@ const (
 	ReasonSourceNotFound = "SourceNotFound"
 	// ReasonSourceNotGrantable means a grant's source Secret lacks the custody.dev/grantable label.
 	ReasonSourceNotGrantable = "SourceNotGrantable"
+	// ReasonImagePullSecretNotUsable means one of the run's imagePullSecrets does not exist or
+	// lacks the custody.dev/image-pull label.
+	ReasonImagePullSecretNotUsable = "ImagePullSecretNotUsable"
 	// ReasonSuspended means the grant is suspended and issues nothing; for a Workflow (and a step
 	// that may start), that the workflow is suspended (spec.suspend) and starts no step.
 	ReasonSuspended = "Suspended"
@@ -213,6 +216,8 @@ const (
 	AnnotationScheduledTime = "custody.dev/scheduled-time"
 	// LabelGrantable must be "true" on a Secret before a CredentialGrant may hand out its keys.
 	LabelGrantable = "custody.dev/grantable"
+	// LabelImagePull must be "true" on a Secret before a Workflow may name it in imagePullSecrets.
+	LabelImagePull = "custody.dev/image-pull"
 
 	// AnnotationApprovePrefix starts the annotation that approves a step: approve.custody.dev/<step>.
 	// The grant approval annotation is AnnotationApproveGrant.

@@ -408,6 +408,31 @@ steps:
 			want: []string{"parameters are immutable"},
 		},
 		{
+			name: "imagePullSecrets changed after creation",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  imagePullSecrets: [{name: erp-registry}]
+  steps: [{name: route, image: example.com/invoices:1.4}]`,
+			update: `
+imagePullSecrets: [{name: other-registry}]
+steps: [{name: route, image: example.com/invoices:1.4}]`,
+			want: []string{"imagePullSecrets are immutable"},
+		},
+		{
+			name: "imagePullSecret that is not a Secret name",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  imagePullSecrets: [{name: ../registry}]
+  steps: [{name: route, image: example.com/invoices:1.4}]`,
+			want: []string{`spec.imagePullSecrets[0].name: Invalid value: "../registry"`},
+		},
+		{
 			name: "cancel set back to false",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

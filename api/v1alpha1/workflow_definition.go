@@ -20,9 +20,9 @@ const (
 )
 
 // Definition returns what a run executes: its inline steps, or the template recorded in
-// status.template when it was resolved, with the Workflow's own parallelism and timeout winning
-// over the template's, and every forEach step expanded into its items (ExpandForEach). ok is false
-// for a template run that is not resolved yet.
+// status.template when it was resolved, with the Workflow's own parallelism, timeout and
+// imagePullSecrets winning over the template's, and every forEach step expanded into its items
+// (ExpandForEach). ok is false for a template run that is not resolved yet.
 func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
 	if def, ok = wf.definition(); ok {
 		params := ParameterValues(def.Parameters, wf.Spec.Parameters)
@@ -283,6 +283,9 @@ func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	}
 	if wf.Spec.Timeout != nil {
 		def.Timeout = wf.Spec.Timeout
+	}
+	if len(wf.Spec.ImagePullSecrets) > 0 {
+		def.ImagePullSecrets = wf.Spec.ImagePullSecrets
 	}
 	return def, true
 }

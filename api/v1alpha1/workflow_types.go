@@ -72,6 +72,16 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="timeout must be between 1s and 720h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
+	// imagePullSecrets name Secrets in the Workflow's namespace (type
+	// kubernetes.io/dockerconfigjson) that the kubelet uses to pull the steps' images from private
+	// registries; for a run of a template they replace the template's. Only the kubelet reads
+	// them: they are not mounted into any step, and no step's ServiceAccount may read Secrets.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	ImagePullSecrets []ImagePullSecret `json:"imagePullSecrets,omitempty"`
+
 	// ttlAfterFinished deletes the Workflow, and everything it owns, this long after it finished
 	// (Succeeded, Failed or Cancelled). Between 0s and 8760h (one year); unset keeps it.
 	// +optional
@@ -109,6 +119,16 @@ type Parameter struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=4096
 	Value string `json:"value"`
+}
+
+// ImagePullSecret names a Secret that holds registry credentials.
+type ImagePullSecret struct {
+	// name of the Secret, in the namespace of the Workflow.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
 }
 
 // WorkflowTemplateRef names a WorkflowTemplate in the same namespace.
@@ -795,6 +815,7 @@ type Workflow struct {
 	// +kubebuilder:validation:XValidation:rule="has(self.parameters) == has(oldSelf.parameters) && (!has(self.parameters) || self.parameters == oldSelf.parameters)",message="parameters are immutable; create a new Workflow to run with other values"
 	// +kubebuilder:validation:XValidation:rule="has(self.parallelism) == has(oldSelf.parallelism) && (!has(self.parallelism) || self.parallelism == oldSelf.parallelism)",message="parallelism is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.imagePullSecrets) == has(oldSelf.imagePullSecrets) && (!has(self.imagePullSecrets) || self.imagePullSecrets == oldSelf.imagePullSecrets)",message="imagePullSecrets are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
 	Spec WorkflowSpec `json:"spec"`
 

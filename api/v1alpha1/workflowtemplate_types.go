@@ -47,6 +47,14 @@ type WorkflowTemplateSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="timeout must be between 1s and 720h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// imagePullSecrets name Secrets in the run's namespace that the kubelet uses to pull the
+	// steps' images from private registries; a run's own imagePullSecrets replace them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	ImagePullSecrets []ImagePullSecret `json:"imagePullSecrets,omitempty"`
 }
 
 // ParameterSpec declares one parameter of a template.

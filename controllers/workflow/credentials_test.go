@@ -860,3 +860,58 @@ spec:
 		t.Errorf("%d Jobs for the step whose image the grant does not allow", n)
 	}
 }
+
+// TestCredentials_imagePullSecretsMustOptIn: a registry credential lets the kubelet pull images
+// nobody else may, so a run may pull with a Secret only once a namespace admin labelled it
+// custody.dev/image-pull=true; until then its steps wait and say why, and no Job exists.
+func TestCredentials_imagePullSecretsMustOptIn(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: private-image}
+spec:
+  imagePullSecrets: [{name: regcred}]
+  steps:
+  - {name: build, image: registry.internal.example/ci/build:1}
+`)
+	waitReason := func(words string) {
+		t.Helper()
+		eventually(t, "build to wait: "+words, func() error {
+			st := stepOf(get(t, wf), "build")
+			if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonImagePullSecretNotUsable ||
+				!strings.Contains(st.Message, words) {
+				return errorf("build is %s (%s): %s", st.Phase, st.Reason, st.Message)
+			}
+			return nil
+		})
+	}
+	waitReason("imagePullSecret regcred does not exist in namespace " + ns)
+	secret := pullSecret(t, ns, "regcred", false)
+	waitReason("imagePullSecret regcred is not labelled custody.dev/image-pull=true")
+	if n := len(jobs(t, wf)); n != 0 {
+		t.Fatalf("%d Jobs created while the pull Secret was not usable", n)
+	}
+	secret.Labels = map[string]string{custodyv1alpha1.LabelImagePull: "true"}
+	if err := env.Client.Update(ctxT(t), secret); err != nil {
+		t.Fatal(err)
+	}
+	job := succeed(t, wf, "build", 1, "")
+	if got := job.Spec.Template.Spec.ImagePullSecrets; len(got) != 1 || got[0].Name != "regcred" {
+		t.Errorf("Job imagePullSecrets = %v, want regcred", got)
+	}
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+// pullSecret creates a registry Secret, opted in to being an imagePullSecret if usable.
+func pullSecret(t *testing.T, ns, name string, usable bool) *corev1.Secret {
+	t.Helper()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
+	if usable {
+		secret.Labels = map[string]string{custodyv1alpha1.LabelImagePull: "true"}
+	}
+	if err := env.Client.Create(ctxT(t), secret); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}

@@ -50,6 +50,7 @@ spec:
     dependsOn: [deploy]
     forEach: ["$(params.zones)"]
     args: [probe, "$(params.region)$(item)"]
+  imagePullSecrets: [{name: release-registry}]
 `
 
 // TestTemplate_runIsUnaffectedByLaterEdits: a run resolves its template once (parameters checked,
@@ -59,6 +60,9 @@ func TestTemplate_runIsUnaffectedByLaterEdits(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)
 	tpl := template(t, ns, releaseTemplate)
+	for _, name := range []string{"release-registry", "staging-registry", "mirror"} {
+		pullSecret(t, ns, name, true)
+	}
 	wf := apply(t, ns, `
 metadata: {name: release-1}
 spec:
@@ -68,6 +72,9 @@ spec:
 	build := jobOf(t, wf, "build", 1)
 	if got := build.Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"build", "prod", "eu-west-1"}) {
 		t.Errorf("build args = %v, want the value and the default substituted", got)
+	}
+	if got := build.Spec.Template.Spec.ImagePullSecrets; len(got) != 1 || got[0].Name != "release-registry" {
+		t.Errorf("build imagePullSecrets = %v, want the template's release-registry", got)
 	}
 	wf = get(t, wf)
 	if rt := wf.Status.Template; rt == nil || rt.Name != "release" || rt.Generation != tpl.Generation || rt.UID != string(tpl.UID) {
@@ -127,11 +134,15 @@ metadata: {name: release-2}
 spec:
   workflowTemplateRef: {name: release}
   parameters: [{name: env, value: staging}, {name: region, value: us-east-1}, {name: zones, value: "b, c"}]
+  imagePullSecrets: [{name: staging-registry}, {name: mirror}]
 `)
 	succeed(t, wf2, "build", 1, "")
 	deploy := jobOf(t, wf2, "deploy", 1)
 	if got := deploy.Spec.Template.Spec.Containers[0].Image; got != "example.com/deploy:2" {
 		t.Errorf("second run's deploy image = %s, want the edited one", got)
+	}
+	if got := deploy.Spec.Template.Spec.ImagePullSecrets; len(got) != 2 || got[0].Name != "staging-registry" || got[1].Name != "mirror" {
+		t.Errorf("second run's imagePullSecrets = %v, want its own (staging-registry, mirror) instead of the template's", got)
 	}
 	if rt := get(t, wf2).Status.Template; rt.Generation != tpl.Generation+1 {
 		t.Errorf("second run resolved generation %d, want %d", rt.Generation, tpl.Generation+1)

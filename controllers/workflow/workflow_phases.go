@@ -802,6 +802,14 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	if err != nil {
 		return err
 	}
+	if refusal == nil {
+		if refusal, err = r.pullSecretRefusal(ctx, s); err != nil {
+			return err
+		}
+		if refusal != nil {
+			s.requeueAt(s.now.Add(pullSecretRecheck)) // nothing watches those Secrets
+		}
+	}
 	if refusal != nil {
 		if err := r.revokeUnrecordedCopies(ctx, s, step, n); err != nil {
 			return err
@@ -825,7 +833,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
-		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.csiDriver()}
+		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.csiDriver(), ImagePullSecrets: s.def.ImagePullSecrets}
 	name := jobspec.Name(wf.Name, string(wf.UID), step.Name, n)
 	// Creating what already exists (a crash or conflict between create and status) is harmless;
 	// the cache saves the round trip when it already shows the object.

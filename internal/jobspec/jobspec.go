@@ -56,6 +56,8 @@ type Attempt struct {
 	// Volumes are credential volumes (for example projected tokens) mounted read-only into the
 	// step container only.
 	Volumes []CredentialVolume
+	// ImagePullSecrets are the pod's image pull Secrets (the workflow's imagePullSecrets).
+	ImagePullSecrets []custodyv1alpha1.ImagePullSecret
 }
 
 // CredentialVolume is a volume of the pod and its mount in the step container.
@@ -184,6 +186,9 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 	}
 	for _, t := range a.Step.Tolerations {
 		spec.Tolerations = append(spec.Tolerations, *t.DeepCopy())
+	}
+	for _, ps := range a.ImagePullSecrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: ps.Name})
 	}
 	for _, v := range a.Volumes {
 		spec.Volumes = append(spec.Volumes, v.Volume)

@@ -38,7 +38,8 @@ func sampleAttempt() Attempt {
 	}
 	return Attempt{
 		Workflow: wf, Step: step, Number: 2,
-		Args: []string{"pay", "4711", "12000"},
+		Args:             []string{"pay", "4711", "12000"},
+		ImagePullSecrets: []custodyv1alpha1.ImagePullSecret{{Name: "erp-registry"}},
 		Env: []custodyv1alpha1.EnvVar{
 			{Name: "AMOUNT", Value: "12000"},
 			{Name: "REGION", ValueFrom: &custodyv1alpha1.EnvVarSource{ConfigMapKeyRef: custodyv1alpha1.ConfigMapKeySelector{Name: "erp", Key: "region", Optional: ptr.To(true)}}},

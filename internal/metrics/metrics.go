@@ -147,7 +147,7 @@ var stepsBlockedDesc = prometheus.NewDesc("custody_steps_blocked",
 var blockedReasons = append(slices.Clone(custodyv1alpha1.StepReasonsStuck),
 	custodyv1alpha1.ReasonGrantNotFound, custodyv1alpha1.ReasonGrantNotCovered,
 	custodyv1alpha1.ReasonGrantSuspended, custodyv1alpha1.ReasonGrantNotApproved, custodyv1alpha1.ReasonSourceNotFound,
-	custodyv1alpha1.ReasonSourceNotGrantable, custodyv1alpha1.ReasonWaitingForApproval,
+	custodyv1alpha1.ReasonSourceNotGrantable, custodyv1alpha1.ReasonImagePullSecretNotUsable, custodyv1alpha1.ReasonWaitingForApproval,
 )
 
 var credentialKinds = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
