@@ -105,29 +105,10 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 // pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
 const pullSecretRecheck = 15 * time.Second
 
-// pullSecretRefusal says why the run's steps cannot start with its imagePullSecrets: one that does
-// not exist, or that no namespace admin opted in (label custody.dev/image-pull=true). A registry
-// credential lets its user pull images nobody else may, so a Workflow may name only Secrets meant
-// for it. Read uncached and as metadata only: the manager keeps no other Secrets, and never reads
-// their data.
+// pullSecretRefusal says why the run's steps cannot start with its imagePullSecrets
+// (credentials.PullSecretsRefusal).
 func (r *Reconciler) pullSecretRefusal(ctx context.Context, s *scope) (*credentials.Refusal, error) {
-	for _, ps := range s.def.ImagePullSecrets {
-		secret := &metav1.PartialObjectMetadata{}
-		secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: ps.Name}, secret)
-		switch {
-		case apierrors.IsNotFound(err):
-			return &credentials.Refusal{Reason: custodyv1alpha1.ReasonImagePullSecretNotUsable,
-				Message: fmt.Sprintf("imagePullSecret %s does not exist in namespace %s", ps.Name, s.wf.Namespace)}, nil
-		case err != nil:
-			return nil, fmt.Errorf("reading imagePullSecret %s: %w", ps.Name, err)
-		case secret.Labels[custodyv1alpha1.LabelImagePull] != "true":
-			return &credentials.Refusal{Reason: custodyv1alpha1.ReasonImagePullSecretNotUsable,
-				Message: fmt.Sprintf("imagePullSecret %s is not labelled %s=true: a namespace admin opts a Secret in before "+
-					"workflows may pull with it", ps.Name, custodyv1alpha1.LabelImagePull)}, nil
-		}
-	}
-	return nil, nil
+	return credentials.PullSecretsRefusal(ctx, r.APIReader, s.wf.Namespace, s.def.ImagePullSecrets)
 }
 
 // previousHeld says whether the step's last attempt still holds a credential (its revocation is

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -454,5 +456,46 @@ spec:
 	out = apply("invoice-4712", "registry.example.com/pay@sha256:4b825dc642cb6eb9a060e54bf8d69288fbee4904")
 	if strings.Count(out, "Warning:") != 2 || !strings.Contains(out, "CredentialGrant app-db does not list step pay of workflow invoice-4712") {
 		t.Errorf("kubectl printed:\n%s\nwant warnings that app-db does not list this workflow and ledger does not exist", out)
+	}
+}
+
+// TestRunWarnsOfImagePullSecretsThatWouldKeepStepsWaiting: a registry Secret a new run names but
+// nobody opted in is a warning, not a refusal (it may be labelled next), and says what to do.
+func TestRunWarnsOfImagePullSecretsThatWouldKeepStepsWaiting(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	regcred := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: ns}, Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
+	if err := env.Client.Create(ctx, regcred); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string) string {
+		t.Helper()
+		manifest := filepath.Join(t.TempDir(), "wf.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: `+name+`}
+spec:
+  imagePullSecrets: [{name: regcred}]
+  steps: [{name: build, image: registry.internal.example/build:1}]
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := env.Kubectl(t, "-n", ns, "--as", alice, "create", "-f", manifest)
+		if err != nil {
+			t.Fatalf("kubectl create: %v\n%s", err, out)
+		}
+		return out
+	}
+	if out, want := run("build-1"), "Warning: every step will wait until this changes: imagePullSecret regcred is not labelled "+
+		"custody.dev/image-pull=true"; !strings.Contains(out, want) {
+		t.Errorf("kubectl printed:\n%s\nwant a line with %q", out, want)
+	}
+	regcred.Labels = map[string]string{custodyv1alpha1.LabelImagePull: "true"}
+	if err := env.Client.Update(ctx, regcred); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("build-2"); strings.Contains(out, "Warning:") {
+		t.Errorf("kubectl printed:\n%s\nwant no warning once the Secret is opted in", out)
 	}
 }

@@ -127,6 +127,8 @@ type object struct {
 	forDenial string // "Workflow team-a/release" for messages
 	// runSteps are the steps a new run executes (its own, or its template's), once checkRun read them.
 	runSteps []custodyv1alpha1.Step
+	// pullSecrets are the imagePullSecrets a new run pulls with (its own, or its template's).
+	pullSecrets []custodyv1alpha1.ImagePullSecret
 	// warnings are returned with an allowed request (kubectl prints them).
 	warnings []string
 }
@@ -600,6 +602,7 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 		return r, err
 	}
 	o.warnings = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
+	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	return nil, nil
 }
 
@@ -662,6 +665,24 @@ func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alp
 	return out
 }
 
+// pullSecretWarnings says, as a warning, when a new run's steps would wait for its imagePullSecrets
+// as things stand (one does not exist, or lacks the opt-in label): the Secret may be created or
+// labelled after the run. Best effort, as grantWarnings.
+func (h *handler) pullSecretWarnings(ctx context.Context, ns string, secrets []custodyv1alpha1.ImagePullSecret) []string {
+	if len(secrets) == 0 {
+		return nil
+	}
+	refusal, err := credentials.PullSecretsRefusal(ctx, h.authz.reader, ns, secrets)
+	if err != nil {
+		logf.FromContext(ctx).V(1).Info("not warning about imagePullSecrets that cannot be read", "error", err.Error())
+		return nil
+	}
+	if refusal == nil {
+		return nil
+	}
+	return []string{"every step will wait until this changes: " + refusal.Message}
+}
+
 // checkRun checks what a run would execute, at path: a run of a template against the template
 // (it must exist unless missingOK, and the parameters must match it), and the author's `use` on
 // the grants its steps request.
@@ -669,7 +690,7 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 	ws *custodyv1alpha1.WorkflowSpec, missingOK bool) (*refusal, error) {
 	ref := ws.WorkflowTemplateRef
 	if ref == nil {
-		o.runSteps = ws.InlineSteps()
+		o.runSteps, o.pullSecrets = ws.InlineSteps(), ws.ImagePullSecrets
 		return h.checkUse(ctx, req, o, o.runSteps)
 	}
 	tpl := &custodyv1alpha1.WorkflowTemplate{}
@@ -693,7 +714,10 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
-	o.runSteps = tpl.Spec.AllSteps()
+	o.runSteps, o.pullSecrets = tpl.Spec.AllSteps(), ws.ImagePullSecrets
+	if len(o.pullSecrets) == 0 {
+		o.pullSecrets = tpl.Spec.ImagePullSecrets
+	}
 	return h.checkUse(ctx, req, o, o.runSteps)
 }
 
