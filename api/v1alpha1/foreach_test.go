@@ -94,6 +94,8 @@ func TestItems(t *testing.T) {
 			problems: []string{"makes the step name deploy-xxx", "64 characters; at most 63"}},
 		{name: "too many", regions: "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p", want: strings.Split("eu,a,b,c,d,e,f,g,h,i,j,k,l,m,n,o", ","),
 			problems: []string{`step "deploy" runs 17 items; at most 16`}},
+		{name: "many bad ones", regions: strings.Repeat("X,", 200), want: []string{"eu"},
+			problems: []string{`step "deploy": forEach item "X" (from parameter regions) is not a DNS label`, `step "deploy": 192 more problems with its items`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -126,8 +126,16 @@ func (s *Step) Items(params map[string]string) (items, problems []string) {
 		problems = append(problems, fmt.Sprintf("step %q runs %d items; at most %d", s.Name, len(items), MaxItems))
 		items = items[:MaxItems]
 	}
+	if len(problems) > maxItemProblems {
+		// A parameter value may list hundreds of bad items; the first ones say enough.
+		problems = append(problems[:maxItemProblems], fmt.Sprintf("step %q: %d more problems with its items",
+			s.Name, len(problems)-maxItemProblems))
+	}
 	return items, problems
 }
+
+// maxItemProblems is the most problems with one step's items that are spelled out.
+const maxItemProblems = 8
 
 // itemProblem says why an item cannot be one, or "".
 func itemProblem(step, item string) string {

@@ -137,7 +137,7 @@ func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step,
 			*list.steps = resolved
 		}
 	}
-	errs = append(errs, validateForEach(path, steps, finally)...)
+	errs = append(errs, validateForEach(path, steps, finally, fromParam)...)
 	forEach := map[string][]string{}
 	for _, st := range append(append([]custodyv1alpha1.Step{}, steps...), finally...) {
 		for _, it := range st.ForEach {
@@ -201,8 +201,9 @@ func expanded(list *field.Path, steps []custodyv1alpha1.Step) ([]custodyv1alpha1
 
 // validateForEach checks what forEach adds: the steps its items run as must not have the name of
 // another step, the workflow must stay within MaxSteps and MaxFinallySteps, and only a forEach
-// step may read $(item).
-func validateForEach(path *field.Path, steps, finally []custodyv1alpha1.Step) field.ErrorList {
+// step may read $(item). A step in fromParam has its items from a parameter, so a problem with one
+// is reported at its forEach, not at an entry.
+func validateForEach(path *field.Path, steps, finally []custodyv1alpha1.Step, fromParam map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	names := map[string]bool{}
 	all := append(append([]custodyv1alpha1.Step{}, steps...), finally...)
@@ -226,7 +227,11 @@ func validateForEach(path *field.Path, steps, finally []custodyv1alpha1.Step) fi
 			for j, it := range st.ForEach {
 				name := custodyv1alpha1.ItemStepName(st.Name, it)
 				if names[name] {
-					errs = append(errs, field.Invalid(p.Child("forEach").Index(j), it, fmt.Sprintf(
+					at := p.Child("forEach").Index(j)
+					if _, ok := fromParam[st.Name]; ok {
+						at = p.Child("forEach") // the item may come from a parameter: no entry of its own
+					}
+					errs = append(errs, field.Invalid(at, it, fmt.Sprintf(
 						"step %q runs item %q as step %q, which is already the name of a step", st.Name, it, name)))
 				}
 				names[name] = true

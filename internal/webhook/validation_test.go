@@ -221,6 +221,16 @@ spec:
 		want: []string{`spec.steps[0].forEach`, `runs once per item of parameter regions, which lists none`},
 		only: true,
 	}, {
+		name: "forEach item from a parameter named like another step",
+		manifest: `
+metadata: {name: foreach-param-taken}
+spec:
+  parameters: [{name: regions, value: "eu,check"}]
+  steps:
+  - {name: deploy-check, image: busybox}
+  - {name: deploy, image: busybox, forEach: ["$(params.regions)"]}`,
+		want: []string{`spec.steps[1].forEach: Invalid value: "check": step "deploy" runs item "check" as step "deploy-check", which is already the name of a step`},
+	}, {
 		name: "result of an item whose items come from a parameter",
 		manifest: `
 metadata: {name: foreach-param-result}
