@@ -94,6 +94,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	}
 	checkTemplateRun(t, wfs)
 	checkForEach(t, wfs)
+	checkAllowedFailure(t, wfs)
 	for _, wf := range wfs {
 		if wf.Status.Phase != custodyv1alpha1.WorkflowSucceeded {
 			t.Errorf("sample %s ended %s:\n%s", wf.Name, wf.Status.Phase, strings.Join(describe(&wf), "\n"))
@@ -241,6 +242,25 @@ func checkAdmission(ctx context.Context, t *testing.T, sb *Sandbox, wfs []custod
 	}
 }
 
+// checkAllowedFailure: the diamond's advisory coverage step failed (KWOK failed its pod, as the
+// sample asks) and the workflow went on to succeed.
+func checkAllowedFailure(t *testing.T, wfs []custodyv1alpha1.Workflow) {
+	t.Helper()
+	for _, wf := range wfs {
+		if wf.Name != "build-diamond" {
+			continue
+		}
+		for _, st := range wf.Status.Steps {
+			if st.Name == "coverage" && (st.Phase != custodyv1alpha1.StepFailed || !strings.Contains(st.Message, "exited with code 1") ||
+				!strings.HasPrefix(st.Message, "Failure allowed (onFailure: Continue)")) {
+				t.Errorf("build-diamond's coverage: %s (%s) %q, want Failed with exit code 1, allowed", st.Phase, st.Reason, st.Message)
+			}
+		}
+		return
+	}
+	t.Error("no build-diamond among the samples")
+}
+
 // checkForEach: the diamond's test step ran once per suite, as two steps with identities of their
 // own.
 func checkForEach(t *testing.T, wfs []custodyv1alpha1.Workflow) {
@@ -254,7 +274,7 @@ func checkForEach(t *testing.T, wfs []custodyv1alpha1.Workflow) {
 			ids[st.Name] = st.SPIFFEID
 		}
 		unit, integration := ids["test-unit"], ids["test-integration"]
-		if len(ids) != 5 || unit == "" || integration == "" || unit == integration || !strings.Contains(unit, "/step/test-unit/") {
+		if len(ids) != 6 || unit == "" || integration == "" || unit == integration || !strings.Contains(unit, "/step/test-unit/") {
 			t.Errorf("build-diamond's steps and SPIFFE IDs: %v; want test to run as test-unit and test-integration", ids)
 		}
 	}
