@@ -84,6 +84,9 @@ const (
 	// ReasonTemplateNotFound means a Workflow's workflowTemplateRef names a WorkflowTemplate that
 	// does not exist (yet); the run waits for it.
 	ReasonTemplateNotFound = "TemplateNotFound"
+	// ReasonWaitingForConcurrencyGroup means another run of the Workflow's concurrencyGroup runs,
+	// or was created first; the run starts no step until its turn (Ready reason and step reason).
+	ReasonWaitingForConcurrencyGroup = "WaitingForConcurrencyGroup"
 	// ReasonTemplateResolved is the Event reason for a run's template being resolved and recorded.
 	ReasonTemplateResolved = "TemplateResolved"
 	// ReasonInvalidParameters means a run's parameters do not match its template's declarations.

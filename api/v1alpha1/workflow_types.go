@@ -82,6 +82,18 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:MaxItems=8
 	ImagePullSecrets []ImagePullSecret `json:"imagePullSecrets,omitempty"`
 
+	// concurrencyGroup serializes runs: of the unfinished Workflows of the namespace that name the
+	// same group, one at a time starts steps, in the order they were created; the others wait
+	// (their first steps Pending, reason WaitingForConcurrencyGroup) until it finished, so that,
+	// for example, one deployment to production runs at a time and at most one run holds its
+	// credentials. A run holds the group from its first step's start until it finished (finally
+	// steps included), also while suspended. Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ConcurrencyGroup string `json:"concurrencyGroup,omitempty"`
+
 	// ttlAfterFinished deletes the Workflow, and everything it owns, this long after it finished
 	// (Succeeded, Failed or Cancelled). Between 0s and 8760h (one year); unset keeps it.
 	// +optional
@@ -816,6 +828,7 @@ type Workflow struct {
 	// +kubebuilder:validation:XValidation:rule="has(self.parallelism) == has(oldSelf.parallelism) && (!has(self.parallelism) || self.parallelism == oldSelf.parallelism)",message="parallelism is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.imagePullSecrets) == has(oldSelf.imagePullSecrets) && (!has(self.imagePullSecrets) || self.imagePullSecrets == oldSelf.imagePullSecrets)",message="imagePullSecrets are immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.concurrencyGroup) == has(oldSelf.concurrencyGroup) && (!has(self.concurrencyGroup) || self.concurrencyGroup == oldSelf.concurrencyGroup)",message="concurrencyGroup is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
 	Spec WorkflowSpec `json:"spec"`
 

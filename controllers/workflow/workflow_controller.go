@@ -55,6 +55,7 @@ type Reconciler struct {
 
 	observed *observations
 	registry *registry
+	groups   *groupHolders
 	wake     chan event.GenericEvent
 	// synced remembers, per live Secret copy, the source resourceVersion it holds.
 	synced sync.Map
@@ -79,6 +80,8 @@ type scope struct {
 	slots int
 	// waiting says why a run that cannot start yet waits (its template does not exist).
 	waiting string
+	// groupWait says why a run of a concurrency group may not start steps now ("" when it may).
+	groupWait string
 
 	// invalid is set when the spec passed admission but cannot run; the workflow fails, with
 	// invalidReason (InvalidSpec when empty).
@@ -167,6 +170,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.reconcileSpec,
 		r.observeAttempts,
 		r.reconcileStop,
+		r.reconcileGroup,
 		r.reconcileSteps,
 		r.reconcileOutcome,
 		r.reconcileIdentities,
@@ -226,6 +230,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.observed = newObservations()
 	r.registry = newRegistry()
+	r.groups = newGroupHolders()
 	r.wake = make(chan event.GenericEvent, 1024)
 	if r.Identity.Enabled() && r.Identity.SweepInterval > 0 {
 		if err := mgr.Add(&Sweeper{Reader: mgr.GetClient(), APIReader: r.APIReader, Identity: r.Identity,
@@ -237,6 +242,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		templateRefIndex, indexTemplateRef); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &custodyv1alpha1.Workflow{},
+		concurrencyGroupIndex, indexConcurrencyGroup); err != nil {
+		return err
+	}
 	for _, o := range []client.Object{&batchv1.Job{}, &corev1.Pod{}, &corev1.ServiceAccount{}} {
 		if err := mgr.GetFieldIndexer().IndexField(context.Background(), o, workflowIndex, indexWorkflow); err != nil {
 			return err
@@ -245,6 +254,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.Workflow{}).
+		Watches(&custodyv1alpha1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.groupPeers),
+			builder.WithPredicates(groupRunEnded)).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobEnded)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podToWorkflow),
 			builder.WithPredicates(predicate.Or(podMatters, podProblemChanged))).

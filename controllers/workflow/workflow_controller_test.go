@@ -536,6 +536,86 @@ spec:
 	})
 }
 
+// TestWorkflowReconciler_concurrencyGroup: runs of one concurrency group start steps one run at a
+// time, in the order they were created, the others saying what they wait for; other groups and
+// runs without one are not held; the group stays held across a controller restart, and a waiting
+// run can be cancelled.
+func TestWorkflowReconciler_concurrencyGroup(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	stop := startController(t, ns)
+	run := func(name, group string) *custodyv1alpha1.Workflow {
+		t.Helper()
+		spec := ""
+		if group != "" {
+			spec = "concurrencyGroup: " + group
+		}
+		return apply(t, ns, fmt.Sprintf(`
+metadata: {name: %s}
+spec:
+  %s
+  steps:
+  - {name: deploy, image: example.com/d:1}
+  - {name: verify, image: example.com/v:1, dependsOn: [deploy]}
+`, name, spec))
+	}
+	waits := func(wf *custodyv1alpha1.Workflow, words string) {
+		t.Helper()
+		eventually(t, wf.Name+" to wait for its group", func() error {
+			cur := get(t, wf)
+			st := stepOf(cur, "deploy")
+			ready := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReady)
+			if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonWaitingForConcurrencyGroup ||
+				!strings.Contains(st.Message, words) || ready == nil || ready.Reason != custodyv1alpha1.ReasonWaitingForConcurrencyGroup {
+				return errorf("deploy %s (%s): %s; Ready %+v", st.Phase, st.Reason, st.Message, ready)
+			}
+			return nil
+		})
+	}
+	noJobs := func(wfs ...*custodyv1alpha1.Workflow) {
+		t.Helper()
+		for _, wf := range wfs {
+			if n := len(jobs(t, wf)); n != 0 {
+				t.Fatalf("%s has %d Jobs while it waits for its group", wf.Name, n)
+			}
+		}
+	}
+	a := run("deploy-a", "prod")
+	jobOf(t, a, "deploy", 1)
+	b, c := run("deploy-b", "prod"), run("deploy-c", "prod")
+	// Another group, and a run without one, are not held.
+	jobOf(t, run("deploy-staging", "staging"), "deploy", 1)
+	jobOf(t, run("no-group", ""), "deploy", 1)
+	waits(b, "Waiting for workflow deploy-a of concurrency group prod to finish")
+	waits(c, "deploy-a")
+	// a holds the group until it finished, not only while its first step runs.
+	succeed(t, a, "deploy", 1, "")
+	jobOf(t, a, "verify", 1)
+	noJobs(b, c)
+	succeed(t, a, "verify", 1, "")
+	waitPhase(t, a, custodyv1alpha1.WorkflowSucceeded)
+	// b was created before c (or in the same second, and sorts first): its turn.
+	jobOf(t, b, "deploy", 1)
+	waits(c, "deploy-b")
+	noJobs(c)
+	// A new controller knows from b's status that b holds the group.
+	stop()
+	startController(t, ns)
+	succeed(t, b, "deploy", 1, "")
+	jobOf(t, b, "verify", 1)
+	waits(c, "Waiting for workflow deploy-b of concurrency group prod to finish")
+	noJobs(c)
+	// A waiting run can be cancelled: it ends without starting anything.
+	cancelRun(t, c)
+	waitPhase(t, c, custodyv1alpha1.WorkflowCancelled)
+	noJobs(c)
+	succeed(t, b, "verify", 1, "")
+	waitPhase(t, b, custodyv1alpha1.WorkflowSucceeded)
+	if notes := waitStepEvents(t, b, "deploy", custodyv1alpha1.ReasonWaitingForConcurrencyGroup); !strings.Contains(notes[0], "deploy-a") {
+		t.Errorf("b's Event while it waited: %q, want it to name deploy-a", notes)
+	}
+}
+
 func TestWorkflowReconciler_restartCreatesNoDuplicateJobs(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)

@@ -751,6 +751,11 @@ func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step,
 		}
 		return true
 	}
+	if s.groupWait != "" && !s.jobExists(step.Name, n) {
+		// The step starts when the run whose turn it is ended (groupPeers wakes the workflow).
+		s.holdGroup(st)
+		return true
+	}
 	if s.slots == 0 {
 		// The step starts when a running step ends (its Job's end wakes the workflow).
 		msg := fmt.Sprintf("Waiting for a free slot: %d steps run at once at most (parallelism)", *s.def.Parallelism)

@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,44 +29,16 @@ import (
 // Secret copy) while the controller is killed with SIGKILL and restarted several times,
 // spire-server is stopped and restarted, the grants are suspended and lifted, and one workflow is
 // deleted, one cancelled and one times out; in every fifth the middle step fails on both its
-// attempts (half of those allowed to, with onFailure: Continue). Every workflow must reach its expected end, no
+// attempts (half of those allowed to, with onFailure: Continue); the last five share a concurrency
+// group and must run one after the other. Every workflow must reach its expected end, no
 // attempt may have two Jobs, and nothing issued may remain.
 func TestFaults(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
-	const n = 50
+	const n, serialRuns = 50, 5
 	createFaultCredentials(ctx, t, ns)
 	for i := range n {
-		timeout, gate, fanOut := "", "", ""
-		if i == 2 {
-			timeout = "timeout: 4s"
-		}
-		if i == 1 {
-			// run-01 is cancelled mid-run: its last step waits for an approval nobody gives, so
-			// it cannot finish before the cancel lands, however long the restarts take.
-			gate = ", approval: {approvers: {users: [nobody]}}"
-		}
-		if i >= 3 && i%2 == 1 {
-			// Every other run holds its credentials in two forEach items of b at once.
-			fanOut = ", forEach: [x, y]"
-		}
-		if failing(i) != "" {
-			// Every fifth run's b fails on both its attempts, each holding credentials: half of
-			// them fail the run, the other half are allowed to (onFailure: Continue).
-			fanOut += ", retries: {limit: 1, backoff: {duration: 1s}}, env: [{name: " + localcluster.ExitCodeEnv + ", value: \"2\"}]"
-			if failing(i) == "allowed" {
-				fanOut += ", onFailure: Continue"
-			}
-		}
-		manifest := fmt.Sprintf(`
-metadata: {name: run-%02d}
-spec:
-  %s
-  steps:
-  - {name: a, image: example.com/w:1}
-  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role, api]%s}
-  - {name: c, image: example.com/w:1, dependsOn: [b]%s}`, i, timeout, fanOut, gate)
-		createWorkflow(ctx, t, ns, manifest)
+		createWorkflow(ctx, t, ns, faultRun(i, i >= n-serialRuns))
 	}
 	started := time.Now()
 	key := func(i int) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("run-%02d", i)} }
@@ -145,6 +119,11 @@ spec:
 	})
 	elapsed := time.Since(started)
 
+	checkTookTurns(ctx, t, func(yield func(client.ObjectKey) bool) {
+		for i := n - serialRuns; i < n && yield(key(i)); i++ {
+		}
+	})
+
 	// No attempt has two Jobs.
 	var jobs batchv1.JobList
 	if err := cluster.Client.List(ctx, &jobs, client.InNamespace(ns)); err != nil {
@@ -170,6 +149,74 @@ spec:
 		line := fmt.Sprintf("| %s | %d | %d | %d | %s | %q |\n", time.Now().UTC().Format("2006-01-02"), n, attempts, kills,
 			elapsed.Round(time.Second), leftovers)
 		_ = os.WriteFile(out, []byte(line), 0o600) //nolint:gosec // a path the developer chose
+	}
+}
+
+// faultRun is the manifest of run i of the fault matrix; serial runs share a concurrency group.
+func faultRun(i int, serial bool) string {
+	spec, gate, fanOut := "", "", ""
+	if i == 2 {
+		spec = "timeout: 4s"
+	}
+	if serial {
+		// The last runs share a concurrency group: one at a time, even across the kills.
+		spec = "concurrencyGroup: serial"
+	}
+	if i == 1 {
+		// run-01 is cancelled mid-run: its last step waits for an approval nobody gives, so
+		// it cannot finish before the cancel lands, however long the restarts take.
+		gate = ", approval: {approvers: {users: [nobody]}}"
+	}
+	if i >= 3 && i%2 == 1 {
+		// Every other run holds its credentials in two forEach items of b at once.
+		fanOut = ", forEach: [x, y]"
+	}
+	if failing(i) != "" {
+		// Every fifth run's b fails on both its attempts, each holding credentials: half of
+		// them fail the run, the other half are allowed to (onFailure: Continue).
+		fanOut += ", retries: {limit: 1, backoff: {duration: 1s}}, env: [{name: " + localcluster.ExitCodeEnv + ", value: \"2\"}]"
+		if failing(i) == "allowed" {
+			fanOut += ", onFailure: Continue"
+		}
+	}
+	return fmt.Sprintf(`
+metadata: {name: run-%02d}
+spec:
+  %s
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1, dependsOn: [a], credentials: [role, api]%s}
+  - {name: c, image: example.com/w:1, dependsOn: [b]%s}`, i, spec, fanOut, gate)
+}
+
+// checkTookTurns checks that the runs of a concurrency group ran one after the other: each started
+// its first step no earlier than the one before it ended (status times have one-second resolution).
+func checkTookTurns(ctx context.Context, t *testing.T, keys iter.Seq[client.ObjectKey]) {
+	t.Helper()
+	var serial []*custodyv1alpha1.Workflow
+	for k := range keys {
+		wf := &custodyv1alpha1.Workflow{}
+		if err := cluster.Client.Get(ctx, k, wf); err != nil {
+			t.Fatal(err)
+		}
+		serial = append(serial, wf)
+	}
+	firstStart := func(wf *custodyv1alpha1.Workflow) time.Time {
+		var first time.Time
+		for _, st := range wf.Status.Steps {
+			if st.StartTime != nil && (first.IsZero() || st.StartTime.Time.Before(first)) {
+				first = st.StartTime.Time
+			}
+		}
+		return first
+	}
+	slices.SortFunc(serial, func(a, b *custodyv1alpha1.Workflow) int { return firstStart(a).Compare(firstStart(b)) })
+	for i := 1; i < len(serial); i++ {
+		prev, cur := serial[i-1], serial[i]
+		if firstStart(cur).Before(prev.Status.CompletionTime.Time) {
+			t.Errorf("%s started at %s, before %s of its concurrency group ended (%s)", cur.Name,
+				firstStart(cur).Format(time.RFC3339), prev.Name, prev.Status.CompletionTime.Format(time.RFC3339))
+		}
 	}
 }
 
