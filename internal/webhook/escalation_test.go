@@ -426,21 +426,13 @@ spec:
   credential: {secret: {name: app-db, keys: [password]}}`))
 	apply := func(name, image string) string {
 		t.Helper()
-		manifest := filepath.Join(t.TempDir(), "wf.yaml")
-		if err := os.WriteFile(manifest, []byte(`apiVersion: custody.dev/v1alpha1
+		return kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
 kind: Workflow
 metadata: {name: `+name+`}
 spec:
   steps:
   - {name: pay, image: "`+image+`", credentials: [app-db, ledger]}
-`), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, err := env.Kubectl(t, "-n", ns, "--as", alice, "create", "-f", manifest)
-		if err != nil {
-			t.Fatalf("kubectl create: %v\n%s", err, out)
-		}
-		return out
+`)
 	}
 	out := apply("invoice-4711", "busybox")
 	for _, want := range []string{
@@ -471,21 +463,13 @@ func TestRunWarnsOfImagePullSecretsThatWouldKeepStepsWaiting(t *testing.T) {
 	}
 	run := func(name string) string {
 		t.Helper()
-		manifest := filepath.Join(t.TempDir(), "wf.yaml")
-		if err := os.WriteFile(manifest, []byte(`apiVersion: custody.dev/v1alpha1
+		return kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
 kind: Workflow
 metadata: {name: `+name+`}
 spec:
   imagePullSecrets: [{name: regcred}]
   steps: [{name: build, image: registry.internal.example/build:1}]
-`), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, err := env.Kubectl(t, "-n", ns, "--as", alice, "create", "-f", manifest)
-		if err != nil {
-			t.Fatalf("kubectl create: %v\n%s", err, out)
-		}
-		return out
+`)
 	}
 	if out, want := run("build-1"), "Warning: every step will wait until this changes: imagePullSecret regcred is not labelled "+
 		"custody.dev/image-pull=true"; !strings.Contains(out, want) {
@@ -498,4 +482,19 @@ spec:
 	if out := run("build-2"); strings.Contains(out, "Warning:") {
 		t.Errorf("kubectl printed:\n%s\nwant no warning once the Secret is opted in", out)
 	}
+}
+
+// kubectlCreate creates a manifest with the pinned kubectl as user and returns what kubectl printed
+// (its warnings among it).
+func kubectlCreate(t *testing.T, ns, user, manifest string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "object.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := env.Kubectl(t, "-n", ns, "--as", user, "create", "-f", path)
+	if err != nil {
+		t.Fatalf("kubectl create: %v\n%s", err, out)
+	}
+	return out
 }
