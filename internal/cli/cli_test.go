@@ -187,9 +187,10 @@ func TestGetTree(t *testing.T) {
 		t.Errorf("get of a missing workflow: %v", err)
 	}
 
-	// The steps of a forEach step's items say whose item they run.
-	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{
-		{Name: "deploy", ForEach: []string{"eu", "us"}}, {Name: "verify"}}}}
+	// The steps of a forEach step's items say whose item they run; a step allowed to fail says so,
+	// and so does the run's concurrency group.
+	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{ConcurrencyGroup: "prod", Steps: []custodyv1alpha1.Step{
+		{Name: "deploy", ForEach: []string{"eu", "us"}}, {Name: "verify", OnFailure: custodyv1alpha1.StepFailureContinue}}}}
 	fan.Namespace, fan.Name = "ns", "rollout"
 	fan.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "deploy-eu", Phase: custodyv1alpha1.StepSucceeded},
 		{Name: "deploy-us", Phase: custodyv1alpha1.StepRunning}, {Name: "verify", Phase: custodyv1alpha1.StepPending}}
@@ -197,7 +198,8 @@ func TestGetTree(t *testing.T) {
 	if err := writeTree(&b, fan, now); err != nil {
 		t.Fatal(err)
 	}
-	if want := "├─ deploy-eu (deploy item eu)  Succeeded\n├─ deploy-us (deploy item us)  Running\n└─ verify  Pending\n"; !strings.HasSuffix(b.String(), want) {
+	if want := "   concurrency group prod\n├─ deploy-eu (deploy item eu)  Succeeded\n├─ deploy-us (deploy item us)  Running\n" +
+		"└─ verify (may fail)  Pending\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("tree of a forEach run:\n%s\nwant it to end with\n%s", b.String(), want)
 	}
 }

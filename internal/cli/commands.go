@@ -82,6 +82,9 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 	if t := wf.Status.Template; t != nil {
 		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
 	}
+	if g := wf.Spec.ConcurrencyGroup; g != "" {
+		_, _ = fmt.Fprintf(w, "   concurrency group %s\n", g)
+	}
 	def, _ := wf.Definition()
 	finally := map[string]bool{}
 	for _, st := range def.Finally {
@@ -98,6 +101,9 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 		}
 		if finally[st.Name] {
 			name += " (finally)"
+		}
+		if step := specStepOf(def, st.Name); step != nil && step.ContinuesOnFailure() {
+			name += " (may fail)"
 		}
 		line := fmt.Sprintf("%s %s  %s", branch, name, st.Phase)
 		if st.Reason != "" && st.Reason != string(st.Phase) {
@@ -138,6 +144,21 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 				held += ", expires in " + age(cr.ExpiresAt.Sub(now))
 			}
 			_, _ = fmt.Fprintf(w, "%s   credential %s %s (attempt %d): %s\n", indent, cr.Kind, cr.Grant, cr.Attempt, held)
+		}
+	}
+	return nil
+}
+
+// specStepOf returns the step (or finally step) of a definition with that name, nil if none.
+func specStepOf(def custodyv1alpha1.WorkflowTemplateSpec, name string) *custodyv1alpha1.Step {
+	for i, st := range def.Steps {
+		if st.Name == name {
+			return &def.Steps[i]
+		}
+	}
+	for i, st := range def.Finally {
+		if st.Name == name {
+			return &def.Finally[i]
 		}
 	}
 	return nil
