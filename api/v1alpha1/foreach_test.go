@@ -176,3 +176,36 @@ func TestDefinition_itemsFromParameters(t *testing.T) {
 		t.Errorf("CheckItems with a taken name: %v", err)
 	}
 }
+
+// TestApplyStepDefaults: a step takes what it leaves unset from the defaults; its own env
+// variables win over and come after the defaults'; the definition's steps are not changed.
+func TestApplyStepDefaults(t *testing.T) {
+	limit := 2
+	d := &StepDefaults{
+		Env:          []EnvVar{{Name: "REGION", Value: "eu"}, {Name: "LOG", Value: "info"}},
+		NodeSelector: map[string]string{"pool": "ci"},
+		Retries:      &RetryPolicy{Limit: int32(limit)},
+	}
+	steps := []Step{
+		{Name: "a", Env: []EnvVar{{Name: "LOG", Value: "debug"}}},
+		{Name: "b", NodeSelector: map[string]string{"pool": "gpu"}, Retries: &RetryPolicy{Limit: 0}},
+	}
+	got := ApplyStepDefaults(steps, d)
+	if names := []string{got[0].Env[0].Name + "=" + got[0].Env[0].Value, got[0].Env[1].Name + "=" + got[0].Env[1].Value}; len(got[0].Env) != 2 ||
+		!slices.Equal(names, []string{"REGION=eu", "LOG=debug"}) {
+		t.Errorf("a's env = %+v, want the default REGION, then its own LOG", got[0].Env)
+	}
+	if got[0].NodeSelector["pool"] != "ci" || got[0].Retries == nil || got[0].Retries.Limit != 2 {
+		t.Errorf("a = %+v, want the default nodeSelector and retries", got[0])
+	}
+	if got[1].NodeSelector["pool"] != "gpu" || got[1].Retries.Limit != 0 || len(got[1].Env) != 2 {
+		t.Errorf("b = %+v, want its own nodeSelector and retries, and the default env", got[1])
+	}
+	got[0].NodeSelector["pool"] = "changed"
+	if d.NodeSelector["pool"] != "ci" || len(steps[0].Env) != 1 || steps[1].Env != nil {
+		t.Error("applying the defaults changed the defaults or the steps")
+	}
+	if plain := ApplyStepDefaults(steps, nil); &plain[0] != &steps[0] {
+		t.Error("steps are copied without defaults")
+	}
+}

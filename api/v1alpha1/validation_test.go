@@ -672,6 +672,11 @@ spec:
 			want: []string{"spec.parallelism", "should be greater than or equal to 1"},
 		},
 		{
+			name:     "step defaults on a run of a template",
+			manifest: "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {workflowTemplateRef: {name: a}, stepDefaults: {retries: {limit: 1}}}",
+			want:     []string{"stepDefaults come from the template when workflowTemplateRef is set"},
+		},
+		{
 			name:     "changing the template of a run",
 			manifest: "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {workflowTemplateRef: {name: a}}",
 			update:   "workflowTemplateRef: {name: b}",

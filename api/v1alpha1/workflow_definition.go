@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -280,7 +281,7 @@ func ExpandForEach(steps []Step) []Step {
 func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	switch {
 	case wf.Spec.WorkflowTemplateRef == nil:
-		def = WorkflowTemplateSpec{Steps: wf.Spec.Steps, Finally: wf.Spec.Finally}
+		def = WorkflowTemplateSpec{Steps: wf.Spec.Steps, Finally: wf.Spec.Finally, StepDefaults: wf.Spec.StepDefaults}
 	case wf.Status.Template != nil:
 		def = wf.Status.Template.Spec
 	default:
@@ -295,7 +296,49 @@ func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	if len(wf.Spec.ImagePullSecrets) > 0 {
 		def.ImagePullSecrets = wf.Spec.ImagePullSecrets
 	}
+	def.Steps, def.Finally = ApplyStepDefaults(def.Steps, def.StepDefaults), ApplyStepDefaults(def.Finally, def.StepDefaults)
 	return def, true
+}
+
+// ApplyStepDefaults returns steps with every field a step leaves unset taken from d: env variables
+// the step does not name come first; resources, nodeSelector, tolerations, retries and timeout
+// are taken whole when the step has none. steps itself is returned when d is nil.
+func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
+	if d == nil {
+		return steps
+	}
+	out := make([]Step, len(steps))
+	for i := range steps {
+		st := *steps[i].DeepCopy()
+		if len(d.Env) > 0 {
+			env := make([]EnvVar, 0, len(d.Env)+len(st.Env))
+			for _, e := range d.Env {
+				if !slices.ContainsFunc(st.Env, func(own EnvVar) bool { return own.Name == e.Name }) {
+					env = append(env, *e.DeepCopy())
+				}
+			}
+			st.Env = append(env, st.Env...)
+		}
+		if st.Resources == nil && d.Resources != nil {
+			st.Resources = d.Resources.DeepCopy()
+		}
+		if st.NodeSelector == nil && d.NodeSelector != nil {
+			st.NodeSelector = maps.Clone(d.NodeSelector)
+		}
+		if st.Tolerations == nil {
+			for _, t := range d.Tolerations {
+				st.Tolerations = append(st.Tolerations, *t.DeepCopy())
+			}
+		}
+		if st.Retries == nil && d.Retries != nil {
+			st.Retries = d.Retries.DeepCopy()
+		}
+		if st.Timeout == nil && d.Timeout != nil {
+			st.Timeout = d.Timeout.DeepCopy()
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // AllSteps returns the steps then the finally steps of a definition.

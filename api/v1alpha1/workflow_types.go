@@ -12,6 +12,7 @@ import (
 //
 // +kubebuilder:validation:XValidation:rule="has(self.steps) != has(self.workflowTemplateRef)",message="set either steps or workflowTemplateRef, not both and not neither"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || has(self.steps)",message="finally steps come from the template when workflowTemplateRef is set"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepDefaults) || has(self.steps)",message="stepDefaults come from the template when workflowTemplateRef is set"
 // +kubebuilder:validation:XValidation:rule="!has(self.steps) || self.steps.all(s, !has(s.dependsOn) || sets.contains(self.steps.map(t, t.name), s.dependsOn))",message="every name in dependsOn must be the name of a step of this workflow"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || self.finally.all(s, !has(s.dependsOn) || sets.contains(self.finally.map(t, t.name), s.dependsOn))",message="a finally step may depend only on other finally steps"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || !has(self.steps) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))",message="finally step names must differ from the names of steps"
@@ -54,6 +55,11 @@ type WorkflowSpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	Finally []Step `json:"finally,omitempty"`
+
+	// stepDefaults apply to every step and finally step that does not set the field itself. Only
+	// where the steps are written: a run of a template uses the template's.
+	// +optional
+	StepDefaults *StepDefaults `json:"stepDefaults,omitempty"`
 
 	// parallelism is the most steps (including finally steps) that run at once; a step whose turn
 	// comes while the limit is reached waits in Pending, and a retry waits for a free slot too.
@@ -313,6 +319,44 @@ type Step struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	Results []ResultSpec `json:"results,omitempty"`
+}
+
+// StepDefaults are fields every step takes unless it sets them itself.
+type StepDefaults struct {
+	// env variables every step gets, before its own; a step's variable of the same name wins.
+	// Values may read parameters ($(params.x)), not step results, $(item) or workflow.phase,
+	// which depend on the step.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Env []EnvVar `json:"env,omitempty"`
+
+	// resources of every step that sets none.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// nodeSelector of every step that sets none.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations of every step that sets none.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// retries of every step that sets none.
+	// +optional
+	Retries *RetryPolicy `json:"retries,omitempty"`
+
+	// timeout of one attempt of every step that sets none, between 1s and 168h.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="step timeout must be between 1s and 168h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // StepFailurePolicy is what a step's failure means for its workflow.
@@ -829,6 +873,7 @@ type Workflow struct {
 	// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.imagePullSecrets) == has(oldSelf.imagePullSecrets) && (!has(self.imagePullSecrets) || self.imagePullSecrets == oldSelf.imagePullSecrets)",message="imagePullSecrets are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.concurrencyGroup) == has(oldSelf.concurrencyGroup) && (!has(self.concurrencyGroup) || self.concurrencyGroup == oldSelf.concurrencyGroup)",message="concurrencyGroup is immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.stepDefaults) == has(oldSelf.stepDefaults) && (!has(self.stepDefaults) || self.stepDefaults == oldSelf.stepDefaults)",message="stepDefaults are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
 	Spec WorkflowSpec `json:"spec"`
 

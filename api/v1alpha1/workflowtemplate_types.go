@@ -35,6 +35,10 @@ type WorkflowTemplateSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	Finally []Step `json:"finally,omitempty"`
 
+	// stepDefaults apply to every step and finally step that does not set the field itself.
+	// +optional
+	StepDefaults *StepDefaults `json:"stepDefaults,omitempty"`
+
 	// parallelism is the most steps of one run that run at once; a run's own parallelism wins.
 	// +optional
 	// +kubebuilder:validation:Minimum=1

@@ -251,6 +251,72 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_stepDefaults: steps take what they leave unset from stepDefaults (env
+// before their own, resources, node pool, retries, timeout), finally steps too; what a step sets
+// itself wins.
+func TestWorkflowReconciler_stepDefaults(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: defaults}
+spec:
+  parameters: [{name: env, value: staging}]
+  stepDefaults:
+    env: [{name: TARGET, value: "$(params.env)"}, {name: LOG, value: info}]
+    resources: {requests: {cpu: 100m}}
+    nodeSelector: {pool: ci}
+    retries: {limit: 1, backoff: {duration: 1s}}
+    timeout: 5m
+  steps:
+  - {name: build, image: example.com/b:1}
+  - name: test
+    image: example.com/t:1
+    dependsOn: [build]
+    env: [{name: LOG, value: debug}]
+    resources: {requests: {cpu: "2"}}
+    nodeSelector: {pool: big}
+    retries: {limit: 0}
+    timeout: 1m
+  finally:
+  - {name: notify, image: example.com/n:1}
+`)
+	build := jobOf(t, wf, "build", 1)
+	pod := build.Spec.Template.Spec
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["TARGET"] != "staging" || env["LOG"] != "info" || pod.Containers[0].Resources.Requests.Cpu().String() != "100m" ||
+		pod.NodeSelector["pool"] != "ci" || build.Spec.ActiveDeadlineSeconds == nil || *build.Spec.ActiveDeadlineSeconds != 300 {
+		t.Errorf("build's Job: env %v, resources %v, nodeSelector %v, deadline %v; want the defaults", env,
+			pod.Containers[0].Resources.Requests, pod.NodeSelector, build.Spec.ActiveDeadlineSeconds)
+	}
+	// The default retries: build is tried again.
+	fail(t, wf, "build", 1)
+	succeed(t, wf, "build", 2, "")
+	test := jobOf(t, wf, "test", 1)
+	pod = test.Spec.Template.Spec
+	env = map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["TARGET"] != "staging" || env["LOG"] != "debug" || pod.Containers[0].Resources.Requests.Cpu().String() != "2" ||
+		pod.NodeSelector["pool"] != "big" || *test.Spec.ActiveDeadlineSeconds != 60 {
+		t.Errorf("test's Job: env %v, resources %v, nodeSelector %v, deadline %v; want its own, and TARGET from the defaults", env,
+			pod.Containers[0].Resources.Requests, pod.NodeSelector, *test.Spec.ActiveDeadlineSeconds)
+	}
+	// Its own retries: none.
+	fail(t, wf, "test", 1)
+	if got := jobOf(t, wf, "notify", 1).Spec.Template.Spec.NodeSelector["pool"]; got != "ci" {
+		t.Errorf("the finally step runs on pool %q, want the default ci", got)
+	}
+	succeed(t, wf, "notify", 1, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "test"); st.Attempt != 1 {
+		t.Errorf("test ran %d attempts, want 1 (its own retries: none)", st.Attempt)
+	}
+}
+
 func TestWorkflowReconciler_retryThenSuccess(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)

@@ -39,7 +39,36 @@ func validateWorkflowSpec(path *field.Path, spec *custodyv1alpha1.WorkflowSpec) 
 	for _, p := range spec.Parameters {
 		params[p.Name], values[p.Name] = true, p.Value
 	}
-	return validateDefinition(path, spec.Steps, spec.Finally, params, values)
+	errs := validateStepDefaults(path.Child("stepDefaults"), spec.StepDefaults, params)
+	return append(errs, validateDefinition(path, spec.Steps, spec.Finally, params, values)...)
+}
+
+// validateStepDefaults checks step defaults as a step's fields are checked; their env values may
+// read parameters only, since the same value goes to every step.
+func validateStepDefaults(path *field.Path, d *custodyv1alpha1.StepDefaults, params map[string]bool) field.ErrorList {
+	if d == nil {
+		return nil
+	}
+	const who = "stepDefaults"
+	errs := validateResources(path.Child("resources"), who, d.Resources)
+	errs = append(errs, validatePlacement(path, &custodyv1alpha1.Step{Name: who, NodeSelector: d.NodeSelector, Tolerations: d.Tolerations})...)
+	for i, e := range d.Env {
+		p := path.Child("env").Index(i).Child("value")
+		if strings.Contains(e.Value, custodyv1alpha1.ItemRef) {
+			errs = append(errs, field.Invalid(p, e.Value, "stepDefaults read $(item), which only a forEach step has: set it in that step's env"))
+		}
+		for _, r := range expr.Refs(e.Value) {
+			switch {
+			case r.Param != "" && !params[r.Param]:
+				errs = append(errs, field.Invalid(p, e.Value, fmt.Sprintf("stepDefaults read %s, but the workflow declares no parameter %q",
+					r.String(), r.Param)))
+			case r.Param == "" && !r.Item:
+				errs = append(errs, field.Invalid(p, e.Value, fmt.Sprintf("stepDefaults read %s, which depends on the step: "+
+					"set it in the env of the steps that read it", r.String())))
+			}
+		}
+	}
+	return errs
 }
 
 // ValidateWorkflowTemplateSpec checks a template as ValidateWorkflowSpec checks a Workflow; steps
@@ -55,7 +84,8 @@ func ValidateWorkflowTemplateSpec(spec *custodyv1alpha1.WorkflowTemplateSpec) fi
 			defaults[p.Name] = *p.Default
 		}
 	}
-	errs := validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, params, nil)
+	errs := validateStepDefaults(field.NewPath("spec", "stepDefaults"), spec.StepDefaults, params)
+	errs = append(errs, validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, params, nil)...)
 	for _, list := range []struct {
 		name  string
 		steps []custodyv1alpha1.Step

@@ -241,6 +241,22 @@ spec:
   - {name: verify, image: busybox, dependsOn: [deploy], args: ["$(steps.deploy-eu.results.url)"]}`,
 		want: []string{"spec.steps[1].args[0]", `the items of step "deploy" come from parameter "regions"`, "their results cannot be read"},
 	}, {
+		name: "step defaults reading a step's result",
+		manifest: `
+metadata: {name: defaults-read-result}
+spec:
+  stepDefaults: {env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}
+  steps: [{name: build, image: busybox, results: [{name: digest}]}]`,
+		want: []string{"spec.stepDefaults.env[0].value", "stepDefaults read $(steps.build.results.digest), which depends on the step"},
+	}, {
+		name: "step defaults asking for more than their limits",
+		manifest: `
+metadata: {name: defaults-requests}
+spec:
+  stepDefaults: {resources: {requests: {memory: 2Gi}, limits: {memory: 1Gi}}}
+  steps: [{name: build, image: busybox}]`,
+		want: []string{"spec.stepDefaults.resources.requests[memory]", "must not be more than its limit of 1Gi"},
+	}, {
 		name: "more steps than a run may have, once items are counted",
 		manifest: `
 metadata: {name: foreach-too-many}
@@ -303,7 +319,12 @@ spec:
     onFailure: Continue
     args: ["--target=$(item)"]
   finally:
-  - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}`))
+  - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}
+  stepDefaults:
+    env: [{name: INVOICE, value: "$(params.invoice)"}]
+    resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
+    retries: {limit: 1}
+    timeout: 10m`))
 }
 
 // TestForEachItemsAreApprovedOneByOne: each item of a forEach step with an approval gate is
