@@ -1114,7 +1114,17 @@ func (s *scope) tolerated(st custodyv1alpha1.StepStatus) bool {
 	return step != nil && step.ContinuesOnFailure()
 }
 
-func (s *scope) specStep(name string) *custodyv1alpha1.Step { return specStep(s.wf, name) }
+// specStep returns a step or finally step of the run, from the definition reconcileSpec read once
+// (the workflow's own, before it did or when the definition cannot run).
+func (s *scope) specStep(name string) *custodyv1alpha1.Step {
+	if st := specStepIn(s.def.Steps, name); st != nil {
+		return st
+	}
+	if st := specStepIn(s.def.Finally, name); st != nil {
+		return st
+	}
+	return specStep(s.wf, name)
+}
 
 // stepStatus returns the status of a workflow's step (nil if it has none yet).
 func stepStatus(wf *custodyv1alpha1.Workflow, name string) *custodyv1alpha1.StepStatus {
