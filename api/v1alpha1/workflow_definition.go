@@ -22,12 +22,13 @@ const (
 
 // Definition returns what a run executes: its inline steps, or the template recorded in
 // status.template when it was resolved, with the Workflow's own parallelism, timeout and
-// imagePullSecrets winning over the template's, and every forEach step expanded into its items
-// (ExpandForEach). ok is false for a template run that is not resolved yet.
+// imagePullSecrets winning over the template's, the stepDefaults applied (ApplyStepDefaults), and
+// every forEach step expanded into its items (ExpandForEach). ok is false for a template run that is not resolved yet.
 func (wf *Workflow) Definition() (def WorkflowTemplateSpec, ok bool) {
 	if def, ok = wf.definition(); ok {
 		params := ParameterValues(def.Parameters, wf.Spec.Parameters)
-		def.Steps, def.Finally = ExpandForEach(ResolveItems(def.Steps, params)), ExpandForEach(ResolveItems(def.Finally, params))
+		def.Steps = ExpandForEach(ResolveItems(ApplyStepDefaults(def.Steps, def.StepDefaults), params))
+		def.Finally = ExpandForEach(ResolveItems(ApplyStepDefaults(def.Finally, def.StepDefaults), params))
 	}
 	return def, ok
 }
@@ -174,19 +175,24 @@ func ResolveItems(steps []Step, params map[string]string) []Step {
 	return out
 }
 
-// CheckItems says what keeps a run's forEach steps from running with its parameter values: the
-// problems of each step's items (Step.Items), an item whose step has the name of another step,
-// and more than MaxSteps steps or MaxFinallySteps finally steps once items are counted. nil when
-// nothing does.
+// CheckItems says what keeps a run's forEach steps from running with its parameter values
+// (CheckItems of its definition); nil for a run of a template that is not resolved yet.
 func (wf *Workflow) CheckItems() error {
 	def, ok := wf.definition()
 	if !ok {
 		return nil
 	}
+	return CheckItems(&def, ParameterValues(def.Parameters, wf.Spec.Parameters))
+}
+
+// CheckItems says what keeps the forEach steps of a definition from running with these parameter
+// values: the problems of each step's items (Step.Items), an item whose step has the name of
+// another step, and more than MaxSteps steps or MaxFinallySteps finally steps once items are
+// counted. nil when nothing does.
+func CheckItems(def *WorkflowTemplateSpec, params map[string]string) error {
 	if !hasForEach(def.Steps) && !hasForEach(def.Finally) && len(def.Steps) <= MaxSteps && len(def.Finally) <= MaxFinallySteps {
 		return nil
 	}
-	params := ParameterValues(def.Parameters, wf.Spec.Parameters)
 	var problems []string
 	names := map[string]bool{}
 	for _, st := range def.AllSteps() {
@@ -277,7 +283,7 @@ func ExpandForEach(steps []Step) []Step {
 	return out
 }
 
-// definition is Definition without the forEach expansion.
+// definition is Definition without the step defaults and the forEach expansion.
 func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	switch {
 	case wf.Spec.WorkflowTemplateRef == nil:
@@ -296,7 +302,6 @@ func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	if len(wf.Spec.ImagePullSecrets) > 0 {
 		def.ImagePullSecrets = wf.Spec.ImagePullSecrets
 	}
-	def.Steps, def.Finally = ApplyStepDefaults(def.Steps, def.StepDefaults), ApplyStepDefaults(def.Finally, def.StepDefaults)
 	return def, true
 }
 

@@ -281,11 +281,7 @@ spec:
   - {name: notify, image: example.com/n:1}
 `)
 	build := jobOf(t, wf, "build", 1)
-	pod := build.Spec.Template.Spec
-	env := map[string]string{}
-	for _, e := range pod.Containers[0].Env {
-		env[e.Name] = e.Value
-	}
+	pod, env := build.Spec.Template.Spec, containerEnv(build)
 	if env["TARGET"] != "staging" || env["LOG"] != "info" || pod.Containers[0].Resources.Requests.Cpu().String() != "100m" ||
 		pod.NodeSelector["pool"] != "ci" || build.Spec.ActiveDeadlineSeconds == nil || *build.Spec.ActiveDeadlineSeconds != 300 {
 		t.Errorf("build's Job: env %v, resources %v, nodeSelector %v, deadline %v; want the defaults", env,
@@ -295,11 +291,7 @@ spec:
 	fail(t, wf, "build", 1)
 	succeed(t, wf, "build", 2, "")
 	test := jobOf(t, wf, "test", 1)
-	pod = test.Spec.Template.Spec
-	env = map[string]string{}
-	for _, e := range pod.Containers[0].Env {
-		env[e.Name] = e.Value
-	}
+	pod, env = test.Spec.Template.Spec, containerEnv(test)
 	if env["TARGET"] != "staging" || env["LOG"] != "debug" || pod.Containers[0].Resources.Requests.Cpu().String() != "2" ||
 		pod.NodeSelector["pool"] != "big" || *test.Spec.ActiveDeadlineSeconds != 60 {
 		t.Errorf("test's Job: env %v, resources %v, nodeSelector %v, deadline %v; want its own, and TARGET from the defaults", env,
@@ -315,6 +307,15 @@ spec:
 	if st := stepOf(wf, "test"); st.Attempt != 1 {
 		t.Errorf("test ran %d attempts, want 1 (its own retries: none)", st.Attempt)
 	}
+}
+
+// containerEnv returns the literal env values of a Job's step container.
+func containerEnv(job *batchv1.Job) map[string]string {
+	env := map[string]string{}
+	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	return env
 }
 
 func TestWorkflowReconciler_retryThenSuccess(t *testing.T) {

@@ -105,12 +105,6 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 // pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
 const pullSecretRecheck = 15 * time.Second
 
-// pullSecretRefusal says why the run's steps cannot start with its imagePullSecrets
-// (credentials.PullSecretsRefusal).
-func (r *Reconciler) pullSecretRefusal(ctx context.Context, s *scope) (*credentials.Refusal, error) {
-	return credentials.PullSecretsRefusal(ctx, r.APIReader, s.wf.Namespace, s.def.ImagePullSecrets)
-}
-
 // previousHeld says whether the step's last attempt still holds a credential (its revocation is
 // pending): the next attempt waits for it.
 func previousHeld(st *custodyv1alpha1.StepStatus) bool {

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/dag"
 	"github.com/custody-dev/custody/internal/expr"
 	"github.com/custody-dev/custody/internal/jobspec"
@@ -808,7 +809,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	if refusal == nil {
-		if refusal, err = r.pullSecretRefusal(ctx, s); err != nil {
+		if refusal, err = credentials.PullSecretsRefusal(ctx, r.APIReader, wf.Namespace, s.def.ImagePullSecrets); err != nil {
 			return err
 		}
 		if refusal != nil {

@@ -85,9 +85,7 @@ func (r *Reconciler) resolveTemplate(ctx context.Context, s *scope) (bool, error
 	err = custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, wf.Spec.Parameters)
 	if err == nil {
 		// The items of forEach steps that come from parameters are known now.
-		run := &custodyv1alpha1.Workflow{Spec: wf.Spec}
-		run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
-		err = run.CheckItems()
+		err = custodyv1alpha1.CheckItems(&tpl.Spec, custodyv1alpha1.ParameterValues(tpl.Spec.Parameters, wf.Spec.Parameters))
 	}
 	if err != nil {
 		wf.Status.Phase = custodyv1alpha1.WorkflowFailed

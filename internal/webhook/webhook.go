@@ -708,9 +708,7 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
 	// The items of forEach steps that come from parameters are known now.
-	run := &custodyv1alpha1.Workflow{Spec: *ws.DeepCopy()}
-	run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
-	if err := run.CheckItems(); err != nil {
+	if err := custodyv1alpha1.CheckItems(&tpl.Spec, custodyv1alpha1.ParameterValues(tpl.Spec.Parameters, ws.Parameters)); err != nil {
 		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
