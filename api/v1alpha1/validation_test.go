@@ -285,6 +285,16 @@ spec:
 			want: []string{"spec.steps[0].retries.backoff", "backoff duration must not be longer than max"},
 		},
 		{
+			name: "empty retries.when",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, retries: {limit: 3, when: ""}}]`,
+			want: []string{"spec.steps[0].retries.when", "should be at least 1 chars long"},
+		},
+		{
 			name: "env with both value and valueFrom",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -459,6 +459,17 @@ type RetryPolicy struct {
 	// backoff is the wait between attempts. Unset means 10s, doubling, at most 5m.
 	// +optional
 	Backoff *Backoff `json:"backoff,omitempty"`
+
+	// when is a CEL expression that decides, after a failed attempt, whether the step is tried
+	// again (while retries remain); false fails the step at once. It sees `attempt` (the number of
+	// the attempt that failed), `reason` (why it failed: JobFailed, TimedOut, ResultsInvalid or
+	// JobDeleted), `exitCode` (the step container's exit code, -1 if it never exited), `disrupted`
+	// (its pod was evicted, preempted or lost with its node), `params` and, in a forEach step,
+	// `item`. Unset retries every failure. Examples: exitCode != 2; disrupted || reason == 'TimedOut'.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	When string `json:"when,omitempty"`
 }
 
 // Backoff is an exponential wait: duration before the first retry, multiplied by factor for each

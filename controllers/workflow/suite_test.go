@@ -258,8 +258,8 @@ func createPod(t *testing.T, job *batchv1.Job, suffix string) *corev1.Pod {
 }
 
 // runPod creates the pod the Job controller would create, scheduled on node, and sets its step
-// container's terminated state.
-func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string) {
+// container's terminated state and the pod's conditions.
+func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string, conditions ...corev1.PodCondition) {
 	t.Helper()
 	ctx := ctxT(t)
 	pod := createPod(t, job, "x7k2p")
@@ -270,7 +270,7 @@ func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string) {
 	}
 	now := metav1.Now()
 	pod.Status = corev1.PodStatus{
-		Phase: phase,
+		Phase: phase, Conditions: conditions,
 		ContainerStatuses: []corev1.ContainerStatus{{
 			Name: jobspec.ContainerName, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0123",
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
@@ -325,8 +325,15 @@ func succeed(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt in
 // fail runs the step's attempt to failure (exit code 1).
 func fail(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt int32) *batchv1.Job {
 	t.Helper()
+	return failWith(t, wf, step, attempt, 1)
+}
+
+// failWith runs the step's attempt to failure with the exit code and the pod's conditions.
+func failWith(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt, exitCode int32,
+	conditions ...corev1.PodCondition) *batchv1.Job {
+	t.Helper()
 	job := jobOf(t, wf, step, attempt)
-	runPod(t, job, 1, "")
+	runPod(t, job, exitCode, "", conditions...)
 	finishJob(t, job, false, batchv1.JobReasonBackoffLimitExceeded)
 	return job
 }

@@ -67,9 +67,11 @@ type scope struct {
 	now   time.Time
 	graph *dag.Graph
 	whens map[string]*expr.When
-	jobs  map[string]*batchv1.Job // by name
-	pods  map[string]*corev1.Pod  // latest pod by Job name
-	sas   map[string]*corev1.ServiceAccount
+	// retryWhens holds the compiled retries.when of the steps that have one.
+	retryWhens map[string]*expr.RetryWhen
+	jobs       map[string]*batchv1.Job // by name
+	pods       map[string]*corev1.Pod  // latest pod by Job name
+	sas        map[string]*corev1.ServiceAccount
 
 	// def is what the run executes: its inline steps or its resolved template.
 	def custodyv1alpha1.WorkflowTemplateSpec

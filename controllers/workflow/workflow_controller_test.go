@@ -358,6 +358,71 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_retryWhen: retries.when decides after each failed attempt whether the
+// step is tried again, from how the attempt failed (exit code, a disrupted pod) and the
+// parameters; a step it refuses fails at once with its own reason and says why it was not
+// retried, and an expression that cannot be evaluated retries nothing.
+func TestWorkflowReconciler_retryWhen(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: picky}
+spec:
+  parameters: [{name: env, value: staging}]
+  steps:
+  - name: migrate
+    image: example.com/m:1
+    onFailure: Continue
+    retries: {limit: 5, backoff: {duration: 1s}, when: "disrupted || (exitCode != 2 && params.env != 'prod')"}
+  - name: deploy
+    image: example.com/d:1
+    onFailure: Continue
+    retries: {limit: 5, backoff: {duration: 5s}, when: "disrupted"}
+  - name: smoke
+    image: example.com/s:1
+    onFailure: Continue
+    retries: {limit: 5, backoff: {duration: 1s}, when: "int(params.env) > 0"}
+`)
+	evicted := corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI",
+		LastTransitionTime: metav1.Now()}
+	failWith(t, wf, "migrate", 1, 1)
+	failWith(t, wf, "migrate", 2, 137, evicted)
+	failWith(t, wf, "migrate", 3, 2) // an exit code the step says is not worth retrying
+	failWith(t, wf, "deploy", 1, 137, evicted)
+	// The backoff is long enough to see the Retrying status, which says how the pod ended.
+	if st := stepOf(waitStep(t, wf, "deploy", custodyv1alpha1.StepRetrying), "deploy"); !strings.Contains(st.Message,
+		"exited with code 137 (Error); its pod was disrupted (EvictionByEvictionAPI)") {
+		t.Errorf("deploy retrying: %q, want the disruption named", st.Message)
+	}
+	failWith(t, wf, "deploy", 2, 1)
+	failWith(t, wf, "smoke", 1, 1)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	for _, want := range []struct {
+		step    string
+		attempt int32
+		message string
+	}{
+		{"migrate", 3, "Attempt 3 of 6 failed (JobFailed): the step container exited with code 2 (Error); not retried: retries.when is false"},
+		{"deploy", 2, "Attempt 2 of 6 failed (JobFailed): the step container exited with code 1 (Error); not retried: retries.when is false"},
+		{"smoke", 1, "Attempt 1 of 6 failed (JobFailed): the step container exited with code 1 (Error); not retried: retries.when could " +
+			"not be evaluated: type conversion error"},
+	} {
+		st := stepOf(wf, want.step)
+		if st.Phase != custodyv1alpha1.StepFailed || st.Reason != custodyv1alpha1.StepReasonJobFailed || st.Attempt != want.attempt ||
+			!strings.Contains(st.Message, want.message) {
+			t.Errorf("%s: %s (%s) attempt %d: %q; want Failed (JobFailed) on attempt %d with %q", want.step, st.Phase, st.Reason,
+				st.Attempt, st.Message, want.attempt, want.message)
+		}
+		next := jobspec.Name(wf.Name, string(wf.UID), want.step, want.attempt+1)
+		if err := env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: next}, &batchv1.Job{}); !isNotFound(err) {
+			t.Errorf("%s: attempt %d has a Job (err %v); retries.when refused it", want.step, want.attempt+1, err)
+		}
+	}
+	if notes := waitStepEvents(t, wf, "migrate", custodyv1alpha1.StepReasonJobFailed); !strings.Contains(notes[0], "not retried: retries.when is false") {
+		t.Errorf("migrate's failure Event: %q, want it to say why the step was not retried", notes)
+	}
+}
+
 func TestWorkflowReconciler_retriesExhausted(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)

@@ -137,17 +137,22 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 	if def.Parallelism != nil {
 		s.slots = int(*def.Parallelism)
 	}
-	s.whens = map[string]*expr.When{}
+	s.whens, s.retryWhens = map[string]*expr.When{}, map[string]*expr.RetryWhen{}
 	for _, st := range def.AllSteps() {
-		if st.When == "" {
-			continue
+		if st.When != "" {
+			w, err := expr.CompileWhen(st.When)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("step %q: when %w", st.Name, err))
+			}
+			s.whens[st.Name] = w
 		}
-		w, err := expr.CompileWhen(st.When)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("step %q: when %w", st.Name, err))
-			continue
+		if st.Retries != nil && st.Retries.When != "" {
+			w, err := expr.CompileRetryWhen(st.Retries.When)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("step %q: retries.when %w", st.Name, err))
+			}
+			s.retryWhens[st.Name] = w
 		}
-		s.whens[st.Name] = w
 	}
 
 	// One status entry per step, in spec order, then the finally steps.
@@ -254,7 +259,7 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 			continue // reconcileStop deleted it, or will: the step is cancelled, not failed
 		}
 		if job == nil {
-			r.endAttempt(s, st, nil, false, custodyv1alpha1.StepReasonJobDeleted,
+			r.endAttempt(s, st, nil, nil, false, custodyv1alpha1.StepReasonJobDeleted,
 				fmt.Sprintf("Job %s was deleted before it ended", st.JobName))
 			continue
 		}
@@ -270,7 +275,7 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 			if c := findJobCondition(job, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded {
 				reason = custodyv1alpha1.ReasonTimedOut
 			}
-			r.endAttempt(s, st, job, false, reason, failureMessage(job, pod))
+			r.endAttempt(s, st, job, pod, false, reason, failureMessage(job, pod))
 		case pod != nil:
 			s.podProblems(st, job, pod)
 		default:
@@ -410,7 +415,7 @@ func (r *Reconciler) completeAttempt(s *scope, st *custodyv1alpha1.StepStatus, j
 	}
 	if len(declared) == 0 {
 		st.Results = nil
-		r.endAttempt(s, st, job, true, custodyv1alpha1.StepReasonSucceeded, "")
+		r.endAttempt(s, st, job, pod, true, custodyv1alpha1.StepReasonSucceeded, "")
 		return
 	}
 	msg, found := terminationMessage(pod)
@@ -423,25 +428,26 @@ func (r *Reconciler) completeAttempt(s *scope, st *custodyv1alpha1.StepStatus, j
 			s.requeueAt(s.now.Add(2 * time.Second))
 			return
 		}
-		r.endAttempt(s, st, job, false, custodyv1alpha1.StepReasonResultsInvalid,
+		r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonResultsInvalid,
 			"The step's pod is gone, so its results cannot be read")
 		return
 	}
 	results, err := expr.ParseResults(msg, declared)
 	if err != nil {
-		r.endAttempt(s, st, job, false, custodyv1alpha1.StepReasonResultsInvalid, "Results: "+err.Error())
+		r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonResultsInvalid, "Results: "+err.Error())
 		return
 	}
 	st.Results = make([]custodyv1alpha1.StepResult, 0, len(results))
 	for _, name := range expr.SortedKeys(results) {
 		st.Results = append(st.Results, custodyv1alpha1.StepResult{Name: name, Value: results[name]})
 	}
-	r.endAttempt(s, st, job, true, custodyv1alpha1.StepReasonSucceeded, "")
+	r.endAttempt(s, st, job, pod, true, custodyv1alpha1.StepReasonSucceeded, "")
 }
 
 // endAttempt records the end of the current attempt and decides what follows: success, a retry
-// after the backoff, or failure of the step.
-func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job, ok bool, reason, msg string) {
+// after the backoff, or failure of the step. pod is the attempt's pod, if it is known.
+func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod, ok bool,
+	reason, msg string) {
 	result := "succeeded"
 	switch {
 	case !ok && reason == custodyv1alpha1.ReasonTimedOut:
@@ -466,7 +472,11 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 	if step.Retries != nil {
 		limit = step.Retries.Limit
 	}
-	if st.Attempt <= limit {
+	retry, why := st.Attempt <= limit, ""
+	if retry {
+		retry, why = s.retryWanted(st, pod, reason)
+	}
+	if retry {
 		next := s.now.Add(backoff(step.Retries, st.Attempt))
 		st.NextAttemptTime = &metav1.Time{Time: next}
 		s.setStep(st, custodyv1alpha1.StepRetrying, custodyv1alpha1.StepReasonRetrying,
@@ -478,11 +488,52 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 		return
 	}
 	final := reason
-	if limit > 0 {
+	if limit > 0 && why == "" {
 		final = custodyv1alpha1.ReasonRetriesExhausted
 	}
-	s.setStep(st, custodyv1alpha1.StepFailed, final, fmt.Sprintf("Attempt %d of %d failed (%s): %s", st.Attempt, limit+1, reason, msg))
-	s.stepEvent(st.Name, corev1.EventTypeWarning, final, "Observe", "Step %s failed on attempt %d (%s): %s", st.Name, st.Attempt, reason, msg)
+	s.setStep(st, custodyv1alpha1.StepFailed, final, fmt.Sprintf("Attempt %d of %d failed (%s): %s%s", st.Attempt, limit+1, reason, msg, why))
+	s.stepEvent(st.Name, corev1.EventTypeWarning, final, "Observe", "Step %s failed on attempt %d (%s): %s%s", st.Name, st.Attempt,
+		reason, msg, why)
+}
+
+// retryWanted asks the step's retries.when, if it has one, whether the attempt that failed for
+// reason is tried again; when not, why says so, to be added to the step's message. An expression
+// that cannot be evaluated retries nothing: a step that might not be safe to repeat is not
+// repeated on a guess.
+func (s *scope) retryWanted(st *custodyv1alpha1.StepStatus, pod *corev1.Pod, reason string) (retry bool, why string) {
+	w := s.retryWhens[st.Name]
+	if w == nil {
+		return true, ""
+	}
+	env := expr.RetryEnv{Attempt: st.Attempt, Reason: reason, ExitCode: expr.NoExitCode,
+		Params: custodyv1alpha1.ParameterValues(s.def.Parameters, s.wf.Spec.Parameters)}
+	_, env.Disrupted = disruption(pod)
+	if t := stepContainerState(pod); t != nil {
+		env.ExitCode = t.ExitCode
+	}
+	_, env.Item = s.wf.ForEachOf(st.Name)
+	retry, err := w.Eval(env)
+	switch {
+	case err != nil:
+		return false, text.Truncate("; not retried: retries.when could not be evaluated: "+err.Error(), 512)
+	case !retry:
+		return false, "; not retried: retries.when is false"
+	}
+	return true, ""
+}
+
+// disruption says whether the pod was evicted, preempted, or deleted with its node, and how:
+// the DisruptionTarget condition Kubernetes sets on such pods, and its reason.
+func disruption(pod *corev1.Pod) (string, bool) {
+	if pod == nil {
+		return "", false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return c.Reason, true
+		}
+	}
+	return "", false
 }
 
 // backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max.
@@ -1216,13 +1267,16 @@ func terminationMessage(pod *corev1.Pod) (string, bool) {
 // failureMessage says why an attempt failed without repeating anything the step wrote (its
 // termination message may hold partial results): the exit code and reason, or the Job's reason.
 func failureMessage(job *batchv1.Job, pod *corev1.Pod) string {
+	msg := fmt.Sprintf("Job %s failed", job.Name)
 	if t := stepContainerState(pod); t != nil {
-		return fmt.Sprintf("the step container exited with code %d (%s)", t.ExitCode, t.Reason)
+		msg = fmt.Sprintf("the step container exited with code %d (%s)", t.ExitCode, t.Reason)
+	} else if c := findJobCondition(job, batchv1.JobFailed); c != nil {
+		msg = fmt.Sprintf("Job %s failed: %s", job.Name, c.Reason)
 	}
-	if c := findJobCondition(job, batchv1.JobFailed); c != nil {
-		return fmt.Sprintf("Job %s failed: %s", job.Name, c.Reason)
+	if why, ok := disruption(pod); ok {
+		msg += fmt.Sprintf("; its pod was disrupted (%s)", why)
 	}
-	return fmt.Sprintf("Job %s failed", job.Name)
+	return msg
 }
 
 // event queues an Event about the Workflow as a whole; the reconciler records queued Events only

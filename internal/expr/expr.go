@@ -41,12 +41,18 @@ type Env struct {
 	Item string
 }
 
+// Names of the variables expressions see.
+const (
+	varParams = "params"
+	varItem   = "item"
+)
+
 var celEnv = func() *cel.Env {
 	e, err := cel.NewEnv(
-		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable(varParams, cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("workflow", cel.MapType(cel.StringType, cel.StringType)),
-		cel.Variable("item", cel.StringType),
+		cel.Variable(varItem, cel.StringType),
 	)
 	if err != nil {
 		panic(err)
@@ -61,18 +67,40 @@ type When struct {
 
 // CompileWhen compiles a `when` expression and checks that it is boolean.
 func CompileWhen(src string) (*When, error) {
-	ast, iss := celEnv.Compile(src)
+	prg, err := compileBool(celEnv, src)
+	if err != nil {
+		return nil, err
+	}
+	return &When{prg: prg}, nil
+}
+
+// compileBool compiles a boolean expression in env, bounded by costLimit.
+func compileBool(env *cel.Env, src string) (cel.Program, error) {
+	ast, iss := env.Compile(src)
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("does not compile: %w", iss.Err())
 	}
 	if !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
 		return nil, fmt.Errorf("must be a boolean expression, not %s", ast.OutputType())
 	}
-	prg, err := celEnv.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
+	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
 	if err != nil {
 		return nil, fmt.Errorf("cannot be evaluated: %w", err)
 	}
-	return &When{prg: prg}, nil
+	return prg, nil
+}
+
+// evalBool evaluates a program compiled by compileBool.
+func evalBool(prg cel.Program, vars map[string]any) (bool, error) {
+	out, _, err := prg.Eval(vars)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluated to %v, not a boolean", out.Value())
+	}
+	return b, nil
 }
 
 // Eval evaluates the expression; an error (for example a result that does not exist, or a string
@@ -94,15 +122,68 @@ func (w *When) Eval(env Env) (bool, error) {
 	if wf == nil {
 		wf = map[string]string{}
 	}
-	out, _, err := w.prg.Eval(map[string]any{"params": params, "steps": steps, "workflow": wf, "item": env.Item})
+	return evalBool(w.prg, map[string]any{varParams: params, "steps": steps, "workflow": wf, varItem: env.Item})
+}
+
+// RetryEnv is what a `retries.when` expression sees of a failed attempt.
+type RetryEnv struct {
+	// Attempt is the number of the attempt that failed, from 1.
+	Attempt int32
+	// Reason is why it failed (a step reason: JobFailed, TimedOut, ResultsInvalid, JobDeleted).
+	Reason string
+	// ExitCode is the step container's exit code, NoExitCode if it never exited.
+	ExitCode int32
+	// Disrupted says the pod was evicted, preempted or lost with its node.
+	Disrupted bool
+	Params    map[string]string
+	Item      string
+}
+
+// NoExitCode is a failed attempt's exit code when its step container never exited (its Job was
+// deleted or timed out first, its pod was never created).
+const NoExitCode = -1
+
+var retryEnv = func() *cel.Env {
+	e, err := cel.NewEnv(
+		cel.Variable("attempt", cel.IntType),
+		cel.Variable("reason", cel.StringType),
+		cel.Variable("exitCode", cel.IntType),
+		cel.Variable("disrupted", cel.BoolType),
+		cel.Variable(varParams, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable(varItem, cel.StringType),
+	)
 	if err != nil {
-		return false, err
+		panic(err)
 	}
-	b, ok := out.Value().(bool)
-	if !ok {
-		return false, fmt.Errorf("evaluated to %v, not a boolean", out.Value())
+	return e
+}()
+
+// RetryWhen is a compiled `retries.when` expression.
+type RetryWhen struct {
+	prg cel.Program
+}
+
+// CompileRetryWhen compiles a `retries.when` expression and checks that it is boolean. Names
+// other than its variables (a step's results, `workflow`) do not compile: a failed attempt is
+// judged by how it failed, not by what else happened.
+func CompileRetryWhen(src string) (*RetryWhen, error) {
+	prg, err := compileBool(retryEnv, src)
+	if err != nil {
+		return nil, err
 	}
-	return b, nil
+	return &RetryWhen{prg: prg}, nil
+}
+
+// Eval says whether the failed attempt is retried; an error is returned, never a panic.
+func (w *RetryWhen) Eval(env RetryEnv) (bool, error) {
+	params := env.Params
+	if params == nil {
+		params = map[string]string{}
+	}
+	return evalBool(w.prg, map[string]any{
+		"attempt": int64(env.Attempt), "reason": env.Reason, "exitCode": int64(env.ExitCode),
+		"disrupted": env.Disrupted, varParams: params, varItem: env.Item,
+	})
 }
 
 const (
@@ -273,7 +354,17 @@ func SortedKeys(m map[string]string) []string {
 // the expression reads a step's phase or the step as a whole. Reads of `workflow` are returned
 // with Ref.Workflow set, reads of `item` with Ref.Item.
 func WhenRefs(src string) ([]Ref, error) {
-	ast, iss := celEnv.Compile(src)
+	return refsIn(celEnv, src)
+}
+
+// RetryWhenRefs compiles a `retries.when` expression and returns the parameters it reads and,
+// with Ref.Item set, whether it reads `item`.
+func RetryWhenRefs(src string) ([]Ref, error) {
+	return refsIn(retryEnv, src)
+}
+
+func refsIn(env *cel.Env, src string) ([]Ref, error) {
+	ast, iss := env.Compile(src)
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("does not compile: %w", iss.Err())
 	}
@@ -281,7 +372,7 @@ func WhenRefs(src string) ([]Ref, error) {
 	var out []Ref
 	for _, id := range celast.MatchDescendants(root, celast.KindMatcher(celast.IdentKind)) {
 		switch id.AsIdent() {
-		case "params":
+		case varParams:
 			if name, _, ok := member(id); ok {
 				out = append(out, Ref{Param: name})
 			}
@@ -303,7 +394,7 @@ func WhenRefs(src string) ([]Ref, error) {
 				field = "*"
 			}
 			out = append(out, Ref{Workflow: field})
-		case "item":
+		case varItem:
 			out = append(out, Ref{Item: true})
 		}
 	}

@@ -230,3 +230,61 @@ func TestWhenRefs(t *testing.T) {
 		t.Error("an expression that does not compile gave no error")
 	}
 }
+
+// TestRetryWhen: a retries.when expression judges a failed attempt by how it failed; what it may
+// not read (another step, the workflow) is refused when it is compiled, not when a step fails.
+func TestRetryWhen(t *testing.T) {
+	exited := RetryEnv{Attempt: 1, Reason: "JobFailed", ExitCode: 2, Params: map[string]string{"env": "prod"}, Item: "eu"}
+	evicted := RetryEnv{Attempt: 2, Reason: "JobFailed", ExitCode: NoExitCode, Disrupted: true}
+	timedOut := RetryEnv{Attempt: 3, Reason: "TimedOut", ExitCode: NoExitCode}
+	cases := []struct {
+		src        string
+		want       [3]bool // exited, evicted, timedOut
+		compileErr string
+		evalErr    string
+	}{
+		{src: "exitCode != 2", want: [3]bool{false, true, true}},
+		{src: "exitCode in [1, 137]", want: [3]bool{false, false, false}},
+		{src: "disrupted || reason == 'TimedOut'", want: [3]bool{false, true, true}},
+		{src: "attempt < 2", want: [3]bool{true, false, false}},
+		{src: "exitCode == -1", want: [3]bool{false, true, true}},
+		{src: "has(params.env) && params.env != 'prod'", want: [3]bool{false, false, false}},
+		{src: "item == 'eu'", want: [3]bool{true, false, false}},
+		{src: "int(params.env) > 0", evalErr: "type conversion error"},
+		{src: "steps['build'].phase == 'Failed'", compileErr: "undeclared reference to 'steps'"},
+		{src: "workflow.phase == 'Failed'", compileErr: "undeclared reference to 'workflow'"},
+		{src: "exitcode != 2", compileErr: "undeclared reference to 'exitcode'"},
+		{src: "exitCode != '2'", compileErr: "no matching overload"},
+		{src: "reason", compileErr: "must be a boolean expression, not string"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.src, func(t *testing.T) {
+			w, err := CompileRetryWhen(tc.src)
+			if tc.compileErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.compileErr) {
+					t.Fatalf("compile error %v, want %q", err, tc.compileErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, env := range []RetryEnv{exited, evicted, timedOut} {
+				got, err := w.Eval(env)
+				if tc.evalErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.evalErr) {
+						t.Fatalf("eval error %v, want %q", err, tc.evalErr)
+					}
+					return
+				}
+				if err != nil || got != tc.want[i] {
+					t.Errorf("attempt %+v: Eval = %v, %v; want %v", env, got, err, tc.want[i])
+				}
+			}
+		})
+	}
+	refs, err := RetryWhenRefs("params.env == 'prod' && item != 'us' && exitCode != 2")
+	if err != nil || !slices.Equal(refs, []Ref{{Param: "env"}, {Item: true}}) {
+		t.Errorf("RetryWhenRefs = %v, %v", refs, err)
+	}
+}

@@ -68,6 +68,25 @@ func validateStepDefaults(path *field.Path, d *custodyv1alpha1.StepDefaults, par
 			}
 		}
 	}
+	if d.Retries != nil && d.Retries.When != "" {
+		p, w := path.Child("retries", "when"), d.Retries.When
+		refs, err := expr.RetryWhenRefs(w)
+		if err == nil {
+			_, err = expr.CompileRetryWhen(w)
+		}
+		if err != nil {
+			errs = append(errs, field.Invalid(p, w, fmt.Sprintf("stepDefaults: retries.when %v", err)))
+		}
+		for _, r := range refs {
+			switch {
+			case r.Item:
+				errs = append(errs, field.Invalid(p, w, "stepDefaults read item, which only a forEach step has: set retries in that step"))
+			case !params[r.Param]:
+				errs = append(errs, field.Invalid(p, w, fmt.Sprintf("stepDefaults read params.%s, but the workflow declares no parameter %q",
+					r.Param, r.Param)))
+			}
+		}
+	}
 	return errs
 }
 
@@ -349,16 +368,25 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 			}
 		}
 		asWritten := func(r expr.Ref) string { return r.String() }
-		if st.When != "" {
-			refs, err := expr.WhenRefs(st.When)
+		// celCheck checks an expression of the step: it compiles, and what it reads exists.
+		celCheck := func(p *field.Path, src string, refsOf func(string) ([]expr.Ref, error), compile func(string) error) {
+			refs, err := refsOf(src)
 			if err == nil {
-				_, err = expr.CompileWhen(st.When)
+				err = compile(src)
 			}
 			if err != nil {
-				errs = append(errs, field.Invalid(path.Child("when"), st.When, fmt.Sprintf("step %q: when %v", st.Name, err)))
-			} else {
-				check(path.Child("when"), st.When, refs, celWritten)
+				errs = append(errs, field.Invalid(p, src, fmt.Sprintf("step %q: %s %v", st.Name, strings.TrimPrefix(p.String(),
+					path.String()+"."), err)))
+				return
 			}
+			check(p, src, refs, celWritten)
+		}
+		if st.When != "" {
+			celCheck(path.Child("when"), st.When, expr.WhenRefs, func(src string) error { _, err := expr.CompileWhen(src); return err })
+		}
+		if st.Retries != nil && st.Retries.When != "" {
+			celCheck(path.Child("retries", "when"), st.Retries.When, expr.RetryWhenRefs,
+				func(src string) error { _, err := expr.CompileRetryWhen(src); return err })
 		}
 		for j, s := range st.Command {
 			check(path.Child("command").Index(j), s, expr.Refs(s), asWritten)

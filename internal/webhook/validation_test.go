@@ -257,6 +257,48 @@ spec:
   steps: [{name: build, image: busybox}]`,
 		want: []string{"spec.stepDefaults.resources.requests[memory]", "must not be more than its limit of 1Gi"},
 	}, {
+		name: "retries.when reading another step",
+		manifest: `
+metadata: {name: retry-when-step}
+spec:
+  steps:
+  - {name: build, image: busybox}
+  - {name: deploy, image: busybox, dependsOn: [build], retries: {limit: 2, when: "steps.build.phase == 'Succeeded'"}}`,
+		want: []string{"spec.steps[1].retries.when", `step "deploy": retries.when does not compile`, "undeclared reference to 'steps'"},
+		only: true,
+	}, {
+		name: "retries.when reading a parameter that does not exist",
+		manifest: `
+metadata: {name: retry-when-param}
+spec:
+  steps:
+  - {name: deploy, image: busybox, retries: {limit: 2, when: "exitCode != 2 && params.env != 'prod'"}}`,
+		want: []string{"spec.steps[0].retries.when", `step "deploy" reads params.env, but the workflow declares no parameter "env"`},
+	}, {
+		name: "retries.when reading item outside a forEach step",
+		manifest: `
+metadata: {name: retry-when-item}
+spec:
+  steps:
+  - {name: deploy, image: busybox, retries: {limit: 2, when: "item != 'eu'"}}`,
+		want: []string{"spec.steps[0].retries.when", `step "deploy" reads item, but only a forEach step has an item`},
+	}, {
+		name: "step defaults' retries.when that is not boolean",
+		manifest: `
+metadata: {name: defaults-retry-when}
+spec:
+  stepDefaults: {retries: {limit: 1, when: "reason"}}
+  steps: [{name: build, image: busybox}]`,
+		want: []string{"spec.stepDefaults.retries.when", "stepDefaults: retries.when must be a boolean expression, not string"},
+	}, {
+		name: "step defaults' retries.when reading item",
+		manifest: `
+metadata: {name: defaults-retry-item}
+spec:
+  stepDefaults: {retries: {limit: 1, when: "item == 'eu'"}}
+  steps: [{name: build, image: busybox, forEach: [eu]}]`,
+		want: []string{"spec.stepDefaults.retries.when", "stepDefaults read item, which only a forEach step has"},
+	}, {
 		name: "more steps than a run may have, once items are counted",
 		manifest: `
 metadata: {name: foreach-too-many}
@@ -309,6 +351,7 @@ spec:
     dependsOn: [deploy]
     forEach: [eu, us]
     when: "item != 'us' || params.invoice != ''"
+    retries: {limit: 3, when: "disrupted || (exitCode != 2 && item == 'eu') || params.invoice == '4711'"}
     args: ["--region=$(item)", "--image=app@$(steps.build.results.digest)"]
     results: [{name: url}]
   - {name: verify, image: busybox, dependsOn: [rollout], args: ["$(steps.rollout-eu.results.url)", "$(steps.rollout-us.results.url)"]}
@@ -323,7 +366,7 @@ spec:
   stepDefaults:
     env: [{name: INVOICE, value: "$(params.invoice)"}]
     resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
-    retries: {limit: 1}
+    retries: {limit: 1, when: "reason != 'TimedOut' && params.invoice != ''"}
     timeout: 10m`))
 }
 

@@ -145,7 +145,11 @@ func TestFailingStepsOnARealCluster(t *testing.T) {
 metadata: {name: advisory-lint}
 spec:
   steps:
-  - {name: lint, image: registry.example.com/ci/lint:1.0, onFailure: Continue, `+fails("3")+`}
+  - name: lint
+    image: registry.example.com/ci/lint:1.0
+    onFailure: Continue
+    retries: {limit: 3, backoff: {duration: 1s}, when: "exitCode != 3"}  # 3: findings, not worth repeating
+    `+fails("3")+`
   - {name: lint-report, image: registry.example.com/ci/report:1.0, dependsOn: [lint], when: "steps['lint'].phase == 'Failed'"}
   - {name: build, image: registry.example.com/ci/build:1.0, dependsOn: [lint]}
 `)
@@ -153,15 +157,17 @@ spec:
 metadata: {name: broken-build}
 spec:
   steps:
-  - {name: build, image: registry.example.com/ci/build:1.0, retries: {limit: 1, backoff: {duration: 1s}}, `+fails("1")+`}
+  - {name: build, image: registry.example.com/ci/build:1.0, retries: {limit: 1, backoff: {duration: 1s}, when: "exitCode != 3"}, `+fails("1")+`}
   - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [build]}
 `)
 	waitPhase(ctx, t, allowed, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 	waitPhase(ctx, t, broken, custodyv1alpha1.WorkflowFailed, 2*time.Minute)
 
 	if st := step(allowed, "lint"); st.Phase != custodyv1alpha1.StepFailed || !strings.Contains(st.Message, "exited with code 3") ||
-		!strings.HasPrefix(st.Message, "Failure allowed (onFailure: Continue)") {
-		t.Errorf("lint: %s (%s) %q, want Failed with exit code 3, allowed", st.Phase, st.Reason, st.Message)
+		!strings.HasPrefix(st.Message, "Failure allowed (onFailure: Continue)") || st.Attempt != 1 ||
+		!strings.Contains(st.Message, "not retried: retries.when is false") {
+		t.Errorf("lint: %s (%s) attempt %d %q, want Failed with exit code 3 on attempt 1, not retried, allowed", st.Phase, st.Reason,
+			st.Attempt, st.Message)
 	}
 	for _, name := range []string{"lint-report", "build"} {
 		if st := step(allowed, name); st.Phase != custodyv1alpha1.StepSucceeded {
