@@ -89,6 +89,13 @@ const (
 	ReasonWaitingForConcurrencyGroup = "WaitingForConcurrencyGroup"
 	// ReasonTemplateResolved is the Event reason for a run's template being resolved and recorded.
 	ReasonTemplateResolved = "TemplateResolved"
+	// ReasonInvalidReuse means a run's reuseFrom names no run whose succeeded steps it can take
+	// over: none of that name, one that has not ended or succeeded, or one with other steps or
+	// parameter values.
+	ReasonInvalidReuse = "InvalidReuse"
+	// ReasonReused is the Event reason for a run taking over the succeeded steps of the run it
+	// reuses.
+	ReasonReused = "Reused"
 	// ReasonInvalidParameters means a run's parameters do not match its template's declarations.
 	ReasonInvalidParameters = "InvalidParameters"
 	// ReasonValid means a WorkflowTemplate's spec can run.
@@ -138,6 +145,9 @@ const (
 	StepReasonStarted = "Started"
 	// StepReasonSucceeded means the attempt's Job completed and its results were read.
 	StepReasonSucceeded = "Succeeded"
+	// StepReasonReused means the step succeeded in the run this run reuses (spec.reuseFrom) and was
+	// not run again.
+	StepReasonReused = "Reused"
 	// StepReasonJobFailed means the attempt's container failed (non-zero exit or the pod failed).
 	StepReasonJobFailed = "JobFailed"
 	// StepReasonJobInvalid means the API server refused the attempt's Job as invalid (for example

@@ -73,6 +73,7 @@ type CronWorkflowSpec struct {
 	// inline steps.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="!has(self.cancel) || !self.cancel",message="a CronWorkflow's workflowSpec cannot set cancel; set suspend to stop creating runs"
+	// +kubebuilder:validation:XValidation:rule="!has(self.reuseFrom)",message="a CronWorkflow's workflowSpec cannot set reuseFrom: each scheduled run runs every step"
 	// +kubebuilder:validation:XValidation:rule="!has(self.suspend) || !self.suspend",message="a CronWorkflow's workflowSpec cannot set suspend (its runs would never start); set the CronWorkflow's own suspend to stop creating runs"
 	WorkflowSpec WorkflowSpec `json:"workflowSpec"`
 }

@@ -693,6 +693,12 @@ spec:
 			want:     []string{"workflowTemplateRef is immutable"},
 		},
 		{
+			name:     "changing the run a run reuses",
+			manifest: "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {workflowTemplateRef: {name: a}, reuseFrom: wf-1}",
+			update:   "reuseFrom: wf-2",
+			want:     []string{"reuseFrom is immutable"},
+		},
+		{
 			name: "template default outside its allowed values",
 			manifest: `
 apiVersion: custody.dev/v1alpha1
@@ -724,6 +730,17 @@ spec:
   schedule: "@daily"
   workflowSpec: {cancel: true, steps: [{name: build, image: example.com/build:1}]}`,
 			want: []string{"cannot set cancel; set suspend to stop creating runs"},
+		},
+		{
+			name: "CronWorkflow whose runs would reuse a run",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  workflowSpec: {reuseFrom: nightly-1, steps: [{name: build, image: example.com/build:1}]}`,
+			want: []string{"a CronWorkflow's workflowSpec cannot set reuseFrom: each scheduled run runs every step"},
 		},
 		{
 			name: "CronWorkflow that would create suspended runs",

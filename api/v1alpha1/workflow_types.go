@@ -100,6 +100,16 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	ConcurrencyGroup string `json:"concurrencyGroup,omitempty"`
 
+	// reuseFrom names a run of this namespace that failed or was cancelled, with the same steps
+	// and parameter values as this one: the steps that succeeded there are not run again here.
+	// They are recorded Succeeded (reason Reused) with that run's results, start no Job and hold
+	// no identity or credentials; the other steps run as usual, finally steps always. A run whose
+	// reuseFrom names no such run fails with reason InvalidReuse before any step starts. Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ReuseFrom string `json:"reuseFrom,omitempty"`
+
 	// ttlAfterFinished deletes the Workflow, and everything it owns, this long after it finished
 	// (Succeeded, Failed or Cancelled). Between 0s and 8760h (one year); unset keeps it.
 	// +optional
@@ -605,6 +615,11 @@ type WorkflowStatus struct {
 	// +optional
 	Template *ResolvedTemplate `json:"template,omitempty"`
 
+	// reused records the run whose succeeded steps this run took over (spec.reuseFrom), once it
+	// did, before its first step started.
+	// +optional
+	Reused *ReusedRun `json:"reused,omitempty"`
+
 	// steps is the state of every step, in spec order, then every finally step.
 	// +optional
 	// +listType=map
@@ -636,6 +651,23 @@ type ResolvedTemplate struct {
 	// spec is the template's spec at that generation: the steps this run executes.
 	// +required
 	Spec WorkflowTemplateSpec `json:"spec"`
+}
+
+// ReusedRun is the run a run took succeeded steps from.
+type ReusedRun struct {
+	// name of the run.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// uid of the run, which tells it apart from a later run of the same name.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid"`
+
+	// steps is how many steps were taken over (reason Reused).
+	// +optional
+	Steps int32 `json:"steps,omitempty"`
 }
 
 // StepStatus is the observed state of one step and its current (or last) attempt.
@@ -884,6 +916,7 @@ type Workflow struct {
 	// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.imagePullSecrets) == has(oldSelf.imagePullSecrets) && (!has(self.imagePullSecrets) || self.imagePullSecrets == oldSelf.imagePullSecrets)",message="imagePullSecrets are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.concurrencyGroup) == has(oldSelf.concurrencyGroup) && (!has(self.concurrencyGroup) || self.concurrencyGroup == oldSelf.concurrencyGroup)",message="concurrencyGroup is immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.reuseFrom) == has(oldSelf.reuseFrom) && (!has(self.reuseFrom) || self.reuseFrom == oldSelf.reuseFrom)",message="reuseFrom is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.stepDefaults) == has(oldSelf.stepDefaults) && (!has(self.stepDefaults) || self.stepDefaults == oldSelf.stepDefaults)",message="stepDefaults are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
 	Spec WorkflowSpec `json:"spec"`

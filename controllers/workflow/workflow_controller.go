@@ -170,6 +170,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.reconcileFinished,
 		r.resolveTemplate,
 		r.reconcileSpec,
+		r.reconcileReuse,
 		r.observeAttempts,
 		r.reconcileStop,
 		r.reconcileGroup,

@@ -863,6 +863,86 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_reuseFrom: a run that reuses a failed run takes over the steps that
+// succeeded there (their results, no Job, no ServiceAccount) and runs the rest and its finally
+// steps; a run whose reuseFrom names a run with other parameter values, or none, fails before
+// any step starts.
+func TestWorkflowReconciler_reuseFrom(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	const spec = `
+  parameters: [{name: version, value: "1.4"}]
+  steps:
+  - {name: build, image: example.com/b:1, results: [{name: digest}]}
+  - {name: lint, image: example.com/l:1}
+  - {name: test, image: example.com/t:1, dependsOn: [build]}
+  - {name: deploy, image: example.com/d:1, dependsOn: [test, lint], args: ["--image=app@$(steps.build.results.digest)"]}
+  finally:
+  - {name: notify, image: example.com/n:1, args: ["$(workflow.phase)"]}
+`
+	first := apply(t, ns, "metadata: {name: release}\nspec:"+spec)
+	succeed(t, first, "build", 1, `{"digest":"sha256:0a1b"}`)
+	succeed(t, first, "lint", 1, "")
+	fail(t, first, "test", 1)
+	succeed(t, first, "notify", 1, "")
+	first = waitPhase(t, first, custodyv1alpha1.WorkflowFailed)
+
+	rest := apply(t, ns, "metadata: {name: release-rest}\nspec:\n  reuseFrom: release"+spec)
+	succeed(t, rest, "test", 1, "")
+	deploy := succeed(t, rest, "deploy", 1, "")
+	if args := deploy.Spec.Template.Spec.Containers[0].Args; len(args) != 1 || args[0] != "--image=app@sha256:0a1b" {
+		t.Errorf("deploy's args %v, want the digest build reported in the run it reuses", args)
+	}
+	succeed(t, rest, "notify", 1, "")
+	rest = waitPhase(t, rest, custodyv1alpha1.WorkflowSucceeded)
+	for _, name := range []string{"build", "lint"} {
+		st := stepOf(rest, name)
+		if st.Phase != custodyv1alpha1.StepSucceeded || st.Reason != custodyv1alpha1.StepReasonReused || st.Attempt != 0 || st.JobName != "" ||
+			st.ServiceAccountName != "" || st.Message != "Succeeded in workflow release (attempt 1); not run again" {
+			t.Errorf("%s: %+v, want Succeeded (Reused) with no attempt of its own", name, st)
+		}
+	}
+	if st := stepOf(rest, "build"); len(st.Results) != 1 || st.Results[0].Value != "sha256:0a1b" {
+		t.Errorf("build's results %v, want those of the run it reuses", st.Results)
+	}
+	if r := rest.Status.Reused; r == nil || r.Name != "release" || r.UID != string(first.UID) || r.Steps != 2 {
+		t.Errorf("status.reused %+v, want release (%s), 2 steps", r, first.UID)
+	}
+	ran := map[string]bool{}
+	for _, j := range jobs(t, rest) {
+		ran[j.Labels[custodyv1alpha1.LabelStep]] = true
+	}
+	if len(ran) != 3 || !ran["test"] || !ran["deploy"] || !ran["notify"] {
+		t.Errorf("the run reusing release ran Jobs for %v, want test, deploy and notify only", ran)
+	}
+	if notes := stepEvents(t, rest, custodyv1alpha1.ReasonReused)[""]; len(notes) != 1 ||
+		notes[0] != "Reused 2 steps that succeeded in workflow release: build, lint" {
+		t.Errorf("Reused Events: %q", notes)
+	}
+
+	for name, c := range map[string]struct{ manifest, want string }{
+		"other parameter value": {strings.Replace("metadata: {name: release-1-5}\nspec:\n  reuseFrom: release"+spec, `"1.4"`, `"1.5"`, 1),
+			`reuseFrom: parameter "version" has another value in workflow release`},
+		"other steps": {strings.Replace("metadata: {name: release-other}\nspec:\n  reuseFrom: release"+spec, "example.com/t:1",
+			"example.com/t:2", 1), `reuseFrom: workflow release ran other steps than this run: step "test" differs`},
+		"missing run": {"metadata: {name: release-nope}\nspec:\n  reuseFrom: nope" + spec, "reuseFrom: workflow nope does not exist"},
+		"succeeded run": {"metadata: {name: release-again}\nspec:\n  reuseFrom: release-rest" + spec,
+			"reuseFrom: workflow release-rest succeeded, so none of its steps needs to run again"},
+	} {
+		wf := waitPhase(t, apply(t, ns, c.manifest), custodyv1alpha1.WorkflowFailed)
+		cond := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled)
+		if cond == nil || cond.Reason != custodyv1alpha1.ReasonInvalidReuse || !strings.Contains(cond.Message, c.want) {
+			t.Errorf("%s: Stalled condition %+v, want reason InvalidReuse saying %q", name, cond, c.want)
+		}
+		if st := stepOf(wf, "build"); st.Phase != custodyv1alpha1.StepSkipped || st.Reason != custodyv1alpha1.ReasonInvalidReuse {
+			t.Errorf("%s: build %s (%s), want Skipped (InvalidReuse)", name, st.Phase, st.Reason)
+		}
+		if n := len(jobs(t, wf)); n != 0 {
+			t.Errorf("%s: %d Jobs created", name, n)
+		}
+	}
+}
+
 func TestWorkflowReconciler_invalidSpec(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)

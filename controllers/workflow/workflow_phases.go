@@ -185,18 +185,81 @@ func (r *Reconciler) reconcileSpec(_ context.Context, s *scope) (bool, error) {
 		s.stopReason = stopReason(s)
 		return false, nil
 	}
-	s.invalid = errors.Join(errs...)
+	s.failBeforeStart(custodyv1alpha1.ReasonInvalidSpec, "The workflow's spec cannot run", errors.Join(errs...))
+	return true, nil
+}
+
+// failBeforeStart fails a run that cannot start: its steps are Skipped with the reason and
+// message, the run Failed with the reason and err (in its conditions and a Warning Event).
+func (s *scope) failBeforeStart(reason, stepMessage string, err error) {
+	wf := s.wf
+	s.invalid, s.invalidReason = err, reason
 	s.graph, s.finallyGraph = nil, nil
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
 		if !stepEnded(st.Phase) {
-			s.setStep(st, custodyv1alpha1.StepSkipped, custodyv1alpha1.ReasonInvalidSpec, "The workflow's spec cannot run")
+			s.setStep(st, custodyv1alpha1.StepSkipped, reason, stepMessage)
 		}
 	}
 	wf.Status.Phase = custodyv1alpha1.WorkflowFailed
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
-	s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Validate", "%s", text.Truncate(s.invalid.Error(), 1024))
-	return true, nil
+	s.event(corev1.EventTypeWarning, reason, "Validate", "%s", text.Truncate(err.Error(), 1024))
+}
+
+// reconcileReuse takes over the succeeded steps of the run spec.reuseFrom names, once, before
+// any step starts: they become Succeeded (reason Reused) with that run's results, and start no
+// Job, no ServiceAccount, no identity and no credentials. A run that cannot reuse it
+// (ReuseProblem) fails with reason InvalidReuse. status.reused records that it was done.
+func (r *Reconciler) reconcileReuse(ctx context.Context, s *scope) (bool, error) {
+	wf := s.wf
+	if wf.Spec.ReuseFrom == "" || wf.Status.Reused != nil {
+		return false, nil
+	}
+	src := &custodyv1alpha1.Workflow{}
+	problem := ""
+	if err := r.Get(ctx, client.ObjectKey{Namespace: wf.Namespace, Name: wf.Spec.ReuseFrom}, src); apierrors.IsNotFound(err) {
+		problem = fmt.Sprintf("workflow %s does not exist", wf.Spec.ReuseFrom)
+	} else if err != nil {
+		return false, err
+	} else {
+		problem = custodyv1alpha1.ReuseProblem(wf, src)
+	}
+	if problem != "" {
+		s.failBeforeStart(custodyv1alpha1.ReasonInvalidReuse, "The run cannot reuse workflow "+wf.Spec.ReuseFrom,
+			errors.New("reuseFrom: "+problem))
+		return true, nil
+	}
+	done := map[string]custodyv1alpha1.StepStatus{}
+	for _, st := range src.Status.Steps {
+		if st.Phase == custodyv1alpha1.StepSucceeded && !s.finally[st.Name] {
+			done[st.Name] = st
+		}
+	}
+	var reused []string
+	for i := range wf.Status.Steps {
+		st := &wf.Status.Steps[i]
+		old, ok := done[st.Name]
+		if !ok || st.Phase != custodyv1alpha1.StepPending {
+			continue
+		}
+		st.Results = slices.Clone(old.Results)
+		msg := fmt.Sprintf("Succeeded in workflow %s; not run again", src.Name)
+		if old.Attempt > 0 {
+			msg = fmt.Sprintf("Succeeded in workflow %s (attempt %d); not run again", src.Name, old.Attempt)
+		}
+		s.setStep(st, custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepReasonReused, msg)
+		reused = append(reused, st.Name)
+	}
+	wf.Status.Reused = &custodyv1alpha1.ReusedRun{Name: src.Name, UID: string(src.UID),
+		Steps: int32(min(len(reused), custodyv1alpha1.MaxSteps))} //nolint:gosec // bounded
+	if len(reused) == 0 {
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "No step succeeded in workflow %s: every step runs",
+			src.Name)
+	} else {
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "Reused %d steps that succeeded in workflow %s: %s",
+			len(reused), src.Name, text.Truncate(strings.Join(reused, ", "), 512))
+	}
+	return false, nil
 }
 
 func nodesOf(steps []custodyv1alpha1.Step) []dag.Node {

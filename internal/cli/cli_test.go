@@ -188,17 +188,21 @@ func TestGetTree(t *testing.T) {
 	}
 
 	// The steps of a forEach step's items say whose item they run; a step allowed to fail says so,
-	// and so does the run's concurrency group.
-	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{ConcurrencyGroup: "prod", Steps: []custodyv1alpha1.Step{
-		{Name: "deploy", ForEach: []string{"eu", "us"}}, {Name: "verify", OnFailure: custodyv1alpha1.StepFailureContinue}}}}
+	// and so do the run's concurrency group and the run it reuses, and a reused step.
+	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{ConcurrencyGroup: "prod", ReuseFrom: "rollout-1",
+		Steps: []custodyv1alpha1.Step{{Name: "deploy", ForEach: []string{"eu", "us"}}, {Name: "verify",
+			OnFailure: custodyv1alpha1.StepFailureContinue}}}}
 	fan.Namespace, fan.Name = "ns", "rollout"
-	fan.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "deploy-eu", Phase: custodyv1alpha1.StepSucceeded},
+	fan.Status.Reused = &custodyv1alpha1.ReusedRun{Name: "rollout-1", UID: "u1", Steps: 1}
+	fan.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "deploy-eu", Phase: custodyv1alpha1.StepSucceeded,
+		Reason: custodyv1alpha1.StepReasonReused, Message: "Succeeded in workflow rollout-1 (attempt 2); not run again"},
 		{Name: "deploy-us", Phase: custodyv1alpha1.StepRunning}, {Name: "verify", Phase: custodyv1alpha1.StepPending}}
 	var b strings.Builder
 	if err := writeTree(&b, fan, now); err != nil {
 		t.Fatal(err)
 	}
-	if want := "   concurrency group prod\n├─ deploy-eu (deploy item eu)  Succeeded\n├─ deploy-us (deploy item us)  Running\n" +
+	if want := "   concurrency group prod\n   reuses workflow/rollout-1 (steps that succeeded there: 1)\n" +
+		"├─ deploy-eu (deploy item eu)  Succeeded (Reused)\n├─ deploy-us (deploy item us)  Running\n" +
 		"└─ verify (may fail)  Pending\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("tree of a forEach run:\n%s\nwant it to end with\n%s", b.String(), want)
 	}
@@ -372,6 +376,7 @@ spec:
   parameters: [{name: invoice, value: "4711"}, {name: amount, value: "12000"}]
   cancel: true
   suspend: true
+  reuseFrom: pay-invoice-4711-first
   timeout: 1h
   steps:
   - {name: post-payment, image: example.com/pay:1, args: ["$(params.invoice)"], approval: {approvers: {groups: [finance-controllers]}}}`),
@@ -391,13 +396,26 @@ spec:
 		t.Fatal(err)
 	}
 	want := old.Spec.DeepCopy()
-	want.Cancel, want.Suspend = false, false
+	want.Cancel, want.Suspend, want.ReuseFrom = false, false, ""
 	want.Parameters[1].Value = "9000"
 	if !equality.Semantic.DeepEqual(wf.Spec, *want) {
 		t.Errorf("spec %+v, want %+v", wf.Spec, *want)
 	}
 	if len(wf.Labels) != 1 || wf.Labels["app"] != "invoices" || len(wf.Annotations) != 0 {
 		t.Errorf("labels %v, annotations %v: want app=invoices only, and no annotations", wf.Labels, wf.Annotations)
+	}
+	// --reuse-succeeded: the new run reuses the old one (not the one the old one reused), whose
+	// parameters it cannot change.
+	out, err = run(t, ns, "", "resubmit", "pay-invoice-4711", "--reuse-succeeded", "--name", "pay-invoice-4711-rest")
+	if err != nil || !strings.Contains(out, "workflow/pay-invoice-4711-rest created from workflow/pay-invoice-4711, reusing the steps "+
+		"that succeeded there") {
+		t.Fatalf("resubmit --reuse-succeeded: %v\n%s", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711-rest"}, wf); err != nil {
+		t.Fatal(err)
+	}
+	if wf.Spec.ReuseFrom != "pay-invoice-4711" || wf.Spec.Parameters[1].Value != "12000" || wf.Spec.Cancel {
+		t.Errorf("resubmit --reuse-succeeded: reuseFrom %q, parameters %v, cancel %v", wf.Spec.ReuseFrom, wf.Spec.Parameters, wf.Spec.Cancel)
 	}
 	// Without --name, a generated one.
 	if out, err := run(t, ns, "", "resubmit", "pay-invoice-4711"); err != nil || !strings.Contains(out, "workflow/pay-invoice-4711-") {
@@ -409,6 +427,7 @@ spec:
 	}{
 		{[]string{"resubmit", "pay-invoice-4711", "-p", "currency=EUR"}, `workflow pay-invoice-4711 has no parameter "currency" (it has: invoice, amount)`},
 		{[]string{"resubmit", "nope"}, "workflow " + ns + "/nope not found"},
+		{[]string{"resubmit", "pay-invoice-4711", "--reuse-succeeded", "-p", "amount=1"}, "-p cannot change them"},
 	} {
 		if _, err := run(t, ns, "", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
@@ -418,7 +437,7 @@ spec:
 	tplRun, err := resubmission(&custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{
 		WorkflowTemplateRef: &custodyv1alpha1.WorkflowTemplateRef{Name: "db-backup"},
 		Parameters:          []custodyv1alpha1.Parameter{{Name: "database", Value: "orders"}}}},
-		[]custodyv1alpha1.Parameter{{Name: "retention", Value: "90d"}}, "")
+		[]custodyv1alpha1.Parameter{{Name: "retention", Value: "90d"}}, "", false)
 	if err != nil || len(tplRun.Spec.Parameters) != 2 || tplRun.Spec.WorkflowTemplateRef.Name != "db-backup" {
 		t.Errorf("template run: %v, %+v", err, tplRun)
 	}

@@ -85,6 +85,11 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 	if g := wf.Spec.ConcurrencyGroup; g != "" {
 		_, _ = fmt.Fprintf(w, "   concurrency group %s\n", g)
 	}
+	if r := wf.Status.Reused; r != nil {
+		_, _ = fmt.Fprintf(w, "   reuses workflow/%s (steps that succeeded there: %d)\n", r.Name, r.Steps)
+	} else if wf.Spec.ReuseFrom != "" {
+		_, _ = fmt.Fprintf(w, "   reuses workflow/%s\n", wf.Spec.ReuseFrom)
+	}
 	def, _ := wf.Definition()
 	finally := map[string]bool{}
 	for _, st := range def.Finally {

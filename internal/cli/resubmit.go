@@ -20,14 +20,18 @@ import (
 func (o *Options) resubmitCommand() *cobra.Command {
 	var params []string
 	var name string
+	var reuse bool
 	cmd := &cobra.Command{
-		Use:   "resubmit WORKFLOW [-p NAME=VALUE]... [--name NAME]",
+		Use:   "resubmit WORKFLOW [-p NAME=VALUE]... [--name NAME] [--reuse-succeeded]",
 		Short: "Run a workflow again as a new Workflow with the same spec",
 		Long: "resubmit creates a new Workflow with the spec of an existing one (its steps, or its workflowTemplateRef, " +
 			"parameters, timeouts), its labels except Custody's own (custody.dev/...), and none of its annotations: " +
-			"approvals are asked for again and the new run's creator is you. -p replaces a parameter's value.",
+			"approvals are asked for again and the new run's creator is you. -p replaces a parameter's value. " +
+			"--reuse-succeeded runs only what did not succeed in a run that failed or was cancelled: the steps that " +
+			"succeeded there are taken over with their results (spec.reuseFrom), and hold no credentials again.",
 		Example: "  kubectl custody resubmit pay-invoice-4711\n" +
-			"  kubectl custody resubmit db-backup-x7k2p -p retention=90d --name db-backup-retry",
+			"  kubectl custody resubmit db-backup-x7k2p -p retention=90d --name db-backup-retry\n" +
+			"  kubectl custody resubmit release-1.4 --reuse-succeeded",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, ns, err := o.clientIn()
@@ -47,25 +51,37 @@ func (o *Options) resubmitCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			wf, err := resubmission(old, values, name)
+			wf, err := resubmission(old, values, name, reuse)
 			if err != nil {
 				return err
 			}
 			if err := c.Create(ctx, wf); err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s created from workflow/%s (follow it: kubectl custody get %s -w)\n",
-				wf.Name, old.Name, wf.Name)
+			reused := ""
+			if reuse {
+				reused = ", reusing the steps that succeeded there"
+			}
+			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s created from workflow/%s%s (follow it: kubectl custody get %s -w)\n",
+				wf.Name, old.Name, reused, wf.Name)
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "A new value for one of the workflow's parameters, NAME=VALUE (repeat for each).")
 	cmd.Flags().StringVar(&name, "name", "", "Name of the new run (default: the old name and a random suffix).")
+	cmd.Flags().BoolVar(&reuse, "reuse-succeeded", false, "Do not run again the steps that succeeded in WORKFLOW (which failed "+
+		"or was cancelled): take over their results and run the rest.")
 	return cmd
 }
 
-// resubmission is the new Workflow that runs old again with the given parameter values.
-func resubmission(old *custodyv1alpha1.Workflow, values []custodyv1alpha1.Parameter, name string) (*custodyv1alpha1.Workflow, error) {
+// resubmission is the new Workflow that runs old again with the given parameter values; with
+// reuse, only the steps that did not succeed in old (which needs the same parameter values).
+func resubmission(old *custodyv1alpha1.Workflow, values []custodyv1alpha1.Parameter, name string,
+	reuse bool) (*custodyv1alpha1.Workflow, error) {
+	if reuse && len(values) > 0 {
+		return nil, fmt.Errorf("--reuse-succeeded takes the results of %s's steps, which depend on its parameters: "+
+			"-p cannot change them (resubmit without --reuse-succeeded to run every step with other values)", old.Name)
+	}
 	wf := &custodyv1alpha1.Workflow{}
 	wf.Namespace = old.Namespace
 	if name != "" {
@@ -76,7 +92,10 @@ func resubmission(old *custodyv1alpha1.Workflow, values []custodyv1alpha1.Parame
 	wf.Labels = maps.Clone(old.Labels)
 	maps.DeleteFunc(wf.Labels, func(k, _ string) bool { return strings.HasPrefix(k, "custody.dev/") })
 	wf.Spec = *old.Spec.DeepCopy()
-	wf.Spec.Cancel, wf.Spec.Suspend = false, false
+	wf.Spec.Cancel, wf.Spec.Suspend, wf.Spec.ReuseFrom = false, false, ""
+	if reuse {
+		wf.Spec.ReuseFrom = old.Name
+	}
 	for _, v := range values {
 		i := slices.IndexFunc(wf.Spec.Parameters, func(p custodyv1alpha1.Parameter) bool { return p.Name == v.Name })
 		switch {

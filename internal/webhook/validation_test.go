@@ -420,3 +420,33 @@ func TestKubectlAnnotateApproves(t *testing.T) {
 		t.Errorf("stored approval: %s (%v), want carol's stamp", out, err)
 	}
 }
+
+// TestReuseFromIsCheckedAtAdmission: a run may reuse only a run of the namespace that failed or
+// was cancelled, with the same steps and parameter values; the rest is refused at create, with
+// the reason.
+func TestReuseFromIsCheckedAtAdmission(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	const spec = `
+  parameters: [{name: version, value: "1.4"}]
+  steps: [{name: build, image: busybox}, {name: deploy, image: busybox, dependsOn: [build]}]`
+	src := mustWorkflow(t, ns, "metadata: {name: release}\nspec:"+spec)
+	create(t, as(alice), src)
+	rerun := func(name, reuseFrom, spec string) error {
+		return as(alice).Create(ctx, mustWorkflow(t, ns, "metadata: {name: "+name+"}\nspec:\n  reuseFrom: "+reuseFrom+spec))
+	}
+	refused(t, "reusing a run that has not ended", rerun("early", "release", spec),
+		"spec.reuseFrom", "workflow release has not ended; a run can reuse the steps of one that failed or was cancelled")
+	src.Status.Phase = custodyv1alpha1.WorkflowFailed
+	if err := env.Client.Status().Update(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, "reusing a run with another parameter value", rerun("v15", "release", strings.Replace(spec, "1.4", "1.5", 1)),
+		"spec.reuseFrom", `parameter "version" has another value in workflow release`)
+	refused(t, "reusing a run with other steps", rerun("other", "release", strings.Replace(spec, "dependsOn: [build]", "dependsOn: []", 1)),
+		"spec.reuseFrom", `workflow release ran other steps than this run: step "deploy" differs`)
+	refused(t, "reusing a run that does not exist", rerun("nope", "nope", spec), `spec.reuseFrom: Not found: "nope"`)
+	if err := rerun("release-rest", "release", spec); err != nil {
+		t.Errorf("reusing a failed run with the same steps and parameters: %v", err)
+	}
+}

@@ -601,8 +601,33 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r, err := h.checkRun(ctx, req, o, field.NewPath("spec"), &wf.Spec, false); r != nil || err != nil {
 		return r, err
 	}
+	if r, err := h.checkReuse(ctx, req.Namespace, o); r != nil || err != nil {
+		return r, err
+	}
 	o.warnings = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
+	return nil, nil
+}
+
+// checkReuse refuses a run whose reuseFrom names no run it can take succeeded steps from
+// (ReuseProblem). The controller checks again, against the template as it resolves it.
+func (h *handler) checkReuse(ctx context.Context, ns string, o *object) (*refusal, error) {
+	wf := o.workflow
+	if wf.Spec.ReuseFrom == "" {
+		return nil, nil
+	}
+	path := field.NewPath("spec", "reuseFrom")
+	src := &custodyv1alpha1.Workflow{}
+	err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: wf.Spec.ReuseFrom}, src)
+	switch {
+	case apierrors.IsNotFound(err):
+		return invalid(o, field.ErrorList{field.NotFound(path, wf.Spec.ReuseFrom)}), nil
+	case err != nil:
+		return nil, fmt.Errorf("reading Workflow %s: %w", wf.Spec.ReuseFrom, err)
+	}
+	if msg := custodyv1alpha1.ReuseProblem(wf, src); msg != "" {
+		return invalid(o, field.ErrorList{field.Invalid(path, wf.Spec.ReuseFrom, msg)}), nil
+	}
 	return nil, nil
 }
 
