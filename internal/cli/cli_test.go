@@ -451,3 +451,41 @@ func TestAge(t *testing.T) {
 		}
 	}
 }
+
+// TestLint: lint reads files, directories (skipping hidden ones and other extensions) and
+// standard input, prints each problem with its source, and fails when any would be refused.
+func TestLint(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const good = "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: ok}\nspec:\n  steps: [{name: a, image: example.com/a:1}]\n"
+	const bad = "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: loop}\nspec:\n  steps: [{name: a, image: example.com/a:1, dependsOn: [a]}]\n"
+	write("apps/ok.yaml", good)
+	write("apps/notes.txt", bad)      // not a manifest
+	write(".git/objects/x.yaml", bad) // hidden
+	write("apps/cm.yml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+	if out, err := run(t, "", "", "lint", dir); err != nil || !strings.Contains(out, "1 Custody objects checked: 0 errors, 0 warnings") {
+		t.Errorf("lint of a clean directory: %v\n%s", err, out)
+	}
+	write("apps/loop.yaml", "---\n"+good+"---\n"+bad)
+	out, err := run(t, "", "", "lint", dir)
+	if err == nil || !strings.Contains(err.Error(), "1 problems") ||
+		!strings.Contains(out, filepath.Join(dir, "apps/loop.yaml")+"#2: Workflow loop: spec.steps[0]: Invalid value: a step cannot depend on itself") ||
+		!strings.Contains(out, "3 Custody objects checked: 1 errors") {
+		t.Errorf("lint of a directory with a cycle: %v\n%s", err, out)
+	}
+	if out, err := run(t, "", bad, "lint", "-"); err == nil || !strings.Contains(out, "<stdin>: Workflow loop:") {
+		t.Errorf("lint of standard input: %v\n%s", err, out)
+	}
+	if _, err := run(t, "", "", "lint", filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("lint of a file that does not exist succeeded")
+	}
+}

@@ -1,0 +1,399 @@
+// Package lint checks Custody manifests without a cluster, as the API server and admission would
+// check them when they are applied: the CRDs' schemas and CEL rules (with apiextensions-apiserver,
+// the code kube-apiserver runs for them), then what admission adds (cycles, references,
+// expressions, a template run's parameters when the template is among the manifests). What only
+// the cluster knows is not checked: whether grants exist and who may use them, templates that are
+// not among the manifests, the run a reuseFrom names, and rules that compare an object with its
+// previous version (immutability).
+package lint
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+
+	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
+	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	"k8s.io/apiserver/pkg/storage/names"
+	"sigs.k8s.io/yaml"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/config/crd"
+	"github.com/custody-dev/custody/internal/webhook"
+)
+
+// Problem is one thing the API server or admission would refuse (or, for a warning, what could
+// not be checked without the cluster).
+type Problem struct {
+	// Source is where the object was read: a file name and, in a file of several documents, the
+	// document's number ("samples.yaml#2").
+	Source string
+	// Object is its kind and name ("Workflow build-diamond"); empty when the document could not
+	// be read as an object.
+	Object  string
+	Message string
+	Warning bool
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.Source)
+	if p.Object != "" {
+		b.WriteString(": " + p.Object)
+	}
+	if p.Warning {
+		b.WriteString(": warning")
+	}
+	b.WriteString(": " + p.Message)
+	return b.String()
+}
+
+// Linter checks manifests against Custody's CRDs and admission rules.
+type Linter struct {
+	kinds map[schema.GroupVersionKind]*version
+}
+
+// version is what checks objects of one kind and version.
+type version struct {
+	structural *structuralschema.Structural
+	schema     apiservervalidation.SchemaValidator
+	cel        *cel.Validator // nil when the version has no CEL rules
+}
+
+// New reads the CRDs built into the binary.
+func New() (*Linter, error) {
+	l := &Linter{kinds: map[schema.GroupVersionKind]*version{}}
+	files, err := fs.Glob(crd.Bases, "bases/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range files {
+		data, err := crd.Bases.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.add(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return l, nil
+}
+
+func (l *Linter) add(data []byte) error {
+	def := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.UnmarshalStrict(data, def); err != nil {
+		return err
+	}
+	for _, v := range def.Spec.Versions {
+		if v.Schema == nil || v.Schema.OpenAPIV3Schema == nil {
+			return fmt.Errorf("version %s has no schema", v.Name)
+		}
+		internal := &apiextensionsinternal.JSONSchemaProps{}
+		if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(v.Schema.OpenAPIV3Schema, internal,
+			nil); err != nil {
+			return err
+		}
+		structural, err := structuralschema.NewStructural(internal)
+		if err != nil {
+			return err
+		}
+		validator, _, err := apiservervalidation.NewSchemaValidator(internal)
+		if err != nil {
+			return err
+		}
+		gvk := schema.GroupVersionKind{Group: def.Spec.Group, Version: v.Name, Kind: def.Spec.Names.Kind}
+		l.kinds[gvk] = &version{structural: structural, schema: validator,
+			cel: cel.NewValidator(structural, true, celconfig.PerCallLimit)}
+	}
+	return nil
+}
+
+// Document is one manifest: its source (for messages) and its YAML or JSON.
+type Document struct {
+	Source string
+	Data   []byte
+}
+
+// Split reads the documents of a YAML (or JSON) stream, separated by ---; empty ones are left
+// out. In a stream of several documents each is named by its number (source#n).
+func Split(source string, r io.Reader) ([]Document, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	var docs []Document
+	for {
+		data, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		if js, err := yaml.YAMLToJSON(data); err == nil && string(bytes.TrimSpace(js)) == "null" {
+			continue // only comments, or nothing
+		}
+		docs = append(docs, Document{Source: fmt.Sprintf("%s#%d", source, len(docs)+1), Data: data})
+	}
+	if len(docs) == 1 {
+		docs[0].Source = source
+	}
+	return docs, nil
+}
+
+// Result is what Lint found.
+type Result struct {
+	Problems []Problem
+	// Checked counts the Custody objects checked; other kinds are left alone.
+	Checked int
+}
+
+// Errors counts the problems that are not warnings.
+func (r Result) Errors() int {
+	n := 0
+	for _, p := range r.Problems {
+		if !p.Warning {
+			n++
+		}
+	}
+	return n
+}
+
+// object is one Custody object of the manifests, once its schema checks passed.
+type object struct {
+	source, name string
+	raw          []byte
+	namespace    string
+	kind         string
+}
+
+// Lint checks every Custody object of the documents; documents of other API groups are skipped.
+func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
+	var res Result
+	var objects []object
+	for _, d := range expandLists(docs) {
+		obj, problems, ok := l.schemaCheck(ctx, d)
+		res.Problems = append(res.Problems, problems...)
+		if obj.kind != "" {
+			res.Checked++
+		}
+		if ok {
+			objects = append(objects, obj)
+		}
+	}
+	templates := map[[2]string]*custodyv1alpha1.WorkflowTemplate{}
+	for _, o := range objects {
+		if o.kind == "WorkflowTemplate" {
+			tpl := &custodyv1alpha1.WorkflowTemplate{}
+			if err := json.Unmarshal(o.raw, tpl); err == nil {
+				templates[[2]string{o.namespace, tpl.Name}] = tpl
+			}
+		}
+	}
+	for _, o := range objects {
+		res.Problems = append(res.Problems, admissionCheck(o, templates)...)
+	}
+	return res
+}
+
+// expandLists replaces each kind: List document (what kubectl get -o yaml prints) by its items.
+func expandLists(docs []Document) []Document {
+	out := make([]Document, 0, len(docs))
+	for _, d := range docs {
+		var list struct {
+			APIVersion string            `json:"apiVersion"`
+			Kind       string            `json:"kind"`
+			Items      []json.RawMessage `json:"items"`
+		}
+		if err := yaml.Unmarshal(d.Data, &list); err != nil || list.APIVersion != "v1" || !strings.HasSuffix(list.Kind, "List") {
+			out = append(out, d)
+			continue
+		}
+		for i, item := range list.Items {
+			out = append(out, Document{Source: fmt.Sprintf("%s[%d]", d.Source, i), Data: item})
+		}
+	}
+	return out
+}
+
+// schemaCheck checks a document as the API server checks a custom resource it is asked to
+// create: unknown fields, defaults, the schema, the CEL rules. ok says the object passed and can
+// be checked further.
+func (l *Linter) schemaCheck(ctx context.Context, d Document) (o object, problems []Problem, ok bool) {
+	problem := func(msg string) { problems = append(problems, Problem{Source: d.Source, Object: o.name, Message: msg}) }
+	raw, err := yaml.YAMLToJSON(d.Data)
+	if err != nil {
+		problem(err.Error())
+		return o, problems, false
+	}
+	u := map[string]any{}
+	if err := json.Unmarshal(raw, &u); err != nil {
+		problem("not an object: " + err.Error())
+		return o, problems, false
+	}
+	apiVersion, _ := u["apiVersion"].(string)
+	kind, _ := u["kind"].(string)
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil || gv.Group != custodyv1alpha1.GroupVersion.Group {
+		return o, nil, false // not Custody's
+	}
+	o.kind = kind
+	meta, _ := u["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	if name == "" {
+		name, _ = meta["generateName"].(string)
+	}
+	o.name = strings.TrimSpace(kind + " " + name)
+	o.namespace, _ = meta["namespace"].(string)
+	v := l.kinds[gv.WithKind(kind)]
+	if v == nil {
+		problem(fmt.Sprintf("no kind %q in version %q of %s (this kubectl-custody knows %s)", kind, gv.Version, gv.Group,
+			strings.Join(l.known(), ", ")))
+		return o, problems, false
+	}
+	if problems = metadataProblems(d.Source, o.name, meta); len(problems) > 0 {
+		return o, problems, false // the API server refuses such a name before it looks further
+	}
+	if meta != nil && meta["name"] == nil && meta["generateName"] != nil {
+		// The API server names the object before it validates it; rules may read the name.
+		meta["name"] = names.SimpleNameGenerator.GenerateName(name)
+	}
+	opts := structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true}
+	for _, path := range pruning.PruneWithOptions(u, v.structural, true, opts) {
+		problem(fmt.Sprintf("unknown field %q", path))
+	}
+	structuraldefaulting.Default(u, v.structural)
+	errs := apiservervalidation.ValidateCustomResource(nil, u, v.schema)
+	if v.cel != nil && len(errs) == 0 {
+		celErrs, _ := v.cel.Validate(ctx, nil, v.structural, u, nil, celconfig.RuntimeCELCostBudget)
+		errs = append(errs, celErrs...)
+	}
+	for _, e := range errs {
+		problem(e.Error())
+	}
+	if len(problems) > 0 {
+		return o, problems, false
+	}
+	o.raw, err = json.Marshal(u)
+	if err != nil {
+		problem(err.Error())
+		return o, problems, false
+	}
+	o.source = d.Source
+	return o, nil, true
+}
+
+// metadataProblems checks what the API server checks of any object's name.
+func metadataProblems(source, object string, meta map[string]any) []Problem {
+	name, _ := meta["name"].(string)
+	generateName, _ := meta["generateName"].(string)
+	var msgs []string
+	switch {
+	case name == "" && generateName == "":
+		msgs = append(msgs, "metadata.name: Required value: name or generateName is required")
+	case name != "":
+		for _, m := range validation.IsDNS1123Subdomain(name) {
+			msgs = append(msgs, fmt.Sprintf("metadata.name: Invalid value: %q: %s", name, m))
+		}
+	}
+	problems := make([]Problem, 0, len(msgs))
+	for _, m := range msgs {
+		problems = append(problems, Problem{Source: source, Object: object, Message: m})
+	}
+	return problems
+}
+
+// admissionCheck runs the checks Custody's admission adds to the schema's, on an object that
+// passed them.
+func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowTemplate) []Problem {
+	var errs field.ErrorList
+	var warnings []string
+	switch o.kind {
+	case "Workflow":
+		wf := &custodyv1alpha1.Workflow{}
+		if err := json.Unmarshal(o.raw, wf); err != nil {
+			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
+		}
+		errs = webhook.ValidateWorkflowSpec(&wf.Spec)
+		e, w := runOfTemplate(field.NewPath("spec"), &wf.Spec, o.namespace, templates)
+		errs, warnings = append(errs, e...), w
+		if wf.Spec.ReuseFrom != "" {
+			warnings = append(warnings, fmt.Sprintf("spec.reuseFrom: not checked: whether workflow %s can be reused is known "+
+				"only in the cluster", wf.Spec.ReuseFrom))
+		}
+	case "WorkflowTemplate":
+		tpl := &custodyv1alpha1.WorkflowTemplate{}
+		if err := json.Unmarshal(o.raw, tpl); err != nil {
+			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
+		}
+		errs = webhook.ValidateWorkflowTemplateSpec(&tpl.Spec)
+	case "CronWorkflow":
+		cwf := &custodyv1alpha1.CronWorkflow{}
+		if err := json.Unmarshal(o.raw, cwf); err != nil {
+			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
+		}
+		errs = webhook.ValidateCronWorkflowSpec(&cwf.Spec)
+		e, w := runOfTemplate(field.NewPath("spec", "workflowSpec"), &cwf.Spec.WorkflowSpec, o.namespace, templates)
+		errs, warnings = append(errs, e...), w
+	case "CredentialGrant":
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := json.Unmarshal(o.raw, g); err != nil {
+			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
+		}
+		errs = webhook.ValidateGrantReferences(&g.Spec)
+	}
+	problems := make([]Problem, 0, len(errs)+len(warnings))
+	for _, e := range errs {
+		problems = append(problems, Problem{Source: o.source, Object: o.name, Message: e.Error()})
+	}
+	for _, w := range warnings {
+		problems = append(problems, Problem{Source: o.source, Object: o.name, Message: w, Warning: true})
+	}
+	return problems
+}
+
+// runOfTemplate checks a run's parameters against its template, as admission does, when the
+// template is among the manifests (in the same namespace); otherwise it warns that it could not.
+func runOfTemplate(path *field.Path, ws *custodyv1alpha1.WorkflowSpec, ns string,
+	templates map[[2]string]*custodyv1alpha1.WorkflowTemplate) (field.ErrorList, []string) {
+	ref := ws.WorkflowTemplateRef
+	if ref == nil {
+		return nil, nil
+	}
+	tpl := templates[[2]string{ns, ref.Name}]
+	if tpl == nil {
+		return nil, []string{fmt.Sprintf("%s: not checked: WorkflowTemplate %s is not among the manifests, so its parameters "+
+			"are checked only when the run is created", path.Child("parameters"), ref.Name)}
+	}
+	if err := custodyv1alpha1.CheckParameters(tpl.Spec.Parameters, ws.Parameters); err != nil {
+		return field.ErrorList{field.Invalid(path.Child("parameters"), nil, fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}, nil
+	}
+	if err := custodyv1alpha1.CheckItems(&tpl.Spec, custodyv1alpha1.ParameterValues(tpl.Spec.Parameters, ws.Parameters)); err != nil {
+		return field.ErrorList{field.Invalid(path.Child("parameters"), nil, fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}, nil
+	}
+	return nil, nil
+}
+
+// known lists the kinds and versions the linter knows, for a message.
+func (l *Linter) known() []string {
+	out := make([]string, 0, len(l.kinds))
+	for gvk := range l.kinds {
+		out = append(out, gvk.Kind+" ("+gvk.GroupVersion().String()+")")
+	}
+	slices.Sort(out)
+	return out
+}

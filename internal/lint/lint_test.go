@@ -1,0 +1,234 @@
+package lint
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func linter(t *testing.T) *Linter {
+	t.Helper()
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func lintFiles(t *testing.T, l *Linter, paths ...string) Result {
+	t.Helper()
+	var docs []Document
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Split(p, f)
+		_ = f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, d...)
+	}
+	return l.Lint(context.Background(), docs)
+}
+
+// TestSamplesAreClean: every sample passes, as the sandbox applies them; a run of a template is
+// checked against the template in the same files.
+func TestSamplesAreClean(t *testing.T) {
+	paths, err := filepath.Glob("../../config/samples/*.yaml")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("samples: %v %v", paths, err)
+	}
+	res := lintFiles(t, linter(t), paths...)
+	for _, p := range res.Problems {
+		t.Errorf("%s", p)
+	}
+	if res.Checked < 10 {
+		t.Errorf("checked %d objects, want every Custody object of the samples", res.Checked)
+	}
+	t.Logf("checked %d objects", res.Checked)
+}
+
+func lintString(t *testing.T, l *Linter, manifest string) Result {
+	t.Helper()
+	docs, err := Split("test.yaml", strings.NewReader(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Lint(context.Background(), docs)
+}
+
+// TestProblems: what the API server's schema and CEL rules refuse, and what admission adds, is
+// reported with the source, the object and the field, as kubectl apply would report it; other
+// kinds are left alone.
+func TestProblems(t *testing.T) {
+	l := linter(t)
+	cases := []struct {
+		name, manifest string
+		want           []string
+	}{{
+		name: "unknown field",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: typo}
+spec:
+  steps: [{name: build, imagee: example.com/b:1}]`,
+		want: []string{`test.yaml: Workflow typo: unknown field "spec.steps[0].imagee"`},
+	}, {
+		name: "schema: a duration that is not one",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: slow}
+spec:
+  timeout: 10 minutes
+  steps: [{name: build, image: example.com/b:1}]`,
+		want: []string{`test.yaml: Workflow slow: spec.timeout: Invalid value: "10 minutes": spec.timeout in body should match`},
+	}, {
+		name: "CEL rule of the CRD",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: both}
+spec:
+  workflowTemplateRef: {name: release}
+  steps: [{name: build, image: example.com/b:1}]`,
+		want: []string{"Workflow both: spec: Invalid value", "set either steps or workflowTemplateRef, not both and not neither"},
+	}, {
+		name: "CEL rule on the object's name",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: a-cron-workflow-whose-name-is-far-too-long-for-its-runs}
+spec:
+  schedule: "@daily"
+  workflowSpec: {steps: [{name: build, image: example.com/b:1}]}`,
+		want: []string{"a CronWorkflow name must be at most 52 characters"},
+	}, {
+		name: "admission: a cycle",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: cycle}
+spec:
+  steps:
+  - {name: a, image: example.com/b:1, dependsOn: [b]}
+  - {name: b, image: example.com/b:1, dependsOn: [a]}`,
+		want: []string{"Workflow cycle: spec.steps.dependsOn", "dependsOn forms a cycle"},
+	}, {
+		name: "admission: retries.when that does not compile",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: release}
+spec:
+  steps: [{name: build, image: example.com/b:1, retries: {limit: 2, when: "exitcode != 2"}}]`,
+		want: []string{`WorkflowTemplate release: spec.steps[0].retries.when`, "undeclared reference to 'exitcode'"},
+	}, {
+		name: "admission: a run of a template in the same files, with a parameter it does not declare",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: backup}
+spec:
+  parameters: [{name: database}]
+  steps: [{name: dump, image: example.com/d:1, args: ["$(params.database)"]}]
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {generateName: backup-}
+spec:
+  workflowTemplateRef: {name: backup}
+  parameters: [{name: database, value: orders}, {name: retention, value: 7d}]`,
+		want: []string{"test.yaml#2: Workflow backup-: spec.parameters", "WorkflowTemplate backup", `"retention"`},
+	}, {
+		name: "admission: a grant of a Role in another namespace's way",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: deployer}
+spec:
+  subjects: [{workflowName: deploy, steps: [apply]}]
+  credential: {secret: {name: erp, keys: [token]}, kubernetesRole: {kind: Role, name: deployer}}
+  ttl: 15m`,
+		want: []string{"CredentialGrant deployer: spec.credential"},
+	}, {
+		name: "no name",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {labels: {app: x}}
+spec:
+  steps: [{name: build, image: example.com/b:1}]`,
+		want: []string{"test.yaml: Workflow: metadata.name: Required value"},
+	}, {
+		name: "a kind Custody does not have",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Pipeline
+metadata: {name: p}`,
+		want: []string{`test.yaml: Pipeline p: no kind "Pipeline" in version "v1alpha1" of custody.dev`},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := lintString(t, l, tc.manifest)
+			var got []string
+			for _, p := range res.Problems {
+				got = append(got, p.String())
+			}
+			all := strings.Join(got, "\n")
+			if res.Errors() == 0 {
+				t.Fatalf("no problem reported; want %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("problems:\n%s\nwant one saying %q", all, w)
+				}
+			}
+		})
+	}
+
+	// Other kinds are skipped; what needs the cluster is a warning, not an error.
+	res := lintString(t, l, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+---
+# only a comment
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: nightly-run}
+spec:
+  workflowTemplateRef: {name: nightly}
+  reuseFrom: nightly-run-1`)
+	if res.Checked != 1 || res.Errors() != 0 || len(res.Problems) != 2 ||
+		!strings.Contains(res.Problems[0].String(), "test.yaml#2: Workflow nightly-run: warning: spec.parameters: not checked: "+
+			"WorkflowTemplate nightly is not among the manifests") ||
+		!strings.Contains(res.Problems[1].String(), "spec.reuseFrom: not checked") {
+		t.Errorf("checked %d, problems %v; want the Workflow checked with two warnings", res.Checked, res.Problems)
+	}
+}
+
+// TestLists: the items of a List (what kubectl get -o yaml prints) are checked one by one.
+func TestLists(t *testing.T) {
+	res := lintString(t, linter(t), `
+apiVersion: v1
+kind: List
+items:
+- apiVersion: custody.dev/v1alpha1
+  kind: Workflow
+  metadata: {name: ok}
+  spec: {steps: [{name: a, image: example.com/a:1}]}
+- apiVersion: custody.dev/v1alpha1
+  kind: Workflow
+  metadata: {name: loop}
+  spec: {steps: [{name: a, image: example.com/a:1, dependsOn: [a]}]}`)
+	if res.Checked != 2 || res.Errors() != 1 || !strings.HasPrefix(res.Problems[0].String(), "test.yaml[1]: Workflow loop: spec.steps[0]") {
+		t.Errorf("checked %d, problems %v; want 2 checked and the second item's cycle", res.Checked, res.Problems)
+	}
+}
