@@ -47,7 +47,7 @@ func run(m *testing.M) int {
 	defer func() { _ = srv.Close() }()
 	// Pods run for a moment, as real steps do, so that their identities are registered.
 	c, err := localcluster.Start(localcluster.Options{Nodes: 2, Dir: os.Getenv("CUSTODY_E2E_DIR"), PodRunTime: 2 * time.Second,
-		ExitCodeFromEnv: true})
+		ExitCodeFromEnv: true, ResultsFromEnv: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -211,6 +211,73 @@ spec:
 	})
 }
 
+// TestRerunReusesWhatSucceeded: a run cancelled at its approval gate is run again with
+// `kubectl custody resubmit --reuse-succeeded`; admission lets it reuse the cancelled run (and
+// refuses to reuse one that has not ended), the build step that succeeded is taken over with its
+// result and starts no Job, and the gate waits again.
+func TestRerunReusesWhatSucceeded(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	first := createWorkflow(ctx, t, ns, `
+metadata: {name: release}
+spec:
+  steps:
+  - name: build
+    image: registry.example.com/ci/build:1.0
+    results: [{name: digest}]
+    env: [{name: CUSTODY_SANDBOX_RESULTS, value: '{"digest":"sha256:e2e"}'}]
+  - name: deploy
+    image: registry.example.com/ci/deploy:1.0
+    dependsOn: [build]
+    args: ["$(steps.build.results.digest)"]
+    approval: {approvers: {users: [nobody]}}
+`)
+	eventually(t, 2*time.Minute, "build to succeed and deploy to wait for its approval", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(first), first); err != nil {
+			return err
+		}
+		if st := step(first, "deploy"); st.Phase != custodyv1alpha1.StepWaitingForApproval {
+			return fmt.Errorf("deploy is %s (%s)", st.Phase, st.Reason)
+		}
+		return nil
+	})
+	if _, errOut, err := kubectlCustody(ns, "cancel", "release"); err != nil {
+		t.Fatalf("cancel: %v %s", err, errOut)
+	}
+	waitPhase(ctx, t, first, custodyv1alpha1.WorkflowCancelled, time.Minute)
+
+	out, errOut, err := kubectlCustody(ns, "resubmit", "release", "--reuse-succeeded", "--name", "release-rest")
+	if err != nil || !strings.Contains(out, "reusing the steps that succeeded there") {
+		t.Fatalf("resubmit --reuse-succeeded: %v\n%s%s", err, out, errOut)
+	}
+	rest := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-rest"}}
+	eventually(t, time.Minute, "release-rest's deploy to wait for its approval", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(rest), rest); err != nil {
+			return err
+		}
+		if st := step(rest, "deploy"); st.Phase != custodyv1alpha1.StepWaitingForApproval {
+			return fmt.Errorf("deploy is %s (%s)", st.Phase, st.Reason)
+		}
+		return nil
+	})
+	if st := step(rest, "build"); st.Phase != custodyv1alpha1.StepSucceeded || st.Reason != custodyv1alpha1.StepReasonReused ||
+		st.JobName != "" || st.SPIFFEID != "" || len(st.Results) != 1 || st.Results[0].Value != "sha256:e2e" {
+		t.Errorf("release-rest's build: %+v, want Reused with release's result and nothing of its own", st)
+	}
+	var jobs batchv1.JobList
+	if err := cluster.Client.List(ctx, &jobs, client.InNamespace(ns), client.MatchingLabels{custodyv1alpha1.LabelWorkflow: "release-rest"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Items) != 0 {
+		t.Errorf("release-rest created %d Jobs; its build was reused and its deploy waits", len(jobs.Items))
+	}
+	// Admission: a run may not reuse one that is still going.
+	if _, _, err := kubectlCustody(ns, "resubmit", "release-rest", "--reuse-succeeded"); err == nil ||
+		!strings.Contains(err.Error(), "workflow release-rest has not ended") {
+		t.Errorf("reusing a run that has not ended: %v, want admission to refuse it", err)
+	}
+}
+
 func step(wf *custodyv1alpha1.Workflow, name string) custodyv1alpha1.StepStatus {
 	for _, st := range wf.Status.Steps {
 		if st.Name == name {
