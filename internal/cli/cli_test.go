@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -487,5 +488,93 @@ func TestLint(t *testing.T) {
 	}
 	if _, err := run(t, "", "", "lint", filepath.Join(dir, "missing.yaml")); err == nil {
 		t.Error("lint of a file that does not exist succeeded")
+	}
+}
+
+// TestWait: wait (and run --wait) exits 0 for a run that succeeded, with an error naming the
+// outcome and its reason for one that failed, and gives up after --timeout on one still running.
+func TestWait(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	mk := func(name string, status custodyv1alpha1.WorkflowStatus) {
+		t.Helper()
+		wf := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "build", Image: "example.com/b:1"}}}}
+		wf.Namespace, wf.Name = ns, name
+		if err := env.Client.Create(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+		wf.Status = status
+		if err := env.Client.Status().Update(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cond := func(t, reason, msg string) []metav1.Condition {
+		return []metav1.Condition{{Type: t, Status: metav1.ConditionTrue, Reason: reason, Message: msg, LastTransitionTime: metav1.Now()}}
+	}
+	mk("green", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowSucceeded, Progress: "1/1",
+		Steps: []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepSucceeded}}})
+	mk("red", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowFailed, Progress: "1/1",
+		Conditions: cond(custodyv1alpha1.ConditionStalled, custodyv1alpha1.ReasonFailed, "Step build failed"),
+		Steps:      []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepFailed}}})
+	mk("slow", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Progress: "0/1",
+		Steps: []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepRunning}}})
+
+	if out, err := run(t, ns, "", "wait", "green"); err != nil || !strings.Contains(out, "/green  Succeeded") {
+		t.Errorf("wait for a run that succeeded: %v\n%s", err, out)
+	}
+	if out, err := run(t, ns, "", "wait", "red"); err == nil || err.Error() != "workflow "+ns+"/red Failed (Failed): Step build failed" ||
+		!strings.Contains(out, "└─ build  Failed") {
+		t.Errorf("wait for a run that failed: %v\n%s", err, out)
+	}
+	if _, err := run(t, ns, "", "wait", "slow", "--timeout", "1s"); err == nil || err.Error() != "workflow "+ns+"/slow is still Running after 1s" {
+		t.Errorf("wait with a timeout: %v", err)
+	}
+}
+
+// TestRunFromCronWorkflow: run --from cronworkflow/NAME starts what the CronWorkflow runs, now,
+// as a run of the user's own (none of the CronWorkflow's labels, not counted as one of its runs).
+func TestRunFromCronWorkflow(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	cw := &custodyv1alpha1.CronWorkflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: nightly-db-backup, labels: {team: data}}
+spec:
+  schedule: "0 2 * * *"
+  workflowSpec:
+    parameters: [{name: database, value: orders}, {name: retention, value: 30d}]
+    steps: [{name: dump, image: example.com/dump:1, args: ["$(params.database)", "$(params.retention)"]}]`), cw); err != nil {
+		t.Fatal(err)
+	}
+	cw.Namespace = ns
+	if err := env.Client.Create(ctx, cw); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, ns, "", "run", "--from", "cronworkflow/nightly-db-backup", "-p", "retention=90d", "--name", "backup-now")
+	if err != nil || !strings.Contains(out, "workflow/backup-now created from cronworkflow/nightly-db-backup, now, not as one of its scheduled runs") {
+		t.Fatalf("run --from: %v\n%s", err, out)
+	}
+	wf := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "backup-now"}, wf); err != nil {
+		t.Fatal(err)
+	}
+	want := cw.Spec.WorkflowSpec.DeepCopy()
+	want.Parameters[1].Value = "90d"
+	if !equality.Semantic.DeepEqual(wf.Spec, *want) || len(wf.Labels) != 0 || len(wf.OwnerReferences) != 0 {
+		t.Errorf("run of the CronWorkflow: spec %+v, labels %v, owners %v; want its workflowSpec with retention 90d, nothing else",
+			wf.Spec, wf.Labels, wf.OwnerReferences)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--from", "cronjob/nightly-db-backup"}, `--from "cronjob/nightly-db-backup": write cronworkflow/NAME`},
+		{[]string{"run", "db-backup", "--from", "cronworkflow/nightly-db-backup"}, "not both"},
+		{[]string{"run"}, "name a WorkflowTemplate, or a CronWorkflow"},
+		{[]string{"run", "--from", "ccwf/weekly"}, "cronworkflow " + ns + "/weekly not found"},
+	} {
+		if _, err := run(t, ns, "", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -25,36 +26,96 @@ func (o *Options) getCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			last := ""
-			for {
-				ctx, cancel := o.ctx()
-				wf := &custodyv1alpha1.Workflow{}
-				err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, wf)
-				cancel()
-				if err != nil {
-					return err
-				}
-				wf.ManagedFields = nil
-				if !watch {
-					return o.print(wf, func(w io.Writer) error { return writeTree(w, wf, o.Now()) })
-				}
-				var b strings.Builder
-				if err := writeTree(&b, wf, o.Now()); err != nil {
-					return err
-				}
-				if b.String() != last {
-					last = b.String()
-					_, _ = fmt.Fprintf(o.io.Out, "%s\n", last)
-				}
-				if ended(wf.Status.Phase) {
-					return nil
-				}
-				time.Sleep(time.Second)
+			if watch {
+				_, err := o.follow(c, ns, args[0], 0)
+				return err
 			}
+			ctx, cancel := o.ctx()
+			defer cancel()
+			wf := &custodyv1alpha1.Workflow{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, wf); err != nil {
+				return err
+			}
+			wf.ManagedFields = nil
+			return o.print(wf, func(w io.Writer) error { return writeTree(w, wf, o.Now()) })
 		},
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "Follow the workflow until it ends, printing the tree whenever it changes.")
 	return cmd
+}
+
+// waitCommand is `kubectl custody wait WORKFLOW`: follow a run to its end and exit with its
+// outcome, for scripts and CI jobs that start one (kubectl wait cannot tell a failed run from
+// one still running).
+func (o *Options) waitCommand() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "wait WORKFLOW [--timeout DURATION]",
+		Short: "Follow a workflow until it ends; fail unless it succeeded",
+		Long: "wait prints the workflow's tree whenever it changes, as get -w does, until the run ends, then exits 0 if it " +
+			"Succeeded and non-zero, with the reason, if it Failed or was Cancelled, or if --timeout passed first.",
+		Example: "  kubectl custody wait release-1-4 --timeout 30m",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, ns, err := o.clientIn()
+			if err != nil {
+				return err
+			}
+			return o.waitFor(c, ns, args[0], timeout)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "Give up after this long (0: wait as long as the run takes).")
+	return cmd
+}
+
+// waitFor follows a run to its end and returns an error unless it succeeded.
+func (o *Options) waitFor(c client.Client, ns, name string, timeout time.Duration) error {
+	wf, err := o.follow(c, ns, name, timeout)
+	if err != nil {
+		return err
+	}
+	if wf.Status.Phase == custodyv1alpha1.WorkflowSucceeded {
+		return nil
+	}
+	why := ""
+	for _, t := range []string{custodyv1alpha1.ConditionStalled, custodyv1alpha1.ConditionReady} {
+		if c := meta.FindStatusCondition(wf.Status.Conditions, t); c != nil && c.Message != "" {
+			why = fmt.Sprintf(" (%s): %s", c.Reason, c.Message)
+			break
+		}
+	}
+	return fmt.Errorf("workflow %s/%s %s%s", ns, name, wf.Status.Phase, why)
+}
+
+// follow prints a workflow's tree whenever it changes until the run ends, and returns it as it
+// ended; with a timeout, an error once it passed.
+func (o *Options) follow(c client.Client, ns, name string, timeout time.Duration) (*custodyv1alpha1.Workflow, error) {
+	start := time.Now()
+	last := ""
+	for {
+		ctx, cancel := o.ctx()
+		wf := &custodyv1alpha1.Workflow{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wf)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		if err := writeTree(&b, wf, o.Now()); err != nil {
+			return nil, err
+		}
+		if b.String() != last {
+			last = b.String()
+			_, _ = fmt.Fprintf(o.io.Out, "%s\n", last)
+		}
+		if ended(wf.Status.Phase) {
+			return wf, nil
+		}
+		if timeout > 0 && time.Since(start) >= timeout {
+			return nil, fmt.Errorf("workflow %s/%s is still %s after %s", ns, name, orDash(string(wf.Status.Phase)), timeout)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func ended(p custodyv1alpha1.WorkflowPhase) bool {

@@ -20,9 +20,9 @@ import (
 func (o *Options) resubmitCommand() *cobra.Command {
 	var params []string
 	var name string
-	var reuse bool
+	var reuse, wait bool
 	cmd := &cobra.Command{
-		Use:   "resubmit WORKFLOW [-p NAME=VALUE]... [--name NAME] [--reuse-succeeded]",
+		Use:   "resubmit WORKFLOW [-p NAME=VALUE]... [--name NAME] [--reuse-succeeded] [--wait]",
 		Short: "Run a workflow again as a new Workflow with the same spec",
 		Long: "resubmit creates a new Workflow with the spec of an existing one (its steps, or its workflowTemplateRef, " +
 			"parameters, timeouts), its labels except Custody's own (custody.dev/...), and none of its annotations: " +
@@ -64,11 +64,15 @@ func (o *Options) resubmitCommand() *cobra.Command {
 			}
 			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s created from workflow/%s%s (follow it: kubectl custody get %s -w)\n",
 				wf.Name, old.Name, reused, wf.Name)
+			if wait {
+				return o.waitFor(c, ns, wf.Name, 0)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "A new value for one of the workflow's parameters, NAME=VALUE (repeat for each).")
 	cmd.Flags().StringVar(&name, "name", "", "Name of the new run (default: the old name and a random suffix).")
+	cmd.Flags().BoolVar(&wait, "wait", false, "Follow the new run until it ends, as kubectl custody wait does, and fail unless it succeeded.")
 	cmd.Flags().BoolVar(&reuse, "reuse-succeeded", false, "Do not run again the steps that succeeded in WORKFLOW (which failed "+
 		"or was cancelled): take over their results and run the rest.")
 	return cmd

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -16,13 +19,19 @@ import (
 // checked against the template's parameters before it is sent (admission checks again).
 func (o *Options) runCommand() *cobra.Command {
 	var params []string
-	var name string
+	var name, from string
+	var wait bool
 	cmd := &cobra.Command{
-		Use:   "run TEMPLATE [-p NAME=VALUE]...",
-		Short: "Start a run of a WorkflowTemplate with values for its parameters",
-		Example: "  kubectl custody run db-backup -p database=orders -p retention=90d\n" +
-			"  kubectl custody run db-backup -p database=orders --name backup-before-migration",
-		Args: cobra.ExactArgs(1),
+		Use:   "run TEMPLATE [-p NAME=VALUE]... [--wait] | run --from cronworkflow/NAME [-p NAME=VALUE]...",
+		Short: "Start a run of a WorkflowTemplate with values for its parameters, or of a CronWorkflow now",
+		Long: "run starts a run of a WorkflowTemplate, its parameters checked first. With --from cronworkflow/NAME it starts " +
+			"a run of what the CronWorkflow runs, now and by hand: its workflowSpec, -p replacing parameter values. Such a " +
+			"run is yours, not one of the CronWorkflow's scheduled runs: it does not count for its concurrency policy " +
+			"or history, and you are its creator.",
+		Example: "  kubectl custody run db-backup -p database=orders -p retention=90d --wait\n" +
+			"  kubectl custody run db-backup -p database=orders --name backup-before-migration\n" +
+			"  kubectl custody run --from cronworkflow/nightly-db-backup",
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, ns, err := o.clientIn()
 			if err != nil {
@@ -30,6 +39,19 @@ func (o *Options) runCommand() *cobra.Command {
 			}
 			ctx, cancel := o.ctx()
 			defer cancel()
+			if (from == "") == (len(args) == 0) {
+				return errors.New("name a WorkflowTemplate, or a CronWorkflow with --from cronworkflow/NAME, not both")
+			}
+			if from != "" {
+				wf, err := o.runOfCron(ctx, c, ns, from, params, name)
+				if err != nil {
+					return err
+				}
+				if wait {
+					return o.waitFor(c, ns, wf.Name, 0)
+				}
+				return nil
+			}
 			tpl := &custodyv1alpha1.WorkflowTemplate{}
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, tpl); err != nil {
 				if apierrors.IsNotFound(err) {
@@ -58,12 +80,55 @@ func (o *Options) runCommand() *cobra.Command {
 			}
 			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s created from workflowtemplate/%s (follow it: kubectl custody get %s -w)\n",
 				wf.Name, tpl.Name, wf.Name)
+			if wait {
+				return o.waitFor(c, ns, wf.Name, 0)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "A parameter value, NAME=VALUE (repeat for each).")
+	cmd.Flags().BoolVar(&wait, "wait", false, "Follow the run until it ends, as kubectl custody wait does, and fail unless it succeeded.")
 	cmd.Flags().StringVar(&name, "name", "", "Name of the run (default: the template's name and a random suffix).")
+	cmd.Flags().StringVar(&from, "from", "", "Run what a CronWorkflow runs, now: cronworkflow/NAME.")
 	return cmd
+}
+
+// runOfCron creates a run of a CronWorkflow's workflowSpec, now, as the user.
+func (o *Options) runOfCron(ctx context.Context, c client.Client, ns, from string, params []string,
+	name string) (*custodyv1alpha1.Workflow, error) {
+	kind, cronName, ok := strings.Cut(from, "/")
+	switch strings.ToLower(kind) {
+	case "cronworkflow", "cronworkflows", "ccwf", "cronworkflow.custody.dev", "cronworkflows.custody.dev":
+	default:
+		ok = false
+	}
+	if !ok || cronName == "" {
+		return nil, fmt.Errorf("--from %q: write cronworkflow/NAME", from)
+	}
+	cw := &custodyv1alpha1.CronWorkflow{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: cronName}, cw); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("cronworkflow %s/%s not found", ns, cronName)
+		}
+		return nil, err
+	}
+	values, err := parseParams(params)
+	if err != nil {
+		return nil, err
+	}
+	// The same as a resubmission of one of its runs, but without the CronWorkflow's own labels:
+	// they describe the CronWorkflow, and its runs carry none of them.
+	wf, err := resubmission(&custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: cw.Name, Namespace: ns},
+		Spec: cw.Spec.WorkflowSpec}, values, name, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Create(ctx, wf); err != nil {
+		return nil, err
+	}
+	_, _ = fmt.Fprintf(o.io.Out, "workflow/%s created from cronworkflow/%s, now, not as one of its scheduled runs "+
+		"(follow it: kubectl custody get %s -w)\n", wf.Name, cw.Name, wf.Name)
+	return wf, nil
 }
 
 // parseParams reads NAME=VALUE pairs; a name given twice is an error.

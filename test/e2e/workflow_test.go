@@ -160,6 +160,14 @@ spec:
   - {name: build, image: registry.example.com/ci/build:1.0, retries: {limit: 1, backoff: {duration: 1s}, when: "exitCode != 3"}, `+fails("1")+`}
   - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [build]}
 `)
+	// What a CI job that started them would do: wait, and fail with the run.
+	if out, errOut, err := kubectlCustody(ns, "wait", "advisory-lint", "--timeout", "2m"); err != nil {
+		t.Errorf("kubectl custody wait advisory-lint: %v\n%s%s", err, out, errOut)
+	}
+	if _, _, err := kubectlCustody(ns, "wait", "broken-build", "--timeout", "2m"); err == nil ||
+		!strings.HasPrefix(err.Error(), "workflow "+ns+"/broken-build Failed") {
+		t.Errorf("kubectl custody wait broken-build: %v, want it to fail with the run", err)
+	}
 	waitPhase(ctx, t, allowed, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 	waitPhase(ctx, t, broken, custodyv1alpha1.WorkflowFailed, 2*time.Minute)
 
