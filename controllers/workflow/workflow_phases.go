@@ -252,10 +252,14 @@ func (r *Reconciler) reconcileReuse(ctx context.Context, s *scope) (bool, error)
 	}
 	wf.Status.Reused = &custodyv1alpha1.ReusedRun{Name: src.Name, UID: string(src.UID),
 		Steps: int32(min(len(reused), custodyv1alpha1.MaxSteps))} //nolint:gosec // bounded
-	if len(reused) == 0 {
+	switch len(reused) {
+	case 0:
 		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "No step succeeded in workflow %s: every step runs",
 			src.Name)
-	} else {
+	case 1:
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "Reused step %s, which succeeded in workflow %s",
+			reused[0], src.Name)
+	default:
 		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "Reused %d steps that succeeded in workflow %s: %s",
 			len(reused), src.Name, text.Truncate(strings.Join(reused, ", "), 512))
 	}

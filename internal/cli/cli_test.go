@@ -516,7 +516,7 @@ func TestWait(t *testing.T) {
 	mk("red", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowFailed, Progress: "1/1",
 		Conditions: cond(custodyv1alpha1.ConditionStalled, custodyv1alpha1.ReasonFailed, "Step build failed"),
 		Steps:      []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepFailed}}})
-	mk("slow", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Progress: "0/1",
+	mk("slow", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Progress: "0/1", StartTime: &metav1.Time{Time: time.Now()},
 		Steps: []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepRunning}}})
 
 	if out, err := run(t, ns, "", "wait", "green"); err != nil || !strings.Contains(out, "/green  Succeeded") {
@@ -526,8 +526,14 @@ func TestWait(t *testing.T) {
 		!strings.Contains(out, "└─ build  Failed") {
 		t.Errorf("wait for a run that failed: %v\n%s", err, out)
 	}
-	if _, err := run(t, ns, "", "wait", "slow", "--timeout", "1s"); err == nil || err.Error() != "workflow "+ns+"/slow is still Running after 1s" {
-		t.Errorf("wait with a timeout: %v", err)
+	// Nothing changes but the clock (a real one here, and the run's duration with it): the tree
+	// is printed once, not every second.
+	var out bytes.Buffer
+	cmd := NewCommandWithClient(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, env.Client, ns, time.Now)
+	cmd.SetArgs([]string{"wait", "slow", "--timeout", "3s"})
+	if err := cmd.Execute(); err == nil || err.Error() != "workflow "+ns+"/slow is still Running after 3s" ||
+		strings.Count(out.String(), "/slow  Running") != 1 || !strings.Contains(out.String(), "running for") {
+		t.Errorf("wait with a timeout: %v\n%s", err, out.String())
 	}
 }
 

@@ -100,13 +100,16 @@ func (o *Options) follow(c client.Client, ns, name string, timeout time.Duration
 		if err != nil {
 			return nil, err
 		}
-		var b strings.Builder
-		if err := writeTree(&b, wf, o.Now()); err != nil {
+		// A change is a change of anything but the clock: the tree drawn at a fixed instant
+		// differs. Durations alone would print it every second.
+		var key, b strings.Builder
+		if err := writeTree(&key, wf, start); err != nil {
 			return nil, err
 		}
-		if b.String() != last {
-			last = b.String()
-			_, _ = fmt.Fprintf(o.io.Out, "%s\n", last)
+		if key.String() != last {
+			last = key.String()
+			_ = writeTree(&b, wf, o.Now())
+			_, _ = fmt.Fprintf(o.io.Out, "%s\n", b.String())
 		}
 		if ended(wf.Status.Phase) {
 			return wf, nil
