@@ -285,6 +285,17 @@ spec:
 			want: []string{"spec.steps[0].retries.backoff", "backoff duration must not be longer than max"},
 		},
 		{
+			name: "concurrencyLimit without a group",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  concurrencyLimit: 2
+  steps: [{name: build, image: example.com/build:1}]`,
+			want: []string{"concurrencyLimit needs a concurrencyGroup"},
+		},
+		{
 			name: "empty retries.when",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -13,6 +13,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.steps) != has(self.workflowTemplateRef)",message="set either steps or workflowTemplateRef, not both and not neither"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || has(self.steps)",message="finally steps come from the template when workflowTemplateRef is set"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepDefaults) || has(self.steps)",message="stepDefaults come from the template when workflowTemplateRef is set"
+// +kubebuilder:validation:XValidation:rule="!has(self.concurrencyLimit) || has(self.concurrencyGroup)",message="concurrencyLimit needs a concurrencyGroup"
 // +kubebuilder:validation:XValidation:rule="!has(self.steps) || self.steps.all(s, !has(s.dependsOn) || sets.contains(self.steps.map(t, t.name), s.dependsOn))",message="every name in dependsOn must be the name of a step of this workflow"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || self.finally.all(s, !has(s.dependsOn) || sets.contains(self.finally.map(t, t.name), s.dependsOn))",message="a finally step may depend only on other finally steps"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || !has(self.steps) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))",message="finally step names must differ from the names of steps"
@@ -99,6 +100,15 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	ConcurrencyGroup string `json:"concurrencyGroup,omitempty"`
+
+	// concurrencyLimit lets this many runs of the concurrency group start steps at once (1 to 100;
+	// unset means 1: one at a time), for work that a shared system can take a few of at a time.
+	// Runs of a group that give different limits: a run waits while as many runs hold the group as
+	// the smallest limit among its own and theirs. Needs concurrencyGroup. Immutable.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	ConcurrencyLimit *int32 `json:"concurrencyLimit,omitempty"`
 
 	// reuseFrom names a run of this namespace that failed or was cancelled, with the same steps
 	// and parameter values as this one: the steps that succeeded there are not run again here.
@@ -916,6 +926,7 @@ type Workflow struct {
 	// +kubebuilder:validation:XValidation:rule="has(self.timeout) == has(oldSelf.timeout) && (!has(self.timeout) || self.timeout == oldSelf.timeout)",message="timeout is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.imagePullSecrets) == has(oldSelf.imagePullSecrets) && (!has(self.imagePullSecrets) || self.imagePullSecrets == oldSelf.imagePullSecrets)",message="imagePullSecrets are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.concurrencyGroup) == has(oldSelf.concurrencyGroup) && (!has(self.concurrencyGroup) || self.concurrencyGroup == oldSelf.concurrencyGroup)",message="concurrencyGroup is immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.concurrencyLimit) == has(oldSelf.concurrencyLimit) && (!has(self.concurrencyLimit) || self.concurrencyLimit == oldSelf.concurrencyLimit)",message="concurrencyLimit is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.reuseFrom) == has(oldSelf.reuseFrom) && (!has(self.reuseFrom) || self.reuseFrom == oldSelf.reuseFrom)",message="reuseFrom is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.stepDefaults) == has(oldSelf.stepDefaults) && (!has(self.stepDefaults) || self.stepDefaults == oldSelf.stepDefaults)",message="stepDefaults are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"

@@ -1194,6 +1194,11 @@ func (in *WorkflowSpec) DeepCopyInto(out *WorkflowSpec) {
 		*out = make([]ImagePullSecret, len(*in))
 		copy(*out, *in)
 	}
+	if in.ConcurrencyLimit != nil {
+		in, out := &in.ConcurrencyLimit, &out.ConcurrencyLimit
+		*out = new(int32)
+		**out = **in
+	}
 	if in.TTLAfterFinished != nil {
 		in, out := &in.TTLAfterFinished, &out.TTLAfterFinished
 		*out = new(v1.Duration)

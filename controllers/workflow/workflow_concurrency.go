@@ -3,6 +3,8 @@ package workflow
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -28,21 +30,23 @@ func indexConcurrencyGroup(o client.Object) []string {
 	return nil
 }
 
-// groupHolders remembers which run holds each concurrency group ("<namespace>/<group>"). Only the
-// leader starts steps, and its decisions for a group are taken one at a time under mu, so two runs
-// never both take a group, however late the cache shows the other's start. After a restart the
-// map is empty, and a run that has started (status, or a Job in the cache) is taken to hold it.
+// groupHolders remembers which runs hold each concurrency group ("<namespace>/<group>"). Only the
+// leader starts steps, and its decisions for a group are taken one at a time under mu, so no more
+// runs take a group than its limit, however late the cache shows the others' starts. After a
+// restart the map is empty, and a run that has started (status, or a Job in the cache) is taken
+// to hold it.
 type groupHolders struct {
 	mu      sync.Mutex
-	holders map[string]types.UID
+	holders map[string]map[types.UID]bool
 }
 
-func newGroupHolders() *groupHolders { return &groupHolders{holders: map[string]types.UID{}} }
+func newGroupHolders() *groupHolders { return &groupHolders{holders: map[string]map[types.UID]bool{}} }
 
 // reconcileGroup decides whether a run of a concurrency group may start steps in this reconcile:
-// it holds the group (it started, or took it before), or nobody holds it and no unfinished run of
-// the group was created before it. Otherwise s.groupWait says what it waits for, and held() keeps
-// its steps from starting. The run that ends wakes the others (groupPeers).
+// it holds the group (it started, or took it before), or fewer runs hold it than the limit and
+// no unfinished run of the group created before it waits for the free place. Otherwise
+// s.groupWait says what it waits for, and held() keeps its steps from starting. The run that ends
+// wakes the others (groupPeers).
 func (r *Reconciler) reconcileGroup(ctx context.Context, s *scope) (bool, error) {
 	wf, group := s.wf, s.wf.Spec.ConcurrencyGroup
 	if group == "" || isFinished(wf.Status.Phase) || s.stopReason != "" {
@@ -51,41 +55,74 @@ func (r *Reconciler) reconcileGroup(ctx context.Context, s *scope) (bool, error)
 	key := wf.Namespace + "/" + group
 	r.groups.mu.Lock()
 	defer r.groups.mu.Unlock()
-	if r.groups.holders[key] == wf.UID || startedRun(wf) || len(s.jobs) > 0 {
-		r.groups.holders[key] = wf.UID
+	held := r.groups.holders[key]
+	if held == nil {
+		held = map[types.UID]bool{}
+		r.groups.holders[key] = held
+	}
+	if held[wf.UID] || startedRun(wf) || len(s.jobs) > 0 {
+		held[wf.UID] = true
 		return false, nil
 	}
 	var peers custodyv1alpha1.WorkflowList
 	if err := r.List(ctx, &peers, client.InNamespace(wf.Namespace), client.MatchingFields{concurrencyGroupIndex: group}); err != nil {
 		return false, fmt.Errorf("listing the runs of concurrency group %s: %w", group, err)
 	}
-	var holder, first *custodyv1alpha1.Workflow
+	limit := concurrencyLimit(wf)
+	var holding []string
+	var first *custodyv1alpha1.Workflow
+	ahead, unfinished := 0, map[types.UID]bool{wf.UID: true}
 	for i := range peers.Items {
 		p := &peers.Items[i]
 		if p.UID == wf.UID || isFinished(p.Status.Phase) {
 			continue
 		}
+		unfinished[p.UID] = true
 		started, err := r.hasStarted(ctx, p)
 		if err != nil {
 			return false, err
 		}
-		if p.UID == r.groups.holders[key] || started {
-			holder = p
-			break
+		switch {
+		case held[p.UID] || started:
+			holding = append(holding, p.Name)
+			limit = min(limit, concurrencyLimit(p))
+		case createdBefore(p, wf):
+			ahead++
+			if first == nil || createdBefore(p, first) {
+				first = p
+			}
 		}
-		if createdBefore(p, wf) && (first == nil || createdBefore(p, first)) {
-			first = p
+	}
+	for uid := range held {
+		if !unfinished[uid] {
+			delete(held, uid) // a run that finished, or is gone
 		}
 	}
 	switch {
-	case holder != nil:
-		s.groupWait = fmt.Sprintf("Waiting for workflow %s of concurrency group %s to finish", holder.Name, group)
-	case first != nil:
+	case len(holding) >= limit:
+		slices.Sort(holding)
+		runs := "workflow " + holding[0]
+		if len(holding) > 1 {
+			runs = "workflows " + strings.Join(holding, ", ")
+		}
+		s.groupWait = fmt.Sprintf("Waiting for %s of concurrency group %s to finish", runs, group)
+		if limit > 1 {
+			s.groupWait += fmt.Sprintf(" (%d at a time)", limit)
+		}
+	case len(holding)+ahead >= limit:
 		s.groupWait = fmt.Sprintf("Waiting for its turn in concurrency group %s: workflow %s was created before it", group, first.Name)
 	default:
-		r.groups.holders[key] = wf.UID
+		held[wf.UID] = true
 	}
 	return false, nil
+}
+
+// concurrencyLimit is how many runs of its group a run lets start steps at once.
+func concurrencyLimit(wf *custodyv1alpha1.Workflow) int {
+	if l := wf.Spec.ConcurrencyLimit; l != nil && *l > 0 {
+		return int(*l)
+	}
+	return 1
 }
 
 // startedRun says whether a run's status shows that it started a step.

@@ -748,6 +748,59 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_concurrencyLimit: with concurrencyLimit, that many runs of a group run at
+// once, the others in creation order as places free up; a run with a smaller limit holds the
+// group to it while it runs, and waits for it.
+func TestWorkflowReconciler_concurrencyLimit(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns)
+	run := func(name string, limit int) *custodyv1alpha1.Workflow {
+		t.Helper()
+		return apply(t, ns, fmt.Sprintf(`
+metadata: {name: %s}
+spec:
+  concurrencyGroup: etl
+  concurrencyLimit: %d
+  steps: [{name: load, image: example.com/l:1}]
+`, name, limit))
+	}
+	waits := func(wf *custodyv1alpha1.Workflow, words string) {
+		t.Helper()
+		eventually(t, wf.Name+" to wait for its group", func() error {
+			st := stepOf(get(t, wf), "load")
+			if st.Reason != custodyv1alpha1.ReasonWaitingForConcurrencyGroup || !strings.Contains(st.Message, words) {
+				return errorf("load %s (%s): %s", st.Phase, st.Reason, st.Message)
+			}
+			if n := len(jobs(t, wf)); n != 0 {
+				return errorf("%d Jobs while it waits", n)
+			}
+			return nil
+		})
+	}
+	e1, e2 := run("etl-1", 2), run("etl-2", 2)
+	jobOf(t, e1, "load", 1)
+	jobOf(t, e2, "load", 1)
+	e3 := run("etl-3", 2)
+	waits(e3, "Waiting for workflows etl-1, etl-2 of concurrency group etl to finish (2 at a time)")
+	x := run("etl-x", 1)
+	waits(x, "Waiting for workflows etl-1, etl-2 of concurrency group etl to finish")
+	// A place frees up: the oldest waiting run takes it, not the one that wants the group alone.
+	succeed(t, e1, "load", 1, "")
+	jobOf(t, e3, "load", 1)
+	waits(x, "etl-2") // and etl-3, once x looks again
+	succeed(t, e2, "load", 1, "")
+	succeed(t, e3, "load", 1, "")
+	jobOf(t, x, "load", 1)
+	// x allows one run at a time: while it runs, a run that allows two waits.
+	y := run("etl-y", 2)
+	waits(y, "Waiting for workflow etl-x of concurrency group etl to finish")
+	succeed(t, x, "load", 1, "")
+	jobOf(t, y, "load", 1)
+	succeed(t, y, "load", 1, "")
+	waitPhase(t, y, custodyv1alpha1.WorkflowSucceeded)
+}
+
 func TestWorkflowReconciler_restartCreatesNoDuplicateJobs(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)

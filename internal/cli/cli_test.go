@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -190,7 +191,8 @@ func TestGetTree(t *testing.T) {
 
 	// The steps of a forEach step's items say whose item they run; a step allowed to fail says so,
 	// and so do the run's concurrency group and the run it reuses, and a reused step.
-	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{ConcurrencyGroup: "prod", ReuseFrom: "rollout-1",
+	fan := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{ConcurrencyGroup: "prod", ConcurrencyLimit: ptr.To[int32](2),
+		ReuseFrom: "rollout-1",
 		Steps: []custodyv1alpha1.Step{{Name: "deploy", ForEach: []string{"eu", "us"}}, {Name: "verify",
 			OnFailure: custodyv1alpha1.StepFailureContinue}}}}
 	fan.Namespace, fan.Name = "ns", "rollout"
@@ -202,7 +204,7 @@ func TestGetTree(t *testing.T) {
 	if err := writeTree(&b, fan, now); err != nil {
 		t.Fatal(err)
 	}
-	if want := "   concurrency group prod\n   reuses workflow/rollout-1 (steps that succeeded there: 1)\n" +
+	if want := "   concurrency group prod (2 at a time)\n   reuses workflow/rollout-1 (steps that succeeded there: 1)\n" +
 		"├─ deploy-eu (deploy item eu)  Succeeded (Reused)\n├─ deploy-us (deploy item us)  Running\n" +
 		"└─ verify (may fail)  Pending\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("tree of a forEach run:\n%s\nwant it to end with\n%s", b.String(), want)

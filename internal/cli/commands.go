@@ -121,12 +121,9 @@ func (o *Options) follow(c client.Client, ns, name string, timeout time.Duration
 	}
 }
 
-func ended(p custodyv1alpha1.WorkflowPhase) bool {
-	return p == custodyv1alpha1.WorkflowSucceeded || p == custodyv1alpha1.WorkflowFailed || p == custodyv1alpha1.WorkflowCancelled
-}
-
-// writeTree prints a workflow and its steps.
-func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
+// writeHeader prints the lines about the run as a whole: phase, progress, duration, its
+// template, concurrency group and the run it reuses.
+func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 	phase := string(wf.Status.Phase)
 	if phase == "" {
 		phase = "Pending"
@@ -147,13 +144,26 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
 	}
 	if g := wf.Spec.ConcurrencyGroup; g != "" {
-		_, _ = fmt.Fprintf(w, "   concurrency group %s\n", g)
+		limit := ""
+		if l := wf.Spec.ConcurrencyLimit; l != nil && *l > 1 {
+			limit = fmt.Sprintf(" (%d at a time)", *l)
+		}
+		_, _ = fmt.Fprintf(w, "   concurrency group %s%s\n", g, limit)
 	}
 	if r := wf.Status.Reused; r != nil {
 		_, _ = fmt.Fprintf(w, "   reuses workflow/%s (steps that succeeded there: %d)\n", r.Name, r.Steps)
 	} else if wf.Spec.ReuseFrom != "" {
 		_, _ = fmt.Fprintf(w, "   reuses workflow/%s\n", wf.Spec.ReuseFrom)
 	}
+}
+
+func ended(p custodyv1alpha1.WorkflowPhase) bool {
+	return p == custodyv1alpha1.WorkflowSucceeded || p == custodyv1alpha1.WorkflowFailed || p == custodyv1alpha1.WorkflowCancelled
+}
+
+// writeTree prints a workflow and its steps.
+func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
+	writeHeader(w, wf, now)
 	def, _ := wf.Definition()
 	finally := map[string]bool{}
 	for _, st := range def.Finally {
