@@ -87,7 +87,7 @@ bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_S
 
 .PHONY: plugin
 plugin: ## Build the kubectl plugin into bin/kubectl-custody.
-	go build -o $(BIN)/kubectl-custody ./cmd/kubectl-custody
+	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o $(BIN)/kubectl-custody ./cmd/kubectl-custody
 
 .PHONY: install-plugin
 install-plugin: plugin ## Put kubectl-custody on PATH (a link in GOPATH/bin).
