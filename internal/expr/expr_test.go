@@ -147,6 +147,22 @@ func FuzzWhen(f *testing.F) {
 	})
 }
 
+// FuzzRetryWhen: no retries.when expression panics the compiler, the reference finder or the
+// evaluator, whatever the failed attempt looked like.
+func FuzzRetryWhen(f *testing.F) {
+	f.Add("disrupted || exitCode != 2", int32(2), "JobFailed", false)
+	f.Add("int(params.env) > attempt && item.startsWith('eu')", int32(-1), "TimedOut", true)
+	f.Fuzz(func(_ *testing.T, src string, exitCode int32, reason string, disrupted bool) {
+		_, _ = RetryWhenRefs(src)
+		w, err := CompileRetryWhen(src)
+		if err != nil {
+			return
+		}
+		_, _ = w.Eval(RetryEnv{Attempt: 1, Reason: reason, ExitCode: exitCode, Disrupted: disrupted,
+			Params: map[string]string{"env": "7"}, Item: "eu-west"})
+	})
+}
+
 // FuzzSubstitute: substitution never panics, leaves text without references as it is, and
 // resolves every reference it reports no error for.
 func FuzzSubstitute(f *testing.F) {
