@@ -235,15 +235,21 @@ func expandLists(docs []Document) []Document {
 // be checked further.
 func (l *Linter) schemaCheck(ctx context.Context, d Document) (o object, problems []Problem, ok bool) {
 	problem := func(msg string) { problems = append(problems, Problem{Source: d.Source, Object: o.name, Message: msg}) }
+	unreadable := func(err error) []Problem {
+		// A Helm template or some other file that is not a manifest is skipped, with a warning;
+		// one that names Custody's API group is a manifest kubectl apply would refuse.
+		if bytes.Contains(d.Data, []byte(custodyv1alpha1.GroupVersion.Group+"/")) {
+			return []Problem{{Source: d.Source, Message: err.Error()}}
+		}
+		return []Problem{{Source: d.Source, Message: "skipped, not a manifest: " + err.Error(), Warning: true}}
+	}
 	raw, err := yaml.YAMLToJSON(d.Data)
 	if err != nil {
-		problem(err.Error())
-		return o, problems, false
+		return o, unreadable(err), false
 	}
 	u := map[string]any{}
 	if err := json.Unmarshal(raw, &u); err != nil {
-		problem("not an object: " + err.Error())
-		return o, problems, false
+		return o, unreadable(fmt.Errorf("not an object: %w", err)), false
 	}
 	apiVersion, _ := u["apiVersion"].(string)
 	kind, _ := u["kind"].(string)

@@ -232,3 +232,23 @@ items:
 		t.Errorf("checked %d, problems %v; want 2 checked and the second item's cycle", res.Checked, res.Problems)
 	}
 }
+
+// TestUnreadableDocuments: a document that is not YAML (a Helm template) is skipped with a
+// warning, unless it names Custody's API group: then it is a manifest apply would refuse.
+func TestUnreadableDocuments(t *testing.T) {
+	res := lintString(t, linter(t), `
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "chart.fullname" . }}
+  labels: {{- toYaml .Values.labels | nindent 4 }}
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: broken
+spec: {}`)
+	if len(res.Problems) != 2 || !res.Problems[0].Warning || !strings.Contains(res.Problems[0].String(), "test.yaml#1: warning: skipped, not a manifest") ||
+		res.Problems[1].Warning || res.Errors() != 1 || !strings.HasPrefix(res.Problems[1].String(), "test.yaml#2: ") {
+		t.Errorf("problems %v; want a warning for the template and an error for the broken Workflow", res.Problems)
+	}
+}
