@@ -76,6 +76,19 @@ func CompileWhen(src string) (*When, error) {
 
 // compileBool compiles a boolean expression in env, bounded by costLimit.
 func compileBool(env *cel.Env, src string) (cel.Program, error) {
+	ast, err := checkBool(env, src)
+	if err != nil {
+		return nil, err
+	}
+	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
+	if err != nil {
+		return nil, fmt.Errorf("cannot be evaluated: %w", err)
+	}
+	return prg, nil
+}
+
+// checkBool parses and type-checks a boolean expression in env.
+func checkBool(env *cel.Env, src string) (*cel.Ast, error) {
 	ast, iss := env.Compile(src)
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("does not compile: %w", iss.Err())
@@ -83,11 +96,7 @@ func compileBool(env *cel.Env, src string) (cel.Program, error) {
 	if !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
 		return nil, fmt.Errorf("must be a boolean expression, not %s", ast.OutputType())
 	}
-	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
-	if err != nil {
-		return nil, fmt.Errorf("cannot be evaluated: %w", err)
-	}
-	return prg, nil
+	return ast, nil
 }
 
 // evalBool evaluates a program compiled by compileBool.
@@ -348,25 +357,26 @@ func SortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// WhenRefs compiles a `when` expression and returns the parameters and steps it reads, so that
-// admission can check each one exists and is an ancestor. A step read through a computed key
-// (steps[params.s]) cannot be known before it runs and is not returned. Ref.Result is empty when
-// the expression reads a step's phase or the step as a whole. Reads of `workflow` are returned
-// with Ref.Workflow set, reads of `item` with Ref.Item.
+// WhenRefs checks a `when` expression as CompileWhen does (it compiles and is boolean) and
+// returns the parameters and steps it reads, so that admission can check each one exists and is
+// an ancestor. A step read through a computed key (steps[params.s]) cannot be known before it
+// runs and is not returned. Ref.Result is empty when the expression reads a step's phase or the
+// step as a whole. Reads of `workflow` are returned with Ref.Workflow set, reads of `item` with
+// Ref.Item.
 func WhenRefs(src string) ([]Ref, error) {
 	return refsIn(celEnv, src)
 }
 
-// RetryWhenRefs compiles a `retries.when` expression and returns the parameters it reads and,
+// RetryWhenRefs checks a `retries.when` expression as CompileRetryWhen does and returns the parameters it reads and,
 // with Ref.Item set, whether it reads `item`.
 func RetryWhenRefs(src string) ([]Ref, error) {
 	return refsIn(retryEnv, src)
 }
 
 func refsIn(env *cel.Env, src string) ([]Ref, error) {
-	ast, iss := env.Compile(src)
-	if iss.Err() != nil {
-		return nil, fmt.Errorf("does not compile: %w", iss.Err())
+	ast, err := checkBool(env, src)
+	if err != nil {
+		return nil, err
 	}
 	root := celast.NavigateAST(ast.NativeRep())
 	var out []Ref

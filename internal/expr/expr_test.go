@@ -245,6 +245,9 @@ func TestWhenRefs(t *testing.T) {
 	if _, err := WhenRefs(`steps.x.results.`); err == nil {
 		t.Error("an expression that does not compile gave no error")
 	}
+	if _, err := WhenRefs(`params.x`); err == nil || !strings.Contains(err.Error(), "must be a boolean expression") {
+		t.Errorf("an expression that is not boolean: %v", err)
+	}
 }
 
 // TestRetryWhen: a retries.when expression judges a failed attempt by how it failed; what it may

@@ -179,6 +179,25 @@ type object struct {
 	raw          []byte
 	namespace    string
 	kind         string
+	// typed is raw decoded into its Go type (decode).
+	typed any
+}
+
+// decode sets o.typed from o.raw.
+func (o *object) decode() error {
+	switch o.kind {
+	case "Workflow":
+		o.typed = &custodyv1alpha1.Workflow{}
+	case "WorkflowTemplate":
+		o.typed = &custodyv1alpha1.WorkflowTemplate{}
+	case "CronWorkflow":
+		o.typed = &custodyv1alpha1.CronWorkflow{}
+	case "CredentialGrant":
+		o.typed = &custodyv1alpha1.CredentialGrant{}
+	default:
+		return nil // a kind the CRDs have and admission does not check further
+	}
+	return json.Unmarshal(o.raw, o.typed)
 }
 
 // Lint checks every Custody object of the documents; documents of other API groups are skipped.
@@ -191,17 +210,19 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 		if obj.kind != "" {
 			res.Checked++
 		}
-		if ok {
-			objects = append(objects, obj)
+		if !ok {
+			continue
 		}
+		if err := obj.decode(); err != nil {
+			res.Problems = append(res.Problems, Problem{Source: obj.source, Object: obj.name, Message: err.Error()})
+			continue
+		}
+		objects = append(objects, obj)
 	}
 	templates := map[[2]string]*custodyv1alpha1.WorkflowTemplate{}
 	for _, o := range objects {
-		if o.kind == "WorkflowTemplate" {
-			tpl := &custodyv1alpha1.WorkflowTemplate{}
-			if err := json.Unmarshal(o.raw, tpl); err == nil {
-				templates[[2]string{o.namespace, tpl.Name}] = tpl
-			}
+		if tpl, ok := o.typed.(*custodyv1alpha1.WorkflowTemplate); ok {
+			templates[[2]string{o.namespace, tpl.Name}] = tpl
 		}
 	}
 	for _, o := range objects {
@@ -328,39 +349,23 @@ func metadataProblems(source, object string, meta map[string]any) []Problem {
 func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowTemplate) []Problem {
 	var errs field.ErrorList
 	var warnings []string
-	switch o.kind {
-	case "Workflow":
-		wf := &custodyv1alpha1.Workflow{}
-		if err := json.Unmarshal(o.raw, wf); err != nil {
-			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
-		}
-		errs = webhook.ValidateWorkflowSpec(&wf.Spec)
-		e, w := runOfTemplate(field.NewPath("spec"), &wf.Spec, o.namespace, templates)
+	switch obj := o.typed.(type) {
+	case *custodyv1alpha1.Workflow:
+		errs = webhook.ValidateWorkflowSpec(&obj.Spec)
+		e, w := runOfTemplate(field.NewPath("spec"), &obj.Spec, o.namespace, templates)
 		errs, warnings = append(errs, e...), w
-		if wf.Spec.ReuseFrom != "" {
+		if obj.Spec.ReuseFrom != "" {
 			warnings = append(warnings, fmt.Sprintf("spec.reuseFrom: not checked: whether workflow %s can be reused is known "+
-				"only in the cluster", wf.Spec.ReuseFrom))
+				"only in the cluster", obj.Spec.ReuseFrom))
 		}
-	case "WorkflowTemplate":
-		tpl := &custodyv1alpha1.WorkflowTemplate{}
-		if err := json.Unmarshal(o.raw, tpl); err != nil {
-			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
-		}
-		errs = webhook.ValidateWorkflowTemplateSpec(&tpl.Spec)
-	case "CronWorkflow":
-		cwf := &custodyv1alpha1.CronWorkflow{}
-		if err := json.Unmarshal(o.raw, cwf); err != nil {
-			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
-		}
-		errs = webhook.ValidateCronWorkflowSpec(&cwf.Spec)
-		e, w := runOfTemplate(field.NewPath("spec", "workflowSpec"), &cwf.Spec.WorkflowSpec, o.namespace, templates)
+	case *custodyv1alpha1.WorkflowTemplate:
+		errs = webhook.ValidateWorkflowTemplateSpec(&obj.Spec)
+	case *custodyv1alpha1.CronWorkflow:
+		errs = webhook.ValidateCronWorkflowSpec(&obj.Spec)
+		e, w := runOfTemplate(field.NewPath("spec", "workflowSpec"), &obj.Spec.WorkflowSpec, o.namespace, templates)
 		errs, warnings = append(errs, e...), w
-	case "CredentialGrant":
-		g := &custodyv1alpha1.CredentialGrant{}
-		if err := json.Unmarshal(o.raw, g); err != nil {
-			return []Problem{{Source: o.source, Object: o.name, Message: err.Error()}}
-		}
-		errs = webhook.ValidateGrantReferences(&g.Spec)
+	case *custodyv1alpha1.CredentialGrant:
+		errs = webhook.ValidateGrantReferences(&obj.Spec)
 	}
 	problems := make([]Problem, 0, len(errs)+len(warnings))
 	for _, e := range errs {

@@ -71,9 +71,6 @@ func validateStepDefaults(path *field.Path, d *custodyv1alpha1.StepDefaults, par
 	if d.Retries != nil && d.Retries.When != "" {
 		p, w := path.Child("retries", "when"), d.Retries.When
 		refs, err := expr.RetryWhenRefs(w)
-		if err == nil {
-			_, err = expr.CompileRetryWhen(w)
-		}
 		if err != nil {
 			errs = append(errs, field.Invalid(p, w, fmt.Sprintf("stepDefaults: retries.when %v", err)))
 		}
@@ -368,12 +365,9 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 			}
 		}
 		asWritten := func(r expr.Ref) string { return r.String() }
-		// celCheck checks an expression of the step: it compiles, and what it reads exists.
-		celCheck := func(p *field.Path, src string, refsOf func(string) ([]expr.Ref, error), compile func(string) error) {
+		// celCheck checks an expression of the step: it compiles, is boolean, and what it reads exists.
+		celCheck := func(p *field.Path, src string, refsOf func(string) ([]expr.Ref, error)) {
 			refs, err := refsOf(src)
-			if err == nil {
-				err = compile(src)
-			}
 			if err != nil {
 				errs = append(errs, field.Invalid(p, src, fmt.Sprintf("step %q: %s %v", st.Name, strings.TrimPrefix(p.String(),
 					path.String()+"."), err)))
@@ -382,11 +376,10 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 			check(p, src, refs, celWritten)
 		}
 		if st.When != "" {
-			celCheck(path.Child("when"), st.When, expr.WhenRefs, func(src string) error { _, err := expr.CompileWhen(src); return err })
+			celCheck(path.Child("when"), st.When, expr.WhenRefs)
 		}
 		if st.Retries != nil && st.Retries.When != "" {
-			celCheck(path.Child("retries", "when"), st.Retries.When, expr.RetryWhenRefs,
-				func(src string) error { _, err := expr.CompileRetryWhen(src); return err })
+			celCheck(path.Child("retries", "when"), st.Retries.When, expr.RetryWhenRefs)
 		}
 		for j, s := range st.Command {
 			check(path.Child("command").Index(j), s, expr.Refs(s), asWritten)
