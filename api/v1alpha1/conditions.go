@@ -96,6 +96,9 @@ const (
 	// ReasonReused is the Event reason for a run taking over the succeeded steps of the run it
 	// reuses.
 	ReasonReused = "Reused"
+	// ReasonResultNotProduced is the Event reason for a run's result that could not be computed
+	// when it ended: a step it reads did not succeed, or wrote no such result.
+	ReasonResultNotProduced = "ResultNotProduced"
 	// ReasonInvalidParameters means a run's parameters do not match its template's declarations.
 	ReasonInvalidParameters = "InvalidParameters"
 	// ReasonValid means a WorkflowTemplate's spec can run.

@@ -698,6 +698,34 @@ spec:
 			want:     []string{"stepDefaults come from the template when workflowTemplateRef is set"},
 		},
 		{
+			name:     "results on a run of a template",
+			manifest: "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {workflowTemplateRef: {name: a}, results: [{name: x, value: \"z\"}]}",
+			want:     []string{"results come from the template when workflowTemplateRef is set"},
+		},
+		{
+			name: "a run's result named as CEL cannot read it",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1}]
+  results: [{name: image-digest, value: "$(params.x)"}]`,
+			want: []string{"spec.results[0].name", "should match"},
+		},
+		{
+			name: "changing a run's results",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1}]
+  results: [{name: image, value: "a"}]`,
+			update: "{steps: [{name: build, image: example.com/build:1}], results: [{name: image, value: b}]}",
+			want:   []string{"results are immutable"},
+		},
+		{
 			name:     "changing the template of a run",
 			manifest: "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {workflowTemplateRef: {name: a}}",
 			update:   "workflowTemplateRef: {name: b}",

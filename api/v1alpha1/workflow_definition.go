@@ -287,7 +287,8 @@ func ExpandForEach(steps []Step) []Step {
 func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 	switch {
 	case wf.Spec.WorkflowTemplateRef == nil:
-		def = WorkflowTemplateSpec{Steps: wf.Spec.Steps, Finally: wf.Spec.Finally, StepDefaults: wf.Spec.StepDefaults}
+		def = WorkflowTemplateSpec{Steps: wf.Spec.Steps, Finally: wf.Spec.Finally, StepDefaults: wf.Spec.StepDefaults,
+			Results: wf.Spec.Results}
 	case wf.Status.Template != nil:
 		def = wf.Status.Template.Spec
 	default:

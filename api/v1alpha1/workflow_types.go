@@ -13,6 +13,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.steps) != has(self.workflowTemplateRef)",message="set either steps or workflowTemplateRef, not both and not neither"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || has(self.steps)",message="finally steps come from the template when workflowTemplateRef is set"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepDefaults) || has(self.steps)",message="stepDefaults come from the template when workflowTemplateRef is set"
+// +kubebuilder:validation:XValidation:rule="!has(self.results) || has(self.steps)",message="results come from the template when workflowTemplateRef is set"
 // +kubebuilder:validation:XValidation:rule="!has(self.concurrencyLimit) || has(self.concurrencyGroup)",message="concurrencyLimit needs a concurrencyGroup"
 // +kubebuilder:validation:XValidation:rule="!has(self.steps) || self.steps.all(s, !has(s.dependsOn) || sets.contains(self.steps.map(t, t.name), s.dependsOn))",message="every name in dependsOn must be the name of a step of this workflow"
 // +kubebuilder:validation:XValidation:rule="!has(self.finally) || self.finally.all(s, !has(s.dependsOn) || sets.contains(self.finally.map(t, t.name), s.dependsOn))",message="a finally step may depend only on other finally steps"
@@ -61,6 +62,17 @@ type WorkflowSpec struct {
 	// where the steps are written: a run of a template uses the template's.
 	// +optional
 	StepDefaults *StepDefaults `json:"stepDefaults,omitempty"`
+
+	// results are the run's own named outputs, each a value made of parameters and steps' results
+	// ($(params.x), $(steps.build.results.digest)), computed once the run ends and written to
+	// status.results, for whoever started it (a pipeline, kubectl custody wait). Only where the
+	// steps are written: a run of a template has the template's. Like step results, they are
+	// visible to anyone who can read the Workflow: never credentials.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Results []WorkflowResultSpec `json:"results,omitempty"`
 
 	// parallelism is the most steps (including finally steps) that run at once; a step whose turn
 	// comes while the limit is reached waits in Pending, and a retry waits for a free slot too.
@@ -549,6 +561,30 @@ type ResultSpec struct {
 	Description string `json:"description,omitempty"`
 }
 
+// WorkflowResultSpec declares one result of a whole run.
+type WorkflowResultSpec struct {
+	// name of the result, as it appears in status.results.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+
+	// value of the result: text with references to parameters ($(params.<name>)) and to the
+	// results of steps and finally steps ($(steps.<step>.results.<name>)), which admission checks
+	// exist. When a step it reads did not succeed, the result is left out of status.results and
+	// an Event (ResultNotProduced) says why.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Value string `json:"value"`
+
+	// description says what the result means.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Description string `json:"description,omitempty"`
+}
+
 // WorkflowPhase is the phase of a whole run.
 // +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Cancelled
 type WorkflowPhase string
@@ -629,6 +665,14 @@ type WorkflowStatus struct {
 	// did, before its first step started.
 	// +optional
 	Reused *ReusedRun `json:"reused,omitempty"`
+
+	// results are the run's results (spec.results, or the template's), computed when it ended,
+	// in the order declared; a result whose steps did not produce what it reads is left out.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Results []StepResult `json:"results,omitempty"`
 
 	// steps is the state of every step, in spec order, then every finally step.
 	// +optional
@@ -836,7 +880,7 @@ type StepIdentity struct {
 	Message string `json:"message,omitempty"`
 }
 
-// StepResult is one result a step wrote.
+// StepResult is one named result: one a step wrote, or one of a run's results.
 type StepResult struct {
 	// name of the result.
 	// +required
@@ -929,6 +973,7 @@ type Workflow struct {
 	// +kubebuilder:validation:XValidation:rule="has(self.concurrencyLimit) == has(oldSelf.concurrencyLimit) && (!has(self.concurrencyLimit) || self.concurrencyLimit == oldSelf.concurrencyLimit)",message="concurrencyLimit is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.reuseFrom) == has(oldSelf.reuseFrom) && (!has(self.reuseFrom) || self.reuseFrom == oldSelf.reuseFrom)",message="reuseFrom is immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.stepDefaults) == has(oldSelf.stepDefaults) && (!has(self.stepDefaults) || self.stepDefaults == oldSelf.stepDefaults)",message="stepDefaults are immutable"
+	// +kubebuilder:validation:XValidation:rule="has(self.results) == has(oldSelf.results) && (!has(self.results) || self.results == oldSelf.results)",message="results are immutable"
 	// +kubebuilder:validation:XValidation:rule="has(self.ttlAfterFinished) == has(oldSelf.ttlAfterFinished) && (!has(self.ttlAfterFinished) || self.ttlAfterFinished == oldSelf.ttlAfterFinished)",message="ttlAfterFinished is immutable"
 	Spec WorkflowSpec `json:"spec"`
 

@@ -39,6 +39,14 @@ type WorkflowTemplateSpec struct {
 	// +optional
 	StepDefaults *StepDefaults `json:"stepDefaults,omitempty"`
 
+	// results are every run's named outputs, as in a Workflow: computed when the run ends, in the
+	// run's status.results.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Results []WorkflowResultSpec `json:"results,omitempty"`
+
 	// parallelism is the most steps of one run that run at once; a run's own parallelism wins.
 	// +optional
 	// +kubebuilder:validation:Minimum=1

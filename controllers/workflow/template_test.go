@@ -41,6 +41,7 @@ spec:
   - name: build
     image: example.com/build:1
     args: [build, "$(params.env)", "$(params.region)"]
+    results: [{name: digest}]
   - name: deploy
     image: example.com/deploy:1
     dependsOn: [build]
@@ -51,6 +52,7 @@ spec:
     forEach: ["$(params.zones)"]
     args: [probe, "$(params.region)$(item)"]
   imagePullSecrets: [{name: release-registry}]
+  results: [{name: released, value: "$(steps.build.results.digest) to $(params.env) in $(params.region)"}]
 `
 
 // TestTemplate_runIsUnaffectedByLaterEdits: a run resolves its template once (parameters checked,
@@ -94,7 +96,7 @@ spec:
 		cur.Spec.Steps[1].Credentials = nil
 		return env.Client.Update(ctxT(t), cur)
 	})
-	succeed(t, wf, "build", 1, "")
+	succeed(t, wf, "build", 1, `{"digest":"sha256:1"}`)
 	// deploy waits for its grant (which does not exist): the resolved spec still requests it.
 	eventually(t, "deploy to wait for its grant", func() error {
 		st := stepOf(get(t, wf), "deploy")
@@ -123,7 +125,9 @@ spec:
 	if got := succeed(t, wf, "canary-a", 1, "").Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"probe", "eu-west-1a"}) {
 		t.Errorf("canary-a args = %v, want the region and the item", got)
 	}
-	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	// The template's results, computed for this run.
+	wantResults(t, wf, custodyv1alpha1.StepResult{Name: "released", Value: "sha256:1 to prod in eu-west-1"})
 	if got := get(t, wf).Status.Template.Spec.Steps[1].Image; got != "example.com/deploy:1" {
 		t.Errorf("the run's recorded deploy image = %s, want the one it resolved", got)
 	}
@@ -136,7 +140,7 @@ spec:
   parameters: [{name: env, value: staging}, {name: region, value: us-east-1}, {name: zones, value: "b, c"}]
   imagePullSecrets: [{name: staging-registry}, {name: mirror}]
 `)
-	succeed(t, wf2, "build", 1, "")
+	succeed(t, wf2, "build", 1, `{"digest":"sha256:2"}`)
 	deploy := jobOf(t, wf2, "deploy", 1)
 	if got := deploy.Spec.Template.Spec.Containers[0].Image; got != "example.com/deploy:2" {
 		t.Errorf("second run's deploy image = %s, want the edited one", got)
@@ -157,6 +161,7 @@ spec:
 	succeed(t, wf2, "canary-b", 1, "")
 	succeed(t, wf2, "canary-c", 1, "")
 	wf2 = waitPhase(t, wf2, custodyv1alpha1.WorkflowSucceeded)
+	wantResults(t, wf2, custodyv1alpha1.StepResult{Name: "released", Value: "sha256:2 to staging in us-east-1"})
 	if names := summary(wf2); !strings.Contains(names, "canary-b") || strings.Contains(names, "canary-a") {
 		t.Errorf("second run's steps: %s, want canary-b and canary-c only", names)
 	}

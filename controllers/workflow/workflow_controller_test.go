@@ -251,6 +251,65 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_results: a run's results are computed when it ends, from parameters and
+// the results of steps and finally steps; one reading a step that did not succeed is left out and
+// an Event says why, without any value. A failed run still has the results its succeeded steps
+// gave.
+func TestWorkflowReconciler_results(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	const manifest = `
+metadata: {name: %s}
+spec:
+  parameters: [{name: version, value: "1.4.2"}, {name: scan, value: "false"}]
+  steps:
+  - {name: build, image: example.com/b:1, results: [{name: digest}]}
+  - {name: scan, image: example.com/s:1, dependsOn: [build], when: "params.scan == 'true'", results: [{name: report}]}
+  - {name: test, image: example.com/t:1, dependsOn: [build]}
+  finally:
+  - {name: notify, image: example.com/n:1, results: [{name: ticket}]}
+  results:
+  - {name: image, value: "app:$(params.version)@$(steps.build.results.digest)"}
+  - {name: report, value: "$(steps.scan.results.report)"}
+  - {name: ticket, value: "$(steps.notify.results.ticket)"}
+`
+	wf := apply(t, ns, fmt.Sprintf(manifest, "release"))
+	succeed(t, wf, "build", 1, `{"digest":"sha256:abc"}`)
+	wf = waitStep(t, wf, "test", custodyv1alpha1.StepRunning)
+	if wf.Status.Results != nil {
+		t.Errorf("status.results = %+v while the run is going, want none before it ends", wf.Status.Results)
+	}
+	succeed(t, wf, "test", 1, "")
+	succeed(t, wf, "notify", 1, `{"ticket":"OPS-7"}`)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	// report is left out: scan was skipped.
+	wantResults(t, wf, custodyv1alpha1.StepResult{Name: "image", Value: "app:1.4.2@sha256:abc"},
+		custodyv1alpha1.StepResult{Name: "ticket", Value: "OPS-7"})
+	eventually(t, "the ResultNotProduced Event", func() error {
+		msgs := stepEvents(t, wf, custodyv1alpha1.ReasonResultNotProduced)[""]
+		if len(msgs) != 1 || !strings.Contains(msgs[0], `Result report not produced: $(steps.scan.results.report): step "scan" (Skipped) has no result "report"`) {
+			return errorf("ResultNotProduced Events: %q", msgs)
+		}
+		return nil
+	})
+
+	failed := apply(t, ns, fmt.Sprintf(manifest, "release-failed"))
+	succeed(t, failed, "build", 1, `{"digest":"sha256:def"}`)
+	fail(t, failed, "test", 1)
+	succeed(t, failed, "notify", 1, `{"ticket":"OPS-8"}`)
+	failed = waitPhase(t, failed, custodyv1alpha1.WorkflowFailed)
+	wantResults(t, failed, custodyv1alpha1.StepResult{Name: "image", Value: "app:1.4.2@sha256:def"},
+		custodyv1alpha1.StepResult{Name: "ticket", Value: "OPS-8"})
+}
+
+// wantResults checks a finished run's status.results.
+func wantResults(t *testing.T, wf *custodyv1alpha1.Workflow, want ...custodyv1alpha1.StepResult) {
+	t.Helper()
+	if !slices.Equal(wf.Status.Results, want) {
+		t.Errorf("%s: status.results = %+v, want %+v", wf.Name, wf.Status.Results, want)
+	}
+}
+
 // TestWorkflowReconciler_stepDefaults: steps take what they leave unset from stepDefaults (env
 // before their own, resources, node pool, retries, timeout), finally steps too; what a step sets
 // itself wins.

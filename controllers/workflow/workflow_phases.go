@@ -1103,10 +1103,34 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 		s.event(corev1.EventTypeWarning, reason, "Finish", "Workflow failed: %s", why)
 	}
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
+	s.recordResults()
 	if wf.Spec.TTLAfterFinished != nil {
 		s.requeueAt(s.now.Add(wf.Spec.TTLAfterFinished.Duration))
 	}
 	return false, nil
+}
+
+// recordResults computes the run's results (spec.results, or its template's) once it ended, from
+// the parameters and the results of the steps that succeeded. A result that reads what no step
+// produced is left out, and an Event says why (naming references, never values).
+func (s *scope) recordResults() {
+	s.wf.Status.Results = nil
+	if len(s.def.Results) == 0 {
+		return
+	}
+	env := s.exprEnv("")
+	for _, res := range s.def.Results {
+		v, err := expr.Substitute(res.Value, env)
+		if err == nil && len(v) > expr.MaxResultsBytes {
+			err = fmt.Errorf("its value would be %d bytes, more than %d", len(v), expr.MaxResultsBytes)
+		}
+		if err != nil {
+			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonResultNotProduced, "Finish", "Result %s not produced: %s",
+				res.Name, text.Truncate(strings.ReplaceAll(err.Error(), "\n", "; "), 512))
+			continue
+		}
+		s.wf.Status.Results = append(s.wf.Status.Results, custodyv1alpha1.StepResult{Name: res.Name, Value: v})
+	}
 }
 
 // stepsOutcome is the outcome of the workflow's steps (not its finally steps), once they ended,

@@ -586,3 +586,62 @@ spec:
 		}
 	}
 }
+
+// TestResults: `results` prints a finished run's results for a script (all as NAME=VALUE, or one
+// value alone), refuses while the run is going, and tells a result not produced from one never
+// declared; get shows them under the tree, a long one cut to a line.
+func TestResults(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	long := strings.Repeat("x", 150)
+	mk := func(name string, phase custodyv1alpha1.WorkflowPhase, results []custodyv1alpha1.StepResult) {
+		t.Helper()
+		wf := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{
+			Steps: []custodyv1alpha1.Step{{Name: "build", Image: "example.com/b:1", Results: []custodyv1alpha1.ResultSpec{{Name: "digest"}}}},
+			Results: []custodyv1alpha1.WorkflowResultSpec{{Name: "image", Value: "app@$(steps.build.results.digest)"},
+				{Name: "notes", Value: "$(steps.build.results.digest)"}, {Name: "report", Value: "$(steps.build.results.digest)"}},
+		}}
+		wf.Namespace, wf.Name = ns, name
+		if err := env.Client.Create(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+		wf.Status = custodyv1alpha1.WorkflowStatus{Phase: phase, Progress: "1/1", Results: results,
+			Steps: []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepSucceeded}}}
+		if err := env.Client.Status().Update(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("done", custodyv1alpha1.WorkflowSucceeded, []custodyv1alpha1.StepResult{
+		{Name: "image", Value: "app@sha256:abc"}, {Name: "notes", Value: "first line\nsecond line"}})
+	mk("going", custodyv1alpha1.WorkflowRunning, nil)
+	mk("long", custodyv1alpha1.WorkflowFailed, []custodyv1alpha1.StepResult{{Name: "image", Value: long}})
+
+	for _, tc := range []struct {
+		args      []string
+		want, err string
+	}{
+		{args: []string{"done"}, want: "image=app@sha256:abc\nnotes=first line\nsecond line\n"},
+		{args: []string{"done", "image"}, want: "app@sha256:abc\n"},
+		{args: []string{"long", "image"}, want: long + "\n"},
+		{args: []string{"done", "report"}, err: `workflow ` + ns + `/done did not produce result "report": a step it reads did not succeed`},
+		{args: []string{"done", "digest"}, err: `workflow ` + ns + `/done has no result "digest" (it has image, notes, report)`},
+		{args: []string{"going", "image"}, err: "workflow " + ns + "/going is Running: its results are computed when it ends"},
+	} {
+		out, err := run(t, ns, "", append([]string{"results"}, tc.args...)...)
+		switch {
+		case tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)):
+			t.Errorf("results %v: error %v, want %q", tc.args, err, tc.err)
+		case tc.err == "" && (err != nil || out != tc.want):
+			t.Errorf("results %v: %v\n%q, want %q", tc.args, err, out, tc.want)
+		}
+	}
+
+	out, err := run(t, ns, "", "get", "done")
+	if err != nil || !strings.HasSuffix(out, "results\n   image = app@sha256:abc\n   notes = first line... (kubectl custody results done notes)\n") {
+		t.Errorf("get done: %v\n%s", err, out)
+	}
+	out, err = run(t, ns, "", "get", "long")
+	if err != nil || !strings.Contains(out, "   image = "+strings.Repeat("x", 97)+"... (kubectl custody results long image)\n") {
+		t.Errorf("get long: %v\n%s", err, out)
+	}
+}

@@ -225,6 +225,7 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 			_, _ = fmt.Fprintf(w, "%s   credential %s %s (attempt %d): %s\n", indent, cr.Kind, cr.Grant, cr.Attempt, held)
 		}
 	}
+	writeResultLines(w, wf)
 	return nil
 }
 

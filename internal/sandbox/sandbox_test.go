@@ -281,7 +281,7 @@ func checkForEach(t *testing.T, wfs []custodyv1alpha1.Workflow) {
 }
 
 // checkTemplateRun checks the run of the db-backup template: resolved from it and labelled, its
-// finally steps ran after the others (the page only on failure, so skipped).
+// finally steps ran after the others (the page only on failure, so skipped), its result computed.
 func checkTemplateRun(t *testing.T, wfs []custodyv1alpha1.Workflow) {
 	t.Helper()
 	for _, wf := range wfs {
@@ -297,6 +297,10 @@ func checkTemplateRun(t *testing.T, wfs []custodyv1alpha1.Workflow) {
 		}
 		if phases["page-on-failure"] != "Skipped/WhenFalse" || !strings.HasPrefix(phases["remove-scratch"], "Succeeded") {
 			t.Errorf("%s finally steps: %v", wf.Name, phases)
+		}
+		// The template's result, from the snapshot step's result on the sandbox's KWOK node.
+		if got := wf.Status.Results; len(got) != 1 || got[0].Name != "backup" || got[0].Value != "s3://backups/orders/nightly.dump" {
+			t.Errorf("%s status.results = %+v, want backup: s3://backups/orders/nightly.dump", wf.Name, got)
 		}
 	}
 }

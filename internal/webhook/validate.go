@@ -40,7 +40,7 @@ func validateWorkflowSpec(path *field.Path, spec *custodyv1alpha1.WorkflowSpec) 
 		params[p.Name], values[p.Name] = true, p.Value
 	}
 	errs := validateStepDefaults(path.Child("stepDefaults"), spec.StepDefaults, params)
-	return append(errs, validateDefinition(path, spec.Steps, spec.Finally, params, values)...)
+	return append(errs, validateDefinition(path, spec.Steps, spec.Finally, spec.Results, params, values)...)
 }
 
 // validateStepDefaults checks step defaults as a step's fields are checked; their env values may
@@ -101,7 +101,7 @@ func ValidateWorkflowTemplateSpec(spec *custodyv1alpha1.WorkflowTemplateSpec) fi
 		}
 	}
 	errs := validateStepDefaults(field.NewPath("spec", "stepDefaults"), spec.StepDefaults, params)
-	errs = append(errs, validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, params, nil)...)
+	errs = append(errs, validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, spec.Results, params, nil)...)
 	for _, list := range []struct {
 		name  string
 		steps []custodyv1alpha1.Step
@@ -142,8 +142,8 @@ func ValidateCronWorkflowSpec(spec *custodyv1alpha1.CronWorkflowSpec) field.Erro
 // items of forEach entries $(params.NAME); nil for a template, whose runs give them: such an entry
 // is then checked as one item named after itself (a step <name>-$(params.NAME), which no other
 // step can have the name of or read the results of).
-func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step, params map[string]bool,
-	values map[string]string) field.ErrorList {
+func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step, results []custodyv1alpha1.WorkflowResultSpec,
+	params map[string]bool, values map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	fromParam := map[string]string{}
 	for _, list := range []struct {
@@ -228,6 +228,32 @@ func validateDefinition(path *field.Path, steps, finally []custodyv1alpha1.Step,
 	if len(finally) > 0 {
 		fg := graph(path.Child(fieldFinally), finally)
 		errs = append(errs, validateSteps(finallyPaths, finally, fg, main, refs)...)
+	}
+	return append(errs, validateResults(path.Child("results"), results, refs)...)
+}
+
+// validateResults checks that what a run's results read exists: declared parameters, and results
+// that steps or finally steps declare (any of them: results are computed once the run ended).
+func validateResults(path *field.Path, results []custodyv1alpha1.WorkflowResultSpec, rc refContext) field.ErrorList {
+	var errs field.ErrorList
+	for i, res := range results {
+		p := path.Index(i).Child("value")
+		who := fmt.Sprintf("result %q", res.Name)
+		if strings.Contains(res.Value, custodyv1alpha1.ItemRef) {
+			errs = append(errs, field.Invalid(p, res.Value, who+" reads $(item), which only a forEach step's items have: "+
+				"read the result of one item's step instead"))
+		}
+		for _, r := range expr.Refs(res.Value) {
+			msg := ""
+			if r.Workflow != "" {
+				msg = fmt.Sprintf("%s reads %s, which only finally steps can read: the run's phase is status.phase", who, r)
+			} else {
+				msg = rc.problemOf(who, "", r, r.String(), nil)
+			}
+			if msg != "" {
+				errs = append(errs, field.Invalid(p, res.Value, msg))
+			}
+		}
 	}
 	return errs
 }
@@ -493,11 +519,18 @@ func celWritten(r expr.Ref) string {
 	return "steps." + r.Step
 }
 
-// refProblem says what is wrong with one reference of step, or "" when nothing is.
+// problem says what is wrong with one reference of step, or "" when nothing is.
 func (rc refContext) problem(step string, r expr.Ref, written string, ancestors map[string]bool) string {
+	return rc.problemOf(fmt.Sprintf("step %q", step), step, r, written, ancestors)
+}
+
+// problemOf says what is wrong with one reference that who (a step, or a run's result) makes, or
+// "" when nothing is. self is the step making it ("" for a result); ancestors are the steps it may
+// read (nil: any).
+func (rc refContext) problemOf(who, self string, r expr.Ref, written string, ancestors map[string]bool) string {
 	if r.Param != "" {
 		if !rc.params[r.Param] {
-			return fmt.Sprintf("step %q reads %s, but the workflow declares no parameter %q", step, written, r.Param)
+			return fmt.Sprintf("%s reads %s, but the workflow declares no parameter %q", who, written, r.Param)
 		}
 		return ""
 	}
@@ -509,26 +542,26 @@ func (rc refContext) problem(step string, r expr.Ref, written string, ancestors 
 			}
 		}
 		if base != "" {
-			return fmt.Sprintf("step %q reads %s, but the items of step %q come from parameter %q, so which steps run "+
-				"them is known only per run: their results cannot be read", step, written, base, rc.fromParam[base])
+			return fmt.Sprintf("%s reads %s, but the items of step %q come from parameter %q, so which steps run "+
+				"them is known only per run: their results cannot be read", who, written, base, rc.fromParam[base])
 		}
 	}
 	if items, ok := rc.forEach[r.Step]; ok {
-		return fmt.Sprintf("step %q reads %s, but step %q runs once per item (forEach): read one item's step instead (%s)",
-			step, written, r.Step, strings.Join(items, ", "))
+		return fmt.Sprintf("%s reads %s, but step %q runs once per item (forEach): read one item's step instead (%s)",
+			who, written, r.Step, strings.Join(items, ", "))
 	}
 	if _, ok := rc.index[r.Step]; !ok {
-		return fmt.Sprintf("step %q reads %s, but the workflow has no step %q", step, written, r.Step)
+		return fmt.Sprintf("%s reads %s, but the workflow has no step %q", who, written, r.Step)
 	}
-	if r.Step == step {
-		return fmt.Sprintf("step %q reads %s, its own result, which does not exist before it ends", step, written)
+	if r.Step == self {
+		return fmt.Sprintf("%s reads %s, its own result, which does not exist before it ends", who, written)
 	}
 	if ancestors != nil && !ancestors[r.Step] {
-		return fmt.Sprintf("step %q reads %s, but %q is not among the steps it depends on (directly or through "+
-			"their dependencies), so it may not have run yet: add it to dependsOn", step, written, r.Step)
+		return fmt.Sprintf("%s reads %s, but %q is not among the steps it depends on (directly or through "+
+			"their dependencies), so it may not have run yet: add it to dependsOn", who, written, r.Step)
 	}
 	if r.Result != "" && !rc.declared[r.Step][r.Result] {
-		return fmt.Sprintf("step %q reads %s, but step %q declares no result %q", step, written, r.Step, r.Result)
+		return fmt.Sprintf("%s reads %s, but step %q declares no result %q", who, written, r.Step, r.Result)
 	}
 	return ""
 }

@@ -310,6 +310,40 @@ spec:
   - {name: d, image: busybox, forEach: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11, i12, i13, i14, i15, i16]}
   - {name: e, image: busybox}`,
 		want: []string{"spec.steps: Too many: 65: must have at most 64 items"},
+	}, {
+		name: "a run's result reading a result no step declares",
+		manifest: `
+metadata: {name: result-undeclared}
+spec:
+  steps: [{name: build, image: busybox, results: [{name: digest}]}]
+  results: [{name: image, value: "app@$(steps.build.results.sha)"}]`,
+		want: []string{"spec.results[0].value", `result "image" reads $(steps.build.results.sha), but step "build" declares no result "sha"`},
+		only: true,
+	}, {
+		name: "a run's result reading a step that does not exist, and a parameter not declared",
+		manifest: `
+metadata: {name: result-no-step}
+spec:
+  steps: [{name: build, image: busybox, results: [{name: digest}]}]
+  results:
+  - {name: image, value: "$(steps.bild.results.digest)"}
+  - {name: env, value: "$(params.env)"}`,
+		want: []string{"spec.results[0].value", `result "image" reads $(steps.bild.results.digest), but the workflow has no step "bild"`,
+			"spec.results[1].value", `result "env" reads $(params.env), but the workflow declares no parameter "env"`},
+	}, {
+		name: "a run's result reading a forEach step as a whole, item and workflow.phase",
+		manifest: `
+metadata: {name: result-foreach}
+spec:
+  steps: [{name: rollout, image: busybox, forEach: [eu, us], results: [{name: url}]}]
+  results:
+  - {name: url, value: "$(steps.rollout.results.url)"}
+  - {name: item, value: "$(item)"}
+  - {name: phase, value: "$(workflow.phase)"}`,
+		want: []string{`result "url" reads $(steps.rollout.results.url), but step "rollout" runs once per item (forEach): ` +
+			"read one item's step instead (rollout-eu, rollout-us)",
+			`result "item" reads $(item), which only a forEach step's items have`,
+			`result "phase" reads $(workflow.phase), which only finally steps can read: the run's phase is status.phase`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -362,7 +396,11 @@ spec:
     onFailure: Continue
     args: ["--target=$(item)"]
   finally:
-  - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}]}
+  - {name: notify, image: busybox, args: ["--outcome=$(workflow.phase)"], env: [{name: DIGEST, value: "$(steps.build.results.digest)"}],
+     results: [{name: ticket}]}
+  results:
+  - {name: image, value: "app@$(steps.build.results.digest)", description: the image released}
+  - {name: summary, value: "invoice $(params.invoice): $(steps.rollout-eu.results.url) ticket $(steps.notify.results.ticket)"}
   stepDefaults:
     env: [{name: INVOICE, value: "$(params.invoice)"}]
     resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
