@@ -26,6 +26,13 @@ spec:
 	fail(t, wf, "call", 1)
 	succeed(t, wf, "call", 2, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	broken := apply(t, ns, `
+metadata: {name: broken, labels: {custody.dev/cronworkflow: nightly}}
+spec:
+  steps: [{name: call, image: example.com/c:1}]
+`)
+	fail(t, broken, "call", 1)
+	waitPhase(t, broken, custodyv1alpha1.WorkflowFailed)
 
 	eventually(t, "metrics", func() error {
 		if d := testutil.ToFloat64(metrics.StepAttempts) - attempts; d < 2 {
@@ -37,8 +44,20 @@ spec:
 		if d := testutil.ToFloat64(metrics.StepAttemptsEnded.WithLabelValues("succeeded", custodyv1alpha1.StepReasonSucceeded)) - succeeded; d < 1 {
 			return errorf("succeeded attempts rose by %v", d)
 		}
+		// Each run counted once, when it ended, by what it ran (this namespace has only these two).
+		for _, c := range []struct{ definition, phase string }{{"inline", "Succeeded"}, {"cronworkflow/nightly", "Failed"}} {
+			if n := testutil.ToFloat64(metrics.WorkflowsFinished.WithLabelValues(ns, c.definition, c.phase)); n != 1 {
+				return errorf("custody_workflows_finished_total{definition=%q,phase=%q} = %v, want 1", c.definition, c.phase, n)
+			}
+		}
 		return nil
 	})
+	if n := testutil.ToFloat64(metrics.WorkflowsFinished.WithLabelValues(ns, "inline", "Failed")); n != 0 {
+		t.Errorf(`custody_workflows_finished_total{definition="inline",phase="Failed"} = %v, want 0`, n)
+	}
+	if n := histogramCount(t, "custody_workflow_duration_seconds", ns); n != 2 {
+		t.Errorf("custody_workflow_duration_seconds has %d observations in this namespace, want 2 (one per run)", n)
+	}
 	if n := testutil.CollectAndCount(metrics.StepDuration); n == 0 {
 		t.Error("custody_step_attempt_duration_seconds has no series")
 	}
@@ -68,4 +87,28 @@ func gauge(t *testing.T, family, label, value string) float64 {
 		}
 	}
 	return -1
+}
+
+// histogramCount is the number of observations of a histogram family in series whose namespace
+// label is ns.
+func histogramCount(t *testing.T, family, ns string) uint64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, f := range families {
+		if f.GetName() != family {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "namespace" && l.GetValue() == ns {
+					n += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return n
 }

@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/metrics"
 )
 
 // template creates a WorkflowTemplate from YAML in ns.
@@ -128,6 +130,12 @@ spec:
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 	// The template's results, computed for this run.
 	wantResults(t, wf, custodyv1alpha1.StepResult{Name: "released", Value: "sha256:1 to prod in eu-west-1"})
+	eventually(t, "the finished run counted under its template", func() error {
+		if n := testutil.ToFloat64(metrics.WorkflowsFinished.WithLabelValues(ns, "workflowtemplate/release", "Succeeded")); n != 1 {
+			return errorf(`custody_workflows_finished_total{definition="workflowtemplate/release",phase="Succeeded"} = %v, want 1`, n)
+		}
+		return nil
+	})
 	if got := get(t, wf).Status.Template.Spec.Steps[1].Image; got != "example.com/deploy:1" {
 		t.Errorf("the run's recorded deploy image = %s, want the one it resolved", got)
 	}

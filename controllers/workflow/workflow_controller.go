@@ -141,6 +141,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	defer func() {
 		if !s.deleted {
 			computeStatus(s, retErr)
+			if !isFinished(before.Status.Phase) && isFinished(wf.Status.Phase) {
+				s.afterSave(func() { metrics.ObserveFinished(wf) }) // once: a retried reconcile sees it finished
+			}
 			if err := r.patchStatus(ctx, before, wf); err != nil {
 				retErr = errors.Join(retErr, err)
 				s.saved = nil

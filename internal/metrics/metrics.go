@@ -1,7 +1,8 @@
 // Package metrics defines Custody's Prometheus metrics on controller-runtime's registry, so they
 // are served by the manager's (authenticated) metrics endpoint next to controller-runtime's own.
-// Labels are small closed sets (phase, result, reason, controller): never a workflow name, and
-// never anything derived from a credential.
+// Labels are small closed sets (phase, result, reason, controller), and for finished runs the
+// namespace and the WorkflowTemplate or CronWorkflow they came from (as many as the definitions a
+// cluster keeps): never a workflow name, and never anything derived from a credential.
 package metrics
 
 import (
@@ -21,7 +22,32 @@ const (
 	labelReason = "reason"
 	labelKind   = "kind"
 	labelResult = "result"
+
+	labelNamespace  = "namespace"
+	labelDefinition = "definition"
+	labelPhase      = "phase"
 )
+
+// DefinitionOf names what a run ran, for the labels of finished runs: workflowtemplate/NAME for a
+// run of a template, cronworkflow/NAME for a CronWorkflow's run of inline steps, inline otherwise.
+func DefinitionOf(wf *custodyv1alpha1.Workflow) string {
+	if ref := wf.Spec.WorkflowTemplateRef; ref != nil {
+		return "workflowtemplate/" + ref.Name
+	}
+	if c := wf.Labels[custodyv1alpha1.LabelCronWorkflow]; c != "" {
+		return "cronworkflow/" + c
+	}
+	return "inline"
+}
+
+// ObserveFinished records that a run ended: counted, and its duration observed when it started.
+func ObserveFinished(wf *custodyv1alpha1.Workflow) {
+	labels := []string{wf.Namespace, DefinitionOf(wf), string(wf.Status.Phase)}
+	WorkflowsFinished.WithLabelValues(labels...).Inc()
+	if st, end := wf.Status.StartTime, wf.Status.CompletionTime; st != nil && end != nil {
+		WorkflowDuration.WithLabelValues(labels...).Observe(end.Sub(st.Time).Seconds())
+	}
+}
 
 var (
 	// StepAttempts counts step attempts started.
@@ -43,6 +69,21 @@ var (
 		Help:    "How long step attempts ran, from Job creation to the end, by result.",
 		Buckets: prometheus.ExponentialBuckets(0.5, 2, 16), // 0.5s .. ~4.5h
 	}, []string{labelResult})
+
+	// WorkflowsFinished counts runs that ended, by namespace, definition (DefinitionOf) and phase
+	// (Succeeded, Failed, Cancelled): the rate of failed release runs, say.
+	WorkflowsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_workflows_finished_total",
+		Help: "Workflows that ended, by namespace, definition (workflowtemplate/NAME, cronworkflow/NAME or inline) and phase.",
+	}, []string{labelNamespace, labelDefinition, labelPhase})
+
+	// WorkflowDuration observes how long runs took, from their start to their end, by the same
+	// labels: how long the nightly backup takes.
+	WorkflowDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "custody_workflow_duration_seconds",
+		Help:    "How long Workflows ran, from start to end, by namespace, definition and phase.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 18), // 1s .. ~36h
+	}, []string{labelNamespace, labelDefinition, labelPhase})
 
 	// ReconcileErrors counts reconcile errors by controller and a coarse reason from the API
 	// error (Conflict, NotFound, Forbidden, Timeout, ...) or Other.
@@ -130,7 +171,7 @@ var workflowPhases = []custodyv1alpha1.WorkflowPhase{
 // workflowsDesc describes the workflows-by-phase gauge.
 var workflowsDesc = prometheus.NewDesc("custody_workflows",
 	"Workflows that exist now, by phase (a Workflow without status yet counts as Pending).",
-	[]string{"phase"}, nil)
+	[]string{labelPhase}, nil)
 
 // credentialsActiveDesc describes the live-credentials gauge.
 var credentialsActiveDesc = prometheus.NewDesc("custody_credentials_active",
@@ -223,7 +264,7 @@ func stepEnded(p custodyv1alpha1.StepPhase) bool {
 func Register(reg prometheus.Registerer, reader client.Reader) error {
 	for _, c := range []prometheus.Collector{
 		StepAttempts, StepAttemptsEnded, StepDuration, ReconcileErrors, workflowCollector{reader: reader},
-		CronWorkflowSchedules,
+		WorkflowsFinished, WorkflowDuration, CronWorkflowSchedules,
 		IdentityRegistration, IdentityRevocation, SPIREErrors, IdentityEntries, IdentityOrphansDeleted,
 		CredentialsIssued, CredentialsRevoked, CredentialRevocation,
 	} {
