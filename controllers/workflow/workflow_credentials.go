@@ -166,6 +166,43 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 	return credentials.Source(ctx, r.Client, r.APIReader, g)
 }
 
+// grantedSecretValues returns the values the current attempt of st was given through secret
+// grants, by a name that says where each comes from ("key password of Secret db, granted by
+// backup"), read from the grants' sources as they are now. A grant or source gone since is
+// skipped: its values can no longer be compared.
+func (r *Reconciler) grantedSecretValues(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus) (map[string]string, error) {
+	var out map[string]string
+	for _, c := range st.Credentials {
+		if c.Kind != custodyv1alpha1.CredentialKindSecret || c.Attempt != st.Attempt {
+			continue
+		}
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: c.Grant}, g); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading CredentialGrant %s: %w", c.Grant, err)
+		}
+		if g.Spec.Credential.Secret == nil {
+			continue
+		}
+		src, _, err := r.source(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		if src == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		for k, v := range credentials.CopyData(g, src) {
+			out[fmt.Sprintf("key %s of Secret %s, granted by %s", k, src.Name, g.Name)] = string(v)
+		}
+	}
+	return out, nil
+}
+
 // copySecrets makes the attempt's copies of its secret grants' sources, owned by its Job.
 func (r *Reconciler) copySecrets(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, n int32, job *batchv1.Job,
 	grants []*custodyv1alpha1.CredentialGrant) error {

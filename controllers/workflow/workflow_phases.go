@@ -336,7 +336,9 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		}
 		switch {
 		case jobCondition(job, batchv1.JobComplete):
-			r.completeAttempt(s, st, job, pod)
+			if err := r.completeAttempt(ctx, s, st, job, pod); err != nil {
+				return false, err
+			}
 		case jobCondition(job, batchv1.JobFailed):
 			reason := custodyv1alpha1.StepReasonJobFailed
 			if c := findJobCondition(job, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded {
@@ -474,7 +476,10 @@ func (r *Reconciler) attemptJob(ctx context.Context, s *scope, name string) (*ba
 	return live, nil
 }
 
-func (r *Reconciler) completeAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod) {
+// completeAttempt ends an attempt whose Job completed: it succeeded, unless its results cannot be
+// read, are invalid, look like credentials or hold the value of a Secret it was granted.
+func (r *Reconciler) completeAttempt(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job,
+	pod *corev1.Pod) error {
 	step := s.specStep(st.Name)
 	declared := make([]string, 0, len(step.Results))
 	for _, res := range step.Results {
@@ -483,7 +488,7 @@ func (r *Reconciler) completeAttempt(s *scope, st *custodyv1alpha1.StepStatus, j
 	if len(declared) == 0 {
 		st.Results = nil
 		r.endAttempt(s, st, job, pod, true, custodyv1alpha1.StepReasonSucceeded, "")
-		return
+		return nil
 	}
 	msg, found := terminationMessage(pod)
 	if !found {
@@ -493,22 +498,33 @@ func (r *Reconciler) completeAttempt(s *scope, st *custodyv1alpha1.StepStatus, j
 		}
 		if s.now.Sub(completed) < resultsGrace {
 			s.requeueAt(s.now.Add(2 * time.Second))
-			return
+			return nil
 		}
 		r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonResultsInvalid,
 			"The step's pod is gone, so its results cannot be read")
-		return
+		return nil
 	}
 	results, err := expr.ParseResults(msg, declared)
 	if err != nil {
 		r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonResultsInvalid, "Results: "+err.Error())
-		return
+		return nil
+	}
+	secrets, err := r.grantedSecretValues(ctx, s, st)
+	if err != nil {
+		return err
+	}
+	if result, secret := expr.LeakedSecret(results, secrets); result != "" {
+		r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonResultsInvalid, fmt.Sprintf("Results: result %s holds "+
+			"the value of %s, which the attempt was granted; results are stored in the Workflow's status for anyone who can "+
+			"read it, so a credential must stay in the step", result, secret))
+		return nil
 	}
 	st.Results = make([]custodyv1alpha1.StepResult, 0, len(results))
 	for _, name := range expr.SortedKeys(results) {
 		st.Results = append(st.Results, custodyv1alpha1.StepResult{Name: name, Value: results[name]})
 	}
 	r.endAttempt(s, st, job, pod, true, custodyv1alpha1.StepReasonSucceeded, "")
+	return nil
 }
 
 // endAttempt records the end of the current attempt and decides what follows: success, a retry

@@ -303,9 +303,10 @@ func SubstituteAll(in []string, env Env) ([]string, error) {
 }
 
 // ParseResults reads a step's termination message: a JSON object whose values are strings. Only
-// declared results are kept; a declared result that is missing, a value that is not a string, or
-// a message that is not a JSON object is an error. An empty message with nothing declared is fine.
-// Error messages name results, never their values.
+// declared results are kept; a declared result that is missing, a value that is not a string, a
+// value that looks like a credential (CredentialLike), or a message that is not a JSON object is
+// an error. An empty message with nothing declared is fine. Error messages name results, never
+// their values.
 func ParseResults(message string, declared []string) (map[string]string, error) {
 	if len(declared) == 0 {
 		return nil, nil
@@ -343,6 +344,9 @@ func ParseResults(message string, declared []string) (map[string]string, error) 
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if err := credentialProblem(out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
