@@ -352,6 +352,7 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 	switch obj := o.typed.(type) {
 	case *custodyv1alpha1.Workflow:
 		errs = webhook.ValidateWorkflowSpec(&obj.Spec)
+		errs = append(errs, webhook.LiteralErrors(webhook.WorkflowLiterals(field.NewPath("spec"), &obj.Spec), nil)...)
 		e, w := runOfTemplate(field.NewPath("spec"), &obj.Spec, o.namespace, templates)
 		errs, warnings = append(errs, e...), w
 		if obj.Spec.ReuseFrom != "" {
@@ -360,8 +361,11 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 		}
 	case *custodyv1alpha1.WorkflowTemplate:
 		errs = webhook.ValidateWorkflowTemplateSpec(&obj.Spec)
+		errs = append(errs, webhook.LiteralErrors(webhook.TemplateLiterals(&obj.Spec), nil)...)
 	case *custodyv1alpha1.CronWorkflow:
 		errs = webhook.ValidateCronWorkflowSpec(&obj.Spec)
+		errs = append(errs, webhook.LiteralErrors(webhook.WorkflowLiterals(field.NewPath("spec", "workflowSpec"),
+			&obj.Spec.WorkflowSpec), nil)...)
 		e, w := runOfTemplate(field.NewPath("spec", "workflowSpec"), &obj.Spec.WorkflowSpec, o.namespace, templates)
 		errs, warnings = append(errs, e...), w
 	case *custodyv1alpha1.CredentialGrant:

@@ -129,6 +129,18 @@ spec:
   steps: [{name: build, image: example.com/b:1, retries: {limit: 2, when: "exitcode != 2"}}]`,
 		want: []string{`WorkflowTemplate release: spec.steps[0].retries.when`, "undeclared reference to 'exitcode'"},
 	}, {
+		name: "admission: a token written into a CronWorkflow",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  workflowSpec:
+    steps: [{name: sync, image: example.com/s:1, env: [{name: GITHUB_TOKEN, value: "` + "ghp_" + strings.Repeat("Zx7", 12) + `"}]}]`,
+		want: []string{"CronWorkflow nightly: spec.workflowSpec.steps[0].env[0].value: Forbidden: looks like a GitHub token",
+			"belongs in a Secret that a CredentialGrant hands to the steps"},
+	}, {
 		name: "admission: a run of a template in the same files, with a parameter it does not declare",
 		manifest: `
 apiVersion: custody.dev/v1alpha1
@@ -188,6 +200,9 @@ metadata: {name: p}`,
 				if !strings.Contains(all, w) {
 					t.Errorf("problems:\n%s\nwant one saying %q", all, w)
 				}
+			}
+			if strings.Contains(all, "ghp_") {
+				t.Errorf("a problem repeats the credential:\n%s", all)
 			}
 		})
 	}

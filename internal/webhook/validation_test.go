@@ -488,3 +488,23 @@ func TestReuseFromIsCheckedAtAdmission(t *testing.T) {
 		t.Errorf("reusing a failed run with the same steps and parameters: %v", err)
 	}
 }
+
+// TestCredentialLiteralsAreRefused: a credential written into a Workflow (a parameter value, an
+// env value) is refused at admission, naming the field and what it looks like, never the text.
+func TestCredentialLiteralsAreRefused(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	token := "ghp_" + strings.Repeat("Qw3", 12)
+	key := "AKIA" + strings.Repeat("K", 16)
+	wf := mustWorkflow(t, ns, `
+metadata: {name: with-token}
+spec:
+  parameters: [{name: token, value: "`+token+`"}, {name: env, value: prod}]
+  steps: [{name: sync, image: busybox, env: [{name: AWS_ACCESS_KEY_ID, value: "`+key+`"}], args: ["$(params.env)"]}]`)
+	err := as(alice).Create(ctx, wf)
+	refused(t, "credential literals", err, "spec.parameters[0].value: Forbidden: looks like a GitHub token",
+		"spec.steps[0].env[0].value: Forbidden: looks like an AWS access key ID", "CredentialGrant")
+	if err != nil && (strings.Contains(err.Error(), token) || strings.Contains(err.Error(), key)) {
+		t.Errorf("the refusal repeats the credential: %v", err)
+	}
+}

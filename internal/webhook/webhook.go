@@ -380,9 +380,9 @@ func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *
 		if r := authorizedBy(req, o, nil); r != nil {
 			return r, nil
 		}
-		return h.validateDefinition(ctx, req, o)
+		return h.validateDefinition(ctx, req, o, nil)
 	case o.template != nil:
-		return h.validateDefinition(ctx, req, o)
+		return h.validateDefinition(ctx, req, o, nil)
 	}
 	if errs := ValidateGrantReferences(&o.grant.Spec); len(errs) > 0 {
 		return invalid(o, errs), nil
@@ -426,7 +426,7 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 		if equality.Semantic.DeepEqual(specOf(cur), specOf(old)) {
 			return nil, nil
 		}
-		return h.validateDefinition(ctx, req, cur)
+		return h.validateDefinition(ctx, req, cur, old)
 	}
 	return h.validateWorkflowUpdate(ctx, req, cur, old, creator)
 }
@@ -586,7 +586,9 @@ func (h *handler) checkUse(ctx context.Context, req admission.Request, o *object
 // template, which must exist. Either way its author must be allowed to use the grants it requests.
 func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
 	wf := o.workflow
-	if errs := ValidateWorkflowSpec(&wf.Spec); len(errs) > 0 {
+	errs := ValidateWorkflowSpec(&wf.Spec)
+	errs = append(errs, LiteralErrors(WorkflowLiterals(field.NewPath("spec"), &wf.Spec), nil)...)
+	if len(errs) > 0 {
 		return invalid(o, errs), nil
 	}
 	if r := templateLabel(o); r != nil {
@@ -746,16 +748,28 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 
 // validateDefinition deep-validates a WorkflowTemplate or CronWorkflow and checks that its author
 // may use the grants its steps request (for a CronWorkflow of a template: the template's, if it
-// exists; its runs are created by the controller).
-func (h *handler) validateDefinition(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+// exists; its runs are created by the controller). old is the object before an update (nil on
+// create): credential-shaped text it already had is let through (LiteralErrors).
+func (h *handler) validateDefinition(ctx context.Context, req admission.Request, o, old *object) (*refusal, error) {
 	if o.template != nil {
-		if errs := ValidateWorkflowTemplateSpec(&o.template.Spec); len(errs) > 0 {
+		errs := ValidateWorkflowTemplateSpec(&o.template.Spec)
+		var had []Literal
+		if old != nil && old.template != nil {
+			had = TemplateLiterals(&old.template.Spec)
+		}
+		errs = append(errs, LiteralErrors(TemplateLiterals(&o.template.Spec), had)...)
+		if len(errs) > 0 {
 			return invalid(o, errs), nil
 		}
 		return h.checkUse(ctx, req, o, o.template.Spec.AllSteps())
 	}
 	spec := &o.cron.Spec
 	errs := ValidateCronWorkflowSpec(spec)
+	var had []Literal
+	if old != nil && old.cron != nil {
+		had = WorkflowLiterals(field.NewPath("spec", "workflowSpec"), &old.cron.Spec.WorkflowSpec)
+	}
+	errs = append(errs, LiteralErrors(WorkflowLiterals(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec), had)...)
 	tz := ""
 	if spec.TimeZone != nil {
 		tz = *spec.TimeZone
