@@ -30,10 +30,8 @@ func (o *Options) getCommand() *cobra.Command {
 				_, err := o.follow(c, ns, args[0], 0)
 				return err
 			}
-			ctx, cancel := o.ctx()
-			defer cancel()
-			wf := &custodyv1alpha1.Workflow{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, wf); err != nil {
+			wf, err := o.readWorkflow(c, ns, args[0])
+			if err != nil {
 				return err
 			}
 			wf.ManagedFields = nil
@@ -93,10 +91,7 @@ func (o *Options) follow(c client.Client, ns, name string, timeout time.Duration
 	start := time.Now()
 	last := ""
 	for {
-		ctx, cancel := o.ctx()
-		wf := &custodyv1alpha1.Workflow{}
-		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wf)
-		cancel()
+		wf, err := o.readWorkflow(c, ns, name)
 		if err != nil {
 			return nil, err
 		}
@@ -119,6 +114,17 @@ func (o *Options) follow(c client.Client, ns, name string, timeout time.Duration
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// readWorkflow reads one Workflow.
+func (o *Options) readWorkflow(c client.Client, ns, name string) (*custodyv1alpha1.Workflow, error) {
+	ctx, cancel := o.ctx()
+	defer cancel()
+	wf := &custodyv1alpha1.Workflow{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wf); err != nil {
+		return nil, err
+	}
+	return wf, nil
 }
 
 // writeHeader prints the lines about the run as a whole: phase, progress, duration, its

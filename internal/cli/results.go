@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/text"
@@ -30,10 +29,8 @@ func (o *Options) resultsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := o.ctx()
-			defer cancel()
-			wf := &custodyv1alpha1.Workflow{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: args[0]}, wf); err != nil {
+			wf, err := o.readWorkflow(c, ns, args[0])
+			if err != nil {
 				return err
 			}
 			only := ""

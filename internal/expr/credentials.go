@@ -40,14 +40,36 @@ func CredentialLike(value string) string {
 // a port) would match results by chance.
 const MinSecretLen = 8
 
+// distinctive says whether a granted value is unlikely to appear in a result by chance: at least
+// MinSecretLen bytes of three kinds of character (lower case, upper case, digits, others), like a
+// password, or 16 of two, like a token. A user name granted beside a password ("postgres",
+// "svc-backup") is not, so a result naming it is not taken for a leak.
+func distinctive(v string) bool {
+	var lower, upper, digit, other int
+	for _, r := range v {
+		switch {
+		case r >= 'a' && r <= 'z':
+			lower = 1
+		case r >= 'A' && r <= 'Z':
+			upper = 1
+		case r >= '0' && r <= '9':
+			digit = 1
+		default:
+			other = 1
+		}
+	}
+	kinds := lower + upper + digit + other
+	return (len(v) >= MinSecretLen && kinds >= 3) || (len(v) >= 2*MinSecretLen && kinds >= 2)
+}
+
 // LeakedSecret returns the first result (by name) whose value contains one of the secret values
-// (by name, for example "key password of Secret db"), or "", "" when none does. Values shorter
-// than MinSecretLen are not looked for.
+// (by name, for example "key password of Secret db"), or "", "" when none does. Only distinctive
+// values are looked for.
 func LeakedSecret(results map[string]string, secrets map[string]string) (result, secret string) {
 	names := slices.Sorted(maps.Keys(secrets))
 	for _, r := range SortedKeys(results) {
 		for _, n := range names {
-			if v := secrets[n]; len(v) >= MinSecretLen && strings.Contains(results[r], v) {
+			if v := secrets[n]; distinctive(v) && strings.Contains(results[r], v) {
 				return r, n
 			}
 		}

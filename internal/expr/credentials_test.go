@@ -58,16 +58,20 @@ func TestParseResultsRefusesCredentials(t *testing.T) {
 }
 
 // TestLeakedSecret: a result containing the value of a Secret the attempt was given is found,
-// the first by result name; short values are not looked for.
+// the first by result name; values that could appear by chance (short, or a plain word) are not
+// looked for.
 func TestLeakedSecret(t *testing.T) {
-	secrets := map[string]string{"key password of Secret db": "correct-horse-battery", "key port of Secret db": "5432"}
+	secrets := map[string]string{"key password of Secret db": "correct-horse-battery-9", "key port of Secret db": "5432",
+		"key user of Secret db": "postgres", "key role of Secret db": "svc-backup", "key token of Secret api": strings.Repeat("4f2a", 8)}
 	for _, tc := range []struct {
 		results              map[string]string
 		wantResult, wantName string
 	}{
-		{map[string]string{"dsn": "postgres://app:correct-horse-battery@db:5432/orders"}, "dsn", "key password of Secret db"},
-		{map[string]string{"b": "x correct-horse-battery", "a": "correct-horse-battery"}, "a", "key password of Secret db"},
-		{map[string]string{"endpoint": "db:5432"}, "", ""},
+		{map[string]string{"dsn": "postgres://app:correct-horse-battery-9@db:5432/orders"}, "dsn", "key password of Secret db"},
+		{map[string]string{"b": "x correct-horse-battery-9", "a": "correct-horse-battery-9"}, "a", "key password of Secret db"},
+		{map[string]string{"url": "https://api/?t=" + strings.Repeat("4f2a", 8)}, "url", "key token of Secret api"},
+		// A port, a user name or a role granted beside the password is not taken for a leak.
+		{map[string]string{"endpoint": "postgres://db:5432", "who": "svc-backup"}, "", ""},
 		{map[string]string{"digest": "sha256:abc"}, "", ""},
 	} {
 		r, n := LeakedSecret(tc.results, secrets)
