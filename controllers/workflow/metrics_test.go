@@ -50,13 +50,13 @@ spec:
 				return errorf("custody_workflows_finished_total{definition=%q,phase=%q} = %v, want 1", c.definition, c.phase, n)
 			}
 		}
+		if n := histogramCount(t, "custody_workflow_duration_seconds", ns); n != 2 {
+			return errorf("custody_workflow_duration_seconds has %d observations in this namespace, want 2 (one per run)", n)
+		}
 		return nil
 	})
 	if n := testutil.ToFloat64(metrics.WorkflowsFinished.WithLabelValues(ns, "inline", "Failed")); n != 0 {
 		t.Errorf(`custody_workflows_finished_total{definition="inline",phase="Failed"} = %v, want 0`, n)
-	}
-	if n := histogramCount(t, "custody_workflow_duration_seconds", ns); n != 2 {
-		t.Errorf("custody_workflow_duration_seconds has %d observations in this namespace, want 2 (one per run)", n)
 	}
 	if n := testutil.CollectAndCount(metrics.StepDuration); n == 0 {
 		t.Error("custody_step_attempt_duration_seconds has no series")
