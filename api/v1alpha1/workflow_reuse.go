@@ -9,11 +9,10 @@ import (
 )
 
 // ReuseProblem says why run may not take over the succeeded steps of src (its spec.reuseFrom),
-// or "" when it may: src must have failed or been cancelled, and have run the same steps (as
-// resolved: template, step defaults and forEach items) with the same parameter values, since a
-// step's results depend on both. Finally steps are not compared: they always run again. A run
-// of a template that is not resolved yet (at admission) is compared by its template's name; the
-// controller compares the steps once it resolved it.
+// or "" when it may: src must have failed or been cancelled, and have run with the same
+// parameter values, since any step's results may depend on them. A run of a template that is not
+// resolved yet (at admission) must name src's template; which steps are taken over is decided
+// step by step once both are resolved (PlanReuse).
 func ReuseProblem(run, src *Workflow) string {
 	switch src.Status.Phase {
 	case WorkflowFailed, WorkflowCancelled:
@@ -34,8 +33,6 @@ func ReuseProblem(run, src *Workflow) string {
 			return fmt.Sprintf("workflow %s ran other steps than this run (it is not a run of the same template)", src.Name)
 		}
 		def.Parameters = srcDef.Parameters // the same template: the same defaults
-	} else if msg := stepsDiffer(def.Steps, srcDef.Steps); msg != "" {
-		return fmt.Sprintf("workflow %s ran other steps than this run: %s", src.Name, msg)
 	}
 	values, srcValues := ParameterValues(def.Parameters, run.Spec.Parameters), ParameterValues(srcDef.Parameters, src.Spec.Parameters)
 	for _, name := range slices.Sorted(maps.Keys(srcValues)) {
@@ -51,18 +48,154 @@ func ReuseProblem(run, src *Workflow) string {
 	return ""
 }
 
-// stepsDiffer names the first difference between two lists of steps, or returns "".
-func stepsDiffer(steps, src []Step) string {
-	for i := range min(len(steps), len(src)) {
-		switch {
-		case steps[i].Name != src[i].Name:
-			return fmt.Sprintf("step %d is %q here and %q there", i+1, steps[i].Name, src[i].Name)
-		case !equality.Semantic.DeepEqual(steps[i], src[i]):
-			return fmt.Sprintf("step %q differs", steps[i].Name)
+// ReusePlan is what a run takes over from the run its spec.reuseFrom names (PlanReuse). It is
+// computed, never stored.
+// +kubebuilder:object:generate=false
+type ReusePlan struct {
+	// Reused are the steps taken over, in the order of the run's steps.
+	Reused []string
+	// Again are the steps that succeeded in the source run but run again, in the same order.
+	Again []RunAgain
+}
+
+// RunAgain is a step that succeeded in the source run and runs again, and why.
+// +kubebuilder:object:generate=false
+type RunAgain struct {
+	Step, Why string
+}
+
+// PlanReuse decides which steps of run (a run ReuseProblem accepts, both runs resolved: step
+// defaults applied, forEach items expanded) are taken over from src. A step is taken over when
+//
+//   - it succeeded in src, is the same there (every field), and every step it depends on is
+//     taken over or was skipped there by its own unchanged `when` (so it would be again): a step
+//     is only as reusable as the results and outcomes it was run on;
+//   - and, if it has an approval, every step after it (its descendants here) is the same in src:
+//     an approval lets through what was approved, so a changed or added step after the gate asks
+//     for it again instead of inheriting it.
+//
+// Every other step runs as usual; finally steps always run. ok is false when either run has not
+// resolved its template.
+func PlanReuse(run, src *Workflow) (plan ReusePlan, ok bool) {
+	def, ok := run.Definition()
+	if !ok {
+		return ReusePlan{}, false
+	}
+	srcDef, ok := src.Definition()
+	if !ok {
+		return ReusePlan{}, false
+	}
+	srcSteps := map[string]*Step{}
+	for i := range srcDef.Steps {
+		srcSteps[srcDef.Steps[i].Name] = &srcDef.Steps[i]
+	}
+	srcPhase := map[string]StepStatus{} // of src's steps, not its finally steps
+	for _, st := range src.Status.Steps {
+		if _, ok := srcSteps[st.Name]; ok {
+			srcPhase[st.Name] = st
 		}
 	}
-	if len(steps) != len(src) {
-		return fmt.Sprintf("%d steps here, %d there", len(steps), len(src))
+	steps := map[string]*Step{}
+	dependents := map[string][]string{}
+	for i := range def.Steps {
+		st := &def.Steps[i]
+		steps[st.Name] = st
+		for _, d := range st.DependsOn {
+			dependents[d] = append(dependents[d], st.Name)
+		}
+	}
+	p := reusePlanner{steps: steps, srcSteps: srcSteps, dependents: dependents, srcPhase: srcPhase,
+		why: map[string]string{}, stable: map[string]bool{}}
+	for _, st := range def.Steps {
+		p.decide(st.Name)
+	}
+	for _, st := range def.Steps {
+		if srcPhase[st.Name].Phase != StepSucceeded {
+			continue
+		}
+		if why := p.why[st.Name]; why != "" {
+			plan.Again = append(plan.Again, RunAgain{Step: st.Name, Why: why})
+		} else {
+			plan.Reused = append(plan.Reused, st.Name)
+		}
+	}
+	return plan, true
+}
+
+// reusePlanner memoizes, step by step, whether a step's outcome in src holds for the run (stable)
+// and, for one that does not, why.
+// +kubebuilder:object:generate=false
+type reusePlanner struct {
+	steps      map[string]*Step
+	srcSteps   map[string]*Step
+	dependents map[string][]string
+	srcPhase   map[string]StepStatus
+	why        map[string]string
+	stable     map[string]bool
+}
+
+// decide reports whether step name keeps its outcome in src: it succeeded there, or its `when`
+// skipped it there, and neither it, what it depends on nor (for an approval) what follows it
+// changed. Steps form a DAG (checked before reuse is planned); a step seen again while it is being
+// decided counts as not stable.
+func (p *reusePlanner) decide(name string) bool {
+	if stable, ok := p.stable[name]; ok {
+		return stable
+	}
+	p.stable[name] = false
+	st := p.srcPhase[name]
+	switch {
+	case st.Phase == StepSkipped && st.Reason == StepReasonWhenFalse, st.Phase == StepSucceeded:
+	default:
+		return false
+	}
+	if !p.same(name) {
+		p.why[name] = "it changed"
+		return false
+	}
+	for _, d := range p.steps[name].DependsOn {
+		if !p.decide(d) {
+			p.why[name] = fmt.Sprintf("it depends on step %s, which runs again", d)
+			return false
+		}
+	}
+	if p.steps[name].Approval != nil {
+		if changed := p.changedAfter(name, map[string]bool{}); changed != "" {
+			p.why[name] = fmt.Sprintf("its approval is asked for again, since step %s after it %s", changed, p.novelty(changed))
+			return false
+		}
+	}
+	p.stable[name] = true
+	return true
+}
+
+// same reports whether step name of the run is in src, every field alike.
+func (p *reusePlanner) same(name string) bool {
+	old, ok := p.srcSteps[name]
+	return ok && equality.Semantic.DeepEqual(p.steps[name], old)
+}
+
+// novelty says how a step that is not the same as in src differs.
+func (p *reusePlanner) novelty(name string) string {
+	if _, ok := p.srcSteps[name]; !ok {
+		return "is new"
+	}
+	return "changed"
+}
+
+// changedAfter returns a step after name (a descendant) that is new or differs from src, or "".
+func (p *reusePlanner) changedAfter(name string, seen map[string]bool) string {
+	for _, d := range p.dependents[name] {
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if !p.same(d) {
+			return d
+		}
+		if changed := p.changedAfter(d, seen); changed != "" {
+			return changed
+		}
 	}
 	return ""
 }

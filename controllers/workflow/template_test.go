@@ -489,3 +489,42 @@ spec:
 		t.Errorf("report's credential record = %+v, want issued under report-reader and revoked", c)
 	}
 }
+
+// TestTemplate_reuseAfterTheTemplateWasFixed: the GitOps way to fix a failed run of a template is
+// to fix the template and run again reusing the failed run; the new run resolves the fixed
+// template and takes over the steps the fix did not touch.
+func TestTemplate_reuseAfterTheTemplateWasFixed(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	tpl := template(t, ns, `
+metadata: {name: backup}
+spec:
+  parameters: [{name: db}]
+  steps:
+  - {name: dump, image: example.com/dump:1, args: ["$(params.db)"], results: [{name: file}]}
+  - {name: upload, image: example.com/upload:1, args: ["$(steps.dump.results.file)"], dependsOn: [dump]}
+`)
+	first := apply(t, ns, "metadata: {name: backup-1}\nspec:\n  workflowTemplateRef: {name: backup}\n  parameters: [{name: db, value: orders}]")
+	succeed(t, first, "dump", 1, `{"file":"orders-1.sql"}`)
+	fail(t, first, "upload", 1)
+	waitPhase(t, first, custodyv1alpha1.WorkflowFailed)
+
+	eventually(t, "the template's fix", func() error {
+		cur := &custodyv1alpha1.WorkflowTemplate{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tpl), cur); err != nil {
+			return err
+		}
+		cur.Spec.Steps[1].Image = "example.com/upload:2"
+		return env.Client.Update(ctxT(t), cur)
+	})
+	again := apply(t, ns, "metadata: {name: backup-1-again}\nspec:\n  workflowTemplateRef: {name: backup}\n"+
+		"  parameters: [{name: db, value: orders}]\n  reuseFrom: backup-1")
+	upload := succeed(t, again, "upload", 1, "")
+	if c := upload.Spec.Template.Spec.Containers[0]; c.Image != "example.com/upload:2" || !slices.Equal(c.Args, []string{"orders-1.sql"}) {
+		t.Errorf("upload runs %s %v, want the fixed image with the file the reused dump reported", c.Image, c.Args)
+	}
+	again = waitPhase(t, again, custodyv1alpha1.WorkflowSucceeded)
+	if st := stepOf(again, "dump"); st.Reason != custodyv1alpha1.StepReasonReused || st.JobName != "" {
+		t.Errorf("dump: %s (%s), job %q, want taken over from backup-1", st.Phase, st.Reason, st.JobName)
+	}
+}

@@ -979,10 +979,8 @@ spec:
 // succeeded there (their results, no Job, no ServiceAccount) and runs the rest and its finally
 // steps; a run whose reuseFrom names a run with other parameter values, or none, fails before
 // any step starts.
-func TestWorkflowReconciler_reuseFrom(t *testing.T) {
-	t.Parallel()
-	ns := setup(t)
-	const spec = `
+// reuseSpec is a release whose test step fails in failedRelease.
+const reuseSpec = `
   parameters: [{name: version, value: "1.4"}]
   steps:
   - {name: build, image: example.com/b:1, results: [{name: digest}]}
@@ -992,12 +990,23 @@ func TestWorkflowReconciler_reuseFrom(t *testing.T) {
   finally:
   - {name: notify, image: example.com/n:1, args: ["$(workflow.phase)"]}
 `
-	first := apply(t, ns, "metadata: {name: release}\nspec:"+spec)
+
+// failedRelease runs reuseSpec as workflow release until its test step fails.
+func failedRelease(t *testing.T, ns string) *custodyv1alpha1.Workflow {
+	t.Helper()
+	first := apply(t, ns, "metadata: {name: release}\nspec:"+reuseSpec)
 	succeed(t, first, "build", 1, `{"digest":"sha256:0a1b"}`)
 	succeed(t, first, "lint", 1, "")
 	fail(t, first, "test", 1)
 	succeed(t, first, "notify", 1, "")
-	first = waitPhase(t, first, custodyv1alpha1.WorkflowFailed)
+	return waitPhase(t, first, custodyv1alpha1.WorkflowFailed)
+}
+
+func TestWorkflowReconciler_reuseFrom(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	const spec = reuseSpec
+	first := failedRelease(t, ns)
 
 	rest := apply(t, ns, "metadata: {name: release-rest}\nspec:\n  reuseFrom: release"+spec)
 	succeed(t, rest, "test", 1, "")
@@ -1035,8 +1044,6 @@ func TestWorkflowReconciler_reuseFrom(t *testing.T) {
 	for name, c := range map[string]struct{ manifest, want string }{
 		"other parameter value": {strings.Replace("metadata: {name: release-1-5}\nspec:\n  reuseFrom: release"+spec, `"1.4"`, `"1.5"`, 1),
 			`reuseFrom: parameter "version" has another value in workflow release`},
-		"other steps": {strings.Replace("metadata: {name: release-other}\nspec:\n  reuseFrom: release"+spec, "example.com/t:1",
-			"example.com/t:2", 1), `reuseFrom: workflow release ran other steps than this run: step "test" differs`},
 		"missing run": {"metadata: {name: release-nope}\nspec:\n  reuseFrom: nope" + spec, "reuseFrom: workflow nope does not exist"},
 		"succeeded run": {"metadata: {name: release-again}\nspec:\n  reuseFrom: release-rest" + spec,
 			"reuseFrom: workflow release-rest succeeded, so none of its steps needs to run again"},
@@ -1053,6 +1060,41 @@ func TestWorkflowReconciler_reuseFrom(t *testing.T) {
 			t.Errorf("%s: %d Jobs created", name, n)
 		}
 	}
+}
+
+// TestWorkflowReconciler_reuseAfterAFix: a run that fixes the failed step of the run it reuses,
+// and changes a step that succeeded there too, takes over what is as it was; the changed step
+// runs again, and so does everything after it, with an Event saying which and why.
+func TestWorkflowReconciler_reuseAfterAFix(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	failedRelease(t, ns)
+	fixed := strings.NewReplacer("example.com/t:1", "example.com/t:2", "example.com/l:1", "example.com/l:2").Replace(reuseSpec)
+	fixedRun := apply(t, ns, "metadata: {name: release-fixed}\nspec:\n  reuseFrom: release"+fixed)
+	succeed(t, fixedRun, "lint", 1, "")
+	succeed(t, fixedRun, "test", 1, "")
+	deploy := succeed(t, fixedRun, "deploy", 1, "")
+	if args := deploy.Spec.Template.Spec.Containers[0].Args; len(args) != 1 || args[0] != "--image=app@sha256:0a1b" {
+		t.Errorf("deploy's args %v after a fix, want the digest build reported in the run it reuses", args)
+	}
+	succeed(t, fixedRun, "notify", 1, "")
+	fixedRun = waitPhase(t, fixedRun, custodyv1alpha1.WorkflowSucceeded)
+	if st := stepOf(fixedRun, "build"); st.Reason != custodyv1alpha1.StepReasonReused {
+		t.Errorf("build after a fix to other steps: %s (%s), want Reused", st.Phase, st.Reason)
+	}
+	if st := stepOf(fixedRun, "lint"); st.Reason == custodyv1alpha1.StepReasonReused || st.Attempt != 1 {
+		t.Errorf("lint, changed since it succeeded: %s (%s), attempt %d, want run again", st.Phase, st.Reason, st.Attempt)
+	}
+	if r := fixedRun.Status.Reused; r == nil || r.Steps != 1 {
+		t.Errorf("status.reused %+v after a fix, want 1 step", r)
+	}
+	eventually(t, "the Reused Event to name what runs again", func() error {
+		want := "Reused step build, which succeeded in workflow release; succeeded there but run again: lint (it changed)"
+		if notes := stepEvents(t, fixedRun, custodyv1alpha1.ReasonReused)[""]; len(notes) != 1 || notes[0] != want {
+			return fmt.Errorf("reused Events %q, want %q", notes, want)
+		}
+		return nil
+	})
 }
 
 func TestWorkflowReconciler_invalidSpec(t *testing.T) {

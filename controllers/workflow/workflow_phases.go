@@ -206,10 +206,11 @@ func (s *scope) failBeforeStart(reason, stepMessage string, err error) {
 	s.event(corev1.EventTypeWarning, reason, "Validate", "%s", text.Truncate(err.Error(), 1024))
 }
 
-// reconcileReuse takes over the succeeded steps of the run spec.reuseFrom names, once, before
-// any step starts: they become Succeeded (reason Reused) with that run's results, and start no
-// Job, no ServiceAccount, no identity and no credentials. A run that cannot reuse it
-// (ReuseProblem) fails with reason InvalidReuse. status.reused records that it was done.
+// reconcileReuse takes over the succeeded steps of the run spec.reuseFrom names that PlanReuse
+// allows, once, before any step starts: they become Succeeded (reason Reused) with that run's
+// results, and start no Job, no ServiceAccount, no identity and no credentials. The Reused Event
+// names them and every step that succeeded there but runs again, with why. A run that cannot
+// reuse it (ReuseProblem) fails with reason InvalidReuse. status.reused records that it was done.
 func (r *Reconciler) reconcileReuse(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	if wf.Spec.ReuseFrom == "" || wf.Status.Reused != nil {
@@ -229,40 +230,51 @@ func (r *Reconciler) reconcileReuse(ctx context.Context, s *scope) (bool, error)
 			errors.New("reuseFrom: "+problem))
 		return true, nil
 	}
+	plan, ok := custodyv1alpha1.PlanReuse(wf, src)
+	if !ok { // ReuseProblem accepted src, so it resolved its template; wf was resolved before this phase
+		return false, fmt.Errorf("planning the reuse of workflow %s: a template is not resolved", src.Name)
+	}
 	done := map[string]custodyv1alpha1.StepStatus{}
 	for _, st := range src.Status.Steps {
-		if st.Phase == custodyv1alpha1.StepSucceeded && !s.finally[st.Name] {
-			done[st.Name] = st
-		}
+		done[st.Name] = st
 	}
 	var reused []string
-	for i := range wf.Status.Steps {
-		st := &wf.Status.Steps[i]
-		old, ok := done[st.Name]
-		if !ok || st.Phase != custodyv1alpha1.StepPending {
+	for _, name := range plan.Reused {
+		st := s.status(name)
+		if st == nil || st.Phase != custodyv1alpha1.StepPending {
 			continue
 		}
+		old := done[name]
 		st.Results = slices.Clone(old.Results)
 		msg := fmt.Sprintf("Succeeded in workflow %s; not run again", src.Name)
 		if old.Attempt > 0 {
 			msg = fmt.Sprintf("Succeeded in workflow %s (attempt %d); not run again", src.Name, old.Attempt)
 		}
 		s.setStep(st, custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepReasonReused, msg)
-		reused = append(reused, st.Name)
+		reused = append(reused, name)
 	}
 	wf.Status.Reused = &custodyv1alpha1.ReusedRun{Name: src.Name, UID: string(src.UID),
 		Steps: int32(min(len(reused), custodyv1alpha1.MaxSteps))} //nolint:gosec // bounded
+	var msg string
 	switch len(reused) {
 	case 0:
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "No step succeeded in workflow %s: every step runs",
-			src.Name)
+		msg = fmt.Sprintf("No step succeeded in workflow %s: every step runs", src.Name)
+		if len(plan.Again) > 0 {
+			msg = fmt.Sprintf("No step of workflow %s is reused: every step runs", src.Name)
+		}
 	case 1:
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "Reused step %s, which succeeded in workflow %s",
-			reused[0], src.Name)
+		msg = fmt.Sprintf("Reused step %s, which succeeded in workflow %s", reused[0], src.Name)
 	default:
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "Reused %d steps that succeeded in workflow %s: %s",
-			len(reused), src.Name, text.Truncate(strings.Join(reused, ", "), 512))
+		msg = fmt.Sprintf("Reused %d steps that succeeded in workflow %s: %s", len(reused), src.Name, strings.Join(reused, ", "))
 	}
+	if len(plan.Again) > 0 {
+		again := make([]string, 0, len(plan.Again))
+		for _, a := range plan.Again {
+			again = append(again, a.Step+" ("+a.Why+")")
+		}
+		msg += "; succeeded there but run again: " + strings.Join(again, "; ")
+	}
+	s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonReused, "Reuse", "%s", text.Truncate(msg, 1024))
 	return false, nil
 }
 

@@ -460,8 +460,8 @@ func TestKubectlAnnotateApproves(t *testing.T) {
 }
 
 // TestReuseFromIsCheckedAtAdmission: a run may reuse only a run of the namespace that failed or
-// was cancelled, with the same steps and parameter values; the rest is refused at create, with
-// the reason.
+// was cancelled, with the same parameter values; the rest is refused at create, with the reason.
+// A step that succeeded there but changed since is a warning.
 func TestReuseFromIsCheckedAtAdmission(t *testing.T) {
 	ns := team(t)
 	ctx := ctxT(t)
@@ -476,13 +476,21 @@ func TestReuseFromIsCheckedAtAdmission(t *testing.T) {
 	refused(t, "reusing a run that has not ended", rerun("early", "release", spec),
 		"spec.reuseFrom", "workflow release has not ended; a run can reuse the steps of one that failed or was cancelled")
 	src.Status.Phase = custodyv1alpha1.WorkflowFailed
+	src.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepSucceeded},
+		{Name: "deploy", Phase: custodyv1alpha1.StepFailed}}
 	if err := env.Client.Status().Update(ctx, src); err != nil {
 		t.Fatal(err)
 	}
 	refused(t, "reusing a run with another parameter value", rerun("v15", "release", strings.Replace(spec, "1.4", "1.5", 1)),
 		"spec.reuseFrom", `parameter "version" has another value in workflow release`)
-	refused(t, "reusing a run with other steps", rerun("other", "release", strings.Replace(spec, "dependsOn: [build]", "dependsOn: []", 1)),
-		"spec.reuseFrom", `workflow release ran other steps than this run: step "deploy" differs`)
+	// Other steps are not refused: what is as it was is taken over, and a step that succeeded
+	// there but changed is a warning, since it will run again.
+	out := kubectlCreate(t, ns, alice, "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: other}\nspec:\n  reuseFrom: release"+
+		strings.Replace(spec, "{name: build, image: busybox}", "{name: build, image: busybox, args: [--race]}", 1))
+	if want := `Warning: step "build" succeeded in workflow release but will run again: it changed`; !strings.Contains(out, want) ||
+		strings.Count(out, "Warning:") != 1 {
+		t.Errorf("kubectl printed:\n%s\nwant one warning: %q", out, want)
+	}
 	refused(t, "reusing a run that does not exist", rerun("nope", "nope", spec), `spec.reuseFrom: Not found: "nope"`)
 	if err := rerun("release-rest", "release", spec); err != nil {
 		t.Errorf("reusing a failed run with the same steps and parameters: %v", err)

@@ -606,13 +606,15 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r, err := h.checkReuse(ctx, req.Namespace, o); r != nil || err != nil {
 		return r, err
 	}
-	o.warnings = h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)
+	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)...)
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	return nil, nil
 }
 
 // checkReuse refuses a run whose reuseFrom names no run it can take succeeded steps from
-// (ReuseProblem). The controller checks again, against the template as it resolves it.
+// (ReuseProblem), and warns of each step that succeeded there but will run again (PlanReuse; for
+// a run of a template, the controller's Reused Event says so once it resolved the template). The
+// controller checks again, against the template as it resolves it.
 func (h *handler) checkReuse(ctx context.Context, ns string, o *object) (*refusal, error) {
 	wf := o.workflow
 	if wf.Spec.ReuseFrom == "" {
@@ -629,6 +631,11 @@ func (h *handler) checkReuse(ctx context.Context, ns string, o *object) (*refusa
 	}
 	if msg := custodyv1alpha1.ReuseProblem(wf, src); msg != "" {
 		return invalid(o, field.ErrorList{field.Invalid(path, wf.Spec.ReuseFrom, msg)}), nil
+	}
+	if plan, ok := custodyv1alpha1.PlanReuse(wf, src); ok {
+		for _, a := range plan.Again {
+			o.warnings = append(o.warnings, fmt.Sprintf("step %q succeeded in workflow %s but will run again: %s", a.Step, src.Name, a.Why))
+		}
 	}
 	return nil, nil
 }
