@@ -214,6 +214,26 @@ spec:
 			want: []string{`spec.steps[0].forEach[1]: Invalid value: "$(item)"`, "should match"},
 		},
 		{
+			name: "parallelism on a step without forEach",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: deploy, image: example.com/deploy:1, parallelism: 1}]`,
+			want: []string{"spec.steps[0]", "parallelism limits how many items of a forEach step run at once; this step has no forEach"},
+		},
+		{
+			name: "forEach parallelism of none",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: deploy, image: example.com/deploy:1, forEach: [eu, us], parallelism: 0}]`,
+			want: []string{"spec.steps[0].parallelism: Invalid value: 0", "greater than or equal to 1"},
+		},
+		{
 			name: "onFailure that is not a policy",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

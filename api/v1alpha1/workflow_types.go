@@ -197,6 +197,7 @@ type WorkflowTemplateRef struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, i.startsWith('$(') || size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="!has(self.parallelism) || has(self.forEach)",message="parallelism limits how many items of a forEach step run at once; this step has no forEach"
 type Step struct {
 	// name of the step, unique in the workflow: a DNS-1123 label (lower case letters, digits and
 	// '-', starting and ending with a letter or digit, at most 63 characters).
@@ -302,6 +303,16 @@ type Step struct {
 	// +kubebuilder:validation:items:MaxLength=73
 	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?|\$\(params\.[A-Za-z_][A-Za-z0-9_]*\))$`
 	ForEach []string `json:"forEach,omitempty"`
+
+	// parallelism, on a forEach step, is how many of its items run at once at most, started in the
+	// order they are listed: 1 runs them one after another, a rolling change (an item that fails
+	// keeps the items after it from starting, as any failed step stops the run, unless onFailure
+	// is Continue; finally steps' items go on). The workflow's parallelism still applies. Unset:
+	// every item may run at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	Parallelism *int32 `json:"parallelism,omitempty"`
 
 	// retries says how often a failed step is tried again. Each retry is a new attempt with a new
 	// Job, ServiceAccount and identity. Unset means no retries.

@@ -884,6 +884,11 @@ func (in *Step) DeepCopyInto(out *Step) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Parallelism != nil {
+		in, out := &in.Parallelism, &out.Parallelism
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Retries != nil {
 		in, out := &in.Retries, &out.Retries
 		*out = new(RetryPolicy)

@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -526,5 +527,53 @@ spec:
 	again = waitPhase(t, again, custodyv1alpha1.WorkflowSucceeded)
 	if st := stepOf(again, "dump"); st.Reason != custodyv1alpha1.StepReasonReused || st.JobName != "" {
 		t.Errorf("dump: %s (%s), job %q, want taken over from backup-1", st.Phase, st.Reason, st.JobName)
+	}
+}
+
+// TestForEach_parallelism: a forEach step with parallelism 1 runs its items one after another, in
+// the order listed, the waiting ones saying why; a failed item keeps the rest from starting.
+func TestForEach_parallelism(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: rolling}
+spec:
+  steps:
+  - {name: build, image: example.com/b:1}
+  - {name: deploy, image: example.com/d:1, dependsOn: [build], forEach: [eu, us, ap], parallelism: 1, args: ["$(item)"]}
+  - {name: docs, image: example.com/o:1, dependsOn: [build]}
+`)
+	succeed(t, wf, "build", 1, "")
+	const waiting = "Waiting for a free slot: forEach step deploy runs at most 1 of its items at once (parallelism)"
+	started := func(want ...string) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("deploy items %v started, the rest waiting", want), func() error {
+			cur := get(t, wf)
+			for _, item := range []string{"eu", "us", "ap"} {
+				st := stepOf(cur, "deploy-"+item)
+				switch {
+				case slices.Contains(want, item) && st.Attempt != 1:
+					return errorf("deploy-%s: %s (%s), want started", item, st.Phase, st.Reason)
+				case !slices.Contains(want, item) && (st.Attempt != 0 || st.Message != waiting):
+					return errorf("deploy-%s: %s (%s) %q, attempt %d, want waiting for its forEach step's slot",
+						item, st.Phase, st.Reason, st.Message, st.Attempt)
+				}
+			}
+			return nil
+		})
+	}
+	started("eu")
+	succeed(t, wf, "docs", 1, "") // other steps are not held by the items' limit
+	succeed(t, wf, "deploy-eu", 1, "")
+	started("eu", "us")
+	fail(t, wf, "deploy-us", 1)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "deploy-ap"); st.Phase != custodyv1alpha1.StepSkipped || st.Attempt != 0 {
+		t.Errorf("deploy-ap after deploy-us failed: %s (%s), attempt %d, want Skipped and never started", st.Phase, st.Reason, st.Attempt)
+	}
+	for _, j := range jobs(t, wf) {
+		if j.Labels[custodyv1alpha1.LabelStep] == "deploy-ap" {
+			t.Errorf("deploy-ap has Job %s", j.Name)
+		}
 	}
 }

@@ -915,7 +915,39 @@ func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step,
 		}
 		return true
 	}
+	if step.Parallelism != nil && !s.jobExists(step.Name, n) {
+		forEach, _ := wf.ForEachOf(step.Name)
+		if running := s.runningItems(forEach); running >= int(*step.Parallelism) {
+			// The item starts when one of its forEach step's items ends (its Job's end wakes the
+			// workflow). Items ask in the order they are listed, so they start in that order.
+			msg := fmt.Sprintf("Waiting for a free slot: forEach step %s runs at most %d of its items at once (parallelism)",
+				forEach, *step.Parallelism)
+			if st.Phase == custodyv1alpha1.StepRetrying {
+				st.Message = msg
+				return true
+			}
+			if st.Reason != custodyv1alpha1.StepReasonWaitingForParallelism || st.Message != msg {
+				s.setStep(st, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForParallelism, msg)
+			}
+			return true
+		}
+	}
 	return false
+}
+
+// runningItems counts the running steps (attempts started in this reconcile among them) that are
+// items of the forEach step forEach.
+func (s *scope) runningItems(forEach string) int {
+	n := 0
+	for _, st := range s.wf.Status.Steps {
+		if st.Phase != custodyv1alpha1.StepRunning {
+			continue
+		}
+		if of, _ := s.wf.ForEachOf(st.Name); of == forEach && forEach != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // jobExists says whether attempt n of a step has a Job (in the cache this reconcile listed).
