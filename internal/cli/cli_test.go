@@ -204,7 +204,7 @@ func TestGetTree(t *testing.T) {
 	if err := writeTree(&b, fan, now); err != nil {
 		t.Fatal(err)
 	}
-	if want := "   concurrency group prod (2 at a time)\n   reuses workflow/rollout-1 (steps that succeeded there: 1)\n" +
+	if want := "   concurrency group prod (2 at a time)\n   reuses workflow/rollout-1 (steps taken over: 1)\n" +
 		"├─ deploy-eu (deploy item eu)  Succeeded (Reused)\n├─ deploy-us (deploy item us)  Running\n" +
 		"└─ verify (may fail)  Pending\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("tree of a forEach run:\n%s\nwant it to end with\n%s", b.String(), want)

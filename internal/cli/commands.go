@@ -157,7 +157,7 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 		_, _ = fmt.Fprintf(w, "   concurrency group %s%s\n", g, limit)
 	}
 	if r := wf.Status.Reused; r != nil {
-		_, _ = fmt.Fprintf(w, "   reuses workflow/%s (steps that succeeded there: %d)\n", r.Name, r.Steps)
+		_, _ = fmt.Fprintf(w, "   reuses workflow/%s (steps taken over: %d)\n", r.Name, r.Steps)
 	} else if wf.Spec.ReuseFrom != "" {
 		_, _ = fmt.Fprintf(w, "   reuses workflow/%s\n", wf.Spec.ReuseFrom)
 	}

@@ -28,7 +28,8 @@ func (o *Options) resubmitCommand() *cobra.Command {
 			"parameters, timeouts), its labels except Custody's own (custody.dev/...), and none of its annotations: " +
 			"approvals are asked for again and the new run's creator is you. -p replaces a parameter's value. " +
 			"--reuse-succeeded runs only what did not succeed in a run that failed or was cancelled: the steps that " +
-			"succeeded there are taken over with their results (spec.reuseFrom), and hold no credentials again.",
+			"succeeded there are taken over with their results (spec.reuseFrom), and hold no credentials again; for a " +
+			"run of a template fixed since, only those the fix left as they were and that depend on none it changed.",
 		Example: "  kubectl custody resubmit pay-invoice-4711\n" +
 			"  kubectl custody resubmit db-backup-x7k2p -p retention=90d --name db-backup-retry\n" +
 			"  kubectl custody resubmit release-1.4 --reuse-succeeded",
