@@ -27,6 +27,7 @@ import (
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -269,7 +270,8 @@ func (l *Linter) schemaCheck(ctx context.Context, d Document) (o object, problem
 		return o, unreadable(err), false
 	}
 	u := map[string]any{}
-	if err := json.Unmarshal(raw, &u); err != nil {
+	// As the API server decodes: whole numbers as int64, which CEL rules reading integer fields need.
+	if err := utiljson.Unmarshal(raw, &u); err != nil {
 		return o, unreadable(fmt.Errorf("not an object: %w", err)), false
 	}
 	apiVersion, _ := u["apiVersion"].(string)

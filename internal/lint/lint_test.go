@@ -109,6 +109,16 @@ spec:
   workflowSpec: {steps: [{name: build, image: example.com/b:1}]}`,
 		want: []string{"a CronWorkflow name must be at most 52 characters"},
 	}, {
+		name: "CEL rule reading an integer field",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: limited}
+spec:
+  steps: [{name: deploy, image: example.com/d:1, parallelism: 1}]`,
+		want: []string{"Workflow limited: spec.steps[0]: Invalid value: parallelism limits how many items of a forEach step run at once; " +
+			"this step has no forEach"},
+	}, {
 		name: "admission: a cycle",
 		manifest: `
 apiVersion: custody.dev/v1alpha1
@@ -205,6 +215,17 @@ metadata: {name: p}`,
 				t.Errorf("a problem repeats the credential:\n%s", all)
 			}
 		})
+	}
+
+	// Integer fields read by CEL rules are decoded as the API server decodes them (whole numbers
+	// as integers, not float64), so a rule does not fail on them.
+	if res := lintString(t, l, `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: rolling}
+spec:
+  steps: [{name: deploy, image: example.com/d:1, forEach: [eu, us], parallelism: 1}]`); len(res.Problems) != 0 {
+		t.Errorf("a forEach step with parallelism: problems %v, want none", res.Problems)
 	}
 
 	// Other kinds are skipped; what needs the cluster is a warning, not an error.
