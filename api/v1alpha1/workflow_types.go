@@ -507,8 +507,9 @@ type RetryPolicy struct {
 	// again (while retries remain); false fails the step at once. It sees `attempt` (the number of
 	// the attempt that failed), `reason` (why it failed: JobFailed, TimedOut, ResultsInvalid or
 	// JobDeleted), `exitCode` (the step container's exit code, -1 if it never exited), `disrupted`
-	// (its pod was evicted, preempted or lost with its node), `params` and, in a forEach step,
-	// `item`. Unset retries every failure. Examples: exitCode != 2; disrupted || reason == 'TimedOut'.
+	// (its pod was evicted, preempted or lost with its node), `duration` (how long it ran, a CEL
+	// duration), `params` and, in a forEach step, `item`. Unset retries every failure. Examples:
+	// exitCode != 2; disrupted || reason == 'TimedOut'; duration < duration('1m').
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024

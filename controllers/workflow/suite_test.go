@@ -261,6 +261,12 @@ func createPod(t *testing.T, job *batchv1.Job, suffix string) *corev1.Pod {
 // container's terminated state and the pod's conditions.
 func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string, conditions ...corev1.PodCondition) {
 	t.Helper()
+	runPodFor(t, job, 0, exitCode, message, conditions...)
+}
+
+// runPodFor is runPod for a step container that ran for ranFor before it exited.
+func runPodFor(t *testing.T, job *batchv1.Job, ranFor time.Duration, exitCode int32, message string, conditions ...corev1.PodCondition) {
+	t.Helper()
 	ctx := ctxT(t)
 	pod := createPod(t, job, "x7k2p")
 	reason := "Completed"
@@ -274,7 +280,7 @@ func runPod(t *testing.T, job *batchv1.Job, exitCode int32, message string, cond
 		ContainerStatuses: []corev1.ContainerStatus{{
 			Name: jobspec.ContainerName, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0123",
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: exitCode, Reason: reason, Message: message, StartedAt: now, FinishedAt: now,
+				ExitCode: exitCode, Reason: reason, Message: message, StartedAt: metav1.NewTime(now.Add(-ranFor)), FinishedAt: now,
 			}},
 		}},
 	}

@@ -418,7 +418,7 @@ spec:
 }
 
 // TestWorkflowReconciler_retryWhen: retries.when decides after each failed attempt whether the
-// step is tried again, from how the attempt failed (exit code, a disrupted pod) and the
+// step is tried again, from how the attempt failed (exit code, a disrupted pod, how long it ran) and the
 // parameters; a step it refuses fails at once with its own reason and says why it was not
 // retried, and an expression that cannot be evaluated retries nothing.
 func TestWorkflowReconciler_retryWhen(t *testing.T) {
@@ -441,6 +441,10 @@ spec:
     image: example.com/s:1
     onFailure: Continue
     retries: {limit: 5, backoff: {duration: 1s}, when: "int(params.env) > 0"}
+  - name: load
+    image: example.com/l:1
+    onFailure: Continue
+    retries: {limit: 5, backoff: {duration: 1s}, when: "duration < duration('1m')"}
 `)
 	evicted := corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI",
 		LastTransitionTime: metav1.Now()}
@@ -455,6 +459,10 @@ spec:
 	}
 	failWith(t, wf, "deploy", 2, 1)
 	failWith(t, wf, "smoke", 1, 1)
+	failWith(t, wf, "load", 1, 1) // at once: retried
+	job := jobOf(t, wf, "load", 2)
+	runPodFor(t, job, time.Hour, 1, "") // after an hour's work: not
+	finishJob(t, job, false, batchv1.JobReasonBackoffLimitExceeded)
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 	for _, want := range []struct {
 		step    string
@@ -465,6 +473,7 @@ spec:
 		{"deploy", 2, "Attempt 2 of 6 failed (JobFailed): the step container exited with code 1 (Error); not retried: retries.when is false"},
 		{"smoke", 1, "Attempt 1 of 6 failed (JobFailed): the step container exited with code 1 (Error); not retried: retries.when could " +
 			"not be evaluated: type conversion error"},
+		{"load", 2, "Attempt 2 of 6 failed (JobFailed): the step container exited with code 1 (Error); not retried: retries.when is false"},
 	} {
 		st := stepOf(wf, want.step)
 		if st.Phase != custodyv1alpha1.StepFailed || st.Reason != custodyv1alpha1.StepReasonJobFailed || st.Attempt != want.attempt ||

@@ -569,7 +569,7 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 	}
 	retry, why := st.Attempt <= limit, ""
 	if retry {
-		retry, why = s.retryWanted(st, pod, reason)
+		retry, why = s.retryWanted(st, job, pod, reason)
 	}
 	if retry {
 		next := s.now.Add(backoff(step.Retries, st.Attempt))
@@ -595,7 +595,8 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 // reason is tried again; when not, why says so, to be added to the step's message. An expression
 // that cannot be evaluated retries nothing: a step that might not be safe to repeat is not
 // repeated on a guess.
-func (s *scope) retryWanted(st *custodyv1alpha1.StepStatus, pod *corev1.Pod, reason string) (retry bool, why string) {
+func (s *scope) retryWanted(st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod, reason string) (retry bool,
+	why string) {
 	w := s.retryWhens[st.Name]
 	if w == nil {
 		return true, ""
@@ -603,8 +604,14 @@ func (s *scope) retryWanted(st *custodyv1alpha1.StepStatus, pod *corev1.Pod, rea
 	env := expr.RetryEnv{Attempt: st.Attempt, Reason: reason, ExitCode: expr.NoExitCode,
 		Params: custodyv1alpha1.ParameterValues(s.def.Parameters, s.wf.Spec.Parameters)}
 	_, env.Disrupted = disruption(pod)
+	if job != nil {
+		env.Duration = s.now.Sub(job.CreationTimestamp.Time)
+	}
 	if t := stepContainerState(pod); t != nil {
 		env.ExitCode = t.ExitCode
+		if !t.StartedAt.IsZero() && !t.FinishedAt.Before(&t.StartedAt) {
+			env.Duration = t.FinishedAt.Sub(t.StartedAt.Time)
+		}
 	}
 	_, env.Item = s.wf.ForEachOf(st.Name)
 	retry, err := w.Eval(env)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
@@ -144,8 +145,11 @@ type RetryEnv struct {
 	ExitCode int32
 	// Disrupted says the pod was evicted, preempted or lost with its node.
 	Disrupted bool
-	Params    map[string]string
-	Item      string
+	// Duration is how long the attempt ran: its step container's run when it ran, otherwise from
+	// the attempt's start to its failure.
+	Duration time.Duration
+	Params   map[string]string
+	Item     string
 }
 
 // NoExitCode is a failed attempt's exit code when its step container never exited (its Job was
@@ -158,6 +162,7 @@ var retryEnv = func() *cel.Env {
 		cel.Variable("reason", cel.StringType),
 		cel.Variable("exitCode", cel.IntType),
 		cel.Variable("disrupted", cel.BoolType),
+		cel.Variable("duration", cel.DurationType),
 		cel.Variable(varParams, cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable(varItem, cel.StringType),
 	)
@@ -191,7 +196,7 @@ func (w *RetryWhen) Eval(env RetryEnv) (bool, error) {
 	}
 	return evalBool(w.prg, map[string]any{
 		"attempt": int64(env.Attempt), "reason": env.Reason, "exitCode": int64(env.ExitCode),
-		"disrupted": env.Disrupted, varParams: params, varItem: env.Item,
+		"disrupted": env.Disrupted, "duration": max(env.Duration, 0), varParams: params, varItem: env.Item,
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 var sample = Env{
@@ -253,9 +254,10 @@ func TestWhenRefs(t *testing.T) {
 // TestRetryWhen: a retries.when expression judges a failed attempt by how it failed; what it may
 // not read (another step, the workflow) is refused when it is compiled, not when a step fails.
 func TestRetryWhen(t *testing.T) {
-	exited := RetryEnv{Attempt: 1, Reason: "JobFailed", ExitCode: 2, Params: map[string]string{"env": "prod"}, Item: "eu"}
-	evicted := RetryEnv{Attempt: 2, Reason: "JobFailed", ExitCode: NoExitCode, Disrupted: true}
-	timedOut := RetryEnv{Attempt: 3, Reason: "TimedOut", ExitCode: NoExitCode}
+	exited := RetryEnv{Attempt: 1, Reason: "JobFailed", ExitCode: 2, Params: map[string]string{"env": "prod"}, Item: "eu",
+		Duration: 12 * time.Second}
+	evicted := RetryEnv{Attempt: 2, Reason: "JobFailed", ExitCode: NoExitCode, Disrupted: true, Duration: 40 * time.Minute}
+	timedOut := RetryEnv{Attempt: 3, Reason: "TimedOut", ExitCode: NoExitCode, Duration: time.Hour}
 	cases := []struct {
 		src        string
 		want       [3]bool // exited, evicted, timedOut
@@ -269,6 +271,9 @@ func TestRetryWhen(t *testing.T) {
 		{src: "exitCode == -1", want: [3]bool{false, true, true}},
 		{src: "has(params.env) && params.env != 'prod'", want: [3]bool{false, false, false}},
 		{src: "item == 'eu'", want: [3]bool{true, false, false}},
+		{src: "duration < duration('1m')", want: [3]bool{true, false, false}},
+		{src: "duration.getMinutes() <= 40", want: [3]bool{true, true, false}},
+		{src: "duration < 60", compileErr: "no matching overload"},
 		{src: "int(params.env) > 0", evalErr: "type conversion error"},
 		{src: "steps['build'].phase == 'Failed'", compileErr: "undeclared reference to 'steps'"},
 		{src: "workflow.phase == 'Failed'", compileErr: "undeclared reference to 'workflow'"},
