@@ -182,24 +182,25 @@ func TestDefinition_itemsFromParameters(t *testing.T) {
 func TestApplyStepDefaults(t *testing.T) {
 	limit := 2
 	d := &StepDefaults{
-		Env:          []EnvVar{{Name: "REGION", Value: "eu"}, {Name: "LOG", Value: "info"}},
-		NodeSelector: map[string]string{"pool": "ci"},
-		Retries:      &RetryPolicy{Limit: int32(limit)},
+		Env:               []EnvVar{{Name: "REGION", Value: "eu"}, {Name: "LOG", Value: "info"}},
+		NodeSelector:      map[string]string{"pool": "ci"},
+		Retries:           &RetryPolicy{Limit: int32(limit)},
+		PriorityClassName: "batch-low",
 	}
 	steps := []Step{
 		{Name: "a", Env: []EnvVar{{Name: "LOG", Value: "debug"}}},
-		{Name: "b", NodeSelector: map[string]string{"pool": "gpu"}, Retries: &RetryPolicy{Limit: 0}},
+		{Name: "b", NodeSelector: map[string]string{"pool": "gpu"}, Retries: &RetryPolicy{Limit: 0}, PriorityClassName: "urgent"},
 	}
 	got := ApplyStepDefaults(steps, d)
 	if names := []string{got[0].Env[0].Name + "=" + got[0].Env[0].Value, got[0].Env[1].Name + "=" + got[0].Env[1].Value}; len(got[0].Env) != 2 ||
 		!slices.Equal(names, []string{"REGION=eu", "LOG=debug"}) {
 		t.Errorf("a's env = %+v, want the default REGION, then its own LOG", got[0].Env)
 	}
-	if got[0].NodeSelector["pool"] != "ci" || got[0].Retries == nil || got[0].Retries.Limit != 2 {
-		t.Errorf("a = %+v, want the default nodeSelector and retries", got[0])
+	if got[0].NodeSelector["pool"] != "ci" || got[0].Retries == nil || got[0].Retries.Limit != 2 || got[0].PriorityClassName != "batch-low" {
+		t.Errorf("a = %+v, want the default nodeSelector, retries and priority class", got[0])
 	}
-	if got[1].NodeSelector["pool"] != "gpu" || got[1].Retries.Limit != 0 || len(got[1].Env) != 2 {
-		t.Errorf("b = %+v, want its own nodeSelector and retries, and the default env", got[1])
+	if got[1].NodeSelector["pool"] != "gpu" || got[1].Retries.Limit != 0 || len(got[1].Env) != 2 || got[1].PriorityClassName != "urgent" {
+		t.Errorf("b = %+v, want its own nodeSelector, retries and priority class, and the default env", got[1])
 	}
 	got[0].NodeSelector["pool"] = "changed"
 	if d.NodeSelector["pool"] != "ci" || len(steps[0].Env) != 1 || steps[1].Env != nil {

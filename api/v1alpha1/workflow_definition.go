@@ -336,6 +336,9 @@ func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 				st.Tolerations = append(st.Tolerations, *t.DeepCopy())
 			}
 		}
+		if st.PriorityClassName == "" {
+			st.PriorityClassName = d.PriorityClassName
+		}
 		if st.Retries == nil && d.Retries != nil {
 			st.Retries = d.Retries.DeepCopy()
 		}

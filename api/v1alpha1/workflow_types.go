@@ -264,6 +264,15 @@ type Step struct {
 	// +kubebuilder:validation:MaxItems=16
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 
+	// priorityClassName is the PriorityClass of the step's pod, as a pod's priorityClassName is:
+	// a low one lets batch work yield to services when the cluster is full. It must exist (the
+	// API server refuses the pod otherwise, which the step reports), and ResourceQuotas scoped to
+	// priority classes, where the cluster has them, still apply.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
 	// workingDir is the step container's working directory.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
@@ -389,6 +398,12 @@ type StepDefaults struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// priorityClassName of every step that sets none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	PriorityClassName string `json:"priorityClassName,omitempty"`
 
 	// retries of every step that sets none.
 	// +optional

@@ -187,6 +187,7 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 	for _, t := range a.Step.Tolerations {
 		spec.Tolerations = append(spec.Tolerations, *t.DeepCopy())
 	}
+	spec.PriorityClassName = a.Step.PriorityClassName
 	for _, ps := range a.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: ps.Name})
 	}

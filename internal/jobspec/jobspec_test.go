@@ -35,6 +35,7 @@ func sampleAttempt() Attempt {
 		NodeSelector: map[string]string{"pool": "finance"},
 		Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "finance",
 			Effect: corev1.TaintEffectNoSchedule}},
+		PriorityClassName: "batch-low",
 	}
 	return Attempt{
 		Workflow: wf, Step: step, Number: 2,

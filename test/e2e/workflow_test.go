@@ -10,6 +10,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -408,6 +409,39 @@ spec:
 	}
 	if node := step(wf, "report").NodeName; node == pool.Name || node == "" {
 		t.Errorf("report ran on %q, want one of %v", node, cluster.Nodes)
+	}
+}
+
+// TestStepsRunWithTheirPriorityClass: the PriorityClass a run's stepDefaults name reaches every
+// step's pod that names none itself, and a step's own class wins (the API server's Priority
+// admission resolves each to its value).
+func TestStepsRunWithTheirPriorityClass(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	for name, value := range map[string]int32{"custody-e2e-batch": -10, "custody-e2e-urgent": 1000} {
+		pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
+		if err := cluster.Client.Create(ctx, pc); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), pc) })
+	}
+	wf := createWorkflow(ctx, t, ns, `
+metadata: {name: priorities}
+spec:
+  stepDefaults: {priorityClassName: custody-e2e-batch}
+  steps:
+  - {name: a, image: registry.example.com/w:1}
+  - {name: b, image: registry.example.com/w:1, priorityClassName: custody-e2e-urgent}
+`)
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
+	for name, want := range map[string]int32{"a": -10, "b": 1000} {
+		pod := &corev1.Pod{}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: step(wf, name).PodName}, pod); err != nil {
+			t.Fatal(err)
+		}
+		if pod.Spec.Priority == nil || *pod.Spec.Priority != want {
+			t.Errorf("step %s's pod has priority class %q, want the class of priority %d", name, pod.Spec.PriorityClassName, want)
+		}
 	}
 }
 
