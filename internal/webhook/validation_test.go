@@ -497,6 +497,50 @@ func TestReuseFromIsCheckedAtAdmission(t *testing.T) {
 	}
 }
 
+// TestReuseOfATemplateRunWarnsOfWhatRunsAgain: a run of a template that reuses an earlier run is
+// planned against the template as it is now: a fix to the step that failed is silent, a change to
+// a step that succeeded is a warning that it will run again. Anyone who may run the template may
+// rerun another's run of it (the platform team's pat, alice's backup).
+func TestReuseOfATemplateRunWarnsOfWhatRunsAgain(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	tpl := mustTemplate(t, ns, `
+metadata: {name: backup}
+spec:
+  steps: [{name: dump, image: busybox}, {name: upload, image: busybox, dependsOn: [dump]}]`)
+	create(t, as(alice), tpl)
+	src := mustWorkflow(t, ns, "metadata: {name: backup-1}\nspec: {workflowTemplateRef: {name: backup}}")
+	create(t, as(alice), src)
+	src.Status = custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowFailed,
+		Template: &custodyv1alpha1.ResolvedTemplate{Name: "backup", Spec: *tpl.Spec.DeepCopy()},
+		Steps: []custodyv1alpha1.StepStatus{{Name: "dump", Phase: custodyv1alpha1.StepSucceeded},
+			{Name: "upload", Phase: custodyv1alpha1.StepFailed}}}
+	if err := env.Client.Status().Update(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	rerun := func(name string, change func(*custodyv1alpha1.WorkflowTemplateSpec)) string {
+		t.Helper()
+		eventually(t, "the template's change", func() error {
+			cur := &custodyv1alpha1.WorkflowTemplate{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(tpl), cur); err != nil {
+				return err
+			}
+			cur.Spec = *tpl.Spec.DeepCopy()
+			change(&cur.Spec)
+			return env.Client.Update(ctx, cur)
+		})
+		return kubectlCreate(t, ns, pat, "apiVersion: custody.dev/v1alpha1\nkind: Workflow\nmetadata: {name: "+name+
+			"}\nspec: {workflowTemplateRef: {name: backup}, reuseFrom: backup-1}")
+	}
+	if out := rerun("backup-fixed", func(s *custodyv1alpha1.WorkflowTemplateSpec) { s.Steps[1].Image = "busybox:1.37" }); strings.Contains(out, "Warning:") {
+		t.Errorf("a fix to the failed step: kubectl printed\n%s\nwant no warning", out)
+	}
+	out := rerun("backup-changed", func(s *custodyv1alpha1.WorkflowTemplateSpec) { s.Steps[0].Args = []string{"--all"} })
+	if want := `Warning: step "dump" succeeded in workflow backup-1 but will run again: it changed`; !strings.Contains(out, want) {
+		t.Errorf("a change to the step that succeeded: kubectl printed\n%s\nwant %q", out, want)
+	}
+}
+
 // TestCredentialLiteralsAreRefused: a credential written into a Workflow (a parameter value, an
 // env value) is refused at admission, naming the field and what it looks like, never the text.
 func TestCredentialLiteralsAreRefused(t *testing.T) {

@@ -127,6 +127,8 @@ type object struct {
 	forDenial string // "Workflow team-a/release" for messages
 	// runSteps are the steps a new run executes (its own, or its template's), once checkRun read them.
 	runSteps []custodyv1alpha1.Step
+	// runTemplate is the template a new run of a template would resolve now, once checkRun read it.
+	runTemplate *custodyv1alpha1.WorkflowTemplate
 	// pullSecrets are the imagePullSecrets a new run pulls with (its own, or its template's).
 	pullSecrets []custodyv1alpha1.ImagePullSecret
 	// warnings are returned with an allowed request (kubectl prints them).
@@ -612,9 +614,9 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 }
 
 // checkReuse refuses a run whose reuseFrom names no run it can take succeeded steps from
-// (ReuseProblem), and warns of each step that succeeded there but will run again (PlanReuse; for
-// a run of a template, the controller's Reused Event says so once it resolved the template). The
-// controller checks again, against the template as it resolves it.
+// (ReuseProblem), and warns of each step that succeeded there but will run again (PlanReuse; a
+// run of a template is planned against the template as it is now, which the controller resolves
+// moments later). The controller checks again, against the template as it resolves it.
 func (h *handler) checkReuse(ctx context.Context, ns string, o *object) (*refusal, error) {
 	wf := o.workflow
 	if wf.Spec.ReuseFrom == "" {
@@ -632,7 +634,12 @@ func (h *handler) checkReuse(ctx context.Context, ns string, o *object) (*refusa
 	if msg := custodyv1alpha1.ReuseProblem(wf, src); msg != "" {
 		return invalid(o, field.ErrorList{field.Invalid(path, wf.Spec.ReuseFrom, msg)}), nil
 	}
-	if plan, ok := custodyv1alpha1.PlanReuse(wf, src); ok {
+	run := wf
+	if wf.Spec.WorkflowTemplateRef != nil && o.runTemplate != nil {
+		run = wf.DeepCopy()
+		run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: o.runTemplate.Name, Spec: o.runTemplate.Spec}
+	}
+	if plan, ok := custodyv1alpha1.PlanReuse(run, src); ok {
 		for _, a := range plan.Again {
 			o.warnings = append(o.warnings, fmt.Sprintf("step %q succeeded in workflow %s but will run again: %s", a.Step, src.Name, a.Why))
 		}
@@ -746,7 +753,7 @@ func (h *handler) checkRun(ctx context.Context, req admission.Request, o *object
 		return invalid(o, field.ErrorList{field.Invalid(path.Child("parameters"), nil,
 			fmt.Sprintf("WorkflowTemplate %s: %v", ref.Name, err))}), nil
 	}
-	o.runSteps, o.pullSecrets = tpl.Spec.AllSteps(), ws.ImagePullSecrets
+	o.runSteps, o.pullSecrets, o.runTemplate = tpl.Spec.AllSteps(), ws.ImagePullSecrets, tpl
 	if len(o.pullSecrets) == 0 {
 		o.pullSecrets = tpl.Spec.ImagePullSecrets
 	}
