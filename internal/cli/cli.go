@@ -19,6 +19,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -49,20 +50,32 @@ func scheme() *runtime.Scheme {
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	o := &Options{flags: genericclioptions.NewConfigFlags(true), io: streams, Now: time.Now}
 	o.newClient = func() (client.Client, error) {
-		cfg, err := o.flags.ToRESTConfig()
+		cfg, err := o.restConfig()
 		if err != nil {
 			return nil, err
 		}
 		return client.New(cfg, client.Options{Scheme: scheme()})
 	}
 	o.newClientset = func() (kubernetes.Interface, error) {
-		cfg, err := o.flags.ToRESTConfig()
+		cfg, err := o.restConfig()
 		if err != nil {
 			return nil, err
 		}
 		return kubernetes.NewForConfig(cfg)
 	}
 	return o.command()
+}
+
+// restConfig is the kubeconfig's client config, printing the API server's warnings (admission's:
+// a grant a new run would wait for, a step a rerun runs again) as kubectl does, "Warning: ..." on
+// standard error, instead of dropping them.
+func (o *Options) restConfig() (*rest.Config, error) {
+	cfg, err := o.flags.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.WarningHandler = rest.NewWarningWriter(o.io.ErrOut, rest.WarningWriterOptions{Deduplicate: true})
+	return cfg, nil
 }
 
 // NewCommandWithClient is NewCommand over a given client and clock (tests).

@@ -287,6 +287,29 @@ spec:
 	}
 }
 
+// TestPluginPrintsAdmissionWarnings: what admission warns of when `kubectl custody run` creates a
+// run (here: a grant that does not exist, which would keep a step waiting) reaches the user as
+// kubectl prints it, on standard error, and the run is created.
+func TestPluginPrintsAdmissionWarnings(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	createFromYAML(ctx, t, ns, `
+metadata: {name: pay}
+spec:
+  steps: [{name: pay, image: registry.example.com/pay:1, credentials: [ledger]}]
+`, &custodyv1alpha1.WorkflowTemplate{})
+	out, errOut, err := kubectlCustody(ns, "run", "pay", "--name", "pay-1")
+	if err != nil || !strings.Contains(out, "workflow/pay-1 created") {
+		t.Fatalf("run: %v\n%s%s", err, out, errOut)
+	}
+	if want := `Warning: step "pay" will wait until this changes: CredentialGrant ledger does not exist in namespace ` + ns; !strings.Contains(errOut, want) {
+		t.Errorf("run printed on standard error:\n%s\nwant %q", errOut, want)
+	}
+	if _, errOut, err := kubectlCustody(ns, "cancel", "pay-1"); err != nil {
+		t.Fatalf("cancel: %v %s", err, errOut)
+	}
+}
+
 func step(wf *custodyv1alpha1.Workflow, name string) custodyv1alpha1.StepStatus {
 	for _, st := range wf.Status.Steps {
 		if st.Name == name {
