@@ -3,6 +3,11 @@ package v1alpha1
 import (
 	"strings"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestReuseProblem_templateRuns: runs of a template are compared by the template's name until
@@ -90,6 +95,16 @@ func TestPlanReuse(t *testing.T) {
 			return append(s, Step{Name: "docs", Image: "example.com/o:1", DependsOn: []string{"build"}})
 		}, want{"build lint test gate", ""}},
 		"the failed step removed": {func(s []Step) []Step { return s[:5] }, want{"build lint test gate", ""}},
+		"how steps run changed, not what they do": {func(s []Step) []Step {
+			for i := range s {
+				s[i].Timeout, s[i].Retries = &metav1.Duration{Duration: time.Hour}, &RetryPolicy{Limit: 3}
+				s[i].Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}
+				s[i].NodeSelector, s[i].PriorityClassName, s[i].OnFailure = map[string]string{"pool": "big"}, "batch-low", StepFailureContinue
+			}
+			return s
+		}, want{"build lint test gate", ""}},
+		"a step's credentials changed": {func(s []Step) []Step { s[1].Credentials = []string{"registry"}; return s },
+			want{"build test gate", "lint: it changed"}},
 	} {
 		run := &Workflow{Spec: WorkflowSpec{Steps: c.change(steps()), ReuseFrom: src.Name}}
 		plan, ok := PlanReuse(run, src)
@@ -103,6 +118,12 @@ func TestPlanReuse(t *testing.T) {
 		if got := (want{strings.Join(plan.Reused, " "), strings.Join(again, "|")}); got != c.want {
 			t.Errorf("%s:\n got %+v\nwant %+v", name, got, c.want)
 		}
+	}
+	// A timeout raised for every step through stepDefaults, after one timed out.
+	longer := &Workflow{Spec: WorkflowSpec{Steps: steps(), ReuseFrom: src.Name,
+		StepDefaults: &StepDefaults{Timeout: &metav1.Duration{Duration: 2 * time.Hour}}}}
+	if plan, _ := PlanReuse(longer, src); strings.Join(plan.Reused, " ") != "build lint test gate" || len(plan.Again) != 0 {
+		t.Errorf("a longer default timeout: %+v, want every step that succeeded taken over", plan)
 	}
 	tpl := &Workflow{Spec: WorkflowSpec{WorkflowTemplateRef: &WorkflowTemplateRef{Name: "release"}}}
 	if _, ok := PlanReuse(tpl, src); ok {

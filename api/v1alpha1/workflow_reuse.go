@@ -67,9 +67,10 @@ type RunAgain struct {
 // PlanReuse decides which steps of run (a run ReuseProblem accepts, both runs resolved: step
 // defaults applied, forEach items expanded) are taken over from src. A step is taken over when
 //
-//   - it succeeded in src, is the same there (every field), and every step it depends on is
-//     taken over or was skipped there by its own unchanged `when` (so it would be again): a step
-//     is only as reusable as the results and outcomes it was run on;
+//   - it succeeded in src, is the same there in what it runs (sameWork: every field but those
+//     that only shape how an attempt runs), and every step it depends on is taken over or was
+//     skipped there by its own unchanged `when` (so it would be again): a step is only as
+//     reusable as the results and outcomes it was run on;
 //   - and, if it has an approval, every step after it (its descendants here) is the same in src:
 //     an approval lets through what was approved, so a changed or added step after the gate asks
 //     for it again instead of inheriting it.
@@ -169,10 +170,32 @@ func (p *reusePlanner) decide(name string) bool {
 	return true
 }
 
-// same reports whether step name of the run is in src, every field alike.
+// same reports whether step name of the run is in src and does the same work there (sameWork).
 func (p *reusePlanner) same(name string) bool {
 	old, ok := p.srcSteps[name]
-	return ok && equality.Semantic.DeepEqual(p.steps[name], old)
+	return ok && sameWork(p.steps[name], old)
+}
+
+// sameWork reports whether two steps do the same work: every field alike but those that shape
+// only how an attempt runs, not what a successful one produced or was allowed to do: its timeout,
+// retries, resources, placement (nodeSelector, tolerations, priorityClassName), onFailure and a
+// forEach step's parallelism. Raising a timeout (often through stepDefaults, for every step)
+// after one timed out must not run every step again. Image, command, args, env, credentials,
+// when, dependencies, approval and results are the step's work and its guard: any change there
+// counts.
+func sameWork(a, b *Step) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return equality.Semantic.DeepEqual(workOf(a), workOf(b))
+}
+
+// workOf is a copy of st without the fields sameWork ignores.
+func workOf(st *Step) *Step {
+	w := st.DeepCopy()
+	w.Timeout, w.Retries, w.Resources, w.Parallelism = nil, nil, nil, nil
+	w.NodeSelector, w.Tolerations, w.PriorityClassName, w.OnFailure = nil, nil, "", ""
+	return w
 }
 
 // novelty says how a step that is not the same as in src differs.
