@@ -617,9 +617,10 @@ type WorkflowResultSpec struct {
 type WorkflowPhase string
 
 const (
-	// WorkflowPending means accepted, no step started yet.
+	// WorkflowPending means accepted, no step started or ended yet (one taken over by reuseFrom, or
+	// skipped, has ended).
 	WorkflowPending WorkflowPhase = "Pending"
-	// WorkflowRunning means at least one step started and the run has not ended.
+	// WorkflowRunning means at least one step started or ended and the run has not ended.
 	WorkflowRunning WorkflowPhase = "Running"
 	// WorkflowSucceeded means every step Succeeded or was Skipped.
 	WorkflowSucceeded WorkflowPhase = "Succeeded"

@@ -953,6 +953,28 @@ spec:
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
 
+// TestWorkflowReconciler_runningOnceAStepEnded: a run whose first step is skipped by its when is
+// Running, not Pending, while its next step waits for an approver.
+func TestWorkflowReconciler_runningOnceAStepEnded(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: skipped-then-gate}
+spec:
+  parameters: [{name: migrate, value: "no"}]
+  steps:
+  - {name: migrate, image: example.com/m:1, when: "params.migrate == 'yes'"}
+  - {name: deploy, image: example.com/d:1, dependsOn: [migrate], approval: {approvers: {users: [bob]}}}
+`)
+	wf = waitStep(t, wf, "deploy", custodyv1alpha1.StepWaitingForApproval)
+	if st := stepOf(wf, "migrate"); st.Phase != custodyv1alpha1.StepSkipped {
+		t.Fatalf("migrate %s, want Skipped", st.Phase)
+	}
+	if wf.Status.Phase != custodyv1alpha1.WorkflowRunning || wf.Status.Progress != "1/2" {
+		t.Errorf("phase %s, progress %s with a step skipped and one awaiting approval, want Running, 1/2", wf.Status.Phase, wf.Status.Progress)
+	}
+}
+
 func TestWorkflowReconciler_approvalTimeout(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)

@@ -1140,7 +1140,9 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 	allEnded, started, failedFinally := true, false, ""
 	for _, st := range wf.Status.Steps {
 		allEnded = allEnded && stepEnded(st.Phase)
-		started = started || st.Attempt > 0
+		// A step taken over from the run it reuses, or skipped, has ended without an attempt:
+		// the run is under way even while its next step waits for an approver.
+		started = started || st.Attempt > 0 || stepEnded(st.Phase)
 		if s.finally[st.Name] && st.Phase == custodyv1alpha1.StepFailed && !s.tolerated(st) && failedFinally == "" {
 			failedFinally = st.Name
 		}

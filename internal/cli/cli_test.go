@@ -7,6 +7,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -528,6 +530,43 @@ func TestWait(t *testing.T) {
 		!strings.Contains(out, "└─ build  Failed") {
 		t.Errorf("wait for a run that failed: %v\n%s", err, out)
 	}
+	// A run followed while it goes: a timed line per step change, the tree once, at the end.
+	mk("moving", custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Progress: "0/1", StartTime: &metav1.Time{Time: time.Now()},
+		Steps: []custodyv1alpha1.StepStatus{{Name: "build", Phase: custodyv1alpha1.StepRunning, Reason: custodyv1alpha1.StepReasonStarted, Attempt: 1}}})
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		wf := &custodyv1alpha1.Workflow{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "moving"}, wf); err != nil {
+			t.Error(err)
+			return
+		}
+		wf.Status.Steps[0] = custodyv1alpha1.StepStatus{Name: "build", Phase: custodyv1alpha1.StepRetrying, Attempt: 1,
+			Message: "Attempt 1 failed (JobFailed: the step container exited with code 3 (Error))"}
+		if err := env.Client.Status().Update(ctx, wf); err != nil {
+			t.Error(err)
+			return
+		}
+		time.Sleep(1500 * time.Millisecond)
+		wf.Status.Phase, wf.Status.Progress = custodyv1alpha1.WorkflowSucceeded, "1/1"
+		wf.Status.Steps[0] = custodyv1alpha1.StepStatus{Name: "build", Phase: custodyv1alpha1.StepSucceeded, Attempt: 2}
+		if err := env.Client.Status().Update(ctx, wf); err != nil {
+			t.Error(err)
+		}
+	}()
+	followed, err := run(t, ns, "", "wait", "moving")
+	lines := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  (.*)$`).FindAllStringSubmatch(followed, -1)
+	changes := make([]string, 0, len(lines))
+	for _, l := range lines {
+		changes = append(changes, l[1])
+	}
+	want := []string{"build  Running (Started)  attempt 1",
+		"build  Retrying  attempt 1: Attempt 1 failed (JobFailed: the step container exited with code 3 (Error))",
+		"build  Succeeded  attempt 2"}
+	if err != nil || !reflect.DeepEqual(changes, want) || strings.Count(followed, "/moving  ") != 1 ||
+		!strings.Contains(followed, "└─ build  Succeeded  attempt 2") {
+		t.Errorf("wait for a run that retried and succeeded: %v, step changes %q, want %q\n%s", err, changes, want, followed)
+	}
+
 	// Nothing changes but the clock (a real one here, and the run's duration with it): the tree
 	// is printed once, not every second.
 	var out bytes.Buffer

@@ -50,8 +50,9 @@ func (o *Options) waitCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "wait WORKFLOW [--timeout DURATION]",
 		Short: "Follow a workflow until it ends; fail unless it succeeded",
-		Long: "wait prints the workflow's tree whenever it changes, as get -w does, until the run ends, then exits 0 if it " +
-			"Succeeded and non-zero, with the reason, if it Failed or was Cancelled, or if --timeout passed first.",
+		Long: "wait prints a line whenever a step changes (starts, ends, retries, waits for an approver or says why it cannot " +
+			"start) until the run ends, then the workflow's tree, and exits 0 if it Succeeded and non-zero, with the reason, " +
+			"if it Failed or was Cancelled, or if --timeout passed first (after printing the tree as it is).",
 		Example: "  kubectl custody wait release-1-4 --timeout 30m",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -68,7 +69,7 @@ func (o *Options) waitCommand() *cobra.Command {
 
 // waitFor follows a run to its end and returns an error unless it succeeded.
 func (o *Options) waitFor(c client.Client, ns, name string, timeout time.Duration) error {
-	wf, err := o.follow(c, ns, name, timeout)
+	wf, err := o.followSteps(c, ns, name, timeout)
 	if err != nil {
 		return err
 	}
@@ -83,6 +84,51 @@ func (o *Options) waitFor(c client.Client, ns, name string, timeout time.Duratio
 		}
 	}
 	return fmt.Errorf("workflow %s/%s %s%s", ns, name, wf.Status.Phase, why)
+}
+
+// followSteps prints a line, with the time, whenever a step changes (phase, reason, attempt, the
+// message saying why it waits or failed, its approval) until the run ends, then the whole tree:
+// what a CI job's log should show, where get -w would print the tree at every change. It returns
+// the workflow as it ended; with a timeout, the tree and an error once it passed.
+func (o *Options) followSteps(c client.Client, ns, name string, timeout time.Duration) (*custodyv1alpha1.Workflow, error) {
+	start := time.Now()
+	seen, printed := map[string]string{}, false
+	for {
+		wf, err := o.readWorkflow(c, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		now := o.Now()
+		if !ended(wf.Status.Phase) || len(seen) > 0 {
+			def, _ := wf.Definition()
+			for _, st := range wf.Status.Steps {
+				line := stepLine(wf, def, st, time.Time{})
+				if why(st) {
+					line += ": " + st.Message
+				}
+				before, known := seen[st.Name]
+				seen[st.Name] = line
+				waiting := st.Phase == custodyv1alpha1.StepPending && !why(st)
+				if line == before || (!known && waiting) {
+					continue
+				}
+				_, _ = fmt.Fprintf(o.io.Out, "%s  %s\n", now.Format("15:04:05"), line)
+				printed = true
+			}
+		}
+		timedOut := timeout > 0 && time.Since(start) >= timeout
+		if ended(wf.Status.Phase) || timedOut {
+			if printed {
+				_, _ = fmt.Fprintln(o.io.Out)
+			}
+			_ = writeTree(o.io.Out, wf, now)
+			if timedOut && !ended(wf.Status.Phase) {
+				return nil, fmt.Errorf("workflow %s/%s is still %s after %s", ns, name, orDash(string(wf.Status.Phase)), timeout)
+			}
+			return wf, nil
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // follow prints a workflow's tree whenever it changes until the run ends, and returns it as it
@@ -171,43 +217,12 @@ func ended(p custodyv1alpha1.WorkflowPhase) bool {
 func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 	writeHeader(w, wf, now)
 	def, _ := wf.Definition()
-	finally := map[string]bool{}
-	for _, st := range def.Finally {
-		finally[st.Name] = true
-	}
 	for i, st := range wf.Status.Steps {
 		branch, indent := "├─", "│  "
 		if i == len(wf.Status.Steps)-1 {
 			branch, indent = "└─", "   "
 		}
-		name := st.Name
-		if forEach, item := wf.ForEachOf(st.Name); forEach != "" {
-			name += " (" + forEach + " item " + item + ")"
-		}
-		if finally[st.Name] {
-			name += " (finally)"
-		}
-		if step := specStepOf(def, st.Name); step != nil && step.ContinuesOnFailure() {
-			name += " (may fail)"
-		}
-		line := fmt.Sprintf("%s %s  %s", branch, name, st.Phase)
-		if st.Reason != "" && st.Reason != string(st.Phase) {
-			line += " (" + st.Reason + ")"
-		}
-		if st.Attempt > 0 {
-			line += fmt.Sprintf("  attempt %d", st.Attempt)
-		}
-		if st.StartTime != nil {
-			end := now
-			if st.CompletionTime != nil {
-				end = st.CompletionTime.Time
-			}
-			line += "  " + age(end.Sub(st.StartTime.Time))
-		}
-		if st.Approval != nil {
-			line += "  approved by " + st.Approval.ApprovedBy
-		}
-		_, _ = fmt.Fprintln(w, line)
+		_, _ = fmt.Fprintln(w, branch+" "+stepLine(wf, def, st, now))
 		if why(st) {
 			_, _ = fmt.Fprintf(w, "%s   %s\n", indent, st.Message)
 		}
@@ -233,6 +248,42 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 	}
 	writeResultLines(w, wf)
 	return nil
+}
+
+// stepLine is a step's line of the tree: its name (with its forEach step and item, and whether it
+// is a finally step or may fail), phase and reason, attempt, how long it ran (until now while it
+// runs; nothing for a zero now) and who approved it.
+func stepLine(wf *custodyv1alpha1.Workflow, def custodyv1alpha1.WorkflowTemplateSpec, st custodyv1alpha1.StepStatus, now time.Time) string {
+	name := st.Name
+	if forEach, item := wf.ForEachOf(st.Name); forEach != "" {
+		name += " (" + forEach + " item " + item + ")"
+	}
+	for _, f := range def.Finally {
+		if f.Name == st.Name {
+			name += " (finally)"
+		}
+	}
+	if step := specStepOf(def, st.Name); step != nil && step.ContinuesOnFailure() {
+		name += " (may fail)"
+	}
+	line := fmt.Sprintf("%s  %s", name, st.Phase)
+	if st.Reason != "" && st.Reason != string(st.Phase) {
+		line += " (" + st.Reason + ")"
+	}
+	if st.Attempt > 0 {
+		line += fmt.Sprintf("  attempt %d", st.Attempt)
+	}
+	if st.StartTime != nil && (st.CompletionTime != nil || !now.IsZero()) {
+		end := now
+		if st.CompletionTime != nil {
+			end = st.CompletionTime.Time
+		}
+		line += "  " + age(end.Sub(st.StartTime.Time))
+	}
+	if st.Approval != nil {
+		line += "  approved by " + st.Approval.ApprovedBy
+	}
+	return line
 }
 
 // specStepOf returns the step (or finally step) of a definition with that name, nil if none.
