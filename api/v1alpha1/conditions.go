@@ -174,6 +174,9 @@ const (
 	StepReasonContainerCannotStart = "ContainerCannotStart"
 	// StepReasonJobDeleted means the attempt's Job disappeared before it ended.
 	StepReasonJobDeleted = "JobDeleted"
+	// StepReasonPodDeleted means the attempt's pod was deleted before its step container ended
+	// (by a person or a tool, not by an eviction, which marks the pod disrupted), so its Job failed.
+	StepReasonPodDeleted = "PodDeleted"
 	// StepReasonResultsInvalid means the step ended but its termination message did not hold the
 	// declared results as a JSON object of strings.
 	StepReasonResultsInvalid = "ResultsInvalid"

@@ -522,6 +522,95 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_podDeleted: a step whose pod is deleted while it runs (not evicted) fails
+// with reason PodDeleted and a message naming the pod, whether the pod went at once or its
+// container was stopped first; retries.when can retry exactly that.
+func TestWorkflowReconciler_podDeleted(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: pod-deleted}
+spec:
+  steps:
+  - {name: sync, image: example.com/s:1, retries: {limit: 3, backoff: {duration: 1s}, when: "reason == 'PodDeleted'"}}
+`)
+	started := func(attempt int32, finalizers ...string) (*batchv1.Job, *corev1.Pod) {
+		t.Helper()
+		job := jobOf(t, wf, "sync", attempt)
+		pod := createPod(t, job, "r4nd0")
+		if len(finalizers) > 0 {
+			pod.Finalizers = finalizers
+			if err := env.Client.Update(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "the pod recorded in status", func() error {
+			if st := stepOf(get(t, wf), "sync"); st.Attempt != attempt || st.PodName != pod.Name {
+				return errorf("attempt %d, pod %q", st.Attempt, st.PodName)
+			}
+			return nil
+		})
+		if err := env.Client.Delete(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		return job, pod
+	}
+	// Retrying lasts a second (the backoff): its Event says why the attempt failed.
+	retried := func(attempt int32, why string) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("a Retrying Event for attempt %d", attempt), func() error {
+			for _, note := range stepEvents(t, wf, custodyv1alpha1.StepReasonRetrying)["sync"] {
+				if strings.Contains(note, why) {
+					return nil
+				}
+			}
+			return errorf("Retrying Events %q, want one saying %q", stepEvents(t, wf, custodyv1alpha1.StepReasonRetrying)["sync"], why)
+		})
+		if st := stepOf(get(t, wf), "sync"); st.LastFailureReason != custodyv1alpha1.StepReasonPodDeleted {
+			t.Errorf("attempt %d: lastFailureReason %q, want PodDeleted", attempt, st.LastFailureReason)
+		}
+	}
+
+	// Attempt 1: the pod is gone at once (KWOK, or a pod whose kubelet is gone).
+	job, pod := started(1)
+	finishJob(t, job, false, batchv1.JobReasonBackoffLimitExceeded)
+	retried(1, "(PodDeleted): its pod "+pod.Name+" was deleted before the step container ended")
+
+	// Attempt 2: the kubelet stops the container of the pod marked for deletion, then it goes.
+	job, pod = started(2, "custody.test/hold")
+	eventually(t, "the stopped container recorded", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status.Phase = corev1.PodFailed
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: jobspec.ContainerName, State: corev1.ContainerState{
+			Terminated: &corev1.ContainerStateTerminated{ExitCode: 143, Reason: "Error", FinishedAt: metav1.NewTime(pod.DeletionTimestamp.Add(time.Second))}}}}
+		return env.Client.Status().Update(ctx, pod)
+	})
+	eventually(t, "the controller to see the stopped container", func() error {
+		if st := stepOf(get(t, wf), "sync"); st.Reason != custodyv1alpha1.StepReasonStarted || st.Attempt != 2 {
+			return errorf("%s (%s), attempt %d", st.Phase, st.Reason, st.Attempt)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the cache has the container's exit by now
+	finishJob(t, job, false, batchv1.JobReasonBackoffLimitExceeded)
+	retried(2, "(PodDeleted): its pod "+pod.Name+" was deleted before the step container ended (the container then exited with code 143)")
+	pod.Finalizers = nil
+	if err := env.Client.Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	// Attempt 3 fails by itself: the container's exit, not retried.
+	fail(t, wf, "sync", 3)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "sync"); st.Reason != custodyv1alpha1.StepReasonJobFailed ||
+		!strings.HasSuffix(st.Message, "the step container exited with code 1 (Error); not retried: retries.when is false") {
+		t.Errorf("attempt 3: %s (%s): %s, want JobFailed, not retried", st.Phase, st.Reason, st.Message)
+	}
+}
+
 // A step with onFailure: Continue fails without failing the workflow: its dependents run (and can
 // see that it failed), the other steps go on, and so does a finally step's allowed failure.
 func TestWorkflowReconciler_onFailureContinue(t *testing.T) {

@@ -352,11 +352,16 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 				return false, err
 			}
 		case jobCondition(job, batchv1.JobFailed):
-			reason := custodyv1alpha1.StepReasonJobFailed
+			reason, msg := custodyv1alpha1.StepReasonJobFailed, failureMessage(job, pod)
 			if c := findJobCondition(job, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded {
 				reason = custodyv1alpha1.ReasonTimedOut
+			} else if name, ok := deletedPod(pod, st.PodName); ok {
+				reason, msg = custodyv1alpha1.StepReasonPodDeleted, fmt.Sprintf("its pod %s was deleted before the step container ended", name)
+				if t := stepContainerState(pod); t != nil {
+					msg += fmt.Sprintf(" (the container then exited with code %d)", t.ExitCode)
+				}
 			}
-			r.endAttempt(s, st, job, pod, false, reason, failureMessage(job, pod))
+			r.endAttempt(s, st, job, pod, false, reason, msg)
 		case pod != nil:
 			s.podProblems(st, job, pod)
 		default:
@@ -578,7 +583,7 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 			fmt.Sprintf("Attempt %d failed (%s: %s); attempt %d starts at %s", st.Attempt, reason, msg, st.Attempt+1,
 				next.UTC().Format(time.RFC3339)))
 		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonRetrying, "Observe",
-			"Step %s: attempt %d failed (%s); retrying in %s", st.Name, st.Attempt, reason, next.Sub(s.now))
+			"Step %s: attempt %d failed (%s): %s; retrying in %s", st.Name, st.Attempt, reason, msg, next.Sub(s.now))
 		s.requeueAt(next)
 		return
 	}
@@ -636,6 +641,26 @@ func disruption(pod *corev1.Pod) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// deletedPod says whether an attempt's pod was deleted before its step container ended, by
+// anything but an eviction (which marks the pod disrupted): marked for deletion with no exit of
+// the step container before that, or gone from the cache after status recorded it (seen). It
+// returns the pod's name.
+func deletedPod(pod *corev1.Pod, seen string) (string, bool) {
+	if _, ok := disruption(pod); ok {
+		return "", false
+	}
+	if pod == nil {
+		return seen, seen != ""
+	}
+	if pod.DeletionTimestamp == nil {
+		return "", false
+	}
+	if t := stepContainerState(pod); t != nil && t.FinishedAt.Before(pod.DeletionTimestamp) {
+		return "", false
+	}
+	return pod.Name, true
 }
 
 // backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max.
