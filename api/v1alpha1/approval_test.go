@@ -16,3 +16,20 @@ func TestParseApproval(t *testing.T) {
 		}
 	}
 }
+
+func TestApproversDescribe(t *testing.T) {
+	for _, c := range []struct {
+		a    Approvers
+		want string
+	}{
+		{Approvers{Users: []string{"bob"}}, "user bob"},
+		{Approvers{Groups: []string{"finance-controllers"}}, "a member of group finance-controllers"},
+		{Approvers{Users: []string{"bob", "carol"}, Groups: []string{"sre"}}, "users bob, carol or a member of group sre"},
+		{Approvers{Users: []string{"a", "b", "c", "d", "e"}, Groups: []string{"x", "y"}}, "users a, b, c and 2 more or a member of groups x, y"},
+		{Approvers{}, "an approver"},
+	} {
+		if got := c.a.Describe(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.a, got, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,36 @@ type Approvers struct {
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
 	Groups []string `json:"groups,omitempty"`
+}
+
+// Describe names who may approve, for a message to whoever waits: "user bob or a member of group
+// finance-controllers", at most three names of each kind ("and 2 more").
+func (a Approvers) Describe() string {
+	names := func(kind string, list []string) string {
+		if len(list) > 1 {
+			kind += "s"
+		}
+		shown := list
+		if len(list) > 3 {
+			shown = list[:3]
+		}
+		out := kind + " " + strings.Join(shown, ", ")
+		if more := len(list) - len(shown); more > 0 {
+			out += " and " + strconv.Itoa(more) + " more"
+		}
+		return out
+	}
+	var parts []string
+	if len(a.Users) > 0 {
+		parts = append(parts, names("user", a.Users))
+	}
+	if len(a.Groups) > 0 {
+		parts = append(parts, "a member of "+names("group", a.Groups))
+	}
+	if len(parts) == 0 {
+		return "an approver"
+	}
+	return strings.Join(parts, " or ")
 }
 
 // ApprovalRecord is what the controller recorded about an approval: who approved and when, as

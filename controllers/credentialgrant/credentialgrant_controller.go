@@ -224,7 +224,12 @@ func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal
 		approved.Reason, approved.Message = custodyv1alpha1.ReasonApproved, "Approved by "+g.Status.Approval.ApprovedBy
 	case required:
 		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonWaitingForApproval
-		approved.Message = fmt.Sprintf("Waiting for the annotation %s from an approver", custodyv1alpha1.AnnotationApproveGrant)
+		who := "an approver"
+		if a := g.Spec.Approval.Approvers; a != nil {
+			who = a.Describe()
+		}
+		approved.Message = fmt.Sprintf("Waiting for approval by %s: kubectl custody approve grant %s (the annotation %s)",
+			who, g.Name, custodyv1alpha1.AnnotationApproveGrant)
 	}
 	ready := metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonActive, Message: fmt.Sprintf("Issuing to covered steps; %d live issuances", g.Status.Active)}

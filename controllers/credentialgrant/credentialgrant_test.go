@@ -49,9 +49,10 @@ func TestConditions(t *testing.T) {
 		s.Reason != custodyv1alpha1.ReasonSourceNotGrantable {
 		t.Errorf("source refused, Stalled: %+v", conds)
 	}
-	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
 	conds = conditions(g, nil)
-	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval {
+	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval ||
+		conds[0].Message != "Waiting for approval by user bob: kubectl custody approve grant "+g.Name+" (the annotation approve.custody.dev/grant)" {
 		t.Errorf("unapproved: %+v", conds)
 	}
 	if meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {

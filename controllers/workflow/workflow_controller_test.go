@@ -1014,6 +1014,11 @@ spec:
 `)
 	succeed(t, wf, "check", 1, "")
 	wf = waitStep(t, wf, "post-payment", custodyv1alpha1.StepWaitingForApproval)
+	// Whoever waits learns who may approve, and how.
+	if st, want := stepOf(wf, "post-payment"), "Waiting for approval by a member of group finance-controllers: "+
+		"kubectl custody approve pay post-payment (the annotation approve.custody.dev/post-payment)"; st.Message != want {
+		t.Errorf("post-payment says %q, want %q", st.Message, want)
+	}
 	ready := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady)
 	if ready == nil || ready.Reason != custodyv1alpha1.ReasonWaitingForApproval || !strings.Contains(ready.Message, "post-payment") {
 		t.Errorf("Ready condition %+v should say the workflow waits for approval of post-payment", ready)

@@ -886,10 +886,12 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 				s.requeueAt(deadline)
 			}
 			if st.Phase != custodyv1alpha1.StepWaitingForApproval {
-				s.setStep(st, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval,
-					fmt.Sprintf("Waiting for the annotation %s%s from an approver", custodyv1alpha1.AnnotationApprovePrefix, st.Name))
+				who := step.Approval.Approvers.Describe()
+				s.setStep(st, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval, text.Truncate(
+					fmt.Sprintf("Waiting for approval by %s: kubectl custody approve %s %s (the annotation %s%s)",
+						who, s.wf.Name, st.Name, custodyv1alpha1.AnnotationApprovePrefix, st.Name), 1024))
 				s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonWaitingForApproval, "Schedule",
-					"Step %s waits for approval", st.Name)
+					"Step %s waits for approval by %s", st.Name, who)
 			}
 			return nil
 		}

@@ -288,8 +288,21 @@ func TestActions(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || !g.Spec.Suspended {
 		t.Errorf("revoke --yes: %v, suspended=%v", err, g.Spec.Suspended)
 	}
-	if _, err := run(t, ns, "", "approve", "pay-invoice-4711"); err == nil {
-		t.Error("approve without --step succeeded")
+	// The step may also follow the workflow's name (admission, not running here, would refuse a
+	// step without an approval gate).
+	if out, err := run(t, ns, "", "approve", "pay-invoice-4711", "route-invoice"); err != nil || out != "workflow/pay-invoice-4711 step route-invoice approved: approved\n" {
+		t.Errorf("approve WORKFLOW STEP: %v, printed %q", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil ||
+		wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"route-invoice"] == "" {
+		t.Errorf("approve WORKFLOW STEP: %v, annotations %v", err, wf.Annotations)
+	}
+	if _, err := run(t, ns, "", "approve", "pay-invoice-4711"); err == nil ||
+		err.Error() != "approve pay-invoice-4711 needs the step to approve: kubectl custody approve pay-invoice-4711 STEP" {
+		t.Errorf("approve without a step: %v", err)
+	}
+	if _, err := run(t, ns, "", "approve", "pay-invoice-4711", "a", "--step", "b"); err == nil {
+		t.Error("approve of two different steps at once succeeded")
 	}
 }
 

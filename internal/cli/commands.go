@@ -191,7 +191,11 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 			started = "ran " + age(end.Sub(wf.Status.StartTime.Time))
 		}
 	}
-	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s steps ended  %s\n", wf.Namespace, wf.Name, phase, orDash(wf.Status.Progress), started)
+	progress := ""
+	if wf.Status.Progress != "" {
+		progress = wf.Status.Progress + " steps ended  "
+	}
+	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s%s\n", wf.Namespace, wf.Name, phase, progress, started)
 	if t := wf.Status.Template; t != nil {
 		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
 	}
@@ -340,9 +344,10 @@ func (o *Options) patch(obj client.Object, body string) error {
 func (o *Options) approveCommand() *cobra.Command {
 	var step string
 	cmd := &cobra.Command{
-		Use:   "approve WORKFLOW --step STEP | approve grant GRANT",
+		Use:   "approve WORKFLOW STEP | approve grant GRANT",
 		Short: "Approve a step of a workflow, or a grant (admission checks that you are a listed approver and not the creator)",
-		Example: "  kubectl custody approve pay-invoice-4711 --step post-payment\n" +
+		Example: "  kubectl custody approve pay-invoice-4711 post-payment\n" +
+			"  kubectl custody approve pay-invoice-4711 --step post-payment\n" +
 			"  kubectl custody approve grant erp-payments",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -358,8 +363,14 @@ func (o *Options) approveCommand() *cobra.Command {
 				_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s approved: %s\n", g.Name, g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 				return nil
 			}
-			if len(args) != 1 || step == "" {
-				return errors.New("approve WORKFLOW needs --step STEP")
+			if len(args) == 2 {
+				if step != "" && step != args[1] {
+					return fmt.Errorf("approve names step %s and --step %s: give one", args[1], step)
+				}
+				step = args[1]
+			}
+			if step == "" {
+				return fmt.Errorf("approve %s needs the step to approve: kubectl custody approve %s STEP", args[0], args[0])
 			}
 			wf := &custodyv1alpha1.Workflow{}
 			wf.Name = args[0]
