@@ -486,6 +486,53 @@ func TestUnschedulableStepSaysWhy(t *testing.T) {
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowCancelled, time.Minute)
 }
 
+// TestDeletedPodFailsItsStep: deleting a step's pod by hand fails the step as PodDeleted, naming
+// the pod, on the real Job controller (backoffLimit 0: it makes no pod in its place), and
+// retries.when can retry exactly that. The pod is held unschedulable so that it is the one
+// status recorded when it is deleted.
+func TestDeletedPodFailsItsStep(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	wf := createWorkflow(ctx, t, ns, `
+metadata: {name: pod-deleted}
+spec:
+  steps:
+  - name: a
+    image: registry.example.com/w:1
+    nodeSelector: {custody.dev/e2e-pool: none}
+    retries: {limit: 1, backoff: {duration: 1s}, when: "reason == 'PodDeleted'"}
+`)
+	deleteStuckPod := func(attempt int32) string {
+		t.Helper()
+		waitStuck(ctx, t, wf, "a", custodyv1alpha1.StepReasonUnschedulable, "didn't match Pod's node affinity/selector")
+		st := step(wf, "a")
+		if st.Attempt != attempt || st.PodName == "" {
+			t.Fatalf("step a: attempt %d, pod %q; want attempt %d with its pod", st.Attempt, st.PodName, attempt)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: st.PodName, Namespace: ns}}
+		if err := cluster.Client.Delete(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		return st.PodName
+	}
+	deleteStuckPod(1)
+	eventually(t, time.Minute, "attempt 2 after the first pod was deleted", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if st := step(wf, "a"); st.Attempt != 2 || st.LastFailureReason != custodyv1alpha1.StepReasonPodDeleted {
+			return fmt.Errorf("step a: attempt %d, last failure %q", st.Attempt, st.LastFailureReason)
+		}
+		return nil
+	})
+	second := deleteStuckPod(2)
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowFailed, time.Minute)
+	if st := step(wf, "a"); st.Reason != custodyv1alpha1.ReasonRetriesExhausted ||
+		st.Message != "Attempt 2 of 2 failed (PodDeleted): its pod "+second+" was deleted before the step container ended" {
+		t.Errorf("step a: %s (%s): %q, want it failed because its pod %s was deleted", st.Phase, st.Reason, st.Message, second)
+	}
+}
+
 // waitStuck waits until a step of wf runs with the reason that says why it cannot get going, and a
 // message that says so in the cluster's words.
 func waitStuck(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, name, reason, words string) {
