@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -497,4 +499,46 @@ func kubectlCreate(t *testing.T, ns, user, manifest string) string {
 		t.Fatalf("kubectl create: %v\n%s", err, out)
 	}
 	return out
+}
+
+// TestRunWarnsOfAMissingPriorityClass: a run whose steps name a PriorityClass that does not
+// exist (their own, or stepDefaults', of the run or of its template) is admitted with a warning
+// naming the class and the steps, whose pods could not be created until it exists.
+func TestRunWarnsOfAMissingPriorityClass(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	urgent := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "custody-test-urgent"}, Value: 1000}
+	if err := env.Client.Create(ctx, urgent); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), urgent) })
+	out := kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: train}
+spec:
+  stepDefaults: {priorityClassName: custody-test-batch}
+  steps:
+  - {name: fetch, image: busybox}
+  - {name: train, image: busybox, dependsOn: [fetch]}
+  - {name: publish, image: busybox, dependsOn: [train], priorityClassName: custody-test-urgent}
+`)
+	want := `Warning: PriorityClass "custody-test-batch" does not exist: the pods of steps "fetch", "train" cannot be created until it does`
+	if !strings.Contains(out, want) || strings.Count(out, "Warning:") != 1 {
+		t.Errorf("kubectl printed:\n%s\nwant only the warning %q", out, want)
+	}
+	create(t, as(alice), mustTemplate(t, ns, `metadata: {name: nightly-train}
+spec:
+  stepDefaults: {priorityClassName: custody-test-urgent}
+  steps:
+  - {name: fetch, image: busybox}
+  - {name: train, image: busybox, dependsOn: [fetch], priorityClassName: custody-test-gpu}`))
+	out = kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: nightly-train-1}
+spec: {workflowTemplateRef: {name: nightly-train}}
+`)
+	want = `Warning: PriorityClass "custody-test-gpu" does not exist: the pods of step "train" cannot be created until it does`
+	if !strings.Contains(out, want) || strings.Count(out, "Warning:") != 1 {
+		t.Errorf("kubectl printed for a run of a template:\n%s\nwant only the warning %q", out, want)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,6 +62,7 @@ const (
 
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;clusterroles,verbs=get
+// +kubebuilder:rbac:groups=scheduling.k8s.io,resources=priorityclasses,verbs=get
 
 // Refusals counts admission refusals by kind and check; an alert on check="escalation" shows
 // someone trying to hand out access they do not have.
@@ -610,6 +613,7 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	}
 	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)...)
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
+	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, o)...)
 	return nil, nil
 }
 
@@ -722,6 +726,51 @@ func (h *handler) pullSecretWarnings(ctx context.Context, ns string, secrets []c
 		return nil
 	}
 	return []string{"every step will wait until this changes: " + refusal.Message}
+}
+
+// priorityClassWarnings says, as a warning, when a new run's steps name a PriorityClass
+// (priorityClassName, their own or stepDefaults') that does not exist: the Job controller cannot
+// create their pods until it does, and the steps would only say so once they start. The class may
+// be created after the run. Best effort, as grantWarnings.
+func (h *handler) priorityClassWarnings(ctx context.Context, o *object) []string {
+	defaults := o.workflow.Spec.StepDefaults
+	if o.runTemplate != nil {
+		defaults = o.runTemplate.Spec.StepDefaults
+	}
+	var classes []string
+	steps := map[string][]string{}
+	for _, st := range custodyv1alpha1.ApplyStepDefaults(o.runSteps, defaults) {
+		if c := st.PriorityClassName; c != "" {
+			if steps[c] == nil {
+				classes = append(classes, c)
+			}
+			steps[c] = append(steps[c], st.Name)
+		}
+	}
+	var out []string
+	for _, c := range classes {
+		err := h.authz.reader.Get(ctx, client.ObjectKey{Name: c}, &schedulingv1.PriorityClass{})
+		switch {
+		case apierrors.IsNotFound(err):
+			which := "step " + strconv.Quote(steps[c][0])
+			if len(steps[c]) > 1 {
+				which = "steps " + strings.Join(quoted(steps[c]), ", ")
+			}
+			out = append(out, fmt.Sprintf("PriorityClass %q does not exist: the pods of %s cannot be created until it does", c, which))
+		case err != nil:
+			logf.FromContext(ctx).V(1).Info("not warning about a PriorityClass that cannot be read", "priorityClass", c, "error", err.Error())
+		}
+	}
+	return out
+}
+
+// quoted returns the names each in double quotes.
+func quoted(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strconv.Quote(n)
+	}
+	return out
 }
 
 // checkRun checks what a run would execute, at path: a run of a template against the template

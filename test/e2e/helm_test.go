@@ -16,6 +16,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -340,8 +341,10 @@ func createEveryKindWorkflow(ctx context.Context, t *testing.T, c *localcluster.
 	t.Helper()
 	wns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments",
 		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
-	objs := make([]client.Object, 0, 7)
+	objs := make([]client.Object, 0, 8)
 	objs = append(objs, wns,
+		// A class the check step names: admission reads it (to warn of one that does not exist).
+		&schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "payments-batch"}, Value: 100},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ledger-reader", Namespace: wns.Name},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: wns.Name,
@@ -363,7 +366,7 @@ spec:
 metadata: {name: pay}
 spec:
   steps:
-  - {name: check, image: example.com/check:1}
+  - {name: check, image: example.com/check:1, priorityClassName: payments-batch}
   - {name: post, image: example.com/post:1, dependsOn: [check], credentials: [ledger, erp, svid]}`} {
 		u := &custodyv1alpha1.CredentialGrant{}
 		var o client.Object = u

@@ -303,7 +303,7 @@ func TestChartRBACIsWhatTheCodeDeclares(t *testing.T) {
 	for _, p := range cluster {
 		res := strings.Split(p, " ")[1]
 		scoped := false
-		for _, c := range []string{"nodes", "clusterroles", "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "subjectaccessreviews"} {
+		for _, c := range []string{"nodes", "clusterroles", "priorityclasses", "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "subjectaccessreviews"} {
 			scoped = scoped || strings.HasPrefix(res, c+"[")
 		}
 		if !scoped {

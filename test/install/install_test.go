@@ -113,6 +113,9 @@ func TestDefaultInstallApplies(t *testing.T) {
 		// keep the CA bundle of its own two webhook configurations and no other.
 		{authorizationv1.ResourceAttributes{Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"}, true},
 		{authorizationv1.ResourceAttributes{Group: "rbac.authorization.k8s.io", Resource: "roles", Namespace: "default", Verb: "get"}, true},
+		// ...and the PriorityClasses a new run names, to warn of one that does not exist; never list them.
+		{authorizationv1.ResourceAttributes{Group: "scheduling.k8s.io", Resource: "priorityclasses", Verb: "get"}, true},
+		{authorizationv1.ResourceAttributes{Group: "scheduling.k8s.io", Resource: "priorityclasses", Verb: "create"}, false},
 		{authorizationv1.ResourceAttributes{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations",
 			Name: "custody-validating-webhook-configuration", Verb: "update"}, true},
 		{authorizationv1.ResourceAttributes{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations",
