@@ -78,6 +78,7 @@ type options struct {
 	leaderElectionID     string
 	gracefulShutdownSecs int
 	workflowConcurrency  int
+	defaultTTL           time.Duration
 
 	spireAddress      string
 	spireServerID     string
@@ -124,6 +125,9 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.gracefulShutdownSecs, "graceful-shutdown-seconds", 30,
 		"How long running reconciles may take to finish when the manager stops.")
 	fs.IntVar(&o.workflowConcurrency, "workflow-concurrency", 8, "How many Workflows are reconciled at once.")
+	fs.DurationVar(&o.defaultTTL, "default-ttl-after-finished", 0,
+		"How long a finished Workflow without its own spec.ttlAfterFinished is kept before it is deleted with everything it "+
+			"owns (0: kept until someone deletes it).")
 	fs.StringVar(&o.spireAddress, "spire-server-address", "",
 		"SPIRE server Entry API: unix:///path/to/api.sock (the admin socket) or host:port (mutual TLS with the "+
 			"controller's own SVID, which must be an admin entry). Empty: steps run without SPIFFE identity.")
@@ -258,6 +262,9 @@ func (o *options) validate() error {
 	}
 	if o.workflowConcurrency < 1 {
 		errs = append(errs, errors.New("--workflow-concurrency must be at least 1"))
+	}
+	if o.defaultTTL < 0 {
+		errs = append(errs, errors.New("--default-ttl-after-finished must not be negative"))
 	}
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
@@ -394,6 +401,7 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		Identity:  idCfg,
 
 		MaxConcurrentReconciles: o.workflowConcurrency,
+		DefaultTTLAfterFinished: o.defaultTTL,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)

@@ -67,6 +67,11 @@ func TestOptions_validate(t *testing.T) {
 			want: []string{"--graceful-shutdown-seconds must not be negative"},
 		},
 		{
+			name: "negative default TTL",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--default-ttl-after-finished=-1h"},
+			want: []string{"--default-ttl-after-finished must not be negative"},
+		},
+		{
 			name: "identity settings",
 			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--svid-x509-ttl=2h", "--svid-max-ttl=1h",
 				"--workload-api-socket-path=agent.sock", "--spire-parent-id=spiffe://other.org/node", "--identity-sweep-interval=1s"},

@@ -52,6 +52,8 @@ type Reconciler struct {
 	// PodCreationGrace is how long a running attempt's Job may be without a pod before the
 	// controller looks for the Job controller's FailedCreate Events to say why (default 10s).
 	PodCreationGrace time.Duration
+	// DefaultTTLAfterFinished is the ttlAfterFinished of Workflows that set none; zero keeps them.
+	DefaultTTLAfterFinished time.Duration
 
 	observed *observations
 	registry *registry

@@ -825,6 +825,47 @@ spec:
 	})
 }
 
+// TestWorkflowReconciler_defaultTTL: with the controller's --default-ttl-after-finished, a finished
+// Workflow that sets no ttlAfterFinished of its own is deleted after the default, and an Event
+// says whose TTL it was; one that sets its own keeps to it.
+func TestWorkflowReconciler_defaultTTL(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, func(r *Reconciler) { r.DefaultTTLAfterFinished = 2 * time.Second })
+	plain := apply(t, ns, `
+metadata: {name: plain}
+spec:
+  steps: [{name: only, image: example.com/o:1}]
+`)
+	kept := apply(t, ns, `
+metadata: {name: kept}
+spec:
+  ttlAfterFinished: 1h
+  steps: [{name: only, image: example.com/o:1}]
+`)
+	succeed(t, plain, "only", 1, "")
+	succeed(t, kept, "only", 1, "")
+	waitPhase(t, kept, custodyv1alpha1.WorkflowSucceeded)
+	eventually(t, "the workflow without a ttlAfterFinished to be deleted after the default", func() error {
+		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(plain), &custodyv1alpha1.Workflow{})
+		if isNotFound(err) {
+			return nil
+		}
+		return errorf("still there (err %v)", err)
+	})
+	eventually(t, "the TTLExpired Event", func() error {
+		want := "Deleted the workflow Succeeded after the controller's default ttlAfterFinished (--default-ttl-after-finished) of 2s"
+		if notes := stepEvents(t, plain, "TTLExpired")[""]; len(notes) != 1 || notes[0] != want {
+			return errorf("TTLExpired Events %q, want %q", notes, want)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // the default has passed for kept too
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(kept), &custodyv1alpha1.Workflow{}); err != nil {
+		t.Errorf("the workflow with its own ttlAfterFinished of 1h: %v, want it kept", err)
+	}
+}
+
 // TestWorkflowReconciler_concurrencyGroup: runs of one concurrency group start steps one run at a
 // time, in the order they were created, the others saying what they wait for; other groups and
 // runs without one are not held; the group stays held across a controller restart, and a waiting

@@ -85,10 +85,11 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 			return true, nil // the TTL waits for revocation
 		}
 	}
-	if wf.Spec.TTLAfterFinished == nil || wf.Status.CompletionTime == nil {
+	ttl, whose, ok := r.ttlAfterFinished(wf)
+	if !ok || wf.Status.CompletionTime == nil {
 		return true, nil
 	}
-	expiry := wf.Status.CompletionTime.Add(wf.Spec.TTLAfterFinished.Duration)
+	expiry := wf.Status.CompletionTime.Add(ttl)
 	if s.now.Before(expiry) {
 		s.requeueAt(expiry)
 		return true, nil
@@ -97,10 +98,21 @@ func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, err
 	if client.IgnoreNotFound(err) != nil {
 		return true, fmt.Errorf("deleting %s after its ttlAfterFinished: %w", klog.KObj(wf), err)
 	}
-	s.event(corev1.EventTypeNormal, "TTLExpired", "Delete",
-		"Deleted the workflow %s after its ttlAfterFinished of %s", wf.Status.Phase, wf.Spec.TTLAfterFinished.Duration)
+	s.event(corev1.EventTypeNormal, "TTLExpired", "Delete", "Deleted the workflow %s after %s of %s", wf.Status.Phase, whose, ttl)
 	s.deleted = true
 	return true, nil
+}
+
+// ttlAfterFinished says how long a finished Workflow is kept: its own ttlAfterFinished, or the
+// controller's default (--default-ttl-after-finished), and which; false keeps it.
+func (r *Reconciler) ttlAfterFinished(wf *custodyv1alpha1.Workflow) (time.Duration, string, bool) {
+	if t := wf.Spec.TTLAfterFinished; t != nil {
+		return t.Duration, "its ttlAfterFinished", true
+	}
+	if r.DefaultTTLAfterFinished > 0 {
+		return r.DefaultTTLAfterFinished, "the controller's default ttlAfterFinished (--default-ttl-after-finished)", true
+	}
+	return 0, "", false
 }
 
 // reconcileSpec checks what admission cannot (cycles, `when` expressions), and sets up the status
@@ -1200,8 +1212,8 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 	}
 	wf.Status.CompletionTime = &metav1.Time{Time: s.now}
 	s.recordResults()
-	if wf.Spec.TTLAfterFinished != nil {
-		s.requeueAt(s.now.Add(wf.Spec.TTLAfterFinished.Duration))
+	if ttl, _, ok := r.ttlAfterFinished(wf); ok {
+		s.requeueAt(s.now.Add(ttl))
 	}
 	return false, nil
 }

@@ -30,7 +30,8 @@ var valueSets = map[string][]string{
 	"crds-elsewhere": {"spire.trustDomain=example.org", "spire.clusterName=prod", "crds.install=false"},
 	"spire-tcp-monitoring": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
-		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0"},
+		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
+		"defaultTTLAfterFinished=168h"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -163,6 +164,12 @@ func TestChartRenders(t *testing.T) {
 				if img := c["image"]; img != "custody-controller:v0.1.0" {
 					t.Errorf("image %v", img)
 				}
+				if !strings.Contains(flags, "--default-ttl-after-finished=168h") {
+					t.Errorf("manager args %s lack the default ttlAfterFinished", flags)
+				}
+			}
+			if name != "spire-tcp-monitoring" && strings.Contains(flags, "--default-ttl-after-finished") {
+				t.Errorf("manager args %s set a default ttlAfterFinished nobody asked for", flags)
 			}
 		})
 	}
@@ -219,6 +226,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"SPIFFE ID as trust domain":   {[]string{"spire.trustDomain=spiffe://example.org", "spire.clusterName=prod"}, "/spire/trustDomain"},
 		"unknown cert management":     {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "webhook.certManagement=self-signed"}, "/webhook/certManagement': value must be one of 'controller', 'cert-manager'"},
 		"duration without unit":       {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "spire.maxSVIDTTL=60"}, "/spire/maxSVIDTTL"},
+		"TTL in days":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "defaultTTLAfterFinished=7d"}, "/defaultTTLAfterFinished"},
 		"misspelt value":              {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		"no replicas":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicaCount=0"}, "/replicaCount"},
 		"namespace name not DNS":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "watchNamespaces={Payments}"}, "/watchNamespaces/0"},
