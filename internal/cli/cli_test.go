@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -255,6 +258,11 @@ func TestActions(t *testing.T) {
 		if gerr := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil || gerr != nil ||
 			wf.Spec.Suspend != c.want || !strings.Contains(out, "workflow/pay-invoice-4711 "+c.cmd) {
 			t.Errorf("%s: %v %v, spec.suspend=%v, printed %q", c.cmd, err, gerr, wf.Spec.Suspend, out)
+		}
+		// get says so, and how to go on.
+		tree, err := run(t, ns, "", "get", "pay-invoice-4711")
+		if said := strings.Contains(tree, "   suspended: no step starts until kubectl custody resume pay-invoice-4711\n"); err != nil || said != c.want {
+			t.Errorf("get after %s: %v, says suspended: %v\n%s", c.cmd, err, said, tree)
 		}
 	}
 	if out, err := run(t, ns, "", "cancel", "pay-invoice-4711"); err != nil {
@@ -695,5 +703,21 @@ func TestResults(t *testing.T) {
 	out, err = run(t, ns, "", "get", "long")
 	if err != nil || !strings.Contains(out, "   image = "+strings.Repeat("x", 97)+"... (kubectl custody results long image)\n") {
 		t.Errorf("get long: %v\n%s", err, out)
+	}
+}
+
+// TestApproveHint: RBAC's refusal of an approval says what an approver lacks; admission's refusal
+// of a listed approver's approval is left as it is.
+func TestApproveHint(t *testing.T) {
+	wf := schema.GroupResource{Group: "custody.dev", Resource: "workflows"}
+	rbac := apierrors.NewForbidden(wf, "release", errors.New(`User "bob" cannot patch resource "workflows" in API group "custody.dev" in the namespace "ci"`))
+	if got := approveHint(rbac, "workflows", "the built-in edit role").Error(); !strings.HasSuffix(got,
+		"an approval is an annotation: approvers need patch on workflows.custody.dev in the namespace (the built-in edit role has it); "+
+			"admission then checks that they are listed") || !strings.HasPrefix(got, rbac.Error()) {
+		t.Errorf("RBAC refusal: %s", got)
+	}
+	denied := apierrors.NewForbidden(wf, "release", errors.New(`admission webhook "validate.custody.dev" denied the request: bob is the creator`))
+	if got := approveHint(denied, "workflows", "the built-in edit role"); got.Error() != denied.Error() {
+		t.Errorf("admission's refusal changed: %v", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -206,6 +207,9 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 		}
 		_, _ = fmt.Fprintf(w, "   concurrency group %s%s\n", g, limit)
 	}
+	if wf.Spec.Suspend && !ended(wf.Status.Phase) {
+		_, _ = fmt.Fprintf(w, "   suspended: no step starts until kubectl custody resume %s\n", wf.Name)
+	}
 	if r := wf.Status.Reused; r != nil {
 		_, _ = fmt.Fprintf(w, "   reuses workflow/%s (steps taken over: %d)\n", r.Name, r.Steps)
 	} else if wf.Spec.ReuseFrom != "" {
@@ -358,7 +362,7 @@ func (o *Options) approveCommand() *cobra.Command {
 				g := &custodyv1alpha1.CredentialGrant{}
 				g.Name = args[1]
 				if err := o.patch(g, approval(custodyv1alpha1.AnnotationApproveGrant)); err != nil {
-					return err
+					return approveHint(err, "credentialgrants", "Custody's credentialgrant-editor role")
 				}
 				_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s approved: %s\n", g.Name, g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 				return nil
@@ -376,7 +380,7 @@ func (o *Options) approveCommand() *cobra.Command {
 			wf.Name = args[0]
 			key := custodyv1alpha1.AnnotationApprovePrefix + step
 			if err := o.patch(wf, approval(key)); err != nil {
-				return err
+				return approveHint(err, "workflows", "the built-in edit role")
 			}
 			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s step %s approved: %s\n", wf.Name, step, wf.Annotations[key])
 			return nil
@@ -384,6 +388,16 @@ func (o *Options) approveCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&step, "step", "", "The step to approve.")
 	return cmd
+}
+
+// approveHint adds to RBAC's refusal of an approval what an approver needs: patch on the object,
+// which Kubernetes checks before admission checks that they are a listed approver.
+func approveHint(err error, resource, role string) error {
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "cannot patch resource") {
+		return err
+	}
+	return fmt.Errorf("%w\nan approval is an annotation: approvers need patch on %s.%s in the namespace (%s has it); "+
+		"admission then checks that they are listed", err, resource, custodyv1alpha1.GroupVersion.Group, role)
 }
 
 // approval is the patch that adds an approval annotation; admission replaces the value with who
