@@ -547,6 +547,21 @@ func TestWait(t *testing.T) {
 	if out, err := run(t, ns, "", "wait", "green"); err != nil || !strings.Contains(out, "/green  Succeeded") {
 		t.Errorf("wait for a run that succeeded: %v\n%s", err, out)
 	}
+	// A finished run with a ttlAfterFinished says when it goes.
+	short := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{TTLAfterFinished: &metav1.Duration{Duration: 24 * time.Hour},
+		Steps: []custodyv1alpha1.Step{{Name: "build", Image: "example.com/b:1"}}}}
+	short.Namespace, short.Name = ns, "short"
+	if err := env.Client.Create(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+	short.Status = custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowSucceeded, Progress: "1/1",
+		CompletionTime: &metav1.Time{Time: now.Add(-90 * time.Minute)}}
+	if err := env.Client.Status().Update(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, ns, "", "get", "short"); err != nil || !strings.Contains(out, "\n   deleted in 22h30m, with its Jobs (ttlAfterFinished 24h0m0s)\n") {
+		t.Errorf("get of a run with a ttlAfterFinished: %v\n%s", err, out)
+	}
 	if out, err := run(t, ns, "", "wait", "red"); err == nil || err.Error() != "workflow "+ns+"/red Failed (Failed): Step build failed" ||
 		!strings.Contains(out, "└─ build  Failed") {
 		t.Errorf("wait for a run that failed: %v\n%s", err, out)

@@ -207,6 +207,10 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 		}
 		_, _ = fmt.Fprintf(w, "   concurrency group %s%s\n", g, limit)
 	}
+	if t, done := wf.Spec.TTLAfterFinished, wf.Status.CompletionTime; t != nil && done != nil && ended(wf.Status.Phase) {
+		left := max(done.Add(t.Duration).Sub(now), 0)
+		_, _ = fmt.Fprintf(w, "   deleted in %s, with its Jobs (ttlAfterFinished %s)\n", age(left), t.Duration)
+	}
 	if wf.Spec.Suspend && !ended(wf.Status.Phase) {
 		_, _ = fmt.Fprintf(w, "   suspended: no step starts until kubectl custody resume %s\n", wf.Name)
 	}
