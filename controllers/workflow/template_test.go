@@ -531,7 +531,8 @@ spec:
 }
 
 // TestForEach_parallelism: a forEach step with parallelism 1 runs its items one after another, in
-// the order listed, the waiting ones saying why; a failed item keeps the rest from starting.
+// the order listed, the waiting ones saying why; an item waiting for its retry keeps its slot, and
+// a failed item keeps the rest from starting.
 func TestForEach_parallelism(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)
@@ -540,7 +541,13 @@ metadata: {name: rolling}
 spec:
   steps:
   - {name: build, image: example.com/b:1}
-  - {name: deploy, image: example.com/d:1, dependsOn: [build], forEach: [eu, us, ap], parallelism: 1, args: ["$(item)"]}
+  - name: deploy
+    image: example.com/d:1
+    dependsOn: [build]
+    forEach: [eu, us, ap]
+    parallelism: 1
+    retries: {limit: 1, backoff: {duration: 1s}}
+    args: ["$(item)"]
   - {name: docs, image: example.com/o:1, dependsOn: [build]}
 `)
 	succeed(t, wf, "build", 1, "")
@@ -552,7 +559,7 @@ spec:
 			for _, item := range []string{"eu", "us", "ap"} {
 				st := stepOf(cur, "deploy-"+item)
 				switch {
-				case slices.Contains(want, item) && st.Attempt != 1:
+				case slices.Contains(want, item) && st.Attempt == 0:
 					return errorf("deploy-%s: %s (%s), want started", item, st.Phase, st.Reason)
 				case !slices.Contains(want, item) && (st.Attempt != 0 || st.Message != waiting):
 					return errorf("deploy-%s: %s (%s) %q, attempt %d, want waiting for its forEach step's slot",
@@ -564,9 +571,14 @@ spec:
 	}
 	started("eu")
 	succeed(t, wf, "docs", 1, "") // other steps are not held by the items' limit
-	succeed(t, wf, "deploy-eu", 1, "")
+	// An item waiting to be retried keeps its slot: eu is tried again before us starts.
+	fail(t, wf, "deploy-eu", 1)
+	jobOf(t, wf, "deploy-eu", 2)
+	started("eu")
+	succeed(t, wf, "deploy-eu", 2, "")
 	started("eu", "us")
 	fail(t, wf, "deploy-us", 1)
+	fail(t, wf, "deploy-us", 2)
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
 	if st := stepOf(wf, "deploy-ap"); st.Phase != custodyv1alpha1.StepSkipped || st.Attempt != 0 {
 		t.Errorf("deploy-ap after deploy-us failed: %s (%s), attempt %d, want Skipped and never started", st.Phase, st.Reason, st.Attempt)
