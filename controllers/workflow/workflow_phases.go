@@ -963,7 +963,7 @@ func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step,
 	}
 	if step.Parallelism != nil && !s.jobExists(step.Name, n) {
 		forEach, _ := wf.ForEachOf(st.Name)
-		if running := s.runningItems(forEach, st.Name); running >= int(*step.Parallelism) {
+		if running := s.runningItems(forEach, st); running >= int(*step.Parallelism) {
 			// The item starts when one of its forEach step's items ends (its Job's end wakes the
 			// workflow). Items ask in the order they are listed, so they start in that order.
 			msg := fmt.Sprintf("Waiting for a free slot: forEach step %s runs at most %d of its items at once (parallelism)",
@@ -981,14 +981,20 @@ func (s *scope) held(st *custodyv1alpha1.StepStatus, step *custodyv1alpha1.Step,
 	return false
 }
 
-// runningItems counts the items of the forEach step forEach, other than the step self, that hold
-// a slot of its parallelism: those running (attempts started in this reconcile among them) and
-// those waiting to be retried, so that a rollout one item at a time retries an item before the
-// next one starts.
-func (s *scope) runningItems(forEach, self string) int {
-	n := 0
+// runningItems counts the items of the forEach step forEach, other than self, that hold a slot of
+// its parallelism: those running (attempts started in this reconcile among them) and those waiting
+// to be retried, so that a rollout one item at a time retries an item before the next one starts.
+// Items waiting to be retried take turns in the order listed instead of waiting for each other
+// (more of them than the limit: a run an older controller let start more items).
+func (s *scope) runningItems(forEach string, self *custodyv1alpha1.StepStatus) int {
+	n, after := 0, false
 	for _, st := range s.wf.Status.Steps {
-		if st.Name == self || (st.Phase != custodyv1alpha1.StepRunning && st.Phase != custodyv1alpha1.StepRetrying) {
+		if st.Name == self.Name {
+			after = true
+			continue
+		}
+		retrying := st.Phase == custodyv1alpha1.StepRetrying && (!after || self.Phase != custodyv1alpha1.StepRetrying)
+		if st.Phase != custodyv1alpha1.StepRunning && !retrying {
 			continue
 		}
 		if of, _ := s.wf.ForEachOf(st.Name); of == forEach && forEach != "" {
