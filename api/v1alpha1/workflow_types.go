@@ -523,8 +523,8 @@ type RetryPolicy struct {
 	// the attempt that failed), `reason` (why it failed: JobFailed, TimedOut, ResultsInvalid,
 	// JobDeleted or PodDeleted), `exitCode` (the step container's exit code, -1 if it never
 	// exited), `disrupted` (its pod was evicted, preempted or lost with its node), `duration` (how
-	// long it ran, a CEL duration), `params` and, in a forEach step, `item`. Unset retries every failure. Examples:
-	// exitCode != 2; disrupted || reason == 'TimedOut'; duration < duration('1m').
+	// long it ran, a CEL duration), `params` and, in a forEach step, `item`. Unset retries every
+	// failure. Examples: exitCode != 2; disrupted || reason == 'TimedOut'; duration < duration('1m').
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024

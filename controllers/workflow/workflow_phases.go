@@ -364,15 +364,7 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 				return false, err
 			}
 		case jobCondition(job, batchv1.JobFailed):
-			reason, msg := custodyv1alpha1.StepReasonJobFailed, failureMessage(job, pod)
-			if c := findJobCondition(job, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded {
-				reason = custodyv1alpha1.ReasonTimedOut
-			} else if name, ok := deletedPod(pod, st.PodName); ok {
-				reason, msg = custodyv1alpha1.StepReasonPodDeleted, fmt.Sprintf("its pod %s was deleted before the step container ended", name)
-				if t := stepContainerState(pod); t != nil {
-					msg += fmt.Sprintf(" (the container then exited with code %d)", t.ExitCode)
-				}
-			}
+			reason, msg := jobFailure(job, pod, st.PodName)
 			r.endAttempt(s, st, job, pod, false, reason, msg)
 		case pod != nil:
 			s.podProblems(st, job, pod)
@@ -1471,19 +1463,34 @@ func terminationMessage(pod *corev1.Pod) (string, bool) {
 	return t.Message, true
 }
 
-// failureMessage says why an attempt failed without repeating anything the step wrote (its
-// termination message may hold partial results): the exit code and reason, or the Job's reason.
-func failureMessage(job *batchv1.Job, pod *corev1.Pod) string {
-	msg := fmt.Sprintf("Job %s failed", job.Name)
-	if t := stepContainerState(pod); t != nil {
+// jobFailure says why an attempt whose Job failed failed, without repeating anything the step wrote
+// (its termination message may hold partial results): its reason (TimedOut for the Job's deadline,
+// PodDeleted for a pod deleted under it, seen being the pod status recorded, otherwise JobFailed)
+// and a message with the exit code and reason, or the Job's reason.
+func jobFailure(job *batchv1.Job, pod *corev1.Pod, seen string) (reason, msg string) {
+	t := stepContainerState(pod)
+	c := findJobCondition(job, batchv1.JobFailed)
+	timedOut := c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded
+	if name, ok := deletedPod(pod, seen); ok && !timedOut {
+		msg = fmt.Sprintf("its pod %s was deleted before the step container ended", name)
+		if t != nil {
+			msg += fmt.Sprintf(" (the container then exited with code %d)", t.ExitCode)
+		}
+		return custodyv1alpha1.StepReasonPodDeleted, msg
+	}
+	reason, msg = custodyv1alpha1.StepReasonJobFailed, fmt.Sprintf("Job %s failed", job.Name)
+	if timedOut {
+		reason = custodyv1alpha1.ReasonTimedOut
+	}
+	if t != nil {
 		msg = fmt.Sprintf("the step container exited with code %d (%s)", t.ExitCode, t.Reason)
-	} else if c := findJobCondition(job, batchv1.JobFailed); c != nil {
+	} else if c != nil {
 		msg = fmt.Sprintf("Job %s failed: %s", job.Name, c.Reason)
 	}
 	if why, ok := disruption(pod); ok {
 		msg += fmt.Sprintf("; its pod was disrupted (%s)", why)
 	}
-	return msg
+	return reason, msg
 }
 
 // event queues an Event about the Workflow as a whole; the reconciler records queued Events only
