@@ -246,4 +246,14 @@ const (
 	// AnnotationCreatedBy records the authenticated user who created the object; admission sets it
 	// and nobody can change it.
 	AnnotationCreatedBy = "custody.dev/created-by"
+	// AnnotationCancelledBy records the authenticated user who set a Workflow's spec.cancel;
+	// admission sets it in that request and nobody can change it.
+	AnnotationCancelledBy = "custody.dev/cancelled-by"
+	// AnnotationCancelReason is why a Workflow was cancelled, in the canceller's words (kubectl
+	// custody cancel --reason, or the CronWorkflow that replaced it). It can be set up to and in the
+	// request that sets spec.cancel, not changed afterwards; admission bounds it to
+	// MaxCancelReasonLength characters and refuses one shaped like a credential.
+	AnnotationCancelReason = "custody.dev/cancel-reason"
+	// MaxCancelReasonLength bounds AnnotationCancelReason.
+	MaxCancelReasonLength = 256
 )

@@ -201,7 +201,8 @@ kind: Workflow
 metadata: {name: wf}
 spec:
   steps: [{name: deploy-to-every-region-of-the-known-world, image: example.com/deploy:1, forEach: [europe-west-and-north-and-east-2b]}]`,
-			want: []string{"spec.steps[0]", "each forEach item names a step <name>-<item>, which must be at most 63 characters"},
+			want: []string{"spec.steps[0]", "each forEach item names a step <name>-<item>, which must be at most 63 characters: " +
+				"deploy-to-every-region-of-the-known-world-europe-west-and-north-and-east-2b is longer"},
 		},
 		{
 			name: "forEach entry that is neither an item nor a parameter",

@@ -142,7 +142,8 @@ type WorkflowSpec struct {
 
 	// cancel stops the run when set to true: running steps' Jobs are deleted, their credentials
 	// revoked, unfinished steps become Cancelled and the Workflow Cancelled. It cannot be set back
-	// to false.
+	// to false. Admission records who set it in the annotation custody.dev/cancelled-by; the
+	// annotation custody.dev/cancel-reason may say why (kubectl custody cancel --reason).
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
 
@@ -196,7 +197,7 @@ type WorkflowTemplateRef struct {
 // namespaces or volumes: the controller derives them, and such fields are not part of this API.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself"
-// +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, i.startsWith('$(') || size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, i.startsWith('$(') || size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters",messageExpression="'each forEach item names a step <name>-<item>, which must be at most 63 characters: ' + self.name + '-' + self.forEach.filter(i, !i.startsWith('$(') && size(self.name) + size(i) > 62)[0] + ' is longer'"
 // +kubebuilder:validation:XValidation:rule="!has(self.parallelism) || has(self.forEach)",message="parallelism limits how many items of a forEach step run at once; this step has no forEach"
 type Step struct {
 	// name of the step, unique in the workflow: a DNS-1123 label (lower case letters, digits and

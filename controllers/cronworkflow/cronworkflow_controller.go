@@ -362,6 +362,11 @@ func (r *Reconciler) replace(ctx context.Context, s *scope, keep string) error {
 		}
 		patch := client.MergeFrom(run.DeepCopy())
 		run.Spec.Cancel = true
+		if run.Annotations == nil {
+			run.Annotations = map[string]string{}
+		}
+		run.Annotations[custodyv1alpha1.AnnotationCancelReason] = fmt.Sprintf(
+			"CronWorkflow %s replaced it with %s (concurrencyPolicy Replace)", s.cw.Name, keep)
 		if err := r.Patch(ctx, run, patch, client.FieldOwner(ControllerName)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("cancelling run %s: %w", run.Name, err)
 		}

@@ -271,6 +271,10 @@ func TestCronWorkflow_concurrencyPolicies(t *testing.T) {
 		if !runs[0].Spec.Cancel || runs[1].Spec.Cancel {
 			t.Errorf("cancel: first %v, second %v; want the first cancelled, the second running", runs[0].Spec.Cancel, runs[1].Spec.Cancel)
 		}
+		want := "The workflow was cancelled: CronWorkflow replace replaced it with " + runs[1].Name + " (concurrencyPolicy Replace)"
+		if got := runs[0].Cancellation(); got != want {
+			t.Errorf("the replaced run says %q, want %q", got, want)
+		}
 		if ev := h.events(); !strings.Contains(ev, custodyv1alpha1.ReasonRunReplaced) {
 			t.Errorf("events = %q, want RunReplaced", ev)
 		}

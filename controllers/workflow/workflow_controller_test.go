@@ -724,12 +724,27 @@ spec:
   - {name: second, image: example.com/s:1, dependsOn: [first]}
 `)
 	job := jobOf(t, wf, "first", 1)
-	cancelRun(t, wf)
+	// As admission leaves it when bob runs kubectl custody cancel --reason.
+	cur := get(t, wf)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Cancel = true
+	cur.Annotations = map[string]string{custodyv1alpha1.AnnotationCancelledBy: "bob",
+		custodyv1alpha1.AnnotationCancelReason: "the release\nwas called off"}
+	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
+		t.Fatal(err)
+	}
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+	const why = "The workflow was cancelled by bob: the release was called off"
 	for _, name := range []string{"first", "second"} {
-		if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepCancelled {
-			t.Errorf("%s is %s, want Cancelled", name, st.Phase)
+		if st := stepOf(wf, name); st.Phase != custodyv1alpha1.StepCancelled || st.Message != why {
+			t.Errorf("%s is %s (%q), want Cancelled (%q)", name, st.Phase, st.Message, why)
 		}
+	}
+	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady); c == nil || c.Message != why {
+		t.Errorf("Ready condition %+v, want the message %q", c, why)
+	}
+	if notes := waitStepEvents(t, wf, "", custodyv1alpha1.ReasonCancelled); !slices.Contains(notes, why) {
+		t.Errorf("the workflow's Cancelled Events say %q, want %q", notes, why)
 	}
 	eventually(t, "the running Job to be deleted", func() error {
 		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(job), &batchv1.Job{})

@@ -722,7 +722,7 @@ func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) 
 		if st.Phase == custodyv1alpha1.StepRunning {
 			s.afterSave(func() { metrics.StepAttemptsEnded.WithLabelValues("cancelled", reason).Inc() })
 		}
-		msg := "The workflow was cancelled"
+		msg := wf.Cancellation()
 		if reason == custodyv1alpha1.ReasonTimedOut {
 			msg = fmt.Sprintf("The workflow's timeout of %s passed", s.def.Timeout.Duration)
 		}
@@ -1206,7 +1206,7 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 			s.event(corev1.EventTypeNormal, reason, "Finish", "Workflow succeeded")
 		}
 	case custodyv1alpha1.WorkflowCancelled:
-		s.event(corev1.EventTypeWarning, reason, "Stop", "Workflow cancelled")
+		s.event(corev1.EventTypeWarning, reason, "Stop", "%s", wf.Cancellation())
 	default:
 		s.event(corev1.EventTypeWarning, reason, "Finish", "Workflow failed: %s", why)
 	}

@@ -127,7 +127,7 @@ func failure(s *scope) (string, string) {
 		return invalidReason, text.Truncate(invalid.Error(), 1024)
 	}
 	if wf.Status.Phase == custodyv1alpha1.WorkflowCancelled {
-		return custodyv1alpha1.ReasonCancelled, "The workflow was cancelled"
+		return custodyv1alpha1.ReasonCancelled, wf.Cancellation()
 	}
 	// Keep the reason recorded when the workflow ended (InvalidSpec, TimedOut, Failed).
 	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled); c != nil {

@@ -52,7 +52,8 @@ func (r *Reconciler) resolveTemplate(ctx context.Context, s *scope) (bool, error
 	if wf.Spec.Cancel {
 		wf.Status.Phase = custodyv1alpha1.WorkflowCancelled
 		wf.Status.CompletionTime = &metav1.Time{Time: s.now}
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonCancelled, "Stop", "Workflow cancelled before its template was resolved")
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonCancelled, "Stop", "%s (before its template was resolved)",
+			wf.Cancellation())
 		return true, nil
 	}
 	tpl := &custodyv1alpha1.WorkflowTemplate{}

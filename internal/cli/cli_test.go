@@ -265,16 +265,11 @@ func TestActions(t *testing.T) {
 			t.Errorf("get after %s: %v, says suspended: %v\n%s", c.cmd, err, said, tree)
 		}
 	}
-	if out, err := run(t, ns, "", "cancel", "pay-invoice-4711"); err != nil {
-		t.Fatal(err, out)
-	}
-	wf := &custodyv1alpha1.Workflow{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil || !wf.Spec.Cancel {
-		t.Errorf("cancel: %v, spec.cancel=%v", err, wf.Spec.Cancel)
-	}
+	cancelWithAReason(t, ns)
 	if out, err := run(t, ns, "", "approve", "pay-invoice-4711", "--step", "post-payment"); err != nil {
 		t.Fatal(err, out)
 	}
+	wf := &custodyv1alpha1.Workflow{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil ||
 		wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"post-payment"] == "" {
 		t.Errorf("approve step: %v, annotations %v", err, wf.Annotations)
@@ -311,6 +306,37 @@ func TestActions(t *testing.T) {
 	}
 	if _, err := run(t, ns, "", "approve", "pay-invoice-4711", "a", "--step", "b"); err == nil {
 		t.Error("approve of two different steps at once succeeded")
+	}
+}
+
+// cancelWithAReason cancels the fixture's run with --reason and checks what get says of it.
+func cancelWithAReason(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	if out, err := run(t, ns, "", "cancel", "pay-invoice-4711", "--reason", "the change window closed"); err != nil {
+		t.Fatal(err, out)
+	}
+	wf := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pay-invoice-4711"}, wf); err != nil || !wf.Spec.Cancel ||
+		wf.Annotations[custodyv1alpha1.AnnotationCancelReason] != "the change window closed" {
+		t.Errorf("cancel: %v, spec.cancel=%v, annotations %v", err, wf.Spec.Cancel, wf.Annotations)
+	}
+	// What admission adds (this test runs no webhook), and what a CronWorkflow's run carries: get
+	// says who cancelled the run and why, and whose schedule started it.
+	patch := client.MergeFrom(wf.DeepCopy())
+	wf.Annotations[custodyv1alpha1.AnnotationCancelledBy] = "bob"
+	wf.Annotations[custodyv1alpha1.AnnotationScheduledTime] = "2026-11-30T01:30:00Z"
+	wf.Annotations[custodyv1alpha1.AnnotationOnBehalfOf] = "alice"
+	wf.Labels = map[string]string{custodyv1alpha1.LabelCronWorkflow: "nightly-payments"}
+	if err := env.Client.Patch(ctx, wf, patch); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := run(t, ns, "", "get", "pay-invoice-4711")
+	for _, line := range []string{"   cancelled by bob: the change window closed\n",
+		"   run of cronworkflow/nightly-payments scheduled for 2026-11-30T01:30:00Z on behalf of alice\n"} {
+		if !strings.Contains(tree, line) {
+			t.Errorf("get after cancel: %v, want the line %q in\n%s", err, line, tree)
+		}
 	}
 }
 

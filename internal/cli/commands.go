@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,8 +198,18 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 		progress = wf.Status.Progress + " steps ended  "
 	}
 	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s%s\n", wf.Namespace, wf.Name, phase, progress, started)
+	if cw, at := wf.Labels[custodyv1alpha1.LabelCronWorkflow], wf.Annotations[custodyv1alpha1.AnnotationScheduledTime]; cw != "" && at != "" {
+		by := ""
+		if author := wf.Annotations[custodyv1alpha1.AnnotationOnBehalfOf]; author != "" {
+			by = " on behalf of " + author
+		}
+		_, _ = fmt.Fprintf(w, "   run of cronworkflow/%s scheduled for %s%s\n", cw, at, by)
+	}
 	if t := wf.Status.Template; t != nil {
 		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
+	}
+	if wf.Spec.Cancel && (wf.Status.Phase == custodyv1alpha1.WorkflowCancelled || !ended(wf.Status.Phase)) {
+		_, _ = fmt.Fprintf(w, "   %s\n", strings.TrimPrefix(wf.Cancellation(), "The workflow was "))
 	}
 	if g := wf.Spec.ConcurrencyGroup; g != "" {
 		limit := ""
@@ -411,20 +422,36 @@ func approval(key string) string {
 }
 
 func (o *Options) cancelCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "cancel WORKFLOW",
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel WORKFLOW [--reason TEXT]",
 		Short: "Cancel a workflow: running Jobs are deleted, unfinished steps Cancelled (cannot be undone)",
-		Args:  cobra.ExactArgs(1),
+		Long: "Cancel a workflow: running Jobs are deleted, their credentials revoked, unfinished steps become Cancelled, " +
+			"then its finally steps run. Admission records who cancelled it (annotation " + custodyv1alpha1.AnnotationCancelledBy +
+			"); --reason says why (annotation " + custodyv1alpha1.AnnotationCancelReason + "), and both appear in its status, " +
+			"its Events and kubectl custody get.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			wf := &custodyv1alpha1.Workflow{}
 			wf.Name = args[0]
-			if err := o.patch(wf, `{"spec":{"cancel":true}}`); err != nil {
+			patch := map[string]any{"spec": map[string]any{"cancel": true}}
+			if reason != "" {
+				patch["metadata"] = map[string]any{"annotations": map[string]string{custodyv1alpha1.AnnotationCancelReason: reason}}
+			}
+			b, err := json.Marshal(patch)
+			if err != nil {
+				return err
+			}
+			if err := o.patch(wf, string(b)); err != nil {
 				return err
 			}
 			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s cancelled\n", wf.Name)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&reason, "reason", "", fmt.Sprintf("why, in a few words (at most %d characters; recorded on the "+
+		"Workflow, so never a credential)", custodyv1alpha1.MaxCancelReasonLength))
+	return cmd
 }
 
 // suspendCommands are `kubectl custody suspend WORKFLOW` and `resume WORKFLOW`: spec.suspend.

@@ -196,8 +196,8 @@ func materialChange(cur, old *custodyv1alpha1.CredentialGrant) bool {
 		!equality.Semantic.DeepEqual(cur.Spec.Credential, old.Spec.Credential)
 }
 
-// mutate records the creator, stamps new approvals, and clears a grant's approval on a material
-// change.
+// mutate records the creator (and who cancels a Workflow), stamps new approvals, and clears a
+// grant's approval on a material change.
 func (h *handler) mutate(_ context.Context, req admission.Request) admission.Response {
 	cur, old, err := h.objects(req)
 	if err != nil {
@@ -229,6 +229,7 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 			}
 		}
 	}
+	stampCancel(req, cur, old, set)
 	if cur.cron != nil {
 		switch want := authorOf(req); {
 		case req.Operation == admissionv1.Create || !equality.Semantic.DeepEqual(cur.cron.Spec, old.cron.Spec):
@@ -449,6 +450,9 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 	if r, err := h.cronRunUpdate(ctx, req.Namespace, cur, old); r != nil || err != nil {
 		return r, err
 	}
+	if r := cancelRecord(user, cur, old); r != nil {
+		return r, nil
+	}
 	if !equality.Semantic.DeepEqual(cur.workflow.Spec, old.workflow.Spec) {
 		if errs := ValidateWorkflowSpec(&cur.workflow.Spec); len(errs) > 0 {
 			return invalid(cur, errs), nil
@@ -597,6 +601,9 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 		return invalid(o, errs), nil
 	}
 	if r := templateLabel(o); r != nil {
+		return r, nil
+	}
+	if r := cancelRecord(req.UserInfo.Username, o, nil); r != nil {
 		return r, nil
 	}
 	if r := h.cronOwner(req, o, nil); r != nil {

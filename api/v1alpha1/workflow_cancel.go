@@ -1,0 +1,24 @@
+package v1alpha1
+
+import "strings"
+
+// Cancellation says who cancelled the run and why, from the annotations admission keeps
+// (AnnotationCancelledBy, AnnotationCancelReason): "The workflow was cancelled by alice: the
+// release was called off". Either part is left out when it is not recorded (a run cancelled
+// before the webhook was installed, or without a reason).
+func (wf *Workflow) Cancellation() string {
+	msg := "The workflow was cancelled"
+	if by := wf.Annotations[AnnotationCancelledBy]; by != "" {
+		msg += " by " + by
+	}
+	if reason := CancelReason(wf.Annotations[AnnotationCancelReason]); reason != "" {
+		msg += ": " + reason
+	}
+	return msg
+}
+
+// CancelReason is a cancel reason as messages show it: on one line, and clipped to
+// MaxCancelReasonLength (admission refuses longer ones; without it anything may be written).
+func CancelReason(v string) string {
+	return clip(strings.Join(strings.Fields(v), " "), MaxCancelReasonLength)
+}

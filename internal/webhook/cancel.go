@@ -1,0 +1,77 @@
+package webhook
+
+import (
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/expr"
+)
+
+// cancelling says whether a Workflow write sets spec.cancel (creates the run cancelled, or
+// cancels it), and whether the stored run was cancelled already.
+func cancelling(cur, old *object) (now, before bool) {
+	before = old != nil && old.workflow.Spec.Cancel
+	return cur.workflow.Spec.Cancel && !before, before
+}
+
+// stampCancel writes who cancels a Workflow into custody.dev/cancelled-by in the request that
+// sets spec.cancel, and gives a cancelled run's record back to a replace that leaves it out.
+func stampCancel(req admission.Request, cur, old *object, set map[string]string) {
+	if cur.workflow == nil {
+		return
+	}
+	now, before := cancelling(cur, old)
+	if now {
+		set[custodyv1alpha1.AnnotationCancelledBy] = req.UserInfo.Username
+		return
+	}
+	if !before {
+		return
+	}
+	for _, k := range []string{custodyv1alpha1.AnnotationCancelledBy, custodyv1alpha1.AnnotationCancelReason} {
+		if v, ok := old.meta.Annotations[k]; ok {
+			if _, kept := cur.meta.Annotations[k]; !kept {
+				set[k] = v
+			}
+		}
+	}
+}
+
+// cancelRecord refuses a custody.dev/cancelled-by that admission did not write in the request
+// that sets spec.cancel, a custody.dev/cancel-reason changed after the run was cancelled, and a
+// reason that is too long or shaped like a credential (anyone who may read the Workflow reads it).
+func cancelRecord(user string, cur, old *object) *refusal {
+	now, before := cancelling(cur, old)
+	var oldAnn map[string]string
+	if old != nil {
+		oldAnn = old.meta.Annotations
+	}
+	by, set := cur.meta.Annotations[custodyv1alpha1.AnnotationCancelledBy]
+	was, wasSet := oldAnn[custodyv1alpha1.AnnotationCancelledBy]
+	switch {
+	case now && by != user:
+		return forbidden(checkCreator, "%s: the annotation %s records who cancelled the run and is set by admission; it says %q "+
+			"but the request comes from %q (is the mutating webhook installed?)", cur.forDenial, custodyv1alpha1.AnnotationCancelledBy, by, user)
+	case !now && (by != was || set != wasSet):
+		return forbidden(checkCreator, "%s: the annotation %s records who cancelled the run: admission sets it in the request "+
+			"that sets spec.cancel, and it cannot be written or changed otherwise (it was %q; the request makes it %q)",
+			cur.forDenial, custodyv1alpha1.AnnotationCancelledBy, was, by)
+	}
+	reason, reasonSet := cur.meta.Annotations[custodyv1alpha1.AnnotationCancelReason]
+	if was, wasSet := oldAnn[custodyv1alpha1.AnnotationCancelReason]; reason == was && reasonSet == wasSet {
+		return nil
+	}
+	switch {
+	case before:
+		return forbidden(checkValidation, "%s: the annotation %s says why the run was cancelled and cannot be changed "+
+			"once it was", cur.forDenial, custodyv1alpha1.AnnotationCancelReason)
+	case len(reason) > custodyv1alpha1.MaxCancelReasonLength:
+		return forbidden(checkValidation, "%s: the annotation %s must be at most %d characters, not %d", cur.forDenial,
+			custodyv1alpha1.AnnotationCancelReason, custodyv1alpha1.MaxCancelReasonLength, len(reason))
+	}
+	if what := expr.CredentialLike(reason); what != "" {
+		return forbidden(checkValidation, "%s: the annotation %s looks like it contains %s; anyone who may read the "+
+			"Workflow reads it: say why without it", cur.forDenial, custodyv1alpha1.AnnotationCancelReason, what)
+	}
+	return nil
+}
