@@ -338,6 +338,10 @@ func cancelWithAReason(t *testing.T, ns string) {
 			t.Errorf("get after cancel: %v, want the line %q in\n%s", err, line, tree)
 		}
 	}
+	if _, err := run(t, ns, "", "cancel", "pay-invoice-4711", "--reason", "again"); err == nil ||
+		err.Error() != "workflow "+ns+"/pay-invoice-4711 was already cancelled by bob: the change window closed" {
+		t.Errorf("cancelling a cancelled run: %v", err)
+	}
 }
 
 // TestRun starts runs of a template: parameters are checked against the template before anything
@@ -572,6 +576,13 @@ func TestWait(t *testing.T) {
 
 	if out, err := run(t, ns, "", "wait", "green"); err != nil || !strings.Contains(out, "/green  Succeeded") {
 		t.Errorf("wait for a run that succeeded: %v\n%s", err, out)
+	}
+	// Cancelling a run that ended changes nothing, and records nothing.
+	_, err := run(t, ns, "", "cancel", "green")
+	green := &custodyv1alpha1.Workflow{}
+	if gerr := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "green"}, green); gerr != nil || green.Spec.Cancel ||
+		err == nil || err.Error() != "workflow "+ns+"/green already ended (Succeeded): there is nothing to cancel" {
+		t.Errorf("cancel of a run that succeeded: %v (%v), spec.cancel=%v", err, gerr, green.Spec.Cancel)
 	}
 	// A finished run with a ttlAfterFinished says when it goes.
 	short := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{TTLAfterFinished: &metav1.Duration{Duration: 24 * time.Hour},

@@ -432,8 +432,21 @@ func (o *Options) cancelCommand() *cobra.Command {
 			"its Events and kubectl custody get.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			wf := &custodyv1alpha1.Workflow{}
-			wf.Name = args[0]
+			c, ns, err := o.clientIn()
+			if err != nil {
+				return err
+			}
+			wf, err := o.readWorkflow(c, ns, args[0])
+			if err != nil {
+				return err
+			}
+			// Nothing to stop: say so rather than record a cancellation that changes nothing.
+			switch {
+			case wf.Spec.Cancel:
+				return fmt.Errorf("workflow %s/%s was already %s", ns, wf.Name, strings.TrimPrefix(wf.Cancellation(), "The workflow was "))
+			case ended(wf.Status.Phase):
+				return fmt.Errorf("workflow %s/%s already ended (%s): there is nothing to cancel", ns, wf.Name, wf.Status.Phase)
+			}
 			patch := map[string]any{"spec": map[string]any{"cancel": true}}
 			if reason != "" {
 				patch["metadata"] = map[string]any{"annotations": map[string]string{custodyv1alpha1.AnnotationCancelReason: reason}}
