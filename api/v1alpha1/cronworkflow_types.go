@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -168,4 +170,13 @@ type CronWorkflowList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []CronWorkflow `json:"items"`
+}
+
+// ScheduledTime is the time a CronWorkflow created this run for (AnnotationScheduledTime), or its
+// creation time when it carries none.
+func (wf *Workflow) ScheduledTime() time.Time {
+	if t, err := time.Parse(time.RFC3339, wf.Annotations[AnnotationScheduledTime]); err == nil {
+		return t
+	}
+	return wf.CreationTimestamp.Time
 }

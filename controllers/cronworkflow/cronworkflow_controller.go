@@ -390,7 +390,7 @@ func (r *Reconciler) listRuns(ctx context.Context, s *scope) error {
 			s.runs = append(s.runs, wf)
 		}
 	}
-	sort.Slice(s.runs, func(i, j int) bool { return scheduledTime(&s.runs[i]).Before(scheduledTime(&s.runs[j])) })
+	sort.Slice(s.runs, func(i, j int) bool { return s.runs[i].ScheduledTime().Before(s.runs[j].ScheduledTime()) })
 	return nil
 }
 
@@ -403,7 +403,7 @@ func (r *Reconciler) recordRuns(s *scope) {
 		switch {
 		case !isFinished(run.Status.Phase) && run.DeletionTimestamp.IsZero():
 			cw.Status.Active = append(cw.Status.Active, custodyv1alpha1.RunReference{Name: run.Name,
-				ScheduledTime: metav1.Time{Time: scheduledTime(run)}})
+				ScheduledTime: metav1.Time{Time: run.ScheduledTime()}})
 		case run.Status.Phase == custodyv1alpha1.WorkflowSucceeded && run.Status.CompletionTime != nil:
 			if cw.Status.LastSuccessfulTime == nil || cw.Status.LastSuccessfulTime.Before(run.Status.CompletionTime) {
 				cw.Status.LastSuccessfulTime = run.Status.CompletionTime.DeepCopy()
@@ -474,14 +474,6 @@ func setConditions(cw *custodyv1alpha1.CronWorkflow, s *scope) {
 
 func isFinished(p custodyv1alpha1.WorkflowPhase) bool {
 	return p == custodyv1alpha1.WorkflowSucceeded || p == custodyv1alpha1.WorkflowFailed || p == custodyv1alpha1.WorkflowCancelled
-}
-
-// scheduledTime is the time a run was scheduled for (its annotation), or its creation.
-func scheduledTime(wf *custodyv1alpha1.Workflow) time.Time {
-	if t, err := time.Parse(time.RFC3339, wf.Annotations[custodyv1alpha1.AnnotationScheduledTime]); err == nil {
-		return t
-	}
-	return wf.CreationTimestamp.Time
 }
 
 // SetupWithManager registers the controller: it watches CronWorkflows and the runs they own (a

@@ -113,7 +113,7 @@ func (h *harness) runs() []custodyv1alpha1.Workflow {
 		h.t.Fatal(err)
 	}
 	out := list.Items
-	sort.Slice(out, func(i, j int) bool { return scheduledTime(&out[i]).Before(scheduledTime(&out[j])) })
+	sort.Slice(out, func(i, j int) bool { return out[i].ScheduledTime().Before(out[j].ScheduledTime()) })
 	return out
 }
 

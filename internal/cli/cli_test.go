@@ -773,3 +773,73 @@ func TestApproveHint(t *testing.T) {
 		t.Errorf("admission's refusal changed: %v", got)
 	}
 }
+
+// TestGetCronWorkflow: get cronworkflow/NAME shows the schedule, its state and the runs it
+// controls, the newest first; a Workflow that only carries its label is not one of them.
+func TestGetCronWorkflow(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	cw := &custodyv1alpha1.CronWorkflow{Spec: custodyv1alpha1.CronWorkflowSpec{Schedule: "30 1 * * *", TimeZone: ptr.To("Europe/Berlin"),
+		ConcurrencyPolicy: custodyv1alpha1.ConcurrencyForbid,
+		WorkflowSpec:      custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "dump", Image: "example.com/pg:16"}}}}}
+	cw.Namespace, cw.Name = ns, "nightly-db-backup"
+	if err := env.Client.Create(ctx, cw); err != nil {
+		t.Fatal(err)
+	}
+	at := func(h int) *metav1.Time { return &metav1.Time{Time: now.Add(time.Duration(h) * time.Hour)} }
+	cw.Status = custodyv1alpha1.CronWorkflowStatus{NextScheduleTime: at(13), LastScheduleTime: at(-11),
+		LastSuccessfulTime: &metav1.Time{Time: at(-35).Add(12 * time.Minute)}, LastSuccessfulRun: "nightly-db-backup-29933250",
+		Conditions: []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Scheduled",
+			Message: "Next run at 2026-11-30T00:30:00Z", LastTransitionTime: metav1.Now()}}}
+	if err := env.Client.Status().Update(ctx, cw); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, scheduled *metav1.Time, owned bool, status custodyv1alpha1.WorkflowStatus) {
+		t.Helper()
+		wf := &custodyv1alpha1.Workflow{Spec: cw.Spec.WorkflowSpec}
+		wf.Namespace, wf.Name = ns, name
+		wf.Labels = map[string]string{custodyv1alpha1.LabelCronWorkflow: cw.Name}
+		wf.Annotations = map[string]string{custodyv1alpha1.AnnotationScheduledTime: scheduled.UTC().Format(time.RFC3339)}
+		if owned {
+			wf.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(cw, custodyv1alpha1.GroupVersion.WithKind("CronWorkflow"))}
+		}
+		if err := env.Client.Create(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+		wf.Status = status
+		if err := env.Client.Status().Update(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("nightly-db-backup-29933250", at(-35), true, custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowSucceeded,
+		Progress: "1/1", StartTime: at(-35), CompletionTime: &metav1.Time{Time: at(-35).Add(12 * time.Minute)}})
+	mk("nightly-db-backup-29934690", at(-11), true, custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning,
+		Progress: "0/1", StartTime: at(-11)})
+	mk("imposter", at(-2), false, custodyv1alpha1.WorkflowStatus{})
+
+	out, err := run(t, ns, "", "get", "cronworkflow/nightly-db-backup")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	golden(t, "cronworkflow.txt", ns, out)
+	if out, err := run(t, ns, "", "get", "ccwf/nightly-db-backup", "-o", "json"); err != nil || !strings.Contains(out, `"schedule": "30 1 * * *"`) {
+		t.Errorf("get ccwf/... -o json: %v\n%s", err, out)
+	}
+	// Suspended, it says so instead of when the next run is.
+	patch := client.MergeFrom(cw.DeepCopy())
+	cw.Spec.Suspend = true
+	if err := env.Client.Patch(ctx, cw, patch); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, ns, "", "get", "cronworkflow/nightly-db-backup"); err != nil ||
+		!strings.Contains(out, "\n   suspended: no run is created until spec.suspend is false") || strings.Contains(out, "next run") {
+		t.Errorf("get of a suspended CronWorkflow: %v\n%s", err, out)
+	}
+	if _, err := run(t, ns, "", "get", "cronworkflow/nightly-db-backup", "-w"); err == nil {
+		t.Error("get -w of a CronWorkflow: no error")
+	}
+	if _, err := run(t, ns, "", "get", "job/nightly-db-backup"); err == nil ||
+		!strings.Contains(err.Error(), "name a workflow (NAME or workflow/NAME) or a CronWorkflow (cronworkflow/NAME)") {
+		t.Errorf("get job/...: %v", err)
+	}
+}

@@ -20,19 +20,31 @@ import (
 func (o *Options) getCommand() *cobra.Command {
 	var watch bool
 	cmd := &cobra.Command{
-		Use:   "get WORKFLOW",
-		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials",
-		Args:  cobra.ExactArgs(1),
+		Use:   "get WORKFLOW | get cronworkflow/NAME",
+		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials; or a CronWorkflow and its runs",
+		Example: "  kubectl custody get pay-invoice-4711\n" +
+			"  kubectl custody get cronworkflow/nightly-db-backup",
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, ns, err := o.clientIn()
 			if err != nil {
 				return err
 			}
-			if watch {
-				_, err := o.follow(c, ns, args[0], 0)
+			if cron, ok := cronName(args[0]); ok {
+				if watch {
+					return errors.New("-w follows a workflow; a CronWorkflow's runs are workflows: kubectl custody get RUN -w")
+				}
+				return o.getCron(c, ns, cron)
+			}
+			name, err := workflowName(args[0])
+			if err != nil {
 				return err
 			}
-			wf, err := o.readWorkflow(c, ns, args[0])
+			if watch {
+				_, err := o.follow(c, ns, name, 0)
+				return err
+			}
+			wf, err := o.readWorkflow(c, ns, name)
 			if err != nil {
 				return err
 			}

@@ -96,19 +96,14 @@ func (o *Options) runCommand() *cobra.Command {
 // runOfCron creates a run of a CronWorkflow's workflowSpec, now, as the user.
 func (o *Options) runOfCron(ctx context.Context, c client.Client, ns, from string, params []string,
 	name string) (*custodyv1alpha1.Workflow, error) {
-	kind, cronName, ok := strings.Cut(from, "/")
-	switch strings.ToLower(kind) {
-	case "cronworkflow", "cronworkflows", "ccwf", "cronworkflow.custody.dev", "cronworkflows.custody.dev":
-	default:
-		ok = false
-	}
-	if !ok || cronName == "" {
+	cron, ok := cronName(from)
+	if !ok {
 		return nil, fmt.Errorf("--from %q: write cronworkflow/NAME", from)
 	}
 	cw := &custodyv1alpha1.CronWorkflow{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: cronName}, cw); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: cron}, cw); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("cronworkflow %s/%s not found", ns, cronName)
+			return nil, fmt.Errorf("cronworkflow %s/%s not found", ns, cron)
 		}
 		return nil, err
 	}
