@@ -184,6 +184,25 @@ spec: {schedule: "0 2 * * *", timeZone: Europe/Berlin, workflowSpec: {workflowTe
 		t.Errorf("authorized-by after a metadata change = %+v, want pat still", a)
 	}
 
+	// Pausing a schedule is not a new spec: mallory (on call; she may not use app-db) suspends and
+	// resumes alice's CronWorkflow, which stays alice's, so its runs keep their grant. Changing
+	// what it runs is still hers to do, or someone's with the right.
+	backup := mustCron(t, ns, `metadata: {name: backup}
+spec: {schedule: "@daily", workflowSpec: {steps: [{name: a, image: busybox, credentials: [app-db]}]}}`)
+	create(t, as(alice), backup)
+	for _, suspend := range []string{"true", "false"} {
+		if err := as(mallory).Patch(ctx, backup, client.RawPatch("application/merge-patch+json",
+			[]byte(`{"spec":{"suspend":`+suspend+`}}`))); err != nil {
+			t.Fatalf("mallory setting suspend to %s: %v", suspend, err)
+		}
+		a, _ := custodyv1alpha1.ParseAuthor(backup.Annotations[custodyv1alpha1.AnnotationAuthorizedBy])
+		if a.User != alice {
+			t.Errorf("authorized-by after mallory set suspend to %s = %+v, want alice still", suspend, a)
+		}
+	}
+	refused(t, "mallory changing the schedule", as(mallory).Patch(ctx, backup, client.RawPatch("application/merge-patch+json",
+		[]byte(`{"spec":{"schedule":"@hourly","suspend":true}}`))), "mallory may not use the CredentialGrants app-db")
+
 	// A run a CronWorkflow of alice's created on her behalf (pat plays the controller): alice, a
 	// listed approver, may not approve its steps, nor take the annotation that says so off the run.
 	payments := mustCron(t, ns, `metadata: {name: payments}

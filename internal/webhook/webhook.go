@@ -232,7 +232,7 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 	stampCancel(req, cur, old, set)
 	if cur.cron != nil {
 		switch want := authorOf(req); {
-		case req.Operation == admissionv1.Create || !equality.Semantic.DeepEqual(cur.cron.Spec, old.cron.Spec):
+		case req.Operation == admissionv1.Create || !equality.Semantic.DeepEqual(specOf(cur), specOf(old)):
 			set[custodyv1alpha1.AnnotationAuthorizedBy] = want
 		case ann[custodyv1alpha1.AnnotationAuthorizedBy] == "" && old.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy] != "":
 			set[custodyv1alpha1.AnnotationAuthorizedBy] = old.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy]
@@ -289,7 +289,7 @@ func authorOf(req admission.Request) string {
 // records: the writer of a new spec, or else the stored value.
 func authorizedBy(req admission.Request, cur, old *object) *refusal {
 	want := authorOf(req)
-	if old != nil && equality.Semantic.DeepEqual(cur.cron.Spec, old.cron.Spec) {
+	if old != nil && equality.Semantic.DeepEqual(specOf(cur), specOf(old)) {
 		want = old.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy]
 	}
 	if got := cur.meta.Annotations[custodyv1alpha1.AnnotationAuthorizedBy]; got != want {
@@ -954,10 +954,16 @@ func (h *handler) cronRunUpdate(ctx context.Context, ns string, cur, old *object
 	return h.cronRun(ctx, ns, cur)
 }
 
-// specOf is the spec of a WorkflowTemplate or CronWorkflow.
+// specOf is the spec of a WorkflowTemplate or CronWorkflow, as far as it decides what runs: a
+// CronWorkflow's suspend is left out. Pausing and resuming a schedule (on-call, during an
+// incident) changes nothing its runs do or hold, so it is not a new spec: it is not checked again,
+// and its writer does not become the author whose right to use the grants each run is checked
+// against.
 func specOf(o *object) any {
 	if o.template != nil {
 		return o.template.Spec
 	}
-	return o.cron.Spec
+	spec := o.cron.Spec
+	spec.Suspend = false
+	return spec
 }
