@@ -825,11 +825,10 @@ func TestGetCronWorkflow(t *testing.T) {
 	if out, err := run(t, ns, "", "get", "ccwf/nightly-db-backup", "-o", "json"); err != nil || !strings.Contains(out, `"schedule": "30 1 * * *"`) {
 		t.Errorf("get ccwf/... -o json: %v\n%s", err, out)
 	}
-	// Suspended, it says so instead of when the next run is.
-	patch := client.MergeFrom(cw.DeepCopy())
-	cw.Spec.Suspend = true
-	if err := env.Client.Patch(ctx, cw, patch); err != nil {
-		t.Fatal(err)
+	// Suspended (by kubectl custody suspend), it says so instead of when the next run is.
+	if out, err := run(t, ns, "", "suspend", "cronworkflow/nightly-db-backup"); err != nil ||
+		out != "cronworkflow/nightly-db-backup suspended\n" {
+		t.Errorf("suspend cronworkflow/...: %v %q", err, out)
 	}
 	if out, err := run(t, ns, "", "get", "cronworkflow/nightly-db-backup"); err != nil ||
 		!strings.Contains(out, "\n   suspended: no run is created until spec.suspend is false") || strings.Contains(out, "next run") {
@@ -841,5 +840,11 @@ func TestGetCronWorkflow(t *testing.T) {
 	if _, err := run(t, ns, "", "get", "job/nightly-db-backup"); err == nil ||
 		!strings.Contains(err.Error(), "name a workflow (NAME or workflow/NAME) or a CronWorkflow (cronworkflow/NAME)") {
 		t.Errorf("get job/...: %v", err)
+	}
+	if out, err := run(t, ns, "", "resume", "ccwf/nightly-db-backup"); err != nil || out != "cronworkflow/nightly-db-backup resumed\n" {
+		t.Errorf("resume ccwf/...: %v %q", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(cw), cw); err != nil || cw.Spec.Suspend {
+		t.Errorf("after resume: %v, spec.suspend=%v", err, cw.Spec.Suspend)
 	}
 }

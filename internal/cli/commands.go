@@ -483,21 +483,31 @@ func (o *Options) cancelCommand() *cobra.Command {
 func (o *Options) suspendCommands() []*cobra.Command {
 	toggle := func(use, short, done string, suspend bool) *cobra.Command {
 		return &cobra.Command{
-			Use: use + " WORKFLOW", Short: short, Args: cobra.ExactArgs(1),
+			Use: use + " WORKFLOW | " + use + " cronworkflow/NAME", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(_ *cobra.Command, args []string) error {
-				wf := &custodyv1alpha1.Workflow{}
-				wf.Name = args[0]
-				if err := o.patch(wf, fmt.Sprintf(`{"spec":{"suspend":%t}}`, suspend)); err != nil {
+				var obj client.Object = &custodyv1alpha1.Workflow{}
+				kind := "workflow"
+				name, err := workflowName(args[0])
+				if cron, ok := cronName(args[0]); ok {
+					obj, kind, name, err = &custodyv1alpha1.CronWorkflow{}, "cronworkflow", cron, nil
+				}
+				if err != nil {
 					return err
 				}
-				_, _ = fmt.Fprintf(o.io.Out, "workflow/%s %s\n", wf.Name, done)
+				obj.SetName(name)
+				if err := o.patch(obj, fmt.Sprintf(`{"spec":{"suspend":%t}}`, suspend)); err != nil {
+					return err
+				}
+				_, _ = fmt.Fprintf(o.io.Out, "%s/%s %s\n", kind, name, done)
 				return nil
 			},
 		}
 	}
 	return []*cobra.Command{
-		toggle("suspend", "Hold a workflow: no step starts until it is resumed; running steps go on", "suspended", true),
-		toggle("resume", "Resume a suspended workflow: its steps start again as they become ready", "resumed", false),
+		toggle("suspend", "Hold a workflow: no step starts until it is resumed, running steps go on; or pause a CronWorkflow's "+
+			"schedule", "suspended", true),
+		toggle("resume", "Resume a suspended workflow: its steps start again as they become ready; or a CronWorkflow's schedule "+
+			"(the times missed are not made up)", "resumed", false),
 	}
 }
 
