@@ -31,7 +31,7 @@ var valueSets = map[string][]string{
 	"spire-tcp-monitoring": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
 		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
-		"defaultTTLAfterFinished=168h"},
+		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -143,35 +143,46 @@ func TestChartRenders(t *testing.T) {
 			if sc["allowPrivilegeEscalation"] != false || sc["readOnlyRootFilesystem"] != true {
 				t.Errorf("container securityContext %v", sc)
 			}
-			switch name {
-			case "cert-manager", "cert-manager-issuer":
-				if !strings.Contains(flags, "--webhook-cert-management=external") {
-					t.Errorf("cert-manager install runs the manager with %s", flags)
-				}
-				for _, w := range append(byKind(objs, "MutatingWebhookConfiguration"), byKind(objs, "ValidatingWebhookConfiguration")...) {
-					if w.GetAnnotations()["cert-manager.io/inject-ca-from"] != "custody-system/custody" {
-						t.Errorf("%s %s: annotations %v", w.GetKind(), w.GetName(), w.GetAnnotations())
-					}
-				}
-			case "namespaced":
-				if !strings.Contains(flags, "--watch-namespaces=payments,ci") || !strings.Contains(flags, "--spire-entry-id-prefix=custody-payments.") {
-					t.Errorf("namespaced manager args %s", flags)
-				}
-			case "spire-tcp-monitoring":
-				if !strings.Contains(flags, "--spire-server-address=spire-server.spire:8081") {
-					t.Errorf("SPIRE args %s", flags)
-				}
-				if img := c["image"]; img != "custody-controller:v0.1.0" {
-					t.Errorf("image %v", img)
-				}
-				if !strings.Contains(flags, "--default-ttl-after-finished=168h") {
-					t.Errorf("manager args %s lack the default ttlAfterFinished", flags)
-				}
-			}
-			if name != "spire-tcp-monitoring" && strings.Contains(flags, "--default-ttl-after-finished") {
-				t.Errorf("manager args %s set a default ttlAfterFinished nobody asked for", flags)
-			}
+			valueSetChecks(t, name, flags, c, objs, dep)
 		})
+	}
+}
+
+// valueSetChecks checks what one value set asks of the rendered manager: its flags, image and
+// pod spec.
+func valueSetChecks(t *testing.T, name, flags string, c map[string]any, objs []*unstructured.Unstructured, dep *unstructured.Unstructured) {
+	t.Helper()
+	switch name {
+	case "cert-manager", "cert-manager-issuer":
+		if !strings.Contains(flags, "--webhook-cert-management=external") {
+			t.Errorf("cert-manager install runs the manager with %s", flags)
+		}
+		for _, w := range append(byKind(objs, "MutatingWebhookConfiguration"), byKind(objs, "ValidatingWebhookConfiguration")...) {
+			if w.GetAnnotations()["cert-manager.io/inject-ca-from"] != "custody-system/custody" {
+				t.Errorf("%s %s: annotations %v", w.GetKind(), w.GetName(), w.GetAnnotations())
+			}
+		}
+	case "namespaced":
+		if !strings.Contains(flags, "--watch-namespaces=payments,ci") || !strings.Contains(flags, "--spire-entry-id-prefix=custody-payments.") {
+			t.Errorf("namespaced manager args %s", flags)
+		}
+	case "spire-tcp-monitoring":
+		if !strings.Contains(flags, "--spire-server-address=spire-server.spire:8081") {
+			t.Errorf("SPIRE args %s", flags)
+		}
+		if img := c["image"]; img != "custody-controller:v0.1.0" {
+			t.Errorf("image %v", img)
+		}
+		if !strings.Contains(flags, "--default-ttl-after-finished=168h") {
+			t.Errorf("manager args %s lack the default ttlAfterFinished", flags)
+		}
+	}
+	pc, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "priorityClassName")
+	if want := map[bool]string{true: "system-cluster-critical"}[name == "spire-tcp-monitoring"]; pc != want {
+		t.Errorf("priorityClassName %q, want %q", pc, want)
+	}
+	if name != "spire-tcp-monitoring" && strings.Contains(flags, "--default-ttl-after-finished") {
+		t.Errorf("manager args %s set a default ttlAfterFinished nobody asked for", flags)
 	}
 }
 
@@ -226,6 +237,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"SPIFFE ID as trust domain":   {[]string{"spire.trustDomain=spiffe://example.org", "spire.clusterName=prod"}, "/spire/trustDomain"},
 		"unknown cert management":     {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "webhook.certManagement=self-signed"}, "/webhook/certManagement': value must be one of 'controller', 'cert-manager'"},
 		"duration without unit":       {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "spire.maxSVIDTTL=60"}, "/spire/maxSVIDTTL"},
+		"priority class not a name":   {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "priorityClassName=Critical"}, "/priorityClassName"},
 		"TTL in days":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "defaultTTLAfterFinished=7d"}, "/defaultTTLAfterFinished"},
 		"misspelt value":              {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		"no replicas":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicaCount=0"}, "/replicaCount"},
