@@ -222,6 +222,27 @@ spec: {schedule: "0 6 * * *", suspend: true}`)
 	if err := annotate(ctx, as(bob), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
 		t.Errorf("bob approving: %v", err)
 	}
+
+	// pat, a listed approver, rewrites alice's CronWorkflow (any change of what it runs makes him
+	// its author): he may not then approve its runs either, which run what he wrote.
+	rewritten := mustCron(t, ns, `metadata: {name: rewritten}
+spec: {schedule: "0 6 * * *", suspend: true}`)
+	rewritten.Spec.WorkflowSpec = mustWorkflow(t, ns, paymentWorkflow).Spec
+	rewritten.Spec.WorkflowSpec.Steps[1].Approval.Approvers.Users = []string{pat, bob}
+	create(t, as(alice), rewritten)
+	if err := as(pat).Patch(ctx, rewritten, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"schedule":"0 7 * * *"}}`))); err != nil {
+		t.Fatalf("pat changing the schedule: %v", err)
+	}
+	cronRun := mustWorkflow(t, ns, paymentWorkflow)
+	cronRun.Name, cronRun.Spec = "invoice-rewritten", rewritten.Spec.WorkflowSpec
+	cronRun.Labels = map[string]string{custodyv1alpha1.LabelCronWorkflow: "rewritten"}
+	cronRun.Annotations = map[string]string{custodyv1alpha1.AnnotationOnBehalfOf: alice}
+	create(t, as(mallory), cronRun) // mallory plays the controller
+	refused(t, "approval by the CronWorkflow's spec author", annotate(ctx, as(pat), cronRun, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"),
+		"runs what CronWorkflow rewritten's spec says, last written by pat", "four-eyes")
+	if err := annotate(ctx, as(bob), cronRun, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
+		t.Errorf("bob approving the rewritten CronWorkflow's run: %v", err)
+	}
 }
 
 // TestTemplateItemsFromParameters: a template's forEach steps may take their items from a

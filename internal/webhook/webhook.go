@@ -479,6 +479,9 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 			return forbidden(checkApproval, "step %q of %s runs on behalf of %s (the author of its CronWorkflow), who may not "+
 				"approve it: an approval must come from someone else (four-eyes)", stepName, cur.forDenial, by), nil
 		}
+		if r, err := h.cronSpecAuthorApproves(ctx, req.Namespace, cur, user, stepName); r != nil || err != nil {
+			return r, err
+		}
 		if step == nil || step.Approval == nil {
 			if items := forEachItems(def.AllSteps(), cur.workflow, stepName); len(items) > 0 {
 				return forbidden(checkApproval, "%s: %s approves step %q, which runs once per item (forEach): approve each "+
@@ -909,6 +912,29 @@ func (h *handler) cronRun(ctx context.Context, ns string, o *object) (*refusal, 
 	if author := cw.Annotations[custodyv1alpha1.AnnotationCreatedBy]; by != author {
 		return forbidden(checkValidation, "%s: a run of CronWorkflow %s must carry the annotation %s naming its author %q, not %q",
 			o.forDenial, name, custodyv1alpha1.AnnotationOnBehalfOf, author, by), nil
+	}
+	return nil, nil
+}
+
+// cronSpecAuthorApproves refuses an approval of a CronWorkflow's run by whoever last wrote that
+// CronWorkflow's spec (custody.dev/authorized-by), when that is not its creator (whom the run's
+// custody.dev/on-behalf-of already keeps out): otherwise a colleague could rewrite what a
+// CronWorkflow runs and then approve the run themselves.
+func (h *handler) cronSpecAuthorApproves(ctx context.Context, ns string, o *object, user, step string) (*refusal, error) {
+	name := o.meta.Labels[custodyv1alpha1.LabelCronWorkflow]
+	if name == "" || o.meta.Annotations[custodyv1alpha1.AnnotationOnBehalfOf] == "" {
+		return nil, nil
+	}
+	var list custodyv1alpha1.CronWorkflowList
+	if err := h.listByName(ctx, ns, name, &list); err != nil {
+		return nil, fmt.Errorf("reading CronWorkflow %s: %w", name, err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	if a, ok := custodyv1alpha1.ParseAuthor(list.Items[0].Annotations[custodyv1alpha1.AnnotationAuthorizedBy]); ok && a.User == user {
+		return forbidden(checkApproval, "step %q of %s runs what CronWorkflow %s's spec says, last written by %s, who may not "+
+			"approve it: an approval must come from someone else (four-eyes)", step, o.forDenial, name, user), nil
 	}
 	return nil, nil
 }
