@@ -7,7 +7,13 @@ import "strings"
 // release was called off". Either part is left out when it is not recorded (a run cancelled
 // before the webhook was installed, or without a reason).
 func (wf *Workflow) Cancellation() string {
-	msg := "The workflow was cancelled"
+	return "The workflow was " + wf.CancelledAs()
+}
+
+// CancelledAs is Cancellation without its subject: "cancelled by alice: the release was called
+// off".
+func (wf *Workflow) CancelledAs() string {
+	msg := "cancelled"
 	if by := wf.Annotations[AnnotationCancelledBy]; by != "" {
 		msg += " by " + by
 	}

@@ -221,7 +221,7 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
 	}
 	if wf.Spec.Cancel && (wf.Status.Phase == custodyv1alpha1.WorkflowCancelled || !ended(wf.Status.Phase)) {
-		_, _ = fmt.Fprintf(w, "   %s\n", strings.TrimPrefix(wf.Cancellation(), "The workflow was "))
+		_, _ = fmt.Fprintf(w, "   %s\n", wf.CancelledAs())
 	}
 	if g := wf.Spec.ConcurrencyGroup; g != "" {
 		limit := ""
@@ -448,14 +448,18 @@ func (o *Options) cancelCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			wf, err := o.readWorkflow(c, ns, args[0])
+			name, err := workflowName(args[0])
+			if err != nil {
+				return err
+			}
+			wf, err := o.readWorkflow(c, ns, name)
 			if err != nil {
 				return err
 			}
 			// Nothing to stop: say so rather than record a cancellation that changes nothing.
 			switch {
 			case wf.Spec.Cancel:
-				return fmt.Errorf("workflow %s/%s was already %s", ns, wf.Name, strings.TrimPrefix(wf.Cancellation(), "The workflow was "))
+				return fmt.Errorf("workflow %s/%s was already %s", ns, wf.Name, wf.CancelledAs())
 			case ended(wf.Status.Phase):
 				return fmt.Errorf("workflow %s/%s already ended (%s): there is nothing to cancel", ns, wf.Name, wf.Status.Phase)
 			}
