@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
@@ -26,6 +27,7 @@ import (
 	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -373,6 +375,10 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 	case *custodyv1alpha1.CredentialGrant:
 		errs = webhook.ValidateGrantReferences(&obj.Spec)
 	}
+	if m, ok := o.typed.(metav1.Object); ok {
+		e, w := annotationProblems(m)
+		errs, warnings = append(errs, e...), append(warnings, w...)
+	}
 	problems := make([]Problem, 0, len(errs)+len(warnings))
 	for _, e := range errs {
 		problems = append(problems, Problem{Source: o.source, Object: o.name, Message: e.Error()})
@@ -381,6 +387,38 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 		problems = append(problems, Problem{Source: o.source, Object: o.name, Message: w, Warning: true})
 	}
 	return problems
+}
+
+// annotationProblems finds the annotations that admission or the controller write, which a
+// manifest cannot carry as it is created (an approval, who cancelled a run, whose CronWorkflow a
+// run is), and those admission replaces (the creator, a CronWorkflow's author): typically left
+// over from kubectl get -o yaml.
+func annotationProblems(m metav1.Object) (field.ErrorList, []string) {
+	_, workflow := m.(*custodyv1alpha1.Workflow)
+	var errs field.ErrorList
+	var warnings []string
+	path := field.NewPath("metadata", "annotations")
+	ann := m.GetAnnotations()
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		switch {
+		case strings.HasPrefix(k, custodyv1alpha1.AnnotationApprovePrefix):
+			errs = append(errs, field.Forbidden(path.Key(k), "an object cannot be approved as it is created (its creator may not "+
+				"approve it): an approver annotates it afterwards (kubectl custody approve)"))
+		case k == custodyv1alpha1.AnnotationCreatedBy || k == custodyv1alpha1.AnnotationAuthorizedBy:
+			warnings = append(warnings, fmt.Sprintf("%s: set by admission to whoever applies the manifest; a different value "+
+				"on an existing object is refused: remove it from the manifest", path.Key(k)))
+		case workflow && k == custodyv1alpha1.AnnotationCancelledBy:
+			errs = append(errs, field.Forbidden(path.Key(k), "admission records who set spec.cancel here: remove it from the manifest"))
+		case workflow && k == custodyv1alpha1.AnnotationOnBehalfOf:
+			errs = append(errs, field.Forbidden(path.Key(k), "set by the controller on the runs of a CronWorkflow only: remove it "+
+				"from the manifest"))
+		case workflow && k == custodyv1alpha1.AnnotationCancelReason:
+			if msg := webhook.CancelReasonProblem(ann[k]); msg != "" {
+				errs = append(errs, field.Forbidden(path.Key(k), msg))
+			}
+		}
+	}
+	return errs, warnings
 }
 
 // runOfTemplate checks a run's parameters against its template, as admission does, when the

@@ -2,6 +2,7 @@ package lint
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,6 +218,39 @@ metadata: {name: p}`,
 		})
 	}
 
+	// What admission and the controller write, left in a manifest by kubectl get -o yaml: an
+	// approval, who cancelled a run, whose CronWorkflow it is, and a reason holding a token are
+	// refused on apply; the creator is replaced (a warning).
+	res := lintString(t, l, `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: exported
+  annotations:
+    approve.custody.dev/pay: '{"approvedBy":"bob","approvedAt":"2026-11-29T16:40:00Z"}'
+    custody.dev/created-by: alice
+    custody.dev/cancelled-by: bob
+    custody.dev/on-behalf-of: alice
+    custody.dev/cancel-reason: "rotated ghp_a1B2a1B2a1B2a1B2a1B2a1B2a1B2a1B2a1B2"
+spec:
+  cancel: true
+  steps: [{name: pay, image: example.com/p:1, approval: {approvers: {users: [bob]}}}]`)
+	all := fmt.Sprint(res.Problems)
+	for _, w := range []string{
+		"metadata.annotations[approve.custody.dev/pay]: Forbidden: an object cannot be approved as it is created",
+		"metadata.annotations[custody.dev/cancelled-by]: Forbidden: admission records who set spec.cancel here",
+		"metadata.annotations[custody.dev/on-behalf-of]: Forbidden: set by the controller on the runs of a CronWorkflow only",
+		"metadata.annotations[custody.dev/cancel-reason]: Forbidden: looks like it contains a GitHub token",
+		"warning: metadata.annotations[custody.dev/created-by]: set by admission to whoever applies the manifest",
+	} {
+		if !strings.Contains(all, w) {
+			t.Errorf("problems %s\nwant one saying %q", all, w)
+		}
+	}
+	if res.Errors() != 4 || strings.Contains(all, "ghp_") {
+		t.Errorf("%d errors (want 4), or the token repeated: %s", res.Errors(), all)
+	}
+
 	// Integer fields read by CEL rules are decoded as the API server decodes them (whole numbers
 	// as integers, not float64), so a rule does not fail on them.
 	if res := lintString(t, l, `
@@ -229,7 +263,7 @@ spec:
 	}
 
 	// Other kinds are skipped; what needs the cluster is a warning, not an error.
-	res := lintString(t, l, `
+	res = lintString(t, l, `
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: settings}

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"fmt"
+
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -61,17 +63,25 @@ func cancelRecord(user string, cur, old *object) *refusal {
 	if was, wasSet := oldAnn[custodyv1alpha1.AnnotationCancelReason]; reason == was && reasonSet == wasSet {
 		return nil
 	}
-	switch {
-	case before:
+	if before {
 		return forbidden(checkValidation, "%s: the annotation %s says why the run was cancelled and cannot be changed "+
 			"once it was", cur.forDenial, custodyv1alpha1.AnnotationCancelReason)
-	case len(reason) > custodyv1alpha1.MaxCancelReasonLength:
-		return forbidden(checkValidation, "%s: the annotation %s must be at most %d characters, not %d", cur.forDenial,
-			custodyv1alpha1.AnnotationCancelReason, custodyv1alpha1.MaxCancelReasonLength, len(reason))
 	}
-	if what := expr.CredentialLike(reason); what != "" {
-		return forbidden(checkValidation, "%s: the annotation %s looks like it contains %s; anyone who may read the "+
-			"Workflow reads it: say why without it", cur.forDenial, custodyv1alpha1.AnnotationCancelReason, what)
+	if msg := CancelReasonProblem(reason); msg != "" {
+		return forbidden(checkValidation, "%s: the annotation %s %s", cur.forDenial, custodyv1alpha1.AnnotationCancelReason, msg)
 	}
 	return nil
+}
+
+// CancelReasonProblem says what is wrong with a cancel reason (custody.dev/cancel-reason), or "":
+// it is too long, or shaped like a credential (anyone who may read the Workflow reads it). The
+// message never repeats the reason.
+func CancelReasonProblem(reason string) string {
+	if len(reason) > custodyv1alpha1.MaxCancelReasonLength {
+		return fmt.Sprintf("must be at most %d characters, not %d", custodyv1alpha1.MaxCancelReasonLength, len(reason))
+	}
+	if what := expr.CredentialLike(reason); what != "" {
+		return fmt.Sprintf("looks like it contains %s; anyone who may read the Workflow reads it: say why without it", what)
+	}
+	return ""
 }
