@@ -409,9 +409,9 @@ func annotationProblems(m metav1.Object) (field.ErrorList, []string) {
 				"on an existing object is refused: remove it from the manifest", path.Key(k)))
 		case workflow && k == custodyv1alpha1.AnnotationCancelledBy:
 			errs = append(errs, field.Forbidden(path.Key(k), "admission records who set spec.cancel here: remove it from the manifest"))
-		case workflow && k == custodyv1alpha1.AnnotationOnBehalfOf:
-			errs = append(errs, field.Forbidden(path.Key(k), "set by the controller on the runs of a CronWorkflow only: remove it "+
-				"from the manifest"))
+		case workflow && k == custodyv1alpha1.AnnotationOnBehalfOf && m.GetLabels()[custodyv1alpha1.LabelCronWorkflow] == "":
+			errs = append(errs, field.Forbidden(path.Key(k), "set on the runs of a CronWorkflow only (with the label "+
+				custodyv1alpha1.LabelCronWorkflow+"): remove it from the manifest"))
 		case workflow && k == custodyv1alpha1.AnnotationCancelReason:
 			if msg := webhook.CancelReasonProblem(ann[k]); msg != "" {
 				errs = append(errs, field.Forbidden(path.Key(k), msg))

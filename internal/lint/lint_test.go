@@ -239,7 +239,7 @@ spec:
 	for _, w := range []string{
 		"metadata.annotations[approve.custody.dev/pay]: Forbidden: an object cannot be approved as it is created",
 		"metadata.annotations[custody.dev/cancelled-by]: Forbidden: admission records who set spec.cancel here",
-		"metadata.annotations[custody.dev/on-behalf-of]: Forbidden: set by the controller on the runs of a CronWorkflow only",
+		"metadata.annotations[custody.dev/on-behalf-of]: Forbidden: set on the runs of a CronWorkflow only (with the label custody.dev/cronworkflow)",
 		"metadata.annotations[custody.dev/cancel-reason]: Forbidden: looks like it contains a GitHub token",
 		"warning: metadata.annotations[custody.dev/created-by]: set by admission to whoever applies the manifest",
 	} {
@@ -249,6 +249,19 @@ spec:
 	}
 	if res.Errors() != 4 || strings.Contains(all, "ghp_") {
 		t.Errorf("%d errors (want 4), or the token repeated: %s", res.Errors(), all)
+	}
+	// A CronWorkflow's run carries it with its label (admission checks both against the
+	// CronWorkflow on apply).
+	if res := lintString(t, l, `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: nightly-29934630
+  labels: {custody.dev/cronworkflow: nightly}
+  annotations: {custody.dev/on-behalf-of: alice}
+spec:
+  steps: [{name: dump, image: example.com/pg:16}]`); res.Errors() != 0 {
+		t.Errorf("a CronWorkflow's run: problems %v, want none", res.Problems)
 	}
 
 	// Integer fields read by CEL rules are decoded as the API server decodes them (whole numbers
