@@ -1147,8 +1147,9 @@ spec:
 		t.Fatal(err)
 	}
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
-	if st := stepOf(wf, "gate"); st.Reason != custodyv1alpha1.ReasonApprovalTimedOut {
-		t.Errorf("gate reason %q, want ApprovalTimedOut", st.Reason)
+	if st := stepOf(wf, "gate"); st.Reason != custodyv1alpha1.ReasonApprovalTimedOut ||
+		st.Message != "No approval came within 1m0s (approval.timeout) from user bob" {
+		t.Errorf("gate reason %q (%q), want ApprovalTimedOut, naming the timeout and the approvers", st.Reason, st.Message)
 	}
 }
 

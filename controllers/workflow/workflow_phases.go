@@ -882,7 +882,8 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 			if step.Approval.Timeout != nil {
 				deadline := st.ReadyTime.Add(step.Approval.Timeout.Duration)
 				if !s.now.Before(deadline) {
-					msg := fmt.Sprintf("Nobody approved the step within %s", step.Approval.Timeout.Duration)
+					msg := fmt.Sprintf("No approval came within %s (approval.timeout) from %s", step.Approval.Timeout.Duration,
+						step.Approval.Approvers.Describe())
 					s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalTimedOut, msg)
 					s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalTimedOut, "Schedule", "Step %s: %s", st.Name, msg)
 					return nil
