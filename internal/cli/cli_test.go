@@ -600,7 +600,7 @@ func TestWait(t *testing.T) {
 		t.Errorf("get of a run with a ttlAfterFinished: %v\n%s", err, out)
 	}
 	if out, err := run(t, ns, "", "wait", "red"); err == nil || err.Error() != "workflow "+ns+"/red Failed (Failed): Step build failed" ||
-		!strings.Contains(out, "└─ build  Failed") {
+		!strings.Contains(out, "└─ build  Failed") || !strings.Contains(out, "/red  Failed  1/1 steps ended  not started\n   Step build failed (Failed)\n") {
 		t.Errorf("wait for a run that failed: %v\n%s", err, out)
 	}
 	// A run followed while it goes: a timed line per step change, the tree once, at the end.

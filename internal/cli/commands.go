@@ -223,6 +223,11 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 	if wf.Spec.Cancel && (wf.Status.Phase == custodyv1alpha1.WorkflowCancelled || !ended(wf.Status.Phase)) {
 		_, _ = fmt.Fprintf(w, "   %s\n", wf.CancelledAs())
 	}
+	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled); c != nil &&
+		wf.Status.Phase == custodyv1alpha1.WorkflowFailed && c.Message != "" {
+		// Why the run failed, before a tree that may be long.
+		_, _ = fmt.Fprintf(w, "   %s (%s)\n", c.Message, c.Reason)
+	}
 	if g := wf.Spec.ConcurrencyGroup; g != "" {
 		limit := ""
 		if l := wf.Spec.ConcurrencyLimit; l != nil && *l > 1 {
