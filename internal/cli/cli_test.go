@@ -814,7 +814,9 @@ func TestGetCronWorkflow(t *testing.T) {
 	mk("nightly-db-backup-29933250", at(-35), true, custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowSucceeded,
 		Progress: "1/1", StartTime: at(-35), CompletionTime: &metav1.Time{Time: at(-35).Add(12 * time.Minute)}})
 	mk("nightly-db-backup-29934690", at(-11), true, custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning,
-		Progress: "0/1", StartTime: at(-11)})
+		Progress: "0/1", StartTime: at(-11), Conditions: []metav1.Condition{{Type: custodyv1alpha1.ConditionReady,
+			Status: metav1.ConditionFalse, Reason: custodyv1alpha1.ReasonWaitingForApproval, Message: "Waiting for approval",
+			LastTransitionTime: metav1.Now()}}})
 	mk("imposter", at(-2), false, custodyv1alpha1.WorkflowStatus{})
 
 	out, err := run(t, ns, "", "get", "cronworkflow/nightly-db-backup")

@@ -102,7 +102,7 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 	}
 	slices.SortFunc(own, func(a, b custodyv1alpha1.Workflow) int { return b.ScheduledTime().Compare(a.ScheduledTime()) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "RUN\tSCHEDULED FOR\tPHASE\tSTEPS\tDURATION")
+	_, _ = fmt.Fprintln(tw, "RUN\tSCHEDULED FOR\tPHASE\tREASON\tSTEPS\tDURATION")
 	for _, run := range own {
 		phase := run.Status.Phase
 		if phase == "" {
@@ -116,8 +116,13 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 			}
 			took = age(end.Sub(st.Time))
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", run.Name, run.ScheduledTime().UTC().Format(time.RFC3339), phase,
-			orDash(run.Status.Progress), took)
+		// What the run waits for (an approver, a grant, its concurrency group) or how it ended.
+		reason := "-"
+		if c := meta.FindStatusCondition(run.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil && c.Reason != string(phase) {
+			reason = c.Reason
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", run.Name, run.ScheduledTime().UTC().Format(time.RFC3339), phase,
+			reason, orDash(run.Status.Progress), took)
 	}
 	return tw.Flush()
 }
