@@ -93,10 +93,11 @@ func (o *Options) command() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-custody",
 		Short: "Custody workflows: status trees, step logs, runs of templates, resubmits, approvals, cancel, and who holds which credential now",
-		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials, " +
-			"prints their steps' logs, starts runs of WorkflowTemplates, runs workflows again (resubmit), " +
-			"approves steps and grants (admission checks that you may), suspends, resumes and cancels workflows, suspends grants, and " +
-			"lists every credential held right now (inventory).",
+		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials " +
+			"(and CronWorkflows with their runs), prints their steps' logs, starts runs of WorkflowTemplates and CronWorkflows, " +
+			"runs workflows again (resubmit), approves steps and grants (admission checks that you may), suspends, resumes and " +
+			"cancels workflows (saying why), pauses schedules, suspends grants, checks manifests (lint), and lists every " +
+			"credential held right now (inventory).",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
