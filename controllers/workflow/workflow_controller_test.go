@@ -827,13 +827,7 @@ spec:
 `)
 	succeed(t, wf, "only", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
-	eventually(t, "the workflow to be deleted", func() error {
-		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(wf), &custodyv1alpha1.Workflow{})
-		if isNotFound(err) {
-			return nil
-		}
-		return errorf("still there (err %v)", err)
-	})
+	waitGone(t, wf)
 }
 
 // TestWorkflowReconciler_defaultTTL: with the controller's --default-ttl-after-finished, a finished
@@ -857,13 +851,7 @@ spec:
 	succeed(t, plain, "only", 1, "")
 	succeed(t, kept, "only", 1, "")
 	waitPhase(t, kept, custodyv1alpha1.WorkflowSucceeded)
-	eventually(t, "the workflow without a ttlAfterFinished to be deleted after the default", func() error {
-		err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(plain), &custodyv1alpha1.Workflow{})
-		if isNotFound(err) {
-			return nil
-		}
-		return errorf("still there (err %v)", err)
-	})
+	waitGone(t, plain) // without a ttlAfterFinished: after the default
 	eventually(t, "the TTLExpired Event", func() error {
 		want := "Deleted the workflow Succeeded after the controller's default ttlAfterFinished (--default-ttl-after-finished) of 2s"
 		if notes := stepEvents(t, plain, "TTLExpired")[""]; len(notes) != 1 || notes[0] != want {

@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -85,7 +86,7 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 		policy = custodyv1alpha1.ConcurrencyAllow
 	}
 	_, _ = fmt.Fprintf(w, "   concurrencyPolicy %s; keeps the last %d succeeded and %d failed runs\n", policy,
-		limit(cw.Spec.SuccessfulRunsHistoryLimit, 3), limit(cw.Spec.FailedRunsHistoryLimit, 1))
+		ptr.Deref(cw.Spec.SuccessfulRunsHistoryLimit, 3), ptr.Deref(cw.Spec.FailedRunsHistoryLimit, 1))
 	if t := cw.Status.LastSuccessfulTime; t != nil && cw.Status.LastSuccessfulRun != "" {
 		_, _ = fmt.Fprintf(w, "   last succeeded: %s, finished %s (%s ago)\n", cw.Status.LastSuccessfulRun, t.UTC().Format(time.RFC3339),
 			age(now.Sub(t.Time)))
@@ -125,11 +126,4 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 			reason, orDash(run.Status.Progress), took)
 	}
 	return tw.Flush()
-}
-
-func limit(v *int32, def int32) int32 {
-	if v == nil {
-		return def
-	}
-	return *v
 }
