@@ -31,7 +31,9 @@ type CronWorkflowSpec struct {
 	Schedule string `json:"schedule"`
 
 	// timeZone is the IANA time zone the schedule is read in (for example Europe/Berlin). Unset
-	// means UTC.
+	// means UTC. Where the clock changes, a schedule at fixed times of day (its minute and hour are
+	// not wildcards) runs as cron does: once when the clock goes back over its time, and at the
+	// moment of the change when the clock goes forward over it.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64

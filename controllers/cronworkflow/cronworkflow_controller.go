@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -149,7 +150,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	if cw.Spec.TimeZone != nil {
 		tz = *cw.Spec.TimeZone
 	}
-	sched, loc, err := cronschedule.Parse(cw.Spec.Schedule, tz)
+	sched, err := cronschedule.Parse(cw.Spec.Schedule, tz)
 	if err != nil {
 		s.stalled = true
 		s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
@@ -206,7 +207,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 		d := time.Duration(*cw.Spec.StartingDeadlineSeconds) * time.Second
 		deadline = &d
 	}
-	due := cronschedule.Decide(sched, loc, last, s.now, deadline)
+	due := cronschedule.Decide(sched, last, s.now, deadline)
 	s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonScheduled, Message: "Next run at " + due.Next.UTC().Format(time.RFC3339)}
 	result := ctrl.Result{}
@@ -265,7 +266,7 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 			due.Time.UTC().Format(time.RFC3339), cw.Status.Active[0].Name)
 		s.count("skipped", 1)
 	default:
-		created, err := r.createRun(ctx, s, name, due.Time)
+		created, err := r.createRun(ctx, s, name, due)
 		if err != nil {
 			return err
 		}
@@ -286,8 +287,8 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 // createRun creates the run for a scheduled time. It reports false (and an Event) when the
 // template the runs reference does not exist, or the author may not use a grant they request: the
 // schedule is skipped rather than leaving a run that waits or fails.
-func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, scheduled time.Time) (bool, error) {
-	cw := s.cw
+func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, due cronschedule.Due) (bool, error) {
+	cw, scheduled := s.cw, due.Time
 	skip := ""
 	switch {
 	case s.templateMissing != "":
@@ -325,8 +326,12 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, sched
 	if err != nil {
 		return false, fmt.Errorf("creating run %s: %w", name, err)
 	}
-	s.runEvent(wf, corev1.EventTypeNormal, custodyv1alpha1.ReasonRunCreated, "Schedule", "Created run %s for %s",
-		name, scheduled.UTC().Format(time.RFC3339))
+	skipped := ""
+	if due.Skipped != "" {
+		skipped = fmt.Sprintf(" (%s %s, a time the clock skipped when it went forward)", due.Skipped, ptr.Deref(cw.Spec.TimeZone, "UTC"))
+	}
+	s.runEvent(wf, corev1.EventTypeNormal, custodyv1alpha1.ReasonRunCreated, "Schedule", "Created run %s for %s%s",
+		name, scheduled.UTC().Format(time.RFC3339), skipped)
 	s.count("created", 1)
 	return true, nil
 }

@@ -329,6 +329,72 @@ func TestCronWorkflow_outageMakesAtMostOneRun(t *testing.T) {
 	}
 }
 
+// TestCronWorkflow_clockChanges: a nightly 02:30 in Europe/Berlin runs at 03:00 CEST on the night
+// the clock skips 02:30 (the Event says why then), and once, not twice, on the night 02:30 comes
+// round again.
+func TestCronWorkflow_clockChanges(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, `
+metadata: {name: nightly-berlin}
+spec:
+  schedule: "30 2 * * *"
+  timeZone: Europe/Berlin
+  workflowSpec:
+    steps: [{name: backup, image: example.com/backup:1}]
+`)
+	// As if it had run every night so far: the last run was the night before the change.
+	handled := func(last string) {
+		t.Helper()
+		cw := h.get()
+		cw.Status.LastScheduleTime = &metav1.Time{Time: mustTime(t, last)}
+		if err := env.Client.Status().Update(ctxT(t), cw); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	handled("2027-03-27T01:30:00Z") // 02:30 CET
+	h.clock.SetTime(mustTime(t, "2027-03-28T00:59:00Z"))
+	h.reconcile()
+	if next := h.get().Status.NextScheduleTime; next == nil || !next.Time.Equal(mustTime(t, "2027-03-28T01:00:00Z")) {
+		t.Fatalf("nextScheduleTime = %v, want 2027-03-28T01:00:00Z: 03:00 CEST, when the clock jumps over 02:30", next)
+	}
+	h.events()
+	if due := h.tick(); len(h.runs()) != 1 || h.runs()[0].Name != cronschedule.RunName("nightly-berlin", due) {
+		t.Fatalf("runs = %v, want one for %s", h.names(), due)
+	}
+	if ev := h.events(); !strings.Contains(ev, "for 2027-03-28T01:00:00Z (02:30 Europe/Berlin, a time the clock skipped when it went forward)") {
+		t.Errorf("events = %q, want RunCreated saying which time of day the run stands for", ev)
+	}
+	if next := h.get().Status.NextScheduleTime; next == nil || !next.Time.Equal(mustTime(t, "2027-03-29T00:30:00Z")) {
+		t.Errorf("nextScheduleTime = %v, want 02:30 CEST the next night", next)
+	}
+
+	handled("2027-10-30T00:30:00Z") // 02:30 CEST, the night before the clock goes back
+	h.clock.SetTime(mustTime(t, "2027-10-31T00:00:00Z"))
+	h.reconcile()
+	first := h.tick()
+	if !first.Equal(mustTime(t, "2027-10-31T00:30:00Z")) {
+		t.Errorf("ran at %s, want 2027-10-31T00:30:00Z: the first 02:30", first)
+	}
+	if next := h.get().Status.NextScheduleTime; next == nil || !next.Time.Equal(mustTime(t, "2027-11-01T01:30:00Z")) {
+		t.Errorf("nextScheduleTime = %v, want 2027-11-01T01:30:00Z: not the second 02:30 (01:30Z)", next)
+	}
+	h.clock.SetTime(mustTime(t, "2027-10-31T01:30:30Z")) // 02:30 CET, the second time
+	h.reconcile()
+	if got := h.names(); len(got) != 2 {
+		t.Errorf("runs = %v, want two: the spring one and one on the night 02:30 came twice", got)
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // TestCronWorkflow_historyLimitsPrune: beyond the limits, the oldest finished runs are deleted;
 // running ones never are.
 func TestCronWorkflow_historyLimitsPrune(t *testing.T) {

@@ -8,11 +8,11 @@ import (
 
 func mustParse(t *testing.T, schedule, tz string) func(last, now time.Time, deadline *time.Duration) Due {
 	t.Helper()
-	sched, loc, err := Parse(schedule, tz)
+	sched, err := Parse(schedule, tz)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(last, now time.Time, deadline *time.Duration) Due { return Decide(sched, loc, last, now, deadline) }
+	return func(last, now time.Time, deadline *time.Duration) Due { return Decide(sched, last, now, deadline) }
 }
 
 func at(s string) time.Time {
@@ -68,6 +68,55 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestClockChanges: a schedule at fixed times of day runs once when the clock goes back and, when
+// it goes forward over a scheduled time, at the moment of the change; a schedule with a wildcard
+// hour or minute runs every hour the clock shows.
+func TestClockChanges(t *testing.T) {
+	for _, tc := range []struct {
+		name, schedule, tz, from string
+		want                     []string // the next scheduled times from `from`, in UTC
+		skipped                  string   // the time of day the first of them stands for, if skipped
+	}{
+		{"forward over 02:30 in Berlin: at 03:00 CEST", "30 2 * * *", "Europe/Berlin", "2027-03-27T12:00:00Z",
+			[]string{"2027-03-28T01:00:00Z", "2027-03-29T00:30:00Z"}, "02:30"},
+		{"back over 02:30 in Berlin: once, the first time", "30 2 * * *", "Europe/Berlin", "2027-10-30T12:00:00Z",
+			[]string{"2027-10-31T00:30:00Z", "2027-11-01T01:30:00Z"}, ""},
+		{"back over 01:30 in New York: once", "30 1 * * *", "America/New_York", "2027-11-06T12:00:00Z",
+			[]string{"2027-11-07T05:30:00Z", "2027-11-08T06:30:00Z"}, ""},
+		{"forward over 02:00 and 02:45 in New York: one run at 03:00 EDT", "0,45 2 * * *", "America/New_York", "2027-03-13T12:00:00Z",
+			[]string{"2027-03-14T07:00:00Z", "2027-03-15T06:00:00Z", "2027-03-15T06:45:00Z"}, "02:00"},
+		{"@daily where midnight is skipped (Sao Paulo 2018)", "@daily", "America/Sao_Paulo", "2018-11-03T12:00:00Z",
+			[]string{"2018-11-04T03:00:00Z", "2018-11-05T02:00:00Z"}, "00:00"},
+		{"a time the change does not touch", "30 4 * * *", "Europe/Berlin", "2027-03-27T12:00:00Z",
+			[]string{"2027-03-28T02:30:00Z", "2027-03-29T02:30:00Z"}, ""},
+		{"wildcard hour: both 02:30s when the clock goes back", "30 * * * *", "Europe/Berlin", "2027-10-30T23:45:00Z",
+			[]string{"2027-10-31T00:30:00Z", "2027-10-31T01:30:00Z", "2027-10-31T02:30:00Z"}, ""},
+		{"wildcard minute: no 02:xx when the clock goes forward", "*/30 2-3 * * *", "Europe/Berlin", "2027-03-28T00:45:00Z",
+			[]string{"2027-03-28T01:00:00Z", "2027-03-28T01:30:00Z", "2027-03-29T00:00:00Z"}, ""},
+		{"UTC has no changes", "30 2 * * *", "", "2027-03-27T12:00:00Z",
+			[]string{"2027-03-28T02:30:00Z", "2027-03-29T02:30:00Z"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sched, err := Parse(tc.schedule, tc.tz)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for x := at(tc.from); len(got) < len(tc.want); {
+				x = sched.Next(x)
+				got = append(got, x.UTC().Format(time.RFC3339))
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("next times\n got %v\nwant %v", got, tc.want)
+			}
+			wall, skipped := sched.Skipped(at(tc.want[0]))
+			if skipped != (tc.skipped != "") || wall != tc.skipped {
+				t.Errorf("Skipped(%s) = %q, %v; want %q", tc.want[0], wall, skipped, tc.skipped)
+			}
+		})
+	}
+}
+
 func TestParseRefuses(t *testing.T) {
 	for _, tc := range []struct{ schedule, tz, want string }{
 		{"every day", "", "expected exactly 5 fields"},
@@ -77,7 +126,7 @@ func TestParseRefuses(t *testing.T) {
 		{"0 0 30 2 *", "", "never fires"},
 		{"0 9 * * *", "Mars/Olympus", "unknown time zone Mars/Olympus"},
 	} {
-		if _, _, err := Parse(tc.schedule, tc.tz); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Parse(tc.schedule, tc.tz); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q, %q) = %v, want an error with %q", tc.schedule, tc.tz, err, tc.want)
 		}
 	}

@@ -847,7 +847,7 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 	if spec.TimeZone != nil {
 		tz = *spec.TimeZone
 	}
-	if _, _, err := cronschedule.Parse(spec.Schedule, tz); err != nil {
+	if _, err := cronschedule.Parse(spec.Schedule, tz); err != nil {
 		p := field.NewPath("spec", "schedule")
 		if strings.HasPrefix(err.Error(), "timeZone") {
 			p = field.NewPath("spec", "timeZone")
