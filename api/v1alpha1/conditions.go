@@ -117,6 +117,9 @@ const (
 	ReasonRunReplaced = "RunReplaced"
 	// ReasonRunDeleted is the Event reason for a finished run deleted by a history limit.
 	ReasonRunDeleted = "RunDeleted"
+	// ReasonScheduleChanged is the Event reason for a CronWorkflow whose schedule or time zone
+	// changed: the new schedule counts from the change.
+	ReasonScheduleChanged = "ScheduleChanged"
 	// ReasonMissedSchedule is the Event reason for schedules missed (the controller was down, or
 	// past startingDeadlineSeconds) that are not made up.
 	ReasonMissedSchedule = "MissedSchedule"

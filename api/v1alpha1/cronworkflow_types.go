@@ -94,6 +94,22 @@ type RunReference struct {
 	ScheduledTime metav1.Time `json:"scheduledTime"`
 }
 
+// ObservedSchedule is a schedule and time zone as the controller first saw them, and when.
+type ObservedSchedule struct {
+	// schedule as spec.schedule had it.
+	// +kubebuilder:validation:MaxLength=128
+	Schedule string `json:"schedule"`
+
+	// timeZone as spec.timeZone had it (empty: UTC).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone string `json:"timeZone,omitempty"`
+
+	// since is when the controller first counted times from them: the CronWorkflow's creation, or
+	// the reconcile that saw them changed.
+	Since metav1.Time `json:"since"`
+}
+
 // CronWorkflowStatus is what the controller observed of a CronWorkflow.
 type CronWorkflowStatus struct {
 	// observedGeneration is the generation the controller last reconciled.
@@ -118,6 +134,12 @@ type CronWorkflowStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	LastSuccessfulRun string `json:"lastSuccessfulRun,omitempty"`
+
+	// schedule is the schedule and time zone the controller counts scheduled times from, and since
+	// when: a changed schedule counts from the change, so that no run is made for a time it names
+	// that had already passed.
+	// +optional
+	Schedule *ObservedSchedule `json:"schedule,omitempty"`
 
 	// nextScheduleTime is the next time a run is due (unset while suspended).
 	// +optional

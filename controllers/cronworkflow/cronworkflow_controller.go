@@ -1,6 +1,7 @@
 package cronworkflow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,9 +70,9 @@ type scope struct {
 	templateMissing string
 }
 
-// event queues an Event, recorded after the status was saved.
-func (s *scope) event(eventType, reason, action, note string, args ...any) {
-	s.runEvent(nil, eventType, reason, action, note, args...)
+// event queues an Event about the schedule, recorded after the status was saved.
+func (s *scope) event(eventType, reason, note string, args ...any) {
+	s.runEvent(nil, eventType, reason, "Schedule", note, args...)
 }
 
 // runEvent queues an Event about something done to one run, which is its related object. The
@@ -202,6 +203,9 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	if cw.Status.LastScheduleTime != nil {
 		last = cw.Status.LastScheduleTime.Time
 	}
+	if since := observeSchedule(s, tz); since.After(last) {
+		last = since
+	}
 	var deadline *time.Duration
 	if cw.Spec.StartingDeadlineSeconds != nil {
 		d := time.Duration(*cw.Spec.StartingDeadlineSeconds) * time.Second
@@ -231,6 +235,27 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	return result, nil
 }
 
+// observeSchedule records the schedule and time zone in status and returns since when scheduled
+// times count: the CronWorkflow's creation, or the reconcile that saw the schedule change (with
+// an Event). A time of a new schedule that passed before the change is not due (kubernetes#63371).
+func observeSchedule(s *scope, tz string) time.Time {
+	cw := s.cw
+	old := cw.Status.Schedule
+	if old != nil && old.Schedule == cw.Spec.Schedule && old.TimeZone == tz {
+		return old.Since.Time
+	}
+	since := cw.CreationTimestamp.Time
+	if old != nil {
+		since = s.now
+		zone := func(tz string) string { return cmp.Or(tz, "UTC") }
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonScheduleChanged,
+			"The schedule is now %q (%s), was %q (%s): it counts from now, so times it names that have passed do not run",
+			cw.Spec.Schedule, zone(tz), old.Schedule, zone(old.TimeZone))
+	}
+	cw.Status.Schedule = &custodyv1alpha1.ObservedSchedule{Schedule: cw.Spec.Schedule, TimeZone: tz, Since: metav1.Time{Time: since}}
+	return since
+}
+
 // handle acts on a due scheduled time: it creates its run (or finds it created), unless it is
 // missed or the concurrency policy forbids it. Either way the time is handled once: it becomes
 // lastScheduleTime.
@@ -240,7 +265,7 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 	var missed []string
 	defer func() {
 		if len(missed) > 0 {
-			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonMissedSchedule, "Schedule", "%s", strings.Join(missed, "; "))
+			s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonMissedSchedule, "%s", strings.Join(missed, "; "))
 		}
 	}()
 	if due.Missed > 0 {
@@ -261,7 +286,7 @@ func (r *Reconciler) handle(ctx context.Context, s *scope, due cronschedule.Due)
 			due.Time.UTC().Format(time.RFC3339), *cw.Spec.StartingDeadlineSeconds))
 		s.count("missed", 1)
 	case cw.Spec.ConcurrencyPolicy == custodyv1alpha1.ConcurrencyForbid && len(cw.Status.Active) > 0:
-		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonRunSkipped, "Schedule",
+		s.event(corev1.EventTypeNormal, custodyv1alpha1.ReasonRunSkipped,
 			"Skipped the run scheduled for %s: %s is still running (concurrencyPolicy Forbid)",
 			due.Time.UTC().Format(time.RFC3339), cw.Status.Active[0].Name)
 		s.count("skipped", 1)
@@ -297,7 +322,7 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, due c
 		skip = s.forbidden
 	}
 	if skip != "" {
-		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Schedule", "Skipped the run scheduled for %s: %s",
+		s.event(corev1.EventTypeWarning, custodyv1alpha1.ReasonRunSkipped, "Skipped the run scheduled for %s: %s",
 			scheduled.UTC().Format(time.RFC3339), skip)
 		s.count("skipped", 1)
 		return false, nil

@@ -6,6 +6,7 @@ package cronworkflow
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -383,6 +384,55 @@ spec:
 	h.reconcile()
 	if got := h.names(); len(got) != 2 {
 		t.Errorf("runs = %v, want two: the spring one and one on the night 02:30 came twice", got)
+	}
+}
+
+// TestCronWorkflow_scheduleChange: a schedule changed to a time of day that has passed since the
+// last run makes no run for it (Kubernetes CronJobs did, kubernetes#63371): the new schedule counts
+// from the change, which an Event records.
+func TestCronWorkflow_scheduleChange(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "metadata: {name: moved}"+strings.Replace(inline, `"*/5 * * * *"`, `"0 0 29 2 *"`, 1)) // no time in the next hours
+	h.reconcile()
+	created := h.clock.Now()
+	h.clock.Step(2 * time.Hour)
+	h.reconcile()
+	h.events()
+
+	passed := created.Add(time.Hour).Truncate(time.Minute) // a time of day between the creation and now
+	cw := h.get()
+	cw.Spec.Schedule = fmt.Sprintf("%d %d * * *", passed.Minute(), passed.Hour())
+	if err := env.Client.Update(ctxT(t), cw); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	if got := h.names(); len(got) != 0 {
+		t.Errorf("runs = %v, want none: %s passed before the schedule named it", got, passed.Format(time.RFC3339))
+	}
+	if next := h.get().Status.NextScheduleTime; next == nil || !next.Time.Equal(passed.Add(24*time.Hour)) {
+		t.Errorf("nextScheduleTime = %v, want %s", next, passed.Add(24*time.Hour).Format(time.RFC3339))
+	}
+	if ev := h.events(); !strings.Contains(ev, custodyv1alpha1.ReasonScheduleChanged+` The schedule is now "`+cw.Spec.Schedule+`" (UTC), `+
+		`was "0 0 29 2 *" (UTC): it counts from now`) {
+		t.Errorf("events = %q, want ScheduleChanged", ev)
+	}
+	if got := h.tick(); !got.Equal(passed.Add(24 * time.Hour)) {
+		t.Errorf("ran at %s, want %s", got, passed.Add(24*time.Hour))
+	}
+	if got := h.names(); len(got) != 1 {
+		t.Errorf("runs = %v, want one, the next day", got)
+	}
+	// Nothing else about the CronWorkflow moves the count: after an outage, the most recent time runs.
+	h.finish(h.names()[0], custodyv1alpha1.WorkflowSucceeded)
+	cw = h.get()
+	cw.Spec.ConcurrencyPolicy = custodyv1alpha1.ConcurrencyForbid
+	if err := env.Client.Update(ctxT(t), cw); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Step(25 * time.Hour)
+	h.reconcile()
+	if got := h.names(); len(got) != 2 {
+		t.Errorf("runs after a day's outage = %v, want a second one", got)
 	}
 }
 

@@ -788,6 +788,7 @@ func TestGetCronWorkflow(t *testing.T) {
 	}
 	at := func(h int) *metav1.Time { return &metav1.Time{Time: now.Add(time.Duration(h) * time.Hour)} }
 	cw.Status = custodyv1alpha1.CronWorkflowStatus{NextScheduleTime: at(13), LastScheduleTime: at(-11),
+		Schedule:           &custodyv1alpha1.ObservedSchedule{Schedule: "30 1 * * *", TimeZone: "Europe/Berlin", Since: *at(-3)},
 		LastSuccessfulTime: &metav1.Time{Time: at(-35).Add(12 * time.Minute)}, LastSuccessfulRun: "nightly-db-backup-29933250",
 		Conditions: []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Scheduled",
 			Message: "Next run at 2026-11-30T00:30:00Z", LastTransitionTime: metav1.Now()}}}

@@ -81,6 +81,10 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 	case next != nil:
 		_, _ = fmt.Fprintf(w, "   next run %s (in %s)\n", next.UTC().Format(time.RFC3339), age(max(next.Sub(now), 0)))
 	}
+	if o := cw.Status.Schedule; o != nil && o.Schedule == cw.Spec.Schedule && !o.Since.Equal(&cw.CreationTimestamp) {
+		_, _ = fmt.Fprintf(w, "   schedule changed %s (%s ago): times it named before then do not run\n",
+			o.Since.UTC().Format(time.RFC3339), age(max(now.Sub(o.Since.Time), 0)))
+	}
 	policy := cw.Spec.ConcurrencyPolicy
 	if policy == "" {
 		policy = custodyv1alpha1.ConcurrencyAllow
