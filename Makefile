@@ -76,7 +76,7 @@ test: tools ## Build the pinned binaries if needed, then run every test but the 
 .PHONY: e2e
 e2e: tools ## End-to-end suites on a local cluster with SPIRE: the diamond, and the fault matrix (controller SIGKILLs, SPIRE restart, ...).
 	CUSTODY_E2E_REPORT=$(BIN)/e2e-report.md go test -count=1 -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) -v ./test/e2e/... 2>&1 | \
-		grep -E '^(=== RUN|--- |PASS|FAIL|ok )|_test.go:'
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok |  race: )|_test.go:'
 
 .PHONY: bench
 bench: tools ## Measure throughput on a local cluster: BENCH_WORKFLOWS x BENCH_STEPS (200 x 3) vs bare Jobs.

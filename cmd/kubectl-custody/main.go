@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	_ "time/tzdata" // lint reads CronWorkflows' time zones, also on CI machines without zoneinfo
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 

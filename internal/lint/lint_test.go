@@ -140,6 +140,25 @@ spec:
   steps: [{name: build, image: example.com/b:1, retries: {limit: 2, when: "exitcode != 2"}}]`,
 		want: []string{`WorkflowTemplate release: spec.steps[0].retries.when`, "undeclared reference to 'exitcode'"},
 	}, {
+		name: "admission: a schedule and a time zone that do not parse",
+		manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "every night"
+  workflowSpec: {steps: [{name: build, image: example.com/b:1}]}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: in-berlin}
+spec:
+  schedule: "30 2 * * *"
+  timeZone: Europe/Berlinn
+  workflowSpec: {steps: [{name: build, image: example.com/b:1}]}`,
+		want: []string{`CronWorkflow nightly: spec.schedule: Invalid value: null: schedule "every night": expected exactly 5 fields`,
+			`CronWorkflow in-berlin: spec.timeZone: Invalid value: null: timeZone "Europe/Berlinn": unknown time zone Europe/Berlinn`},
+	}, {
 		name: "admission: a token written into a CronWorkflow",
 		manifest: `
 apiVersion: custody.dev/v1alpha1

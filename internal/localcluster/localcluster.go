@@ -15,6 +15,7 @@
 package localcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,9 @@ type Options struct {
 	WithoutCRDs bool
 	// AuditLog, when set, is where the API server writes its audit log (level Metadata).
 	AuditLog string
+	// RaceDetector builds the manager with the race detector (go build -race); DataRaces then
+	// reports what it found.
+	RaceDetector bool
 }
 
 // ResultsEnv is the variable whose value KWOK writes as a container's termination message when
@@ -78,6 +82,7 @@ type Cluster struct {
 
 	managerBuilt  bool
 	managerStarts int
+	race          bool
 	webhooks      *webhooks
 }
 
@@ -93,7 +98,7 @@ func Start(opts Options) (c *Cluster, err error) {
 	if opts.Nodes <= 0 {
 		opts.Nodes = 1
 	}
-	c = &Cluster{Dir: opts.Dir}
+	c = &Cluster{Dir: opts.Dir, race: opts.RaceDetector}
 	if c.Dir == "" {
 		if c.Dir, err = os.MkdirTemp("", "custody-cluster-"); err != nil {
 			return nil, err
@@ -257,7 +262,11 @@ func (c *Cluster) StartManager(args ...string) (int, error) {
 	}
 	bin := filepath.Join(c.Dir, "manager")
 	if !c.managerBuilt {
-		build := exec.Command("go", "build", "-o", bin, ".") //nolint:gosec // our own directory
+		flags := []string{"build", "-o", bin}
+		if c.race {
+			flags = append(flags, "-race")
+		}
+		build := exec.Command("go", append(flags, ".")...) //nolint:gosec // our own directory
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("localcluster: building the manager: %w\n%s", err, out)
@@ -294,6 +303,36 @@ func (c *Cluster) ManagerLog(pid int) string {
 		}
 	}
 	return ""
+}
+
+// DataRaces returns an error quoting the first data race the race detector reported in a
+// manager's log (Options.RaceDetector), of every manager started, killed ones included; nil if
+// none. Call it before Stop, which removes a temporary directory and its logs.
+func (c *Cluster) DataRaces() error {
+	logs, err := filepath.Glob(filepath.Join(c.Dir, "manager*.log"))
+	if err != nil {
+		return err
+	}
+	const marker, rule = "WARNING: DATA RACE", "=================="
+	for _, path := range logs {
+		data, err := os.ReadFile(path) //nolint:gosec // the cluster's own log
+		if err != nil {
+			return err
+		}
+		i := bytes.Index(data, []byte(marker))
+		if i < 0 {
+			continue
+		}
+		report := data[i:]
+		if end := bytes.Index(report, []byte(rule)); end > 0 {
+			report = report[:end]
+		}
+		// Each line marked, so that a filtered log (make e2e) keeps them.
+		lines := strings.Split(strings.TrimSpace(string(report)), "\n")
+		return fmt.Errorf("localcluster: the race detector found %d data race(s) in %s; the first:\n  race: %s",
+			bytes.Count(data, []byte(marker)), path, strings.Join(lines, "\n  race: "))
+	}
+	return nil
 }
 
 // KillManager kills the manager process with the given PID with SIGKILL, as a crash would, and

@@ -9,8 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/cronschedule"
 	"github.com/custody-dev/custody/internal/dag"
 	"github.com/custody-dev/custody/internal/expr"
 )
@@ -132,9 +134,18 @@ func allDefaulted(entries []string, defaults map[string]string) bool {
 	return true
 }
 
-// ValidateCronWorkflowSpec checks a CronWorkflow's workflowSpec as a Workflow's spec.
+// ValidateCronWorkflowSpec checks a CronWorkflow's schedule and time zone, and its workflowSpec
+// as a Workflow's spec.
 func ValidateCronWorkflowSpec(spec *custodyv1alpha1.CronWorkflowSpec) field.ErrorList {
-	return validateWorkflowSpec(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec)
+	var errs field.ErrorList
+	if _, err := cronschedule.Parse(spec.Schedule, ptr.Deref(spec.TimeZone, "")); err != nil {
+		p := field.NewPath("spec", "schedule")
+		if strings.HasPrefix(err.Error(), "timeZone") {
+			p = field.NewPath("spec", "timeZone")
+		}
+		errs = append(errs, field.Invalid(p, nil, err.Error()))
+	}
+	return append(errs, validateWorkflowSpec(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec)...)
 }
 
 // validateDefinition checks steps and finally steps, each forEach step as the steps its items run

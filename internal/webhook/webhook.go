@@ -47,7 +47,6 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
-	"github.com/custody-dev/custody/internal/cronschedule"
 )
 
 // The paths the webhook server serves; the webhook configurations in config/webhook name them.
@@ -843,17 +842,6 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 		had = WorkflowLiterals(field.NewPath("spec", "workflowSpec"), &old.cron.Spec.WorkflowSpec)
 	}
 	errs = append(errs, LiteralErrors(WorkflowLiterals(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec), had)...)
-	tz := ""
-	if spec.TimeZone != nil {
-		tz = *spec.TimeZone
-	}
-	if _, err := cronschedule.Parse(spec.Schedule, tz); err != nil {
-		p := field.NewPath("spec", "schedule")
-		if strings.HasPrefix(err.Error(), "timeZone") {
-			p = field.NewPath("spec", "timeZone")
-		}
-		errs = append(errs, field.Invalid(p, nil, err.Error()))
-	}
 	if len(errs) > 0 {
 		return invalid(o, errs), nil
 	}

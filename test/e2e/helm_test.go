@@ -42,11 +42,8 @@ import (
 func TestHelmInstallIsSufficient(t *testing.T) {
 	ctx := context.Background()
 	audit := filepath.Join(t.TempDir(), "audit.log")
-	c, err := localcluster.Start(localcluster.Options{Nodes: 1, PodRunTime: 3 * time.Second, WithoutCRDs: true, AuditLog: audit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
+	c := startCluster(t, localcluster.Options{Nodes: 1, PodRunTime: 3 * time.Second, WithoutCRDs: true, AuditLog: audit,
+		RaceDetector: true})
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -516,4 +513,21 @@ func grep(b []byte, s string) string {
 		}
 	}
 	return strings.Join(out[:min(len(out), 20)], "\n")
+}
+
+// startCluster starts a local cluster of the test's own, stopped when it ends, after its managers'
+// logs were checked for data races (Options.RaceDetector).
+func startCluster(t *testing.T, opts localcluster.Options) *localcluster.Cluster {
+	t.Helper()
+	c, err := localcluster.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	t.Cleanup(func() { // cleanups run last first: before Stop removes the logs
+		if err := c.DataRaces(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
 }

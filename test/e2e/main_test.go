@@ -46,8 +46,10 @@ func run(m *testing.M) int {
 	spireServer = srv
 	defer func() { _ = srv.Close() }()
 	// Pods run for a moment, as real steps do, so that their identities are registered.
+	// The manager runs with the race detector: the fault suite's restarts, leader changes and
+	// SIGKILLs are where concurrency bugs show; a data race fails the suite.
 	c, err := localcluster.Start(localcluster.Options{Nodes: 2, Dir: os.Getenv("CUSTODY_E2E_DIR"), PodRunTime: 2 * time.Second,
-		ExitCodeFromEnv: true, ResultsFromEnv: true})
+		ExitCodeFromEnv: true, ResultsFromEnv: true, RaceDetector: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -83,5 +85,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if err := c.DataRaces(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	return code
 }
