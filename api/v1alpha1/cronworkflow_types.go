@@ -47,9 +47,10 @@ type CronWorkflowSpec struct {
 	// startingDeadlineSeconds is how late a run may still start after its scheduled time (for
 	// example after the controller was down). A schedule missed by longer is skipped (Event
 	// MissedSchedule). Unset means no deadline. Whatever the deadline, at most one run is created
-	// for the missed schedules: the most recent one.
+	// for the missed schedules: the most recent one. At least 10: a run starts moments after its
+	// time (a second or more on a busy controller), so a shorter deadline would skip most runs.
 	// +optional
-	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:XValidation:rule="self >= 10",message="startingDeadlineSeconds must be at least 10 (or unset): a run starts moments after its scheduled time, and a shorter deadline would skip it"
 	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
 
 	// suspend stops creating runs; running runs continue. Schedules that pass while suspended are

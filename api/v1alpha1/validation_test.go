@@ -825,6 +825,18 @@ spec:
   workflowSpec: {steps: [{name: build, image: example.com/build:1}]}`,
 			want: []string{"spec.concurrencyPolicy", `supported values: "Allow", "Forbid", "Replace"`},
 		},
+		{
+			name: "CronWorkflow whose starting deadline would skip its runs",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  startingDeadlineSeconds: 0
+  workflowSpec: {steps: [{name: build, image: example.com/build:1}]}`,
+			want: []string{"spec.startingDeadlineSeconds", "must be at least 10 (or unset): a run starts moments after its scheduled time"},
+		},
 	}
 }
 

@@ -45,6 +45,11 @@ func Parse(schedule, timeZone string) (Schedule, error) {
 		return Schedule{}, fmt.Errorf("schedule %q never fires: no date matches it", schedule)
 	}
 	loc := time.UTC
+	if strings.EqualFold(timeZone, "Local") {
+		// time.LoadLocation would give the zone of the machine reading it: the controller's, or the
+		// laptop's of whoever runs lint.
+		return Schedule{}, fmt.Errorf("timeZone %q: name an IANA time zone such as Europe/Berlin, not the controller's own", timeZone)
+	}
 	if timeZone != "" {
 		if loc, err = time.LoadLocation(timeZone); err != nil {
 			return Schedule{}, fmt.Errorf("timeZone %q: %w", timeZone, err)

@@ -125,6 +125,7 @@ func TestParseRefuses(t *testing.T) {
 		{"CRON_TZ=Europe/Berlin 0 9 * * *", "", "set the time zone in spec.timeZone"},
 		{"0 0 30 2 *", "", "never fires"},
 		{"0 9 * * *", "Mars/Olympus", "unknown time zone Mars/Olympus"},
+		{"0 9 * * *", "Local", `timeZone "Local": name an IANA time zone such as Europe/Berlin, not the controller's own`},
 	} {
 		if _, err := Parse(tc.schedule, tc.tz); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q, %q) = %v, want an error with %q", tc.schedule, tc.tz, err, tc.want)
