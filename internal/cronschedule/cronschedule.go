@@ -75,80 +75,115 @@ func fixedTimes(schedule string) bool {
 	return len(f) == 5 && !wild(f[0]) && !wild(f[1])
 }
 
-// Next is the first scheduled time after t. For a schedule at fixed times of day, a clock change
-// of less than three hours is handled as cron does, not as github.com/robfig/cron (or a
-// Kubernetes CronJob): a time of day that repeats when the clock goes back runs once, the first
-// time; a time of day the clock skips when it goes forward runs at the moment of the change,
-// instead of not at all that day. Zero if the schedule has no time in the next five years.
+// Next is the first scheduled time after t, zero if the schedule has none in the next five years.
+//
+// The schedule names wall-clock times in s.loc. They are found where robfig/cron is exact, in UTC
+// (no clock changes), and mapped to instants zone by zone (a zone being a span of one UTC offset),
+// because robfig/cron's own arithmetic in a zone skips, repeats or shifts times around clock
+// changes (a 30-minute change, as in Australia/Lord_Howe, gives it times the schedule does not
+// name). Where the clock changes by less than three hours, a schedule at fixed times of day runs as
+// cron (ISC, Vixie) does: a time of day the clock goes back over runs once, the first time; one
+// it jumps over runs at the moment of the jump. Any other schedule runs at every instant whose
+// wall clock it names: both times in a repeated hour, none in a skipped one. @every schedules
+// count real time and are left to robfig/cron.
 func (s Schedule) Next(t time.Time) time.Time {
-	next := s.spec.Next(t.In(s.loc))
-	if !s.fixed {
-		return next
+	if _, ok := s.spec.(*cron.SpecSchedule); !ok {
+		return s.spec.Next(t)
 	}
-	for !next.IsZero() && s.repeated(next) {
-		next = s.spec.Next(next)
+	at := t.In(s.loc)
+	lower, inclusive := wallOf(at), false
+	if start, back := s.lastChange(at); back < 0 && s.handled(back) {
+		// t is in the hour the clock repeats: its scheduled times ran before the clock went back.
+		if first := wallAt(start, offsetBefore(start, s.loc)); lower.Before(first) {
+			lower, inclusive = first, true
+		}
 	}
-	if change, _ := s.skipped(t, next); !change.IsZero() {
-		return change
+	for range 10000 { // a few zones a year; robfig/cron looks five years ahead
+		_, off := at.Zone()
+		_, end := at.ZoneBounds()
+		w := s.nextWall(lower, inclusive)
+		if w.IsZero() {
+			return time.Time{}
+		}
+		if next := time.Unix(w.Unix()-int64(off), 0).In(s.loc); end.IsZero() || next.Before(end) {
+			return next
+		}
+		// The next wall-clock time named comes after this zone ends: go on in the next one.
+		at = end.In(s.loc)
+		_, newOff := at.Zone()
+		change := time.Duration(newOff-off) * time.Second
+		oldWall, newWall := wallAt(end, off), wallAt(end, newOff)
+		if change > 0 && s.handled(change) {
+			if g := s.nextWall(oldWall, true); !g.IsZero() && g.Before(newWall) {
+				return at // a time of day the clock jumped over
+			}
+		}
+		lower, inclusive = newWall, true
+		if change < 0 && s.handled(change) {
+			lower = oldWall // the times of day the clock repeats ran before it went back
+		}
 	}
-	return next
+	return time.Time{}
 }
 
 // Location is the time zone the schedule is read in.
 func (s Schedule) Location() *time.Location { return s.loc }
 
-// Skipped tells, for a time Next returned, whether it is the moment of a clock change that skipped
-// a scheduled time of day, and which (local, as the schedule reads it: "02:30").
+// Skipped tells, for a time Next returned, whether it is the moment the clock jumped over a time
+// of day the schedule names, and which (as the schedule reads it: "02:30").
 func (s Schedule) Skipped(t time.Time) (string, bool) {
-	if !s.fixed {
+	if _, ok := s.spec.(*cron.SpecSchedule); !ok {
 		return "", false
 	}
-	change, wall := s.skipped(t.Add(-time.Nanosecond), t)
-	return wall, !change.IsZero() && change.Equal(t)
+	start, change := s.lastChange(t.In(s.loc))
+	if change <= 0 || !s.handled(change) || !start.Equal(t) {
+		return "", false
+	}
+	g := s.nextWall(wallAt(start, offsetBefore(start, s.loc)), true)
+	if g.IsZero() || !g.Before(wallOf(t.In(s.loc))) {
+		return "", false
+	}
+	return g.Format("15:04"), true
 }
 
-// repeated tells whether t, a time in s.loc, shows a time of day the clock showed already, less
-// than maxClockChange before, when it went back.
-func (s Schedule) repeated(t time.Time) bool {
-	t = t.In(s.loc)
+// handled tells whether a clock change is one Next treats as cron does, for this schedule.
+func (s Schedule) handled(change time.Duration) bool {
+	return s.fixed && change != 0 && change.Abs() < maxClockChange
+}
+
+// lastChange returns the start of the zone in effect at t (a time in s.loc) and by how much the
+// clock changed then (zero if the zone has no start).
+func (s Schedule) lastChange(t time.Time) (time.Time, time.Duration) {
 	start, _ := t.ZoneBounds()
 	if start.IsZero() {
-		return false
+		return start, 0
 	}
 	_, off := t.Zone()
-	_, before := start.Add(-time.Nanosecond).Zone()
-	back := time.Duration(before-off) * time.Second
-	return back > 0 && back < maxClockChange && t.Sub(start) < back
+	return start, time.Duration(off-offsetBefore(start, s.loc)) * time.Second
 }
 
-// skipped finds the first clock change in (after, until] (until zero: within a year) that moved the
-// clock forward over a time of day the schedule names, and returns its moment and that time of day.
-func (s Schedule) skipped(after, until time.Time) (time.Time, string) {
-	limit := until
-	if limit.IsZero() {
-		limit = after.AddDate(1, 0, 0)
+// nextWall is the first wall-clock time the schedule names after lower (or at it, if inclusive);
+// wall clocks are times in UTC.
+func (s Schedule) nextWall(lower time.Time, inclusive bool) time.Time {
+	if inclusive {
+		lower = lower.Add(-time.Nanosecond)
 	}
-	for x := after.In(s.loc); ; {
-		_, change := x.ZoneBounds()
-		if change.IsZero() || change.After(limit) {
-			return time.Time{}, ""
-		}
-		x = change.In(s.loc)
-		_, before := change.Add(-time.Nanosecond).In(s.loc).Zone()
-		_, off := x.Zone()
-		if fwd := time.Duration(off-before) * time.Second; fwd <= 0 || fwd >= maxClockChange {
-			continue
-		}
-		// The times of day skipped, as wall clocks in UTC (no clock changes there): the schedule
-		// reads them the same way, since it takes the location of the time it is given.
-		from := time.Unix(change.Unix()+int64(before), 0).UTC()
-		to := time.Unix(change.Unix()+int64(off), 0).UTC()
-		for w := from.Truncate(time.Minute); w.Before(to); w = w.Add(time.Minute) {
-			if !w.Before(from) && s.spec.Next(w.Add(-time.Second)).Equal(w) {
-				return change, w.Format("15:04")
-			}
-		}
-	}
+	return s.spec.Next(lower)
+}
+
+// wallOf is the wall clock t shows in its location, as a time in UTC.
+func wallOf(t time.Time) time.Time {
+	_, off := t.Zone()
+	return time.Unix(t.Unix()+int64(off), int64(t.Nanosecond())).UTC()
+}
+
+// wallAt is the wall clock an offset shows at the instant t, as a time in UTC.
+func wallAt(t time.Time, off int) time.Time { return time.Unix(t.Unix()+int64(off), 0).UTC() }
+
+// offsetBefore is the offset in effect just before the instant t.
+func offsetBefore(t time.Time, loc *time.Location) int {
+	_, off := t.Add(-time.Nanosecond).In(loc).Zone()
+	return off
 }
 
 // Due is what a CronWorkflow should do now.

@@ -1,6 +1,7 @@
 package cronschedule
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +137,33 @@ func TestParseRefuses(t *testing.T) {
 func TestRunName(t *testing.T) {
 	if got := RunName("nightly", at("2026-11-29T10:05:00Z")); got != "nightly-29932445" {
 		t.Errorf("RunName = %s", got)
+	}
+}
+
+// TestDailyRunsOncePerDay: a schedule at a fixed time of day runs exactly once on every local day,
+// at every hour and half hour of the day, in zones with daylight saving changes of an hour (at
+// 02:00, 03:00, midnight, or in the evening), of half an hour (Lord Howe), and with several changes
+// a year (Morocco, Chile), over nine years.
+func TestDailyRunsOncePerDay(t *testing.T) {
+	zones := []string{"Europe/Berlin", "America/New_York", "America/Sao_Paulo", "Australia/Lord_Howe", "Africa/Casablanca",
+		"America/Santiago", "Asia/Gaza", "America/Havana", "Pacific/Chatham", "Australia/Sydney"}
+	from, to := at("2018-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z")
+	for _, zone := range zones {
+		for minutes := 0; minutes < 24*60; minutes += 30 {
+			schedule := fmt.Sprintf("%d %d * * *", minutes%60, minutes/60)
+			sched, err := Parse(schedule, zone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			days := map[string]int{}
+			for x := sched.Next(from); x.Before(to); x = sched.Next(x) {
+				days[x.In(sched.loc).Format(time.DateOnly)]++
+			}
+			for d := from.In(sched.loc).AddDate(0, 0, 1); d.Before(to.In(sched.loc).AddDate(0, 0, -1)); d = d.AddDate(0, 0, 1) {
+				if n := days[d.Format(time.DateOnly)]; n != 1 {
+					t.Errorf("%q in %s ran %d times on %s", schedule, zone, n, d.Format(time.DateOnly))
+				}
+			}
+		}
 	}
 }

@@ -8,15 +8,17 @@ import (
 // FuzzDecide: for any schedule that parses, any last handled time and any now, Decide never
 // panics, never makes a time due that is not after the last handled one or is after now, and
 // always offers a next time after now, and a schedule at fixed times of day never runs twice at one
-// time of day across a clock change; RunName is a valid Workflow name for a 52-character
+// time of day across a clock change, and in UTC times are robfig/cron's; RunName is a valid Workflow name for a 52-character
 // CronWorkflow name.
 func FuzzDecide(f *testing.F) {
 	f.Add("*/5 * * * *", "", int64(1795946700), int64(3*3600), int64(-1))
 	f.Add("0 9 * * 1-5", "Asia/Tokyo", int64(1795946700), int64(86400*9), int64(60))
 	f.Add("@hourly", "Europe/Berlin", int64(0), int64(86400*400), int64(0))
-	f.Add("30 2 * * *", "America/New_York", int64(1773468000), int64(86400), int64(-1))   // across a DST change
-	f.Add("30 2 * * *", "Europe/Berlin", int64(1824847200), int64(3600*10), int64(-1))    // the clock goes back (2027-10-31)
-	f.Add("0 0 * * *", "America/Sao_Paulo", int64(1541260800), int64(3600*20), int64(-1)) // midnight skipped (2018-11-04)
+	f.Add("30 2 * * *", "America/New_York", int64(1773468000), int64(86400), int64(-1))      // across a DST change
+	f.Add("30 2 * * *", "Europe/Berlin", int64(1824847200), int64(3600*10), int64(-1))       // the clock goes back (2027-10-31)
+	f.Add("0 0 * * *", "America/Sao_Paulo", int64(1541260800), int64(3600*20), int64(-1))    // midnight skipped (2018-11-04)
+	f.Add("30 1 * * *", "Australia/Lord_Howe", int64(1538740800), int64(86400*2), int64(-1)) // a 30-minute change
+	f.Add("@every 90m", "Europe/Berlin", int64(1824847200), int64(3600*10), int64(-1))
 	f.Fuzz(func(t *testing.T, schedule, tz string, lastUnix, ahead, deadlineSeconds int64) {
 		sched, err := Parse(schedule, tz)
 		if err != nil {
@@ -47,6 +49,9 @@ func FuzzDecide(f *testing.F) {
 		}
 		if n := sched.Next(d.Next); !d.Next.IsZero() && !n.IsZero() {
 			checkClockChange(t, sched, d.Next, n)
+		}
+		if sched.loc == time.UTC && !sched.Next(now).Equal(sched.spec.Next(now)) {
+			t.Fatalf("in UTC, next after %v is %v; robfig/cron says %v", now, sched.Next(now), sched.spec.Next(now))
 		}
 		if name := RunName("a-cron-workflow-named-with-exactly-fifty-two-chars-x", d.Next); len(name) > 63 {
 			t.Fatalf("run name %q is longer than 63", name)
