@@ -779,7 +779,7 @@ func TestApproveHint(t *testing.T) {
 func TestGetCronWorkflow(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	cw := &custodyv1alpha1.CronWorkflow{Spec: custodyv1alpha1.CronWorkflowSpec{Schedule: "30 1 * * *", TimeZone: ptr.To("Europe/Berlin"),
+	cw := &custodyv1alpha1.CronWorkflow{Spec: custodyv1alpha1.CronWorkflowSpec{Schedule: "0 2 * * *", TimeZone: ptr.To("Europe/Berlin"),
 		ConcurrencyPolicy: custodyv1alpha1.ConcurrencyForbid,
 		WorkflowSpec:      custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "dump", Image: "example.com/pg:16"}}}}}
 	cw.Namespace, cw.Name = ns, "nightly-db-backup"
@@ -788,7 +788,7 @@ func TestGetCronWorkflow(t *testing.T) {
 	}
 	at := func(h int) *metav1.Time { return &metav1.Time{Time: now.Add(time.Duration(h) * time.Hour)} }
 	cw.Status = custodyv1alpha1.CronWorkflowStatus{NextScheduleTime: at(13), LastScheduleTime: at(-11),
-		Schedule:           &custodyv1alpha1.ObservedSchedule{Schedule: "30 1 * * *", TimeZone: "Europe/Berlin", Since: *at(-3)},
+		Schedule:           &custodyv1alpha1.ObservedSchedule{Schedule: "0 2 * * *", TimeZone: "Europe/Berlin", Since: *at(-3)},
 		LastSuccessfulTime: &metav1.Time{Time: at(-35).Add(12 * time.Minute)}, LastSuccessfulRun: "nightly-db-backup-29933250",
 		Conditions: []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Scheduled",
 			Message: "Next run at 2026-11-30T00:30:00Z", LastTransitionTime: metav1.Now()}}}
@@ -825,7 +825,7 @@ func TestGetCronWorkflow(t *testing.T) {
 		t.Fatal(err, out)
 	}
 	golden(t, "cronworkflow.txt", ns, out)
-	if out, err := run(t, ns, "", "get", "ccwf/nightly-db-backup", "-o", "json"); err != nil || !strings.Contains(out, `"schedule": "30 1 * * *"`) {
+	if out, err := run(t, ns, "", "get", "ccwf/nightly-db-backup", "-o", "json"); err != nil || !strings.Contains(out, `"schedule": "0 2 * * *"`) {
 		t.Errorf("get ccwf/... -o json: %v\n%s", err, out)
 	}
 	// Suspended (by kubectl custody suspend), it says so instead of when the next run is.

@@ -79,7 +79,11 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 	case cw.Spec.Suspend:
 		_, _ = fmt.Fprintf(w, "   suspended: no run is created until spec.suspend is false; the times missed meanwhile are not made up\n")
 	case next != nil:
-		_, _ = fmt.Fprintf(w, "   next run %s (in %s)\n", next.UTC().Format(time.RFC3339), age(max(next.Sub(now), 0)))
+		local := ""
+		if loc, err := time.LoadLocation(tz); err == nil && loc != time.UTC && tz != "Local" {
+			local = next.In(loc).Format("15:04 MST") + ", " // the time of day the schedule names
+		}
+		_, _ = fmt.Fprintf(w, "   next run %s (%sin %s)\n", next.UTC().Format(time.RFC3339), local, age(max(next.Sub(now), 0)))
 	}
 	if o := cw.Status.Schedule; o != nil && o.Schedule == cw.Spec.Schedule && !o.Since.Equal(&cw.CreationTimestamp) {
 		_, _ = fmt.Fprintf(w, "   schedule changed %s (%s ago): times it named before then do not run\n",

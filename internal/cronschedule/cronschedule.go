@@ -126,9 +126,6 @@ func (s Schedule) Next(t time.Time) time.Time {
 	return time.Time{}
 }
 
-// Location is the time zone the schedule is read in.
-func (s Schedule) Location() *time.Location { return s.loc }
-
 // Skipped tells, for a time Next returned, whether it is the moment the clock jumped over a time
 // of day the schedule names, and which (as the schedule reads it: "02:30").
 func (s Schedule) Skipped(t time.Time) (string, bool) {
