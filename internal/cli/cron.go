@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/cronschedule"
 )
 
 // cronName reads a reference to a CronWorkflow: cronworkflow/NAME (or ccwf/NAME, ..., as kubectl
@@ -80,7 +81,7 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 		_, _ = fmt.Fprintf(w, "   suspended: no run is created until spec.suspend is false; the times missed meanwhile are not made up\n")
 	case next != nil:
 		local := ""
-		if loc, err := time.LoadLocation(tz); err == nil && loc != time.UTC && tz != "Local" {
+		if loc, err := cronschedule.Location(ptr.Deref(cw.Spec.TimeZone, "")); err == nil && loc != time.UTC {
 			local = next.In(loc).Format("15:04 MST") + ", " // the time of day the schedule names
 		}
 		_, _ = fmt.Fprintf(w, "   next run %s (%sin %s)\n", next.UTC().Format(time.RFC3339), local, age(max(next.Sub(now), 0)))

@@ -44,18 +44,28 @@ func Parse(schedule, timeZone string) (Schedule, error) {
 		// cron gives up after five years without a match: a day that does not exist (30 2 ...).
 		return Schedule{}, fmt.Errorf("schedule %q never fires: no date matches it", schedule)
 	}
-	loc := time.UTC
-	if strings.EqualFold(timeZone, "Local") {
-		// time.LoadLocation would give the zone of the machine reading it: the controller's, or the
-		// laptop's of whoever runs lint.
-		return Schedule{}, fmt.Errorf("timeZone %q: name an IANA time zone such as Europe/Berlin, not the controller's own", timeZone)
-	}
-	if timeZone != "" {
-		if loc, err = time.LoadLocation(timeZone); err != nil {
-			return Schedule{}, fmt.Errorf("timeZone %q: %w", timeZone, err)
-		}
+	loc, err := Location(timeZone)
+	if err != nil {
+		return Schedule{}, err
 	}
 	return Schedule{spec: spec, loc: loc, fixed: fixedTimes(schedule)}, nil
+}
+
+// Location reads a CronWorkflow's timeZone: an IANA name, empty for UTC. Local is refused:
+// time.LoadLocation would give the zone of the machine reading it (the controller's, or the
+// laptop's of whoever runs lint).
+func Location(timeZone string) (*time.Location, error) {
+	switch {
+	case timeZone == "":
+		return time.UTC, nil
+	case strings.EqualFold(timeZone, "Local"):
+		return nil, fmt.Errorf("timeZone %q: name an IANA time zone such as Europe/Berlin, not the controller's own", timeZone)
+	}
+	loc, err := time.LoadLocation(timeZone)
+	if err != nil {
+		return nil, fmt.Errorf("timeZone %q: %w", timeZone, err)
+	}
+	return loc, nil
 }
 
 // fixedTimes tells whether a schedule's minute and hour fields name times of day, the jobs cron
