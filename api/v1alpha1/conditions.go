@@ -39,6 +39,10 @@ const (
 	ReasonCancelled = "Cancelled"
 	// ReasonTimedOut means a step or the Workflow ran longer than its timeout.
 	ReasonTimedOut = "TimedOut"
+	// ReasonStopping means every step ended but the pod of an attempt that ended (stopped by a
+	// cancel or timeout, or whose Job was deleted) still runs: finally steps, a retry and the
+	// Workflow's end wait for it to stop, so that nothing overlaps what it still does.
+	ReasonStopping = "Stopping"
 	// ReasonRetriesExhausted means a step failed on its last allowed attempt.
 	ReasonRetriesExhausted = "RetriesExhausted"
 	// ReasonWaitingForApproval means a step or grant waits for an approver's annotation.

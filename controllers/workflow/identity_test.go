@@ -330,9 +330,10 @@ spec:
 	e.waitEntries(t)
 }
 
-// TestIdentity_cancelTimeoutAndFailureRevoke: whatever ends the attempt, the entry goes. Step a
-// times out (the Job fails with DeadlineExceeded while the container still runs); b is
-// cancelled with the workflow.
+// TestIdentity_cancelTimeoutAndFailureRevoke: whatever ends the attempt, the entry goes, without
+// waiting for the pod to stop. Step a times out (the Job fails with DeadlineExceeded while the
+// container still runs, as before Kubernetes 1.31); b is cancelled with the workflow, which ends
+// once both pods stopped.
 func TestIdentity_cancelTimeoutAndFailureRevoke(t *testing.T) {
 	t.Parallel()
 	e := setupIdentity(t)
@@ -343,17 +344,20 @@ spec:
   - {name: a, image: example.com/w:1, timeout: 5s}
   - {name: b, image: example.com/w:1}`)
 	ja, jb := jobOf(t, wf, "a", 1), jobOf(t, wf, "b", 1)
-	startPod(t, ja)
-	startPod(t, jb)
+	pa := startPod(t, ja)
+	pb := startPod(t, jb)
 	e.waitEntries(t, e.entryID(t, wf, "a", 1), e.entryID(t, wf, "b", 1))
 	finishJob(t, ja, false, batchv1.JobReasonDeadlineExceeded)
 	e.waitEntries(t, e.entryID(t, wf, "b", 1))
 	waitIdentity(t, wf, "a", custodyv1alpha1.IdentityRevoked)
 
 	cancelRun(t, wf)
-	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 	e.waitEntries(t)
 	waitIdentity(t, wf, "b", custodyv1alpha1.IdentityRevoked)
+	waitStopping(t, wf, pa.Name, pb.Name)
+	removePod(t, pa)
+	removePod(t, pb)
+	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
 }
 
 // TestIdentity_workflowTimeoutRevokes: the workflow's own timeout stops its steps and revokes.
@@ -367,7 +371,7 @@ spec:
   steps:
   - {name: a, image: example.com/w:1}`)
 	// The timeout leaves a busy API server time to register the entry before it ends the run.
-	startPod(t, jobOf(t, wf, "a", 1))
+	pod := startPod(t, jobOf(t, wf, "a", 1))
 	got := e.waitEntries(t, e.entryID(t, wf, "a", 1))[0]
 	var start time.Time
 	eventually(t, "the run's start saved", func() error {
@@ -380,8 +384,11 @@ spec:
 	if got.ExpiresAt.After(start.Add(10 * time.Second)) {
 		t.Errorf("entry expires at %s, after the workflow's deadline %s", got.ExpiresAt, start.Add(8*time.Second))
 	}
-	waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	// Revoked when the run stops its step, not when the pod is gone: the run waits for that.
+	waitStopping(t, wf, pod.Name)
 	e.waitEntries(t)
+	removePod(t, pod)
+	waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
 }
 
 // TestIdentity_deletionRevokesBeforeTheWorkflowGoes: deleting a running workflow deletes its

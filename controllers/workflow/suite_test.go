@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
@@ -348,6 +349,37 @@ func failWith(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt, 
 func kstatusOf(t *testing.T, wf *custodyv1alpha1.Workflow) status.Status {
 	t.Helper()
 	return testenv.Kstatus(t, get(t, wf))
+}
+
+// removePod deletes a pod at once, as its kubelet does once the pod stopped (after the garbage
+// collector deleted the pod of a deleted Job, or the Job controller that of a Job that failed):
+// envtest runs neither.
+func removePod(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	if err := env.Client.Delete(ctxT(t), pod, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+		t.Fatalf("deleting pod %s: %v", pod.Name, err)
+	}
+}
+
+// waitStopping waits until the workflow is Running and its Ready condition says it waits for
+// the pods named to stop, and returns it as then observed.
+func waitStopping(t *testing.T, wf *custodyv1alpha1.Workflow, pods ...string) *custodyv1alpha1.Workflow {
+	t.Helper()
+	var cur *custodyv1alpha1.Workflow
+	eventually(t, "the workflow to wait for pods "+strings.Join(pods, ", ")+" to stop", func() error {
+		cur = get(t, wf)
+		c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReady)
+		if cur.Status.Phase != custodyv1alpha1.WorkflowRunning || c == nil || c.Reason != custodyv1alpha1.ReasonStopping {
+			return errorf("workflow %s, Ready %+v, steps %s", cur.Status.Phase, c, summary(cur))
+		}
+		for _, p := range pods {
+			if !strings.Contains(c.Message, p) {
+				return errorf("Ready says %q, not naming pod %s", c.Message, p)
+			}
+		}
+		return nil
+	})
+	return cur
 }
 
 // cancelRun sets spec.cancel on the workflow, as `kubectl custody cancel` does.

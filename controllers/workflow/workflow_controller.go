@@ -52,6 +52,9 @@ type Reconciler struct {
 	// PodCreationGrace is how long a running attempt's Job may be without a pod before the
 	// controller looks for the Job controller's FailedCreate Events to say why (default 10s).
 	PodCreationGrace time.Duration
+	// PodStopMargin is how long past its deletion's grace period a pod of an ended attempt is still
+	// waited for before a retry, the finally steps or the run's end (default 30s).
+	PodStopMargin time.Duration
 	// DefaultTTLAfterFinished is the ttlAfterFinished of Workflows that set none; zero keeps them.
 	DefaultTTLAfterFinished time.Duration
 
@@ -86,6 +89,11 @@ type scope struct {
 	waiting string
 	// groupWait says why a run of a concurrency group may not start steps now ("" when it may).
 	groupWait string
+	// stopWait says which pod of an ended attempt the finally steps or the run's end wait for
+	// ("" when none).
+	stopWait string
+	// podStopMargin is the Reconciler's PodStopMargin.
+	podStopMargin time.Duration
 
 	// invalid is set when the spec passed admission but cannot run; the workflow fails, with
 	// invalidReason (InvalidSpec when empty).
@@ -139,7 +147,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 
 	before := wf.DeepCopy()
-	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder, before: before}
+	s := &scope{wf: wf, now: r.Clock.Now(), recorder: r.Recorder, before: before, podStopMargin: r.PodStopMargin}
 	defer func() {
 		if !s.deleted {
 			computeStatus(s, retErr)
@@ -232,6 +240,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.PodCreationGrace == 0 {
 		r.PodCreationGrace = 10 * time.Second
+	}
+	if r.PodStopMargin == 0 {
+		r.PodStopMargin = 30 * time.Second
 	}
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4

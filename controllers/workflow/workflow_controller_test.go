@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -551,6 +552,10 @@ spec:
 			}
 			return nil
 		})
+		if len(finalizers) == 0 {
+			removePod(t, pod) // gone at once
+			return job, pod
+		}
 		if err := env.Client.Delete(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
@@ -755,6 +760,123 @@ spec:
 	})
 	if got := kstatusOf(t, wf); got != status.FailedStatus {
 		t.Errorf("kstatus = %s, want Failed (Stalled) for a cancelled workflow", got)
+	}
+}
+
+// TestWorkflowReconciler_stoppedPodsAreWaitedFor: nothing starts beside an attempt that ended but
+// whose pod still runs. A retry waits for the previous attempt's pod (its Job deleted by a
+// person, the pod still terminating); after a cancel, the finally step and the run's end wait for
+// the stopped step's pod, while its identity and credentials are revoked at once.
+func TestWorkflowReconciler_stoppedPodsAreWaitedFor(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: migrate}
+spec:
+  concurrencyGroup: schema
+  steps:
+  - {name: migrate, image: example.com/m:1, retries: {limit: 1, backoff: {duration: 1s}}}
+  finally:
+  - {name: unlock, image: example.com/u:1}
+`)
+	// Attempt 1's Job is deleted (kubectl delete job): its pod is marked for deletion and
+	// terminates in its grace period.
+	job1 := jobOf(t, wf, "migrate", 1)
+	pod1 := startPod(t, job1)
+	hold := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":["custody.test/hold"]}}`))
+	if err := env.Client.Patch(ctx, pod1, hold); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, job1, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, pod1); err != nil {
+		t.Fatal(err)
+	}
+	want := "attempt 2 starts once pod " + pod1.Name + " has stopped"
+	eventually(t, "the retry to wait for attempt 1's pod", func() error {
+		st := stepOf(get(t, wf), "migrate")
+		if st.Phase != custodyv1alpha1.StepRetrying || !strings.Contains(st.Message, want) {
+			return errorf("step migrate %s (%s): %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	job2 := &batchv1.Job{}
+	err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: jobspec.Name(wf.Name, string(wf.UID), "migrate", 2)}, job2)
+	if !isNotFound(err) {
+		t.Fatalf("attempt 2's Job exists while attempt 1's pod runs (err %v)", err)
+	}
+	// The kubelet stops the container: attempt 2 starts.
+	endPod(t, pod1, 143)
+	job2 = jobOf(t, wf, "migrate", 2)
+	release := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+	if err := env.Client.Patch(ctx, pod1, release); client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+
+	// Attempt 2 runs when the run is cancelled: its Job is deleted, and its pod, which the
+	// garbage collector deletes in the background, holds the finally step and the run's end.
+	pod2 := startPod(t, job2)
+	eventually(t, "attempt 2's pod recorded", func() error {
+		if st := stepOf(get(t, wf), "migrate"); st.PodName != pod2.Name {
+			return errorf("step migrate's pod is %q", st.PodName)
+		}
+		return nil
+	})
+	next := apply(t, ns, `
+metadata: {name: migrate-next}
+spec:
+  concurrencyGroup: schema
+  steps:
+  - {name: migrate, image: example.com/m:1}
+`)
+	waitStep(t, next, "migrate", custodyv1alpha1.StepPending)
+	cancelRun(t, wf)
+	cur := waitStopping(t, wf, pod2.Name)
+	if st := stepOf(cur, "migrate"); st.Phase != custodyv1alpha1.StepCancelled {
+		t.Errorf("step migrate is %s, want Cancelled at once", st.Phase)
+	}
+	if st := stepOf(cur, "unlock"); st.Phase != custodyv1alpha1.StepPending || !strings.Contains(st.Message, pod2.Name) {
+		t.Errorf("finally step unlock %s: %q, want Pending, waiting for pod %s", st.Phase, st.Message, pod2.Name)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(job2), &batchv1.Job{}); !isNotFound(err) {
+		t.Errorf("attempt 2's Job not deleted (err %v)", err)
+	}
+	if st := stepOf(get(t, next), "migrate"); st.Reason != custodyv1alpha1.ReasonWaitingForConcurrencyGroup || len(jobs(t, next)) > 0 {
+		t.Errorf("the group's next run started (%s: %s) while the cancelled run's pod runs", st.Reason, st.Message)
+	}
+	removePod(t, pod2)
+	succeed(t, wf, "unlock", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+	jobOf(t, next, "migrate", 1) // the group's next run takes its turn
+}
+
+// TestWorkflowReconciler_unreachablePodIsNotWaitedForever: a stopped attempt's pod still shown
+// running past its deletion's grace period (its node is unreachable) holds the run only
+// PodStopMargin longer.
+func TestWorkflowReconciler_unreachablePodIsNotWaitedForever(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, func(r *Reconciler) { r.PodStopMargin = time.Second })
+	wf := apply(t, ns, `
+metadata: {name: lost}
+spec:
+  steps:
+  - {name: a, image: example.com/a:1}
+`)
+	pod := startPod(t, jobOf(t, wf, "a", 1))
+	if err := env.Client.Delete(ctxT(t), pod, client.GracePeriodSeconds(5)); err != nil {
+		t.Fatal(err)
+	}
+	cancelRun(t, wf)
+	waitStopping(t, wf, pod.Name)
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowCancelled)
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(pod), pod); err != nil || pod.Status.Phase != corev1.PodRunning {
+		t.Fatalf("pod %s: %v, phase %s; the test wants it still shown running", pod.Name, err, pod.Status.Phase)
+	}
+	if wf.Status.CompletionTime.Before(pod.DeletionTimestamp) {
+		t.Errorf("the run ended at %s, before its pod's grace period ended at %s", wf.Status.CompletionTime, pod.DeletionTimestamp)
 	}
 }
 

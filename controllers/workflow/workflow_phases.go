@@ -667,6 +667,46 @@ func deletedPod(pod *corev1.Pod, seen string) (string, bool) {
 	return pod.Name, true
 }
 
+// stoppingPods returns the pods of ended attempts, of the steps selected, that may still run: the
+// step container has not exited and the pod is neither Succeeded nor Failed. That is a pod of an
+// attempt the run stopped (its Job deleted, with the pod going in the background) or whose Job a
+// person deleted; a Job that failed by itself has waited for its pod (Kubernetes 1.31 and later).
+// A pod orphaned from its Job (deleted with --cascade=orphan) is not waited for, nor one still shown
+// running s.podStopMargin past its deletion's grace period (its deletionTimestamp): a kubelet that
+// is up has killed the container by then, and one that is unreachable may never say so. Sorted by
+// name.
+func (s *scope) stoppingPods(selected func(step string) bool) []*corev1.Pod {
+	var out []*corev1.Pod
+	for job, pod := range s.pods {
+		step := pod.Labels[custodyv1alpha1.LabelStep]
+		st := s.status(step)
+		if st == nil || !selected(step) || st.Phase == custodyv1alpha1.StepRunning && st.JobName == job ||
+			pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || stepContainerState(pod) != nil ||
+			metav1.GetControllerOf(pod) == nil {
+			continue
+		}
+		if pod.DeletionTimestamp != nil {
+			due := pod.DeletionTimestamp.Add(s.podStopMargin)
+			if !s.now.Before(due) {
+				continue
+			}
+			s.requeueAt(due)
+		}
+		out = append(out, pod)
+	}
+	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// stoppingMessage says which pods the run waits for, and of which steps.
+func stoppingMessage(pods []*corev1.Pod) string {
+	names := make([]string, 0, len(pods))
+	for _, p := range pods {
+		names = append(names, fmt.Sprintf("%s (step %s)", p.Name, p.Labels[custodyv1alpha1.LabelStep]))
+	}
+	return text.Truncate("Waiting for the pods of stopped attempts to stop: "+strings.Join(names, ", "), 1024)
+}
+
 // backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max.
 func backoff(p *custodyv1alpha1.RetryPolicy, n int32) time.Duration {
 	base, factor, maxWait := defaultBackoff, float64(defaultBackoffFactor), defaultBackoffMax
@@ -747,8 +787,8 @@ func stopReason(s *scope) string {
 }
 
 // reconcileSteps starts what may start: retries whose backoff passed, steps whose dependencies
-// ended (after their `when` and approval) and, once every step ended, the finally steps; it
-// blocks steps that will never run. At most spec.parallelism steps run at once.
+// ended (after their `when` and approval) and, once every step ended and their pods stopped, the
+// finally steps; it blocks steps that will never run. At most spec.parallelism steps run at once.
 func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	if s.graph == nil || isFinished(wf.Status.Phase) {
@@ -777,18 +817,8 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 		}
 		s.slots = max(s.slots, 0)
 	}
-	for i := range wf.Status.Steps {
-		st := &wf.Status.Steps[i]
-		if st.Phase != custodyv1alpha1.StepRetrying || st.NextAttemptTime == nil {
-			continue
-		}
-		if s.now.Before(st.NextAttemptTime.Time) {
-			s.requeueAt(st.NextAttemptTime.Time)
-			continue
-		}
-		if err := r.startAttempt(ctx, s, st); err != nil {
-			return false, err
-		}
+	if err := r.startRetries(ctx, s); err != nil {
+		return false, err
 	}
 
 	phases, finallyPhases, mainEnded := map[string]dag.Phase{}, map[string]dag.Phase{}, true
@@ -808,7 +838,42 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 	if !mainEnded || len(s.finally) == 0 {
 		return false, nil
 	}
+	if pods := s.stoppingPods(func(step string) bool { return !s.finally[step] }); len(pods) > 0 {
+		// Finally steps clean up after the steps: not while a stopped one still runs.
+		s.stopWait = stoppingMessage(pods)
+		for i := range wf.Status.Steps {
+			if st := &wf.Status.Steps[i]; s.finally[st.Name] && st.Phase == custodyv1alpha1.StepPending {
+				s.setStep(st, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForSteps, s.stopWait)
+			}
+		}
+		return false, nil
+	}
 	return false, r.schedule(ctx, s, s.finallyGraph.NextAll(finallyPhases))
+}
+
+// startRetries starts the next attempt of each Retrying step whose backoff passed, once the pod
+// of its last attempt has stopped.
+func (r *Reconciler) startRetries(ctx context.Context, s *scope) error {
+	for i := range s.wf.Status.Steps {
+		st := &s.wf.Status.Steps[i]
+		if st.Phase != custodyv1alpha1.StepRetrying || st.NextAttemptTime == nil {
+			continue
+		}
+		if s.now.Before(st.NextAttemptTime.Time) {
+			s.requeueAt(st.NextAttemptTime.Time)
+			continue
+		}
+		if pods := s.stoppingPods(func(step string) bool { return step == st.Name }); len(pods) > 0 {
+			// The next attempt would overlap what the last one still does; the pod going wakes the run.
+			st.Message = fmt.Sprintf("Attempt %d failed (%s); attempt %d starts once pod %s has stopped", st.Attempt,
+				st.LastFailureReason, st.Attempt+1, pods[0].Name)
+			continue
+		}
+		if err := r.startAttempt(ctx, s, st); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // schedule carries out a decision of the graph: blocked steps are skipped, ready ones started.
@@ -1191,6 +1256,13 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 		if started {
 			wf.Status.Phase = custodyv1alpha1.WorkflowRunning
 		}
+		return false, nil
+	}
+	if pods := s.stoppingPods(func(string) bool { return true }); len(pods) > 0 {
+		// Not ended while a stopped attempt still runs: a concurrency group's next run, or a
+		// CronWorkflow's, would overlap it.
+		s.stopWait = stoppingMessage(pods)
+		wf.Status.Phase = custodyv1alpha1.WorkflowRunning
 		return false, nil
 	}
 	phase, reason, why := s.stepsOutcome()

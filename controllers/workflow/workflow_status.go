@@ -85,6 +85,9 @@ func workflowConditions(wf *custodyv1alpha1.Workflow, s *scope) []metav1.Conditi
 	if s.groupWait != "" {
 		reason, msg = custodyv1alpha1.ReasonWaitingForConcurrencyGroup, s.groupWait
 	}
+	if s.stopWait != "" {
+		reason, msg = custodyv1alpha1.ReasonStopping, s.stopWait
+	}
 	if wf.Spec.Suspend {
 		reason, msg = custodyv1alpha1.ReasonSuspended, "Suspended (spec.suspend): no step starts until it is resumed; "+
 			strings.ToLower(msg[:1])+msg[1:]
