@@ -100,6 +100,7 @@ func TestPlanReuse(t *testing.T) {
 				s[i].Timeout, s[i].Retries = &metav1.Duration{Duration: time.Hour}, &RetryPolicy{Limit: 3}
 				s[i].Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}
 				s[i].NodeSelector, s[i].PriorityClassName, s[i].OnFailure = map[string]string{"pool": "big"}, "batch-low", StepFailureContinue
+				s[i].ImagePullPolicy = corev1.PullAlways
 			}
 			return s
 		}, want{"build lint test gate", ""}},

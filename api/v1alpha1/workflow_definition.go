@@ -307,8 +307,8 @@ func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 }
 
 // ApplyStepDefaults returns steps with every field a step leaves unset taken from d: env variables
-// the step does not name come first; resources, nodeSelector, tolerations, retries and timeout
-// are taken whole when the step has none. steps itself is returned when d is nil.
+// the step does not name come first; resources, nodeSelector, tolerations, priorityClassName,
+// imagePullPolicy, retries and timeout are taken whole when the step has none. steps itself is returned when d is nil.
 func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 	if d == nil {
 		return steps
@@ -338,6 +338,9 @@ func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 		}
 		if st.PriorityClassName == "" {
 			st.PriorityClassName = d.PriorityClassName
+		}
+		if st.ImagePullPolicy == "" {
+			st.ImagePullPolicy = d.ImagePullPolicy
 		}
 		if st.Retries == nil && d.Retries != nil {
 			st.Retries = d.Retries.DeepCopy()

@@ -178,8 +178,8 @@ func (p *reusePlanner) same(name string) bool {
 
 // sameWork reports whether two steps do the same work: every field alike but those that shape
 // only how an attempt runs, not what a successful one produced or was allowed to do: its timeout,
-// retries, resources, placement (nodeSelector, tolerations, priorityClassName), onFailure and a
-// forEach step's parallelism. Raising a timeout (often through stepDefaults, for every step)
+// retries, resources, placement (nodeSelector, tolerations, priorityClassName), imagePullPolicy,
+// onFailure and a forEach step's parallelism. Raising a timeout (often through stepDefaults, for every step)
 // after one timed out must not run every step again. Image, command, args, env, credentials,
 // when, dependencies, approval and results are the step's work and its guard: any change there
 // counts.
@@ -194,7 +194,7 @@ func sameWork(a, b *Step) bool {
 func workOf(st *Step) *Step {
 	w := st.DeepCopy()
 	w.Timeout, w.Retries, w.Resources, w.Parallelism = nil, nil, nil, nil
-	w.NodeSelector, w.Tolerations, w.PriorityClassName, w.OnFailure = nil, nil, "", ""
+	w.NodeSelector, w.Tolerations, w.PriorityClassName, w.OnFailure, w.ImagePullPolicy = nil, nil, "", "", ""
 	return w
 }
 

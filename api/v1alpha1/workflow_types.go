@@ -279,6 +279,15 @@ type Step struct {
 	// +kubebuilder:validation:MaxLength=1024
 	WorkingDir string `json:"workingDir,omitempty"`
 
+	// imagePullPolicy is the step container's, as a container's imagePullPolicy: Always,
+	// IfNotPresent or Never. Unset, Kubernetes decides: Always for an image tagged :latest or not
+	// tagged, IfNotPresent otherwise. Always has the kubelet ask the registry, with the run's
+	// imagePullSecrets, at every attempt, so that a step cannot run a private image another
+	// workload left on the node without credentials of its own.
+	// +optional
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
 	// dependsOn names the steps that must have ended before this one starts. A step runs after
 	// its dependencies Succeeded or were Skipped; if one Failed or was Cancelled, this step is
 	// Skipped.
@@ -405,6 +414,11 @@ type StepDefaults struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// imagePullPolicy of every step that sets none.
+	// +optional
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
 
 	// retries of every step that sets none.
 	// +optional

@@ -325,6 +325,7 @@ spec:
     env: [{name: TARGET, value: "$(params.env)"}, {name: LOG, value: info}]
     resources: {requests: {cpu: 100m}}
     nodeSelector: {pool: ci}
+    imagePullPolicy: Always
     retries: {limit: 1, backoff: {duration: 1s}}
     timeout: 5m
   steps:
@@ -335,6 +336,7 @@ spec:
     env: [{name: LOG, value: debug}]
     resources: {requests: {cpu: "2"}}
     nodeSelector: {pool: big}
+    imagePullPolicy: IfNotPresent
     retries: {limit: 0}
     timeout: 1m
   finally:
@@ -343,9 +345,10 @@ spec:
 	build := jobOf(t, wf, "build", 1)
 	pod, env := build.Spec.Template.Spec, containerEnv(build)
 	if env["TARGET"] != "staging" || env["LOG"] != "info" || pod.Containers[0].Resources.Requests.Cpu().String() != "100m" ||
-		pod.NodeSelector["pool"] != "ci" || build.Spec.ActiveDeadlineSeconds == nil || *build.Spec.ActiveDeadlineSeconds != 300 {
-		t.Errorf("build's Job: env %v, resources %v, nodeSelector %v, deadline %v; want the defaults", env,
-			pod.Containers[0].Resources.Requests, pod.NodeSelector, build.Spec.ActiveDeadlineSeconds)
+		pod.NodeSelector["pool"] != "ci" || build.Spec.ActiveDeadlineSeconds == nil || *build.Spec.ActiveDeadlineSeconds != 300 ||
+		pod.Containers[0].ImagePullPolicy != corev1.PullAlways {
+		t.Errorf("build's Job: env %v, resources %v, nodeSelector %v, deadline %v, imagePullPolicy %s; want the defaults", env,
+			pod.Containers[0].Resources.Requests, pod.NodeSelector, build.Spec.ActiveDeadlineSeconds, pod.Containers[0].ImagePullPolicy)
 	}
 	// The default retries: build is tried again.
 	fail(t, wf, "build", 1)
@@ -353,9 +356,9 @@ spec:
 	test := jobOf(t, wf, "test", 1)
 	pod, env = test.Spec.Template.Spec, containerEnv(test)
 	if env["TARGET"] != "staging" || env["LOG"] != "debug" || pod.Containers[0].Resources.Requests.Cpu().String() != "2" ||
-		pod.NodeSelector["pool"] != "big" || *test.Spec.ActiveDeadlineSeconds != 60 {
-		t.Errorf("test's Job: env %v, resources %v, nodeSelector %v, deadline %v; want its own, and TARGET from the defaults", env,
-			pod.Containers[0].Resources.Requests, pod.NodeSelector, *test.Spec.ActiveDeadlineSeconds)
+		pod.NodeSelector["pool"] != "big" || *test.Spec.ActiveDeadlineSeconds != 60 || pod.Containers[0].ImagePullPolicy != corev1.PullIfNotPresent {
+		t.Errorf("test's Job: env %v, resources %v, nodeSelector %v, deadline %v, imagePullPolicy %s; want its own, and TARGET from the defaults",
+			env, pod.Containers[0].Resources.Requests, pod.NodeSelector, *test.Spec.ActiveDeadlineSeconds, pod.Containers[0].ImagePullPolicy)
 	}
 	// Its own retries: none.
 	fail(t, wf, "test", 1)
@@ -366,6 +369,30 @@ spec:
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
 	if st := stepOf(wf, "test"); st.Attempt != 1 {
 		t.Errorf("test ran %d attempts, want 1 (its own retries: none)", st.Attempt)
+	}
+}
+
+// TestWorkflowReconciler_imagePullPolicy: a step's imagePullPolicy is its container's; unset,
+// Kubernetes decides, so an image tagged :latest, or not tagged, is pulled at every attempt
+// rather than run as whatever version the node has.
+func TestWorkflowReconciler_imagePullPolicy(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: pulls}
+spec:
+  steps:
+  - {name: latest, image: example.com/tool:latest}
+  - {name: untagged, image: example.com/tool}
+  - {name: tagged, image: "example.com/tool:1.4"}
+  - {name: preloaded, image: "example.com/tool:1.4", imagePullPolicy: Never}
+`)
+	for step, want := range map[string]corev1.PullPolicy{
+		"latest": corev1.PullAlways, "untagged": corev1.PullAlways, "tagged": corev1.PullIfNotPresent, "preloaded": corev1.PullNever,
+	} {
+		if got := jobOf(t, wf, step, 1).Spec.Template.Spec.Containers[0].ImagePullPolicy; got != want {
+			t.Errorf("step %s's container pulls %s, want %s", step, got, want)
+		}
 	}
 }
 

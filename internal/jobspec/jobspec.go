@@ -172,7 +172,7 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 			WorkingDir:               a.Step.WorkingDir,
 			TerminationMessagePath:   TerminationMessagePath,
 			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-			ImagePullPolicy:          corev1.PullIfNotPresent,
+			ImagePullPolicy:          a.Step.ImagePullPolicy,
 			SecurityContext: &corev1.SecurityContext{
 				AllowPrivilegeEscalation: ptr.To(false),
 				RunAsNonRoot:             ptr.To(true),

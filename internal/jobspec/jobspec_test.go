@@ -36,6 +36,7 @@ func sampleAttempt() Attempt {
 		Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "finance",
 			Effect: corev1.TaintEffectNoSchedule}},
 		PriorityClassName: "batch-low",
+		ImagePullPolicy:   corev1.PullAlways,
 	}
 	return Attempt{
 		Workflow: wf, Step: step, Number: 2,
