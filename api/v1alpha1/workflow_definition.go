@@ -392,7 +392,8 @@ func ParameterValues(declared []ParameterSpec, given []Parameter) map[string]str
 
 // CheckParameters checks a run's parameter values against a template's declarations: every
 // required parameter (one without a default) is set, no undeclared one is, and each value is one of
-// the allowed values if the declaration lists them. The error lists every problem.
+// the allowed values and matches the pattern if the declaration has them (a default it takes, the
+// pattern). The error lists every problem.
 func CheckParameters(declared []ParameterSpec, given []Parameter) error {
 	byName := map[string]ParameterSpec{}
 	for _, d := range declared {
@@ -411,8 +412,16 @@ func CheckParameters(declared []ParameterSpec, given []Parameter) error {
 			problems = append(problems, fmt.Sprintf("parameter %q: %q is not one of the allowed values %s",
 				p.Name, clip(p.Value, 64), quoteAll(d.AllowedValues)))
 		}
+		if msg := patternProblem(d, p.Value, ""); msg != "" {
+			problems = append(problems, msg)
+		}
 	}
 	for _, d := range declared {
+		if d.Default != nil && !set[d.Name] {
+			if msg := patternProblem(d, *d.Default, "its default "); msg != "" {
+				problems = append(problems, msg)
+			}
+		}
 		if d.Default == nil && !set[d.Name] {
 			msg := fmt.Sprintf("parameter %q is required", d.Name)
 			if d.Description != "" {
@@ -425,6 +434,22 @@ func CheckParameters(declared []ParameterSpec, given []Parameter) error {
 		return nil
 	}
 	return fmt.Errorf("%s", strings.Join(problems, "; "))
+}
+
+// patternProblem says why value (what, "" or "its default ") does not match a parameter's
+// pattern, or "" when it does or there is none.
+func patternProblem(d ParameterSpec, value, what string) string {
+	if d.Pattern == "" {
+		return ""
+	}
+	re, err := CompilePattern(d.Pattern)
+	if err != nil {
+		return fmt.Sprintf("parameter %q: the template's %v", d.Name, err)
+	}
+	if !re.MatchString(value) {
+		return fmt.Sprintf("parameter %q: %s%q does not match the pattern %q", d.Name, what, clip(value, 64), clip(d.Pattern, 64))
+	}
+	return ""
 }
 
 func quoteAll(vs []string) string {

@@ -601,6 +601,15 @@ type ResultSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	Description string `json:"description,omitempty"`
+
+	// pattern, when set, is a regular expression (RE2 syntax) that the whole value must match, as
+	// if written ^(?:pattern)$, or the attempt fails with ResultsInvalid: a later step that
+	// reads the result then gets what it expects (sha256:[0-9a-f]{64} for a digest), not text a
+	// misbehaving step chose, such as shell commands for a script.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Pattern string `json:"pattern,omitempty"`
 }
 
 // WorkflowResultSpec declares one result of a whole run.

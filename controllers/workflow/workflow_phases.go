@@ -526,6 +526,9 @@ func (r *Reconciler) completeAttempt(ctx context.Context, s *scope, st *custodyv
 		return nil
 	}
 	results, err := expr.ParseResults(msg, declared)
+	if err == nil {
+		err = custodyv1alpha1.CheckResultPatterns(step.Results, results)
+	}
 	if err != nil {
 		r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonResultsInvalid, "Results: "+err.Error())
 		return nil

@@ -294,6 +294,25 @@ spec:
 		t.Errorf("a forEach step with parallelism: problems %v, want none", res.Problems)
 	}
 
+	// A template whose step runs a shell script with an unconstrained parameter in it passes, with a
+	// warning; a parameter with a pattern does not need one.
+	script := func(param string) Result {
+		return lintString(t, l, `
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: deploy}
+spec:
+  parameters: [`+param+`]
+  steps: [{name: deploy, image: example.com/d:1, command: [sh, -c, "deploy --branch $(params.branch)"]}]`)
+	}
+	if res := script("{name: branch}"); res.Errors() != 0 || len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(),
+		`test.yaml: WorkflowTemplate deploy: warning: spec.steps[0]: step "deploy" replaces $(params.branch) in the script it runs with "sh -c"`) {
+		t.Errorf("a script with a parameter in it: problems %v, want one warning", res.Problems)
+	}
+	if res := script("{name: branch, pattern: '[a-z0-9-]+'}"); len(res.Problems) != 0 {
+		t.Errorf("a script with a constrained parameter in it: problems %v, want none", res.Problems)
+	}
+
 	// Other kinds are skipped; what needs the cluster is a warning, not an error.
 	res = lintString(t, l, `
 apiVersion: v1

@@ -102,7 +102,8 @@ func ValidateWorkflowTemplateSpec(spec *custodyv1alpha1.WorkflowTemplateSpec) fi
 			defaults[p.Name] = *p.Default
 		}
 	}
-	errs := validateStepDefaults(field.NewPath("spec", "stepDefaults"), spec.StepDefaults, params)
+	errs := validateParameterPatterns(spec.Parameters)
+	errs = append(errs, validateStepDefaults(field.NewPath("spec", "stepDefaults"), spec.StepDefaults, params)...)
 	errs = append(errs, validateDefinition(field.NewPath("spec"), spec.Steps, spec.Finally, spec.Results, params, nil)...)
 	for _, list := range []struct {
 		name  string
@@ -116,6 +117,34 @@ func ValidateWorkflowTemplateSpec(spec *custodyv1alpha1.WorkflowTemplateSpec) fi
 			for _, msg := range problems {
 				errs = append(errs, field.Invalid(field.NewPath("spec", list.name).Index(i).Child("forEach"), st.ForEach,
 					"with the parameters' defaults, "+msg))
+			}
+		}
+	}
+	return errs
+}
+
+// validateParameterPatterns checks that each template parameter's pattern is a regular expression
+// that its default and allowed values match.
+func validateParameterPatterns(params []custodyv1alpha1.ParameterSpec) field.ErrorList {
+	var errs field.ErrorList
+	for i, p := range params {
+		if p.Pattern == "" {
+			continue
+		}
+		path := field.NewPath("spec", "parameters").Index(i)
+		re, err := custodyv1alpha1.CompilePattern(p.Pattern)
+		if err != nil {
+			errs = append(errs, field.Invalid(path.Child("pattern"), p.Pattern, fmt.Sprintf("parameter %s: %v", p.Name, err)))
+			continue
+		}
+		if p.Default != nil && !re.MatchString(*p.Default) {
+			errs = append(errs, field.Invalid(path.Child("default"), *p.Default,
+				fmt.Sprintf("parameter %s: the default does not match the pattern", p.Name)))
+		}
+		for j, v := range p.AllowedValues {
+			if !re.MatchString(v) {
+				errs = append(errs, field.Invalid(path.Child("allowedValues").Index(j), v,
+					fmt.Sprintf("parameter %s: an allowed value that does not match the pattern could never be given", p.Name)))
 			}
 		}
 	}
@@ -426,6 +455,12 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 		}
 		for j, e := range st.Env {
 			check(path.Child("env").Index(j).Child("value"), e.Value, expr.Refs(e.Value), asWritten)
+		}
+		for j, res := range st.Results {
+			if _, err := custodyv1alpha1.CompilePattern(res.Pattern); res.Pattern != "" && err != nil {
+				errs = append(errs, field.Invalid(path.Child("results").Index(j).Child("pattern"), res.Pattern,
+					fmt.Sprintf("step %q: result %s: %v", st.Name, res.Name, err)))
+			}
 		}
 		errs = append(errs, validateResources(path.Child("resources"), st.Name, st.Resources)...)
 		errs = append(errs, validatePlacement(path, &st)...)

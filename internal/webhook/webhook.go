@@ -623,6 +623,9 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)...)
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, o)...)
+	if wf.Spec.WorkflowTemplateRef == nil {
+		o.warnings = append(o.warnings, ScriptWarnings(field.NewPath("spec"), wf.Spec.Steps, wf.Spec.Finally, nil)...)
+	}
 	return nil, nil
 }
 
@@ -833,6 +836,9 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 		if len(errs) > 0 {
 			return invalid(o, errs), nil
 		}
+		spec := &o.template.Spec
+		o.warnings = append(o.warnings, ScriptWarnings(field.NewPath("spec"), spec.Steps, spec.Finally,
+			append([]custodyv1alpha1.ParameterSpec{}, spec.Parameters...))...)
 		return h.checkUse(ctx, req, o, o.template.Spec.AllSteps())
 	}
 	spec := &o.cron.Spec
@@ -844,6 +850,10 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 	errs = append(errs, LiteralErrors(WorkflowLiterals(field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec), had)...)
 	if len(errs) > 0 {
 		return invalid(o, errs), nil
+	}
+	if spec.WorkflowSpec.WorkflowTemplateRef == nil {
+		o.warnings = append(o.warnings, ScriptWarnings(field.NewPath("spec", "workflowSpec"), spec.WorkflowSpec.Steps,
+			spec.WorkflowSpec.Finally, nil)...)
 	}
 	// A CronWorkflow may come before its template (GitOps order): schedules are skipped until it
 	// exists.

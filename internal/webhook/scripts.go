@@ -1,0 +1,94 @@
+package webhook
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/expr"
+)
+
+// shells are the programs whose -c argument is a script they run.
+var shells = map[string]bool{"sh": true, "bash": true, "ash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true}
+
+// ScriptWarnings says where a step's command line runs a shell script (sh -c SCRIPT) into which a
+// value nothing constrains is replaced: a step result without a pattern and, in a template (params
+// not nil), a parameter without allowedValues or a pattern, which whoever runs the template
+// chooses. Such a value with `;` or `$(...)` in it runs as commands, with the step's credentials.
+// An inline Workflow's parameters are its author's own and are not reported. specPath is the
+// path of the spec ("spec", or "spec.workflowSpec" of a CronWorkflow).
+func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step, params []custodyv1alpha1.ParameterSpec) []string {
+	constrained := map[string]bool{}
+	for _, p := range params {
+		constrained[p.Name] = len(p.AllowedValues) > 0 || p.Pattern != ""
+	}
+	patterned := map[[2]string]bool{}
+	all := append(custodyv1alpha1.ExpandForEach(steps), custodyv1alpha1.ExpandForEach(finally)...)
+	for _, st := range all {
+		for _, r := range st.Results {
+			patterned[[2]string{st.Name, r.Name}] = r.Pattern != ""
+		}
+	}
+	var warnings []string
+	for _, list := range []struct {
+		name  string
+		steps []custodyv1alpha1.Step
+	}{{fieldSteps, steps}, {fieldFinally, finally}} {
+		for i, st := range list.steps {
+			shell, script, ok := shellScript(append(append([]string{}, st.Command...), st.Args...))
+			if !ok {
+				continue
+			}
+			seen := map[string]bool{}
+			for _, r := range expr.Refs(script) {
+				var fix string
+				switch {
+				case r.Param != "" && params != nil && !constrained[r.Param]:
+					fix = "or limit the parameter with allowedValues or a pattern"
+				case r.Result != "" && !patterned[[2]string{r.Step, r.Result}]:
+					fix = "or give the result a pattern"
+				default:
+					continue
+				}
+				if seen[r.String()] {
+					continue
+				}
+				seen[r.String()] = true
+				warnings = append(warnings, fmt.Sprintf("%s: step %q replaces %s in the script it runs with %q: a value with ; or $(...) "+
+					"in it would run as commands, with the step's credentials. Pass it in env instead and quote it in the script "+
+					"(\"$VALUE\"), %s", specPath.Child(list.name).Index(i), st.Name, r, shell+" -c", fix))
+			}
+		}
+	}
+	return warnings
+}
+
+// shellScript finds a shell's -c SCRIPT in a command line (command, then args): the shell as
+// written and the script.
+func shellScript(argv []string) (shell, script string, ok bool) {
+	for i, a := range argv {
+		if !shells[path.Base(a)] {
+			continue
+		}
+		for j := i + 1; j < len(argv); j++ {
+			f := argv[j]
+			switch {
+			case strings.HasPrefix(f, "--") && f != "--":
+				// a long option (--login, --norc)
+			case len(f) > 1 && (f[0] == '-' || f[0] == '+') && f != "--":
+				if f[0] == '-' && strings.Contains(f, "c") && j+1 < len(argv) {
+					return path.Base(a), argv[j+1], true
+				}
+				if strings.HasSuffix(f, "o") {
+					j++ // -o pipefail, -euo pipefail: an option name follows
+				}
+			default:
+				j = len(argv) // a script file, or the end of the options: no -c
+			}
+		}
+	}
+	return "", "", false
+}
