@@ -338,6 +338,18 @@ func cancelWithAReason(t *testing.T, ns string) {
 			t.Errorf("get after cancel: %v, want the line %q in\n%s", err, line, tree)
 		}
 	}
+	// While the pods of the steps it stopped are stopping, the run says it waits for them.
+	wf.Status.Phase = custodyv1alpha1.WorkflowRunning
+	wf.Status.Conditions = []metav1.Condition{{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+		Reason: custodyv1alpha1.ReasonStopping, Message: "Waiting for the pods of stopped attempts to stop: pay-invoice-4711-pay-1-x7k2p (step pay)",
+		LastTransitionTime: metav1.Now()}}
+	if err := env.Client.Status().Update(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	if tree, err := run(t, ns, "", "get", "pay-invoice-4711"); err != nil ||
+		!strings.Contains(tree, "   Waiting for the pods of stopped attempts to stop: pay-invoice-4711-pay-1-x7k2p (step pay)\n") {
+		t.Errorf("get while stopping: %v, want the line that says what the run waits for in\n%s", err, tree)
+	}
 	if _, err := run(t, ns, "", "cancel", "pay-invoice-4711", "--reason", "again"); err == nil ||
 		err.Error() != "workflow "+ns+"/pay-invoice-4711 was already cancelled by bob: the change window closed" {
 		t.Errorf("cancelling a cancelled run: %v", err)

@@ -223,6 +223,11 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 	if wf.Spec.Cancel && (wf.Status.Phase == custodyv1alpha1.WorkflowCancelled || !ended(wf.Status.Phase)) {
 		_, _ = fmt.Fprintf(w, "   %s\n", wf.CancelledAs())
 	}
+	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil &&
+		c.Reason == custodyv1alpha1.ReasonStopping && !ended(wf.Status.Phase) {
+		// Every step ended, but the run does not until the pods of those it stopped have.
+		_, _ = fmt.Fprintf(w, "   %s\n", c.Message)
+	}
 	if c := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionStalled); c != nil &&
 		wf.Status.Phase == custodyv1alpha1.WorkflowFailed && c.Message != "" {
 		// Why the run failed, before a tree that may be long.

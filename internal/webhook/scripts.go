@@ -26,10 +26,11 @@ func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step,
 		constrained[p.Name] = len(p.AllowedValues) > 0 || p.Pattern != ""
 	}
 	patterned := map[[2]string]bool{}
-	all := append(custodyv1alpha1.ExpandForEach(steps), custodyv1alpha1.ExpandForEach(finally)...)
-	for _, st := range all {
-		for _, r := range st.Results {
-			patterned[[2]string{st.Name, r.Name}] = r.Pattern != ""
+	for _, list := range [][]custodyv1alpha1.Step{custodyv1alpha1.ExpandForEach(steps), custodyv1alpha1.ExpandForEach(finally)} {
+		for _, st := range list {
+			for _, r := range st.Results {
+				patterned[[2]string{st.Name, r.Name}] = r.Pattern != ""
+			}
 		}
 	}
 	var warnings []string

@@ -457,7 +457,10 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 			check(path.Child("env").Index(j).Child("value"), e.Value, expr.Refs(e.Value), asWritten)
 		}
 		for j, res := range st.Results {
-			if _, err := custodyv1alpha1.CompilePattern(res.Pattern); res.Pattern != "" && err != nil {
+			if res.Pattern == "" {
+				continue
+			}
+			if _, err := custodyv1alpha1.CompilePattern(res.Pattern); err != nil {
 				errs = append(errs, field.Invalid(path.Child("results").Index(j).Child("pattern"), res.Pattern,
 					fmt.Sprintf("step %q: result %s: %v", st.Name, res.Name, err)))
 			}
