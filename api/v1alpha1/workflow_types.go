@@ -544,6 +544,13 @@ type RetryPolicy struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	When string `json:"when,omitempty"`
+
+	// avoidFailedNodes has each retry prefer nodes on which no earlier attempt of the step ran
+	// (a node's kubernetes.io/hostname): a step that failed because of its node (a full disk, a
+	// broken GPU driver) is tried elsewhere. A preference, not a rule: when no other node fits,
+	// the retry runs on one of those.
+	// +optional
+	AvoidFailedNodes bool `json:"avoidFailedNodes,omitempty"`
 }
 
 // Backoff is an exponential wait: duration before the first retry, multiplied by factor for each

@@ -240,6 +240,12 @@ func jobs(t *testing.T, wf *custodyv1alpha1.Workflow) []batchv1.Job {
 // createPod creates the pod the Job controller would create for job, scheduled on the test node.
 func createPod(t *testing.T, job *batchv1.Job, suffix string) *corev1.Pod {
 	t.Helper()
+	return createPodOn(t, job, suffix, testNode)
+}
+
+// createPodOn is createPod for a pod scheduled on node.
+func createPodOn(t *testing.T, job *batchv1.Job, suffix, node string) *corev1.Pod {
+	t.Helper()
 	labels := map[string]string{jobNameLabel: job.Name}
 	for k, v := range job.Spec.Template.Labels {
 		labels[k] = v
@@ -251,7 +257,7 @@ func createPod(t *testing.T, job *batchv1.Job, suffix string) *corev1.Pod {
 		},
 		Spec: *job.Spec.Template.Spec.DeepCopy(),
 	}
-	pod.Spec.NodeName = testNode
+	pod.Spec.NodeName = node
 	if err := env.Client.Create(ctxT(t), pod); err != nil {
 		t.Fatalf("creating pod for %s: %v", job.Name, err)
 	}

@@ -406,6 +406,65 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_avoidFailedNodes: with retries.avoidFailedNodes each retry's pod prefers
+// the nodes on which no earlier attempt of its step ran; without it, a retry may go anywhere.
+func TestWorkflowReconciler_avoidFailedNodes(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: flaky-nodes}
+spec:
+  steps:
+  - {name: a, image: example.com/a:1, retries: {limit: 2, backoff: {duration: 1s}, avoidFailedNodes: true}}
+  - {name: b, image: example.com/b:1, retries: {limit: 1, backoff: {duration: 1s}}}
+`)
+	avoided := func(job *batchv1.Job) []string {
+		t.Helper()
+		a := job.Spec.Template.Spec.Affinity
+		if a == nil || a.NodeAffinity == nil {
+			return nil
+		}
+		var nodes []string
+		for _, term := range a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			for _, req := range term.Preference.MatchExpressions {
+				if req.Key == corev1.LabelHostname && req.Operator == corev1.NodeSelectorOpNotIn && term.Weight == 100 {
+					nodes = append(nodes, req.Values...)
+				}
+			}
+		}
+		return nodes
+	}
+	if got := avoided(jobOf(t, wf, "a", 1)); got != nil {
+		t.Errorf("attempt 1 avoids %v, want no node", got)
+	}
+	fail(t, wf, "a", 1) // on the test node
+	job2 := jobOf(t, wf, "a", 2)
+	if got := avoided(job2); !slices.Equal(got, []string{testNode}) {
+		t.Errorf("attempt 2 avoids %v, want attempt 1's node %s", got, testNode)
+	}
+	pod := createPodOn(t, job2, "z9x8w", "node-b")
+	pod.Status = corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: jobspec.ContainerName,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", FinishedAt: metav1.Now()}}}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "attempt 2's node recorded", func() error {
+		if st := stepOf(get(t, wf), "a"); st.NodeName != "node-b" {
+			return errorf("step a on node %q", st.NodeName)
+		}
+		return nil
+	})
+	finishJob(t, job2, false, batchv1.JobReasonBackoffLimitExceeded)
+	if got := avoided(jobOf(t, wf, "a", 3)); !slices.Equal(got, []string{testNode, "node-b"}) {
+		t.Errorf("attempt 3 avoids %v, want the nodes of attempts 1 and 2", got)
+	}
+	fail(t, wf, "b", 1)
+	if got := avoided(jobOf(t, wf, "b", 2)); got != nil {
+		t.Errorf("b's retry avoids %v, want no node (no avoidFailedNodes)", got)
+	}
+}
+
 // TestWorkflowReconciler_imagePullPolicy: a step's imagePullPolicy is its container's; unset,
 // Kubernetes decides, so an image tagged :latest, or not tagged, is pulled at every attempt
 // rather than run as whatever version the node has.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -1133,6 +1134,9 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
 		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.csiDriver(), ImagePullSecrets: s.def.ImagePullSecrets}
+	if step.Retries != nil && step.Retries.AvoidFailedNodes {
+		a.AvoidNodes = s.earlierNodes(st, n)
+	}
 	name := jobspec.Name(wf.Name, string(wf.UID), step.Name, n)
 	// Creating what already exists (a crash or conflict between create and status) is harmless;
 	// the cache saves the round trip when it already shows the object.
@@ -1175,6 +1179,21 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 	s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.StepReasonStarted, "Start",
 		"Step %s: attempt %d started as Job %s", st.Name, n, job.Name)
 	return nil
+}
+
+// earlierNodes returns the nodes the attempts of a step before attempt n ran on: the last one's,
+// as status recorded it, and those of the earlier attempts' pods still in the cache. Sorted.
+func (s *scope) earlierNodes(st *custodyv1alpha1.StepStatus, n int32) []string {
+	nodes := map[string]bool{}
+	if st.NodeName != "" && n > 1 {
+		nodes[st.NodeName] = true
+	}
+	for k := int32(1); k < n; k++ {
+		if pod := s.pods[jobspec.Name(s.wf.Name, string(s.wf.UID), st.Name, k)]; pod != nil && pod.Spec.NodeName != "" {
+			nodes[pod.Spec.NodeName] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(nodes))
 }
 
 // jobInvalid fails a step whose attempt's Job the API server refused as invalid (for example

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,6 +59,9 @@ type Attempt struct {
 	Volumes []CredentialVolume
 	// ImagePullSecrets are the pod's image pull Secrets (the workflow's imagePullSecrets).
 	ImagePullSecrets []custodyv1alpha1.ImagePullSecret
+	// AvoidNodes are the nodes (kubernetes.io/hostname) the pod prefers not to run on: those of
+	// the step's earlier attempts, with retries.avoidFailedNodes.
+	AvoidNodes []string
 }
 
 // CredentialVolume is a volume of the pod and its mount in the step container.
@@ -188,6 +192,13 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 		spec.Tolerations = append(spec.Tolerations, *t.DeepCopy())
 	}
 	spec.PriorityClassName = a.Step.PriorityClassName
+	if len(a.AvoidNodes) > 0 {
+		spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{Weight: 100,
+				Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
+					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: slices.Clone(a.AvoidNodes)}}}}},
+		}}
+	}
 	for _, ps := range a.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: ps.Name})
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -123,5 +124,25 @@ func TestName(t *testing.T) {
 	}
 	if got := Name("pay-invoice-4711", "u", "post-payment", 2); !strings.HasPrefix(got, "pay-invoice-4711-post-payment-2-") {
 		t.Errorf("short names should stay readable, got %q", got)
+	}
+}
+
+// TestJobAvoidsNodes: an attempt that avoids nodes prefers, strongly, every other node; one that
+// avoids none has no affinity at all.
+func TestJobAvoidsNodes(t *testing.T) {
+	a := sampleAttempt()
+	if aff := Job(a).Spec.Template.Spec.Affinity; aff != nil {
+		t.Errorf("affinity %+v, want none", aff)
+	}
+	a.AvoidNodes = []string{"node-a", "node-b"}
+	aff := Job(a).Spec.Template.Spec.Affinity
+	if aff == nil || aff.NodeAffinity == nil || aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil ||
+		len(aff.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {
+		t.Fatalf("affinity %+v, want one preferred node affinity term", aff)
+	}
+	term := aff.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0]
+	want := corev1.NodeSelectorRequirement{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"node-a", "node-b"}}
+	if term.Weight != 100 || len(term.Preference.MatchExpressions) != 1 || !equality.Semantic.DeepEqual(term.Preference.MatchExpressions[0], want) {
+		t.Errorf("term %+v, want weight 100 and %+v", term, want)
 	}
 }

@@ -135,7 +135,8 @@ spec:
 // TestFailingStepsOnARealCluster: steps whose containers exit non-zero (KWOK fails their pods)
 // fail as the real Job controller reports it: each retry is a new Job, the exit code is in the
 // step's message, a step with onFailure: Continue lets the workflow go on, and one without fails
-// it; no attempt's ServiceAccount is left behind.
+// it; a retry with avoidFailedNodes is scheduled on another node; no attempt's ServiceAccount is
+// left behind.
 func TestFailingStepsOnARealCluster(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
@@ -158,7 +159,10 @@ spec:
 metadata: {name: broken-build}
 spec:
   steps:
-  - {name: build, image: registry.example.com/ci/build:1.0, retries: {limit: 1, backoff: {duration: 1s}, when: "exitCode != 3"}, `+fails("1")+`}
+  - name: build
+    image: registry.example.com/ci/build:1.0
+    retries: {limit: 1, backoff: {duration: 1s}, when: "exitCode != 3", avoidFailedNodes: true}
+    `+fails("1")+`
   - {name: publish, image: registry.example.com/ci/publish:1.0, dependsOn: [build]}
 `)
 	// What a CI job that started them would do: wait, and fail with the run.
@@ -206,6 +210,10 @@ spec:
 	if len(jobs.Items) != 2 || failed != 2 {
 		t.Errorf("broken-build has %d Jobs, %d of them Failed; want one failed Job per attempt (2)", len(jobs.Items), failed)
 	}
+	// avoidFailedNodes: kube-scheduler put the retry on the other node.
+	if nodes := attemptNodes(ctx, t, broken); len(nodes) != 2 || nodes["1"] == "" || nodes["1"] == nodes["2"] {
+		t.Errorf("broken-build's attempts ran on nodes %v, want attempt 2 on another node than attempt 1", nodes)
+	}
 	eventually(t, 30*time.Second, "step ServiceAccounts deleted", func() error {
 		var sas corev1.ServiceAccountList
 		if err := cluster.Client.List(ctx, &sas, client.InNamespace(ns)); err != nil {
@@ -218,6 +226,20 @@ spec:
 		}
 		return nil
 	})
+}
+
+// attemptNodes returns the node each attempt's pod of wf ran on, by attempt number.
+func attemptNodes(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow) map[string]string {
+	t.Helper()
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.InNamespace(wf.Namespace), client.MatchingLabels{custodyv1alpha1.LabelWorkflow: wf.Name}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]string{}
+	for _, p := range pods.Items {
+		nodes[p.Labels[custodyv1alpha1.LabelAttempt]] = p.Spec.NodeName
+	}
+	return nodes
 }
 
 // TestRerunReusesWhatSucceeded: a run cancelled at its approval gate is run again with
