@@ -171,6 +171,9 @@ const (
 	// StepReasonPodNotCreated means the attempt's Job exists but the Job controller could not
 	// create its pod (its FailedCreate Event is repeated in the step's message); it keeps trying.
 	StepReasonPodNotCreated = "PodNotCreated"
+	// StepReasonJobSuspended means the attempt's Job is suspended (spec.suspend), as a job queue
+	// such as Kueue keeps a Job until it admits it: the step runs once the Job is resumed.
+	StepReasonJobSuspended = "JobSuspended"
 	// StepReasonUnschedulable means the attempt's pod exists but the scheduler finds no node for
 	// it (its message is repeated in the step's: no node matches its nodeSelector or tolerations,
 	// or has the resources it requests).

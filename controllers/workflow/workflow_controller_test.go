@@ -1812,6 +1812,58 @@ spec:
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
 
+// TestWorkflowReconciler_suspendedJobSaysSo plays Kueue, which creates a step's Job suspended and
+// resumes it once it admits it: meanwhile the step says that it waits in the queue (once, with an
+// Event), and it is Started again when the pod comes.
+func TestWorkflowReconciler_suspendedJobSaysSo(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, func(r *Reconciler) { r.PodCreationGrace = time.Second })
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: queued}
+spec:
+  steps:
+  - {name: train, image: example.com/t:1}`)
+	job := jobOf(t, wf, "train", 1)
+	suspend := func(on bool) {
+		t.Helper()
+		patch := fmt.Sprintf(`{"metadata":{"labels":{"kueue.x-k8s.io/queue-name":"gpu"}},"spec":{"suspend":%t}}`, on)
+		if err := env.Client.Patch(ctx, job, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	suspend(true)
+	want := "Attempt 1's Job " + job.Name + " is suspended: it runs once resumed, as a job queue such as Kueue does when it admits it " +
+		"(LocalQueue gpu)"
+	eventually(t, "the step to say its Job is suspended", func() error {
+		st := stepOf(get(t, wf), "train")
+		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonJobSuspended || st.Message != want {
+			return errorf("step train %s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if c := meta.FindStatusCondition(get(t, wf).Status.Conditions, custodyv1alpha1.ConditionReady); c == nil ||
+		!strings.Contains(c.Message, "Jobs suspended until a queue admits them: train") {
+		t.Errorf("Ready condition %+v, want it to say train's Job waits for a queue", c)
+	}
+	suspend(false)
+	pod := createPod(t, job, "q4w5e")
+	eventually(t, "step train to be Started again", func() error {
+		st := stepOf(get(t, wf), "train")
+		if st.Reason != custodyv1alpha1.StepReasonStarted || st.PodName != pod.Name {
+			return errorf("step train %s %s: %s (pod %q)", st.Phase, st.Reason, st.Message, st.PodName)
+		}
+		return nil
+	})
+	if got := waitStepEvents(t, wf, "train", custodyv1alpha1.StepReasonJobSuspended); len(got) != 1 {
+		t.Errorf("JobSuspended Events of step train: %q, want one", got)
+	}
+	removePod(t, pod)
+	succeed(t, wf, "train", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
 // TestWorkflowReconciler_stuckPodSaysWhy plays the scheduler and the kubelet: a step pod that no
 // node can take, then one whose image cannot be pulled, leaves the step Running but saying why
 // (once per cause, not at every retry of the kubelet), and Started again once the container runs.

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -369,6 +370,8 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 			r.endAttempt(s, st, job, pod, false, reason, msg)
 		case pod != nil:
 			s.podProblems(st, job, pod)
+		case ptr.Deref(job.Spec.Suspend, false):
+			s.jobSuspended(st, job)
 		default:
 			if err := r.podNotCreated(ctx, s, st, job); err != nil {
 				return false, err
@@ -377,6 +380,25 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 	}
 	return false, nil
 }
+
+// jobSuspended says in a running step's status that its Job is suspended, as a job queue (Kueue)
+// keeps it until it admits it, with the queue the Job names, if any. Nothing is looked up: the
+// pod that comes once the Job is resumed wakes the workflow.
+func (s *scope) jobSuspended(st *custodyv1alpha1.StepStatus, job *batchv1.Job) {
+	msg := fmt.Sprintf("Attempt %d's Job %s is suspended: it runs once resumed, as a job queue such as Kueue does when it "+
+		"admits it", st.Attempt, job.Name)
+	if q := job.Labels[kueueQueueLabel]; q != "" {
+		msg += fmt.Sprintf(" (LocalQueue %s)", q)
+	}
+	if st.Reason == custodyv1alpha1.StepReasonJobSuspended && st.Message == msg {
+		return
+	}
+	s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonJobSuspended, text.Truncate(msg, 512))
+	s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.StepReasonJobSuspended, "Observe", "Step %s: %s", st.Name, st.Message)
+}
+
+// kueueQueueLabel is the label by which Kueue puts a Job in a LocalQueue.
+const kueueQueueLabel = "kueue.x-k8s.io/queue-name"
 
 // podNotCreated says in a running step's status why its Job has no pod yet, when the Job
 // controller could not create it for a while (a ResourceQuota that wants resource requests, a
@@ -424,7 +446,7 @@ const jobKind = "Job"
 func (s *scope) podProblems(st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod) {
 	reason, key, detail := podProblem(pod)
 	switch {
-	case reason == "" && slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason):
+	case reason == "" && (slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason) || st.Reason == custodyv1alpha1.StepReasonJobSuspended):
 		s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted,
 			fmt.Sprintf("Attempt %d runs as Job %s", st.Attempt, job.Name))
 	case reason == "":

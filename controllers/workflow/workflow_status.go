@@ -151,8 +151,11 @@ func failure(s *scope) (string, string) {
 
 // activity summarizes what a running workflow is doing.
 func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
-	var running, waiting, retrying, needGrants, slots, held, refused []string
+	var running, waiting, retrying, needGrants, slots, held, refused, queued []string
 	for _, st := range steps {
+		if st.Phase == custodyv1alpha1.StepRunning && st.Reason == custodyv1alpha1.StepReasonJobSuspended {
+			queued = append(queued, st.Name)
+		}
 		if slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason) {
 			refused = append(refused, fmt.Sprintf("%s (%s)", st.Name, st.Reason))
 		}
@@ -195,6 +198,9 @@ func activity(steps []custodyv1alpha1.StepStatus) (string, string) {
 	}
 	if len(refused) > 0 {
 		parts = append(parts, "cannot get going (see the step's message): "+strings.Join(refused, ", "))
+	}
+	if len(queued) > 0 {
+		parts = append(parts, "Jobs suspended until a queue admits them: "+strings.Join(queued, ", "))
 	}
 	reason := custodyv1alpha1.ReasonProgressing
 	if len(waiting) > 0 && len(running) == 0 && len(retrying) == 0 {
