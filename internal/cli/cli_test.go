@@ -367,7 +367,7 @@ metadata: {name: db-backup}
 spec:
   parameters:
   - {name: database, description: which database, allowedValues: [orders, customers]}
-  - {name: retention, default: 30d}
+  - {name: retention, default: 30d, pattern: '[0-9]+d'}
   steps: [{name: snapshot, image: example.com/dump:1}]`), tpl); err != nil {
 		t.Fatal(err)
 	}
@@ -394,6 +394,8 @@ spec:
 	}{
 		{[]string{"run", "db-backup"}, []string{`parameter "database" is required (which database)`, "database (required) one of orders, customers"}},
 		{[]string{"run", "db-backup", "-p", "database=billing"}, []string{`"billing" is not one of the allowed values`}},
+		{[]string{"run", "db-backup", "-p", "database=orders", "-p", "retention=90d; rm -rf /"},
+			[]string{`parameter "retention": "90d; rm -rf /" does not match the pattern "[0-9]+d"`, `retention (default "30d") matching [0-9]+d`}},
 		{[]string{"run", "db-backup", "-p", "database"}, []string{"write NAME=VALUE"}},
 		{[]string{"run", "db-backup", "-p", "database=orders", "-p", "database=customers"}, []string{"given twice"}},
 		{[]string{"run", "nope"}, []string{"workflowtemplate " + ns + "/nope not found"}},

@@ -163,6 +163,9 @@ func describeParams(ps []custodyv1alpha1.ParameterSpec) string {
 		if len(p.AllowedValues) > 0 {
 			line += " one of " + strings.Join(p.AllowedValues, ", ")
 		}
+		if p.Pattern != "" {
+			line += " matching " + p.Pattern
+		}
 		if p.Description != "" {
 			line += ": " + p.Description
 		}
