@@ -70,8 +70,8 @@ spec:
 		`{name: deploy, image: busybox, dependsOn: [build], command: [/bin/sh, -ec], args: ["git checkout $(params.branch) && deploy $(steps.build.results.digest)"]}`)
 	for _, want := range []string{
 		`Warning: spec.steps[1]: step "deploy" replaces $(params.branch) in the script it runs with "sh -c": a value with ; or $(...) ` +
-			`in it would run as commands, with the step's credentials. Pass it in env instead and quote it in the script ("$VALUE"), ` +
-			`or limit the parameter with allowedValues or a pattern`,
+			`in it would run as commands, with the step's credentials. Pass it in env instead and read it from there (quoted, "$VALUE", ` +
+			`in a shell), or limit the parameter with allowedValues or a pattern`,
 		`Warning: spec.steps[1]: step "deploy" replaces $(steps.build.results.digest) in the script`,
 		"or give the result a pattern",
 		"workflowtemplate.custody.dev/deploy-1 created",

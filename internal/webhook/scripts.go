@@ -11,10 +11,15 @@ import (
 	"github.com/custody-dev/custody/internal/expr"
 )
 
-// shells are the programs whose -c argument is a script they run.
+// inlineCode maps the programs that run code given on their command line to the short option
+// that gives it: a shell's -c SCRIPT, python's -c, node's, perl's and ruby's -e.
+var inlineCode = map[string]byte{"sh": 'c', "bash": 'c', "ash": 'c', "dash": 'c', "zsh": 'c', "ksh": 'c', "mksh": 'c',
+	"python": 'c', "python3": 'c', "node": 'e', "perl": 'e', "ruby": 'e'}
+
+// shells are the programs of inlineCode that take -o NAME.
 var shells = map[string]bool{"sh": true, "bash": true, "ash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true}
 
-// ScriptWarnings says where a step's command line runs a shell script (sh -c SCRIPT) into which a
+// ScriptWarnings says where a step's command line runs a script (sh -c SCRIPT, python -c CODE) into which a
 // value nothing constrains is replaced: a step result without a pattern and, in a template (params
 // not nil), a parameter without allowedValues or a pattern, which whoever runs the template
 // chooses. Such a value with `;` or `$(...)` in it runs as commands, with the step's credentials.
@@ -39,7 +44,7 @@ func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step,
 		steps []custodyv1alpha1.Step
 	}{{fieldSteps, steps}, {fieldFinally, finally}} {
 		for i, st := range list.steps {
-			shell, script, ok := shellScript(append(append([]string{}, st.Command...), st.Args...))
+			program, script, ok := inlineScript(append(append([]string{}, st.Command...), st.Args...))
 			if !ok {
 				continue
 			}
@@ -59,35 +64,40 @@ func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step,
 				}
 				seen[r.String()] = true
 				warnings = append(warnings, fmt.Sprintf("%s: step %q replaces %s in the script it runs with %q: a value with ; or $(...) "+
-					"in it would run as commands, with the step's credentials. Pass it in env instead and quote it in the script "+
-					"(\"$VALUE\"), %s", specPath.Child(list.name).Index(i), st.Name, r, shell+" -c", fix))
+					"in it would run as commands, with the step's credentials. Pass it in env instead and read it from there (quoted, "+
+					"\"$VALUE\", in a shell), %s", specPath.Child(list.name).Index(i), st.Name, r, program, fix))
 			}
 		}
 	}
 	return warnings
 }
 
-// shellScript finds a shell's -c SCRIPT in a command line (command, then args): the shell as
-// written and the script.
-func shellScript(argv []string) (shell, script string, ok bool) {
+// inlineScript finds the code a command line (command, then args) gives a shell (-c SCRIPT) or an
+// interpreter (python -c, node/perl/ruby -e) to run: the program and option as written
+// ("sh -c"), and the code.
+func inlineScript(argv []string) (program, script string, ok bool) {
 	for i, a := range argv {
-		if !shells[path.Base(a)] {
+		name := path.Base(a)
+		opt, known := inlineCode[name]
+		if !known {
 			continue
 		}
 		for j := i + 1; j < len(argv); j++ {
 			f := argv[j]
 			switch {
+			case name == "node" && (f == "--eval" || f == "--print") && j+1 < len(argv):
+				return name + " " + f, argv[j+1], true
 			case strings.HasPrefix(f, "--") && f != "--":
 				// a long option (--login, --norc)
 			case len(f) > 1 && (f[0] == '-' || f[0] == '+') && f != "--":
-				if f[0] == '-' && strings.Contains(f, "c") && j+1 < len(argv) {
-					return path.Base(a), argv[j+1], true
+				if f[0] == '-' && strings.IndexByte(f, opt) > 0 && j+1 < len(argv) {
+					return name + " -" + string(opt), argv[j+1], true
 				}
-				if strings.HasSuffix(f, "o") {
+				if shells[name] && strings.HasSuffix(f, "o") {
 					j++ // -o pipefail, -euo pipefail: an option name follows
 				}
 			default:
-				j = len(argv) // a script file, or the end of the options: no -c
+				j = len(argv) // a script file, or the end of the options: no inline code
 			}
 		}
 	}
