@@ -12,12 +12,16 @@ import (
 )
 
 // inlineCode maps the programs that run code given on their command line to the short option
-// that gives it: a shell's -c SCRIPT, python's -c, node's, perl's and ruby's -e.
-var inlineCode = map[string]byte{"sh": 'c', "bash": 'c', "ash": 'c', "dash": 'c', "zsh": 'c', "ksh": 'c', "mksh": 'c',
-	"python": 'c', "python3": 'c', "node": 'e', "perl": 'e', "ruby": 'e'}
-
-// shells are the programs of inlineCode that take -o NAME.
-var shells = map[string]bool{"sh": true, "bash": true, "ash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true}
+// that gives it (a shell's -c SCRIPT, python's -c, node's, perl's and ruby's -e) and whether they
+// are shells, which also take -o NAME.
+var inlineCode = map[string]struct {
+	opt   byte
+	shell bool
+}{
+	"sh": {'c', true}, "bash": {'c', true}, "ash": {'c', true}, "dash": {'c', true}, "zsh": {'c', true}, "ksh": {'c', true},
+	"mksh": {'c', true}, "python": {'c', false}, "python3": {'c', false}, "node": {'e', false}, "perl": {'e', false},
+	"ruby": {'e', false},
+}
 
 // ScriptWarnings says where a step's command line runs a script (sh -c SCRIPT, python -c CODE) into which a
 // value nothing constrains is replaced: a step result without a pattern and, in a template (params
@@ -78,7 +82,7 @@ func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step,
 func inlineScript(argv []string) (program, script string, ok bool) {
 	for i, a := range argv {
 		name := path.Base(a)
-		opt, known := inlineCode[name]
+		prog, known := inlineCode[name]
 		if !known {
 			continue
 		}
@@ -90,10 +94,10 @@ func inlineScript(argv []string) (program, script string, ok bool) {
 			case strings.HasPrefix(f, "--") && f != "--":
 				// a long option (--login, --norc)
 			case len(f) > 1 && (f[0] == '-' || f[0] == '+') && f != "--":
-				if f[0] == '-' && strings.IndexByte(f, opt) > 0 && j+1 < len(argv) {
-					return name + " -" + string(opt), argv[j+1], true
+				if f[0] == '-' && strings.IndexByte(f, prog.opt) > 0 && j+1 < len(argv) {
+					return name + " -" + string(prog.opt), argv[j+1], true
 				}
-				if shells[name] && strings.HasSuffix(f, "o") {
+				if prog.shell && strings.HasSuffix(f, "o") {
 					j++ // -o pipefail, -euo pipefail: an option name follows
 				}
 			default:
