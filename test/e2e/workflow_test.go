@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -56,7 +57,7 @@ func TestDiamondWorkflowRunsRealJobs(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	// publish holds a role and its own copy of a Secret, only while it runs.
-	createPublishCredentials(ctx, t, ns)
+	createPublishCredentials(ctx, t, ns, "diamond", "publish")
 	wf := createWorkflow(ctx, t, ns, `
 metadata: {name: diamond}
 spec:
@@ -341,9 +342,9 @@ func step(wf *custodyv1alpha1.Workflow, name string) custodyv1alpha1.StepStatus 
 	return custodyv1alpha1.StepStatus{}
 }
 
-// createPublishCredentials makes the Role, the grantable Secret and the two grants the diamond's
-// publish step requests.
-func createPublishCredentials(ctx context.Context, t *testing.T, ns string) {
+// createPublishCredentials makes the Role, the grantable Secret and the two grants (publish-role
+// and registry) that the steps of a workflow request: the diamond's publish step.
+func createPublishCredentials(ctx context.Context, t *testing.T, ns, workflow string, steps ...string) {
 	t.Helper()
 	for _, obj := range []client.Object{
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "publisher", Namespace: ns},
@@ -355,14 +356,15 @@ func createPublishCredentials(ctx context.Context, t *testing.T, ns string) {
 			t.Fatal(err)
 		}
 	}
+	subjects := fmt.Sprintf("[{workflowName: %s, steps: [%s]}]", workflow, strings.Join(steps, ", "))
 	for _, manifest := range []string{`
 metadata: {name: publish-role}
 spec:
-  subjects: [{workflowName: diamond, steps: [publish]}]
+  subjects: ` + subjects + `
   credential: {kubernetesRole: {kind: Role, name: publisher}}`, `
 metadata: {name: registry}
 spec:
-  subjects: [{workflowName: diamond, steps: [publish]}]
+  subjects: ` + subjects + `
   credential: {secret: {name: registry, keys: [password]}}`} {
 		createFromYAML(ctx, t, ns, manifest, &custodyv1alpha1.CredentialGrant{})
 	}
@@ -389,6 +391,82 @@ func checkCredentialsRevoked(ctx context.Context, t *testing.T, ns string, wf *c
 		}
 		return nil
 	})
+}
+
+// TestDeletingANamespaceMidRun: deleting the namespace of a run under way (one step holding
+// credentials and a registered SPIFFE identity, another waiting for an approval) is not held up
+// by the run's revocation finalizer, and leaves no SPIRE entry of the run behind: the namespace
+// controller deletes the Workflow, the manager revokes what the run held and releases it.
+func TestDeletingANamespaceMidRun(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	// A chain of steps that each hold the credentials while they run (2 s each on KWOK), so that
+	// one of them holds them when the namespace goes.
+	chain := []string{"p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"}
+	createPublishCredentials(ctx, t, ns, "doomed", chain...)
+	manifest := `
+metadata: {name: doomed}
+spec:
+  steps:
+  - {name: gate, image: registry.example.com/w:1, approval: {approvers: {users: [nobody]}}}`
+	after := ""
+	for _, name := range chain {
+		manifest += "\n  - {name: " + name + ", image: registry.example.com/w:1, credentials: [publish-role, registry]" + after + "}"
+		after = ", dependsOn: [" + name + "]"
+	}
+	wf := createWorkflow(ctx, t, ns, manifest)
+	var holder string
+	eventually(t, 2*time.Minute, "a step holding its credentials and identity", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		for _, st := range wf.Status.Steps {
+			if st.Phase == custodyv1alpha1.StepRunning && st.Identity != nil && st.Identity.State == custodyv1alpha1.IdentityRegistered &&
+				len(st.Credentials) == 2 && st.Credentials[0].RevokedAt == nil && st.Credentials[1].RevokedAt == nil {
+				holder = st.Name
+				return nil
+			}
+		}
+		return fmt.Errorf("no step holds its credentials and identity; phase %s", wf.Status.Phase)
+	})
+	if st := step(wf, "gate"); st.Phase != custodyv1alpha1.StepWaitingForApproval {
+		t.Fatalf("step gate: %s (%s), want it waiting for its approval", st.Phase, st.Reason)
+	}
+	reg, err := spire.Dial(ctx, spire.Options{Address: spireServer.Address})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reg.Close() }()
+	if entries, err := reg.List(ctx, identity.DefaultEntryIDPrefix+string(wf.UID)); err != nil || len(entries) == 0 {
+		t.Fatalf("SPIRE entries of the run while %s holds its identity: %d (%v), want at least one", holder, len(entries), err)
+	}
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if err := cluster.Client.Delete(ctx, nsObj); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "namespace "+ns+" deleted", func() error {
+		err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(nsObj), nsObj)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var why []string
+		for _, c := range nsObj.Status.Conditions {
+			if c.Status == corev1.ConditionTrue {
+				why = append(why, c.Message)
+			}
+		}
+		return fmt.Errorf("still %s: %s", nsObj.Status.Phase, strings.Join(why, "; "))
+	})
+	entries, err := reg.List(ctx, identity.DefaultEntryIDPrefix+string(wf.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("%d SPIRE entries of the deleted run remain after its namespace is gone", len(entries))
+	}
 }
 
 // TestPodCreationRefusalIsReported: in a namespace whose ResourceQuota wants every pod to set a
