@@ -4,6 +4,7 @@ package workflow
 // do is asked of the API server itself with SubjectAccessReviews.
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -765,12 +766,15 @@ spec:
 		return wf
 	}
 	leak := run("leak", `{"dsn":"postgres://app:`+password+`@db/orders","user":"app"}`)
+	basic := base64.StdEncoding.EncodeToString([]byte("app:" + password))
+	encoded := run("encoded", `{"dsn":"Authorization: Basic `+basic+`","user":"app"}`)
 	shaped := run("shaped", `{"dsn":"postgres://db/orders?token=`+token+`","user":"app"}`)
 	clean := run("clean", `{"dsn":"postgres://db/orders","user":"app"}`)
 
 	for wf, want := range map[*custodyv1alpha1.Workflow]string{
-		leak:   "result dsn holds the value of key password of Secret orders-db, granted by db",
-		shaped: "dsn looks like a GitHub token",
+		leak:    "result dsn holds the value of key password of Secret orders-db, granted by db, which",
+		encoded: "result dsn holds the value of key password of Secret orders-db, granted by db (base64-encoded), which",
+		shaped:  "dsn looks like a GitHub token",
 	} {
 		wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
 		st := stepOf(wf, "migrate")
@@ -785,12 +789,12 @@ spec:
 	if got := stepOf(clean, "migrate").Results; len(got) != 2 || got[1].Name != "user" || got[1].Value != "app" {
 		t.Errorf("clean: results %+v, want dsn and user kept", got)
 	}
-	for _, wf := range []*custodyv1alpha1.Workflow{leak, shaped} {
+	for _, wf := range []*custodyv1alpha1.Workflow{leak, encoded, shaped} {
 		raw, err := json.Marshal(get(t, wf))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(raw), password) || strings.Contains(string(raw), "ghp_") {
+		if strings.Contains(string(raw), password) || strings.Contains(string(raw), basic) || strings.Contains(string(raw), "ghp_") {
 			t.Errorf("%s holds a credential value: %s", wf.Name, raw)
 		}
 	}
@@ -801,15 +805,15 @@ spec:
 		}
 		refused := 0
 		for _, e := range events.Items {
-			if strings.Contains(e.Note, password) || strings.Contains(e.Note, "ghp_") {
+			if strings.Contains(e.Note, password) || strings.Contains(e.Note, basic) || strings.Contains(e.Note, "ghp_") {
 				t.Fatalf("%s Event holds a credential value: %q", e.Reason, e.Note)
 			}
 			if strings.Contains(e.Note, "failed on attempt 1 (ResultsInvalid)") {
 				refused++
 			}
 		}
-		if refused != 2 {
-			return errorf("%d Events say an attempt failed for its results, want 2", refused)
+		if refused != 3 {
+			return errorf("%d Events say an attempt failed for its results, want 3", refused)
 		}
 		return nil
 	})

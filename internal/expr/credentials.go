@@ -1,8 +1,11 @@
 package expr
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"maps"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,18 +66,58 @@ func distinctive(v string) bool {
 }
 
 // LeakedSecret returns the first result (by name) whose value contains one of the secret values
-// (by name, for example "key password of Secret db"), or "", "" when none does. Only distinctive
-// values are looked for.
+// (by name, for example "key password of Secret db"), as it is or in an encoding a step commonly
+// puts it in (base64 at any offset, as in a Basic authorization header; hex; percent-encoded, as
+// in a connection URL; the name then says which), or "", "" when none does. A value is looked for
+// without the whitespace around it (a Secret made from a file often ends in a newline), and only
+// if it is distinctive. This catches mistakes, not a step bent on hiding a value.
 func LeakedSecret(results map[string]string, secrets map[string]string) (result, secret string) {
 	names := slices.Sorted(maps.Keys(secrets))
+	forms := make(map[string][]encodedForm, len(names))
+	for _, n := range names {
+		if v := strings.TrimSpace(secrets[n]); distinctive(v) {
+			forms[n] = encodedForms(v)
+		}
+	}
 	for _, r := range SortedKeys(results) {
 		for _, n := range names {
-			if v := secrets[n]; distinctive(v) && strings.Contains(results[r], v) {
-				return r, n
+			for _, f := range forms[n] {
+				if strings.Contains(results[r], f.text) {
+					if f.encoding != "" {
+						return r, n + " (" + f.encoding + ")"
+					}
+					return r, n
+				}
 			}
 		}
 	}
 	return "", ""
+}
+
+type encodedForm struct{ encoding, text string }
+
+// encodedForms returns v and the text that appears in an encoding of any input containing v:
+// for base64, the complete 4-character groups that v's bytes alone decide, for each of the three
+// offsets v can start at (an input of which v is a part at offset 1 or 2 modulo 3 encodes
+// v[2:] or v[1:] on group boundaries).
+func encodedForms(v string) []encodedForm {
+	out := []encodedForm{{"", v}, {"hex-encoded", hex.EncodeToString([]byte(v))},
+		{"hex-encoded", strings.ToUpper(hex.EncodeToString([]byte(v)))}}
+	for _, e := range []string{url.QueryEscape(v), url.PathEscape(v)} {
+		if e != v {
+			out = append(out, encodedForm{"percent-encoded", e})
+		}
+	}
+	for offset := range 3 {
+		rest := []byte(v[offset:])
+		rest = rest[:len(rest)/3*3]
+		if len(rest) < 6 { // 8 characters at least: shorter would match by chance
+			continue
+		}
+		out = append(out, encodedForm{"base64-encoded", base64.StdEncoding.EncodeToString(rest)},
+			encodedForm{"base64-encoded", base64.URLEncoding.EncodeToString(rest)})
+	}
+	return out
 }
 
 // credentialProblem is the error for results that look like credentials, naming results and

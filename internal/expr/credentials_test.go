@@ -1,6 +1,9 @@
 package expr
 
 import (
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -77,6 +80,51 @@ func TestLeakedSecret(t *testing.T) {
 		r, n := LeakedSecret(tc.results, secrets)
 		if r != tc.wantResult || n != tc.wantName {
 			t.Errorf("LeakedSecret(%v) = %q, %q; want %q, %q", tc.results, r, n, tc.wantResult, tc.wantName)
+		}
+	}
+}
+
+// TestLeakedSecretEncoded: a granted value is found in the encodings a step commonly puts it in,
+// whichever offset it starts at in what was encoded, and when the Secret's value ends in a newline.
+func TestLeakedSecretEncoded(t *testing.T) {
+	const pw = "correct-horse-battery-9"
+	b64 := base64.StdEncoding.EncodeToString
+	secrets := map[string]string{"pw": pw + "\n", "url": "p@ss:w0rd/Xy z"}
+	for _, tc := range []struct {
+		result, wantName string
+	}{
+		{pw, "pw"}, // the Secret's trailing newline is not part of what a step prints
+		{"Basic " + b64([]byte("app:"+pw)), "pw (base64-encoded)"},         // offset 4: 1 modulo 3
+		{"Basic " + b64([]byte("svc-app:"+pw)), "pw (base64-encoded)"},     // offset 8: 2 modulo 3
+		{"Basic " + b64([]byte("backup:"+pw+"\n")), "pw (base64-encoded)"}, // offset 7, and more after it
+		{base64.URLEncoding.EncodeToString([]byte("~~" + pw + "??")), "pw (base64-encoded)"},
+		{"0x" + hex.EncodeToString([]byte(pw)), "pw (hex-encoded)"},
+		{strings.ToUpper(hex.EncodeToString([]byte(pw))), "pw (hex-encoded)"},
+		{"postgres://app:" + url.QueryEscape("p@ss:w0rd/Xy z") + "@db/orders", "url (percent-encoded)"},
+		{"postgres://app:" + url.PathEscape("p@ss:w0rd/Xy z") + "@db/orders", "url (percent-encoded)"},
+		// Encodings of other values are not taken for the secret's.
+		{b64([]byte("correct-staple-battery-9 and more")), ""},
+		{hex.EncodeToString([]byte("an ordinary result")), ""},
+	} {
+		r, n := LeakedSecret(map[string]string{"out": tc.result}, secrets)
+		want := ""
+		if tc.wantName != "" {
+			want = "out"
+		}
+		if r != want || n != tc.wantName {
+			t.Errorf("LeakedSecret(%q) = %q, %q; want %q, %q", tc.result, r, n, want, tc.wantName)
+		}
+	}
+}
+
+// TestEncodedFormsAreLongEnough: no form of the shortest distinctive value is shorter than a
+// distinctive value may be, so none matches results by chance more than the value itself would.
+func TestEncodedFormsAreLongEnough(t *testing.T) {
+	for _, v := range []string{"Ab1-defg", "Ab1-defgh", "Ab1-defghi"} {
+		for _, f := range encodedForms(v) {
+			if len(f.text) < MinSecretLen {
+				t.Errorf("%q %s: %q is shorter than %d characters", v, f.encoding, f.text, MinSecretLen)
+			}
 		}
 	}
 }
