@@ -27,8 +27,8 @@ const (
 	ContainerName = "step"
 	// TerminationMessagePath is where a step writes its results as a JSON object of strings.
 	TerminationMessagePath = "/dev/termination-log"
-	// RunAsUser is the user and group step containers run as unless the image says otherwise:
-	// the conventional non-root user of distroless images.
+	// RunAsUser is the user and group step containers run as, whatever user the image names
+	// (the pod's runAsUser wins over it): the conventional non-root user of distroless images.
 	RunAsUser int64 = 65532
 
 	// LabelManagedBy marks objects Custody created.
