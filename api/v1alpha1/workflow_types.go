@@ -577,6 +577,15 @@ type Backoff struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="backoff max must be at most 24h"
 	Max *metav1.Duration `json:"max,omitempty"`
+
+	// jitter, a percentage between 0 and 100, shortens each wait by up to that much: by an amount
+	// that differs for each run, step and attempt, so that runs that failed together (a registry
+	// or an API they all call went down) do not all retry at the same moment. Defaults to 0: each
+	// wait is exactly as computed.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Jitter *int32 `json:"jitter,omitempty"`
 }
 
 // StepApproval gates a step on an approval.

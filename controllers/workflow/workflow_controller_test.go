@@ -538,6 +538,34 @@ spec:
 	}
 }
 
+// TestWorkflowReconciler_retryJitter: with backoff.jitter the retry is due earlier than the full
+// backoff, by this run's own share of the jitter, and status says when.
+func TestWorkflowReconciler_retryJitter(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: jittery}
+spec:
+  steps:
+  - name: call
+    image: example.com/c:1
+    retries: {limit: 1, backoff: {duration: 1h, max: 1h, jitter: 50}}
+`)
+	before := time.Now().Truncate(time.Second)
+	fail(t, wf, "call", 1)
+	wf = waitStep(t, wf, "call", custodyv1alpha1.StepRetrying)
+	after := time.Now()
+	wait := backoff(wf.Spec.Steps[0].Retries, string(wf.UID)+"/call", 1)
+	if wait < 30*time.Minute || wait >= time.Hour {
+		t.Fatalf("backoff with 50%% jitter of 1h: %s", wait)
+	}
+	st := stepOf(wf, "call")
+	if st.NextAttemptTime == nil || st.NextAttemptTime.Time.Before(before.Add(wait-time.Second)) || st.NextAttemptTime.After(after.Add(wait)) {
+		t.Errorf("next attempt at %v; want %s after the failure, between %s and %s", st.NextAttemptTime, wait,
+			before.Add(wait-time.Second).Format(time.RFC3339), after.Add(wait).Format(time.RFC3339))
+	}
+}
+
 // TestWorkflowReconciler_retryWhen: retries.when decides after each failed attempt whether the
 // step is tried again, from how the attempt failed (exit code, a disrupted pod, how long it ran) and the
 // parameters; a step it refuses fails at once with its own reason and says why it was not

@@ -2,11 +2,14 @@ package workflow
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -607,7 +610,7 @@ func (r *Reconciler) endAttempt(s *scope, st *custodyv1alpha1.StepStatus, job *b
 		retry, why = s.retryWanted(st, job, pod, reason)
 	}
 	if retry {
-		next := s.now.Add(backoff(step.Retries, st.Attempt))
+		next := s.now.Add(backoff(step.Retries, string(s.wf.UID)+"/"+st.Name, st.Attempt))
 		st.NextAttemptTime = &metav1.Time{Time: next}
 		s.setStep(st, custodyv1alpha1.StepRetrying, custodyv1alpha1.StepReasonRetrying,
 			fmt.Sprintf("Attempt %d failed (%s: %s); attempt %d starts at %s", st.Attempt, reason, msg, st.Attempt+1,
@@ -733,9 +736,11 @@ func stoppingMessage(pods []*corev1.Pod) string {
 	return text.Truncate("Waiting for the pods of stopped attempts to stop: "+strings.Join(names, ", "), 1024)
 }
 
-// backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max.
-func backoff(p *custodyv1alpha1.RetryPolicy, n int32) time.Duration {
-	base, factor, maxWait := defaultBackoff, float64(defaultBackoffFactor), defaultBackoffMax
+// backoff returns the wait before attempt n+1: duration * factor^(n-1), at most max, shortened by
+// up to jitter percent by a fraction drawn from seed (the run's UID and the step) and n, the
+// same in every reconcile of the attempt.
+func backoff(p *custodyv1alpha1.RetryPolicy, seed string, n int32) time.Duration {
+	base, factor, maxWait, jitter := defaultBackoff, float64(defaultBackoffFactor), defaultBackoffMax, int32(0)
 	if p != nil && p.Backoff != nil {
 		if p.Backoff.Duration != nil {
 			base = p.Backoff.Duration.Duration
@@ -746,10 +751,15 @@ func backoff(p *custodyv1alpha1.RetryPolicy, n int32) time.Duration {
 		if p.Backoff.Max != nil {
 			maxWait = p.Backoff.Max.Duration
 		}
+		if p.Backoff.Jitter != nil {
+			jitter = *p.Backoff.Jitter
+		}
 	}
-	wait := float64(base) * math.Pow(factor, float64(max(n-1, 0)))
-	if wait > float64(maxWait) {
-		return maxWait
+	wait := min(float64(base)*math.Pow(factor, float64(max(n-1, 0))), float64(maxWait))
+	if jitter > 0 {
+		sum := sha256.Sum256([]byte(seed + "/" + strconv.Itoa(int(n))))
+		frac := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53) // uniform in [0, 1)
+		wait *= 1 - float64(jitter)/100*frac
 	}
 	return time.Duration(wait)
 }
