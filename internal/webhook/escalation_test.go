@@ -65,6 +65,7 @@ func TestEscalationRefused(t *testing.T) {
 	approvedWF := mustWorkflow(t, ns, paymentWorkflow)
 	approvedWF.Name = "invoice-4712"
 	create(t, as(alice), approvedWF)
+	waitsForApproval(t, approvedWF, "pay")
 	if err := annotate(ctx, as(bob), approvedWF, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
 		t.Fatalf("bob approving: %v", err)
 	}
@@ -159,6 +160,12 @@ spec:
 			return annotate(ctx, as(bob), wf, custodyv1alpha1.AnnotationApprovePrefix+"check", "approved")
 		},
 		want: []string{`approves step "check"`, "no step \"check\" that needs an approval"},
+	}, {
+		name: "approve a step before it waits for an approval, when what it will run is not settled",
+		attempt: func() error {
+			return annotate(ctx, as(bob), wf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "approved")
+		},
+		want: []string{`step "pay" does not wait for an approval yet`, "approve it when it is WaitingForApproval"},
 	}, {
 		name: "pre-approve a workflow in its manifest",
 		attempt: func() error {
@@ -281,6 +288,7 @@ func TestAllowed(t *testing.T) {
 	t.Run("a listed approver approves a step and admission stamps them", func(t *testing.T) {
 		w := &custodyv1alpha1.Workflow{}
 		w.Namespace, w.Name = ns, "invoice-4711"
+		waitsForApproval(t, w, "pay")
 		before := time.Now().Add(-time.Second)
 		// bob types a stamp naming carol; admission replaces it with his own name.
 		if err := annotate(ctx, as(bob), w, custodyv1alpha1.AnnotationApprovePrefix+"pay",
@@ -297,6 +305,7 @@ func TestAllowed(t *testing.T) {
 		w := mustWorkflow(t, ns, paymentWorkflow)
 		w.Name = "invoice-4713"
 		create(t, as(alice), w)
+		waitsForApproval(t, w, "pay")
 		if err := annotate(ctx, as(carol), w, custodyv1alpha1.AnnotationApprovePrefix+"pay", "ok"); err != nil {
 			t.Fatalf("carol (finance-approvers) approving: %v", err)
 		}
@@ -541,4 +550,45 @@ spec: {workflowTemplateRef: {name: nightly-train}}
 	if !strings.Contains(out, want) || strings.Count(out, "Warning:") != 1 {
 		t.Errorf("kubectl printed for a run of a template:\n%s\nwant only the warning %q", out, want)
 	}
+}
+
+// TestApprovalOnlyWhileTheStepWaits: an approver approves what a step will run, settled only once
+// the steps it depends on ended; admission accepts the approval only while the step waits for it
+// (WaitingForApproval in status), not before, and not after it ended.
+func TestApprovalOnlyWhileTheStepWaits(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	setStep := func(wf *custodyv1alpha1.Workflow, phase custodyv1alpha1.StepPhase, reason string) {
+		t.Helper()
+		eventually(t, "status of "+wf.Name, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+				return err
+			}
+			wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "pay", Phase: phase, Reason: reason}}
+			return env.Client.Status().Update(ctx, wf)
+		})
+	}
+	approve := func(wf *custodyv1alpha1.Workflow) error {
+		return annotate(ctx, as(bob), wf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "approved")
+	}
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	refused(t, "approval of a step not yet in status", approve(wf), `step "pay" does not wait for an approval yet`,
+		"kubectl custody get "+wf.Name)
+	setStep(wf, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForDependencies)
+	refused(t, "approval of a step waiting for its dependencies", approve(wf), `step "pay" does not wait for an approval yet`)
+	setStep(wf, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval)
+	if err := approve(wf); err != nil {
+		t.Fatalf("bob approving the waiting step: %v", err)
+	}
+	if rec := approvalRecord(t, wf.Annotations[custodyv1alpha1.AnnotationApprovePrefix+"pay"]); rec.ApprovedBy != bob {
+		t.Errorf("stamp %+v, want bob's", rec)
+	}
+
+	ended := mustWorkflow(t, ns, paymentWorkflow)
+	ended.Name = "invoice-cancelled"
+	create(t, as(alice), ended)
+	setStep(ended, custodyv1alpha1.StepCancelled, custodyv1alpha1.ReasonCancelled)
+	refused(t, "approval of a step that ended", approve(ended), `step "pay" already ended (Cancelled, Cancelled)`,
+		"nothing to approve")
 }

@@ -240,3 +240,20 @@ func unannotate(ctx context.Context, c client.Client, o client.Object, key strin
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, key)
 	return c.Patch(ctx, o, client.RawPatch("application/merge-patch+json", []byte(patch)))
 }
+
+// waitsForApproval records in wf's status, as the controller does once a step's dependencies
+// ended, that each of steps waits for an approval: admission accepts an approval only then.
+func waitsForApproval(t *testing.T, wf *custodyv1alpha1.Workflow, steps ...string) {
+	t.Helper()
+	ctx := ctxT(t)
+	eventually(t, "status saying "+strings.Join(steps, ", ")+" of "+wf.Name+" wait for an approval", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		for _, step := range steps {
+			wf.Status.Steps = append(wf.Status.Steps, custodyv1alpha1.StepStatus{Name: step,
+				Phase: custodyv1alpha1.StepWaitingForApproval, Reason: custodyv1alpha1.ReasonWaitingForApproval})
+		}
+		return env.Client.Status().Update(ctx, wf)
+	})
+}

@@ -219,6 +219,7 @@ spec: {schedule: "0 6 * * *", suspend: true}`)
 	refused(t, "removing on-behalf-of", as(alice).Patch(ctx, onBehalf.DeepCopy(), client.RawPatch("application/merge-patch+json",
 		[]byte(`{"metadata":{"annotations":{"custody.dev/on-behalf-of":null}}}`))),
 		"custody.dev/on-behalf-of", "cannot be changed")
+	waitsForApproval(t, onBehalf, "pay")
 	if err := annotate(ctx, as(bob), onBehalf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
 		t.Errorf("bob approving: %v", err)
 	}
@@ -240,6 +241,7 @@ spec: {schedule: "0 6 * * *", suspend: true}`)
 	create(t, as(mallory), cronRun) // mallory plays the controller
 	refused(t, "approval by the CronWorkflow's spec author", annotate(ctx, as(pat), cronRun, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"),
 		"runs what CronWorkflow rewritten's spec says, last written by pat", "four-eyes")
+	waitsForApproval(t, cronRun, "pay")
 	if err := annotate(ctx, as(bob), cronRun, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
 		t.Errorf("bob approving the rewritten CronWorkflow's run: %v", err)
 	}

@@ -431,6 +431,7 @@ spec:
 	}
 	refused(t, "approving the forEach step as a whole", approve("deploy"),
 		`approves step "deploy", which runs once per item (forEach): approve each item's step instead (deploy-eu, deploy-us)`)
+	waitsForApproval(t, wf, "deploy-eu")
 	if err := approve("deploy-eu"); err != nil {
 		t.Fatalf("bob approving the item deploy-eu: %v", err)
 	}
@@ -450,6 +451,7 @@ func TestKubectlAnnotateApproves(t *testing.T) {
 	if err == nil || !strings.Contains(out, "who may not approve it") {
 		t.Errorf("alice approving her own workflow with kubectl: err %v, output %s", err, out)
 	}
+	waitsForApproval(t, wf, "pay")
 	if out, err := run(carol, "annotate", "workflow", wf.Name, custodyv1alpha1.AnnotationApprovePrefix+"pay=approved"); err != nil {
 		t.Fatalf("carol approving with kubectl: %v\n%s", err, out)
 	}

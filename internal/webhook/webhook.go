@@ -492,11 +492,40 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 		if msg := mayApprove(req.UserInfo, creator, &step.Approval.Approvers, fmt.Sprintf("step %q of %s", stepName, cur.forDenial)); msg != "" {
 			return forbidden(checkApproval, "%s", msg), nil
 		}
+		if r := notWaitingForApproval(cur, old, stepName); r != nil {
+			return r, nil
+		}
 		if r := stampedByUser(cur, k, user); r != nil {
 			return r, nil
 		}
 	}
 	return nil, nil
+}
+
+// notWaitingForApproval refuses an approval of a step that does not wait for one (in the stored
+// status): an approver approves what the step will run, which is settled only once the steps it
+// depends on ended (the results it reads are then in status, and its when was true). An
+// approval given earlier would approve inputs nobody has seen yet.
+func notWaitingForApproval(cur, old *object, stepName string) *refusal {
+	wf := old.workflow
+	for _, st := range wf.Status.Steps {
+		if st.Name != stepName {
+			continue
+		}
+		switch st.Phase {
+		case custodyv1alpha1.StepWaitingForApproval:
+			return nil
+		case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepFailed, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepCancelled:
+			return forbidden(checkApproval, "%s: step %q already ended (%s, %s): there is nothing to approve", cur.forDenial, stepName,
+				st.Phase, st.Reason)
+		case custodyv1alpha1.StepPending:
+		default:
+			return forbidden(checkApproval, "%s: step %q is %s, not waiting for an approval", cur.forDenial, stepName, st.Phase)
+		}
+	}
+	return forbidden(checkApproval, "%s: step %q does not wait for an approval yet (it waits for the steps it depends on): "+
+		"an approval is for what the step will run, settled only once they ended; approve it when it is WaitingForApproval "+
+		"(kubectl custody get %s)", cur.forDenial, stepName, wf.Name)
 }
 
 // unchangeable refuses changing or withdrawing an approval (allowed lists keys admission itself
