@@ -1536,21 +1536,10 @@ func specStepIn(steps []custodyv1alpha1.Step, name string) *custodyv1alpha1.Step
 // exprEnv is what a step's `when` expression and $(...) references see: the parameters, every step's
 // phase and results, and for a finally step the steps' outcome (workflow.phase).
 func (s *scope) exprEnv(step string) expr.Env {
-	env := expr.Env{Params: custodyv1alpha1.ParameterValues(s.def.Parameters, s.wf.Spec.Parameters),
-		Steps: map[string]expr.StepView{}}
+	env := expr.StepEnv(s.wf, s.def, step)
 	if s.finally[step] { // they start once every step ended: the outcome is known
 		phase, _, _ := s.stepsOutcome()
 		env.Workflow = map[string]string{"phase": string(phase)}
-	}
-	_, env.Item = s.wf.ForEachOf(step)
-	for _, st := range s.wf.Status.Steps {
-		view := expr.StepView{Phase: string(st.Phase), Results: map[string]string{}}
-		if st.Phase == custodyv1alpha1.StepSucceeded {
-			for _, res := range st.Results {
-				view.Results[res.Name] = res.Value
-			}
-		}
-		env.Steps[st.Name] = view
 	}
 	return env
 }

@@ -165,6 +165,53 @@ status:
 	return ns
 }
 
+// TestGetShowsWhatAnApproverApproves: under a step that waits for an approval, get prints what
+// the approval lets run, with the values it reads (a parameter, an earlier step's result) as the
+// controller will put them in, and the grants the step will hold.
+func TestGetShowsWhatAnApproverApproves(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	wf := &custodyv1alpha1.Workflow{}
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: pay-invoice-4712}
+spec:
+  parameters: [{name: invoice, value: "4712"}]
+  steps:
+  - {name: route-invoice, image: example.com/route:1, results: [{name: account}]}
+  - name: post-payment
+    image: example.com/pay:1
+    dependsOn: [route-invoice]
+    command: [pay]
+    args: [--invoice, "$(params.invoice)", --memo, "invoice $(params.invoice)'s payment"]
+    env:
+    - {name: ACCOUNT, value: "$(steps.route-invoice.results.account)"}
+    - name: LIMIT
+      valueFrom: {configMapKeyRef: {name: limits, key: daily}}
+    approval: {approvers: {groups: [finance-controllers]}}
+    credentials: [erp-payments]
+`), wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = ns
+	if err := env.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Status = custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Steps: []custodyv1alpha1.StepStatus{
+		{Name: "route-invoice", Phase: custodyv1alpha1.StepSucceeded, Reason: custodyv1alpha1.StepReasonSucceeded, Attempt: 1,
+			Results: []custodyv1alpha1.StepResult{{Name: "account", Value: "DE44 5001"}}},
+		{Name: "post-payment", Phase: custodyv1alpha1.StepWaitingForApproval, Reason: custodyv1alpha1.ReasonWaitingForApproval,
+			Message: "Waiting for approval by a member of group finance-controllers: kubectl custody approve pay-invoice-4712 post-payment"},
+	}}
+	if err := env.Client.Status().Update(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, ns, "", "get", "pay-invoice-4712")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	golden(t, "get-approval.txt", ns, out)
+}
+
 func TestGetTree(t *testing.T) {
 	ns := fixture(t)
 	out, err := run(t, ns, "", "get", "pay-invoice-4711")

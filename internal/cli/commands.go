@@ -271,6 +271,9 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 		if why(st) {
 			_, _ = fmt.Fprintf(w, "%s   %s\n", indent, st.Message)
 		}
+		if st.Phase == custodyv1alpha1.StepWaitingForApproval {
+			writeToApprove(w, indent, wf, def, st.Name)
+		}
 		if st.SPIFFEID != "" {
 			state := ""
 			if st.Identity != nil {
