@@ -315,7 +315,8 @@ spec:
   steps:
   - name: build
     image: example.com/b:1
-    retries: {limit: 1, backoff: {duration: 1s}}
+    # Long enough for the test to see the Retrying status on a busy API server.
+    retries: {limit: 1, backoff: {duration: 5s}}
     results: [{name: digest, pattern: 'sha256:[0-9a-f]{6,64}'}]
   - {name: deploy, image: example.com/d:1, dependsOn: [build], command: [sh, -c], args: ["deploy $(steps.build.results.digest)"]}
 `)
@@ -1213,6 +1214,60 @@ spec:
 	if notes := waitStepEvents(t, b, "deploy", custodyv1alpha1.ReasonWaitingForConcurrencyGroup); !strings.Contains(notes[0], "deploy-a") {
 		t.Errorf("b's Event while it waited: %q, want it to name deploy-a", notes)
 	}
+}
+
+// TestWorkflowReconciler_deletedGroupRunKeepsItsPlaceUntilItsPodsStop: a run of a concurrency
+// group deleted while under way (kubectl delete, or a GitOps tool pruning it) has its Jobs deleted
+// and stays, holding its group, until its pods stopped; only then does the group's next run start.
+func TestWorkflowReconciler_deletedGroupRunKeepsItsPlaceUntilItsPodsStop(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	run := func(name string) *custodyv1alpha1.Workflow {
+		t.Helper()
+		return apply(t, ns, `
+metadata: {name: `+name+`}
+spec:
+  concurrencyGroup: prod
+  steps:
+  - {name: deploy, image: example.com/d:1}
+`)
+	}
+	a := run("deploy-a")
+	job := jobOf(t, a, "deploy", 1)
+	pod := startPod(t, job)
+	b := run("deploy-b")
+	eventually(t, "deploy-b to wait for its group", func() error {
+		if st := stepOf(get(t, b), "deploy"); st.Reason != custodyv1alpha1.ReasonWaitingForConcurrencyGroup {
+			return errorf("deploy-b's deploy: %s (%s) %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if err := env.Client.Delete(ctxT(t), a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deploy-a's Job to be deleted, and deploy-a to say it waits for its pod", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(job), &batchv1.Job{}); !isNotFound(err) {
+			return errorf("Job %s: %v", job.Name, err)
+		}
+		if eventReasons(t, a)[custodyv1alpha1.ReasonStopping] == 0 {
+			return errorf("no Stopping Event")
+		}
+		return nil
+	})
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(a), &custodyv1alpha1.Workflow{}); err != nil {
+		t.Fatalf("deploy-a is gone while its pod runs: %v", err)
+	}
+	if n := len(jobs(t, b)); n != 0 {
+		t.Fatalf("deploy-b started (%d Jobs) while deploy-a's pod runs", n)
+	}
+	removePod(t, pod) // the kubelet stopped it
+	eventually(t, "deploy-a to go once its pod stopped", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(a), &custodyv1alpha1.Workflow{}); !isNotFound(err) {
+			return errorf("deploy-a: %v", err)
+		}
+		return nil
+	})
+	jobOf(t, b, "deploy", 1)
 }
 
 // TestWorkflowReconciler_concurrencyLimit: with concurrencyLimit, that many runs of a group run at

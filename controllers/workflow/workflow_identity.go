@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -366,8 +367,15 @@ func hasRevocationFinalizer(wf *custodyv1alpha1.Workflow) bool {
 	return controllerutil.ContainsFinalizer(wf, custodyv1alpha1.FinalizerRevocation)
 }
 
+// finalizerNeeded says whether a run needs FinalizerRevocation before its next Job: its steps get
+// SPIFFE identities or credentials, or it is in a concurrency group (a deleted run keeps its place
+// until its pods stopped).
+func (r *Reconciler) finalizerNeeded(wf *custodyv1alpha1.Workflow, grants []*custodyv1alpha1.CredentialGrant) bool {
+	return r.Identity.Enabled() || len(grants) > 0 || wf.Spec.ConcurrencyGroup != ""
+}
+
 // ensureFinalizer adds FinalizerRevocation before the workflow's first Job exists, so no pod can
-// be registered without it.
+// be registered, hold a credential or, in a concurrency group, run without it.
 func (r *Reconciler) ensureFinalizer(ctx context.Context, s *scope, needed bool) error {
 	if !needed || hasRevocationFinalizer(s.wf) {
 		return nil
@@ -430,9 +438,7 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	}
 	if !r.Identity.Enabled() && !identityHeld(wf) {
 		r.observed.succeeded(wf.UID)
-		return ctrl.Result{}, client.IgnoreNotFound(r.patchMetadata(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
-			return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
-		}))
+		return r.releaseDeleted(ctx, s)
 	}
 	if !r.Identity.Enabled() {
 		err := fmt.Errorf("%s has the finalizer %s but SPIRE is not configured, so its entries cannot be revoked; "+
@@ -464,16 +470,58 @@ func (r *Reconciler) finalize(ctx context.Context, wf *custodyv1alpha1.Workflow)
 	for i, id := range ids {
 		r.countRevocation(id, idents[i], done, s.now)
 	}
-	if identityHeld(wf) {
+	if identityHeld(wf) && r.registry.markRevoked("deleted/"+string(wf.UID), done) { // once, not on each wait for pods
 		r.Recorder.Eventf(wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonIdentityRevoked, "Revoke",
 			"Revoked the entries of every attempt of the deleted workflow")
 	}
-	if err := r.patchMetadata(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
-		return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
-	}); client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, err
+	return r.releaseDeleted(ctx, s)
+}
+
+// releaseDeleted removes the finalizer of a deleted Workflow whose credentials and entries were
+// revoked. A run of a concurrency group first has its Jobs deleted and keeps the finalizer, and so
+// its place in the group, until their pods stopped: the group's next run must not start beside
+// them (revocation does not wait for them).
+func (r *Reconciler) releaseDeleted(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if s.wf.Spec.ConcurrencyGroup != "" {
+		pods, err := r.podsOfDeletedRun(ctx, s)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(pods) > 0 {
+			r.Recorder.Eventf(s.wf, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonStopping, "Delete",
+				"%s; the run keeps its place in concurrency group %s until then", stoppingMessage(pods), s.wf.Spec.ConcurrencyGroup)
+			return ctrl.Result{RequeueAfter: max(s.requeueAfter, 5*time.Second)}, nil
+		}
 	}
-	return ctrl.Result{}, nil
+	err := r.patchMetadata(ctx, s, func(w *custodyv1alpha1.Workflow) bool {
+		return controllerutil.RemoveFinalizer(w, custodyv1alpha1.FinalizerRevocation)
+	})
+	return ctrl.Result{}, client.IgnoreNotFound(err)
+}
+
+// podsOfDeletedRun deletes the Jobs of a deleted run (in the background: the pods get their grace
+// period) and returns its pods that may still run their step (scope.mayRun), by name.
+func (r *Reconciler) podsOfDeletedRun(ctx context.Context, s *scope) ([]*corev1.Pod, error) {
+	s.podStopMargin = r.PodStopMargin
+	if err := r.listAttempts(ctx, s); err != nil {
+		return nil, err
+	}
+	for _, job := range s.jobs {
+		if job.DeletionTimestamp.IsZero() {
+			err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if client.IgnoreNotFound(err) != nil {
+				return nil, fmt.Errorf("deleting Job %s of the deleted run: %w", job.Name, err)
+			}
+		}
+	}
+	var out []*corev1.Pod
+	for _, pod := range s.pods {
+		if s.mayRun(pod) {
+			out = append(out, pod)
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // pendingMessage describes pending revocations for the workflow's conditions.

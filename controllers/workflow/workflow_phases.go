@@ -709,22 +709,31 @@ func (s *scope) stoppingPods(selected func(step string) bool) []*corev1.Pod {
 	for job, pod := range s.pods {
 		step := pod.Labels[custodyv1alpha1.LabelStep]
 		st := s.status(step)
-		if st == nil || !selected(step) || st.Phase == custodyv1alpha1.StepRunning && st.JobName == job ||
-			pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || stepContainerState(pod) != nil ||
-			metav1.GetControllerOf(pod) == nil {
+		if st == nil || !selected(step) || st.Phase == custodyv1alpha1.StepRunning && st.JobName == job || !s.mayRun(pod) {
 			continue
-		}
-		if pod.DeletionTimestamp != nil {
-			due := pod.DeletionTimestamp.Add(s.podStopMargin)
-			if !s.now.Before(due) {
-				continue
-			}
-			s.requeueAt(due)
 		}
 		out = append(out, pod)
 	}
 	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// mayRun says whether a pod of the run's Jobs may still be running its step: it is not terminal,
+// its step container has not exited, it is controlled by a Job, and it is not shown running
+// s.podStopMargin past its deletion (then the reconcile is requeued for that moment).
+func (s *scope) mayRun(pod *corev1.Pod) bool {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || stepContainerState(pod) != nil ||
+		metav1.GetControllerOf(pod) == nil {
+		return false
+	}
+	if pod.DeletionTimestamp != nil {
+		due := pod.DeletionTimestamp.Add(s.podStopMargin)
+		if !s.now.Before(due) {
+			return false
+		}
+		s.requeueAt(due)
+	}
+	return true
 }
 
 // stoppingMessage says which pods the run waits for, and of which steps.
@@ -1161,7 +1170,7 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		}
 		return nil
 	}
-	if err := r.ensureFinalizer(ctx, s, r.Identity.Enabled() || len(grants) > 0); err != nil {
+	if err := r.ensureFinalizer(ctx, s, r.finalizerNeeded(wf, grants)); err != nil {
 		return err
 	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
