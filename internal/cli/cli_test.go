@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -210,6 +211,34 @@ spec:
 		t.Fatal(err, out)
 	}
 	golden(t, "get-approval.txt", ns, out)
+}
+
+// TestGetDeletedRun: a deleted run that waits for the controller says what for in get's header,
+// so that a `kubectl delete` that does not return explains itself.
+func TestGetDeletedRun(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "deploy-41", Namespace: ns,
+		Finalizers: []string{custodyv1alpha1.FinalizerRevocation}},
+		Spec: custodyv1alpha1.WorkflowSpec{ConcurrencyGroup: "prod", Steps: []custodyv1alpha1.Step{{Name: "deploy", Image: "example.com/d:1"}}}}
+	if err := env.Client.Create(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Patch(ctx, wf, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+	})
+	if err := env.Client.Delete(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, ns, "", "get", "deploy-41")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	want := ": goes once the controller revoked what its steps held and its pods stopped (it keeps its place in " +
+		"concurrency group prod until then) (finalizer custody.dev/revocation)"
+	if lines := strings.Split(out, "\n"); len(lines) < 2 || !strings.HasPrefix(lines[1], "   deleted at ") || !strings.HasSuffix(lines[1], want) {
+		t.Errorf("get of a deleted run:\n%s\nwant its second line to say it was deleted and%s", out, want)
+	}
 }
 
 func TestGetTree(t *testing.T) {

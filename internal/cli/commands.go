@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -220,6 +221,9 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 	if t := wf.Status.Template; t != nil {
 		_, _ = fmt.Fprintf(w, "   from workflowtemplate/%s (generation %d)\n", t.Name, t.Generation)
 	}
+	if d := wf.DeletionTimestamp; d != nil {
+		_, _ = fmt.Fprintf(w, "   %s\n", deleting(wf, d.UTC().Format(time.RFC3339)))
+	}
 	if wf.Spec.Cancel && (wf.Status.Phase == custodyv1alpha1.WorkflowCancelled || !ended(wf.Status.Phase)) {
 		_, _ = fmt.Fprintf(w, "   %s\n", wf.CancelledAs())
 	}
@@ -252,6 +256,20 @@ func writeHeader(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) {
 	} else if wf.Spec.ReuseFrom != "" {
 		_, _ = fmt.Fprintf(w, "   reuses workflow/%s\n", wf.Spec.ReuseFrom)
 	}
+}
+
+// deleting says what a deleted Workflow still waits for: the controller's revocation of what its
+// attempts held and, for a run of a concurrency group, its pods to stop.
+func deleting(wf *custodyv1alpha1.Workflow, since string) string {
+	msg := "deleted at " + since
+	if !slices.Contains(wf.Finalizers, custodyv1alpha1.FinalizerRevocation) {
+		return msg
+	}
+	msg += ": goes once the controller revoked what its steps held"
+	if g := wf.Spec.ConcurrencyGroup; g != "" {
+		msg += " and its pods stopped (it keeps its place in concurrency group " + g + " until then)"
+	}
+	return msg + " (finalizer " + custodyv1alpha1.FinalizerRevocation + ")"
 }
 
 func ended(p custodyv1alpha1.WorkflowPhase) bool {
