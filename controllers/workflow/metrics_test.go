@@ -93,11 +93,17 @@ func gauge(t *testing.T, family, label, value string) float64 {
 // label is ns.
 func histogramCount(t *testing.T, family, ns string) uint64 {
 	t.Helper()
+	n, _ := histogram(t, family, ns)
+	return n
+}
+
+// histogram is the number and sum of the observations of a histogram family in one namespace.
+func histogram(t *testing.T, family, ns string) (n uint64, sum float64) {
+	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n uint64
 	for _, f := range families {
 		if f.GetName() != family {
 			continue
@@ -106,9 +112,10 @@ func histogramCount(t *testing.T, family, ns string) uint64 {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "namespace" && l.GetValue() == ns {
 					n += m.GetHistogram().GetSampleCount()
+					sum += m.GetHistogram().GetSampleSum()
 				}
 			}
 		}
 	}
-	return n
+	return n, sum
 }

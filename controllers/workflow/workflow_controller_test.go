@@ -1398,8 +1398,10 @@ spec:
 	}
 	cur := get(t, wf)
 	patch := client.MergeFrom(cur.DeepCopy())
+	// Stamped (as admission stamps it) 90 s after the step became ready.
+	approvedAt := stepOf(cur, "post-payment").ReadyTime.Add(90 * time.Second).UTC().Format(time.RFC3339)
 	cur.Annotations = map[string]string{
-		custodyv1alpha1.AnnotationApprovePrefix + "post-payment": `{"approvedBy":"alice","approvedAt":"2026-11-29T12:00:00Z"}`,
+		custodyv1alpha1.AnnotationApprovePrefix + "post-payment": `{"approvedBy":"alice","approvedAt":"` + approvedAt + `"}`,
 	}
 	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
 		t.Fatal(err)
@@ -1408,6 +1410,13 @@ spec:
 	if a := stepOf(wf, "post-payment").Approval; a == nil || a.ApprovedBy != "alice" {
 		t.Errorf("approval record %+v, want approvedBy alice", a)
 	}
+	// How long approvers take is measured: one wait of 90 s in this namespace.
+	eventually(t, "the approval wait observed", func() error {
+		if n, sum := histogram(t, "custody_step_approval_wait_seconds", ns); n != 1 || sum != 90 {
+			return errorf("custody_step_approval_wait_seconds in this namespace: %d observations, sum %v; want one of 90 s", n, sum)
+		}
+		return nil
+	})
 	succeed(t, wf, "post-payment", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }

@@ -996,6 +996,7 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 						step.Approval.Approvers.Describe())
 					s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalTimedOut, msg)
 					s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalTimedOut, "Schedule", "Step %s: %s", st.Name, msg)
+					s.afterSave(func() { metrics.ObserveApprovalWait(wf, "timed_out", step.Approval.Timeout.Duration) })
 					return nil
 				}
 				s.requeueAt(deadline)
@@ -1012,6 +1013,11 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		}
 		st.Approval = rec
 		s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve", "Step %s approved by %s", st.Name, rec.ApprovedBy)
+		waited := s.now.Sub(st.ReadyTime.Time)
+		if !rec.ApprovedAt.IsZero() {
+			waited = rec.ApprovedAt.Sub(st.ReadyTime.Time)
+		}
+		s.afterSave(func() { metrics.ObserveApprovalWait(wf, "approved", waited) })
 	}
 	return r.startAttempt(ctx, s, st)
 }

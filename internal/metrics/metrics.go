@@ -40,6 +40,12 @@ func DefinitionOf(wf *custodyv1alpha1.Workflow) string {
 	return "inline"
 }
 
+// ObserveApprovalWait records how long a step of wf waited for an approval: result is approved or
+// timed_out.
+func ObserveApprovalWait(wf *custodyv1alpha1.Workflow, result string, waited time.Duration) {
+	ApprovalWait.WithLabelValues(wf.Namespace, DefinitionOf(wf), result).Observe(max(waited, 0).Seconds())
+}
+
 // ObserveFinished records that a run ended: counted, and its duration observed when it started.
 func ObserveFinished(wf *custodyv1alpha1.Workflow) {
 	labels := []string{wf.Namespace, DefinitionOf(wf), string(wf.Status.Phase)}
@@ -84,6 +90,15 @@ var (
 		Help:    "How long Workflows ran, from start to end, by namespace, definition and phase.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 18), // 1s .. ~36h
 	}, []string{labelNamespace, labelDefinition, labelPhase})
+
+	// ApprovalWait observes how long steps waited for an approver: from the step being ready (its
+	// dependencies ended, its when true) to the approval's stamp, or to its approval.timeout.
+	ApprovalWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "custody_step_approval_wait_seconds",
+		Help: "How long steps waited for an approval, from ready to approved (result approved) or to their " +
+			"approval.timeout (result timed_out), by namespace and definition.",
+		Buckets: prometheus.ExponentialBuckets(10, 2, 15), // 10s .. ~45h
+	}, []string{labelNamespace, labelDefinition, labelResult})
 
 	// ReconcileErrors counts reconcile errors by controller and a coarse reason from the API
 	// error (Conflict, NotFound, Forbidden, Timeout, ...) or Other.
@@ -264,7 +279,7 @@ func stepEnded(p custodyv1alpha1.StepPhase) bool {
 func Register(reg prometheus.Registerer, reader client.Reader) error {
 	for _, c := range []prometheus.Collector{
 		StepAttempts, StepAttemptsEnded, StepDuration, ReconcileErrors, workflowCollector{reader: reader},
-		WorkflowsFinished, WorkflowDuration, CronWorkflowSchedules,
+		WorkflowsFinished, WorkflowDuration, ApprovalWait, CronWorkflowSchedules,
 		IdentityRegistration, IdentityRevocation, SPIREErrors, IdentityEntries, IdentityOrphansDeleted,
 		CredentialsIssued, CredentialsRevoked, CredentialRevocation,
 	} {
