@@ -97,23 +97,32 @@ func histogramCount(t *testing.T, family, ns string) uint64 {
 	return n
 }
 
-// histogram is the number and sum of the observations of a histogram family in one namespace.
-func histogram(t *testing.T, family, ns string) (n uint64, sum float64) {
+// histogram is the number and sum of the observations of a histogram family in series whose
+// namespace label is ns and that have the label pairs given (name, value, ...).
+func histogram(t *testing.T, family, ns string, pairs ...string) (n uint64, sum float64) {
 	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
+	}
+	want := map[string]string{"namespace": ns}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		want[pairs[i]] = pairs[i+1]
 	}
 	for _, f := range families {
 		if f.GetName() != family {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			matched := 0
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "namespace" && l.GetValue() == ns {
-					n += m.GetHistogram().GetSampleCount()
-					sum += m.GetHistogram().GetSampleSum()
+				if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
+					matched++
 				}
+			}
+			if matched == len(want) {
+				n += m.GetHistogram().GetSampleCount()
+				sum += m.GetHistogram().GetSampleSum()
 			}
 		}
 	}

@@ -1412,7 +1412,7 @@ spec:
 	}
 	// How long approvers take is measured: one wait of 90 s in this namespace.
 	eventually(t, "the approval wait observed", func() error {
-		if n, sum := histogram(t, "custody_step_approval_wait_seconds", ns); n != 1 || sum != 90 {
+		if n, sum := histogram(t, "custody_step_approval_wait_seconds", ns, "result", "approved"); n != 1 || sum != 90 {
 			return errorf("custody_step_approval_wait_seconds in this namespace: %d observations, sum %v; want one of 90 s", n, sum)
 		}
 		return nil
@@ -1473,6 +1473,13 @@ spec:
 		st.Message != "No approval came within 1m0s (approval.timeout) from user bob" {
 		t.Errorf("gate reason %q (%q), want ApprovalTimedOut, naming the timeout and the approvers", st.Reason, st.Message)
 	}
+	eventually(t, "the wait observed as timed out", func() error {
+		if n, sum := histogram(t, "custody_step_approval_wait_seconds", ns, "result", "timed_out"); n != 1 || sum != 60 {
+			return errorf("custody_step_approval_wait_seconds{result=\"timed_out\"} in this namespace: %d observations, sum %v; "+
+				"want one of 60 s", n, sum)
+		}
+		return nil
+	})
 }
 
 // TestWorkflowReconciler_reuseFrom: a run that reuses a failed run takes over the steps that
