@@ -573,10 +573,11 @@ func TestApprovalOnlyWhileTheStepWaits(t *testing.T) {
 	}
 	wf := mustWorkflow(t, ns, paymentWorkflow)
 	create(t, as(alice), wf)
-	refused(t, "approval of a step not yet in status", approve(wf), `step "pay" does not wait for an approval yet`,
+	refused(t, "approval of a step not yet in status", approve(wf), `step "pay" does not wait for an approval yet (it has not been reached)`,
 		"kubectl custody get "+wf.Name)
 	setStep(wf, custodyv1alpha1.StepPending, custodyv1alpha1.StepReasonWaitingForDependencies)
-	refused(t, "approval of a step waiting for its dependencies", approve(wf), `step "pay" does not wait for an approval yet`)
+	refused(t, "approval of a step waiting for its dependencies", approve(wf),
+		`step "pay" does not wait for an approval yet (it is Pending, WaitingForDependencies)`)
 	setStep(wf, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval)
 	if err := approve(wf); err != nil {
 		t.Fatalf("bob approving the waiting step: %v", err)

@@ -508,6 +508,7 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 // approval given earlier would approve inputs nobody has seen yet.
 func notWaitingForApproval(cur, old *object, stepName string) *refusal {
 	wf := old.workflow
+	where := "it has not been reached"
 	for _, st := range wf.Status.Steps {
 		if st.Name != stepName {
 			continue
@@ -519,13 +520,14 @@ func notWaitingForApproval(cur, old *object, stepName string) *refusal {
 			return forbidden(checkApproval, "%s: step %q already ended (%s, %s): there is nothing to approve", cur.forDenial, stepName,
 				st.Phase, st.Reason)
 		case custodyv1alpha1.StepPending:
+			where = "it is Pending, " + st.Reason
 		default:
 			return forbidden(checkApproval, "%s: step %q is %s, not waiting for an approval", cur.forDenial, stepName, st.Phase)
 		}
 	}
-	return forbidden(checkApproval, "%s: step %q does not wait for an approval yet (it waits for the steps it depends on): "+
-		"an approval is for what the step will run, settled only once they ended; approve it when it is WaitingForApproval "+
-		"(kubectl custody get %s)", cur.forDenial, stepName, wf.Name)
+	return forbidden(checkApproval, "%s: step %q does not wait for an approval yet (%s): an approval is for what the step "+
+		"will run, settled only once the steps it depends on ended; approve it when it is WaitingForApproval (kubectl custody get %s)",
+		cur.forDenial, stepName, where, wf.Name)
 }
 
 // unchangeable refuses changing or withdrawing an approval (allowed lists keys admission itself
