@@ -128,6 +128,90 @@ func TestOptions_validate(t *testing.T) {
 	}
 }
 
+// startManager starts the manager with its probes and metrics on free ports and waits until the
+// probes answer. A port found free can be taken by another test process before the manager binds
+// it (go test runs packages side by side): then it tries again on other ports.
+func startManager(t *testing.T) (probeAddr, metricsAddr string) {
+	t.Helper()
+	for try := 1; ; try++ {
+		probeAddr, metricsAddr = freePort(t), freePort(t)
+		o := parseOptions(t, "--trust-domain=example.org", "--cluster-name=test",
+			"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+			"--enable-webhooks=false") // internal/webhook tests serving admission
+		if err := o.validate(); err != nil {
+			t.Fatal(err)
+		}
+		mgr, err := newManager(env.Config, o)
+		if err != nil {
+			if try < 5 && strings.Contains(err.Error(), "address already in use") {
+				continue
+			}
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(ctx) }()
+		err = waitForProbes(probeAddr, done)
+		if err != nil && try < 5 && strings.Contains(err.Error(), "address already in use") {
+			cancel()
+			continue
+		}
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager stopped with an error: %v", err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return probeAddr, metricsAddr
+	}
+}
+
+// waitForProbes waits until the probes at addr answer OK and the manager still runs a second
+// later (its servers bind their ports as it starts), or returns why not: the manager's error if
+// it stopped.
+func waitForProbes(addr string, done chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	stopped := func(wait time.Duration) error {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			return fmt.Errorf("the manager stopped: %w", err)
+		case <-time.After(wait):
+			return nil
+		}
+	}
+	for {
+		if err := stopped(0); err != nil {
+			return err
+		}
+		err := probesOK(addr)
+		if err == nil {
+			return stopped(time.Second)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func probesOK(addr string) error {
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + addr + p) //nolint:noctx // a test's loopback probe
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answered %d", p, resp.StatusCode)
+		}
+	}
+	return nil
+}
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,40 +226,7 @@ func freePort(t *testing.T) string {
 // what an operator relies on: the probes answer, and the metrics endpoint serves HTTPS only to
 // callers that RBAC allows to read /metrics.
 func TestManager_servesProbesAndGuardsMetrics(t *testing.T) {
-	probeAddr, metricsAddr := freePort(t), freePort(t)
-	o := parseOptions(t, "--trust-domain=example.org", "--cluster-name=test",
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
-		"--enable-webhooks=false") // internal/webhook tests serving admission
-	if err := o.validate(); err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := newManager(env.Config, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with an error: %v", err)
-		}
-	})
-
-	waitFor(t, func() error {
-		for _, p := range []string{"/healthz", "/readyz"} {
-			resp, err := http.Get("http://" + probeAddr + p)
-			if err != nil {
-				return err
-			}
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s answered %d", p, resp.StatusCode)
-			}
-		}
-		return nil
-	})
+	_, metricsAddr := startManager(t)
 
 	// A ServiceAccount allowed to read /metrics (what Prometheus would run as), and one that is not.
 	ns := env.Namespace(t)

@@ -638,6 +638,32 @@ func TestLint(t *testing.T) {
 
 // TestWait: wait (and run --wait) exits 0 for a run that succeeded, with an error naming the
 // outcome and its reason for one that failed, and gives up after --timeout on one still running.
+// TestWaitShowsWhatApproversAreAsked: following a run waiting for an approver, the CI job's log
+// says what the approval lets run, under the step's line, and the tree at the end says it again.
+func TestWaitShowsWhatApproversAreAsked(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	gated := &custodyv1alpha1.Workflow{Spec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "deploy",
+		Image: "example.com/d:1", Args: []string{"--env", "prod"}, Approval: &custodyv1alpha1.StepApproval{
+			Approvers: custodyv1alpha1.Approvers{Users: []string{"bob"}}}}}}}
+	gated.Namespace, gated.Name = ns, "gated"
+	if err := env.Client.Create(ctx, gated); err != nil {
+		t.Fatal(err)
+	}
+	gated.Status = custodyv1alpha1.WorkflowStatus{Phase: custodyv1alpha1.WorkflowRunning, Progress: "0/1",
+		Steps: []custodyv1alpha1.StepStatus{{Name: "deploy", Phase: custodyv1alpha1.StepWaitingForApproval,
+			Reason: custodyv1alpha1.ReasonWaitingForApproval, Message: "Waiting for approval by user bob"}}}
+	if err := env.Client.Status().Update(ctx, gated); err != nil {
+		t.Fatal(err)
+	}
+	gatedOut, err := run(t, ns, "", "wait", "gated", "--timeout", "2s")
+	if err == nil || !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  deploy  WaitingForApproval: Waiting for approval by user bob\n`+
+		`          to approve: image example.com/d:1\n            args: --env prod\n`).MatchString(gatedOut) ||
+		strings.Count(gatedOut, "to approve: image example.com/d:1") != 2 {
+		t.Errorf("wait for a run waiting for an approver: %v\n%s", err, gatedOut)
+	}
+}
+
 func TestWait(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()

@@ -128,6 +128,9 @@ func (o *Options) followSteps(c client.Client, ns, name string, timeout time.Dur
 					continue
 				}
 				_, _ = fmt.Fprintf(o.io.Out, "%s  %s\n", now.Format("15:04:05"), line)
+				if st.Phase == custodyv1alpha1.StepWaitingForApproval { // a CI job's log shows what approvers are asked
+					writeToApprove(o.io.Out, "       ", wf, def, st.Name)
+				}
 				printed = true
 			}
 		}
