@@ -303,6 +303,43 @@ spec:
 		custodyv1alpha1.StepResult{Name: "ticket", Value: "OPS-8"})
 }
 
+// TestWorkflowReconciler_valuesAreEscapedForTheKubelet: the kubelet expands $(VAR) and turns $$
+// into $ in a container's command, args and env values, so the controller doubles every $ of a
+// parameter or result it puts in (internal/expr's TestForContainerAgainstTheKubelet runs
+// Kubernetes' own expansion over the same rule) and leaves the author's text as written.
+func TestWorkflowReconciler_valuesAreEscapedForTheKubelet(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: dollars}
+spec:
+  parameters: [{name: filter, value: "$.items[?(@.price > 5$$)]"}]
+  steps:
+  - {name: read, image: example.com/r:1, results: [{name: path}]}
+  - name: use
+    dependsOn: [read]
+    image: example.com/u:1
+    command: [sh, -c, 'echo "$$1 $(HOME)"', "$(params.filter)"]
+    args: ["$(steps.read.results.path)"]
+    env: [{name: FILTER, value: "$(params.filter)"}, {name: PATH_FROM_READ, value: "$(HOME)/$(steps.read.results.path)"}]
+`)
+	succeed(t, wf, "read", 1, `{"path":"$(SPIFFE_ENDPOINT_SOCKET)"}`)
+	c := succeed(t, wf, "use", 1, "").Spec.Template.Spec.Containers[0]
+	if want := []string{"sh", "-c", `echo "$$1 $(HOME)"`, "$$.items[?(@.price > 5$$$$)]"}; !slices.Equal(c.Command, want) {
+		t.Errorf("command = %q, want %q", c.Command, want)
+	}
+	if want := []string{"$$(SPIFFE_ENDPOINT_SOCKET)"}; !slices.Equal(c.Args, want) {
+		t.Errorf("args = %q, want %q", c.Args, want)
+	}
+	if len(c.Env) != 2 || c.Env[0].Value != "$$.items[?(@.price > 5$$$$)]" || c.Env[1].Value != "$(HOME)/$$(SPIFFE_ENDPOINT_SOCKET)" {
+		t.Errorf("env = %+v, want the values with every $ doubled", c.Env)
+	}
+	// Status shows the result as the step wrote it.
+	if got := stepOf(waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded), "read").Results; len(got) != 1 || got[0].Value != "$(SPIFFE_ENDPOINT_SOCKET)" {
+		t.Errorf("read's results in status = %+v", got)
+	}
+}
+
 // TestWorkflowReconciler_resultPattern: a result that does not match its declared pattern fails
 // the attempt (ResultsInvalid, naming the result and pattern, never the value), and a step that
 // reads it never starts with it; a retry that writes a matching one goes on.

@@ -1129,14 +1129,14 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return nil
 	}
 	env := s.exprEnv(st.Name)
-	cmd, errCmd := expr.SubstituteAll(step.Command, env)
-	args, errArgs := expr.SubstituteAll(step.Args, env)
+	cmd, errCmd := expr.ForContainerAll(step.Command, env)
+	args, errArgs := expr.ForContainerAll(step.Args, env)
 	vars := make([]custodyv1alpha1.EnvVar, len(step.Env))
 	errEnv := make([]error, 0, len(step.Env))
 	for i, e := range step.Env {
 		vars[i] = *e.DeepCopy()
 		var err error
-		vars[i].Value, err = expr.Substitute(e.Value, env)
+		vars[i].Value, err = expr.ForContainer(e.Value, env)
 		errEnv = append(errEnv, err)
 	}
 	if err := errors.Join(errCmd, errArgs, errors.Join(errEnv...)); err != nil {

@@ -254,6 +254,25 @@ func Refs(s string) []Ref {
 // Substitute replaces every reference in s. A reference to a parameter or result that does not
 // exist is an error naming it; text that merely looks like $(...) but is not a reference is kept.
 func Substitute(s string, env Env) (string, error) {
+	return substitute(s, env, func(v string) string { return v })
+}
+
+// ForContainer is Substitute for a container's command, args and env values, where the kubelet
+// expands $(VAR) to the container's variable VAR and turns $$ into $ (the Kubernetes API's rule for
+// those fields). Every $ of a value put in is doubled, so that the program gets the parameter or
+// result exactly: a value "pa$$word" or "$(HOME)" is not rewritten by the kubelet. The text around
+// the references is the author's and keeps the kubelet's rule.
+func ForContainer(s string, env Env) (string, error) {
+	return substitute(s, env, EscapeForKubelet)
+}
+
+// EscapeForKubelet returns v as written in a container's command, args or env value so that the
+// kubelet's expansion gives v back: every $ doubled.
+func EscapeForKubelet(v string) string {
+	return strings.ReplaceAll(v, "$", "$$")
+}
+
+func substitute(s string, env Env, quote func(string) string) (string, error) {
 	var errs []error
 	out := refRE.ReplaceAllStringFunc(s, func(m string) string {
 		refs := Refs(m)
@@ -266,7 +285,7 @@ func Substitute(s string, env Env) (string, error) {
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: no parameter named %q", r, r.Param))
 			}
-			return v
+			return quote(v)
 		}
 		if r.Workflow != "" {
 			v, ok := env.Workflow[r.Workflow]
@@ -276,7 +295,7 @@ func Substitute(s string, env Env) (string, error) {
 			case !ok:
 				errs = append(errs, fmt.Errorf("%s: a finally step can read workflow.phase only", r))
 			}
-			return v
+			return quote(v)
 		}
 		st, ok := env.Steps[r.Step]
 		if !ok {
@@ -287,13 +306,13 @@ func Substitute(s string, env Env) (string, error) {
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: step %q (%s) has no result %q", r, r.Step, st.Phase, r.Result))
 		}
-		return v
+		return quote(v)
 	})
 	return out, errors.Join(errs...)
 }
 
-// SubstituteAll substitutes every string of a list.
-func SubstituteAll(in []string, env Env) ([]string, error) {
+// ForContainerAll is ForContainer for every string of a list (a container's command or args).
+func ForContainerAll(in []string, env Env) ([]string, error) {
 	if in == nil {
 		return nil, nil
 	}
@@ -301,7 +320,7 @@ func SubstituteAll(in []string, env Env) ([]string, error) {
 	var errs []error
 	for i, s := range in {
 		var err error
-		out[i], err = Substitute(s, env)
+		out[i], err = ForContainer(s, env)
 		errs = append(errs, err)
 	}
 	return out, errors.Join(errs...)

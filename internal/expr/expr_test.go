@@ -95,6 +95,45 @@ func TestSubstitute(t *testing.T) {
 	}
 }
 
+// TestForContainer: in a container's command, args and env values the kubelet expands $(VAR) and
+// turns $$ into $; a value put in has every $ doubled so that the program gets it as it was, while
+// the author's own text around it keeps the kubelet's rule.
+func TestForContainer(t *testing.T) {
+	env := Env{Params: map[string]string{
+		"password": "pa$$word",        // the kubelet would pass pa$word
+		"template": "$(HOME)/x",       // ... the container's HOME, were one defined
+		"escaped":  "$$(HOME)",        // ... $(HOME)
+		"trailing": "cost: 5$",        // a lone $ at the end is kept by the kubelet either way
+		"jsonpath": "$.items[0]",      // ... and one before anything but $ or (
+		"plain":    "sha256:abc",      // nothing to do
+		"ref":      "$(params.plain)", // text that looks like a reference is not read again
+		"empty":    "",
+	}}
+	cases := []struct{ in, want string }{
+		{"--password=$(params.password)", "--password=pa$$$$word"},
+		{"$(params.template)", "$$(HOME)/x"},
+		{"$(params.escaped)", "$$$$(HOME)"},
+		{"$(params.trailing)", "cost: 5$$"},
+		{"$(params.jsonpath)", "$$.items[0]"},
+		{"$(HOME)/$(params.plain) $$ $(params.empty)", "$(HOME)/sha256:abc $$ "},
+		{"$(params.ref)", "$$(params.plain)"},
+	}
+	for _, tc := range cases {
+		got, err := ForContainer(tc.in, env)
+		if err != nil || got != tc.want {
+			t.Errorf("ForContainer(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	// Status, results and previews show the value itself.
+	if raw, err := Substitute("--password=$(params.password)", env); err != nil || raw != "--password=pa$$word" {
+		t.Errorf("Substitute = %q, %v; want the value as it is", raw, err)
+	}
+	args, err := ForContainerAll([]string{"$(params.password)", "$(params.missing)"}, env)
+	if err == nil || !strings.Contains(err.Error(), `no parameter named "missing"`) || args[0] != "pa$$$$word" {
+		t.Errorf("ForContainerAll = %q, %v; want the first escaped and the missing parameter named", args, err)
+	}
+}
+
 // TestSubstitute_workflowPhase: a finally step's args and env can carry the steps' outcome; a
 // step that is not a finally step has none to read.
 func TestSubstitute_workflowPhase(t *testing.T) {
