@@ -187,6 +187,10 @@ const (
 	// StepReasonPodDeleted means the attempt's pod was deleted before its step container ended
 	// (by a person or a tool, not by an eviction, which marks the pod disrupted), so its Job failed.
 	StepReasonPodDeleted = "PodDeleted"
+	// StepReasonEphemeralContainerAdded means an ephemeral container (kubectl debug) was added to
+	// the attempt's pod: from it a person could use the attempt's credentials and identity, so the
+	// attempt ends (its Job is deleted, its credentials revoked) and counts as failed.
+	StepReasonEphemeralContainerAdded = "EphemeralContainerAdded"
 	// StepReasonResultsInvalid means the step ended but its termination message did not hold the
 	// declared results as a JSON object of strings.
 	StepReasonResultsInvalid = "ResultsInvalid"

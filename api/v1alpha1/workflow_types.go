@@ -536,7 +536,7 @@ type RetryPolicy struct {
 	// when is a CEL expression that decides, after a failed attempt, whether the step is tried
 	// again (while retries remain); false fails the step at once. It sees `attempt` (the number of
 	// the attempt that failed), `reason` (why it failed: JobFailed, TimedOut, ResultsInvalid,
-	// JobDeleted or PodDeleted), `exitCode` (the step container's exit code, -1 if it never
+	// JobDeleted, PodDeleted or EphemeralContainerAdded), `exitCode` (the step container's exit code, -1 if it never
 	// exited), `disrupted` (its pod was evicted, preempted or lost with its node), `duration` (how
 	// long it ran, a CEL duration), `params` and, in a forEach step, `item`. Unset retries every
 	// failure. Examples: exitCode != 2; disrupted || reason == 'TimedOut'; duration < duration('1m').

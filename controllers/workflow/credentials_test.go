@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -997,4 +998,77 @@ func pullSecret(t *testing.T, ns, name string, usable bool) *corev1.Secret {
 		t.Fatal(err)
 	}
 	return secret
+}
+
+// TestCredentials_ephemeralContainerEndsTheAttempt: a container added to a running step's pod
+// (kubectl debug) could read the step's Secret copy and act as the step: the attempt is stopped
+// (its Job deleted), fails with EphemeralContainerAdded naming the container, its image and the
+// tool that added it, and its credentials are revoked at once; the retry is a new attempt, with a
+// new copy, once the altered pod has stopped.
+func TestCredentials_ephemeralContainerEndsTheAttempt(t *testing.T) {
+	t.Parallel()
+	ns := setup(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	secret(t, ns, "erp-api", true, map[string]string{"token": "s3cr3t-v1"})
+	grant(t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`)
+	wf := apply(t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: example.com/w:1, credentials: [erp], retries: {limit: 1, backoff: {duration: 1s}}}`)
+	job := jobOf(t, wf, "post", 1)
+	copyOf := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentials.ResourceName(job.Name, "erp")}}
+	eventually(t, "the copy", func() error { return env.Client.Get(ctxT(t), client.ObjectKeyFromObject(copyOf), &corev1.Secret{}) })
+	pod := startPod(t, job)
+	waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
+
+	// What kubectl debug --image=busybox:1.36 --target=step does, within the restricted profile.
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{
+		TargetContainerName: jobspec.ContainerName,
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: "debugger", Image: "busybox:1.36", Stdin: true, TTY: true,
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false), RunAsNonRoot: ptr.To(true),
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		},
+	}}
+	if err := env.Client.SubResource("ephemeralcontainers").Update(ctxT(t), pod,
+		&client.SubResourceUpdateOptions{UpdateOptions: client.UpdateOptions{FieldManager: "kubectl-debug"}}); err != nil {
+		t.Fatalf("adding an ephemeral container: %v", err)
+	}
+
+	cur := waitStep(t, wf, "post", custodyv1alpha1.StepRetrying)
+	st := stepOf(cur, "post")
+	for _, want := range []string{"EphemeralContainerAdded", "debugger (image busybox:1.36)", "to pod " + pod.Name, "by kubectl-debug"} {
+		if !strings.Contains(st.Message, want) {
+			t.Errorf("step message %q does not say %q", st.Message, want)
+		}
+	}
+	if st.LastFailureReason != custodyv1alpha1.StepReasonEphemeralContainerAdded {
+		t.Errorf("lastFailureReason = %q", st.LastFailureReason)
+	}
+	gone(t, job)
+	gone(t, copyOf)
+	if r := recordOf(cur, "post", "erp"); r.RevokedAt == nil {
+		t.Errorf("the copy's record shows no revocation: %+v", r)
+	}
+	eventually(t, "the Retrying Event", func() error {
+		for _, m := range stepEvents(t, wf, custodyv1alpha1.StepReasonRetrying)["post"] {
+			if strings.Contains(m, "EphemeralContainerAdded") {
+				return nil
+			}
+		}
+		return errorf("no Retrying Event names EphemeralContainerAdded")
+	})
+
+	// The retry waits for the altered pod to stop, then runs with a copy of its own.
+	removePod(t, pod)
+	job2 := jobOf(t, wf, "post", 2)
+	eventually(t, "attempt 2's copy", func() error {
+		return env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: credentials.ResourceName(job2.Name, "erp")}, &corev1.Secret{})
+	})
 }

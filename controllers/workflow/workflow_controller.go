@@ -339,7 +339,7 @@ func jobFinished(j *batchv1.Job) bool {
 }
 
 // podMatters passes events of step pods that change what status shows: the pod appears, is
-// scheduled on a node, its step container ends (results), or it goes away.
+// scheduled on a node, its step container ends (results), it goes away, or a container is added to it (kubectl debug).
 var podMatters = predicate.And(
 	predicate.NewPredicateFuncs(func(o client.Object) bool {
 		_, ok := o.GetLabels()[custodyv1alpha1.LabelWorkflow]
@@ -353,7 +353,8 @@ var podMatters = predicate.And(
 		}
 		return oldPod.Spec.NodeName != newPod.Spec.NodeName ||
 			(stepContainerState(oldPod) == nil) != (stepContainerState(newPod) == nil) ||
-			!newPod.DeletionTimestamp.IsZero()
+			!newPod.DeletionTimestamp.IsZero() ||
+			len(oldPod.Spec.EphemeralContainers) != len(newPod.Spec.EphemeralContainers) // kubectl debug: endAlteredAttempt
 	}},
 )
 

@@ -364,6 +364,10 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 			st.PodName, st.NodeName = pod.Name, pod.Spec.NodeName
 		}
 		switch {
+		case pod != nil && len(pod.Spec.EphemeralContainers) > 0:
+			if err := r.endAlteredAttempt(ctx, s, st, job, pod); err != nil {
+				return false, err
+			}
 		case jobCondition(job, batchv1.JobComplete):
 			if err := r.completeAttempt(ctx, s, st, job, pod); err != nil {
 				return false, err
@@ -382,6 +386,36 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		}
 	}
 	return false, nil
+}
+
+// endAlteredAttempt ends an attempt whose pod was given an ephemeral container (kubectl debug):
+// whoever added it can read the attempt's credential files from it and act with what the step
+// holds, which is a person using the step's non-human identity. The Job is deleted, so the pod
+// stops; the attempt fails (a retry, if the step has one, is a new attempt with a new identity),
+// and ending it revokes its credentials and SPIFFE identity as for any attempt. Even an attempt
+// whose Job completed fails: what the step wrote may not be the step's.
+func (r *Reconciler) endAlteredAttempt(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job,
+	pod *corev1.Pod) error {
+	if !jobFinished(job) && job.DeletionTimestamp.IsZero() {
+		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &job.UID})
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting Job %s: %w", klog.KObj(job), err)
+		}
+	}
+	names := make([]string, 0, len(pod.Spec.EphemeralContainers))
+	for _, c := range pod.Spec.EphemeralContainers {
+		names = append(names, fmt.Sprintf("%s (image %s)", c.Name, c.Image))
+	}
+	by := ""
+	for _, f := range pod.ManagedFields {
+		if f.Subresource == "ephemeralcontainers" && f.Manager != "" {
+			by = " by " + f.Manager
+		}
+	}
+	msg := fmt.Sprintf("ephemeral container %s was added to pod %s%s: from it a person could use the attempt's credentials, "+
+		"so the attempt was stopped and its credentials revoked", strings.Join(names, ", "), pod.Name, by)
+	r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonEphemeralContainerAdded, text.Truncate(msg, 400))
+	return nil
 }
 
 // jobSuspended says in a running step's status that its Job is suspended, as a job queue (Kueue)

@@ -139,7 +139,8 @@ func (w *When) Eval(env Env) (bool, error) {
 type RetryEnv struct {
 	// Attempt is the number of the attempt that failed, from 1.
 	Attempt int32
-	// Reason is why it failed (a step reason: JobFailed, TimedOut, ResultsInvalid, JobDeleted, PodDeleted).
+	// Reason is why it failed (a step reason: JobFailed, TimedOut, ResultsInvalid, JobDeleted, PodDeleted,
+	// EphemeralContainerAdded).
 	Reason string
 	// ExitCode is the step container's exit code, NoExitCode if it never exited.
 	ExitCode int32
