@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -1025,21 +1024,7 @@ spec:
 	pod := startPod(t, job)
 	waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
 
-	// What kubectl debug --image=busybox:1.36 --target=step does, within the restricted profile.
-	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{
-		TargetContainerName: jobspec.ContainerName,
-		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
-			Name: "debugger", Image: "busybox:1.36", Stdin: true, TTY: true,
-			SecurityContext: &corev1.SecurityContext{
-				AllowPrivilegeEscalation: ptr.To(false), RunAsNonRoot: ptr.To(true),
-				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			},
-		},
-	}}
-	if err := env.Client.SubResource("ephemeralcontainers").Update(ctxT(t), pod,
-		&client.SubResourceUpdateOptions{UpdateOptions: client.UpdateOptions{FieldManager: "kubectl-debug"}}); err != nil {
-		t.Fatalf("adding an ephemeral container: %v", err)
-	}
+	addDebugContainer(t, pod)
 
 	cur := waitStep(t, wf, "post", custodyv1alpha1.StepRetrying)
 	st := stepOf(cur, "post")

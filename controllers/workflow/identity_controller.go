@@ -147,7 +147,7 @@ func (r *Reconciler) reconcilePod(ctx context.Context, req reconcile.Request) (r
 	now := r.Clock.Now()
 
 	p := podAttempt{wf: wf, pod: pod, job: job, attempt: a, entryID: entryID, st: st, rec: rec, known: known, now: now}
-	if podEnded(pod) || !wf.DeletionTimestamp.IsZero() {
+	if podEnded(pod) || podAltered(pod) || !wf.DeletionTimestamp.IsZero() {
 		return r.revokePod(ctx, p)
 	}
 	return r.registerPod(ctx, p)

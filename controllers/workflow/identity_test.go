@@ -330,6 +330,33 @@ spec:
 	e.waitEntries(t)
 }
 
+// TestIdentity_ephemeralContainerRevokesTheEntry: a container added to a running step's pod
+// (kubectl debug) could fetch the step's SVID through the step's processes: the entry is deleted
+// at once and the attempt fails.
+func TestIdentity_ephemeralContainerRevokesTheEntry(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: debugged}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}`)
+	podA := startPod(t, jobOf(t, wf, "a", 1))
+	e.waitEntries(t, e.entryID(t, wf, "a", 1))
+	addDebugContainer(t, podA)
+	e.waitEntries(t)
+	cur := waitStep(t, wf, "a", custodyv1alpha1.StepFailed)
+	if st := stepOf(cur, "a"); st.LastFailureReason != custodyv1alpha1.StepReasonEphemeralContainerAdded {
+		t.Errorf("step a: lastFailureReason %q, message %q", st.LastFailureReason, st.Message)
+	}
+	eventually(t, "a's identity revoked in status", func() error {
+		if id := stepOf(get(t, wf), "a").Identity; id == nil || id.State != custodyv1alpha1.IdentityRevoked {
+			return errorf("identity %+v", id)
+		}
+		return nil
+	})
+}
+
 // TestIdentity_cancelTimeoutAndFailureRevoke: whatever ends the attempt, the entry goes, without
 // waiting for the pod to stop. Step a times out (the Job fails with DeadlineExceeded while the
 // container still runs, as before Kubernetes 1.31); b is cancelled with the workflow, which ends

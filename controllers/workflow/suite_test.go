@@ -367,6 +367,26 @@ func removePod(t *testing.T, pod *corev1.Pod) {
 	}
 }
 
+// addDebugContainer adds to a step pod the ephemeral container `kubectl debug --image=busybox:1.36
+// --target=step` would (within the restricted profile), as the tool kubectl-debug.
+func addDebugContainer(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{
+		TargetContainerName: jobspec.ContainerName,
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: "debugger", Image: "busybox:1.36", Stdin: true, TTY: true,
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false), RunAsNonRoot: ptr.To(true),
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		},
+	}}
+	if err := env.Client.SubResource("ephemeralcontainers").Update(ctxT(t), pod,
+		&client.SubResourceUpdateOptions{UpdateOptions: client.UpdateOptions{FieldManager: "kubectl-debug"}}); err != nil {
+		t.Fatalf("adding an ephemeral container to %s: %v", pod.Name, err)
+	}
+}
+
 // waitStopping waits until the workflow is Running and its Ready condition says it waits for
 // the pods named to stop, and returns it as then observed.
 func waitStopping(t *testing.T, wf *custodyv1alpha1.Workflow, pods ...string) *custodyv1alpha1.Workflow {

@@ -278,7 +278,7 @@ func (r *Reconciler) countRevocation(entryID string, id *custodyv1alpha1.StepIde
 func (s *scope) attemptOnNode(st *custodyv1alpha1.StepStatus) *corev1.Pod {
 	pod := s.pods[st.JobName]
 	if pod == nil || pod.Spec.NodeName == "" || !pod.DeletionTimestamp.IsZero() || stepContainerState(pod) != nil ||
-		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || podAltered(pod) {
 		return nil
 	}
 	if job := s.jobs[st.JobName]; job == nil || jobFinished(job) || !job.DeletionTimestamp.IsZero() {

@@ -364,7 +364,7 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 			st.PodName, st.NodeName = pod.Name, pod.Spec.NodeName
 		}
 		switch {
-		case pod != nil && len(pod.Spec.EphemeralContainers) > 0:
+		case pod != nil && podAltered(pod):
 			if err := r.endAlteredAttempt(ctx, s, st, job, pod); err != nil {
 				return false, err
 			}
@@ -386,6 +386,12 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		}
 	}
 	return false, nil
+}
+
+// podAltered says whether a step pod was given an ephemeral container (kubectl debug): its
+// attempt ends (endAlteredAttempt) and its identity is never registered, or is revoked at once.
+func podAltered(pod *corev1.Pod) bool {
+	return len(pod.Spec.EphemeralContainers) > 0
 }
 
 // endAlteredAttempt ends an attempt whose pod was given an ephemeral container (kubectl debug):

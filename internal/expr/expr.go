@@ -264,12 +264,12 @@ func Substitute(s string, env Env) (string, error) {
 // result exactly: a value "pa$$word" or "$(HOME)" is not rewritten by the kubelet. The text around
 // the references is the author's and keeps the kubelet's rule.
 func ForContainer(s string, env Env) (string, error) {
-	return substitute(s, env, EscapeForKubelet)
+	return substitute(s, env, escapeForKubelet)
 }
 
-// EscapeForKubelet returns v as written in a container's command, args or env value so that the
+// escapeForKubelet returns v as written in a container's command, args or env value so that the
 // kubelet's expansion gives v back: every $ doubled.
-func EscapeForKubelet(v string) string {
+func escapeForKubelet(v string) string {
 	return strings.ReplaceAll(v, "$", "$$")
 }
 
