@@ -1027,12 +1027,22 @@ spec:
 	addDebugContainer(t, pod)
 
 	cur := waitStep(t, wf, "post", custodyv1alpha1.StepRetrying)
-	// Status says why (once the retry waits for the pod, its message says that instead of the
-	// details); the Retrying Event keeps what was added, by which tool.
+	// Status and the Retrying Event say why: what was added to which pod, by which tool (also
+	// once the retry waits for that pod to stop).
 	st := stepOf(cur, "post")
-	if st.LastFailureReason != custodyv1alpha1.StepReasonEphemeralContainerAdded || !strings.Contains(st.Message, "EphemeralContainerAdded") {
-		t.Errorf("step post: lastFailureReason %q, message %q", st.LastFailureReason, st.Message)
+	if st.LastFailureReason != custodyv1alpha1.StepReasonEphemeralContainerAdded {
+		t.Errorf("step post: lastFailureReason %q", st.LastFailureReason)
 	}
+	eventually(t, "the step's message to name the pod it waits for, and keep why", func() error {
+		msg := stepOf(get(t, wf), "post").Message
+		for _, want := range []string{"Attempt 1 failed (EphemeralContainerAdded: ephemeral container debugger (image busybox:1.36) was added to pod " +
+			pod.Name + " by kubectl-debug", "attempt 2 starts once pod " + pod.Name + " has stopped"} {
+			if !strings.Contains(msg, want) {
+				return errorf("step message %q does not say %q", msg, want)
+			}
+		}
+		return nil
+	})
 	gone(t, job)
 	gone(t, copyOf)
 	if r := recordOf(cur, "post", "erp"); r.RevokedAt == nil {

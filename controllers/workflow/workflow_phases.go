@@ -950,8 +950,7 @@ func (r *Reconciler) startRetries(ctx context.Context, s *scope) error {
 		}
 		if pods := s.stoppingPods(func(step string) bool { return step == st.Name }); len(pods) > 0 {
 			// The next attempt would overlap what the last one still does; the pod going wakes the run.
-			st.Message = fmt.Sprintf("Attempt %d failed (%s); attempt %d starts once pod %s has stopped", st.Attempt,
-				st.LastFailureReason, st.Attempt+1, pods[0].Name)
+			st.Message = fmt.Sprintf("%s; attempt %d starts once pod %s has stopped", attemptFailure(st), st.Attempt+1, pods[0].Name)
 			continue
 		}
 		if err := r.startAttempt(ctx, s, st); err != nil {
@@ -959,6 +958,17 @@ func (r *Reconciler) startRetries(ctx context.Context, s *scope) error {
 		}
 	}
 	return nil
+}
+
+// attemptFailure is the part of a Retrying step's message that says why its last attempt failed
+// (endAttempt wrote "Attempt N failed (REASON: MESSAGE); attempt N+1 starts at T"), so that a
+// message that says what else the retry waits for keeps it; or the reason alone.
+func attemptFailure(st *custodyv1alpha1.StepStatus) string {
+	prefix := fmt.Sprintf("Attempt %d failed (%s", st.Attempt, st.LastFailureReason)
+	if i := strings.LastIndex(st.Message, fmt.Sprintf("; attempt %d starts ", st.Attempt+1)); i > 0 && strings.HasPrefix(st.Message, prefix) {
+		return st.Message[:i]
+	}
+	return prefix + ")"
 }
 
 // schedule carries out a decision of the graph: blocked steps are skipped, ready ones started.
