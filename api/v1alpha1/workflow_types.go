@@ -693,6 +693,15 @@ const (
 	StepCancelled StepPhase = "Cancelled"
 )
 
+// Ended says whether a step is past running: Succeeded, Failed, Skipped or Cancelled.
+func (p StepPhase) Ended() bool {
+	switch p {
+	case StepSucceeded, StepFailed, StepSkipped, StepCancelled:
+		return true
+	}
+	return false
+}
+
 // WorkflowStatus is the observed state of a run.
 type WorkflowStatus struct {
 	// observedGeneration is the generation the controller last fully reconciled.

@@ -51,14 +51,6 @@ func isFinished(p custodyv1alpha1.WorkflowPhase) bool {
 	return p == custodyv1alpha1.WorkflowSucceeded || p == custodyv1alpha1.WorkflowFailed || p == custodyv1alpha1.WorkflowCancelled
 }
 
-func stepEnded(p custodyv1alpha1.StepPhase) bool {
-	switch p {
-	case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepFailed, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepCancelled:
-		return true
-	}
-	return false
-}
-
 // reconcileFinished handles a Workflow that already ended: it makes sure nothing it held is left,
 // and deletes it once ttlAfterFinished has passed.
 func (r *Reconciler) reconcileFinished(ctx context.Context, s *scope) (bool, error) {
@@ -214,7 +206,7 @@ func (s *scope) failBeforeStart(reason, stepMessage string, err error) {
 	s.graph, s.finallyGraph = nil, nil
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
-		if !stepEnded(st.Phase) {
+		if !st.Phase.Ended() {
 			s.setStep(st, custodyv1alpha1.StepSkipped, reason, stepMessage)
 		}
 	}
@@ -841,7 +833,7 @@ func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) 
 	}
 	for i := range wf.Status.Steps {
 		st := &wf.Status.Steps[i]
-		if stepEnded(st.Phase) || s.finally[st.Name] {
+		if st.Phase.Ended() || s.finally[st.Name] {
 			continue
 		}
 		if st.Phase == custodyv1alpha1.StepRunning {
@@ -918,7 +910,7 @@ func (r *Reconciler) reconcileSteps(ctx context.Context, s *scope) (bool, error)
 		return false, err
 	}
 	for _, st := range wf.Status.Steps {
-		mainEnded = mainEnded && (s.finally[st.Name] || stepEnded(st.Phase))
+		mainEnded = mainEnded && (s.finally[st.Name] || st.Phase.Ended())
 	}
 	if !mainEnded || len(s.finally) == 0 {
 		return false, nil
@@ -1363,10 +1355,10 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 	}
 	allEnded, started, failedFinally := true, false, ""
 	for _, st := range wf.Status.Steps {
-		allEnded = allEnded && stepEnded(st.Phase)
+		allEnded = allEnded && st.Phase.Ended()
 		// A step taken over from the run it reuses, or skipped, has ended without an attempt:
 		// the run is under way even while its next step waits for an approver.
-		started = started || st.Attempt > 0 || stepEnded(st.Phase)
+		started = started || st.Attempt > 0 || st.Phase.Ended()
 		if s.finally[st.Name] && st.Phase == custodyv1alpha1.StepFailed && !s.tolerated(st) && failedFinally == "" {
 			failedFinally = st.Name
 		}
@@ -1471,7 +1463,7 @@ func (s *scope) stepsOutcome() (phase custodyv1alpha1.WorkflowPhase, reason, why
 func (r *Reconciler) stopUnrecordedJobs(ctx context.Context, s *scope) (bool, error) {
 	for _, job := range s.jobs {
 		st := s.status(job.Labels[custodyv1alpha1.LabelStep])
-		if st == nil || !stepEnded(st.Phase) || st.JobName == job.Name || jobFinished(job) || !job.DeletionTimestamp.IsZero() {
+		if st == nil || !st.Phase.Ended() || st.JobName == job.Name || jobFinished(job) || !job.DeletionTimestamp.IsZero() {
 			continue
 		}
 		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &job.UID})
@@ -1534,7 +1526,7 @@ func (s *scope) setStep(st *custodyv1alpha1.StepStatus, phase custodyv1alpha1.St
 		}
 	}
 	st.Phase, st.Reason, st.Message = phase, reason, text.Truncate(msg, 1024)
-	if stepEnded(phase) {
+	if phase.Ended() {
 		st.NextAttemptTime = nil
 		if st.CompletionTime == nil {
 			st.CompletionTime = &metav1.Time{Time: s.now}

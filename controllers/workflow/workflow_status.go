@@ -53,7 +53,7 @@ func computeStatus(s *scope, reconcileErr error) {
 func progress(steps []custodyv1alpha1.StepStatus) string {
 	ended := 0
 	for _, st := range steps {
-		if stepEnded(st.Phase) {
+		if st.Phase.Ended() {
 			ended++
 		}
 	}

@@ -240,7 +240,7 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 					active[c.Kind]++
 				}
 			}
-			if !ended && !stepEnded(st.Phase) {
+			if !ended && !st.Phase.Ended() {
 				blocked[st.Reason]++
 			}
 		}
@@ -264,15 +264,6 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 // endedPhases are the phases of a workflow that ended.
 var endedPhases = []custodyv1alpha1.WorkflowPhase{custodyv1alpha1.WorkflowSucceeded, custodyv1alpha1.WorkflowFailed,
 	custodyv1alpha1.WorkflowCancelled}
-
-// stepEnded says whether a step is past running.
-func stepEnded(p custodyv1alpha1.StepPhase) bool {
-	switch p {
-	case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepFailed, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepCancelled:
-		return true
-	}
-	return false
-}
 
 // Register registers every Custody metric on reg; reader (the manager's cache) serves the
 // workflows-by-phase gauge. Registering twice on the same registry is an error.

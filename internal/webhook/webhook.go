@@ -513,13 +513,13 @@ func notWaitingForApproval(cur, old *object, stepName string) *refusal {
 		if st.Name != stepName {
 			continue
 		}
-		switch st.Phase {
-		case custodyv1alpha1.StepWaitingForApproval:
+		switch {
+		case st.Phase == custodyv1alpha1.StepWaitingForApproval:
 			return nil
-		case custodyv1alpha1.StepSucceeded, custodyv1alpha1.StepFailed, custodyv1alpha1.StepSkipped, custodyv1alpha1.StepCancelled:
+		case st.Phase.Ended():
 			return forbidden(checkApproval, "%s: step %q already ended (%s, %s): there is nothing to approve", cur.forDenial, stepName,
 				st.Phase, st.Reason)
-		case custodyv1alpha1.StepPending:
+		case st.Phase == custodyv1alpha1.StepPending:
 			where = "it is Pending, " + st.Reason
 		default:
 			return forbidden(checkApproval, "%s: step %q is %s, not waiting for an approval", cur.forDenial, stepName, st.Phase)
