@@ -20,10 +20,8 @@ func writeToApprove(w io.Writer, indent string, wf *custodyv1alpha1.Workflow, de
 		return
 	}
 	env := expr.StepEnv(wf, def, name)
-	for _, f := range def.Finally {
-		if f.Name == name {
-			env.Workflow = map[string]string{"phase": "$(workflow.phase)"}
-		}
+	if isFinally(def, name) {
+		env.Workflow = map[string]string{"phase": "$(workflow.phase)"}
 	}
 	resolve := func(s string) string {
 		if v, err := expr.Substitute(s, env); err == nil {

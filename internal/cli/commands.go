@@ -327,10 +327,8 @@ func stepLine(wf *custodyv1alpha1.Workflow, def custodyv1alpha1.WorkflowTemplate
 	if forEach, item := wf.ForEachOf(st.Name); forEach != "" {
 		name += " (" + forEach + " item " + item + ")"
 	}
-	for _, f := range def.Finally {
-		if f.Name == st.Name {
-			name += " (finally)"
-		}
+	if isFinally(def, st.Name) {
+		name += " (finally)"
 	}
 	if step := specStepOf(def, st.Name); step != nil && step.ContinuesOnFailure() {
 		name += " (may fail)"
@@ -353,6 +351,11 @@ func stepLine(wf *custodyv1alpha1.Workflow, def custodyv1alpha1.WorkflowTemplate
 		line += "  approved by " + st.Approval.ApprovedBy
 	}
 	return line
+}
+
+// isFinally says whether a definition's step of that name is one of its finally steps.
+func isFinally(def custodyv1alpha1.WorkflowTemplateSpec, name string) bool {
+	return slices.ContainsFunc(def.Finally, func(f custodyv1alpha1.Step) bool { return f.Name == name })
 }
 
 // specStepOf returns the step (or finally step) of a definition with that name, nil if none.
