@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseApproval(t *testing.T) {
 	if rec, _ := ParseApproval("  "); rec != nil {
@@ -31,5 +34,21 @@ func TestApproversDescribe(t *testing.T) {
 		if got := c.a.Describe(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.a, got, c.want)
 		}
+	}
+}
+
+func TestParseRejection(t *testing.T) {
+	rec, stamped := ParseRejection(`{"rejectedBy":"bob","rejectedAt":"2026-12-01T12:00:00Z","reason":"the change window\nis closed"}`)
+	if !stamped || rec.RejectedBy != "bob" || rec.RejectedAt.IsZero() || rec.Reason != "the change window is closed" {
+		t.Errorf("stamp: %+v %v", rec, stamped)
+	}
+	for v, reason := range map[string]string{"": "", "not today": "not today", `{"rejectedBy":""}`: `{"rejectedBy":""}`} {
+		if rec, stamped := ParseRejection(v); stamped || rec.RejectedBy != UnverifiedApprover || rec.Reason != reason {
+			t.Errorf("%q: %+v %v, want an unverified rejection with reason %q", v, rec, stamped, reason)
+		}
+	}
+	long := strings.Repeat("x", 300)
+	if rec, _ := ParseRejection(long); len(rec.Reason) != MaxRejectReasonLength || !strings.HasSuffix(rec.Reason, "...") {
+		t.Errorf("a long reason is kept %d characters long (%q...), want clipped to %d", len(rec.Reason), rec.Reason[:10], MaxRejectReasonLength)
 	}
 }

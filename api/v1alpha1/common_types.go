@@ -73,6 +73,24 @@ type ApprovalRecord struct {
 	ApprovedAt metav1.Time `json:"approvedAt"`
 }
 
+// RejectionRecord is what the controller recorded about a rejection of a step waiting for an
+// approval: who rejected it, when, and why in their words, as stamped by admission.
+type RejectionRecord struct {
+	// rejectedBy is the authenticated user name of the approver who rejected the step.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	RejectedBy string `json:"rejectedBy"`
+
+	// rejectedAt is when the rejection was written.
+	// +required
+	RejectedAt metav1.Time `json:"rejectedAt"`
+
+	// reason is why, in the approver's words (the value they gave the annotation).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Reason string `json:"reason,omitempty"`
+}
+
 // CredentialKind names the kind of a credential.
 // +kubebuilder:validation:Enum=KubernetesRole;Secret;SPIFFE
 type CredentialKind string
@@ -126,4 +144,19 @@ func ParseApproval(v string) (rec *ApprovalRecord, stamped bool) {
 		return &ApprovalRecord{ApprovedBy: UnverifiedApprover}, false
 	}
 	return rec, true
+}
+
+// ParseRejection reads the value of a rejection annotation (reject.custody.dev/<step>). Admission
+// stamps it as a RejectionRecord in JSON, and then stamped is true. Any other value, even an empty
+// one (the annotation is what rejects), is a rejection by UnverifiedApprover with the value as its
+// reason. The reason comes back on one line and at most MaxRejectReasonLength characters long.
+func ParseRejection(v string) (rec *RejectionRecord, stamped bool) {
+	rec = &RejectionRecord{}
+	if err := json.Unmarshal([]byte(v), rec); err != nil || rec.RejectedBy == "" {
+		rec, stamped = &RejectionRecord{RejectedBy: UnverifiedApprover, Reason: v}, false
+	} else {
+		stamped = true
+	}
+	rec.Reason = clip(strings.Join(strings.Fields(rec.Reason), " "), MaxRejectReasonLength)
+	return rec, stamped
 }

@@ -49,6 +49,9 @@ const (
 	ReasonWaitingForApproval = "WaitingForApproval"
 	// ReasonApprovalTimedOut means no approval arrived within the approval's timeout.
 	ReasonApprovalTimedOut = "ApprovalTimedOut"
+	// ReasonApprovalRejected means an approver rejected a step that waited for an approval (the
+	// annotation reject.custody.dev/<step>): the step failed without running.
+	ReasonApprovalRejected = "ApprovalRejected"
 	// ReasonApproved means the approval annotation was recorded.
 	ReasonApproved = "Approved"
 	// ReasonApprovalCleared means a grant's approval was removed because its subjects or credential
@@ -257,6 +260,13 @@ const (
 	AnnotationApprovePrefix = "approve.custody.dev/"
 	// AnnotationApproveGrant approves a CredentialGrant.
 	AnnotationApproveGrant = AnnotationApprovePrefix + "grant"
+	// AnnotationRejectPrefix starts the annotation that rejects a step waiting for an approval:
+	// reject.custody.dev/<step>, its value why (at most MaxRejectReasonLength characters). Admission
+	// allows it from the same people as an approval, stamps it as a RejectionRecord, and never lets
+	// it be changed or withdrawn.
+	AnnotationRejectPrefix = "reject.custody.dev/"
+	// MaxRejectReasonLength bounds the reason of a rejection.
+	MaxRejectReasonLength = 256
 	// AnnotationCreatedBy records the authenticated user who created the object; admission sets it
 	// and nobody can change it.
 	AnnotationCreatedBy = "custody.dev/created-by"

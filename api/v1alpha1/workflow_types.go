@@ -358,7 +358,8 @@ type Step struct {
 	OnFailure StepFailurePolicy `json:"onFailure,omitempty"`
 
 	// approval makes the step wait in WaitingForApproval until one of the approvers approves it
-	// with the annotation approve.custody.dev/<step>.
+	// with the annotation approve.custody.dev/<step>, or rejects it with reject.custody.dev/<step>
+	// (the step then fails with reason ApprovalRejected without running).
 	// +optional
 	Approval *StepApproval `json:"approval,omitempty"`
 
@@ -590,7 +591,8 @@ type Backoff struct {
 
 // StepApproval gates a step on an approval.
 type StepApproval struct {
-	// approvers may approve the step. The Workflow's creator may not, even if listed.
+	// approvers may approve the step, or reject it (annotation reject.custody.dev/<step>, its value
+	// why), which fails it without running. The Workflow's creator may do neither, even if listed.
 	// +required
 	Approvers Approvers `json:"approvers"`
 
@@ -874,6 +876,11 @@ type StepStatus struct {
 	// approval records who approved the step, when it needed approval.
 	// +optional
 	Approval *ApprovalRecord `json:"approval,omitempty"`
+
+	// rejection records who rejected the step instead of approving it, when, and why; the step
+	// failed with reason ApprovalRejected without running.
+	// +optional
+	Rejection *RejectionRecord `json:"rejection,omitempty"`
 
 	// lastFailureReason is the reason the last failed attempt failed (for example TimedOut or
 	// BackoffLimitExceeded); it stays when a retry succeeds.

@@ -1519,6 +1519,70 @@ spec:
 	})
 }
 
+// TestWorkflowReconciler_approvalRejected: an approver who will not approve rejects the step, with
+// a reason: it fails without running and without a retry, the run fails, its finally step runs and
+// sees it, and status, an Event and the approval-wait metric say who rejected it and why.
+func TestWorkflowReconciler_approvalRejected(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: check, image: example.com/c:1}
+  - name: post-payment
+    dependsOn: [check]
+    image: example.com/p:1
+    approval: {approvers: {users: [carol]}}
+    retries: {limit: 2}
+  - {name: notify, image: example.com/n:1, dependsOn: [post-payment]}
+  finally:
+  - {name: report, image: example.com/r:1, when: "workflow.phase == 'Failed'"}
+`)
+	succeed(t, wf, "check", 1, "")
+	cur := waitStep(t, wf, "post-payment", custodyv1alpha1.StepWaitingForApproval)
+	patch := client.MergeFrom(cur.DeepCopy())
+	// Stamped (as admission stamps it) 30 s after the step became ready.
+	rejectedAt := stepOf(cur, "post-payment").ReadyTime.Add(30 * time.Second).UTC().Format(time.RFC3339)
+	cur.Annotations = map[string]string{custodyv1alpha1.AnnotationRejectPrefix + "post-payment": `{"rejectedBy":"carol","rejectedAt":"` +
+		rejectedAt + `","reason":"the total does not match the purchase order"}`}
+	if err := env.Client.Patch(ctxT(t), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	wf = waitStep(t, wf, "post-payment", custodyv1alpha1.StepFailed)
+	st := stepOf(wf, "post-payment")
+	if st.Reason != custodyv1alpha1.ReasonApprovalRejected || st.Message != "Rejected by carol: the total does not match the purchase order" ||
+		st.Attempt != 0 || st.Approval != nil {
+		t.Errorf("post-payment %s (%s) %q attempt %d approval %+v; want it failed by the rejection, never attempted",
+			st.Phase, st.Reason, st.Message, st.Attempt, st.Approval)
+	}
+	if r := st.Rejection; r == nil || r.RejectedBy != "carol" || r.Reason != "the total does not match the purchase order" ||
+		r.RejectedAt.UTC().Format(time.RFC3339) != rejectedAt {
+		t.Errorf("rejection record %+v, want carol's, with her reason and time", r)
+	}
+	succeed(t, wf, "report", 1, "")
+	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
+	if st := stepOf(wf, "notify"); st.Phase != custodyv1alpha1.StepCancelled && st.Phase != custodyv1alpha1.StepSkipped {
+		t.Errorf("notify %s after its dependency was rejected, want it not run", st.Phase)
+	}
+	for _, j := range jobs(t, wf) {
+		if step := j.Labels[custodyv1alpha1.LabelStep]; step != "check" && step != "report" {
+			t.Errorf("Job %s of step %s: a rejected step or its dependents ran", j.Name, step)
+		}
+	}
+	if notes := waitStepEvents(t, wf, "post-payment", custodyv1alpha1.ReasonApprovalRejected); len(notes) != 1 ||
+		notes[0] != "Step post-payment: Rejected by carol: the total does not match the purchase order" {
+		t.Errorf("ApprovalRejected Events %q, want one naming carol and her reason", notes)
+	}
+	eventually(t, "the wait observed as rejected", func() error {
+		if n, sum := histogram(t, "custody_step_approval_wait_seconds", ns, "result", "rejected"); n != 1 || sum != 30 {
+			return errorf("custody_step_approval_wait_seconds{result=\"rejected\"} in this namespace: %d observations, sum %v; "+
+				"want one of 30 s", n, sum)
+		}
+		return nil
+	})
+}
+
 // TestWorkflowReconciler_reuseFrom: a run that reuses a failed run takes over the steps that
 // succeeded there (their results, no Job, no ServiceAccount) and runs the rest and its finally
 // steps; a run whose reuseFrom names a run with other parameter values, or none, fails before

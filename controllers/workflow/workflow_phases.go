@@ -1029,6 +1029,10 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		}
 	}
 	if step.Approval != nil && st.Approval == nil {
+		if rej := rejectionOf(wf, st.Name, s.now); rej != nil {
+			s.rejectStep(st, rej)
+			return nil
+		}
 		rec, approved := approvalOf(wf, st.Name, s.now)
 		if !approved {
 			if step.Approval.Timeout != nil {
@@ -1062,6 +1066,36 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		s.afterSave(func() { metrics.ObserveApprovalWait(wf, "approved", waited) })
 	}
 	return r.startAttempt(ctx, s, st)
+}
+
+// rejectStep fails a step an approver rejected: it does not run, and it is not retried (a retry
+// would wait for the same approvers).
+func (s *scope) rejectStep(st *custodyv1alpha1.StepStatus, rej *custodyv1alpha1.RejectionRecord) {
+	wf := s.wf
+	st.Rejection = rej
+	msg := "Rejected by " + rej.RejectedBy
+	if rej.Reason != "" {
+		msg += ": " + rej.Reason
+	}
+	s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalRejected, msg)
+	s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalRejected, "Reject", "Step %s: %s", st.Name, msg)
+	waited := rej.RejectedAt.Sub(st.ReadyTime.Time)
+	s.afterSave(func() { metrics.ObserveApprovalWait(wf, "rejected", waited) })
+}
+
+// rejectionOf reads the rejection annotation of a step (reject.custody.dev/<step>), or nil.
+// Admission stamps it as {"rejectedBy": ..., "rejectedAt": ..., "reason": ...}; any other value
+// is recorded as a rejection by an unverified approver, the value its reason.
+func rejectionOf(wf *custodyv1alpha1.Workflow, step string, now time.Time) *custodyv1alpha1.RejectionRecord {
+	v, ok := wf.Annotations[custodyv1alpha1.AnnotationRejectPrefix+step]
+	if !ok {
+		return nil
+	}
+	rec, _ := custodyv1alpha1.ParseRejection(v)
+	if rec.RejectedAt.IsZero() {
+		rec.RejectedAt = metav1.Time{Time: now}
+	}
+	return rec
 }
 
 // approvalOf reads the approval annotation of a step. Admission (the webhook issue) stamps it as

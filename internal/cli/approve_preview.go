@@ -13,7 +13,7 @@ import (
 // writeToApprove prints, under a step that waits for an approval, what an approval lets run: the
 // image, the command and args and the env with the values they read (parameters, the item, the
 // results of the steps before it) replaced as the controller will replace them when the step
-// starts, and the grants the step will hold. A finally step's $(workflow.phase) is left as it is.
+// starts, and the grants the step will hold; then how to reject it. A finally step's $(workflow.phase) is left as it is.
 func writeToApprove(w io.Writer, indent string, wf *custodyv1alpha1.Workflow, def custodyv1alpha1.WorkflowTemplateSpec, name string) {
 	step := specStepOf(def, name)
 	if step == nil {
@@ -62,6 +62,7 @@ func writeToApprove(w io.Writer, indent string, wf *custodyv1alpha1.Workflow, de
 	if len(step.Credentials) > 0 {
 		line("  credentials: %s", strings.Join(step.Credentials, ", "))
 	}
+	line("to reject it instead: kubectl custody reject %s %s --reason TEXT", wf.Name, name)
 }
 
 func prefixed(p string) string {

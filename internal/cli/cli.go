@@ -103,7 +103,7 @@ func (o *Options) command() *cobra.Command {
 	}
 	o.flags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: table (default), json or yaml.")
-	root.AddCommand(o.getCommand(), o.runCommand(), o.resubmitCommand(), o.approveCommand(), o.cancelCommand(),
+	root.AddCommand(o.getCommand(), o.runCommand(), o.resubmitCommand(), o.approveCommand(), o.rejectCommand(), o.cancelCommand(),
 		o.revokeCommand(), o.inventoryCommand(), o.logsCommand(), o.lintCommand(), o.waitCommand(), o.resultsCommand())
 	root.AddCommand(o.suspendCommands()...)
 	return root

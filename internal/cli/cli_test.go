@@ -211,6 +211,45 @@ spec:
 		t.Fatal(err, out)
 	}
 	golden(t, "get-approval.txt", ns, out)
+	rejectWithAReason(t, ns, wf)
+}
+
+// rejectWithAReason rejects the waiting step: a reason that holds a token is refused before
+// anything is sent; otherwise the annotation carries the reason, and get shows who rejected the
+// step and why.
+func rejectWithAReason(t *testing.T, ns string, wf *custodyv1alpha1.Workflow) {
+	t.Helper()
+	ctx := context.Background()
+	key := custodyv1alpha1.AnnotationRejectPrefix + "post-payment"
+	_, err := run(t, ns, "", "reject", wf.Name, "post-payment", "--reason", "use ghp_a1B2a1B2a1B2a1B2a1B2a1B2a1B2a1B2a1B2 instead")
+	if err == nil || !strings.Contains(err.Error(), "--reason looks like it contains a GitHub token") || strings.Contains(err.Error(), "ghp_") {
+		t.Errorf("rejecting with a token in the reason: %v", err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil || wf.Annotations[key] != "" {
+		t.Fatalf("after the refused reason: %v, annotations %v (want nothing sent)", err, wf.Annotations)
+	}
+	out, err := run(t, ns, "", "reject", wf.Name, "post-payment", "--reason", "the total does not match the purchase order")
+	// This test runs no webhook: the value stays as sent, a rejection by nobody admission named.
+	if err != nil || out != "workflow/pay-invoice-4712 step post-payment rejected by unverified\n" {
+		t.Fatalf("reject: %v, %q", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil ||
+		wf.Annotations[key] != "the total does not match the purchase order" {
+		t.Fatalf("after reject: %v, annotations %v", err, wf.Annotations)
+	}
+	wf.Status.Phase = custodyv1alpha1.WorkflowFailed
+	st := &wf.Status.Steps[1]
+	st.Phase, st.Reason = custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalRejected
+	st.Message = "Rejected by bob: the total does not match the purchase order"
+	st.Rejection = &custodyv1alpha1.RejectionRecord{RejectedBy: "bob", RejectedAt: metav1.Now(), Reason: "the total does not match the purchase order"}
+	if err := env.Client.Status().Update(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := run(t, ns, "", "get", wf.Name)
+	want := "└─ post-payment  Failed (ApprovalRejected)\n      Rejected by bob: the total does not match the purchase order\n"
+	if err != nil || !strings.Contains(tree, want) || strings.Contains(tree, "to approve") {
+		t.Errorf("get after the rejection: %v, want\n%s\nand no approval preview in\n%s", err, want, tree)
+	}
 }
 
 // TestGetDeletedRun: a deleted run that waits for the controller says what for in get's header,
@@ -389,6 +428,10 @@ func TestActions(t *testing.T) {
 func cancelWithAReason(t *testing.T, ns string) {
 	t.Helper()
 	ctx := context.Background()
+	if _, err := run(t, ns, "", "cancel", "pay-invoice-4711", "--reason", "use xoxb-1234567890-abcdefghijkl"); err == nil ||
+		!strings.Contains(err.Error(), "--reason looks like it contains") || strings.Contains(err.Error(), "xoxb-") {
+		t.Errorf("cancelling with a token in the reason: %v, want refused before anything is sent, without the token", err)
+	}
 	if out, err := run(t, ns, "", "cancel", "pay-invoice-4711", "--reason", "the change window closed"); err != nil {
 		t.Fatal(err, out)
 	}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/webhook"
 )
 
 func (o *Options) getCommand() *cobra.Command {
@@ -470,6 +471,49 @@ func approval(key string) string {
 	return fmt.Sprintf(`{"metadata":{"annotations":{%q:"approved"}}}`, key)
 }
 
+func (o *Options) rejectCommand() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "reject WORKFLOW STEP [--reason TEXT]",
+		Short: "Reject a step waiting for an approval: it fails without running (admission checks that you are a listed approver)",
+		Long: "Reject a step that waits for an approval, instead of approving it: the step fails with reason " +
+			custodyv1alpha1.ReasonApprovalRejected + " without running and is not retried; the run then goes on as after any " +
+			"failure (its finally steps run). Admission allows it from the step's approvers, not the run's creator, only while " +
+			"the step waits, and records who rejected it and when (annotation " + custodyv1alpha1.AnnotationRejectPrefix +
+			"STEP); --reason says why and appears in the step's status, its Events and kubectl custody get. " +
+			"A rejection cannot be withdrawn.",
+		Example: `  kubectl custody reject pay-invoice-4711 post-payment --reason "the total does not match the purchase order"`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			name, err := workflowName(args[0])
+			if err != nil {
+				return err
+			}
+			// Checked here too, so that a credential pasted by mistake never reaches the API server
+			// (and its audit log).
+			if msg := webhook.RejectReasonProblem(reason); msg != "" {
+				return fmt.Errorf("--reason %s", msg)
+			}
+			wf := &custodyv1alpha1.Workflow{}
+			wf.Name = name
+			key := custodyv1alpha1.AnnotationRejectPrefix + args[1]
+			b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: reason}}})
+			if err != nil {
+				return err
+			}
+			if err := o.patch(wf, string(b)); err != nil {
+				return approveHint(err, "workflows", "the built-in edit role")
+			}
+			rec, _ := custodyv1alpha1.ParseRejection(wf.Annotations[key])
+			_, _ = fmt.Fprintf(o.io.Out, "workflow/%s step %s rejected by %s\n", wf.Name, args[1], rec.RejectedBy)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", fmt.Sprintf("why, in a few words (at most %d characters; recorded on the "+
+		"Workflow, so never a credential)", custodyv1alpha1.MaxRejectReasonLength))
+	return cmd
+}
+
 func (o *Options) cancelCommand() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
@@ -499,6 +543,9 @@ func (o *Options) cancelCommand() *cobra.Command {
 				return fmt.Errorf("workflow %s/%s was already %s", ns, wf.Name, wf.CancelledAs())
 			case ended(wf.Status.Phase):
 				return fmt.Errorf("workflow %s/%s already ended (%s): there is nothing to cancel", ns, wf.Name, wf.Status.Phase)
+			}
+			if msg := webhook.CancelReasonProblem(reason); msg != "" {
+				return fmt.Errorf("--reason %s", msg)
 			}
 			patch := map[string]any{"spec": map[string]any{"cancel": true}}
 			if reason != "" {

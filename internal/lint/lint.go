@@ -394,7 +394,7 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 }
 
 // annotationProblems finds the annotations that admission or the controller write, which a
-// manifest cannot carry as it is created (an approval, who cancelled a run, whose CronWorkflow a
+// manifest cannot carry as it is created (an approval or rejection, who cancelled a run, whose CronWorkflow a
 // run is), and those admission replaces (the creator, a CronWorkflow's author): typically left
 // over from kubectl get -o yaml.
 func annotationProblems(m metav1.Object) (field.ErrorList, []string) {
@@ -408,6 +408,9 @@ func annotationProblems(m metav1.Object) (field.ErrorList, []string) {
 		case strings.HasPrefix(k, custodyv1alpha1.AnnotationApprovePrefix):
 			errs = append(errs, field.Forbidden(path.Key(k), "an object cannot be approved as it is created (its creator may not "+
 				"approve it): an approver annotates it afterwards (kubectl custody approve)"))
+		case strings.HasPrefix(k, custodyv1alpha1.AnnotationRejectPrefix):
+			errs = append(errs, field.Forbidden(path.Key(k), "an object cannot be rejected as it is created: an approver "+
+				"rejects a step while it waits (kubectl custody reject)"))
 		case k == custodyv1alpha1.AnnotationCreatedBy || k == custodyv1alpha1.AnnotationAuthorizedBy:
 			warnings = append(warnings, fmt.Sprintf("%s: set by admission to whoever applies the manifest; a different value "+
 				"on an existing object is refused: remove it from the manifest", path.Key(k)))

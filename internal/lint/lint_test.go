@@ -247,6 +247,7 @@ metadata:
   name: exported
   annotations:
     approve.custody.dev/pay: '{"approvedBy":"bob","approvedAt":"2026-11-29T16:40:00Z"}'
+    reject.custody.dev/pay: 'not today'
     custody.dev/created-by: alice
     custody.dev/cancelled-by: bob
     custody.dev/on-behalf-of: alice
@@ -257,6 +258,7 @@ spec:
 	all := fmt.Sprint(res.Problems)
 	for _, w := range []string{
 		"metadata.annotations[approve.custody.dev/pay]: Forbidden: an object cannot be approved as it is created",
+		"metadata.annotations[reject.custody.dev/pay]: Forbidden: an object cannot be rejected as it is created",
 		"metadata.annotations[custody.dev/cancelled-by]: Forbidden: admission records who set spec.cancel here",
 		"metadata.annotations[custody.dev/on-behalf-of]: Forbidden: set on the runs of a CronWorkflow only (with the label custody.dev/cronworkflow)",
 		"metadata.annotations[custody.dev/cancel-reason]: Forbidden: looks like it contains a GitHub token",
@@ -266,8 +268,8 @@ spec:
 			t.Errorf("problems %s\nwant one saying %q", all, w)
 		}
 	}
-	if res.Errors() != 4 || strings.Contains(all, "ghp_") {
-		t.Errorf("%d errors (want 4), or the token repeated: %s", res.Errors(), all)
+	if res.Errors() != 5 || strings.Contains(all, "ghp_") {
+		t.Errorf("%d errors (want 5), or the token repeated: %s", res.Errors(), all)
 	}
 	// A CronWorkflow's run carries it with its label (admission checks both against the
 	// CronWorkflow on apply).

@@ -40,8 +40,8 @@ func DefinitionOf(wf *custodyv1alpha1.Workflow) string {
 	return "inline"
 }
 
-// ObserveApprovalWait records how long a step of wf waited for an approval: result is approved or
-// timed_out.
+// ObserveApprovalWait records how long a step of wf waited for an approval: result is approved,
+// rejected or timed_out.
 func ObserveApprovalWait(wf *custodyv1alpha1.Workflow, result string, waited time.Duration) {
 	ApprovalWait.WithLabelValues(wf.Namespace, DefinitionOf(wf), result).Observe(max(waited, 0).Seconds())
 }
@@ -92,11 +92,12 @@ var (
 	}, []string{labelNamespace, labelDefinition, labelPhase})
 
 	// ApprovalWait observes how long steps waited for an approver: from the step being ready (its
-	// dependencies ended, its when true) to the approval's stamp, or to its approval.timeout.
+	// dependencies ended, its when true) to the approval's or rejection's stamp, or to its
+	// approval.timeout.
 	ApprovalWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "custody_step_approval_wait_seconds",
-		Help: "How long steps waited for an approval, from ready to approved (result approved) or to their " +
-			"approval.timeout (result timed_out), by namespace and definition.",
+		Help: "How long steps waited for an approval, from ready to approved (result approved), rejected " +
+			"(result rejected) or to their approval.timeout (result timed_out), by namespace and definition.",
 		Buckets: prometheus.ExponentialBuckets(10, 2, 15), // 10s .. ~45h
 	}, []string{labelNamespace, labelDefinition, labelResult})
 

@@ -77,8 +77,21 @@ func cancelRecord(user string, cur, old *object) *refusal {
 // it is too long, or shaped like a credential (anyone who may read the Workflow reads it). The
 // message never repeats the reason.
 func CancelReasonProblem(reason string) string {
-	if len(reason) > custodyv1alpha1.MaxCancelReasonLength {
-		return fmt.Sprintf("must be at most %d characters, not %d", custodyv1alpha1.MaxCancelReasonLength, len(reason))
+	return reasonProblem(reason, custodyv1alpha1.MaxCancelReasonLength)
+}
+
+// RejectReasonProblem says what is wrong with the reason of a rejection (reject.custody.dev/<step>),
+// or "", as CancelReasonProblem does.
+func RejectReasonProblem(reason string) string {
+	return reasonProblem(reason, custodyv1alpha1.MaxRejectReasonLength)
+}
+
+// reasonProblem says what is wrong with a reason a person gives in an annotation of a Workflow (a
+// cancel or a rejection), or "": longer than limit, or shaped like a credential. The message
+// never repeats the reason.
+func reasonProblem(reason string, limit int) string {
+	if len(reason) > limit {
+		return fmt.Sprintf("must be at most %d characters, not %d", limit, len(reason))
 	}
 	if what := expr.CredentialLike(reason); what != "" {
 		return fmt.Sprintf("looks like it contains %s; anyone who may read the Workflow reads it: say why without it", what)

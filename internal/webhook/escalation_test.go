@@ -174,7 +174,7 @@ spec:
 			w.Annotations = map[string]string{custodyv1alpha1.AnnotationApprovePrefix + "pay": `{"approvedBy":"bob"}`}
 			return as(alice).Create(ctx, w)
 		},
-		want: []string{"cannot be approved as it is created", "approve.custody.dev/pay"},
+		want: []string{"cannot be approved or rejected as it is created", "approve.custody.dev/pay"},
 	}, {
 		name: "rewrite the creator so that one can approve one's own workflow",
 		attempt: func() error {
@@ -592,4 +592,72 @@ func TestApprovalOnlyWhileTheStepWaits(t *testing.T) {
 	setStep(ended, custodyv1alpha1.StepCancelled, custodyv1alpha1.ReasonCancelled)
 	refused(t, "approval of a step that ended", approve(ended), `step "pay" already ended (Cancelled, Cancelled)`,
 		"nothing to approve")
+}
+
+// TestRejection: an approver who will not approve a waiting step rejects it, saying why. Admission
+// allows it from the same people and at the same time as an approval, stamps who and when around
+// the reason, refuses a reason that holds a credential, and keeps a step from being both approved
+// and rejected; the decision cannot be changed or withdrawn.
+func TestRejection(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	const key = custodyv1alpha1.AnnotationRejectPrefix + "pay"
+	reject := func(user string, wf *custodyv1alpha1.Workflow, reason string) error {
+		return annotate(ctx, as(user), wf, key, reason)
+	}
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	refused(t, "a rejection before the step waits", reject(bob, wf, "no"), `step "pay" does not wait for an approval yet`,
+		"reject it when it is WaitingForApproval")
+	refused(t, "a rejection of a step without an approval gate", annotate(ctx, as(bob), wf, custodyv1alpha1.AnnotationRejectPrefix+"check", "no"),
+		`reject.custody.dev/check rejects step "check", but the workflow has no step "check" that needs an approval`)
+	waitsForApproval(t, wf, "pay")
+	refused(t, "the creator rejecting her own run", reject(alice, wf, "changed my mind"), "created by alice, who may not reject it",
+		"kubectl custody cancel")
+	refused(t, "someone who is not an approver rejecting", reject(mallory, wf, "no"), `mallory may not reject step "pay"`)
+	token := "ghp_" + strings.Repeat("a1B2", 9)
+	err := reject(bob, wf, "wrong account, use "+token)
+	refused(t, "a reason holding a token", err, "the reason of the rejection reject.custody.dev/pay looks like it contains a GitHub token")
+	if err != nil && strings.Contains(err.Error(), token) {
+		t.Errorf("the refusal repeats the token: %v", err)
+	}
+	refused(t, "a reason of 300 characters", reject(bob, wf, strings.Repeat("x", 300)), "must be at most 256 characters, not 300")
+
+	// The documented way: kubectl annotate as the approver, the value saying why.
+	if out, err := env.Kubectl(t, "-n", ns, "--as", bob, "--as-group", approversGroup, "--as-group", "system:authenticated",
+		"annotate", "workflow", wf.Name, key+"=the total does not match the purchase order"); err != nil {
+		t.Fatalf("bob rejecting with kubectl: %v\n%s", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+		t.Fatal(err)
+	}
+	rec, stamped := custodyv1alpha1.ParseRejection(wf.Annotations[key])
+	if !stamped || rec.RejectedBy != bob || rec.RejectedAt.IsZero() || rec.Reason != "the total does not match the purchase order" {
+		t.Errorf("stored rejection %q, want bob's stamp around his reason", wf.Annotations[key])
+	}
+	refused(t, "an approval of a rejected step", annotate(ctx, as(carol), wf, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"),
+		`step "pay" was rejected by bob`, "cannot be overruled")
+	refused(t, "changing the rejection", reject(carol, wf, "another reason"), "rejection reject.custody.dev/pay was already given and cannot be changed")
+	refused(t, "withdrawing the rejection", unannotate(ctx, as(bob), wf, key), "rejection reject.custody.dev/pay cannot be withdrawn")
+
+	approved := mustWorkflow(t, ns, paymentWorkflow)
+	approved.Name = "invoice-4712"
+	create(t, as(alice), approved)
+	waitsForApproval(t, approved, "pay")
+	if err := annotate(ctx, as(carol), approved, custodyv1alpha1.AnnotationApprovePrefix+"pay", "yes"); err != nil {
+		t.Fatalf("carol approving: %v", err)
+	}
+	// The controller has not started the step yet (status still says it waits): the approval stands.
+	refused(t, "a rejection of an approved step", reject(bob, approved, "too late"), `step "pay" was approved by carol`,
+		"kubectl custody cancel invoice-4712")
+
+	born := mustWorkflow(t, ns, paymentWorkflow)
+	born.Name = "invoice-4713"
+	born.Annotations = map[string]string{key: "rejected in advance"}
+	refused(t, "a run created rejected", as(alice).Create(ctx, born), "cannot be approved or rejected as it is created")
+
+	grant := mustGrant(t, ns, appDBGrant)
+	create(t, as(alice), grant)
+	refused(t, "a rejection of a grant", annotate(ctx, as(bob), grant, custodyv1alpha1.AnnotationRejectPrefix+"grant", "no"),
+		"a CredentialGrant is not rejected", "spec.suspended")
 }

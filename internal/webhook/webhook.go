@@ -2,15 +2,16 @@
 // who is asking or to look at other objects.
 //
 //   - The mutating webhook records the creator of every Workflow and CredentialGrant in
-//     custody.dev/created-by, stamps every new approval annotation with the approver's
-//     authenticated name and the time, and clears a grant's approval when its subjects or
-//     credential change.
-//   - The validating webhook keeps the creator annotation unchangeable, allows an approval only
-//     from a listed approver who is not the creator (four-eyes) and never lets one be changed or
-//     withdrawn, refuses a CredentialGrant whose author could not already do what it hands out
-//     (RBAC's bind/escalate rule, asked with SubjectAccessReviews as that user), refuses a
-//     Workflow that requests a grant its author may not use, and deep-validates Workflow specs
-//     (cycles, `when` expressions, references to parameters and results).
+//     custody.dev/created-by, stamps every new approval or rejection annotation with the
+//     approver's authenticated name and the time (a rejection keeps its reason), and clears a
+//     grant's approval when its subjects or credential change.
+//   - The validating webhook keeps the creator annotation unchangeable, allows an approval or a
+//     rejection only from a listed approver who is not the creator (four-eyes), only while the
+//     step waits and not both, and never lets one be changed or withdrawn, refuses a
+//     CredentialGrant whose author could not already do what it hands out (RBAC's bind/escalate
+//     rule, asked with SubjectAccessReviews as that user), refuses a Workflow that requests a
+//     grant its author may not use, and deep-validates Workflow specs (cycles, `when`
+//     expressions, references to parameters and results).
 //   - WorkflowTemplates and CronWorkflows get the same deep validation and the same `use` check on
 //     the grants their steps request; a run of a template is checked against the template (it
 //     must exist, its parameters must match) and gets the custody.dev/template label, which
@@ -22,6 +23,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -217,6 +219,10 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 		}
 		d := diffApprovals(old.meta.Annotations, ann)
 		for _, k := range d.added {
+			if isRejection(k) {
+				set[k] = stampRejection(req.UserInfo.Username, h.now(), ann[k])
+				continue
+			}
 			set[k] = stamp(req.UserInfo.Username, h.now())
 		}
 		if cur.grant != nil && materialChange(cur.grant, old.grant) {
@@ -224,7 +230,7 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 			if v, ok := old.meta.Annotations[k]; ok && ann[k] == v {
 				remove = append(remove, k)
 				warnings = append(warnings, "this change to the grant's subjects or credential cleared its approval "+
-					"by "+stampedBy(v)+": an approver must approve it again before it issues anything")
+					"by "+stampedBy(k, v)+": an approver must approve it again before it issues anything")
 			}
 		}
 	}
@@ -374,7 +380,7 @@ func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *
 			o.forDenial, custodyv1alpha1.AnnotationCreatedBy, got, user), nil
 	}
 	if keys := approvalKeys(o.meta.Annotations); len(keys) > 0 {
-		return forbidden(checkApproval, "%s: %s cannot be approved as it is created (annotations %s): the creator may "+
+		return forbidden(checkApproval, "%s: %s cannot be approved or rejected as it is created (annotations %s): the creator may "+
 			"not approve their own object; an approver annotates it afterwards",
 			o.forDenial, o.kind, strings.Join(sortedKeys(keys), ", ")), nil
 	}
@@ -421,7 +427,8 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 	}
 	if cur.template != nil || cur.cron != nil {
 		if d := diffApprovals(old.meta.Annotations, cur.meta.Annotations); len(d.added)+len(d.changed)+len(d.removed) > 0 {
-			return forbidden(checkApproval, "%s: a %s is not approved; approve the steps of its runs", cur.forDenial, cur.kind), nil
+			return forbidden(checkApproval, "%s: a %s is not approved or rejected; approve or reject the steps of its runs",
+				cur.forDenial, cur.kind), nil
 		}
 		if cur.cron != nil {
 			if r := authorizedBy(req, cur, old); r != nil {
@@ -463,17 +470,33 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 	}
 	def, resolved := cur.workflow.Definition()
 	for _, k := range d.added {
-		stepName := strings.TrimPrefix(k, custodyv1alpha1.AnnotationApprovePrefix)
-		var step *custodyv1alpha1.Step
-		for _, st := range def.AllSteps() {
-			if st.Name == stepName {
-				step = &st
-			}
+		if r, err := h.stepDecision(ctx, req, cur, old, creator, def.AllSteps(), resolved, k); r != nil || err != nil {
+			return r, err
 		}
-		if !resolved {
-			return forbidden(checkApproval, "%s: the run's WorkflowTemplate is not resolved yet, so step %q cannot be approved; "+
-				"try again once status.template is set", cur.forDenial, stepName), nil
-		}
+	}
+	return nil, nil
+}
+
+// stepDecision checks an approval or a rejection (annotation key k) added to a step of a run: the
+// step needs an approval and waits for it, the user is one of its approvers and not the run's
+// creator, the step was not decided the other way, and the value is admission's stamp. Approving a
+// CronWorkflow's run is further refused to whoever wrote what it runs (four-eyes); rejecting it is
+// not, since a rejection runs nothing.
+func (h *handler) stepDecision(ctx context.Context, req admission.Request, cur, old *object, creator string,
+	steps []custodyv1alpha1.Step, resolved bool, k string) (*refusal, error) {
+	user := req.UserInfo.Username
+	reject := isRejection(k)
+	verb, other := "approve", custodyv1alpha1.AnnotationRejectPrefix
+	stepName := strings.TrimPrefix(k, custodyv1alpha1.AnnotationApprovePrefix)
+	if reject {
+		verb, other = "reject", custodyv1alpha1.AnnotationApprovePrefix
+		stepName = strings.TrimPrefix(k, custodyv1alpha1.AnnotationRejectPrefix)
+	}
+	if !resolved {
+		return forbidden(checkApproval, "%s: the run's WorkflowTemplate is not resolved yet, so step %q cannot be %sd; "+
+			"try again once status.template is set", cur.forDenial, stepName, verb), nil
+	}
+	if !reject {
 		if by := cur.meta.Annotations[custodyv1alpha1.AnnotationOnBehalfOf]; by != "" && by == user {
 			return forbidden(checkApproval, "step %q of %s runs on behalf of %s (the author of its CronWorkflow), who may not "+
 				"approve it: an approval must come from someone else (four-eyes)", stepName, cur.forDenial, by), nil
@@ -481,22 +504,45 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 		if r, err := h.cronSpecAuthorApproves(ctx, req.Namespace, cur, user, stepName); r != nil || err != nil {
 			return r, err
 		}
-		if step == nil || step.Approval == nil {
-			if items := forEachItems(def.AllSteps(), cur.workflow, stepName); len(items) > 0 {
-				return forbidden(checkApproval, "%s: %s approves step %q, which runs once per item (forEach): approve each "+
-					"item's step instead (%s)", cur.forDenial, k, stepName, strings.Join(items, ", ")), nil
-			}
-			return forbidden(checkApproval, "%s: %s approves step %q, but the workflow has no step %q that needs an approval",
-				cur.forDenial, k, stepName, stepName), nil
+	}
+	var step *custodyv1alpha1.Step
+	for i := range steps {
+		if steps[i].Name == stepName {
+			step = &steps[i]
 		}
-		if msg := mayApprove(req.UserInfo, creator, &step.Approval.Approvers, fmt.Sprintf("step %q of %s", stepName, cur.forDenial)); msg != "" {
-			return forbidden(checkApproval, "%s", msg), nil
+	}
+	if step == nil || step.Approval == nil {
+		if items := forEachItems(steps, cur.workflow, stepName); len(items) > 0 {
+			return forbidden(checkApproval, "%s: %s %ss step %q, which runs once per item (forEach): %s each "+
+				"item's step instead (%s)", cur.forDenial, k, verb, stepName, verb, strings.Join(items, ", ")), nil
 		}
-		if r := notWaitingForApproval(cur, old, stepName); r != nil {
-			return r, nil
+		return forbidden(checkApproval, "%s: %s %ss step %q, but the workflow has no step %q that needs an approval",
+			cur.forDenial, k, verb, stepName, stepName), nil
+	}
+	what := fmt.Sprintf("step %q of %s", stepName, cur.forDenial)
+	if msg := mayDecide(req.UserInfo, creator, &step.Approval.Approvers, what, verb); msg != "" {
+		return forbidden(checkApproval, "%s", msg), nil
+	}
+	if r := notWaitingForApproval(cur, old, stepName, verb); r != nil {
+		return r, nil
+	}
+	if v, decided := cur.meta.Annotations[other+stepName]; decided {
+		if reject {
+			return forbidden(checkApproval, "%s: step %q was approved by %s (%s%s) and starts: to stop it, cancel the run "+
+				"(kubectl custody cancel %s --reason ...)", cur.forDenial, stepName, stampedBy(other+stepName, v), other, stepName,
+				cur.meta.Name), nil
 		}
-		if r := stampedByUser(cur, k, user); r != nil {
-			return r, nil
+		return forbidden(checkApproval, "%s: step %q was rejected by %s (%s%s): it does not run, and a rejection "+
+			"cannot be overruled; start a new run", cur.forDenial, stepName, stampedBy(other+stepName, v), other, stepName), nil
+	}
+	if r := stampedByUser(cur, k, user); r != nil {
+		return r, nil
+	}
+	if reject {
+		var rec custodyv1alpha1.RejectionRecord // as stamped: ParseRejection would clip the reason
+		_ = json.Unmarshal([]byte(cur.meta.Annotations[k]), &rec)
+		if msg := reasonProblem(rec.Reason, custodyv1alpha1.MaxRejectReasonLength); msg != "" {
+			return forbidden(checkValidation, "%s: the reason of the rejection %s %s", cur.forDenial, k, msg), nil
 		}
 	}
 	return nil, nil
@@ -506,7 +552,7 @@ func (h *handler) validateWorkflowUpdate(ctx context.Context, req admission.Requ
 // status): an approver approves what the step will run, which is settled only once the steps it
 // depends on ended (the results it reads are then in status, and its when was true). An
 // approval given earlier would approve inputs nobody has seen yet.
-func notWaitingForApproval(cur, old *object, stepName string) *refusal {
+func notWaitingForApproval(cur, old *object, stepName, verb string) *refusal {
 	wf := old.workflow
 	where := "it has not been reached"
 	for _, st := range wf.Status.Steps {
@@ -517,8 +563,8 @@ func notWaitingForApproval(cur, old *object, stepName string) *refusal {
 		case st.Phase == custodyv1alpha1.StepWaitingForApproval:
 			return nil
 		case st.Phase.Ended():
-			return forbidden(checkApproval, "%s: step %q already ended (%s, %s): there is nothing to approve", cur.forDenial, stepName,
-				st.Phase, st.Reason)
+			return forbidden(checkApproval, "%s: step %q already ended (%s, %s): there is nothing to %s", cur.forDenial, stepName,
+				st.Phase, st.Reason, verb)
 		case st.Phase == custodyv1alpha1.StepPending:
 			where = "it is Pending, " + st.Reason
 		default:
@@ -526,33 +572,33 @@ func notWaitingForApproval(cur, old *object, stepName string) *refusal {
 		}
 	}
 	return forbidden(checkApproval, "%s: step %q does not wait for an approval yet (%s): an approval is for what the step "+
-		"will run, settled only once the steps it depends on ended; approve it when it is WaitingForApproval (kubectl custody get %s)",
-		cur.forDenial, stepName, where, wf.Name)
+		"will run, settled only once the steps it depends on ended; %s it when it is WaitingForApproval (kubectl custody get %s)",
+		cur.forDenial, stepName, where, verb, wf.Name)
 }
 
 // unchangeable refuses changing or withdrawing an approval (allowed lists keys admission itself
 // cleared).
 func unchangeable(o *object, d approvalDiff, allowed []string) *refusal {
 	if len(d.changed) > 0 {
-		return forbidden(checkApproval, "%s: the approval %s was already given and cannot be changed; "+
-			"the stored value records who approved and when", o.forDenial, strings.Join(d.changed, ", "))
+		return forbidden(checkApproval, "%s: the %s %s was already given and cannot be changed; "+
+			"the stored value records who gave it and when", o.forDenial, decisionNoun(d.changed[0]), strings.Join(d.changed, ", "))
 	}
 	for _, k := range d.removed {
 		if !slices.Contains(allowed, k) {
-			return forbidden(checkApproval, "%s: the approval %s cannot be withdrawn, so that nobody can replace "+
-				"an approval with their own; to stop a workflow set spec.cancel, to stop a grant set spec.suspended",
-				o.forDenial, k)
+			return forbidden(checkApproval, "%s: the %s %s cannot be withdrawn, so that nobody can replace "+
+				"an approver's decision with their own; to stop a workflow set spec.cancel, to stop a grant set spec.suspended",
+				o.forDenial, decisionNoun(k), k)
 		}
 	}
 	return nil
 }
 
-// stampedByUser refuses an approval whose value is not admission's stamp for this user: only
-// happens when the mutating webhook did not run.
+// stampedByUser refuses an approval or rejection whose value is not admission's stamp for this
+// user: only happens when the mutating webhook did not run.
 func stampedByUser(o *object, key, user string) *refusal {
-	if by := stampedBy(o.meta.Annotations[key]); by != user {
-		return forbidden(checkApproval, "%s: the approval %s must be stamped by admission with the approver's name; "+
-			"it names %q but the request comes from %q (is the mutating webhook installed?)", o.forDenial, key, by, user)
+	if by := stampedBy(key, o.meta.Annotations[key]); by != user {
+		return forbidden(checkApproval, "%s: the %s %s must be stamped by admission with the approver's name; "+
+			"it names %q but the request comes from %q (is the mutating webhook installed?)", o.forDenial, decisionNoun(key), key, by, user)
 	}
 	return nil
 }
@@ -568,7 +614,7 @@ func approvalPolicyChange(req admission.Request, cur, old *object, creator strin
 	if is != nil && is.Required && equality.Semantic.DeepEqual(is.Approvers, was.Approvers) {
 		return nil
 	}
-	if msg := mayApprove(req.UserInfo, creator, was.Approvers, cur.forDenial); msg != "" {
+	if msg := mayDecide(req.UserInfo, creator, was.Approvers, cur.forDenial, "approve"); msg != "" {
 		return forbidden(checkApproval, "%s: spec.approval can only be removed or its approvers changed by one of "+
 			"its current approvers: %s", cur.forDenial, msg)
 	}
@@ -586,6 +632,10 @@ func approvalsOfGrant(req admission.Request, cur, old *object, creator string, m
 		return r
 	}
 	for _, k := range d.added {
+		if isRejection(k) {
+			return forbidden(checkApproval, "%s: a CredentialGrant is not rejected (%s): one that is not approved issues "+
+				"nothing; to stop an approved one, set spec.suspended", cur.forDenial, k)
+		}
 		if k != custodyv1alpha1.AnnotationApproveGrant {
 			return forbidden(checkApproval, "%s: a CredentialGrant is approved with the annotation %s, not %s",
 				cur.forDenial, custodyv1alpha1.AnnotationApproveGrant, k)
@@ -594,7 +644,7 @@ func approvalsOfGrant(req admission.Request, cur, old *object, creator string, m
 		if a == nil || !a.Required {
 			return forbidden(checkApproval, "%s does not require an approval (spec.approval.required is not true)", cur.forDenial)
 		}
-		if msg := mayApprove(req.UserInfo, creator, a.Approvers, cur.forDenial); msg != "" {
+		if msg := mayDecide(req.UserInfo, creator, a.Approvers, cur.forDenial, "approve"); msg != "" {
 			return forbidden(checkApproval, "%s", msg)
 		}
 		if r := stampedByUser(cur, k, req.UserInfo.Username); r != nil {
