@@ -310,6 +310,80 @@ spec:
 	}
 }
 
+// TestApproverRejectsAStep: an approver rejects a waiting step with `kubectl custody reject`, as
+// herself (an approver needs only get and patch on Workflows): the real webhook refuses the run's
+// creator and stamps her name around her reason, the step fails without a Job, the run fails, its
+// finally step runs on the node, and `kubectl custody get` says who rejected it and why.
+func TestApproverRejectsAStep(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	wf := createWorkflow(ctx, t, ns, `
+metadata: {name: release}
+spec:
+  steps:
+  - {name: build, image: registry.example.com/ci/build:1.0}
+  - name: deploy
+    image: registry.example.com/ci/deploy:1.0
+    dependsOn: [build]
+    approval: {approvers: {users: [carol]}}
+  finally:
+  - {name: report, image: registry.example.com/ci/report:1.0, when: "workflow.phase == 'Failed'"}
+`)
+	eventually(t, 2*time.Minute, "deploy to wait for its approval", func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+			return err
+		}
+		if st := step(wf, "deploy"); st.Phase != custodyv1alpha1.StepWaitingForApproval {
+			return fmt.Errorf("deploy is %s (%s)", st.Phase, st.Reason)
+		}
+		return nil
+	})
+	// Whoever is impersonated has none of the cluster admin's groups: both get what an approver needs.
+	creator := wf.Annotations[custodyv1alpha1.AnnotationCreatedBy]
+	for _, obj := range []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{custodyv1alpha1.GroupVersion.Group}, Resources: []string{"workflows"}, Verbs: []string{"get", "patch"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "approver", Namespace: ns},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "carol"},
+				{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: creator}},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "approver"}},
+	} {
+		if err := cluster.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until the authorizer has the binding, RBAC refuses first.
+	eventually(t, 30*time.Second, "admission to refuse the creator's rejection", func() error {
+		_, _, err := kubectlCustody(ns, "reject", "release", "deploy", "--reason", "mine", "--as", creator)
+		switch {
+		case err == nil:
+			t.Fatalf("the creator (%s) rejected her own run", creator)
+		case !strings.Contains(err.Error(), "who may not reject it"):
+			return fmt.Errorf("the creator (%s) rejecting her own run: %w", creator, err)
+		}
+		return nil
+	})
+	const reason = "the staging soak failed; see INC-2231"
+	out, errOut, err := kubectlCustody(ns, "reject", "release", "deploy", "--reason", reason, "--as", "carol")
+	if err != nil || out != "workflow/release step deploy rejected by carol\n" {
+		t.Fatalf("carol rejecting: %v\n%s%s", err, out, errOut)
+	}
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowFailed, 2*time.Minute)
+	st := step(wf, "deploy")
+	if st.Reason != custodyv1alpha1.ReasonApprovalRejected || st.Rejection == nil || st.Rejection.RejectedBy != "carol" ||
+		st.Rejection.Reason != reason || st.JobName != "" {
+		t.Errorf("deploy: %s (%s) %q, rejection %+v, Job %q; want failed by carol's rejection without a Job",
+			st.Phase, st.Reason, st.Message, st.Rejection, st.JobName)
+	}
+	if st := step(wf, "report"); st.Phase != custodyv1alpha1.StepSucceeded {
+		t.Errorf("the finally step report is %s (%s), want it run after the rejection", st.Phase, st.Reason)
+	}
+	tree, _, err := kubectlCustody(ns, "get", "release")
+	if want := "Rejected by carol: " + reason; err != nil || !strings.Contains(tree, want) {
+		t.Errorf("get: %v, want %q in\n%s", err, want, tree)
+	}
+}
+
 // TestPluginPrintsAdmissionWarnings: what admission warns of when `kubectl custody run` creates a
 // run (here: a grant that does not exist, which would keep a step waiting) reaches the user as
 // kubectl prints it, on standard error, and the run is created.
