@@ -7,6 +7,7 @@ package workflow
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
@@ -125,6 +127,39 @@ func setup(t *testing.T, labels ...map[string]string) string {
 	ns := env.Namespace(t, labels...)
 	startController(t, ns)
 	return ns
+}
+
+// setupAudited is setup with the manager's log captured (JSON lines, as in production).
+func setupAudited(t *testing.T) (string, *testenv.SyncBuffer) {
+	t.Helper()
+	logs := &testenv.SyncBuffer{}
+	ns := env.Namespace(t)
+	startController(t, ns, zap.New(zap.WriteTo(logs)))
+	return ns, logs
+}
+
+// auditLines waits for the audit lines (logger audit) with message msg in a captured log, and
+// returns their fields.
+func auditLines(t *testing.T, logs *testenv.SyncBuffer, msg string) []map[string]any {
+	t.Helper()
+	var found []map[string]any
+	eventually(t, "an audit line "+msg, func() error {
+		found = nil
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var fields map[string]any
+			if json.Unmarshal([]byte(line), &fields) != nil {
+				continue
+			}
+			if logger, _ := fields["logger"].(string); (logger == "audit" || strings.HasSuffix(logger, ".audit")) && fields["msg"] == msg {
+				found = append(found, fields)
+			}
+		}
+		if len(found) == 0 {
+			return errorf("none in %d bytes of log", len(logs.String()))
+		}
+		return nil
+	})
+	return found
 }
 
 func ctxT(t *testing.T) context.Context {

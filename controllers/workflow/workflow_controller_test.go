@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -906,7 +907,7 @@ spec:
 
 func TestWorkflowReconciler_cancelMidRun(t *testing.T) {
 	t.Parallel()
-	ns := setup(t)
+	ns, logs := setupAudited(t)
 	wf := apply(t, ns, `
 metadata: {name: cancel-me}
 spec:
@@ -946,6 +947,23 @@ spec:
 	})
 	if got := kstatusOf(t, wf); got != status.FailedStatus {
 		t.Errorf("kstatus = %s, want Failed (Stalled) for a cancelled workflow", got)
+	}
+	// The decision outlives the run's Events and status: one audit line says who cancelled it and why.
+	checkAudit(t, auditLines(t, logs, "Workflow cancelled"), map[string]any{"action": "cancel", "actor": "bob",
+		"reason": "the release was called off", "workflowUID": string(wf.UID)})
+}
+
+// checkAudit checks that there is exactly one audit line and that it has the fields want.
+func checkAudit(t *testing.T, lines []map[string]any, want map[string]any) {
+	t.Helper()
+	if len(lines) != 1 {
+		t.Errorf("%d audit lines %v, want one", len(lines), lines)
+		return
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(lines[0][k], v) {
+			t.Errorf("audit line %v: %s is %v, want %v", lines[0], k, lines[0][k], v)
+		}
 	}
 }
 
@@ -1403,7 +1421,7 @@ spec:
 
 func TestWorkflowReconciler_approvalGate(t *testing.T) {
 	t.Parallel()
-	ns := setup(t)
+	ns, logs := setupAudited(t)
 	wf := apply(t, ns, `
 metadata: {name: pay}
 spec:
@@ -1454,6 +1472,8 @@ spec:
 		}
 		return nil
 	})
+	checkAudit(t, auditLines(t, logs, "Step approved"), map[string]any{"action": "approve", "actor": "alice",
+		"step": "post-payment", "at": approvedAt, "workflowUID": string(wf.UID)})
 	succeed(t, wf, "post-payment", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
@@ -1524,7 +1544,7 @@ spec:
 // sees it, and status, an Event and the approval-wait metric say who rejected it and why.
 func TestWorkflowReconciler_approvalRejected(t *testing.T) {
 	t.Parallel()
-	ns := setup(t)
+	ns, logs := setupAudited(t)
 	wf := apply(t, ns, `
 metadata: {name: pay}
 spec:
@@ -1560,6 +1580,8 @@ spec:
 		r.RejectedAt.UTC().Format(time.RFC3339) != rejectedAt {
 		t.Errorf("rejection record %+v, want carol's, with her reason and time", r)
 	}
+	checkAudit(t, auditLines(t, logs, "Step rejected"), map[string]any{"action": "reject", "actor": "carol", "step": "post-payment",
+		"at": rejectedAt, "reason": "the total does not match the purchase order", "workflow": map[string]any{"name": "pay", "namespace": ns}})
 	succeed(t, wf, "report", 1, "")
 	wf = waitPhase(t, wf, custodyv1alpha1.WorkflowFailed)
 	if st := stepOf(wf, "notify"); st.Phase != custodyv1alpha1.StepCancelled && st.Phase != custodyv1alpha1.StepSkipped {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -1030,7 +1031,7 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 	}
 	if step.Approval != nil && st.Approval == nil {
 		if rej := rejectionOf(wf, st.Name, s.now); rej != nil {
-			s.rejectStep(st, rej)
+			s.rejectStep(ctx, st, rej)
 			return nil
 		}
 		rec, approved := approvalOf(wf, st.Name, s.now)
@@ -1059,18 +1060,19 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 		}
 		st.Approval = rec
 		s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve", "Step %s approved by %s", st.Name, rec.ApprovedBy)
-		waited := s.now.Sub(st.ReadyTime.Time)
-		if !rec.ApprovedAt.IsZero() {
-			waited = rec.ApprovedAt.Sub(st.ReadyTime.Time)
-		}
-		s.afterSave(func() { metrics.ObserveApprovalWait(wf, "approved", waited) })
+		waited := rec.ApprovedAt.Sub(st.ReadyTime.Time) // approvalOf sets ApprovedAt
+		name := st.Name
+		s.afterSave(func() {
+			metrics.ObserveApprovalWait(wf, "approved", waited)
+			auditDecision(ctx, "approve", wf, name, rec.ApprovedBy, rec.ApprovedAt.Time, "")
+		})
 	}
 	return r.startAttempt(ctx, s, st)
 }
 
 // rejectStep fails a step an approver rejected: it does not run, and it is not retried (a retry
 // would wait for the same approvers).
-func (s *scope) rejectStep(st *custodyv1alpha1.StepStatus, rej *custodyv1alpha1.RejectionRecord) {
+func (s *scope) rejectStep(ctx context.Context, st *custodyv1alpha1.StepStatus, rej *custodyv1alpha1.RejectionRecord) {
 	wf := s.wf
 	st.Rejection = rej
 	msg := "Rejected by " + rej.RejectedBy
@@ -1080,7 +1082,32 @@ func (s *scope) rejectStep(st *custodyv1alpha1.StepStatus, rej *custodyv1alpha1.
 	s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonApprovalRejected, msg)
 	s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalRejected, "Reject", "Step %s: %s", st.Name, msg)
 	waited := rej.RejectedAt.Sub(st.ReadyTime.Time)
-	s.afterSave(func() { metrics.ObserveApprovalWait(wf, "rejected", waited) })
+	name := st.Name
+	s.afterSave(func() {
+		metrics.ObserveApprovalWait(wf, "rejected", waited)
+		auditDecision(ctx, "reject", wf, name, rej.RejectedBy, rej.RejectedAt.Time, rej.Reason)
+	})
+}
+
+// auditDecision writes one structured line (logger audit, as for credentials) when a person's
+// decision about a run takes effect: a step approved or rejected, a run cancelled. Status and
+// Events say the same, but Events go within the hour and status with the Workflow
+// (ttlAfterFinished); a log pipeline keeps this line. reason is what the person wrote, which
+// admission refuses when it looks like a credential.
+func auditDecision(ctx context.Context, action string, wf *custodyv1alpha1.Workflow, step, by string, at time.Time, reason string) {
+	kv := []any{"action", action, "actor", by, "workflow", klog.KObj(wf), "workflowUID", wf.UID,
+		"creator", wf.Annotations[custodyv1alpha1.AnnotationCreatedBy]}
+	if step != "" {
+		kv = append(kv, "step", step)
+	}
+	if !at.IsZero() {
+		kv = append(kv, "at", at.UTC().Format(time.RFC3339))
+	}
+	if reason != "" {
+		kv = append(kv, "reason", reason)
+	}
+	msg := map[string]string{"approve": "Step approved", "reject": "Step rejected", "cancel": "Workflow cancelled"}[action]
+	ctrl.LoggerFrom(ctx).WithName("audit").Info(msg, kv...)
 }
 
 // rejectionOf reads the rejection annotation of a step (reject.custody.dev/<step>), or nil.
@@ -1382,7 +1409,7 @@ func apiMessage(err error) string {
 // reconcileOutcome sets the workflow's phase from its steps. The steps decide the outcome
 // (Succeeded, Failed, or Cancelled after spec.cancel); the run ends once the finally steps ended
 // too, and a failed finally step fails it.
-func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error) {
+func (r *Reconciler) reconcileOutcome(ctx context.Context, s *scope) (bool, error) {
 	wf := s.wf
 	if isFinished(wf.Status.Phase) {
 		return false, nil
@@ -1425,6 +1452,13 @@ func (r *Reconciler) reconcileOutcome(_ context.Context, s *scope) (bool, error)
 		}
 	case custodyv1alpha1.WorkflowCancelled:
 		s.event(corev1.EventTypeWarning, reason, "Stop", "%s", wf.Cancellation())
+		if by := wf.Annotations[custodyv1alpha1.AnnotationCancelledBy]; wf.Spec.Cancel {
+			if by == "" { // cancelled where no webhook recorded who
+				by = custodyv1alpha1.UnverifiedApprover
+			}
+			why := custodyv1alpha1.CancelReason(wf.Annotations[custodyv1alpha1.AnnotationCancelReason])
+			s.afterSave(func() { auditDecision(ctx, "cancel", wf, "", by, time.Time{}, why) })
+		}
 	default:
 		s.event(corev1.EventTypeWarning, reason, "Finish", "Workflow failed: %s", why)
 	}
