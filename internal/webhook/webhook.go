@@ -70,7 +70,7 @@ const (
 var Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "custody_admission_refusals_total",
 	Help: "Writes of Custody objects refused by admission, by kind and check " +
-		"(validation, creator, approval, escalation, use).",
+		"(validation, creator, approval, escalation, use), and access into a step's pod refused (kind Pod, check steppod).",
 }, []string{"kind", "check"})
 
 func init() { ctrlmetrics.Registry.MustRegister(Refusals) }
@@ -109,6 +109,7 @@ func Setup(mgr ctrl.Manager) error {
 	srv := mgr.GetWebhookServer()
 	srv.Register(PathMutate, &admission.Webhook{Handler: admission.HandlerFunc(h.mutate)})
 	srv.Register(PathValidate, &admission.Webhook{Handler: admission.HandlerFunc(h.validate)})
+	srv.Register(PathStepPods, &admission.Webhook{Handler: &stepPodGuard{pods: mgr.GetAPIReader(), workflows: mgr.GetClient()}})
 	return nil
 }
 

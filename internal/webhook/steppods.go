@@ -1,0 +1,103 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// The step-pod guard: in a namespace that opts in (LabelProtectStepPods), nobody may exec into,
+// attach to, port-forward to or add an ephemeral container to the pod of a step, which holds the
+// step's SPIFFE identity and credentials (OWASP NHI10: a person using a non-human identity). The
+// webhook's namespaceSelector (added to the generated configuration by `make manifests`) limits
+// it to those namespaces: it fails closed there, and is never called elsewhere, so an outage of
+// Custody blocks exec only where a namespace asked for this.
+// +kubebuilder:webhook:path=/validate-step-pod-access,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods/exec;pods/attach;pods/portforward;pods/ephemeralcontainers,verbs=connect;update,versions=v1,name=steppods.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
+const (
+	// PathStepPods is the step-pod guard's path.
+	PathStepPods = "/validate-step-pod-access"
+	// LabelProtectStepPods turns the step-pod guard on in a namespace that has it set to "true".
+	LabelProtectStepPods = "custody.dev/protect-step-pods"
+	checkStepPod         = "steppod"
+)
+
+// stepPodGuard refuses access into a step's pod.
+type stepPodGuard struct {
+	// pods reads the pod as stored (not the manager's cache, which holds only pods labelled as
+	// Custody's: a pod whose labels were changed would look like nobody's).
+	pods client.Reader
+	// workflows reads Workflows (the manager's cache).
+	workflows client.Reader
+}
+
+// access names what a request to a pod subresource would do.
+var access = map[string]string{
+	"exec":                "exec into",
+	"attach":              "attach to",
+	"portforward":         "port-forward to",
+	"ephemeralcontainers": "add an ephemeral container to",
+}
+
+func (g *stepPodGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	what, ok := access[req.SubResource]
+	if !ok || req.Resource.Resource != "pods" {
+		return admission.Allowed("")
+	}
+	var pods corev1.PodList
+	if err := g.pods.List(ctx, &pods, client.InNamespace(req.Namespace),
+		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", req.Name)}); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading pod %s/%s: %w", req.Namespace, req.Name, err))
+	}
+	if len(pods.Items) == 0 {
+		return admission.Allowed("") // the API server says it does not exist
+	}
+	pod := &pods.Items[0]
+	step, err := g.stepOf(ctx, pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if step == "" {
+		return admission.Allowed("")
+	}
+	Refusals.WithLabelValues("Pod", checkStepPod).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", "Pod", "namespace", req.Namespace, "name", req.Name,
+		"user", req.UserInfo.Username, "subresource", req.SubResource, "check", checkStepPod)
+	return admission.Denied(fmt.Sprintf("pod %s runs %s and holds its SPIFFE identity and credentials; namespace %s "+
+		"protects step pods (label %s=true), so nobody may %s it: read what the step does with kubectl custody logs, "+
+		"or have it write what you need to see to its results", pod.Name, step, req.Namespace, LabelProtectStepPods, what))
+}
+
+// stepOf says which step attempt a pod runs ("step deploy (attempt 2) of workflow release"), or
+// "" when it is not a step's pod. Its labels say so, unless someone changed them; its
+// ServiceAccount, which cannot be changed on a pod, is an attempt's when a Workflow's status
+// (written only by the controller) names it.
+func (g *stepPodGuard) stepOf(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if wf := pod.Labels[custodyv1alpha1.LabelWorkflow]; wf != "" {
+		return fmt.Sprintf("step %s (attempt %s) of workflow %s", pod.Labels[custodyv1alpha1.LabelStep],
+			pod.Labels[custodyv1alpha1.LabelAttempt], wf), nil
+	}
+	if pod.Spec.ServiceAccountName == "" {
+		return "", nil
+	}
+	var list custodyv1alpha1.WorkflowList
+	if err := g.workflows.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+		return "", fmt.Errorf("listing the Workflows of namespace %s to tell whether pod %s runs a step: %w", pod.Namespace, pod.Name, err)
+	}
+	for _, wf := range list.Items {
+		for _, st := range wf.Status.Steps {
+			if st.ServiceAccountName == pod.Spec.ServiceAccountName {
+				return fmt.Sprintf("step %s (attempt %d) of workflow %s", st.Name, st.Attempt, wf.Name), nil
+			}
+		}
+	}
+	return "", nil
+}

@@ -1,0 +1,126 @@
+package webhook_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/webhook"
+)
+
+// TestStepPodsAreProtected: in a namespace labelled custody.dev/protect-step-pods=true nobody may
+// exec into, attach to, port-forward to or add an ephemeral container to a step's pod, which holds
+// the step's identity and credentials; the refusal says why and what to do instead. A step pod
+// whose labels were removed is still known by its ServiceAccount (which a pod cannot change) from
+// the Workflow's status. Other pods, and step pods of namespaces that did not opt in, are left to
+// RBAC (here the API server then fails for want of a node: no kubelet runs in this test).
+func TestStepPodsAreProtected(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	namespace := &corev1.Namespace{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(namespace.DeepCopy())
+	namespace.Labels[webhook.LabelProtectStepPods] = "true"
+	if err := env.Client.Patch(ctx, namespace, patch); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(ns, name, sa string, labels map[string]string) *corev1.Pod {
+		t.Helper()
+		create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "step", Image: "busybox"}}}}
+		create(t, env.Client, p)
+		return p
+	}
+	stepLabels := map[string]string{custodyv1alpha1.LabelWorkflow: "release", custodyv1alpha1.LabelStep: "deploy",
+		custodyv1alpha1.LabelAttempt: "1"}
+	step := pod(ns, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels)
+	other := pod(ns, "debug-shell", "debug", nil)
+
+	connect := func(user string, p *corev1.Pod, sub string) error {
+		cfg := rest.CopyConfig(env.Config)
+		if user != "" {
+			cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs.CoreV1().RESTClient().Post().Namespace(p.Namespace).Resource("pods").Name(p.Name).SubResource(sub).
+			Param("container", "step").Param("command", "sh").Param("stdout", "true").Do(ctx).Error()
+	}
+	addDebugContainer := func(p *corev1.Pod) error {
+		cur := &corev1.Pod{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), cur); err != nil {
+			return err
+		}
+		cur.Spec.EphemeralContainers = append(cur.Spec.EphemeralContainers, corev1.EphemeralContainer{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "busybox"}})
+		return env.Client.SubResource("ephemeralcontainers").Update(ctx, cur)
+	}
+	refusedBefore := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppod"))
+	why := "pod release-deploy-1-x7k2p runs step deploy (attempt 1) of workflow release and holds its SPIFFE identity and " +
+		"credentials; namespace " + ns + " protects step pods (label custody.dev/protect-step-pods=true), so nobody may "
+	// mallory has the namespace's edit rights, which include exec, attach and port-forward.
+	refused(t, "exec into a step's pod", connect(mallory, step, "exec"), why+"exec into it", "kubectl custody logs")
+	refused(t, "attach to a step's pod", connect(mallory, step, "attach"), why+"attach to it")
+	refused(t, "port-forward to a step's pod", connect(mallory, step, "portforward"), why+"port-forward to it")
+	refused(t, "an ephemeral container in a step's pod, even from a cluster admin", addDebugContainer(step),
+		why+"add an ephemeral container to it")
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppod")) - refusedBefore; got != 4 {
+		t.Errorf("custody_admission_refusals_total{kind=Pod,check=steppod} rose by %v, want 4", got)
+	}
+
+	// As a person sees it (kubectl tries WebSocket, then SPDY: two refusals).
+	out, err := env.Kubectl(t, "-n", ns, "--as", mallory, "--as-group", "system:authenticated", "exec", step.Name, "--", "sh")
+	if err == nil || !strings.Contains(out, `admission webhook "steppods.custody.dev" denied the request: `+why+"exec into it") {
+		t.Errorf("kubectl exec: %v\n%s", err, out)
+	}
+	// Not a step's pod: left to RBAC and the API server.
+	notOurs := func(what string, err error) {
+		t.Helper()
+		if err == nil || strings.Contains(err.Error(), "protects step pods") {
+			t.Errorf("%s: %v, want it past admission (and failing for want of a node)", what, err)
+		}
+	}
+	notOurs("exec into another pod of the protected namespace", connect(mallory, other, "exec"))
+	if err := addDebugContainer(other); err != nil {
+		t.Errorf("an ephemeral container in another pod of the protected namespace: %v", err)
+	}
+
+	// A step pod whose labels someone removed: its ServiceAccount, named in the Workflow's status.
+	relabelled := pod(ns, "invoice-pay-2-a1b2c", "invoice-4711-pay-2-9c1d0e", nil)
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "pay", Phase: custodyv1alpha1.StepRunning, Attempt: 2,
+		ServiceAccountName: "invoice-4711-pay-2-9c1d0e"}}
+	if err := env.Client.Status().Update(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the step pod without labels refused", func() error {
+		err := connect(mallory, relabelled, "exec")
+		if err == nil {
+			return errors.New("exec into it was let through")
+		}
+		if !strings.Contains(err.Error(), "pod invoice-pay-2-a1b2c runs step pay (attempt 2) of workflow invoice-4711") {
+			return fmt.Errorf("exec into it: %w", err)
+		}
+		return nil
+	})
+
+	// A namespace that did not opt in: the webhook is not even called.
+	plain := env.Namespace(t)
+	unprotected := pod(plain, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels)
+	notOurs("exec into a step's pod of a namespace without the label", connect("", unprotected, "exec"))
+}
