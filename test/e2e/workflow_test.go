@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -382,6 +384,47 @@ spec:
 	if want := "Rejected by carol: " + reason; err != nil || !strings.Contains(tree, want) {
 		t.Errorf("get: %v, want %q in\n%s", err, want, tree)
 	}
+}
+
+// TestProtectedStepPods: in a namespace labelled custody.dev/protect-step-pods=true the manager's
+// admission (its own certificate, the configuration as config/webhook installs it) refuses exec
+// into a step's pod, even to a cluster admin, and the run goes on to succeed.
+func TestProtectedStepPods(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	patch := []byte(`{"metadata":{"labels":{"custody.dev/protect-step-pods":"true"}}}`)
+	if err := cluster.Client.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+	wf := createWorkflow(ctx, t, ns, `
+metadata: {name: release}
+spec:
+  steps: [{name: deploy, image: registry.example.com/ci/deploy:1.0}]
+`)
+	var pod string
+	eventually(t, time.Minute, "the step's pod", func() error {
+		var pods corev1.PodList
+		if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{custodyv1alpha1.LabelWorkflow: "release"}); err != nil {
+			return err
+		}
+		if len(pods.Items) == 0 {
+			return errors.New("no pod yet")
+		}
+		pod = pods.Items[0].Name
+		return nil
+	})
+	cs, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cs.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").Name(pod).SubResource("exec").
+		Param("container", "step").Param("command", "sh").Param("stdout", "true").Do(ctx).Error()
+	if want := "pod " + pod + " runs step deploy (attempt 1) of workflow release"; err == nil || !strings.Contains(err.Error(), want) ||
+		!strings.Contains(err.Error(), "so nobody may exec into it") {
+		t.Errorf("exec into the step's pod as a cluster admin: %v, want admission to refuse it (%q)", err, want)
+	}
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 }
 
 // TestPluginPrintsAdmissionWarnings: what admission warns of when `kubectl custody run` creates a
