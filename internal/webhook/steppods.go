@@ -15,12 +15,12 @@ import (
 )
 
 // The step-pod guard: in a namespace that opts in (LabelProtectStepPods), nobody may exec into,
-// attach to, port-forward to or add an ephemeral container to the pod of a step, which holds the
+// attach to, port-forward or proxy to, or add an ephemeral container to the pod of a step, which holds the
 // step's SPIFFE identity and credentials (OWASP NHI10: a person using a non-human identity). The
 // webhook's namespaceSelector (added to the generated configuration by `make manifests`) limits
 // it to those namespaces: it fails closed there, and is never called elsewhere, so an outage of
 // Custody blocks exec only where a namespace asked for this.
-// +kubebuilder:webhook:path=/validate-step-pod-access,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods/exec;pods/attach;pods/portforward;pods/ephemeralcontainers,verbs=connect;update,versions=v1,name=steppods.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-step-pod-access,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods/exec;pods/attach;pods/portforward;pods/proxy;pods/ephemeralcontainers,verbs=connect;update,versions=v1,name=steppods.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
 const (
 	// PathStepPods is the step-pod guard's path.
@@ -44,6 +44,7 @@ var access = map[string]string{
 	"exec":                "exec into",
 	"attach":              "attach to",
 	"portforward":         "port-forward to",
+	"proxy":               "proxy requests to",
 	"ephemeralcontainers": "add an ephemeral container to",
 }
 

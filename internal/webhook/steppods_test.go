@@ -18,11 +18,11 @@ import (
 )
 
 // TestStepPodsAreProtected: in a namespace labelled custody.dev/protect-step-pods=true nobody may
-// exec into, attach to, port-forward to or add an ephemeral container to a step's pod, which holds
-// the step's identity and credentials; the refusal says why and what to do instead. A step pod
-// whose labels were removed is still known by its ServiceAccount (which a pod cannot change) from
-// the Workflow's status. Other pods, and step pods of namespaces that did not opt in, are left to
-// RBAC (here the API server then fails for want of a node: no kubelet runs in this test).
+// exec into, attach to, port-forward or proxy to, or add an ephemeral container to a step's pod,
+// which holds the step's identity and credentials; the refusal says why and what to do instead. A
+// step pod whose labels were removed is still known by its ServiceAccount (which a pod cannot
+// change) from the Workflow's status. Other pods, and step pods of namespaces that did not opt in,
+// are left to RBAC (here the API server then fails for want of a node: no kubelet runs here).
 func TestStepPodsAreProtected(t *testing.T) {
 	ns := team(t)
 	ctx := ctxT(t)
@@ -76,10 +76,11 @@ func TestStepPodsAreProtected(t *testing.T) {
 	refused(t, "exec into a step's pod", connect(mallory, step, "exec"), why+"exec into it", "kubectl custody logs")
 	refused(t, "attach to a step's pod", connect(mallory, step, "attach"), why+"attach to it")
 	refused(t, "port-forward to a step's pod", connect(mallory, step, "portforward"), why+"port-forward to it")
+	refused(t, "the API server's proxy to a step's pod", connect(mallory, step, "proxy"), why+"proxy requests to it")
 	refused(t, "an ephemeral container in a step's pod, even from a cluster admin", addDebugContainer(step),
 		why+"add an ephemeral container to it")
-	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppod")) - refusedBefore; got != 4 {
-		t.Errorf("custody_admission_refusals_total{kind=Pod,check=steppod} rose by %v, want 4", got)
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppod")) - refusedBefore; got != 5 {
+		t.Errorf("custody_admission_refusals_total{kind=Pod,check=steppod} rose by %v, want 5", got)
 	}
 
 	// As a person sees it (kubectl tries WebSocket, then SPDY: two refusals).

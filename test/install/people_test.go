@@ -29,6 +29,8 @@ func TestPeopleRolesGiveNoWayIntoAStep(t *testing.T) {
 		{Resource: "pods", Subresource: "ephemeralcontainers", Verb: "update"},
 		{Resource: "pods", Subresource: "ephemeralcontainers", Verb: "patch"},
 		{Resource: "pods", Subresource: "portforward", Verb: "create"},
+		{Resource: "pods", Subresource: "proxy", Verb: "create"},
+		{Resource: "pods", Subresource: "proxy", Verb: "get"},
 		{Resource: "pods", Verb: "create"},
 		{Group: "batch", Resource: "jobs", Verb: "create"},
 		{Group: "apps", Resource: "deployments", Verb: "create"},
