@@ -55,7 +55,7 @@ const (
 	// ReasonApproved means the approval annotation was recorded.
 	ReasonApproved = "Approved"
 	// ReasonApprovalCleared means a grant's approval was removed because its subjects or credential
-	// changed; it must be approved again.
+	// changed or its expiresAt was moved later; it must be approved again.
 	ReasonApprovalCleared = "ApprovalCleared"
 	// ReasonApprovalNotRequired means the grant does not require an approval.
 	ReasonApprovalNotRequired = "ApprovalNotRequired"
@@ -68,6 +68,11 @@ const (
 	ReasonGrantNotApproved = "GrantNotApproved"
 	// ReasonGrantSuspended means a requested grant is suspended (the kill switch).
 	ReasonGrantSuspended = "GrantSuspended"
+	// ReasonGrantExpired means a requested grant's expiresAt has passed: it issues nothing more.
+	ReasonGrantExpired = "GrantExpired"
+	// ReasonExpired means the grant's expiresAt has passed: it issues nothing, and what it issued
+	// was revoked.
+	ReasonExpired = "Expired"
 	// ReasonGrantNotCovered means a requested grant exists but its subjects do not cover this step.
 	ReasonGrantNotCovered = "GrantNotCovered"
 	// ReasonSourceNotFound means a grant's source Secret or Role does not exist.

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -30,7 +32,8 @@ type CredentialGrantSpec struct {
 	TTL *metav1.Duration `json:"ttl,omitempty"`
 
 	// approval, when required, keeps the grant inactive until an approver approves it with the
-	// annotation approve.custody.dev/grant. Changing subjects or credential clears the approval.
+	// annotation approve.custody.dev/grant. Changing subjects or credential, or moving expiresAt
+	// later (or removing it), clears the approval.
 	// +optional
 	Approval *GrantApproval `json:"approval,omitempty"`
 
@@ -38,6 +41,18 @@ type CredentialGrantSpec struct {
 	// issues no new ones until it is false again.
 	// +optional
 	Suspended bool `json:"suspended,omitempty"`
+
+	// expiresAt ends the grant: from this time (RFC 3339) it issues nothing, and every live
+	// issuance is revoked; no issuance outlives it. For access given for a project, a migration or
+	// an incident, so that it does not outlive its purpose. Moving it later, or removing it,
+	// clears the grant's approval (an approver approved access until then).
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// Expired says whether the grant's expiresAt has come by now.
+func (g *CredentialGrant) Expired(now time.Time) bool {
+	return g.Spec.ExpiresAt != nil && !now.Before(g.Spec.ExpiresAt.Time)
 }
 
 // GrantSubject selects workflows, by name or by labels, and the steps of them that may receive
@@ -313,6 +328,7 @@ type Issuance struct {
 // +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.active`
 // +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspended`
 // +kubebuilder:printcolumn:name="TTL",type=string,JSONPath=`.spec.ttl`
+// +kubebuilder:printcolumn:name="Expires",type=date,priority=1,JSONPath=`.spec.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`

@@ -1016,7 +1016,8 @@ type IssuedCredential struct {
 	// +optional
 	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`
 
-	// revocationReason says why it was revoked (StepEnded, Expired, GrantSuspended, ...).
+	// revocationReason says why it was revoked (AttemptEnded, Expired, GrantWithdrawn, GrantExpired,
+	// ...).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	RevocationReason string `json:"revocationReason,omitempty"`

@@ -99,13 +99,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	var requeue time.Duration
-	conds := conditions(g, refusal)
+	conds := conditions(g, refusal, now)
+	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
+		requeue = end.Sub(now) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
+	}
 	if source != nil {
 		changed := credentials.SourceChanged(source)
 		g.Status.SourceChangedTime = &metav1.Time{Time: changed}
 		c, next := rotation(g, changed, now)
 		conds = append(conds, c)
-		requeue = next
+		if requeue == 0 || (next > 0 && next < requeue) {
+			requeue = next
+		}
 	} else {
 		g.Status.SourceChangedTime = nil
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
@@ -140,12 +145,17 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 	}
 	if before.Status.Approval != nil && g.Status.Approval == nil {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalCleared, "Approve",
-			"Approval by %s cleared (the grant's subjects or credential changed): nothing is issued until it is approved again",
+			"Approval by %s cleared (the grant's subjects, credential or expiry changed): nothing is issued until it is approved again",
 			before.Status.Approval.ApprovedBy)
 	}
 	if !before.Spec.Suspended && g.Spec.Suspended && readyReason(before) != custodyv1alpha1.ReasonSuspended {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonSuspended, "Suspend",
 			"Grant suspended: every live issuance is revoked and none is made")
+	}
+	if readyReason(g) == custodyv1alpha1.ReasonExpired && readyReason(before) != custodyv1alpha1.ReasonExpired {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonExpired, "Expire",
+			"Grant expired at %s (spec.expiresAt): every live issuance is revoked and none is made",
+			g.Spec.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue); c != nil &&
 		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) {
@@ -195,7 +205,7 @@ func readyReason(g *custodyv1alpha1.CredentialGrant) string {
 
 // approval records the grant's approval from its annotation (admission stamps the approver; any
 // other value is recorded as an unverified approval). The record follows the annotation: when
-// admission clears it (the grant's subjects or credential changed), the record goes too.
+// admission clears it (the grant's subjects, credential or expiry changed), the record goes too.
 func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time) {
 	rec, _ := custodyv1alpha1.ParseApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 	if rec == nil {
@@ -213,9 +223,10 @@ func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time)
 }
 
 // conditions are Approved and Ready, and Stalled when the grant cannot issue until someone fixes
-// it (a missing or not grantable source, a kind this version does not issue). kstatus: Ready=True
+// it (a missing or not grantable source, a kind this version does not issue) or removes it (it
+// expired). kstatus: Ready=True
 // is Current, Stalled=True is Failed, anything else (waiting for approval, suspended) InProgress.
-func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal) []metav1.Condition {
+func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal, now time.Time) []metav1.Condition {
 	required := g.Spec.Approval != nil && g.Spec.Approval.Required
 	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonApprovalNotRequired, Message: "The grant does not require an approval"}
@@ -237,6 +248,10 @@ func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal
 	case g.Spec.Suspended:
 		ready.Status, ready.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonSuspended
 		ready.Message = "Suspended: no issuance is made, live ones are revoked"
+	case g.Expired(now):
+		ready.Status, ready.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonExpired
+		ready.Message = fmt.Sprintf("Expired at %s (spec.expiresAt): no issuance is made, live ones are revoked; "+
+			"remove the grant, or move expiresAt later (which needs its approval again)", g.Spec.ExpiresAt.UTC().Format(time.RFC3339))
 	case approved.Status == metav1.ConditionFalse:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, custodyv1alpha1.ReasonWaitingForApproval, approved.Message
 	case refusal != nil:

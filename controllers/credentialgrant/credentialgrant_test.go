@@ -1,6 +1,7 @@
 package credentialgrant
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -36,11 +37,11 @@ func TestRotation(t *testing.T) {
 
 func TestConditions(t *testing.T) {
 	g := secretGrant(nil)
-	conds := conditions(g, nil)
+	conds := conditions(g, nil, time.Now())
 	if conds[0].Status != metav1.ConditionTrue || conds[1].Status != metav1.ConditionTrue || conds[1].Reason != custodyv1alpha1.ReasonActive {
 		t.Errorf("usable grant: %+v", conds)
 	}
-	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"})
+	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"}, time.Now())
 	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonSourceNotGrantable {
 		t.Errorf("source refused: %+v", conds)
 	}
@@ -50,7 +51,7 @@ func TestConditions(t *testing.T) {
 		t.Errorf("source refused, Stalled: %+v", conds)
 	}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
-	conds = conditions(g, nil)
+	conds = conditions(g, nil, time.Now())
 	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval ||
 		conds[0].Message != "Waiting for approval by user bob: kubectl custody approve grant "+g.Name+" (the annotation approve.custody.dev/grant)" {
 		t.Errorf("unapproved: %+v", conds)
@@ -59,7 +60,23 @@ func TestConditions(t *testing.T) {
 		t.Errorf("waiting for approval is not stalled: %+v", conds)
 	}
 	g.Spec.Suspended = true
-	if conds = conditions(g, nil); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
+	if conds = conditions(g, nil, time.Now()); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
 		t.Errorf("suspended: %+v", conds)
+	}
+	// Past its expiresAt a grant waits for nothing that will come: Stalled (Argo CD Degraded), so
+	// that it is removed (or extended, with its approval again).
+	g.Spec.Suspended, g.Spec.Approval = false, nil
+	end := time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)
+	g.Spec.ExpiresAt = &metav1.Time{Time: end}
+	if conds = conditions(g, nil, end.Add(-time.Second)); conds[1].Reason != custodyv1alpha1.ReasonActive {
+		t.Errorf("before its end: %+v", conds)
+	}
+	conds = conditions(g, nil, end)
+	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonExpired ||
+		!strings.HasPrefix(conds[1].Message, "Expired at 2026-12-24T18:00:00Z (spec.expiresAt): no issuance is made") {
+		t.Errorf("at its end: %+v", conds)
+	}
+	if s := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled); s == nil || s.Reason != custodyv1alpha1.ReasonExpired {
+		t.Errorf("expired, Stalled: %+v", conds)
 	}
 }

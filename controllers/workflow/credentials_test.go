@@ -1066,3 +1066,81 @@ spec:
 		return env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: credentials.ResourceName(job2.Name, "erp")}, &corev1.Secret{})
 	})
 }
+
+// TestCredentials_grantExpiresAt: a grant's expiresAt ends what it issued (an issuance expires
+// with the grant, before its ttl; one made before the end was moved earlier goes at the new end)
+// and keeps a step from getting it again; moving the end later lets the step have it.
+func TestCredentials_grantExpiresAt(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	configMapReader(t, ns)
+	secret(t, ns, "api", true, map[string]string{"token": "t"})
+	end := time.Now().Add(8 * time.Second).UTC().Truncate(time.Second)
+	role := grant(t, ns, `
+metadata: {name: incident}
+spec:
+  subjects: [{workflowName: fix, steps: [a]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}
+  expiresAt: "`+end.Format(time.RFC3339)+`"`)
+	api := grant(t, ns, `
+metadata: {name: api}
+spec:
+  subjects: [{workflowName: fix, steps: [a]}]
+  credential: {secret: {name: api, keys: [token]}}
+  expiresAt: "`+time.Now().Add(time.Hour).UTC().Format(time.RFC3339)+`"`)
+	setEnd := func(g *custodyv1alpha1.CredentialGrant, at time.Time) {
+		t.Helper()
+		eventually(t, "grant update", func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			cur.Spec.ExpiresAt = &metav1.Time{Time: at}
+			return env.Client.Update(ctxT(t), cur)
+		})
+	}
+	wf := apply(t, ns, `
+metadata: {name: fix}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1, credentials: [incident, api], retries: {limit: 1, backoff: {duration: 1s}}}`)
+	sa1 := jobOf(t, wf, "a", 1).Spec.Template.Spec.ServiceAccountName
+	waitCan(t, ns, sa1, true)
+	if c := recordOf(get(t, wf), "a", "incident"); c.ExpiresAt == nil || !c.ExpiresAt.UTC().Equal(end) {
+		t.Errorf("the role's issuance expires %v, want with the grant at %s (before its 15m ttl)", c.ExpiresAt, end)
+	}
+	waitCan(t, ns, sa1, false)
+	if time.Now().Before(end) {
+		t.Errorf("the role was revoked at %s, before the grant's end %s", time.Now(), end)
+	}
+	eventually(t, "the role's revocation recorded", func() error {
+		if c := recordOf(get(t, wf), "a", "incident"); c.RevokedAt == nil || c.RevocationReason != "Expired" {
+			return errorf("record %+v, want revoked, Expired", c)
+		}
+		return nil
+	})
+	// The Secret grant's end is moved earlier than its issuance's own (15m ttl): it goes then.
+	setEnd(api, time.Now().Add(2*time.Second))
+	eventually(t, "the copy revoked at the grant's new end", func() error {
+		if c := recordOf(get(t, wf), "a", "api"); c.RevokedAt == nil || c.RevocationReason != "GrantExpired" {
+			return errorf("record %+v, want revoked, GrantExpired", c)
+		}
+		return nil
+	})
+	if st := stepOf(get(t, wf), "a"); st.Phase != custodyv1alpha1.StepRunning {
+		t.Errorf("the step is %s; a grant's end revokes its credential, not the step", st.Phase)
+	}
+	// A retry waits for a grant that ended, saying so.
+	fail(t, wf, "a", 1)
+	eventually(t, "the retry waits for the ended grant", func() error {
+		st := stepOf(get(t, wf), "a")
+		if st.Reason != custodyv1alpha1.ReasonGrantExpired || !strings.Contains(st.Message, "CredentialGrant incident expired at "+
+			end.Format(time.RFC3339)+" (spec.expiresAt)") {
+			return errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	setEnd(role, time.Now().Add(time.Hour))
+	setEnd(api, time.Now().Add(time.Hour))
+	waitCan(t, ns, jobOf(t, wf, "a", 2).Spec.Template.Spec.ServiceAccountName, true)
+}

@@ -315,7 +315,7 @@ func (r *Reconciler) svidProperties(ctx context.Context, wf *custodyv1alpha1.Wor
 			}
 			continue
 		}
-		if credentials.Kind(g) == custodyv1alpha1.CredentialKindSPIFFE && credentials.Check(name, g, wf, a.Step) == nil {
+		if credentials.Kind(g) == custodyv1alpha1.CredentialKindSPIFFE && credentials.Check(name, g, wf, a.Step, r.Clock.Now()) == nil {
 			props.Add(g)
 		}
 	}

@@ -35,9 +35,12 @@ import (
 
 // Revocation reasons (metrics and audit lines).
 const (
-	revokedAttemptEnded    = "AttemptEnded"
-	revokedExpired         = "Expired"
-	revokedGrantChanged    = "GrantWithdrawn"
+	revokedAttemptEnded = "AttemptEnded"
+	revokedExpired      = "Expired"
+	revokedGrantChanged = "GrantWithdrawn"
+	// revokedGrantExpired: the grant's expiresAt came before the issuance's own end (it was moved
+	// earlier after the issuance; an issuance made under it already ends by then: Expired).
+	revokedGrantExpired    = "GrantExpired"
 	revokedDeleted         = "WorkflowDeleted"
 	revokedSourceWithdrawn = "SourceWithdrawn"
 	// revokedUnrecorded: a RoleBinding no record accounts for (its issuance was never saved).
@@ -57,7 +60,7 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 		} else if err != nil {
 			return nil, nil, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
 		}
-		if refusal := credentials.Check(name, g, s.wf, step.Name); refusal != nil {
+		if refusal := credentials.Check(name, g, s.wf, step.Name, s.now); refusal != nil {
 			return nil, refusal, nil
 		}
 		if g.Spec.Credential.SPIFFE != nil && !r.Identity.Enabled() {
@@ -319,6 +322,12 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 	if g.Spec.Suspended || !credentials.Covers(g, s.wf, st.Name) || credentials.Kind(g) != c.Kind {
 		return revokedGrantChanged, nil, nil, nil
 	}
+	if g.Expired(s.now) {
+		return revokedGrantExpired, nil, nil, nil
+	}
+	if end := g.Spec.ExpiresAt; end != nil {
+		s.requeueAt(end.Time) // moved earlier than the issuance's own expiry
+	}
 	if c.Kind != custodyv1alpha1.CredentialKindSecret {
 		return "", g, nil, nil
 	}
@@ -346,6 +355,7 @@ func (r *Reconciler) revokeCredential(ctx context.Context, s *scope, st *custody
 		return err
 	}
 	c.RevokedAt = &metav1.Time{Time: s.now}
+	c.RevocationReason = reason
 	kind := string(c.Kind)
 	since := s.now
 	if c.ExpiresAt != nil && reason == revokedExpired {

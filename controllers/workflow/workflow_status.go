@@ -220,7 +220,7 @@ func equalStatus(a, b custodyv1alpha1.WorkflowStatus) bool {
 // grantReasons are the reasons a step waits for a usable CredentialGrant (or imagePullSecret).
 var grantReasons = map[string]bool{
 	custodyv1alpha1.ReasonGrantNotFound: true, custodyv1alpha1.ReasonGrantNotCovered: true,
-	custodyv1alpha1.ReasonGrantSuspended: true, custodyv1alpha1.ReasonGrantNotApproved: true,
+	custodyv1alpha1.ReasonGrantSuspended: true, custodyv1alpha1.ReasonGrantNotApproved: true, custodyv1alpha1.ReasonGrantExpired: true,
 	credentials.ReasonKindNotSupported: true, ReasonIdentityNotConfigured: true,
 	custodyv1alpha1.ReasonSourceNotFound: true, custodyv1alpha1.ReasonSourceNotGrantable: true,
 	custodyv1alpha1.ReasonImagePullSecretNotUsable: true,

@@ -105,6 +105,7 @@ spec:
   subjects: [{workflowName: pay-invoice-4711, steps: [post-payment], images: ["registry.example.com/erp-client@sha256:*"]}]
   credential: {secret: {name: erp-api, keys: [token]}}
   approval: {required: true, approvers: {groups: [finance-controllers]}}
+  expiresAt: "2027-03-29T12:00:00Z"
 status:
   active: 1
   approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z"}
@@ -118,6 +119,7 @@ spec:
   subjects: [{workflowSelector: {matchLabels: {team: finance}}, steps: [post-payment, reconcile]}]
   credential: {kubernetesRole: {kind: Role, name: ledger-writer}}
   ttl: 10m
+  expiresAt: "2026-11-01T00:00:00Z"
 status:
   conditions:
   - {type: Ready, status: "False", reason: Suspended, message: suspended, lastTransitionTime: "2026-11-29T11:50:00Z"}`)

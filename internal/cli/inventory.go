@@ -53,6 +53,7 @@ type Grant struct {
 	Suspended         bool                           `json:"suspended"`
 	Ready             string                         `json:"ready"`
 	Active            int32                          `json:"active"`
+	ExpiresAt         *metav1.Time                   `json:"expiresAt,omitempty"`
 	SourceChangedTime *metav1.Time                   `json:"sourceChangedTime,omitempty"`
 	RotationOverdue   bool                           `json:"rotationOverdue"`
 }
@@ -141,7 +142,7 @@ func key(i Issuance) string {
 
 func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	out := Grant{Namespace: g.Namespace, Name: g.Name, Kind: credentials.Kind(g), Suspended: g.Spec.Suspended,
-		Active: g.Status.Active, SourceChangedTime: g.Status.SourceChangedTime, Subjects: []string{}}
+		Active: g.Status.Active, ExpiresAt: g.Spec.ExpiresAt, SourceChangedTime: g.Status.SourceChangedTime, Subjects: []string{}}
 	for _, s := range g.Spec.Subjects {
 		who := s.WorkflowName
 		if s.WorkflowSelector != nil {
@@ -194,7 +195,7 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 	}
 	_, _ = fmt.Fprintf(tw, "\nGRANTS: %d\n", len(inv.Grants))
 	if len(inv.Grants) > 0 {
-		_, _ = fmt.Fprintf(tw, "%sNAME\tKIND\tSUBJECTS\tAPPROVAL\tREADY\tACTIVE\tSOURCE AGE\tROTATION\n", nsHead)
+		_, _ = fmt.Fprintf(tw, "%sNAME\tKIND\tSUBJECTS\tAPPROVAL\tREADY\tACTIVE\tENDS\tSOURCE AGE\tROTATION\n", nsHead)
 		for _, g := range inv.Grants {
 			src := "-"
 			if g.SourceChangedTime != nil {
@@ -204,8 +205,15 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			if g.RotationOverdue {
 				rot = "OVERDUE"
 			}
-			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", nsCol(g.Namespace), g.Name, g.Kind, strings.Join(g.Subjects, " "),
-				g.Approval, g.Ready, g.Active, src, rot)
+			ends := "never"
+			if g.ExpiresAt != nil {
+				ends = "in " + age(g.ExpiresAt.Sub(now))
+				if !now.Before(g.ExpiresAt.Time) {
+					ends = "ENDED " + g.ExpiresAt.UTC().Format(time.DateOnly)
+				}
+			}
+			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, g.Kind, strings.Join(g.Subjects, " "),
+				g.Approval, g.Ready, g.Active, ends, src, rot)
 		}
 	}
 	if len(inv.Standing) == 0 {

@@ -145,8 +145,7 @@ type Refusal struct {
 func (r *Refusal) Error() string { return r.Message }
 
 // Check says whether grant g (nil when it does not exist) lets the step hold its credential now.
-// approved says whether the grant's approval (if required) was recorded.
-func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) *Refusal {
+func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string, now time.Time) *Refusal {
 	switch {
 	case g == nil:
 		return &Refusal{custodyv1alpha1.ReasonGrantNotFound, fmt.Sprintf("CredentialGrant %s does not exist in namespace %s", name, wf.Namespace)}
@@ -158,6 +157,9 @@ func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.
 		return &Refusal{custodyv1alpha1.ReasonGrantNotCovered, msg}
 	case g.Spec.Suspended:
 		return &Refusal{custodyv1alpha1.ReasonGrantSuspended, fmt.Sprintf("CredentialGrant %s is suspended", name)}
+	case g.Expired(now):
+		return &Refusal{custodyv1alpha1.ReasonGrantExpired, fmt.Sprintf("CredentialGrant %s expired at %s (spec.expiresAt)", name,
+			g.Spec.ExpiresAt.UTC().Format(time.RFC3339))}
 	case g.Spec.Approval != nil && g.Spec.Approval.Required && !Approved(g):
 		return &Refusal{custodyv1alpha1.ReasonGrantNotApproved, fmt.Sprintf("CredentialGrant %s requires an approval it does not have", name)}
 	case !slices.Contains(Supported, Kind(g)):
@@ -170,12 +172,17 @@ func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.
 // ReasonKindNotSupported means the grant's credential kind is not issued by this version.
 const ReasonKindNotSupported = "KindNotSupported"
 
-// ExpiresAt is when an issuance made at issued expires under the grant's ttl (zero: no ttl).
+// ExpiresAt is when an issuance made at issued expires under the grant's ttl and expiresAt,
+// whichever comes first (zero: neither is set).
 func ExpiresAt(g *custodyv1alpha1.CredentialGrant, issued time.Time) time.Time {
-	if g.Spec.TTL == nil {
-		return time.Time{}
+	var exp time.Time
+	if g.Spec.TTL != nil {
+		exp = issued.Add(g.Spec.TTL.Duration)
 	}
-	return issued.Add(g.Spec.TTL.Duration)
+	if end := g.Spec.ExpiresAt; end != nil && (exp.IsZero() || end.Before(&metav1.Time{Time: exp})) {
+		exp = end.Time
+	}
+	return exp
 }
 
 // ResourceName is the name of what an attempt holds under a grant: the attempt's name (at most 63

@@ -83,7 +83,7 @@ func TestCovers_images(t *testing.T) {
 	if Covers(exact, unresolved, "post") {
 		t.Error("covers a step whose image is not known")
 	}
-	r := Check("g", exact, run("registry.example.com/erp-client:2.0"), "post")
+	r := Check("g", exact, run("registry.example.com/erp-client:2.0"), "post", time.Now())
 	if r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotCovered ||
 		r.Message != `CredentialGrant g does not allow step post of workflow pay to run image "registry.example.com/erp-client:2.0"` {
 		t.Errorf("refusal %+v", r)
@@ -116,10 +116,10 @@ func TestCovers_forEach(t *testing.T) {
 		}
 	}
 	// Admission checks the run's steps as written: the forEach step itself, by the image its items run.
-	if Check("g", whole, w, "deploy") != nil {
+	if Check("g", whole, w, "deploy", time.Now()) != nil {
 		t.Error("the grant does not cover the forEach step as written")
 	}
-	if r := Check("g", wrongImage, w, "deploy"); r == nil || !strings.Contains(r.Message, `to run image "registry.example.com/deployer:3"`) {
+	if r := Check("g", wrongImage, w, "deploy", time.Now()); r == nil || !strings.Contains(r.Message, `to run image "registry.example.com/deployer:3"`) {
 		t.Errorf("refusal %+v, want one naming the image the items run", r)
 	}
 }
@@ -144,30 +144,30 @@ func TestImageAllowed(t *testing.T) {
 func TestCheckOrder(t *testing.T) {
 	w := wf("pay", nil)
 	g := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}})
-	if r := Check("g", nil, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotFound {
+	if r := Check("g", nil, w, "post", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotFound {
 		t.Errorf("missing grant: %+v", r)
 	}
-	if r := Check("g", g, w, "post"); r != nil {
+	if r := Check("g", g, w, "post", time.Now()); r != nil {
 		t.Errorf("usable grant refused: %+v", r)
 	}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
-	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
+	if r := Check("g", g, w, "post", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
 		t.Errorf("unapproved grant: %+v", r)
 	}
 	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "alice"}
 	// Recorded in status, but admission already removed the annotation (subjects changed).
-	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
+	if r := Check("g", g, w, "post", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
 		t.Errorf("grant whose approval annotation was cleared: %+v", r)
 	}
 	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"alice"}`}
-	if r := Check("g", g, w, "post"); r != nil {
+	if r := Check("g", g, w, "post", time.Now()); r != nil {
 		t.Errorf("approved grant refused: %+v", r)
 	}
 	g.Spec.Suspended = true
-	if r := Check("g", g, w, "post"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantSuspended || !strings.Contains(r.Message, "g") {
+	if r := Check("g", g, w, "post", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantSuspended || !strings.Contains(r.Message, "g") {
 		t.Errorf("suspended grant: %+v", r)
 	}
-	if r := Check("g", g, w, "other"); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotCovered {
+	if r := Check("g", g, w, "other", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotCovered {
 		t.Errorf("uncovered step: %+v", r)
 	}
 }
@@ -247,5 +247,40 @@ func TestResourceNameDiffersPerGrant(t *testing.T) {
 	a, b := ResourceName("pay-post-1-abcdef", "erp"), ResourceName("pay-post-1-abcdef", "vault")
 	if a == b || !strings.HasPrefix(a, "pay-post-1-abcdef-g") || len(a) > 63+8 {
 		t.Errorf("names %q %q", a, b)
+	}
+}
+
+// TestGrantExpiry: from its expiresAt a grant lets no step hold its credential, and no issuance
+// outlives it: an issuance expires at the earlier of its ttl and the grant's end.
+func TestGrantExpiry(t *testing.T) {
+	g := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}})
+	g.Spec.TTL = &metav1.Duration{Duration: 15 * time.Minute}
+	end := time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)
+	g.Spec.ExpiresAt = &metav1.Time{Time: end}
+	run := wf("pay", nil)
+	if r := Check("g", g, run, "post", end.Add(-time.Second)); r != nil {
+		t.Errorf("a second before the end: %+v, want allowed", r)
+	}
+	r := Check("g", g, run, "post", end)
+	if r == nil || r.Reason != custodyv1alpha1.ReasonGrantExpired || r.Message != "CredentialGrant g expired at 2026-12-24T18:00:00Z (spec.expiresAt)" {
+		t.Errorf("at the end: %+v, want GrantExpired naming the time", r)
+	}
+	for _, c := range []struct {
+		issued, want time.Time
+	}{
+		{end.Add(-time.Hour), end.Add(-45 * time.Minute)}, // the ttl comes first
+		{end.Add(-10 * time.Minute), end},                 // the grant's end comes first
+	} {
+		if got := ExpiresAt(g, c.issued); !got.Equal(c.want) {
+			t.Errorf("issued %s: expires %s, want %s", c.issued, got, c.want)
+		}
+	}
+	g.Spec.TTL = nil
+	if got := ExpiresAt(g, end.Add(-time.Hour)); !got.Equal(end) {
+		t.Errorf("without a ttl: expires %s, want the grant's end %s", got, end)
+	}
+	g.Spec.ExpiresAt = nil
+	if got := ExpiresAt(g, end); !got.IsZero() {
+		t.Errorf("without either: expires %s, want never", got)
 	}
 }

@@ -203,7 +203,8 @@ var stepsBlockedDesc = prometheus.NewDesc("custody_steps_blocked",
 // series (an alert can say "> 0 for 15m").
 var blockedReasons = append(slices.Clone(custodyv1alpha1.StepReasonsStuck),
 	custodyv1alpha1.ReasonGrantNotFound, custodyv1alpha1.ReasonGrantNotCovered,
-	custodyv1alpha1.ReasonGrantSuspended, custodyv1alpha1.ReasonGrantNotApproved, custodyv1alpha1.ReasonSourceNotFound,
+	custodyv1alpha1.ReasonGrantSuspended, custodyv1alpha1.ReasonGrantNotApproved, custodyv1alpha1.ReasonGrantExpired,
+	custodyv1alpha1.ReasonSourceNotFound,
 	custodyv1alpha1.ReasonSourceNotGrantable, custodyv1alpha1.ReasonImagePullSecretNotUsable, custodyv1alpha1.ReasonWaitingForApproval,
 )
 

@@ -4,7 +4,7 @@
 //   - The mutating webhook records the creator of every Workflow and CredentialGrant in
 //     custody.dev/created-by, stamps every new approval or rejection annotation with the
 //     approver's authenticated name and the time (a rejection keeps its reason), and clears a
-//     grant's approval when its subjects or credential change.
+//     grant's approval when its subjects or credential change or its expiry is extended.
 //   - The validating webhook keeps the creator annotation unchangeable, allows an approval or a
 //     rejection only from a listed approver who is not the creator (four-eyes), only while the
 //     step waits and not both, and never lets one be changed or withdrawn, refuses a
@@ -191,10 +191,12 @@ func (h *handler) objects(req admission.Request) (cur, old *object, err error) {
 	return cur, old, nil
 }
 
-// materialChange says whether an update changes what a grant hands out or to whom; such a change
-// clears its approval and is checked for escalation again.
+// materialChange says whether an update changes what a grant hands out, to whom, or extends how
+// long it lasts (expiresAt later, or removed); such a change clears its approval and is checked
+// for escalation again. Moving expiresAt earlier only takes away.
 func materialChange(cur, old *custodyv1alpha1.CredentialGrant) bool {
-	return !equality.Semantic.DeepEqual(cur.Spec.Subjects, old.Spec.Subjects) ||
+	extended := old.Spec.ExpiresAt != nil && (cur.Spec.ExpiresAt == nil || old.Spec.ExpiresAt.Before(cur.Spec.ExpiresAt))
+	return extended || !equality.Semantic.DeepEqual(cur.Spec.Subjects, old.Spec.Subjects) ||
 		!equality.Semantic.DeepEqual(cur.Spec.Credential, old.Spec.Credential)
 }
 
@@ -230,7 +232,7 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 			k := custodyv1alpha1.AnnotationApproveGrant
 			if v, ok := old.meta.Annotations[k]; ok && ann[k] == v {
 				remove = append(remove, k)
-				warnings = append(warnings, "this change to the grant's subjects or credential cleared its approval "+
+				warnings = append(warnings, "this change to the grant's subjects, credential or expiry cleared its approval "+
 					"by "+stampedBy(k, v)+": an approver must approve it again before it issues anything")
 			}
 		}
@@ -758,7 +760,7 @@ func forEachItems(steps []custodyv1alpha1.Step, wf *custodyv1alpha1.Workflow, st
 }
 
 // grantWarnings says which grants a new run requests would keep a step waiting as things stand:
-// grants that do not exist, or do not cover the step (its workflow, name or image). They are
+// grants that do not exist, do not cover the step (its workflow, name or image), or expired. They are
 // warnings, not refusals: a grant may be created or changed after the run, as GitOps tools apply
 // in any order, and the step waits until then. They are best effort: a grant that cannot be read
 // (a namespace the controller does not watch) is not warned about, and never fails the request.
@@ -795,8 +797,9 @@ func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alp
 			if !l.ok {
 				continue
 			}
-			r := credentials.Check(name, l.grant, run, st.Name)
-			if r != nil && (r.Reason == custodyv1alpha1.ReasonGrantNotFound || r.Reason == custodyv1alpha1.ReasonGrantNotCovered) {
+			r := credentials.Check(name, l.grant, run, st.Name, h.now())
+			if r != nil && (r.Reason == custodyv1alpha1.ReasonGrantNotFound || r.Reason == custodyv1alpha1.ReasonGrantNotCovered ||
+				r.Reason == custodyv1alpha1.ReasonGrantExpired) {
 				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
 			}
 		}
