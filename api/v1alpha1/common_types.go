@@ -157,6 +157,6 @@ func ParseRejection(v string) (rec *RejectionRecord, stamped bool) {
 	} else {
 		stamped = true
 	}
-	rec.Reason = clip(strings.Join(strings.Fields(rec.Reason), " "), MaxRejectReasonLength)
+	rec.Reason = personsReason(rec.Reason, MaxRejectReasonLength)
 	return rec, stamped
 }

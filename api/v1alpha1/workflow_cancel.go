@@ -26,5 +26,11 @@ func (wf *Workflow) CancelledAs() string {
 // CancelReason is a cancel reason as messages show it: on one line, and clipped to
 // MaxCancelReasonLength (admission refuses longer ones; without it anything may be written).
 func CancelReason(v string) string {
-	return clip(strings.Join(strings.Fields(v), " "), MaxCancelReasonLength)
+	return personsReason(v, MaxCancelReasonLength)
+}
+
+// personsReason is what a person wrote as a reason (a cancel's, a rejection's) as status, Events
+// and audit lines show it: on one line, and clipped to n characters.
+func personsReason(v string, n int) string {
+	return clip(strings.Join(strings.Fields(v), " "), n)
 }
