@@ -55,3 +55,40 @@ func TestCheckResultPatterns(t *testing.T) {
 		t.Errorf("a result that does not match: %v", err)
 	}
 }
+
+// TestPatternMayBeginWith: whether a pattern lets a value begin with "-" (an option, where the
+// value is an argument of its own) is read from the pattern, not guessed from its text.
+func TestPatternMayBeginWith(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		may     bool
+	}{
+		{`[A-Za-z0-9._/-]+`, true},
+		{`[A-Za-z0-9][A-Za-z0-9._/-]*`, false},
+		{`v[0-9]+\.[0-9]+\.[0-9]+`, false},
+		{`sha256:[0-9a-f]{64}`, false},
+		{`.*`, true},
+		{`.+`, true},
+		{`-?[0-9]+`, true},
+		{`[0-9]*-x`, true},
+		{`x*-?`, true},
+		{`(x{0})-`, true},
+		{`(eu|us|-all)`, true},
+		{`(eu|us)-[0-9]`, false},
+		{`[^a-z]+`, true},
+		{`[^-a-z]+`, false},
+		{`\-x`, true},
+		{`(?i)abc`, false},
+		{`^v[0-9]$`, false},
+		{`[[:alnum:]]+`, false},
+		{`\PL+`, true},
+		{`(`, true}, // does not parse: anything
+	} {
+		if got := PatternMayBeginWith(tc.pattern, '-'); got != tc.may {
+			t.Errorf("PatternMayBeginWith(%q, '-') = %v, want %v", tc.pattern, got, tc.may)
+		}
+	}
+	if !PatternMayBeginWith(`(?i)abc`, 'A') || PatternMayBeginWith(`abc`, 'A') {
+		t.Errorf("(?i) should let abc begin with A, and only (?i)")
+	}
+}

@@ -363,11 +363,11 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 			warnings = append(warnings, fmt.Sprintf("spec.reuseFrom: not checked: whether workflow %s can be reused is known "+
 				"only in the cluster", obj.Spec.ReuseFrom))
 		}
-		warnings = append(warnings, webhook.ScriptWarnings(field.NewPath("spec"), obj.Spec.Steps, obj.Spec.Finally, nil)...)
+		warnings = append(warnings, webhook.ValueWarnings(field.NewPath("spec"), obj.Spec.Steps, obj.Spec.Finally, nil)...)
 	case *custodyv1alpha1.WorkflowTemplate:
 		errs = webhook.ValidateWorkflowTemplateSpec(&obj.Spec)
 		errs = append(errs, webhook.LiteralErrors(webhook.TemplateLiterals(&obj.Spec), nil)...)
-		warnings = webhook.ScriptWarnings(field.NewPath("spec"), obj.Spec.Steps, obj.Spec.Finally,
+		warnings = webhook.ValueWarnings(field.NewPath("spec"), obj.Spec.Steps, obj.Spec.Finally,
 			append([]custodyv1alpha1.ParameterSpec{}, obj.Spec.Parameters...))
 	case *custodyv1alpha1.CronWorkflow:
 		ws := &obj.Spec.WorkflowSpec
@@ -375,7 +375,7 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 		errs = append(errs, webhook.LiteralErrors(webhook.WorkflowLiterals(field.NewPath("spec", "workflowSpec"), ws), nil)...)
 		e, w := runOfTemplate(field.NewPath("spec", "workflowSpec"), ws, o.namespace, templates)
 		errs, warnings = append(errs, e...), w
-		warnings = append(warnings, webhook.ScriptWarnings(field.NewPath("spec", "workflowSpec"), ws.Steps, ws.Finally, nil)...)
+		warnings = append(warnings, webhook.ValueWarnings(field.NewPath("spec", "workflowSpec"), ws.Steps, ws.Finally, nil)...)
 	case *custodyv1alpha1.CredentialGrant:
 		errs = webhook.ValidateGrantReferences(&obj.Spec)
 	}

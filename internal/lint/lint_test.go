@@ -315,6 +315,19 @@ spec:
 		t.Errorf("a script with a constrained parameter in it: problems %v, want none", res.Problems)
 	}
 
+	// One that passes it as an argument of its own is warned of too: a value may begin with "-".
+	if res := lintString(t, l, `
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: checkout}
+spec:
+  parameters: [{name: branch}]
+  steps: [{name: checkout, image: example.com/git:2, args: [checkout, "$(params.branch)"]}]`); res.Errors() != 0 ||
+		len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), `test.yaml: WorkflowTemplate checkout: warning: `+
+		`spec.steps[0]: step "checkout" passes $(params.branch) as an argument of its own`) {
+		t.Errorf("an argument that is a parameter: problems %v, want one warning", res.Problems)
+	}
+
 	// Other kinds are skipped; what needs the cluster is a warning, not an error.
 	res = lintString(t, l, `
 apiVersion: v1

@@ -50,8 +50,9 @@ spec: {workflowTemplateRef: {name: release}, parameters: [{name: version, value:
 }
 
 // TestScriptsThatSpliceValuesAreWarnedOf: a template whose step runs a shell script with a
-// parameter anyone who runs it may choose replaced in it is admitted with a warning that says how
-// to fix it; passing the value through env, or constraining it, leaves nothing to warn of.
+// parameter anyone who runs it may choose replaced in it, or passes it as an argument that an
+// option could be, is admitted with a warning that says how to fix it; passing the value through
+// env, or constraining it, leaves nothing to warn of.
 func TestScriptsThatSpliceValuesAreWarnedOf(t *testing.T) {
 	ns := team(t)
 	template := func(name, param, step string) string {
@@ -85,5 +86,21 @@ spec:
 			`command: [bash, -euo, pipefail, -c], args: ["git checkout $(params.branch) && deploy \"$DIGEST\""]}`)
 	if strings.Contains(out, "Warning:") {
 		t.Errorf("kubectl printed:\n%s\nwant no warning: the parameter has a pattern and the result comes through env", out)
+	}
+
+	// A value passed as an argument of its own is read as an option if it begins with "-": a
+	// pattern that lets it is warned of, one that does not is not.
+	out = template("deploy-3", "{name: branch, pattern: '[A-Za-z0-9._/-]+'}",
+		`{name: deploy, image: busybox, dependsOn: [build], args: [checkout, "$(params.branch)"]}`)
+	if want := `Warning: spec.steps[1]: step "deploy" passes $(params.branch) as an argument of its own: a value that begins ` +
+		`with - would be read as an option (git's --upload-pack=COMMAND runs COMMAND), with the step's credentials. Put "--" ` +
+		`before the arguments that are not options, if the program takes it, or limit the parameter with allowedValues or a ` +
+		`pattern that cannot begin with -`; !strings.Contains(out, want) {
+		t.Errorf("kubectl printed:\n%s\nwant a line with %q", out, want)
+	}
+	out = template("deploy-4", "{name: branch, pattern: '[A-Za-z0-9][A-Za-z0-9._/-]*'}",
+		`{name: deploy, image: busybox, dependsOn: [build], args: [checkout, "$(params.branch)"]}`)
+	if strings.Contains(out, "Warning:") {
+		t.Errorf("kubectl printed:\n%s\nwant no warning: the pattern keeps the value from beginning with -", out)
 	}
 }

@@ -23,22 +23,32 @@ var inlineCode = map[string]struct {
 	"ruby": {'e', false},
 }
 
-// ScriptWarnings says where a step's command line runs a script (sh -c SCRIPT, python -c CODE) into which a
-// value nothing constrains is replaced: a step result without a pattern and, in a template (params
-// not nil), a parameter without allowedValues or a pattern, which whoever runs the template
-// chooses. Such a value with `;` or `$(...)` in it runs as commands, with the step's credentials.
-// An inline Workflow's parameters are its author's own and are not reported. specPath is the
-// path of the spec ("spec", or "spec.workflowSpec" of a CronWorkflow).
-func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step, params []custodyv1alpha1.ParameterSpec) []string {
-	constrained := map[string]bool{}
+// ValueWarnings says where a step's command line lets a value nothing constrains change what the
+// step does: a step result without a pattern and, in a template (params not nil), a parameter
+// without allowedValues or a pattern, which whoever runs the template chooses. An inline
+// Workflow's parameters are its author's own and are not reported. specPath is the path of the
+// spec ("spec", or "spec.workflowSpec" of a CronWorkflow). Two ways are reported:
+//
+//   - a script (sh -c SCRIPT, python -c CODE) with the value replaced in it: one with ; or $(...)
+//     runs as commands, with the step's credentials;
+//   - an argument that begins with the value (args: [checkout, "$(params.branch)"]) and that no
+//     "--" comes before: one that begins with "-" is read as an option (git's --upload-pack=CMD
+//     runs CMD), unless the value is kept from beginning with "-" (no allowed value does, the
+//     pattern cannot).
+func ValueWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step, params []custodyv1alpha1.ParameterSpec) []string {
+	v := values{params: params != nil, constrained: map[string]bool{}, noDash: map[string]bool{},
+		patterned: map[[2]string]bool{}, resultNoDash: map[[2]string]bool{}}
 	for _, p := range params {
-		constrained[p.Name] = len(p.AllowedValues) > 0 || p.Pattern != ""
+		v.constrained[p.Name] = len(p.AllowedValues) > 0 || p.Pattern != ""
+		v.noDash[p.Name] = v.constrained[p.Name] && noneBeginWithDash(p.AllowedValues) &&
+			(len(p.AllowedValues) > 0 || !custodyv1alpha1.PatternMayBeginWith(p.Pattern, '-'))
 	}
-	patterned := map[[2]string]bool{}
 	for _, list := range [][]custodyv1alpha1.Step{custodyv1alpha1.ExpandForEach(steps), custodyv1alpha1.ExpandForEach(finally)} {
 		for _, st := range list {
 			for _, r := range st.Results {
-				patterned[[2]string{st.Name, r.Name}] = r.Pattern != ""
+				k := [2]string{st.Name, r.Name}
+				v.patterned[k] = r.Pattern != ""
+				v.resultNoDash[k] = r.Pattern != "" && !custodyv1alpha1.PatternMayBeginWith(r.Pattern, '-')
 			}
 		}
 	}
@@ -48,32 +58,104 @@ func ScriptWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step,
 		steps []custodyv1alpha1.Step
 	}{{fieldSteps, steps}, {fieldFinally, finally}} {
 		for i, st := range list.steps {
-			program, script, ok := inlineScript(append(append([]string{}, st.Command...), st.Args...))
-			if !ok {
+			at := specPath.Child(list.name).Index(i)
+			argv := append(append([]string{}, st.Command...), st.Args...)
+			if program, script, ok := inlineScript(argv); ok {
+				warnings = append(warnings, v.scriptWarnings(at, st.Name, program, script)...)
 				continue
 			}
-			seen := map[string]bool{}
-			for _, r := range expr.Refs(script) {
-				var fix string
-				switch {
-				case r.Param != "" && params != nil && !constrained[r.Param]:
-					fix = "or limit the parameter with allowedValues or a pattern"
-				case r.Result != "" && !patterned[[2]string{r.Step, r.Result}]:
-					fix = "or give the result a pattern"
-				default:
-					continue
-				}
-				if seen[r.String()] {
-					continue
-				}
-				seen[r.String()] = true
-				warnings = append(warnings, fmt.Sprintf("%s: step %q replaces %s in the script it runs with %q: a value with ; or $(...) "+
-					"in it would run as commands, with the step's credentials. Pass it in env instead and read it from there (quoted, "+
-					"\"$VALUE\", in a shell), %s", specPath.Child(list.name).Index(i), st.Name, r, program, fix))
+			if len(st.Command) > 0 {
+				argv = argv[1:] // the program itself
 			}
+			warnings = append(warnings, v.optionWarnings(at, st.Name, argv)...)
 		}
 	}
 	return warnings
+}
+
+// values is what ValueWarnings knows of the values a step may be given.
+type values struct {
+	// params: the parameters are a template's, which whoever runs it gives.
+	params bool
+	// constrained: a parameter has allowedValues or a pattern; noDash: they keep it from
+	// beginning with "-".
+	constrained, noDash map[string]bool
+	// patterned: a result (step, name) has a pattern; resultNoDash: it keeps the result from
+	// beginning with "-".
+	patterned, resultNoDash map[[2]string]bool
+}
+
+// scriptWarnings warns of the unconstrained values replaced in a script.
+func (v values) scriptWarnings(at *field.Path, step, program, script string) []string {
+	var warnings []string
+	seen := map[string]bool{}
+	for _, r := range expr.Refs(script) {
+		var fix string
+		switch {
+		case r.Param != "" && v.params && !v.constrained[r.Param]:
+			fix = "or limit the parameter with allowedValues or a pattern"
+		case r.Result != "" && !v.patterned[[2]string{r.Step, r.Result}]:
+			fix = "or give the result a pattern"
+		default:
+			continue
+		}
+		if seen[r.String()] {
+			continue
+		}
+		seen[r.String()] = true
+		warnings = append(warnings, fmt.Sprintf("%s: step %q replaces %s in the script it runs with %q: a value with ; or $(...) "+
+			"in it would run as commands, with the step's credentials. Pass it in env instead and read it from there (quoted, "+
+			"\"$VALUE\", in a shell), %s", at, step, r, program, fix))
+	}
+	return warnings
+}
+
+// optionWarnings warns of the arguments (argv without the program) that begin with a value that
+// may begin with "-". An argument after "--" is not an option; one right after an option without
+// "=" (--branch VALUE) is taken to be that option's value.
+func (v values) optionWarnings(at *field.Path, step string, argv []string) []string {
+	var warnings []string
+	seen := map[string]bool{}
+	for i, a := range argv {
+		if a == "--" {
+			break
+		}
+		refs := expr.Refs(a)
+		if len(refs) == 0 || !strings.HasPrefix(a, refs[0].String()) {
+			continue
+		}
+		if i > 0 && len(argv[i-1]) > 1 && argv[i-1][0] == '-' && !strings.Contains(argv[i-1], "=") {
+			continue
+		}
+		r := refs[0]
+		var fix string
+		switch {
+		case r.Param != "" && v.params && !v.noDash[r.Param]:
+			fix = "or limit the parameter with allowedValues or a pattern that cannot begin with -"
+		case r.Result != "" && !v.resultNoDash[[2]string{r.Step, r.Result}]:
+			fix = "or give the result a pattern that cannot begin with -"
+		default:
+			continue
+		}
+		if seen[r.String()] {
+			continue
+		}
+		seen[r.String()] = true
+		warnings = append(warnings, fmt.Sprintf("%s: step %q passes %s as an argument of its own: a value that begins with - would "+
+			"be read as an option (git's --upload-pack=COMMAND runs COMMAND), with the step's credentials. Put \"--\" before the "+
+			"arguments that are not options, if the program takes it, %s", at, step, r, fix))
+	}
+	return warnings
+}
+
+// noneBeginWithDash says whether no value of the list begins with "-".
+func noneBeginWithDash(list []string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, "-") {
+			return false
+		}
+	}
+	return true
 }
 
 // inlineScript finds the code a command line (command, then args) gives a shell (-c SCRIPT) or an

@@ -1,6 +1,13 @@
 package webhook
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
 
 // TestInlineScript: the script of a shell's -c, or an interpreter's code, is found after the
 // program's other options, and a command line that runs a script file, or no such program, has none.
@@ -26,6 +33,66 @@ func TestInlineScript(t *testing.T) {
 		shell, script, ok := inlineScript(tc.argv)
 		if shell != tc.shell || script != tc.script || ok != (tc.shell != "") {
 			t.Errorf("inlineScript(%q) = %q, %q, %v; want %q, %q", tc.argv, shell, script, ok, tc.shell, tc.script)
+		}
+	}
+}
+
+// TestOptionWarnings: an argument that begins with a value someone else chooses, and that the
+// value is not kept from beginning with "-", is warned of once, naming the reference; "--"
+// before it, an option's "=", an option's value, or a value kept from beginning with "-" is not.
+func TestOptionWarnings(t *testing.T) {
+	build := custodyv1alpha1.Step{Name: "build", Results: []custodyv1alpha1.ResultSpec{
+		{Name: "any"}, {Name: "digest", Pattern: `sha256:[0-9a-f]{64}`}, {Name: "ref", Pattern: `[a-z0-9-]+`}}}
+	param := func(p custodyv1alpha1.ParameterSpec) []custodyv1alpha1.ParameterSpec {
+		return []custodyv1alpha1.ParameterSpec{p}
+	}
+	branch := custodyv1alpha1.ParameterSpec{Name: "branch"}
+	for _, tc := range []struct {
+		name    string
+		params  []custodyv1alpha1.ParameterSpec
+		command []string
+		args    []string
+		want    []string // the references warned of, in order
+	}{
+		{"a template's free parameter", param(branch), nil, []string{"checkout", "$(params.branch)"}, []string{"$(params.branch)"}},
+		{"twice, once", param(branch), []string{"git"}, []string{"$(params.branch)", "x", "$(params.branch)"}, []string{"$(params.branch)"}},
+		{"the first reference of an argument", param(branch), nil, []string{"$(params.branch)-$(steps.build.results.any)"},
+			[]string{"$(params.branch)"}},
+		{"a pattern that lets it begin with -", param(custodyv1alpha1.ParameterSpec{Name: "branch", Pattern: `[A-Za-z0-9._/-]+`}),
+			nil, []string{"checkout", "$(params.branch)"}, []string{"$(params.branch)"}},
+		{"a pattern that does not", param(custodyv1alpha1.ParameterSpec{Name: "branch", Pattern: `[A-Za-z0-9][A-Za-z0-9._/-]*`}),
+			nil, []string{"checkout", "$(params.branch)"}, nil},
+		{"allowed values that do not", param(custodyv1alpha1.ParameterSpec{Name: "branch", AllowedValues: []string{"main", "dev"}}),
+			nil, []string{"checkout", "$(params.branch)"}, nil},
+		{"an allowed value that does", param(custodyv1alpha1.ParameterSpec{Name: "branch", AllowedValues: []string{"main", "-f"}}),
+			nil, []string{"checkout", "$(params.branch)"}, []string{"$(params.branch)"}},
+		{"after --", param(branch), nil, []string{"checkout", "--", "src", "$(params.branch)"}, nil},
+		{"in an option's =", param(branch), nil, []string{"checkout", "--branch=$(params.branch)"}, nil},
+		{"an option's value", param(branch), nil, []string{"checkout", "-b", "$(params.branch)"}, nil},
+		{"the program itself", param(branch), []string{"$(params.branch)"}, nil, nil},
+		{"the image's program's first argument", param(branch), nil, []string{"$(params.branch)"}, []string{"$(params.branch)"}},
+		{"an inline run's own parameter", nil, nil, []string{"checkout", "$(params.branch)"}, nil},
+		{"a result without a pattern", nil, nil, []string{"tag", "$(steps.build.results.any)"}, []string{"$(steps.build.results.any)"}},
+		{"a result with a pattern that keeps it from -", nil, nil, []string{"tag", "$(steps.build.results.digest)"}, nil},
+		{"a result with one that does not", nil, nil, []string{"tag", "$(steps.build.results.ref)"}, []string{"$(steps.build.results.ref)"}},
+		{"a script: its own warning", param(branch), []string{"sh", "-c"}, []string{"git checkout $(params.branch)", "$(params.branch)"},
+			[]string{"script"}},
+	} {
+		step := custodyv1alpha1.Step{Name: "deploy", DependsOn: []string{"build"}, Command: tc.command, Args: tc.args}
+		got := ValueWarnings(field.NewPath("spec"), []custodyv1alpha1.Step{build, step}, nil, tc.params)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: warnings %q, want %d", tc.name, got, len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if w == "script" {
+				w = "in the script it runs"
+			} else {
+				w = `spec.steps[1]: step "deploy" passes ` + w + " as an argument of its own: a value that begins with - would be read as an option"
+			}
+			if !strings.Contains(got[i], w) {
+				t.Errorf("%s: warning %q, want %q in it", tc.name, got[i], w)
+			}
 		}
 	}
 }

@@ -708,7 +708,7 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, o)...)
 	if wf.Spec.WorkflowTemplateRef == nil {
-		o.warnings = append(o.warnings, ScriptWarnings(field.NewPath("spec"), wf.Spec.Steps, wf.Spec.Finally, nil)...)
+		o.warnings = append(o.warnings, ValueWarnings(field.NewPath("spec"), wf.Spec.Steps, wf.Spec.Finally, nil)...)
 	}
 	return nil, nil
 }
@@ -922,7 +922,7 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 			return invalid(o, errs), nil
 		}
 		spec := &o.template.Spec
-		o.warnings = append(o.warnings, ScriptWarnings(field.NewPath("spec"), spec.Steps, spec.Finally,
+		o.warnings = append(o.warnings, ValueWarnings(field.NewPath("spec"), spec.Steps, spec.Finally,
 			append([]custodyv1alpha1.ParameterSpec{}, spec.Parameters...))...)
 		return h.checkUse(ctx, req, o, o.template.Spec.AllSteps())
 	}
@@ -937,7 +937,7 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 		return invalid(o, errs), nil
 	}
 	if spec.WorkflowSpec.WorkflowTemplateRef == nil {
-		o.warnings = append(o.warnings, ScriptWarnings(field.NewPath("spec", "workflowSpec"), spec.WorkflowSpec.Steps,
+		o.warnings = append(o.warnings, ValueWarnings(field.NewPath("spec", "workflowSpec"), spec.WorkflowSpec.Steps,
 			spec.WorkflowSpec.Finally, nil)...)
 	}
 	// A CronWorkflow may come before its template (GitOps order): schedules are skipped until it
