@@ -170,7 +170,8 @@ status:
 
 // TestGetShowsWhatAnApproverApproves: under a step that waits for an approval, get prints what
 // the approval lets run, with the values it reads (a parameter, an earlier step's result) as the
-// controller will put them in, and the grants the step will hold.
+// controller will put them in, the author's $$ and $(VAR) as the kubelet expands them (a value
+// put in is never expanded), and the grants the step will hold.
 func TestGetShowsWhatAnApproverApproves(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
@@ -178,16 +179,18 @@ func TestGetShowsWhatAnApproverApproves(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(`
 metadata: {name: pay-invoice-4712}
 spec:
-  parameters: [{name: invoice, value: "4712"}]
+  parameters: [{name: invoice, value: "4712"}, {name: note, value: "$(ACCOUNT) $$"}]
   steps:
   - {name: route-invoice, image: example.com/route:1, results: [{name: account}]}
   - name: post-payment
     image: example.com/pay:1
     dependsOn: [route-invoice]
     command: [pay]
-    args: [--invoice, "$(params.invoice)", --memo, "invoice $(params.invoice)'s payment"]
+    args: [--invoice, "$(params.invoice)", --memo, "invoice $(params.invoice)'s payment", "--fee=$$5", "--to=$(ACCOUNT)",
+      "--note=$(params.note)", "--limit=$(LIMIT)"]
     env:
     - {name: ACCOUNT, value: "$(steps.route-invoice.results.account)"}
+    - {name: MEMO, value: "for $(ACCOUNT), $$(ACCOUNT)"}
     - name: LIMIT
       valueFrom: {configMapKeyRef: {name: limits, key: daily}}
     approval: {approvers: {groups: [finance-controllers]}}

@@ -273,6 +273,42 @@ func escapeForKubelet(v string) string {
 	return strings.ReplaceAll(v, "$", "$$")
 }
 
+// KubeletExpand is what the kubelet does to a container's command, args and env values: $$ is
+// one $, $(NAME) is the value of the container's variable NAME when vars has it and stays as
+// written when not, and a $ before anything else is kept. For showing people what a program will
+// get (the approval preview): the kubelet's own code is not a library.
+func KubeletExpand(s string, vars map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString("$(") // not closed: kept
+				i++
+				continue
+			}
+			name := s[i+2 : i+2+end]
+			if v, ok := vars[name]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString("$(" + name + ")")
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
+}
+
 func substitute(s string, env Env, quote func(string) string) (string, error) {
 	var errs []error
 	out := refRE.ReplaceAllStringFunc(s, func(m string) string {

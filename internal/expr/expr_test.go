@@ -351,3 +351,28 @@ func TestRetryWhen(t *testing.T) {
 		t.Errorf("RetryWhenRefs = %v, %v", refs, err)
 	}
 }
+
+// TestKubeletExpand: the kubelet's rule for a container's command, args and env values, and that
+// ForContainer's escaping of a value survives it (the program gets the value exactly).
+func TestKubeletExpand(t *testing.T) {
+	vars := map[string]string{"ACCOUNT": "DE44 5001", "EMPTY": ""}
+	for _, tc := range []struct{ in, want string }{
+		{"plain", "plain"},
+		{"costs $$5", "costs $5"},
+		{"$$(ACCOUNT)", "$(ACCOUNT)"},
+		{"to $(ACCOUNT)!", "to DE44 5001!"},
+		{"[$(EMPTY)]", "[]"},
+		{"$(UNSET) stays", "$(UNSET) stays"},
+		{"$(unclosed", "$(unclosed"},
+		{"$HOME and $", "$HOME and $"},
+		{"$$$(ACCOUNT)", "$DE44 5001"},
+	} {
+		if got := KubeletExpand(tc.in, vars); got != tc.want {
+			t.Errorf("KubeletExpand(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	in, err := ForContainer("pay $(params.p) $$ $(ACCOUNT)", Env{Params: map[string]string{"p": "pa$$word $(ACCOUNT)"}})
+	if got, want := KubeletExpand(in, vars), "pay pa$$word $(ACCOUNT) $ DE44 5001"; err != nil || got != want {
+		t.Errorf("ForContainer, then the kubelet: %q, %v; want %q", got, err, want)
+	}
+}

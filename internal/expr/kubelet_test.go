@@ -82,7 +82,8 @@ func kubeletExpand(t *testing.T, env map[string]string, in []string) []string {
 
 // TestForContainerAgainstTheKubelet: whatever a parameter or result holds, the program gets it as
 // it is once the kubelet has expanded the container's args and env values; the same values put in
-// without escaping are changed by the kubelet (which shows the check itself can fail).
+// without escaping are changed by the kubelet (which shows the check itself can fail). Our
+// KubeletExpand gives what the kubelet gives, on all of them.
 func TestForContainerAgainstTheKubelet(t *testing.T) {
 	values := make([]string, 0, 215)
 	values = append(values, "pa$$word", "$(HOME)", "$$(HOME)", "$$$(HOME)", "cost: 5$", "$", "$$", "$(", "$()",
@@ -123,6 +124,13 @@ func TestForContainerAgainstTheKubelet(t *testing.T) {
 		t.Errorf("no value put in without escaping was changed by the kubelet's expansion: the check cannot tell")
 	}
 	t.Logf("%d values, %d of them changed by the kubelet when not escaped", len(values), changed)
+
+	// KubeletExpand, which shows an approver what a program will get, does what the kubelet does.
+	for i, in := range append(escaped, raw...) {
+		if mine := KubeletExpand(in, vars); mine != got[i] {
+			t.Errorf("KubeletExpand(%q) = %q, the kubelet gives %q", in, mine, got[i])
+		}
+	}
 
 	// The author's own text keeps the kubelet's rule: $(HOME) is expanded, $$ is one $.
 	if got := kubeletExpand(t, vars, []string{"$(HOME)/cache $$"}); got[0] != "/home/step/cache $" {
