@@ -507,11 +507,8 @@ func (r *Reconciler) podsOfDeletedRun(ctx context.Context, s *scope) ([]*corev1.
 		return nil, err
 	}
 	for _, job := range s.jobs {
-		if job.DeletionTimestamp.IsZero() {
-			err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
-			if client.IgnoreNotFound(err) != nil {
-				return nil, fmt.Errorf("deleting Job %s of the deleted run: %w", job.Name, err)
-			}
+		if err := r.stopJob(ctx, job); err != nil {
+			return nil, fmt.Errorf("the deleted run: %w", err)
 		}
 	}
 	var out []*corev1.Pod

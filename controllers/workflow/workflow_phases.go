@@ -395,10 +395,9 @@ func podAltered(pod *corev1.Pod) bool {
 // whose Job completed fails: what the step wrote may not be the step's.
 func (r *Reconciler) endAlteredAttempt(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job,
 	pod *corev1.Pod) error {
-	if !jobFinished(job) && job.DeletionTimestamp.IsZero() {
-		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &job.UID})
-		if client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting Job %s: %w", klog.KObj(job), err)
+	if !jobFinished(job) {
+		if err := r.stopJob(ctx, job); err != nil {
+			return err
 		}
 	}
 	names := make([]string, 0, len(pod.Spec.EphemeralContainers))
@@ -824,12 +823,11 @@ func (r *Reconciler) reconcileStop(ctx context.Context, s *scope) (bool, error) 
 		if s.finally[job.Labels[custodyv1alpha1.LabelStep]] {
 			continue
 		}
-		if jobCondition(job, batchv1.JobComplete) || jobCondition(job, batchv1.JobFailed) || !job.DeletionTimestamp.IsZero() {
+		if jobCondition(job, batchv1.JobComplete) || jobCondition(job, batchv1.JobFailed) {
 			continue
 		}
-		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
-		if client.IgnoreNotFound(err) != nil {
-			return false, fmt.Errorf("deleting Job %s: %w", job.Name, err)
+		if err := r.stopJob(ctx, job); err != nil {
+			return false, err
 		}
 	}
 	for i := range wf.Status.Steps {
@@ -1534,9 +1532,8 @@ func (r *Reconciler) stopUnrecordedJobs(ctx context.Context, s *scope) (bool, er
 		if st == nil || !st.Phase.Ended() || st.JobName == job.Name || jobFinished(job) || !job.DeletionTimestamp.IsZero() {
 			continue
 		}
-		err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &job.UID})
-		if client.IgnoreNotFound(err) != nil {
-			return false, fmt.Errorf("deleting Job %s: %w", klog.KObj(job), err)
+		if err := r.stopJob(ctx, job); err != nil {
+			return false, err
 		}
 		s.stepEvent(st.Name, corev1.EventTypeWarning, st.Reason, "Stop",
 			"Step %s: stopped Job %s, which status did not show started (its start was not saved) and the step ended without it",
@@ -1791,3 +1788,17 @@ func stepRef(wf *custodyv1alpha1.Workflow, step string) *corev1.ObjectReference 
 
 // afterSave queues f (an Event or a metric) to run once the status was saved.
 func (s *scope) afterSave(f func()) { s.saved = append(s.saved, f) }
+
+// stopJob deletes a Job that has not been deleted yet, in the background, so that its pod gets its
+// grace period; the UID precondition keeps it from deleting another Job of the same name. A Job
+// already gone is fine.
+func (r *Reconciler) stopJob(ctx context.Context, job *batchv1.Job) error {
+	if !job.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &job.UID})
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting Job %s: %w", klog.KObj(job), err)
+	}
+	return nil
+}
