@@ -79,6 +79,7 @@ type options struct {
 	gracefulShutdownSecs int
 	workflowConcurrency  int
 	defaultTTL           time.Duration
+	grantUnusedAfter     time.Duration
 
 	spireAddress      string
 	spireServerID     string
@@ -128,6 +129,9 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.defaultTTL, "default-ttl-after-finished", 0,
 		"How long a finished Workflow without its own spec.ttlAfterFinished is kept before it is deleted with everything it "+
 			"owns (0: kept until someone deletes it).")
+	fs.DurationVar(&o.grantUnusedAfter, "grant-unused-after", 90*24*time.Hour,
+		"How long a CredentialGrant without its own spec.unusedAfter may issue nothing, since it was created, approved or "+
+			"last issued, before its condition Unused turns True (0: only grants that set their own are checked).")
 	fs.StringVar(&o.spireAddress, "spire-server-address", "",
 		"SPIRE server Entry API: unix:///path/to/api.sock (the admin socket) or host:port (mutual TLS with the "+
 			"controller's own SVID, which must be an admin entry). Empty: steps run without SPIFFE identity.")
@@ -265,6 +269,9 @@ func (o *options) validate() error {
 	}
 	if o.defaultTTL < 0 {
 		errs = append(errs, errors.New("--default-ttl-after-finished must not be negative"))
+	}
+	if o.grantUnusedAfter < 0 {
+		errs = append(errs, errors.New("--grant-unused-after must not be negative"))
 	}
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
@@ -407,7 +414,7 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), UnusedAfter: o.grantUnusedAfter}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}

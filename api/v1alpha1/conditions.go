@@ -24,6 +24,11 @@ const (
 	// ConditionRotationOverdue is True on a CredentialGrant of kind secret whose source Secret has
 	// not changed for longer than spec.credential.secret.maxAge.
 	ConditionRotationOverdue = "RotationOverdue"
+
+	// ConditionUnused is True on a CredentialGrant that has issued nothing for longer than its
+	// unusedAfter (or the manager's --grant-unused-after) since it was created, approved or last
+	// issued: access nobody uses, to take away.
+	ConditionUnused = "Unused"
 )
 
 // Condition reasons. Event reasons use the same strings, so a condition and the Event that recorded
@@ -93,6 +98,11 @@ const (
 	ReasonRotationOverdue = "RotationOverdue"
 	// ReasonRotatedInTime means the grant's source Secret changed within maxAge.
 	ReasonRotatedInTime = "RotatedInTime"
+	// ReasonNotUsedRecently means the grant has issued nothing for longer than unusedAfter
+	// (condition Unused=True, and a Warning Event).
+	ReasonNotUsedRecently = "NotUsedRecently"
+	// ReasonUsedRecently means the grant was created, approved or last issued within unusedAfter.
+	ReasonUsedRecently = "UsedRecently"
 	// ReasonTemplateNotFound means a Workflow's workflowTemplateRef names a WorkflowTemplate that
 	// does not exist (yet); the run waits for it.
 	ReasonTemplateNotFound = "TemplateNotFound"

@@ -48,6 +48,17 @@ type CredentialGrantSpec struct {
 	// clears the grant's approval (an approver approved access until then).
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// unusedAfter is how long the grant may issue nothing, since it was created, approved or last
+	// issued, before its condition Unused turns True (with a Warning Event and the metric
+	// custody_grants{condition="Unused"}): access nobody uses is access to take away. Between 1h
+	// and 8760h; unset, the manager's --grant-unused-after applies (90 days by default). Set it
+	// longer for a grant that a quarterly or yearly run uses. It only reports: nothing is revoked.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="unusedAfter must be between 1h and 8760h"
+	UnusedAfter *metav1.Duration `json:"unusedAfter,omitempty"`
 }
 
 // Expired says whether the grant's expiresAt has come by now.
@@ -237,7 +248,7 @@ type CredentialGrantStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, Approved, RotationOverdue, Reconciling, Stalled.
+	// conditions: Ready, Approved, RotationOverdue, Unused, Reconciling, Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -598,6 +598,18 @@ spec:
 			want: []string{"spec.ttl", "ttl must be between 1m and 24h"},
 		},
 		{
+			name: "unusedAfter of ten minutes",
+			manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: g}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  unusedAfter: 10m`,
+			want: []string{"spec.unusedAfter", "unusedAfter must be between 1h and 8760h"},
+		},
+		{
 			name: "role kind that does not exist",
 			manifest: `
 apiVersion: custody.dev/v1alpha1

@@ -39,6 +39,9 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
+	// UnusedAfter is how long a grant without spec.unusedAfter may issue nothing before it is
+	// reported Unused (--grant-unused-after); 0 reports only grants that set their own.
+	UnusedAfter time.Duration
 }
 
 // Reconcile computes the grant's status.
@@ -115,6 +118,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		g.Status.SourceChangedTime = nil
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
 	}
+	if c, next := unused(g, r.UnusedAfter, now); c != nil {
+		conds = append(conds, *c)
+		if next > 0 && (requeue == 0 || next < requeue) {
+			requeue = next
+		}
+	} else {
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionUnused)
+	}
 	if meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) == nil {
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionStalled)
 	}
@@ -161,6 +172,10 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRotationOverdue, "Check", "%s", c.Message)
 	}
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionUnused); c != nil &&
+		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionUnused) {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonNotUsedRecently, "Check", "%s", c.Message)
+	}
 }
 
 // source reads a secret grant's source Secret (only grantable ones are cached) and says why it
@@ -194,6 +209,45 @@ func rotation(g *custodyv1alpha1.CredentialGrant, changed, now time.Time) (metav
 		Reason: custodyv1alpha1.ReasonRotationOverdue,
 		Message: fmt.Sprintf("Secret %s has not changed since %s, longer than the grant's maxAge of %s",
 			g.Spec.Credential.Secret.Name, changed.UTC().Format(time.RFC3339), maxAge.Duration)}, 0
+}
+
+// unused says whether the grant has issued nothing for longer than its unusedAfter (else the
+// manager's), counted from the last of its creation, its approval and its last issuance, and when
+// to look again. No condition when neither duration is set.
+func unused(g *custodyv1alpha1.CredentialGrant, after time.Duration, now time.Time) (*metav1.Condition, time.Duration) {
+	if g.Spec.UnusedAfter != nil {
+		after = g.Spec.UnusedAfter.Duration
+	}
+	if after <= 0 {
+		return nil, 0
+	}
+	since, what := g.CreationTimestamp.Time, "it was created"
+	if a := g.Status.Approval; a != nil && a.ApprovedAt.After(since) {
+		since, what = a.ApprovedAt.Time, "it was approved"
+	}
+	if l := g.Status.LastIssuedTime; l != nil && l.After(since) {
+		since, what = l.Time, "it last issued a credential"
+	}
+	at := since.UTC().Format(time.RFC3339)
+	if due := since.Add(after); now.Before(due) {
+		return &metav1.Condition{Type: custodyv1alpha1.ConditionUnused, Status: metav1.ConditionFalse,
+			Reason: custodyv1alpha1.ReasonUsedRecently,
+			Message: fmt.Sprintf("Since %s at %s; Unused from %s if it issues nothing until then", what, at,
+				due.UTC().Format(time.RFC3339))}, due.Sub(now) + time.Second
+	}
+	return &metav1.Condition{Type: custodyv1alpha1.ConditionUnused, Status: metav1.ConditionTrue,
+		Reason: custodyv1alpha1.ReasonNotUsedRecently,
+		Message: fmt.Sprintf("Issued nothing since %s at %s, for longer than %s: access nobody uses is access to take away. "+
+			"Delete the grant if nothing needs it any more, or set spec.unusedAfter longer if rare runs use it", what, at,
+			days(after))}, 0
+}
+
+// days writes a duration of whole days as days.
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 func readyReason(g *custodyv1alpha1.CredentialGrant) string {

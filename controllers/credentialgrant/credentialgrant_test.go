@@ -80,3 +80,56 @@ func TestConditions(t *testing.T) {
 		t.Errorf("expired, Stalled: %+v", conds)
 	}
 }
+
+// TestUnused: a grant is Unused once it has issued nothing for longer than its unusedAfter (else
+// the manager's), counted from the last of its creation, approval and issuance; until then the
+// condition says when, and the controller looks again just after.
+func TestUnused(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	at := func(ago time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(-ago)} }
+	grant := func(created time.Duration, approved, issued *metav1.Time, own *metav1.Duration) *custodyv1alpha1.CredentialGrant {
+		g := secretGrant(nil)
+		g.CreationTimestamp = *at(created)
+		g.Spec.UnusedAfter = own
+		if approved != nil {
+			g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: *approved}
+		}
+		g.Status.LastIssuedTime = issued
+		return g
+	}
+	for _, tc := range []struct {
+		name    string
+		g       *custodyv1alpha1.CredentialGrant
+		after   time.Duration
+		want    metav1.ConditionStatus // "": no condition
+		message string
+		next    time.Duration
+	}{
+		{"nothing set", grant(400*day, nil, nil, nil), 0, "", "", 0},
+		{"never issued, created long ago", grant(91*day, nil, nil, nil), 90 * day, metav1.ConditionTrue,
+			"Issued nothing since it was created at 2026-09-01T12:00:00Z, for longer than 90 days", 0},
+		{"never issued, created lately", grant(10*day, nil, nil, nil), 90 * day, metav1.ConditionFalse,
+			"Since it was created at 2026-11-21T12:00:00Z; Unused from 2027-02-19T12:00:00Z", 80*day + time.Second},
+		{"issued lately", grant(400*day, nil, at(day), nil), 90 * day, metav1.ConditionFalse,
+			"Since it last issued a credential at 2026-11-30T12:00:00Z", 89*day + time.Second},
+		{"issued long ago", grant(400*day, nil, at(100*day), nil), 90 * day, metav1.ConditionTrue,
+			"since it last issued a credential at 2026-08-23T12:00:00Z", 0},
+		{"approved after its last issuance", grant(400*day, at(5*day), at(100*day), nil), 90 * day, metav1.ConditionFalse,
+			"Since it was approved at 2026-11-26T12:00:00Z", 85*day + time.Second},
+		{"its own, longer", grant(400*day, nil, at(100*day), &metav1.Duration{Duration: 8760 * time.Hour}), 90 * day,
+			metav1.ConditionFalse, "Unused from 2027-08-23T12:00:00Z", 265*day + time.Second},
+		{"its own, with the manager's off", grant(3*day, nil, nil, &metav1.Duration{Duration: 48 * time.Hour}), 0,
+			metav1.ConditionTrue, "for longer than 2 days", 0},
+	} {
+		c, next := unused(tc.g, tc.after, now)
+		switch {
+		case tc.want == "" && c != nil:
+			t.Errorf("%s: %+v, want no condition", tc.name, c)
+		case tc.want == "":
+		case c == nil || c.Type != custodyv1alpha1.ConditionUnused || c.Status != tc.want || !strings.Contains(c.Message, tc.message) ||
+			next != tc.next:
+			t.Errorf("%s: %+v, next %s; want %s with %q, next %s", tc.name, c, next, tc.want, tc.message, tc.next)
+		}
+	}
+}

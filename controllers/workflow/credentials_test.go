@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/controllers/credentialgrant"
 	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
@@ -1147,4 +1148,77 @@ spec:
 	setEnd(role, time.Now().Add(time.Hour))
 	setEnd(api, time.Now().Add(time.Hour))
 	waitCan(t, ns, jobOf(t, wf, "a", 2).Spec.Template.Spec.ServiceAccountName, true)
+}
+
+// TestCredentials_grantUnused: a grant that issues nothing for longer than the manager's
+// --grant-unused-after turns Unused (condition, Warning Event, the custody_grants gauge); a step
+// that receives it makes it used again, and the clock starts over from that issuance.
+func TestCredentials_grantUnused(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	const after = 4 * time.Second
+	startController(t, ns, func(g *credentialgrant.Reconciler) { g.UnusedAfter = after })
+	secret(t, ns, "api", true, map[string]string{"token": "t"})
+	g := grant(t, ns, `
+metadata: {name: api}
+spec:
+  subjects: [{workflowName: nightly, steps: [call]}]
+  credential: {secret: {name: api, keys: [token]}}`)
+	waitUnused := func(status metav1.ConditionStatus, message string) *custodyv1alpha1.CredentialGrant {
+		t.Helper()
+		cur := &custodyv1alpha1.CredentialGrant{}
+		eventually(t, fmt.Sprintf("Unused=%s (%s)", status, message), func() error {
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionUnused)
+			if c == nil || c.Status != status || !strings.Contains(c.Message, message) {
+				return errorf("Unused %+v", c)
+			}
+			return nil
+		})
+		return cur
+	}
+	waitUnused(metav1.ConditionFalse, "Since it was created at")
+	created := time.Now()
+	cur := waitUnused(metav1.ConditionTrue, "Issued nothing since it was created at")
+	if time.Since(created) < after-time.Second {
+		t.Errorf("Unused after %s, want %s", time.Since(created), after)
+	}
+	if !meta.IsStatusConditionTrue(cur.Status.Conditions, custodyv1alpha1.ConditionReady) {
+		t.Errorf("an unused grant still issues: conditions %+v", cur.Status.Conditions)
+	}
+	eventually(t, "a NotUsedRecently Event on the grant", func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == g.Name && e.Reason == custodyv1alpha1.ReasonNotUsedRecently && e.Type == corev1.EventTypeWarning &&
+				strings.Contains(e.Note, "access nobody uses is access to take away") {
+				return nil
+			}
+		}
+		return errorf("none among %d Events", len(list.Items))
+	})
+	// No other story makes a grant Unused.
+	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionUnused); n != 1 {
+		t.Errorf(`custody_grants{condition="Unused"} = %v, want 1`, n)
+	}
+
+	wf := apply(t, ns, `
+metadata: {name: nightly}
+spec:
+  steps: [{name: call, image: example.com/c:1, credentials: [api]}]`)
+	succeed(t, wf, "call", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	issued := recordOf(get(t, wf), "call", "api").IssuedAt
+	cur = waitUnused(metav1.ConditionFalse, "Since it last issued a credential at "+issued.UTC().Format(time.RFC3339))
+	if cur.Status.LastIssuedTime == nil || !cur.Status.LastIssuedTime.Equal(&issued) {
+		t.Errorf("lastIssuedTime %v, want %v", cur.Status.LastIssuedTime, issued)
+	}
+	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionUnused); n != 0 {
+		t.Errorf(`custody_grants{condition="Unused"} = %v once the grant was used, want 0`, n)
+	}
+	waitUnused(metav1.ConditionTrue, "Issued nothing since it last issued a credential at "+issued.UTC().Format(time.RFC3339))
 }

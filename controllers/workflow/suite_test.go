@@ -55,15 +55,19 @@ const (
 
 // startController runs a manager with the Workflow reconciler, watching only ns, until the
 // returned stop function is called (or the test ends).
-// opts are func(*Reconciler) to configure the reconciler, or a logr.Logger for the manager.
+// opts are func(*Reconciler) to configure the reconciler, func(*credentialgrant.Reconciler) the
+// grant controller, or a logr.Logger for the manager.
 func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 	t.Helper()
 	var configure []func(*Reconciler)
+	var configureGrants []func(*credentialgrant.Reconciler)
 	logger := ctrl.Log
 	for _, o := range opts {
 		switch o := o.(type) {
 		case func(*Reconciler):
 			configure = append(configure, o)
+		case func(*credentialgrant.Reconciler):
+			configureGrants = append(configureGrants, o)
 		case logr.Logger:
 			logger = o
 		default:
@@ -102,6 +106,9 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 		t.Fatal(err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+	for _, c := range configureGrants {
+		c(grants)
+	}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

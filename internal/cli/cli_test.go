@@ -109,6 +109,7 @@ spec:
 status:
   active: 1
   approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z"}
+  lastIssuedTime: "2026-11-29T11:59:00Z"
   sourceChangedTime: "2026-10-01T12:00:00Z"
   conditions:
   - {type: Ready, status: "True", reason: Active, message: ok, lastTransitionTime: "2026-11-29T11:50:00Z"}
@@ -121,8 +122,10 @@ spec:
   ttl: 10m
   expiresAt: "2026-11-01T00:00:00Z"
 status:
+  lastIssuedTime: "2026-07-01T09:00:00Z"
   conditions:
-  - {type: Ready, status: "False", reason: Suspended, message: suspended, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
+  - {type: Ready, status: "False", reason: Suspended, message: suspended, lastTransitionTime: "2026-11-29T11:50:00Z"}
+  - {type: Unused, status: "True", reason: NotUsedRecently, message: unused, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
 	create(&custodyv1alpha1.Workflow{}, `
 metadata: {name: pay-invoice-4711}
 spec:
@@ -356,7 +359,8 @@ func TestInventory(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(inv.Issuances) != 1 || inv.Issuances[0].Attempt != 2 || len(inv.Standing) != 1 || inv.Standing[0].Workflow != "pay-invoice-4700" ||
-		len(inv.Grants) != 2 || !inv.Grants[0].RotationOverdue || inv.Grants[0].Approval != "approved by bob" {
+		len(inv.Grants) != 2 || !inv.Grants[0].RotationOverdue || inv.Grants[0].Approval != "approved by bob" || inv.Grants[0].Unused ||
+		!inv.Grants[1].Unused || inv.Grants[1].LastIssuedTime == nil {
 		t.Errorf("inventory JSON: %+v", inv)
 	}
 	out, _ = run(t, ns, "", "inventory", "-o", "yaml")

@@ -56,6 +56,8 @@ type Grant struct {
 	ExpiresAt         *metav1.Time                   `json:"expiresAt,omitempty"`
 	SourceChangedTime *metav1.Time                   `json:"sourceChangedTime,omitempty"`
 	RotationOverdue   bool                           `json:"rotationOverdue"`
+	LastIssuedTime    *metav1.Time                   `json:"lastIssuedTime,omitempty"`
+	Unused            bool                           `json:"unused"`
 }
 
 func (o *Options) inventoryCommand() *cobra.Command {
@@ -170,6 +172,8 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 		}
 	}
 	out.RotationOverdue = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
+	out.LastIssuedTime = g.Status.LastIssuedTime
+	out.Unused = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnused)
 	return out
 }
 
@@ -195,7 +199,7 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 	}
 	_, _ = fmt.Fprintf(tw, "\nGRANTS: %d\n", len(inv.Grants))
 	if len(inv.Grants) > 0 {
-		_, _ = fmt.Fprintf(tw, "%sNAME\tKIND\tSUBJECTS\tAPPROVAL\tREADY\tACTIVE\tENDS\tSOURCE AGE\tROTATION\n", nsHead)
+		_, _ = fmt.Fprintf(tw, "%sNAME\tKIND\tSUBJECTS\tAPPROVAL\tREADY\tACTIVE\tLAST ISSUED\tENDS\tSOURCE AGE\tROTATION\n", nsHead)
 		for _, g := range inv.Grants {
 			src := "-"
 			if g.SourceChangedTime != nil {
@@ -212,8 +216,15 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 					ends = "ENDED " + g.ExpiresAt.UTC().Format(time.DateOnly)
 				}
 			}
-			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, g.Kind, strings.Join(g.Subjects, " "),
-				g.Approval, g.Ready, g.Active, ends, src, rot)
+			last := "never"
+			if g.LastIssuedTime != nil {
+				last = age(now.Sub(g.LastIssuedTime.Time)) + " ago"
+			}
+			if g.Unused {
+				last += " (UNUSED)"
+			}
+			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, g.Kind,
+				strings.Join(g.Subjects, " "), g.Approval, g.Ready, g.Active, last, ends, src, rot)
 		}
 	}
 	if len(inv.Standing) == 0 {

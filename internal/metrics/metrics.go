@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -208,11 +209,24 @@ var blockedReasons = append(slices.Clone(custodyv1alpha1.StepReasonsStuck),
 	custodyv1alpha1.ReasonSourceNotGrantable, custodyv1alpha1.ReasonImagePullSecretNotUsable, custodyv1alpha1.ReasonWaitingForApproval,
 )
 
+// grantsDesc describes the gauge of grants by condition.
+var grantsDesc = prometheus.NewDesc("custody_grants",
+	"CredentialGrants whose condition is True now, by condition: Ready (issuing), Stalled (cannot issue until "+
+		"someone fixes or removes it), RotationOverdue (its source Secret is older than maxAge), Unused (it has "+
+		"issued nothing for longer than unusedAfter).",
+	[]string{"condition"}, nil)
+
+// grantConditions is the fixed set of conditions the grants gauge reports, so every one has a
+// series (an alert can say "> 0").
+var grantConditions = []string{custodyv1alpha1.ConditionReady, custodyv1alpha1.ConditionStalled,
+	custodyv1alpha1.ConditionRotationOverdue, custodyv1alpha1.ConditionUnused}
+
 var credentialKinds = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
 	custodyv1alpha1.CredentialKindSecret, custodyv1alpha1.CredentialKindSPIFFE}
 
-// workflowCollector counts Workflows by phase from the manager's cache at scrape time, so the
-// numbers are exact and need no bookkeeping in the reconciler.
+// workflowCollector counts Workflows by phase (and the steps and credentials in their status) and
+// CredentialGrants by condition from the manager's cache at scrape time, so the numbers are exact
+// and need no bookkeeping in the reconcilers.
 type workflowCollector struct {
 	reader client.Reader
 }
@@ -221,6 +235,7 @@ func (c workflowCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- workflowsDesc
 	ch <- credentialsActiveDesc
 	ch <- stepsBlockedDesc
+	ch <- grantsDesc
 }
 
 func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
@@ -260,6 +275,20 @@ func (c workflowCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range blockedReasons {
 		ch <- prometheus.MustNewConstMetric(stepsBlockedDesc, prometheus.GaugeValue, float64(blocked[r]), r)
+	}
+	var grants custodyv1alpha1.CredentialGrantList
+	if err := c.reader.List(ctx, &grants); err != nil {
+		ch <- prometheus.NewInvalidMetric(grantsDesc, err)
+		return
+	}
+	for _, cond := range grantConditions {
+		n := 0
+		for i := range grants.Items {
+			if meta.IsStatusConditionTrue(grants.Items[i].Status.Conditions, cond) {
+				n++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(grantsDesc, prometheus.GaugeValue, float64(n), cond)
 	}
 }
 

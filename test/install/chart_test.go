@@ -31,7 +31,7 @@ var valueSets = map[string][]string{
 	"spire-tcp-monitoring": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
 		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
-		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical"},
+		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical", "grantUnusedAfter=720h"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -184,6 +184,10 @@ func valueSetChecks(t *testing.T, name, flags string, c map[string]any, objs []*
 	if name != "spire-tcp-monitoring" && strings.Contains(flags, "--default-ttl-after-finished") {
 		t.Errorf("manager args %s set a default ttlAfterFinished nobody asked for", flags)
 	}
+	// Grants unused for 90 days are reported unless the platform team says otherwise.
+	if want := map[bool]string{true: "720h", false: "2160h"}[name == "spire-tcp-monitoring"]; !strings.Contains(flags, "--grant-unused-after="+want) {
+		t.Errorf("manager args %s, want --grant-unused-after=%s", flags, want)
+	}
 }
 
 func toStrings(v any) []string {
@@ -223,8 +227,10 @@ func TestChartAlertsQueryExportedMetrics(t *testing.T) {
 	if r := alerts["CustodyStepsBlocked"]; r == nil || r["for"] != "30m" {
 		t.Errorf("CustodyStepsBlocked: %v", r)
 	}
-	if alerts["CustodyRevocationFailing"] == nil {
-		t.Errorf("alerts %v lack CustodyRevocationFailing", alerts)
+	for _, name := range []string{"CustodyRevocationFailing", "CustodyGrantRotationOverdue", "CustodyGrantsUnused"} {
+		if alerts[name] == nil {
+			t.Errorf("alerts %v lack %s", alerts, name)
+		}
 	}
 }
 
@@ -239,6 +245,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"duration without unit":       {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "spire.maxSVIDTTL=60"}, "/spire/maxSVIDTTL"},
 		"priority class not a name":   {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "priorityClassName=Critical"}, "/priorityClassName"},
 		"TTL in days":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "defaultTTLAfterFinished=7d"}, "/defaultTTLAfterFinished"},
+		"unused after in days":        {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantUnusedAfter=90d"}, "/grantUnusedAfter"},
 		"misspelt value":              {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		"no replicas":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicaCount=0"}, "/replicaCount"},
 		"namespace name not DNS":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "watchNamespaces={Payments}"}, "/watchNamespaces/0"},
