@@ -278,6 +278,24 @@ func escapeForKubelet(v string) string {
 // written when not, and a $ before anything else is kept. For showing people what a program will
 // get (the approval preview): the kubelet's own code is not a library.
 func KubeletExpand(s string, vars map[string]string) string {
+	return expandVars(s, func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	})
+}
+
+// KubeletVars returns the names of the variables the kubelet would replace in s ($(NAME), not
+// $$(NAME)) if the container has them, in order, and whether s begins with one (the first).
+func KubeletVars(s string) (names []string, leading bool) {
+	expandVars(s, func(name string) (string, bool) {
+		names = append(names, name)
+		return "", false
+	})
+	return names, len(names) > 0 && strings.HasPrefix(s, "$("+names[0]+")")
+}
+
+// expandVars is KubeletExpand with a lookup.
+func expandVars(s string, lookup func(name string) (string, bool)) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' || i+1 == len(s) {
@@ -296,7 +314,7 @@ func KubeletExpand(s string, vars map[string]string) string {
 				continue
 			}
 			name := s[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
+			if v, ok := lookup(name); ok {
 				b.WriteString(v)
 			} else {
 				b.WriteString("$(" + name + ")")

@@ -76,4 +76,10 @@ func TestGrantExpiry(t *testing.T) {
 		}
 		return errors.New("none yet")
 	})
+	// kubectl get -o wide says when a grant ends and when it last issued.
+	out, err := env.Kubectl(t, "-n", ns, "get", "cgrant", g.Name, "-o", "wide")
+	if lines := strings.Split(out, "\n"); err != nil || len(lines) < 2 || !strings.Contains(lines[0], "EXPIRES") ||
+		!strings.Contains(lines[0], "LAST ISSUED") {
+		t.Errorf("kubectl get cgrant -o wide: %v\n%q", err, out)
+	}
 }

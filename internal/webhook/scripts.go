@@ -35,6 +35,9 @@ var inlineCode = map[string]struct {
 //     "--" comes before: one that begins with "-" is read as an option (git's --upload-pack=CMD
 //     runs CMD), unless the value is kept from beginning with "-" (no allowed value does, the
 //     pattern cannot).
+//
+// Both also through a variable of the step's env that holds the value, written $(NAME) in the
+// script or the argument: the kubelet replaces it before the program runs.
 func ValueWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step, params []custodyv1alpha1.ParameterSpec) []string {
 	v := values{params: params != nil, constrained: map[string]bool{}, noDash: map[string]bool{},
 		patterned: map[[2]string]bool{}, resultNoDash: map[[2]string]bool{}}
@@ -60,14 +63,20 @@ func ValueWarnings(specPath *field.Path, steps, finally []custodyv1alpha1.Step, 
 		for i, st := range list.steps {
 			at := specPath.Child(list.name).Index(i)
 			argv := append(append([]string{}, st.Command...), st.Args...)
+			env := map[string]string{}
+			for _, e := range st.Env {
+				if e.ValueFrom == nil {
+					env[e.Name] = e.Value
+				}
+			}
 			if program, script, ok := inlineScript(argv); ok {
-				warnings = append(warnings, v.scriptWarnings(at, st.Name, program, script)...)
+				warnings = append(warnings, v.scriptWarnings(at, st.Name, program, script, env)...)
 				continue
 			}
 			if len(st.Command) > 0 {
 				argv = argv[1:] // the program itself
 			}
-			warnings = append(warnings, v.optionWarnings(at, st.Name, argv)...)
+			warnings = append(warnings, v.optionWarnings(at, st.Name, argv, env)...)
 		}
 	}
 	return warnings
@@ -85,49 +94,72 @@ type values struct {
 	patterned, resultNoDash map[[2]string]bool
 }
 
-// scriptWarnings warns of the unconstrained values replaced in a script.
-func (v values) scriptWarnings(at *field.Path, step, program, script string) []string {
+// scriptWarnings warns of the unconstrained values replaced in a script: written in it, or
+// through a variable of the step's env that holds one, written $(NAME) in the script, which the
+// kubelet replaces before the shell runs (the shell's own "$NAME" is safe).
+func (v values) scriptWarnings(at *field.Path, step, program, script string, env map[string]string) []string {
 	var warnings []string
 	seen := map[string]bool{}
+	warn := func(r expr.Ref, via string) {
+		fix, ok := v.scriptFix(r)
+		if !ok || seen[via+r.String()] {
+			return
+		}
+		seen[via+r.String()] = true
+		if via == "" {
+			warnings = append(warnings, fmt.Sprintf("%s: step %q replaces %s in the script it runs with %q: a value with ; or $(...) "+
+				"in it would run as commands, with the step's credentials. Pass it in env instead and read it from there (quoted, "+
+				"\"$VALUE\", in a shell), %s", at, step, r, program, fix))
+			return
+		}
+		warnings = append(warnings, fmt.Sprintf("%s: step %q has the kubelet replace $(%s) in the script it runs with %q, and its env "+
+			"%s holds %s: a value with ; or $(...) in it would run as commands, with the step's credentials. Read the variable in "+
+			"the script as the shell's \"$%s\" (quoted), which the kubelet leaves alone, %s", at, step, via, program, via, r, via, fix))
+	}
 	for _, r := range expr.Refs(script) {
-		var fix string
-		switch {
-		case r.Param != "" && v.params && !v.constrained[r.Param]:
-			fix = "or limit the parameter with allowedValues or a pattern"
-		case r.Result != "" && !v.patterned[[2]string{r.Step, r.Result}]:
-			fix = "or give the result a pattern"
-		default:
-			continue
+		warn(r, "")
+	}
+	names, _ := expr.KubeletVars(script)
+	for _, name := range names {
+		if value, ok := env[name]; ok {
+			for _, r := range expr.Refs(value) {
+				warn(r, name)
+			}
 		}
-		if seen[r.String()] {
-			continue
-		}
-		seen[r.String()] = true
-		warnings = append(warnings, fmt.Sprintf("%s: step %q replaces %s in the script it runs with %q: a value with ; or $(...) "+
-			"in it would run as commands, with the step's credentials. Pass it in env instead and read it from there (quoted, "+
-			"\"$VALUE\", in a shell), %s", at, step, r, program, fix))
 	}
 	return warnings
 }
 
+// scriptFix says whether a value replaced in a script is one nothing constrains, and how to
+// constrain it.
+func (v values) scriptFix(r expr.Ref) (string, bool) {
+	switch {
+	case r.Param != "" && v.params && !v.constrained[r.Param]:
+		return "or limit the parameter with allowedValues or a pattern", true
+	case r.Result != "" && !v.patterned[[2]string{r.Step, r.Result}]:
+		return "or give the result a pattern", true
+	}
+	return "", false
+}
+
 // optionWarnings warns of the arguments (argv without the program) that begin with a value that
-// may begin with "-". An argument after "--" is not an option; one right after an option without
-// "=" (--branch VALUE) is taken to be that option's value.
-func (v values) optionWarnings(at *field.Path, step string, argv []string) []string {
+// may begin with "-", written there or through a variable of the step's env that begins with
+// one ($(NAME), which the kubelet replaces). An argument after "--" is not an option; one right
+// after an option without "=" (--branch VALUE) is taken to be that option's value.
+func (v values) optionWarnings(at *field.Path, step string, argv []string, env map[string]string) []string {
 	var warnings []string
 	seen := map[string]bool{}
 	for i, a := range argv {
 		if a == "--" {
 			break
 		}
-		refs := expr.Refs(a)
-		if len(refs) == 0 || !strings.HasPrefix(a, refs[0].String()) {
-			continue
-		}
 		if i > 0 && len(argv[i-1]) > 1 && argv[i-1][0] == '-' && !strings.Contains(argv[i-1], "=") {
 			continue
 		}
-		r := refs[0]
+		r, via, ok := leadingRef(a, env)
+		if !ok {
+			continue
+		}
 		var fix string
 		switch {
 		case r.Param != "" && v.params && !v.noDash[r.Param]:
@@ -137,15 +169,36 @@ func (v values) optionWarnings(at *field.Path, step string, argv []string) []str
 		default:
 			continue
 		}
-		if seen[r.String()] {
+		if seen[via+r.String()] {
 			continue
 		}
-		seen[r.String()] = true
+		seen[via+r.String()] = true
+		what := r.String()
+		if via != "" {
+			what = fmt.Sprintf("$(%s), its env %s that begins with %s,", via, via, r)
+		}
 		warnings = append(warnings, fmt.Sprintf("%s: step %q passes %s as an argument of its own: a value that begins with - would "+
 			"be read as an option (git's --upload-pack=COMMAND runs COMMAND), with the step's credentials. Put \"--\" before the "+
-			"arguments that are not options, if the program takes it, %s", at, step, r, fix))
+			"arguments that are not options, if the program takes it, %s", at, step, what, fix))
 	}
 	return warnings
+}
+
+// leadingRef finds the reference an argument begins with: written there, or the one that begins
+// the value of the env variable the argument begins with ($(NAME)), which via names.
+func leadingRef(arg string, env map[string]string) (r expr.Ref, via string, ok bool) {
+	if refs := expr.Refs(arg); len(refs) > 0 && strings.HasPrefix(arg, refs[0].String()) {
+		return refs[0], "", true
+	}
+	names, leading := expr.KubeletVars(arg)
+	if !leading {
+		return expr.Ref{}, "", false
+	}
+	value, found := env[names[0]]
+	if refs := expr.Refs(value); found && len(refs) > 0 && strings.HasPrefix(value, refs[0].String()) {
+		return refs[0], names[0], true
+	}
+	return expr.Ref{}, "", false
 }
 
 // noneBeginWithDash says whether no value of the list begins with "-".

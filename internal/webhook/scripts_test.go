@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/expr"
 )
 
 // TestInlineScript: the script of a shell's -c, or an interpreter's code, is found after the
@@ -94,5 +95,44 @@ func TestOptionWarnings(t *testing.T) {
 				t.Errorf("%s: warning %q, want %q in it", tc.name, got[i], w)
 			}
 		}
+	}
+}
+
+// TestValueWarningsThroughEnv: a value passed in env is safe only if the program reads the
+// variable itself ("$BRANCH" in a shell); written $(BRANCH) in the script or an argument, the
+// kubelet replaces it first, and that is warned of as if the value were written there.
+func TestValueWarningsThroughEnv(t *testing.T) {
+	params := []custodyv1alpha1.ParameterSpec{{Name: "branch"}, {Name: "safe", Pattern: `[a-z][a-z0-9]*`}}
+	env := []custodyv1alpha1.EnvVar{{Name: "BRANCH", Value: "$(params.branch)"}, {Name: "SAFE", Value: "$(params.safe)"},
+		{Name: "LATE", Value: "x$(params.branch)"}}
+	for _, tc := range []struct {
+		name          string
+		command, args []string
+		want          string // "": no warning
+	}{
+		{"the shell reads it", []string{"sh", "-c"}, []string{`git checkout "$BRANCH"`}, ""},
+		{"the kubelet replaces it in the script", []string{"sh", "-c"}, []string{`git checkout $(BRANCH)`},
+			`spec.steps[0]: step "deploy" has the kubelet replace $(BRANCH) in the script it runs with "sh -c", and its env BRANCH ` +
+				`holds $(params.branch): a value with ; or $(...) in it would run as commands`},
+		{"escaped, the shell's command substitution", []string{"sh", "-c"}, []string{`git checkout $$(BRANCH)`}, ""},
+		{"a constrained one in the script", []string{"sh", "-c"}, []string{`git checkout $(SAFE)`}, ""},
+		{"an argument that begins with it", nil, []string{"checkout", "$(BRANCH)"},
+			`spec.steps[0]: step "deploy" passes $(BRANCH), its env BRANCH that begins with $(params.branch), as an argument of its own`},
+		{"an argument with it later", nil, []string{"checkout", "--branch=$(BRANCH)"}, ""},
+		{"an env value that does not begin with it", nil, []string{"checkout", "$(LATE)"}, ""},
+		{"a variable the step does not have", nil, []string{"checkout", "$(HOME)"}, ""},
+	} {
+		step := custodyv1alpha1.Step{Name: "deploy", Command: tc.command, Args: tc.args, Env: env}
+		got := ValueWarnings(field.NewPath("spec"), []custodyv1alpha1.Step{step}, nil, params)
+		switch {
+		case tc.want == "" && len(got) != 0:
+			t.Errorf("%s: warnings %q, want none", tc.name, got)
+		case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+			t.Errorf("%s: warnings %q, want one with %q", tc.name, got, tc.want)
+		}
+	}
+	names, leading := expr.KubeletVars("$(A)-$$(B) $(C")
+	if len(names) != 1 || names[0] != "A" || !leading {
+		t.Errorf("KubeletVars = %q, %v; want [A], true", names, leading)
 	}
 }
