@@ -98,6 +98,9 @@ const (
 	ReasonRotationOverdue = "RotationOverdue"
 	// ReasonRotatedInTime means the grant's source Secret changed within maxAge.
 	ReasonRotatedInTime = "RotatedInTime"
+	// ReasonApprovalExpired means the grant's approval lapsed (approval.validFor): it issues
+	// nothing until approved again (condition Approved=False, and a Warning Event).
+	ReasonApprovalExpired = "ApprovalExpired"
 	// ReasonNotUsedRecently means the grant has issued nothing for longer than unusedAfter
 	// (condition Unused=True, and a Warning Event).
 	ReasonNotUsedRecently = "NotUsedRecently"

@@ -232,6 +232,7 @@ type SPIFFECredential struct {
 // GrantApproval says whether a grant needs an approval before it is active, and who may give it.
 //
 // +kubebuilder:validation:XValidation:rule="!self.required || has(self.approvers)",message="approvers must be set when approval is required"
+// +kubebuilder:validation:XValidation:rule="!has(self.validFor) || self.required",message="validFor needs required: true"
 type GrantApproval struct {
 	// required keeps the grant inactive until approved.
 	// +required
@@ -240,6 +241,33 @@ type GrantApproval struct {
 	// approvers may approve. The grant's creator may not, even if listed.
 	// +optional
 	Approvers *Approvers `json:"approvers,omitempty"`
+
+	// validFor makes an approval lapse this long after it was given (between 1h and 8760h): from
+	// then on the grant issues nothing until an approver approves it again (a periodic access
+	// review). Issuances made before run to their own end. Unset, an approval stands until the
+	// grant's subjects, credential or end change. Only its approvers may lengthen or remove it.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="validFor must be between 1h and 8760h"
+	ValidFor *metav1.Duration `json:"validFor,omitempty"`
+}
+
+// ApprovalLapsesAt is when the grant's recorded approval lapses under approval.validFor (nil: it
+// does not, or there is none).
+func (g *CredentialGrant) ApprovalLapsesAt() *time.Time {
+	a := g.Spec.Approval
+	if a == nil || a.ValidFor == nil || g.Status.Approval == nil {
+		return nil
+	}
+	at := g.Status.Approval.ApprovedAt.Add(a.ValidFor.Duration)
+	return &at
+}
+
+// ApprovalLapsed says whether the grant's recorded approval has lapsed by now.
+func (g *CredentialGrant) ApprovalLapsed(now time.Time) bool {
+	at := g.ApprovalLapsesAt()
+	return at != nil && !now.Before(*at)
 }
 
 // CredentialGrantStatus is the observed state of a grant.

@@ -57,11 +57,67 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.List(ctx, &workflows, client.InNamespace(g.Namespace)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing Workflows: %w", err)
 	}
+	record(g, workflows.Items)
+
+	r.approval(g, now)
+	source, refusal, err := r.source(ctx, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var requeue time.Duration
+	conds := conditions(g, refusal, now)
+	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
+		requeue = end.Sub(now) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
+	}
+	if at := g.ApprovalLapsesAt(); at != nil && now.Before(*at) {
+		requeue = sooner(requeue, at.Sub(now)+time.Second) // Approved and Ready turn False then
+	}
+	if source != nil {
+		changed := credentials.SourceChanged(source)
+		g.Status.SourceChangedTime = &metav1.Time{Time: changed}
+		c, next := rotation(g, changed, now)
+		conds = append(conds, c)
+		requeue = sooner(requeue, next)
+	} else {
+		g.Status.SourceChangedTime = nil
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
+	}
+	if c, next := unused(g, r.UnusedAfter, now); c != nil {
+		conds = append(conds, *c)
+		requeue = sooner(requeue, next)
+	} else {
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionUnused)
+	}
+	if meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) == nil {
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionStalled)
+	}
+	for _, c := range conds {
+		c.ObservedGeneration = g.Generation
+		meta.SetStatusCondition(&g.Status.Conditions, c)
+	}
+	g.Status.ObservedGeneration = g.Generation
+
+	if equality.Semantic.DeepEqual(before.Status, g.Status) {
+		return ctrl.Result{RequeueAfter: requeue}, nil
+	}
+	if err := r.Status().Patch(ctx, g, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
+		client.FieldOwner(ControllerName)); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.Recorder != nil {
+		r.events(before, g)
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// record counts the grant's issuances in the Workflows of its namespace: the live ones, the
+// totals and the last issued and revoked times (kept when the Workflows that held them are gone).
+func record(g *custodyv1alpha1.CredentialGrant, workflows []custodyv1alpha1.Workflow) {
 	var live []custodyv1alpha1.Issuance
 	var lastIssued, lastRevoked *metav1.Time
 	var issued, revoked int64
-	for i := range workflows.Items {
-		wf := &workflows.Items[i]
+	for i := range workflows {
+		wf := &workflows[i]
 		for _, st := range wf.Status.Steps {
 			for _, c := range st.Credentials {
 				if c.Grant != g.Name {
@@ -89,63 +145,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	g.Status.Active = int32(min(len(live), 1<<30)) //nolint:gosec // bounded
 	g.Status.ActiveIssuances = live[:min(len(live), maxIssuances)]
 	g.Status.IssuedTotal, g.Status.RevokedTotal = issued, revoked
-	if lastIssued != nil {
+	// Never earlier than recorded: the Workflow that held the last issuance may be gone.
+	if lastIssued != nil && (g.Status.LastIssuedTime == nil || g.Status.LastIssuedTime.Before(lastIssued)) {
 		g.Status.LastIssuedTime = lastIssued
 	}
-	if lastRevoked != nil {
+	if lastRevoked != nil && (g.Status.LastRevokedTime == nil || g.Status.LastRevokedTime.Before(lastRevoked)) {
 		g.Status.LastRevokedTime = lastRevoked
 	}
+}
 
-	r.approval(g, now)
-	source, refusal, err := r.source(ctx, g)
-	if err != nil {
-		return ctrl.Result{}, err
+// sooner is the sooner of two times to look again (0: none).
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
 	}
-	var requeue time.Duration
-	conds := conditions(g, refusal, now)
-	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
-		requeue = end.Sub(now) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
-	}
-	if source != nil {
-		changed := credentials.SourceChanged(source)
-		g.Status.SourceChangedTime = &metav1.Time{Time: changed}
-		c, next := rotation(g, changed, now)
-		conds = append(conds, c)
-		if requeue == 0 || (next > 0 && next < requeue) {
-			requeue = next
-		}
-	} else {
-		g.Status.SourceChangedTime = nil
-		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
-	}
-	if c, next := unused(g, r.UnusedAfter, now); c != nil {
-		conds = append(conds, *c)
-		if next > 0 && (requeue == 0 || next < requeue) {
-			requeue = next
-		}
-	} else {
-		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionUnused)
-	}
-	if meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) == nil {
-		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionStalled)
-	}
-	for _, c := range conds {
-		c.ObservedGeneration = g.Generation
-		meta.SetStatusCondition(&g.Status.Conditions, c)
-	}
-	g.Status.ObservedGeneration = g.Generation
-
-	if equality.Semantic.DeepEqual(before.Status, g.Status) {
-		return ctrl.Result{RequeueAfter: requeue}, nil
-	}
-	if err := r.Status().Patch(ctx, g, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
-		client.FieldOwner(ControllerName)); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if r.Recorder != nil {
-		r.events(before, g)
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return a
 }
 
 // events says what changed in the grant's status that a person should hear about.
@@ -158,6 +172,12 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalCleared, "Approve",
 			"Approval by %s cleared (the grant's subjects, credential or expiry changed): nothing is issued until it is approved again",
 			before.Status.Approval.ApprovedBy)
+	}
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved); c != nil &&
+		c.Reason == custodyv1alpha1.ReasonApprovalExpired && conditionReason(before, custodyv1alpha1.ConditionApproved) != c.Reason {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalExpired, "Approve",
+			"Approval by %s lapsed at %s (approval.validFor): nothing is issued until it is approved again",
+			g.Status.Approval.ApprovedBy, g.ApprovalLapsesAt().UTC().Format(time.RFC3339))
 	}
 	if !before.Spec.Suspended && g.Spec.Suspended && readyReason(before) != custodyv1alpha1.ReasonSuspended {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonSuspended, "Suspend",
@@ -251,7 +271,12 @@ func days(d time.Duration) string {
 }
 
 func readyReason(g *custodyv1alpha1.CredentialGrant) string {
-	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil {
+	return conditionReason(g, custodyv1alpha1.ConditionReady)
+}
+
+// conditionReason is the reason of one of the grant's conditions ("" without it).
+func conditionReason(g *custodyv1alpha1.CredentialGrant, condition string) string {
+	if c := meta.FindStatusCondition(g.Status.Conditions, condition); c != nil {
 		return c.Reason
 	}
 	return ""
@@ -285,8 +310,18 @@ func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal
 	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonApprovalNotRequired, Message: "The grant does not require an approval"}
 	switch {
+	case required && g.Status.Approval != nil && g.ApprovalLapsed(now):
+		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonApprovalExpired
+		approved.Message = fmt.Sprintf("Approved by %s at %s; the approval lapsed at %s (approval.validFor %s): nothing is issued "+
+			"until an approver approves it again: kubectl custody approve grant %s", g.Status.Approval.ApprovedBy,
+			g.Status.Approval.ApprovedAt.UTC().Format(time.RFC3339), g.ApprovalLapsesAt().UTC().Format(time.RFC3339),
+			days(g.Spec.Approval.ValidFor.Duration), g.Name)
 	case required && g.Status.Approval != nil:
 		approved.Reason, approved.Message = custodyv1alpha1.ReasonApproved, "Approved by "+g.Status.Approval.ApprovedBy
+		if at := g.ApprovalLapsesAt(); at != nil {
+			approved.Message += fmt.Sprintf(" at %s, until %s (approval.validFor)", g.Status.Approval.ApprovedAt.UTC().Format(time.RFC3339),
+				at.UTC().Format(time.RFC3339))
+		}
 	case required:
 		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonWaitingForApproval
 		who := "an approver"

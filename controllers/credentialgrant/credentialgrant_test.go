@@ -133,3 +133,53 @@ func TestUnused(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionsOfALapsedApproval: a lapsed approval is Approved=False ApprovalExpired and keeps
+// the grant from issuing like a missing one (Ready=False WaitingForApproval, not Stalled).
+func TestConditionsOfALapsedApproval(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	g := secretGrant(nil)
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: 720 * time.Hour},
+		Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
+	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-721 * time.Hour))}
+	conds := conditions(g, nil, now)
+	approved := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionApproved)
+	ready := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionReady)
+	if approved == nil || approved.Status != metav1.ConditionFalse || approved.Reason != custodyv1alpha1.ReasonApprovalExpired ||
+		!strings.Contains(approved.Message, "the approval lapsed at 2026-12-01T11:00:00Z (approval.validFor 30 days)") {
+		t.Errorf("Approved %+v", approved)
+	}
+	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != custodyv1alpha1.ReasonWaitingForApproval ||
+		meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
+		t.Errorf("conditions %+v, want Ready=False WaitingForApproval and no Stalled", conds)
+	}
+	g.Status.Approval.ApprovedAt = metav1.NewTime(now.Add(-719 * time.Hour))
+	if c := meta.FindStatusCondition(conditions(g, nil, now), custodyv1alpha1.ConditionApproved); c == nil ||
+		c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "until 2026-12-01T13:00:00Z (approval.validFor)") {
+		t.Errorf("an hour before the lapse: %+v", c)
+	}
+}
+
+// TestRecordKeepsTheLastIssuance: the last issued and revoked times never move back when the
+// Workflow that held the last issuance is deleted (Unused counts from them).
+func TestRecordKeepsTheLastIssuance(t *testing.T) {
+	at := func(h int) metav1.Time { return metav1.NewTime(time.Date(2026, 12, 1, h, 0, 0, 0, time.UTC)) }
+	run := func(name string, issued, revoked metav1.Time) custodyv1alpha1.Workflow {
+		wf := custodyv1alpha1.Workflow{}
+		wf.Name = name
+		wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "call", Credentials: []custodyv1alpha1.IssuedCredential{
+			{Grant: "erp", Attempt: 1, IssuedAt: issued, RevokedAt: &revoked}}}}
+		return wf
+	}
+	g := secretGrant(nil)
+	record(g, []custodyv1alpha1.Workflow{run("a", at(8), at(9)), run("b", at(10), at(11))})
+	if !g.Status.LastIssuedTime.Equal(ptrTime(at(10))) || !g.Status.LastRevokedTime.Equal(ptrTime(at(11))) || g.Status.IssuedTotal != 2 {
+		t.Fatalf("status %+v", g.Status)
+	}
+	record(g, []custodyv1alpha1.Workflow{run("a", at(8), at(9))}) // b was deleted
+	if !g.Status.LastIssuedTime.Equal(ptrTime(at(10))) || !g.Status.LastRevokedTime.Equal(ptrTime(at(11))) || g.Status.IssuedTotal != 1 {
+		t.Errorf("after the last run was deleted: status %+v, want the last times kept", g.Status)
+	}
+}
+
+func ptrTime(t metav1.Time) *metav1.Time { return &t }

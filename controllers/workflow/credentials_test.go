@@ -1222,3 +1222,90 @@ spec:
 	}
 	waitUnused(metav1.ConditionTrue, "Issued nothing since it last issued a credential at "+issued.UTC().Format(time.RFC3339))
 }
+
+// TestCredentials_approvalLapses: an approval under approval.validFor stands until it lapses; from
+// then the grant issues nothing (Approved=False ApprovalExpired, an Event, steps wait
+// GrantNotApproved saying so) while what it issued before runs to its end; a new approval lets the
+// waiting step start.
+func TestCredentials_approvalLapses(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	secret(t, ns, "api", true, map[string]string{"token": "t"})
+	approve := func(at time.Time) string {
+		return fmt.Sprintf(`{"approvedBy":"bob","approvedAt":%q}`, at.UTC().Format(time.RFC3339))
+	}
+	// Approved 59m52s ago for an hour: it lapses 8 s from now.
+	lapse := time.Now().Add(8 * time.Second).UTC().Truncate(time.Second)
+	g := grant(t, ns, `
+metadata: {name: api, annotations: {approve.custody.dev/grant: '`+approve(lapse.Add(-time.Hour))+`'}}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {app: sync}}, steps: [call]}]
+  credential: {secret: {name: api, keys: [token]}}
+  approval: {required: true, approvers: {users: [bob]}, validFor: 1h}`)
+	approved := func(want metav1.ConditionStatus, reason, message string) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("Approved=%s (%s)", want, reason), func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionApproved)
+			if c == nil || c.Status != want || c.Reason != reason || !strings.Contains(c.Message, message) {
+				return errorf("Approved %+v", c)
+			}
+			return nil
+		})
+	}
+	approved(metav1.ConditionTrue, custodyv1alpha1.ReasonApproved, "until "+lapse.Format(time.RFC3339)+" (approval.validFor)")
+	first := apply(t, ns, `
+metadata: {name: sync-1, labels: {app: sync}}
+spec:
+  steps: [{name: call, image: example.com/c:1, credentials: [api]}]`)
+	startPod(t, jobOf(t, first, "call", 1))
+
+	approved(metav1.ConditionFalse, custodyv1alpha1.ReasonApprovalExpired, "the approval lapsed at "+lapse.Format(time.RFC3339))
+	if time.Now().Before(lapse) {
+		t.Errorf("lapsed at %s, before %s", time.Now(), lapse)
+	}
+	eventually(t, "an ApprovalExpired Event on the grant", func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == g.Name && e.Reason == custodyv1alpha1.ReasonApprovalExpired && e.Type == corev1.EventTypeWarning {
+				return nil
+			}
+		}
+		return errorf("none among %d Events", len(list.Items))
+	})
+	second := apply(t, ns, `
+metadata: {name: sync-2, labels: {app: sync}}
+spec:
+  steps: [{name: call, image: example.com/c:1, credentials: [api]}]`)
+	eventually(t, "the new run's step waits for an approval", func() error {
+		st := stepOf(get(t, second), "call")
+		if st.Reason != custodyv1alpha1.ReasonGrantNotApproved || !strings.Contains(st.Message, "its approval by bob lapsed at") {
+			return errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	if len(jobs(t, second)) != 0 {
+		t.Fatal("a Job exists for a step whose grant's approval lapsed")
+	}
+	// What was issued before the lapse runs to its own end.
+	if c := recordOf(get(t, first), "call", "api"); c.IssuedAt.IsZero() || c.RevokedAt != nil {
+		t.Errorf("the running step's issuance %+v, want held", c)
+	}
+
+	eventually(t, "a new approval", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+			return err
+		}
+		cur.Annotations[custodyv1alpha1.AnnotationApproveGrant] = approve(time.Now())
+		return env.Client.Update(ctxT(t), cur)
+	})
+	approved(metav1.ConditionTrue, custodyv1alpha1.ReasonApproved, "Approved by bob")
+	jobOf(t, second, "call", 1)
+}

@@ -1019,3 +1019,20 @@ func TestGetCronWorkflow(t *testing.T) {
 		t.Errorf("after resume: %v, spec.suspend=%v", err, cw.Spec.Suspend)
 	}
 }
+
+// TestSummarizeApproval: the inventory's APPROVAL column says whether an approval lapsed
+// (approval.validFor), not only who gave it.
+func TestSummarizeApproval(t *testing.T) {
+	g := &custodyv1alpha1.CredentialGrant{}
+	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"bob"}`}
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
+	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob"}
+	if got := summarize(g).Approval; got != "approved by bob" {
+		t.Errorf("approved: %q", got)
+	}
+	g.Status.Conditions = []metav1.Condition{{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionFalse,
+		Reason: custodyv1alpha1.ReasonApprovalExpired}}
+	if got := summarize(g).Approval; got != "LAPSED (approved by bob)" {
+		t.Errorf("lapsed: %q", got)
+	}
+}

@@ -159,6 +159,8 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	switch {
 	case g.Spec.Approval == nil || !g.Spec.Approval.Required:
 		out.Approval = "not required"
+	case credentials.Approved(g) && conditionReason(g, custodyv1alpha1.ConditionApproved) == custodyv1alpha1.ReasonApprovalExpired:
+		out.Approval = "LAPSED (approved by " + g.Status.Approval.ApprovedBy + ")"
 	case credentials.Approved(g):
 		out.Approval = "approved by " + g.Status.Approval.ApprovedBy
 	default:
@@ -245,4 +247,12 @@ func expiresIn(t *metav1.Time, now time.Time) string {
 		return "-"
 	}
 	return age(t.Sub(now))
+}
+
+// conditionReason is the reason of one of a grant's conditions ("" without it).
+func conditionReason(g *custodyv1alpha1.CredentialGrant, condition string) string {
+	if c := meta.FindStatusCondition(g.Status.Conditions, condition); c != nil {
+		return c.Reason
+	}
+	return ""
 }

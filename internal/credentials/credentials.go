@@ -162,6 +162,9 @@ func Check(name string, g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.
 			g.Spec.ExpiresAt.UTC().Format(time.RFC3339))}
 	case g.Spec.Approval != nil && g.Spec.Approval.Required && !Approved(g):
 		return &Refusal{custodyv1alpha1.ReasonGrantNotApproved, fmt.Sprintf("CredentialGrant %s requires an approval it does not have", name)}
+	case g.Spec.Approval != nil && g.Spec.Approval.Required && g.ApprovalLapsed(now):
+		return &Refusal{custodyv1alpha1.ReasonGrantNotApproved, fmt.Sprintf("CredentialGrant %s: its approval by %s lapsed at %s "+
+			"(approval.validFor): it needs approving again", name, g.Status.Approval.ApprovedBy, g.ApprovalLapsesAt().UTC().Format(time.RFC3339))}
 	case !slices.Contains(Supported, Kind(g)):
 		return &Refusal{ReasonKindNotSupported,
 			fmt.Sprintf("CredentialGrant %s is of kind %s, which this version of Custody does not issue yet", name, Kind(g))}

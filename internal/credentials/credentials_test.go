@@ -284,3 +284,27 @@ func TestGrantExpiry(t *testing.T) {
 		t.Errorf("without either: expires %s, want never", got)
 	}
 }
+
+// TestApprovalLapse: with approval.validFor, an approval stands until approvedAt + validFor and
+// from then on the grant issues nothing, with the approver and the time in the refusal.
+func TestApprovalLapse(t *testing.T) {
+	g := roleGrant(custodyv1alpha1.GrantSubject{WorkflowName: "pay", Steps: []string{"post"}})
+	approved := time.Date(2026, 9, 1, 9, 0, 0, 0, time.UTC)
+	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"bob"}`}
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: 2160 * time.Hour}}
+	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.Time{Time: approved}}
+	lapse := approved.Add(2160 * time.Hour)
+	run := wf("pay", nil)
+	if r := Check("g", g, run, "post", lapse.Add(-time.Second)); r != nil {
+		t.Errorf("a second before the lapse: %+v, want allowed", r)
+	}
+	r := Check("g", g, run, "post", lapse)
+	if r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved ||
+		r.Message != "CredentialGrant g: its approval by bob lapsed at 2026-11-30T09:00:00Z (approval.validFor): it needs approving again" {
+		t.Errorf("at the lapse: %+v, want GrantNotApproved naming the approver and the time", r)
+	}
+	g.Spec.Approval.ValidFor = nil
+	if r := Check("g", g, run, "post", lapse.Add(1000*time.Hour)); r != nil {
+		t.Errorf("without validFor: %+v, want allowed", r)
+	}
+}

@@ -200,7 +200,7 @@ spec:
 			return as(alice).Patch(ctx, g, client.RawPatch("application/merge-patch+json",
 				[]byte(`{"spec":{"approval":{"required":false,"approvers":null}}}`)))
 		},
-		want: []string{"spec.approval can only be removed or its approvers changed by one of its current approvers",
+		want: []string{"spec.approval can only be removed, its approvers changed or its validFor lengthened by one of its current approvers",
 			"created by alice, who may not approve it"},
 	}, {
 		name: "add oneself to a grant's approvers, then approve",
@@ -209,7 +209,7 @@ spec:
 			return as(mallory).Patch(ctx, g, client.RawPatch("application/merge-patch+json",
 				[]byte(`{"spec":{"approval":{"approvers":{"users":["bob","mallory"]}}}}`)))
 		},
-		want: []string{"spec.approval can only be removed or its approvers changed", "mallory may not approve"},
+		want: []string{"spec.approval can only be removed, its approvers changed or its validFor lengthened", "mallory may not approve"},
 	}, {
 		name: "approve a grant one created",
 		attempt: func() error {

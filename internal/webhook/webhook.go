@@ -220,7 +220,7 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 			// A replace from a manifest that never had it: keep the record (changing it is refused).
 			set[custodyv1alpha1.AnnotationCreatedBy] = creator
 		}
-		d := diffApprovals(old.meta.Annotations, ann)
+		d := renewals(diffApprovals(old.meta.Annotations, ann), old, h.now())
 		for _, k := range d.added {
 			if isRejection(k) {
 				set[k] = stampRejection(req.UserInfo.Username, h.now(), ann[k])
@@ -426,7 +426,7 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 		if r := approvalPolicyChange(req, cur, old, creator); r != nil {
 			return r, nil
 		}
-		return approvalsOfGrant(req, cur, old, creator, material), nil
+		return approvalsOfGrant(req, cur, old, creator, material, h.now()), nil
 	}
 	if cur.template != nil || cur.cron != nil {
 		if d := diffApprovals(old.meta.Annotations, cur.meta.Annotations); len(d.added)+len(d.changed)+len(d.removed) > 0 {
@@ -614,19 +614,39 @@ func approvalPolicyChange(req admission.Request, cur, old *object, creator strin
 		return nil // adding a requirement never weakens anything
 	}
 	is := cur.grant.Spec.Approval
-	if is != nil && is.Required && equality.Semantic.DeepEqual(is.Approvers, was.Approvers) {
+	if is != nil && is.Required && equality.Semantic.DeepEqual(is.Approvers, was.Approvers) && !longerValidity(was, is) {
 		return nil
 	}
 	if msg := mayDecide(req.UserInfo, creator, was.Approvers, cur.forDenial, "approve"); msg != "" {
-		return forbidden(checkApproval, "%s: spec.approval can only be removed or its approvers changed by one of "+
-			"its current approvers: %s", cur.forDenial, msg)
+		return forbidden(checkApproval, "%s: spec.approval can only be removed, its approvers changed or its validFor "+
+			"lengthened by one of its current approvers: %s", cur.forDenial, msg)
 	}
 	return nil
 }
 
+// longerValidity says whether an approval would stand longer under is than under was: its
+// validFor removed or lengthened.
+func longerValidity(was, is *custodyv1alpha1.GrantApproval) bool {
+	return was.ValidFor != nil && (is.ValidFor == nil || is.ValidFor.Duration > was.ValidFor.Duration)
+}
+
+// renewals counts a grant's approval that lapsed (approval.validFor) and is given again as a new
+// approval, not a change of the old one: an approver may approve the grant again, and admission
+// stamps the new approval.
+func renewals(d approvalDiff, old *object, now time.Time) approvalDiff {
+	k := custodyv1alpha1.AnnotationApproveGrant
+	if old == nil || old.grant == nil || !old.grant.ApprovalLapsed(now) || !slices.Contains(d.changed, k) {
+		return d
+	}
+	d.changed = slices.DeleteFunc(slices.Clone(d.changed), func(c string) bool { return c == k })
+	d.added = append(slices.Clone(d.added), k)
+	slices.Sort(d.added)
+	return d
+}
+
 // approvalsOfGrant checks approval annotation changes on a grant.
-func approvalsOfGrant(req admission.Request, cur, old *object, creator string, material bool) *refusal {
-	d := diffApprovals(old.meta.Annotations, cur.meta.Annotations)
+func approvalsOfGrant(req admission.Request, cur, old *object, creator string, material bool, now time.Time) *refusal {
+	d := renewals(diffApprovals(old.meta.Annotations, cur.meta.Annotations), old, now)
 	var cleared []string
 	if material {
 		cleared = []string{custodyv1alpha1.AnnotationApproveGrant}

@@ -1,0 +1,66 @@
+package webhook
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// TestRenewingALapsedApproval: once a grant's approval lapsed (approval.validFor), an approver may
+// approve it again, which replaces the old record; before that, or by the grant's creator, the
+// approval cannot be changed.
+func TestRenewingALapsedApproval(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	k := custodyv1alpha1.AnnotationApproveGrant
+	grantApprovedAt := func(at time.Time) *object {
+		g := &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "erp", Namespace: "finance",
+			Annotations: map[string]string{k: stamp("bob", at)}}}
+		g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: time.Hour},
+			Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob", "carol"}}}
+		g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(at)}
+		return &object{meta: &g.ObjectMeta, grant: g, kind: "CredentialGrant", forDenial: "CredentialGrant finance/erp"}
+	}
+	approvedBy := func(old *object, user string) *object {
+		cur := &object{grant: old.grant.DeepCopy(), kind: old.kind, forDenial: old.forDenial}
+		cur.meta = &cur.grant.ObjectMeta
+		cur.meta.Annotations[k] = stamp(user, now)
+		return cur
+	}
+	req := func(user string) admission.Request {
+		return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UserInfo: authenticationv1.UserInfo{Username: user}}}
+	}
+	lapsed, current := grantApprovedAt(now.Add(-2*time.Hour)), grantApprovedAt(now.Add(-30*time.Minute))
+	for _, tc := range []struct {
+		name string
+		old  *object
+		user string
+		want string // "": allowed
+	}{
+		{"an approver, after the lapse", lapsed, "carol", ""},
+		{"the same approver again, after the lapse", lapsed, "bob", ""},
+		{"an approver, before the lapse", current, "carol", "was already given and cannot be changed"},
+		{"the creator, after the lapse", lapsed, "alice", "was created by alice, who may not approve it"},
+		{"someone else, after the lapse", lapsed, "mallory", "mallory may not approve"},
+	} {
+		r := approvalsOfGrant(req(tc.user), approvedBy(tc.old, tc.user), tc.old, "alice", false, now)
+		switch {
+		case tc.want == "" && r != nil:
+			t.Errorf("%s: refused: %s", tc.name, r.resp.Result.Message)
+		case tc.want != "" && (r == nil || !strings.Contains(r.resp.Result.Message, tc.want)):
+			t.Errorf("%s: %+v, want refused with %q", tc.name, r, tc.want)
+		}
+	}
+	if d := renewals(approvalDiff{changed: []string{k}}, lapsed, now); len(d.changed) != 0 || len(d.added) != 1 {
+		t.Errorf("renewals of a lapsed approval: %+v, want it added", d)
+	}
+	if d := renewals(approvalDiff{changed: []string{k}}, current, now); len(d.changed) != 1 || len(d.added) != 0 {
+		t.Errorf("renewals of a current approval: %+v, want it changed", d)
+	}
+}
