@@ -131,6 +131,12 @@ func Start(opts Options) (c *Cluster, err error) {
 	if err := c.WriteKubeconfig(c.Kubeconfig, "custody-admin", "system:masters"); err != nil {
 		return c, err
 	}
+	// kube-controller-manager acts as itself, as in a real cluster (its Job controller is who
+	// admission lets create step pods), with the admin's rights.
+	kcmKubeconfig := filepath.Join(c.Dir, "kube-controller-manager.kubeconfig")
+	if err := c.WriteKubeconfig(kcmKubeconfig, "system:kube-controller-manager", "system:masters"); err != nil {
+		return c, err
+	}
 
 	stages, err := testenv.Binary("kwok-stages.yaml")
 	if err != nil {
@@ -150,7 +156,7 @@ func Start(opts Options) (c *Cluster, err error) {
 		args []string
 	}{
 		{"kube-controller-manager", []string{
-			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+			"--kubeconfig=" + kcmKubeconfig, "--leader-elect=false", "--secure-port=0",
 			"--use-service-account-credentials=false",
 			// Node lifecycle stays on: it removes the not-ready taint once KWOK reports a node
 			// Ready (and KWOK's heartbeat stage keeps it so). Without kubelets, the token and

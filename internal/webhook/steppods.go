@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -22,12 +24,23 @@ import (
 // Custody blocks exec only where a namespace asked for this.
 // +kubebuilder:webhook:path=/validate-step-pod-access,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods/exec;pods/attach;pods/portforward;pods/proxy;pods/ephemeralcontainers,verbs=connect;update,versions=v1,name=steppods.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
+// The same namespaces keep anyone but the Job controller from creating a pod that claims to be a
+// step's (its labels) or runs as an attempt's ServiceAccount: such a pod could race the real one
+// for the attempt's SPIFFE entry, or act with what the attempt's ServiceAccount is bound to.
+// It reads the ServiceAccount a new pod runs as, as stored (not from the cache, which may not
+// have an attempt's new ServiceAccount yet).
+// +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=get
+// +kubebuilder:webhook:path=/validate-step-pod-creation,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=steppodcreation.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
 const (
 	// PathStepPods is the step-pod guard's path.
 	PathStepPods = "/validate-step-pod-access"
+	// PathStepPodCreation is the path of the guard of step pods' creation.
+	PathStepPodCreation = "/validate-step-pod-creation"
 	// LabelProtectStepPods turns the step-pod guard on in a namespace that has it set to "true".
 	LabelProtectStepPods = "custody.dev/protect-step-pods"
 	checkStepPod         = "steppod"
+	checkStepPodCreation = "steppodcreation"
 )
 
 // stepPodGuard refuses access into a step's pod.
@@ -101,4 +114,68 @@ func (g *stepPodGuard) stepOf(ctx context.Context, pod *corev1.Pod) (string, err
 		}
 	}
 	return "", nil
+}
+
+// jobControllers are the users the Job controller creates pods as: kube-controller-manager's own
+// (--use-service-account-credentials=false) or the job-controller ServiceAccount's (true, the
+// kubeadm default).
+var jobControllers = []string{"system:kube-controller-manager", "system:serviceaccount:kube-system:job-controller"}
+
+// stepPodCreation refuses the creation of a step's pod by anyone but the Job controller.
+type stepPodCreation struct {
+	// serviceAccounts reads ServiceAccounts as stored; workflows reads Workflows (the cache).
+	serviceAccounts, workflows client.Reader
+	decoder                    admission.Decoder
+}
+
+func (c *stepPodCreation) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Resource.Resource != "pods" || req.SubResource != "" || slices.Contains(jobControllers, req.UserInfo.Username) {
+		return admission.Allowed("")
+	}
+	pod := &corev1.Pod{}
+	if err := c.decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	pod.Namespace = req.Namespace
+	claim, err := c.stepClaim(ctx, pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if claim == "" {
+		return admission.Allowed("")
+	}
+	Refusals.WithLabelValues("Pod", checkStepPodCreation).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", "Pod", "namespace", req.Namespace, "name", pod.Name,
+		"user", req.UserInfo.Username, "check", checkStepPodCreation)
+	return admission.Denied(fmt.Sprintf("%s: only its Job's controller may create a step's pod, which receives the step's "+
+		"SPIFFE identity and credentials; namespace %s protects step pods (label %s=true). Run a step as a Workflow, "+
+		"and anything else as another ServiceAccount, without Custody's labels", claim, req.Namespace, LabelProtectStepPods))
+}
+
+// stepClaim says how a new pod claims to be a step's: by its labels, or by running as an
+// attempt's ServiceAccount (the ServiceAccount's labels say so, or, if someone removed them, a
+// Workflow's status names it). "" when it does not.
+func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if wf := pod.Labels[custodyv1alpha1.LabelWorkflow]; wf != "" {
+		return fmt.Sprintf("the pod is labelled as a pod of workflow %s (%s)", wf, custodyv1alpha1.LabelWorkflow), nil
+	}
+	name := pod.Spec.ServiceAccountName
+	if name == "" {
+		return "", nil
+	}
+	sa := &corev1.ServiceAccount{}
+	err := c.serviceAccounts.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, sa)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil // the API server refuses a pod whose ServiceAccount does not exist
+	case err != nil:
+		return "", fmt.Errorf("reading ServiceAccount %s/%s: %w", pod.Namespace, name, err)
+	case sa.Labels[custodyv1alpha1.LabelWorkflow] != "":
+		return fmt.Sprintf("the pod runs as ServiceAccount %s of an attempt of workflow %s", name, sa.Labels[custodyv1alpha1.LabelWorkflow]), nil
+	}
+	step, err := (&stepPodGuard{workflows: c.workflows}).stepOf(ctx, pod)
+	if err != nil || step == "" {
+		return "", err
+	}
+	return fmt.Sprintf("the pod runs as ServiceAccount %s of %s", name, step), nil
 }

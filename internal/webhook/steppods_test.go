@@ -26,21 +26,13 @@ import (
 func TestStepPodsAreProtected(t *testing.T) {
 	ns := team(t)
 	ctx := ctxT(t)
-	namespace := &corev1.Namespace{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
-		t.Fatal(err)
-	}
-	patch := client.MergeFrom(namespace.DeepCopy())
-	namespace.Labels[webhook.LabelProtectStepPods] = "true"
-	if err := env.Client.Patch(ctx, namespace, patch); err != nil {
-		t.Fatal(err)
-	}
+	protect(t, ns)
 	pod := func(ns, name, sa string, labels map[string]string) *corev1.Pod {
 		t.Helper()
 		create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 			Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "step", Image: "busybox"}}}}
-		create(t, env.Client, p)
+		create(t, jobController(), p) // only the Job controller may create a step's pod here
 		return p
 	}
 	stepLabels := map[string]string{custodyv1alpha1.LabelWorkflow: "release", custodyv1alpha1.LabelStep: "deploy",
@@ -124,4 +116,82 @@ func TestStepPodsAreProtected(t *testing.T) {
 	plain := env.Namespace(t)
 	unprotected := pod(plain, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels)
 	notOurs("exec into a step's pod of a namespace without the label", connect("", unprotected, "exec"))
+}
+
+// jobController is a client that acts as kube-controller-manager's Job controller does (with
+// --use-service-account-credentials, the kubeadm default).
+func jobController() client.Client {
+	return env.As("system:serviceaccount:kube-system:job-controller", "system:masters")
+}
+
+// protect labels a namespace so that it protects step pods.
+func protect(t *testing.T, ns string) {
+	t.Helper()
+	namespace := &corev1.Namespace{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Name: ns}, namespace); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(namespace.DeepCopy())
+	namespace.Labels[webhook.LabelProtectStepPods] = "true"
+	if err := env.Client.Patch(ctxT(t), namespace, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOnlyTheJobControllerCreatesStepPods: in a namespace that protects step pods, a pod that
+// claims to be a step's (by its labels, or by running as an attempt's ServiceAccount, labelled as
+// such or named in a Workflow's status) is refused to everyone but the Job controller, cluster
+// admins included; other pods, and namespaces without the label, are left alone.
+func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	protect(t, ns)
+	sa := func(ns, name string, labels map[string]string) {
+		t.Helper()
+		create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}})
+	}
+	pod := func(ns, name, sa string, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "step", Image: "busybox"}}}}
+	}
+	stepLabels := map[string]string{custodyv1alpha1.LabelWorkflow: "release", custodyv1alpha1.LabelStep: "deploy",
+		custodyv1alpha1.LabelAttempt: "1"}
+	sa(ns, "release-deploy-1-3f9a1c", stepLabels)
+	sa(ns, "invoice-4711-pay-2-9c1d0e", nil) // an attempt's, whose labels someone removed
+	sa(ns, "tools", nil)
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "pay", Phase: custodyv1alpha1.StepRunning, Attempt: 2,
+		ServiceAccountName: "invoice-4711-pay-2-9c1d0e"}}
+	if err := env.Client.Status().Update(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+
+	before := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppodcreation"))
+	const only = "only its Job's controller may create a step's pod, which receives the step's SPIFFE identity and credentials"
+	refused(t, "a pod labelled as a step's", as(mallory).Create(ctx, pod(ns, "fake-step", "tools", stepLabels)),
+		`admission webhook "steppodcreation.custody.dev" denied the request: the pod is labelled as a pod of workflow release`, only)
+	refused(t, "a pod that runs as an attempt's ServiceAccount, by a cluster admin", env.Client.Create(ctx, pod(ns, "borrow", "release-deploy-1-3f9a1c", nil)),
+		"the pod runs as ServiceAccount release-deploy-1-3f9a1c of an attempt of workflow release", only)
+	eventually(t, "a pod that runs as an attempt's unlabelled ServiceAccount refused", func() error {
+		err := as(mallory).Create(ctx, pod(ns, "borrow-2", "invoice-4711-pay-2-9c1d0e", nil))
+		if err == nil {
+			return errors.New("created")
+		}
+		if !strings.Contains(err.Error(), "the pod runs as ServiceAccount invoice-4711-pay-2-9c1d0e of step pay (attempt 2) of workflow invoice-4711") {
+			return err
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppodcreation")) - before; got < 3 {
+		t.Errorf("custody_admission_refusals_total{kind=Pod,check=steppodcreation} rose by %v, want at least 3", got)
+	}
+
+	// The Job controller creates step pods; anyone creates other pods.
+	create(t, jobController(), pod(ns, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels))
+	create(t, as(mallory), pod(ns, "tools-shell", "tools", nil))
+	// A namespace that did not opt in: the webhook is not even called.
+	plain := env.Namespace(t)
+	sa(plain, "release-deploy-1-3f9a1c", stepLabels)
+	create(t, env.Client, pod(plain, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels))
 }

@@ -110,6 +110,8 @@ func Setup(mgr ctrl.Manager) error {
 	srv.Register(PathMutate, &admission.Webhook{Handler: admission.HandlerFunc(h.mutate)})
 	srv.Register(PathValidate, &admission.Webhook{Handler: admission.HandlerFunc(h.validate)})
 	srv.Register(PathStepPods, &admission.Webhook{Handler: &stepPodGuard{pods: mgr.GetAPIReader(), workflows: mgr.GetClient()}})
+	srv.Register(PathStepPodCreation, &admission.Webhook{Handler: &stepPodCreation{serviceAccounts: mgr.GetAPIReader(),
+		workflows: mgr.GetClient(), decoder: admission.NewDecoder(mgr.GetScheme())}})
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -388,7 +389,8 @@ spec:
 
 // TestProtectedStepPods: in a namespace labelled custody.dev/protect-step-pods=true the manager's
 // admission (its own certificate, the configuration as config/webhook installs it) refuses exec
-// into a step's pod, even to a cluster admin, and the run goes on to succeed.
+// into a step's pod, even to a cluster admin, and a pod as the attempt's ServiceAccount that the
+// Job controller did not create; the run goes on to succeed.
 func TestProtectedStepPods(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
@@ -402,7 +404,7 @@ metadata: {name: release}
 spec:
   steps: [{name: deploy, image: registry.example.com/ci/deploy:1.0}]
 `)
-	var pod string
+	var pod, sa string
 	eventually(t, time.Minute, "the step's pod", func() error {
 		var pods corev1.PodList
 		if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{custodyv1alpha1.LabelWorkflow: "release"}); err != nil {
@@ -411,7 +413,7 @@ spec:
 		if len(pods.Items) == 0 {
 			return errors.New("no pod yet")
 		}
-		pod = pods.Items[0].Name
+		pod, sa = pods.Items[0].Name, pods.Items[0].Spec.ServiceAccountName
 		return nil
 	})
 	cs, err := kubernetes.NewForConfig(cluster.Config)
@@ -423,6 +425,17 @@ spec:
 	if want := "pod " + pod + " runs step deploy (attempt 1) of workflow release"; err == nil || !strings.Contains(err.Error(), want) ||
 		!strings.Contains(err.Error(), "so nobody may exec into it") {
 		t.Errorf("exec into the step's pod as a cluster admin: %v, want admission to refuse it (%q)", err, want)
+	}
+	// kube-controller-manager's Job controller created the step's pod; a cluster admin may not create
+	// one that runs as the attempt's ServiceAccount.
+	borrow := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "borrow"}, Spec: corev1.PodSpec{
+		ServiceAccountName: sa, Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/tools:1",
+			SecurityContext: &corev1.SecurityContext{ // passes the namespace's restricted Pod Security
+				RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}}}}
+	if err := cluster.Client.Create(ctx, borrow); err == nil || !strings.Contains(err.Error(), "the pod runs as ServiceAccount "+sa) {
+		t.Errorf("a cluster admin creating a pod as the attempt's ServiceAccount %q: %v, want admission to refuse it", sa, err)
 	}
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 }
