@@ -38,9 +38,9 @@ manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API an
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
 	@# The step-pod guards apply only in namespaces that opt in (the marker cannot say so).
-	sed -i 's#^  name: steppod\(s\|creation\).custody.dev$$#&\n  namespaceSelector:\n    matchLabels:\n      custody.dev/protect-step-pods: "true"#' \
+	sed -i 's#^  name: step\(pods\|podcreation\|jobcreation\).custody.dev$$#&\n  namespaceSelector:\n    matchLabels:\n      custody.dev/protect-step-pods: "true"#' \
 		config/webhook/manifests.yaml
-	test "$$(grep -c 'custody.dev/protect-step-pods: "true"' config/webhook/manifests.yaml)" = 2
+	test "$$(grep -c 'custody.dev/protect-step-pods: "true"' config/webhook/manifests.yaml)" = 3
 	@# The chart renders its CRDs, the manager's RBAC and the webhook configurations from copies of these.
 	rm -rf charts/custody/files
 	mkdir -p charts/custody/files/crds charts/custody/files/rbac/people charts/custody/files/webhook

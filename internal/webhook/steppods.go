@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -32,7 +35,13 @@ import (
 // +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=get
 // +kubebuilder:webhook:path=/validate-step-pod-creation,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=steppodcreation.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
+// And only Custody's controller may create a Job whose pods would be step pods: the Job
+// controller, which may create step pods, would otherwise create them for anyone's Job.
+// +kubebuilder:webhook:path=/validate-step-job-creation,mutating=false,failurePolicy=fail,sideEffects=None,groups=batch,resources=jobs,verbs=create,versions=v1,name=stepjobcreation.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
 const (
+	// PathStepJobCreation is the path of the guard of step Jobs' creation.
+	PathStepJobCreation = "/validate-step-job-creation"
 	// PathStepPods is the step-pod guard's path.
 	PathStepPods = "/validate-step-pod-access"
 	// PathStepPodCreation is the path of the guard of step pods' creation.
@@ -41,6 +50,7 @@ const (
 	LabelProtectStepPods = "custody.dev/protect-step-pods"
 	checkStepPod         = "steppod"
 	checkStepPodCreation = "steppodcreation"
+	checkStepJobCreation = "stepjobcreation"
 )
 
 // stepPodGuard refuses access into a step's pod.
@@ -178,4 +188,38 @@ func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod) (strin
 		return "", err
 	}
 	return fmt.Sprintf("the pod runs as ServiceAccount %s of %s", name, step), nil
+}
+
+// stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but
+// Custody's controller.
+type stepJobCreation struct {
+	pods *stepPodCreation
+	// controller is the user Custody's controller makes its requests as.
+	controller string
+}
+
+func (c *stepJobCreation) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Resource.Resource != "jobs" || req.SubResource != "" || req.UserInfo.Username == c.controller {
+		return admission.Allowed("")
+	}
+	job := &batchv1.Job{}
+	if err := c.pods.decoder.Decode(req, job); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	tmpl := job.Spec.Template
+	claim, err := c.pods.stepClaim(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Labels: tmpl.Labels},
+		Spec: tmpl.Spec})
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if claim == "" {
+		return admission.Allowed("")
+	}
+	Refusals.WithLabelValues("Job", checkStepJobCreation).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", "Job", "namespace", req.Namespace, "name", job.Name,
+		"user", req.UserInfo.Username, "check", checkStepJobCreation)
+	return admission.Denied(fmt.Sprintf("Job %s would create step pods (%s): only Custody's controller may create a step's Job, "+
+		"whose pod receives the step's SPIFFE identity and credentials; namespace %s protects step pods (label %s=true). Run a "+
+		"step as a Workflow, and anything else as another ServiceAccount, without Custody's labels", job.Name,
+		strings.TrimPrefix(claim, "the pod "), req.Namespace, LabelProtectStepPods))
 }

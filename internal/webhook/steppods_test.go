@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -141,7 +142,8 @@ func protect(t *testing.T, ns string) {
 // TestOnlyTheJobControllerCreatesStepPods: in a namespace that protects step pods, a pod that
 // claims to be a step's (by its labels, or by running as an attempt's ServiceAccount, labelled as
 // such or named in a Workflow's status) is refused to everyone but the Job controller, cluster
-// admins included; other pods, and namespaces without the label, are left alone.
+// admins included, and a Job whose pods would be to everyone but Custody's controller; other
+// pods and Jobs, and namespaces without the label, are left alone.
 func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
 	ns := team(t)
 	ctx := ctxT(t)
@@ -190,6 +192,24 @@ func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
 	// The Job controller creates step pods; anyone creates other pods.
 	create(t, jobController(), pod(ns, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels))
 	create(t, as(mallory), pod(ns, "tools-shell", "tools", nil))
+
+	// Nor may anyone but Custody's controller create a Job whose pods the Job controller would
+	// create as step pods.
+	job := func(name, sa string, labels map[string]string) *batchv1.Job {
+		p := pod(ns, "", sa, labels)
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}}}
+	}
+	const onlyJobs = "only Custody's controller may create a step's Job"
+	refused(t, "a Job as an attempt's ServiceAccount", as(mallory).Create(ctx, job("borrow", "release-deploy-1-3f9a1c", nil)),
+		`admission webhook "stepjobcreation.custody.dev" denied the request: Job borrow would create step pods `+
+			`(runs as ServiceAccount release-deploy-1-3f9a1c of an attempt of workflow release)`, onlyJobs)
+	refused(t, "a Job whose pods are labelled as a step's", as(mallory).Create(ctx, job("fake-step", "tools", stepLabels)),
+		"Job fake-step would create step pods (is labelled as a pod of workflow release", onlyJobs)
+	create(t, as(mallory), job("report", "tools", nil))
+	// The manager of this suite is Custody's controller, acting as the test's admin.
+	create(t, env.Client, job("release-deploy-1", "release-deploy-1-3f9a1c", stepLabels))
 	// A namespace that did not opt in: the webhook is not even called.
 	plain := env.Namespace(t)
 	sa(plain, "release-deploy-1-3f9a1c", stepLabels)

@@ -175,6 +175,7 @@ spec:
 	// A grant owner without bind on the roles they grant: admission reads the roles' rules.
 	grantRolesAsOwner(ctx, t, c, wns)
 	checkNightly(ctx, t, c, cron)
+	podInAProtectedNamespace(ctx, t, c)
 
 	checkEveryPermissionUsed(ctx, t, c, audit, "system:serviceaccount:"+ns+":"+release, release+"-manager")
 
@@ -530,4 +531,19 @@ func startCluster(t *testing.T, opts localcluster.Options) *localcluster.Cluster
 		}
 	})
 	return c
+}
+
+// podInAProtectedNamespace creates a pod in a namespace that protects step pods: admission reads
+// the ServiceAccount it runs as (not an attempt's: the pod is created).
+func podInAProtectedNamespace(ctx context.Context, t *testing.T, c *localcluster.Cluster) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "protected", Labels: map[string]string{"custody.dev/protect-step-pods": "true"}}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "tools"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "tools"}, Spec: corev1.PodSpec{
+		ServiceAccountName: sa.Name, Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/tools:1"}}}}
+	for _, o := range []client.Object{ns, sa, pod} {
+		if err := c.Client.Create(ctx, o); err != nil {
+			t.Fatalf("creating %T %s in a protected namespace: %v", o, o.GetName(), err)
+		}
+	}
 }
