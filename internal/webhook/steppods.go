@@ -147,7 +147,7 @@ func (c *stepPodCreation) Handle(ctx context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	pod.Namespace = req.Namespace
-	claim, err := c.stepClaim(ctx, pod)
+	claim, err := c.stepClaim(ctx, pod, false)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -164,8 +164,11 @@ func (c *stepPodCreation) Handle(ctx context.Context, req admission.Request) adm
 
 // stepClaim says how a new pod claims to be a step's: by its labels, or by running as an
 // attempt's ServiceAccount (the ServiceAccount's labels say so, or, if someone removed them, a
-// Workflow's status names it). "" when it does not.
-func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod) (string, error) {
+// Workflow's status names it). "" when it does not. A Job's pods (forJob) claim it too when their
+// ServiceAccount does not exist yet: attempts' names can be foretold, and the Job controller would
+// create the pods as soon as the attempt's ServiceAccount exists. (A pod whose ServiceAccount does
+// not exist is refused by the API server before this is asked.)
+func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod, forJob bool) (string, error) {
 	if wf := pod.Labels[custodyv1alpha1.LabelWorkflow]; wf != "" {
 		return fmt.Sprintf("the pod is labelled as a pod of workflow %s (%s)", wf, custodyv1alpha1.LabelWorkflow), nil
 	}
@@ -176,8 +179,11 @@ func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod) (strin
 	sa := &corev1.ServiceAccount{}
 	err := c.serviceAccounts.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, sa)
 	switch {
+	case apierrors.IsNotFound(err) && forJob:
+		return fmt.Sprintf("the pod runs as ServiceAccount %s, which does not exist yet and could be a step attempt's to come: "+
+			"create the ServiceAccount first", name), nil
 	case apierrors.IsNotFound(err):
-		return "", nil // the API server refuses a pod whose ServiceAccount does not exist
+		return "", nil
 	case err != nil:
 		return "", fmt.Errorf("reading ServiceAccount %s/%s: %w", pod.Namespace, name, err)
 	case sa.Labels[custodyv1alpha1.LabelWorkflow] != "":
@@ -208,7 +214,7 @@ func (c *stepJobCreation) Handle(ctx context.Context, req admission.Request) adm
 	}
 	tmpl := job.Spec.Template
 	claim, err := c.pods.stepClaim(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Labels: tmpl.Labels},
-		Spec: tmpl.Spec})
+		Spec: tmpl.Spec}, true)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}

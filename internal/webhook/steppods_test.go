@@ -207,6 +207,9 @@ func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
 			`(runs as ServiceAccount release-deploy-1-3f9a1c of an attempt of workflow release)`, onlyJobs)
 	refused(t, "a Job whose pods are labelled as a step's", as(mallory).Create(ctx, job("fake-step", "tools", stepLabels)),
 		"Job fake-step would create step pods (is labelled as a pod of workflow release", onlyJobs)
+	refused(t, "a Job as a ServiceAccount that does not exist yet", as(mallory).Create(ctx, job("early", "release-deploy-2-77aa01", nil)),
+		"Job early would create step pods (runs as ServiceAccount release-deploy-2-77aa01, which does not exist yet and could "+
+			"be a step attempt's to come", onlyJobs)
 	create(t, as(mallory), job("report", "tools", nil))
 	// The manager of this suite is Custody's controller, acting as the test's admin.
 	create(t, env.Client, job("release-deploy-1", "release-deploy-1-3f9a1c", stepLabels))
