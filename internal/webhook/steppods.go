@@ -147,19 +147,28 @@ func (c *stepPodCreation) Handle(ctx context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	pod.Namespace = req.Namespace
-	claim, err := c.stepClaim(ctx, pod, false)
+	return c.decide(ctx, req, "Pod", pod.Name, pod, checkStepPodCreation, func(claim string) string {
+		return fmt.Sprintf("%s: only its Job's controller may create a step's pod, which receives the step's SPIFFE identity "+
+			"and credentials", claim)
+	})
+}
+
+// decide refuses a new pod, or a Job's pods, that claims to be a step's (stepClaim; forJob for a
+// Job's), with why (what says it) and what to do instead; it counts and logs the refusal.
+func (c *stepPodCreation) decide(ctx context.Context, req admission.Request, kind, name string, pod *corev1.Pod, check string,
+	why func(claim string) string) admission.Response {
+	claim, err := c.stepClaim(ctx, pod, kind == "Job")
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if claim == "" {
 		return admission.Allowed("")
 	}
-	Refusals.WithLabelValues("Pod", checkStepPodCreation).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", "Pod", "namespace", req.Namespace, "name", pod.Name,
-		"user", req.UserInfo.Username, "check", checkStepPodCreation)
-	return admission.Denied(fmt.Sprintf("%s: only its Job's controller may create a step's pod, which receives the step's "+
-		"SPIFFE identity and credentials; namespace %s protects step pods (label %s=true). Run a step as a Workflow, "+
-		"and anything else as another ServiceAccount, without Custody's labels", claim, req.Namespace, LabelProtectStepPods))
+	Refusals.WithLabelValues(kind, check).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", name,
+		"user", req.UserInfo.Username, "check", check)
+	return admission.Denied(fmt.Sprintf("%s; namespace %s protects step pods (label %s=true). Run a step as a Workflow, and "+
+		"anything else as another ServiceAccount, without Custody's labels", why(claim), req.Namespace, LabelProtectStepPods))
 }
 
 // stepClaim says how a new pod claims to be a step's: by its labels, or by running as an
@@ -213,19 +222,9 @@ func (c *stepJobCreation) Handle(ctx context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	tmpl := job.Spec.Template
-	claim, err := c.pods.stepClaim(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Labels: tmpl.Labels},
-		Spec: tmpl.Spec}, true)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	if claim == "" {
-		return admission.Allowed("")
-	}
-	Refusals.WithLabelValues("Job", checkStepJobCreation).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", "Job", "namespace", req.Namespace, "name", job.Name,
-		"user", req.UserInfo.Username, "check", checkStepJobCreation)
-	return admission.Denied(fmt.Sprintf("Job %s would create step pods (%s): only Custody's controller may create a step's Job, "+
-		"whose pod receives the step's SPIFFE identity and credentials; namespace %s protects step pods (label %s=true). Run a "+
-		"step as a Workflow, and anything else as another ServiceAccount, without Custody's labels", job.Name,
-		strings.TrimPrefix(claim, "the pod "), req.Namespace, LabelProtectStepPods))
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Labels: tmpl.Labels}, Spec: tmpl.Spec}
+	return c.pods.decide(ctx, req, "Job", job.Name, pod, checkStepJobCreation, func(claim string) string {
+		return fmt.Sprintf("Job %s would create step pods (%s): only Custody's controller may create a step's Job, whose pod "+
+			"receives the step's SPIFFE identity and credentials", job.Name, strings.TrimPrefix(claim, "the pod "))
+	})
 }
