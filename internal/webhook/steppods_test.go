@@ -95,13 +95,7 @@ func TestStepPodsAreProtected(t *testing.T) {
 
 	// A step pod whose labels someone removed: its ServiceAccount, named in the Workflow's status.
 	relabelled := pod(ns, "invoice-pay-2-a1b2c", "invoice-4711-pay-2-9c1d0e", nil)
-	wf := mustWorkflow(t, ns, paymentWorkflow)
-	create(t, as(alice), wf)
-	wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "pay", Phase: custodyv1alpha1.StepRunning, Attempt: 2,
-		ServiceAccountName: "invoice-4711-pay-2-9c1d0e"}}
-	if err := env.Client.Status().Update(ctx, wf); err != nil {
-		t.Fatal(err)
-	}
+	runningAttempt(t, ns, "invoice-4711-pay-2-9c1d0e")
 	eventually(t, "the step pod without labels refused", func() error {
 		err := connect(mallory, relabelled, "exec")
 		if err == nil {
@@ -161,13 +155,7 @@ func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
 	sa(ns, "release-deploy-1-3f9a1c", stepLabels)
 	sa(ns, "invoice-4711-pay-2-9c1d0e", nil) // an attempt's, whose labels someone removed
 	sa(ns, "tools", nil)
-	wf := mustWorkflow(t, ns, paymentWorkflow)
-	create(t, as(alice), wf)
-	wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "pay", Phase: custodyv1alpha1.StepRunning, Attempt: 2,
-		ServiceAccountName: "invoice-4711-pay-2-9c1d0e"}}
-	if err := env.Client.Status().Update(ctx, wf); err != nil {
-		t.Fatal(err)
-	}
+	runningAttempt(t, ns, "invoice-4711-pay-2-9c1d0e")
 
 	before := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppodcreation"))
 	const only = "only its Job's controller may create a step's pod, which receives the step's SPIFFE identity and credentials"
@@ -217,4 +205,17 @@ func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
 	plain := env.Namespace(t)
 	sa(plain, "release-deploy-1-3f9a1c", stepLabels)
 	create(t, env.Client, pod(plain, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels))
+}
+
+// runningAttempt creates the payment Workflow with its step pay running as attempt 2 under the
+// ServiceAccount sa, as the controller records it in status.
+func runningAttempt(t *testing.T, ns, sa string) {
+	t.Helper()
+	wf := mustWorkflow(t, ns, paymentWorkflow)
+	create(t, as(alice), wf)
+	wf.Status.Steps = []custodyv1alpha1.StepStatus{{Name: "pay", Phase: custodyv1alpha1.StepRunning, Attempt: 2,
+		ServiceAccountName: sa}}
+	if err := env.Client.Status().Update(ctxT(t), wf); err != nil {
+		t.Fatal(err)
+	}
 }
