@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 )
 
 // The step-pod guard: in a namespace that opts in (LabelProtectStepPods), nobody may exec into,
@@ -29,10 +31,12 @@ import (
 
 // The same namespaces keep anyone but the Job controller from creating a pod that claims to be a
 // step's (its labels) or runs as an attempt's ServiceAccount: such a pod could race the real one
-// for the attempt's SPIFFE entry, or act with what the attempt's ServiceAccount is bound to.
-// It reads the ServiceAccount a new pod runs as, as stored (not from the cache, which may not
-// have an attempt's new ServiceAccount yet).
-// +kubebuilder:rbac:groups=core,resources=serviceaccounts,verbs=get
+// for the attempt's SPIFFE entry, or act with what the attempt's ServiceAccount is bound to; nor a
+// pod that uses a Secret that grants hand out to steps, or a step attempt's copy of one. It reads
+// the ServiceAccount a new pod runs as, and the metadata of the Secrets it uses, as stored (not
+// from the cache, which may not have an attempt's new ServiceAccount yet and holds only grantable
+// Secrets).
+// +kubebuilder:rbac:groups=core,resources=serviceaccounts;secrets,verbs=get
 // +kubebuilder:webhook:path=/validate-step-pod-creation,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=steppodcreation.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
 // And only Custody's controller may create a Job whose pods would be step pods: the Job
@@ -133,9 +137,9 @@ var jobControllers = []string{"system:kube-controller-manager", "system:servicea
 
 // stepPodCreation refuses the creation of a step's pod by anyone but the Job controller.
 type stepPodCreation struct {
-	// serviceAccounts reads ServiceAccounts as stored; workflows reads Workflows (the cache).
-	serviceAccounts, workflows client.Reader
-	decoder                    admission.Decoder
+	// stored reads ServiceAccounts and Secrets' metadata as stored; workflows reads Workflows (the cache).
+	stored, workflows client.Reader
+	decoder           admission.Decoder
 }
 
 func (c *stepPodCreation) Handle(ctx context.Context, req admission.Request) admission.Response {
@@ -168,16 +172,27 @@ func (c *stepPodCreation) decide(ctx context.Context, req admission.Request, kin
 	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", name,
 		"user", req.UserInfo.Username, "check", check)
 	return admission.Denied(fmt.Sprintf("%s; namespace %s protects step pods (label %s=true). Run a step as a Workflow, and "+
-		"anything else as another ServiceAccount, without Custody's labels", why(claim), req.Namespace, LabelProtectStepPods))
+		"anything else as another ServiceAccount, without Custody's labels or granted Secrets", why(claim), req.Namespace, LabelProtectStepPods))
 }
 
-// stepClaim says how a new pod claims to be a step's: by its labels, or by running as an
-// attempt's ServiceAccount (the ServiceAccount's labels say so, or, if someone removed them, a
-// Workflow's status names it). "" when it does not. A Job's pods (forJob) claim it too when their
-// ServiceAccount does not exist yet: attempts' names can be foretold, and the Job controller would
-// create the pods as soon as the attempt's ServiceAccount exists. (A pod whose ServiceAccount does
-// not exist is refused by the API server before this is asked.)
+// stepClaim says how a new pod claims to be a step's or to hold what a step holds: by its labels
+// or its ServiceAccount (identityClaim), or by the Secrets it uses (secretClaim). "" when it does
+// not.
 func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod, forJob bool) (string, error) {
+	claim, err := c.identityClaim(ctx, pod, forJob)
+	if claim != "" || err != nil {
+		return claim, err
+	}
+	return c.secretClaim(ctx, pod)
+}
+
+// identityClaim says how a new pod claims to be a step's: by its labels, or by running as an
+// attempt's ServiceAccount (the ServiceAccount's labels say so, or, if someone removed them, a
+// Workflow's status names it). A Job's pods (forJob) claim it too when their ServiceAccount does
+// not exist yet: attempts' names can be foretold, and the Job controller would create the pods as
+// soon as the attempt's ServiceAccount exists. (A pod whose ServiceAccount does not exist is
+// refused by the API server before this is asked.)
+func (c *stepPodCreation) identityClaim(ctx context.Context, pod *corev1.Pod, forJob bool) (string, error) {
 	if wf := pod.Labels[custodyv1alpha1.LabelWorkflow]; wf != "" {
 		return fmt.Sprintf("the pod is labelled as a pod of workflow %s (%s)", wf, custodyv1alpha1.LabelWorkflow), nil
 	}
@@ -186,7 +201,7 @@ func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod, forJob
 		return "", nil
 	}
 	sa := &corev1.ServiceAccount{}
-	err := c.serviceAccounts.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, sa)
+	err := c.stored.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, sa)
 	switch {
 	case apierrors.IsNotFound(err) && forJob:
 		return fmt.Sprintf("the pod runs as ServiceAccount %s, which does not exist yet and could be a step attempt's to come: "+
@@ -203,6 +218,81 @@ func (c *stepPodCreation) stepClaim(ctx context.Context, pod *corev1.Pod, forJob
 		return "", err
 	}
 	return fmt.Sprintf("the pod runs as ServiceAccount %s of %s", name, step), nil
+}
+
+// copyName is the form of the name of an attempt's copy of a granted Secret
+// (credentials.ResourceName: the attempt's name, "-g" and six hex digits of the grant's name).
+var copyName = regexp.MustCompile(`-g[0-9a-f]{6}$`)
+
+// secretClaim says how a new pod would hold a credential that Custody hands out only to steps: it
+// uses (in a volume, a projected volume, env or envFrom) a Secret that CredentialGrants hand out
+// (custody.dev/grantable=true), an attempt's copy of one (custody.dev/copy-of), or a Secret that
+// does not exist yet and is named as a copy is: attempts' names can be foretold, and the kubelet
+// would mount the copy once Custody made it. Only the Secrets' metadata is read, as stored (the
+// manager's cache holds only grantable Secrets).
+func (c *stepPodCreation) secretClaim(ctx context.Context, pod *corev1.Pod) (string, error) {
+	for _, name := range secretsUsed(&pod.Spec) {
+		secret := &metav1.PartialObjectMetadata{}
+		secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := c.stored.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, secret)
+		switch {
+		case apierrors.IsNotFound(err) && copyName.MatchString(name):
+			return fmt.Sprintf("the pod uses Secret %s, which does not exist yet and is named as a step attempt's copy of a granted "+
+				"Secret is: create the Secret first, or name it otherwise", name), nil
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return "", fmt.Errorf("reading the metadata of Secret %s/%s: %w", pod.Namespace, name, err)
+		case secret.Labels[credentials.LabelCopyOf] != "":
+			return fmt.Sprintf("the pod uses Secret %s, a step attempt's copy of granted Secret %s (workflow %s)", name,
+				secret.Labels[credentials.LabelCopyOf], secret.Labels[custodyv1alpha1.LabelWorkflow]), nil
+		case secret.Labels[custodyv1alpha1.LabelGrantable] == "true":
+			return fmt.Sprintf("the pod uses Secret %s, which CredentialGrants hand out to steps (%s=true)", name,
+				custodyv1alpha1.LabelGrantable), nil
+		}
+	}
+	return "", nil
+}
+
+// secretsUsed are the names of the Secrets whose values a pod's containers would get: secret and
+// projected volumes, env and envFrom of every container, in order, each once. (Image pull Secrets
+// go to the kubelet's registry client, and a CSI driver's to the driver, not to a container.)
+func secretsUsed(spec *corev1.PodSpec) []string {
+	var names []string
+	add := func(name string) {
+		if name != "" && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil {
+			add(v.Secret.SecretName)
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					add(src.Secret.Name)
+				}
+			}
+		}
+	}
+	containers := slices.Concat(spec.InitContainers, spec.Containers)
+	for i := range spec.EphemeralContainers {
+		containers = append(containers, corev1.Container(spec.EphemeralContainers[i].EphemeralContainerCommon))
+	}
+	for _, ctr := range containers {
+		for _, from := range ctr.EnvFrom {
+			if from.SecretRef != nil {
+				add(from.SecretRef.Name)
+			}
+		}
+		for _, e := range ctr.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				add(e.ValueFrom.SecretKeyRef.Name)
+			}
+		}
+	}
+	return names
 }
 
 // stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but

@@ -219,3 +219,92 @@ func runningAttempt(t *testing.T, ns, sa string) {
 		t.Fatal(err)
 	}
 }
+
+// TestGrantedSecretsStayWithSteps: in a namespace that protects step pods, a credential that
+// grants hand out reaches a container only through a step: nobody but the Job controller may
+// create a pod that uses a grantable Secret, an attempt's copy of one, or a Secret not made yet
+// under a copy's name, in any of the ways a container gets a Secret's values; nor may anyone but
+// Custody's controller create a Job whose pods would.
+func TestGrantedSecretsStayWithSteps(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	protect(t, ns)
+	secret := func(ns, name string, labels map[string]string) {
+		t.Helper()
+		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			StringData: map[string]string{"password": "webhook-suite-value"}})
+	}
+	secret(ns, "registry", map[string]string{custodyv1alpha1.LabelGrantable: "true"})
+	const copyOf = "release-deploy-1-3f9a1c-g1a2b3c"
+	secret(ns, copyOf, map[string]string{"custody.dev/copy-of": "registry", custodyv1alpha1.LabelWorkflow: "release"})
+	secret(ns, "app-config", nil)
+	create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tools"}})
+
+	pod := func(ns, name string, mod func(*corev1.PodSpec)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: corev1.PodSpec{ServiceAccountName: "tools", RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+		mod(&p.Spec)
+		return p
+	}
+	volume := func(name string) func(*corev1.PodSpec) {
+		return func(s *corev1.PodSpec) {
+			s.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: name}}}}
+		}
+	}
+	projected := func(name string) func(*corev1.PodSpec) {
+		return func(s *corev1.PodSpec) {
+			s.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
+					LocalObjectReference: corev1.LocalObjectReference{Name: name}}}}}}}}
+		}
+	}
+	envVar := func(name string) func(*corev1.PodSpec) {
+		return func(s *corev1.PodSpec) {
+			s.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "password"}}}}
+		}
+	}
+	initEnvFrom := func(name string) func(*corev1.PodSpec) {
+		return func(s *corev1.PodSpec) {
+			s.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", EnvFrom: []corev1.EnvFromSource{{
+				SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}}}}
+		}
+	}
+
+	before := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppodcreation"))
+	const grantable = "the pod uses Secret registry, which CredentialGrants hand out to steps (custody.dev/grantable=true)"
+	const only = "only its Job's controller may create a step's pod"
+	refused(t, "a cluster admin's pod that mounts a grantable Secret", env.Client.Create(ctx, pod(ns, "mount", volume("registry"))),
+		`admission webhook "steppodcreation.custody.dev" denied the request: `+grantable, only, "without Custody's labels or granted Secrets")
+	refused(t, "a pod that projects a grantable Secret", as(mallory).Create(ctx, pod(ns, "project", projected("registry"))), grantable)
+	refused(t, "a pod whose init container reads a grantable Secret into its environment",
+		as(mallory).Create(ctx, pod(ns, "init", initEnvFrom("registry"))), grantable)
+	refused(t, "a pod that reads an attempt's copy into its environment", as(mallory).Create(ctx, pod(ns, "copy", envVar(copyOf))),
+		"the pod uses Secret "+copyOf+", a step attempt's copy of granted Secret registry (workflow release)", only)
+	refused(t, "a pod that mounts a copy to come", as(mallory).Create(ctx, pod(ns, "early", volume("release-deploy-2-77aa01-g1a2b3c"))),
+		"the pod uses Secret release-deploy-2-77aa01-g1a2b3c, which does not exist yet and is named as a step attempt's copy")
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppodcreation")) - before; got != 5 {
+		t.Errorf("custody_admission_refusals_total{kind=Pod,check=steppodcreation} rose by %v, want 5", got)
+	}
+	// Other Secrets, there or not yet, are left to RBAC; the Job controller creates the step's pod.
+	create(t, as(mallory), pod(ns, "config", volume("app-config")))
+	create(t, as(mallory), pod(ns, "later", envVar("tls-to-come")))
+	create(t, jobController(), pod(ns, "release-deploy-1-x7k2p", volume(copyOf)))
+
+	job := func(name string, mod func(*corev1.PodSpec)) *batchv1.Job {
+		p := pod(ns, "", mod)
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: p.Spec}}}
+	}
+	refused(t, "a Job whose pods would mount a grantable Secret", as(mallory).Create(ctx, job("mount", volume("registry"))),
+		`admission webhook "stepjobcreation.custody.dev" denied the request: Job mount would create step pods (uses Secret registry, `+
+			"which CredentialGrants hand out to steps", "only Custody's controller may create a step's Job")
+	create(t, as(mallory), job("report", volume("app-config")))
+	create(t, env.Client, job("release-deploy-1", volume(copyOf))) // Custody's controller
+	// A namespace that did not opt in: the webhook is not even called.
+	plain := env.Namespace(t)
+	secret(plain, "registry", map[string]string{custodyv1alpha1.LabelGrantable: "true"})
+	create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "tools"}})
+	create(t, env.Client, pod(plain, "mount", volume("registry")))
+}

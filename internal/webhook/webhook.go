@@ -110,7 +110,7 @@ func Setup(mgr ctrl.Manager) error {
 	srv.Register(PathMutate, &admission.Webhook{Handler: admission.HandlerFunc(h.mutate)})
 	srv.Register(PathValidate, &admission.Webhook{Handler: admission.HandlerFunc(h.validate)})
 	srv.Register(PathStepPods, &admission.Webhook{Handler: &stepPodGuard{pods: mgr.GetAPIReader(), workflows: mgr.GetClient()}})
-	pods := &stepPodCreation{serviceAccounts: mgr.GetAPIReader(), workflows: mgr.GetClient(), decoder: admission.NewDecoder(mgr.GetScheme())}
+	pods := &stepPodCreation{stored: mgr.GetAPIReader(), workflows: mgr.GetClient(), decoder: admission.NewDecoder(mgr.GetScheme())}
 	srv.Register(PathStepPodCreation, &admission.Webhook{Handler: pods})
 	srv.Register(PathStepJobCreation, &admission.Webhook{Handler: &stepJobCreation{pods: pods, controller: h.controller}})
 	return nil

@@ -389,8 +389,9 @@ spec:
 
 // TestProtectedStepPods: in a namespace labelled custody.dev/protect-step-pods=true the manager's
 // admission (its own certificate, the configuration as config/webhook installs it) refuses exec
-// into a step's pod, even to a cluster admin, and a pod as the attempt's ServiceAccount that the
-// Job controller did not create; the run goes on to succeed.
+// into a step's pod, even to a cluster admin, and a pod as the attempt's ServiceAccount, or one that
+// mounts the Secret the step is granted, that the Job controller did not create; the step, which
+// holds that grant, still runs (its pod mounts its copy) and the run goes on to succeed.
 func TestProtectedStepPods(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
@@ -399,10 +400,11 @@ func TestProtectedStepPods(t *testing.T) {
 		client.RawPatch(types.MergePatchType, patch)); err != nil {
 		t.Fatal(err)
 	}
+	createPublishCredentials(ctx, t, ns, "release", "deploy")
 	wf := createWorkflow(ctx, t, ns, `
 metadata: {name: release}
 spec:
-  steps: [{name: deploy, image: registry.example.com/ci/deploy:1.0}]
+  steps: [{name: deploy, image: registry.example.com/ci/deploy:1.0, credentials: [publish-role, registry]}]
 `)
 	var pod, sa string
 	eventually(t, time.Minute, "the step's pod", func() error {
@@ -436,6 +438,13 @@ spec:
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}}}}
 	if err := cluster.Client.Create(ctx, borrow); err == nil || !strings.Contains(err.Error(), "the pod runs as ServiceAccount "+sa) {
 		t.Errorf("a cluster admin creating a pod as the attempt's ServiceAccount %q: %v, want admission to refuse it", sa, err)
+	}
+	// Nor one that mounts the Secret the step's grant hands out: the step's own pod, which mounts
+	// its copy, was created by the Job controller.
+	borrow.Spec.ServiceAccountName = "default"
+	borrow.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "registry"}}}}
+	if err := cluster.Client.Create(ctx, borrow); err == nil || !strings.Contains(err.Error(), "the pod uses Secret registry, which CredentialGrants hand out") {
+		t.Errorf("a cluster admin creating a pod that mounts the grantable Secret: %v, want admission to refuse it", err)
 	}
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 }
