@@ -1436,7 +1436,8 @@ spec:
 	wf = waitStep(t, wf, "post-payment", custodyv1alpha1.StepWaitingForApproval)
 	// Whoever waits learns who may approve, and how.
 	if st, want := stepOf(wf, "post-payment"), "Waiting for approval by a member of group finance-controllers: "+
-		"kubectl custody approve pay post-payment (the annotation approve.custody.dev/post-payment)"; st.Message != want {
+		"kubectl custody approve pay post-payment (the annotation approve.custody.dev/post-payment), "+
+		"or kubectl custody reject pay post-payment --reason REASON"; st.Message != want {
 		t.Errorf("post-payment says %q, want %q", st.Message, want)
 	}
 	ready := meta.FindStatusCondition(wf.Status.Conditions, custodyv1alpha1.ConditionReady)

@@ -1049,8 +1049,9 @@ func (r *Reconciler) readyStep(ctx context.Context, s *scope, st *custodyv1alpha
 			if st.Phase != custodyv1alpha1.StepWaitingForApproval {
 				who := step.Approval.Approvers.Describe()
 				s.setStep(st, custodyv1alpha1.StepWaitingForApproval, custodyv1alpha1.ReasonWaitingForApproval, text.Truncate(
-					fmt.Sprintf("Waiting for approval by %s: kubectl custody approve %s %s (the annotation %s%s)",
-						who, s.wf.Name, st.Name, custodyv1alpha1.AnnotationApprovePrefix, st.Name), 1024))
+					fmt.Sprintf("Waiting for approval by %s: kubectl custody approve %s %s (the annotation %s%s), "+
+						"or kubectl custody reject %s %s --reason REASON",
+						who, s.wf.Name, st.Name, custodyv1alpha1.AnnotationApprovePrefix, st.Name, s.wf.Name, st.Name), 1024))
 				s.stepEvent(st.Name, corev1.EventTypeNormal, custodyv1alpha1.ReasonWaitingForApproval, "Schedule",
 					"Step %s waits for approval by %s", st.Name, who)
 			}
