@@ -132,8 +132,19 @@ func (g *stepPodGuard) stepOf(ctx context.Context, pod *corev1.Pod) (string, err
 
 // jobControllers are the users the Job controller creates pods as: kube-controller-manager's own
 // (--use-service-account-credentials=false) or the job-controller ServiceAccount's (true, the
-// kubeadm default).
+// kubeadm default). kube-controller-manager's own user is also its ReplicaSet, StatefulSet and
+// DaemonSet controllers'; the Job controller is told from them by the owner reference it sets on
+// the pods it creates (byJobController).
 var jobControllers = []string{"system:kube-controller-manager", "system:serviceaccount:kube-system:job-controller"}
+
+// byJobController says whether a pod is being created by the Job controller: the request comes
+// from one of jobControllers and the pod's controller is a Job. Only those users' pods are taken at
+// their word: anyone else can write any owner reference.
+func byJobController(req admission.Request, pod *corev1.Pod) bool {
+	owner := metav1.GetControllerOf(pod)
+	return slices.Contains(jobControllers, req.UserInfo.Username) && owner != nil && owner.Kind == "Job" &&
+		strings.HasPrefix(owner.APIVersion, batchv1.GroupName+"/")
+}
 
 // stepPodCreation refuses the creation of a step's pod by anyone but the Job controller.
 type stepPodCreation struct {
@@ -143,12 +154,15 @@ type stepPodCreation struct {
 }
 
 func (c *stepPodCreation) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Resource.Resource != "pods" || req.SubResource != "" || slices.Contains(jobControllers, req.UserInfo.Username) {
+	if req.Resource.Resource != "pods" || req.SubResource != "" {
 		return admission.Allowed("")
 	}
 	pod := &corev1.Pod{}
 	if err := c.decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if byJobController(req, pod) {
+		return admission.Allowed("")
 	}
 	pod.Namespace = req.Namespace
 	return c.decide(ctx, req, "Pod", pod.Name, pod, checkStepPodCreation, func(claim string) string {
@@ -237,8 +251,8 @@ func (c *stepPodCreation) secretClaim(ctx context.Context, pod *corev1.Pod) (str
 		err := c.stored.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, secret)
 		switch {
 		case apierrors.IsNotFound(err) && copyName.MatchString(name):
-			return fmt.Sprintf("the pod uses Secret %s, which does not exist yet and is named as a step attempt's copy of a granted "+
-				"Secret is: create the Secret first, or name it otherwise", name), nil
+			return fmt.Sprintf("the pod uses Secret %s, which does not exist yet and is named like a step attempt's copy of a "+
+				"granted Secret: create the Secret first, or name it otherwise", name), nil
 		case apierrors.IsNotFound(err):
 			continue
 		case err != nil:

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -33,7 +34,7 @@ func TestStepPodsAreProtected(t *testing.T) {
 		create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 			Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "step", Image: "busybox"}}}}
-		create(t, jobController(), p) // only the Job controller may create a step's pod here
+		create(t, jobController(), ofJob(p)) // only the Job controller may create a step's pod here
 		return p
 	}
 	stepLabels := map[string]string{custodyv1alpha1.LabelWorkflow: "release", custodyv1alpha1.LabelStep: "deploy",
@@ -119,6 +120,14 @@ func jobController() client.Client {
 	return env.As("system:serviceaccount:kube-system:job-controller", "system:masters")
 }
 
+// ofJob makes a pod the step's Job's (release-deploy-1), as the Job controller does (its
+// controller owner reference).
+func ofJob(p *corev1.Pod) *corev1.Pod {
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "release-deploy-1", UID: "release-deploy-1-uid",
+		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+	return p
+}
+
 // protect labels a namespace so that it protects step pods.
 func protect(t *testing.T, ns string) {
 	t.Helper()
@@ -178,8 +187,20 @@ func TestOnlyTheJobControllerCreatesStepPods(t *testing.T) {
 	}
 
 	// The Job controller creates step pods; anyone creates other pods.
-	create(t, jobController(), pod(ns, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels))
+	create(t, jobController(), ofJob(pod(ns, "release-deploy-1-x7k2p", "release-deploy-1-3f9a1c", stepLabels)))
 	create(t, as(mallory), pod(ns, "tools-shell", "tools", nil))
+	// kube-controller-manager running as itself (without --use-service-account-credentials)
+	// creates a Job's pods, but its ReplicaSet controller, the same user, creates no pod as an
+	// attempt's ServiceAccount; nor does the Job controller's user create a pod no Job owns.
+	kcm := env.As("system:kube-controller-manager", "system:masters")
+	create(t, kcm, ofJob(pod(ns, "release-deploy-1-q8w4z", "release-deploy-1-3f9a1c", stepLabels)))
+	rs := pod(ns, "borrow-rs-5d9f7", "release-deploy-1-3f9a1c", nil)
+	rs.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "borrow-rs", UID: "borrow-rs-uid",
+		Controller: ptr.To(true)}}
+	refused(t, "a ReplicaSet's pod as an attempt's ServiceAccount, by kube-controller-manager", kcm.Create(ctx, rs),
+		"the pod runs as ServiceAccount release-deploy-1-3f9a1c of an attempt of workflow release", only)
+	refused(t, "a pod no Job owns, by the Job controller's user", jobController().Create(ctx, pod(ns, "orphan", "release-deploy-1-3f9a1c", nil)),
+		"the pod runs as ServiceAccount release-deploy-1-3f9a1c", only)
 
 	// Nor may anyone but Custody's controller create a Job whose pods the Job controller would
 	// create as step pods.
@@ -283,14 +304,14 @@ func TestGrantedSecretsStayWithSteps(t *testing.T) {
 	refused(t, "a pod that reads an attempt's copy into its environment", as(mallory).Create(ctx, pod(ns, "copy", envVar(copyOf))),
 		"the pod uses Secret "+copyOf+", a step attempt's copy of granted Secret registry (workflow release)", only)
 	refused(t, "a pod that mounts a copy to come", as(mallory).Create(ctx, pod(ns, "early", volume("release-deploy-2-77aa01-g1a2b3c"))),
-		"the pod uses Secret release-deploy-2-77aa01-g1a2b3c, which does not exist yet and is named as a step attempt's copy")
+		"the pod uses Secret release-deploy-2-77aa01-g1a2b3c, which does not exist yet and is named like a step attempt's copy of a granted Secret")
 	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Pod", "steppodcreation")) - before; got != 5 {
 		t.Errorf("custody_admission_refusals_total{kind=Pod,check=steppodcreation} rose by %v, want 5", got)
 	}
 	// Other Secrets, there or not yet, are left to RBAC; the Job controller creates the step's pod.
 	create(t, as(mallory), pod(ns, "config", volume("app-config")))
 	create(t, as(mallory), pod(ns, "later", envVar("tls-to-come")))
-	create(t, jobController(), pod(ns, "release-deploy-1-x7k2p", volume(copyOf)))
+	create(t, jobController(), ofJob(pod(ns, "release-deploy-1-x7k2p", volume(copyOf))))
 
 	job := func(name string, mod func(*corev1.PodSpec)) *batchv1.Job {
 		p := pod(ns, "", mod)

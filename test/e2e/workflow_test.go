@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -390,7 +391,8 @@ spec:
 // TestProtectedStepPods: in a namespace labelled custody.dev/protect-step-pods=true the manager's
 // admission (its own certificate, the configuration as config/webhook installs it) refuses exec
 // into a step's pod, even to a cluster admin, and a pod as the attempt's ServiceAccount, or one that
-// mounts the Secret the step is granted, that the Job controller did not create; the step, which
+// mounts the Secret the step is granted, that the Job controller did not create (kube-controller-
+// manager's ReplicaSet controller, the same user here, included); the step, which
 // holds that grant, still runs (its pod mounts its copy) and the run goes on to succeed.
 func TestProtectedStepPods(t *testing.T) {
 	ctx := context.Background()
@@ -445,6 +447,33 @@ spec:
 	borrow.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "registry"}}}}
 	if err := cluster.Client.Create(ctx, borrow); err == nil || !strings.Contains(err.Error(), "the pod uses Secret registry, which CredentialGrants hand out") {
 		t.Errorf("a cluster admin creating a pod that mounts the grantable Secret: %v, want admission to refuse it", err)
+	}
+	// kube-controller-manager runs here as itself, as its Job controller does, but its ReplicaSet
+	// controller creates no pod that claims to be a step's.
+	labels := map[string]string{"app": "borrow", custodyv1alpha1.LabelWorkflow: "release"}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "borrow"}, Spec: appsv1.ReplicaSetSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{Containers: borrow.Spec.Containers}}}}
+	if err := cluster.Client.Create(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the ReplicaSet's pod refused", func() error {
+		var events corev1.EventList
+		if err := cluster.Client.List(ctx, &events, client.InNamespace(ns),
+			client.MatchingFields{"involvedObject.name": "borrow", "reason": "FailedCreate"}); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if strings.Contains(e.Message, `admission webhook "steppodcreation.custody.dev" denied the request: the pod is labelled as a pod of workflow release`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d FailedCreate Events, none from the step-pod guard", len(events.Items))
+	})
+	var rsPods corev1.PodList
+	if err := cluster.Client.List(ctx, &rsPods, client.InNamespace(ns), client.MatchingLabels{"app": "borrow"}); err != nil || len(rsPods.Items) != 0 {
+		t.Errorf("the ReplicaSet's pods: %d (%v), want none", len(rsPods.Items), err)
 	}
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowSucceeded, 2*time.Minute)
 }
