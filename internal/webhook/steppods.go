@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,6 +44,12 @@ import (
 // controller, which may create step pods, would otherwise create them for anyone's Job.
 // +kubebuilder:webhook:path=/validate-step-job-creation,mutating=false,failurePolicy=fail,sideEffects=None,groups=batch,resources=jobs,verbs=create,versions=v1,name=stepjobcreation.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
+// Nor may anyone but the kubelet, for a pod, request a token of an attempt's ServiceAccount, which
+// would act with what the attempt's grants bind it to, with no pod at all. `make manifests` adds a
+// matchCondition that keeps the kubelets' requests (every pod's token, in that namespace) from
+// ever reaching this webhook, so that an outage of Custody does not hold up other pods' tokens.
+// +kubebuilder:webhook:path=/validate-step-token,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=serviceaccounts/token,verbs=create,versions=v1,name=steptokens.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
 const (
 	// PathStepJobCreation is the path of the guard of step Jobs' creation.
 	PathStepJobCreation = "/validate-step-job-creation"
@@ -50,11 +57,16 @@ const (
 	PathStepPods = "/validate-step-pod-access"
 	// PathStepPodCreation is the path of the guard of step pods' creation.
 	PathStepPodCreation = "/validate-step-pod-creation"
+	// PathStepTokens is the path of the guard of tokens of attempts' ServiceAccounts.
+	PathStepTokens = "/validate-step-token"
 	// LabelProtectStepPods turns the step-pod guard on in a namespace that has it set to "true".
 	LabelProtectStepPods = "custody.dev/protect-step-pods"
 	checkStepPod         = "steppod"
 	checkStepPodCreation = "steppodcreation"
 	checkStepJobCreation = "stepjobcreation"
+	checkStepToken       = "steptoken"
+	// nodes is the group of kubelets' users.
+	nodes = "system:nodes"
 )
 
 // stepPodGuard refuses access into a step's pod.
@@ -214,24 +226,34 @@ func (c *stepPodCreation) identityClaim(ctx context.Context, pod *corev1.Pod, fo
 	if name == "" {
 		return "", nil
 	}
-	sa := &corev1.ServiceAccount{}
-	err := c.stored.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, sa)
+	attempt, exists, err := c.attemptOf(ctx, pod.Namespace, name)
 	switch {
-	case apierrors.IsNotFound(err) && forJob:
+	case err != nil || attempt != "":
+		return fmt.Sprintf("the pod runs as ServiceAccount %s of %s", name, attempt), err
+	case !exists && forJob:
 		return fmt.Sprintf("the pod runs as ServiceAccount %s, which does not exist yet and could be a step attempt's to come: "+
 			"create the ServiceAccount first", name), nil
+	}
+	return "", nil
+}
+
+// attemptOf says whose a ServiceAccount is ("an attempt of workflow release", "step pay (attempt
+// 2) of workflow invoice"), or "" when it is no step attempt's: its labels say so, or, if someone
+// removed them, a Workflow's status names it. exists says whether it exists.
+func (c *stepPodCreation) attemptOf(ctx context.Context, namespace, name string) (attempt string, exists bool, err error) {
+	sa := &corev1.ServiceAccount{}
+	err = c.stored.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sa)
+	switch {
 	case apierrors.IsNotFound(err):
-		return "", nil
+		return "", false, nil
 	case err != nil:
-		return "", fmt.Errorf("reading ServiceAccount %s/%s: %w", pod.Namespace, name, err)
+		return "", false, fmt.Errorf("reading ServiceAccount %s/%s: %w", namespace, name, err)
 	case sa.Labels[custodyv1alpha1.LabelWorkflow] != "":
-		return fmt.Sprintf("the pod runs as ServiceAccount %s of an attempt of workflow %s", name, sa.Labels[custodyv1alpha1.LabelWorkflow]), nil
+		return "an attempt of workflow " + sa.Labels[custodyv1alpha1.LabelWorkflow], true, nil
 	}
-	step, err := (&stepPodGuard{workflows: c.workflows}).stepOf(ctx, pod)
-	if err != nil || step == "" {
-		return "", err
-	}
-	return fmt.Sprintf("the pod runs as ServiceAccount %s of %s", name, step), nil
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace}, Spec: corev1.PodSpec{ServiceAccountName: name}}
+	attempt, err = (&stepPodGuard{workflows: c.workflows}).stepOf(ctx, pod)
+	return attempt, true, err
 }
 
 // copyName is the form of the name of an attempt's copy of a granted Secret
@@ -307,6 +329,40 @@ func secretsUsed(spec *corev1.PodSpec) []string {
 		}
 	}
 	return names
+}
+
+// stepTokenGuard refuses a token of an attempt's ServiceAccount to everyone but a kubelet
+// requesting it for a pod (bound to the pod; the Node authorizer lets a kubelet do that only for
+// the pods of its node, and only the Job controller creates a pod that runs as an attempt's
+// ServiceAccount there).
+type stepTokenGuard struct {
+	pods *stepPodCreation
+}
+
+func (g *stepTokenGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Resource.Resource != "serviceaccounts" || req.SubResource != "token" {
+		return admission.Allowed("")
+	}
+	tr := &authenticationv1.TokenRequest{}
+	if err := g.pods.decoder.Decode(req, tr); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if ref := tr.Spec.BoundObjectRef; slices.Contains(req.UserInfo.Groups, nodes) && ref != nil && ref.Kind == "Pod" {
+		return admission.Allowed("")
+	}
+	attempt, _, err := g.pods.attemptOf(ctx, req.Namespace, req.Name)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if attempt == "" {
+		return admission.Allowed("")
+	}
+	Refusals.WithLabelValues("ServiceAccount", checkStepToken).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", "ServiceAccount", "namespace", req.Namespace, "name", req.Name,
+		"user", req.UserInfo.Username, "subresource", req.SubResource, "check", checkStepToken)
+	return admission.Denied(fmt.Sprintf("ServiceAccount %s is %s: a token of it would act with what the step is granted, without "+
+		"its pod. Only the kubelet may request one, for the step's pod; namespace %s protects step pods (label %s=true)",
+		req.Name, attempt, req.Namespace, LabelProtectStepPods))
 }
 
 // stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -328,4 +329,70 @@ func TestGrantedSecretsStayWithSteps(t *testing.T) {
 	secret(plain, "registry", map[string]string{custodyv1alpha1.LabelGrantable: "true"})
 	create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "tools"}})
 	create(t, env.Client, pod(plain, "mount", volume("registry")))
+}
+
+// TestOnlyKubeletsGetStepTokens: in a namespace that protects step pods nobody, a namespace editor
+// with `kubectl create token` or a cluster admin, gets a token of an attempt's ServiceAccount,
+// which would act with what the step's grants bind it to without its pod; a kubelet gets one for
+// the step's pod; other ServiceAccounts, and namespaces that did not opt in, are left to RBAC.
+func TestOnlyKubeletsGetStepTokens(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	protect(t, ns)
+	stepLabels := map[string]string{custodyv1alpha1.LabelWorkflow: "release", custodyv1alpha1.LabelStep: "deploy",
+		custodyv1alpha1.LabelAttempt: "1"}
+	for name, labels := range map[string]map[string]string{"release-deploy-1-3f9a1c": stepLabels, "invoice-4711-pay-2-9c1d0e": nil, "tools": nil} {
+		create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}})
+	}
+	runningAttempt(t, ns, "invoice-4711-pay-2-9c1d0e")
+	cs := func(c *rest.Config) kubernetes.Interface {
+		t.Helper()
+		k, err := kubernetes.NewForConfig(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	token := func(k kubernetes.Interface, ns, sa string, bound *authenticationv1.BoundObjectReference) error {
+		_, err := k.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{BoundObjectRef: bound}}, metav1.CreateOptions{})
+		return err
+	}
+	admin := cs(env.Config)
+
+	before := testutil.ToFloat64(webhook.Refusals.WithLabelValues("ServiceAccount", "steptoken"))
+	out, err := env.Kubectl(t, "-n", ns, "--as", mallory, "--as-group", "system:authenticated", "create", "token", "release-deploy-1-3f9a1c")
+	if err == nil || !strings.Contains(out, `admission webhook "steptokens.custody.dev" denied the request: ServiceAccount release-deploy-1-3f9a1c `+
+		`is an attempt of workflow release: a token of it would act with what the step is granted, without its pod. Only the kubelet `+
+		`may request one, for the step's pod; namespace `+ns+` protects step pods`) {
+		t.Errorf("kubectl create token as a namespace editor: %v\n%s", err, out)
+	}
+	refused(t, "a cluster admin's token of an attempt's unlabelled ServiceAccount", token(admin, ns, "invoice-4711-pay-2-9c1d0e", nil),
+		"ServiceAccount invoice-4711-pay-2-9c1d0e is step pay (attempt 2) of workflow invoice-4711")
+
+	// The step's pod, from the Job controller; a token bound to it for its kubelet, not for anyone else.
+	p := ofJob(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-deploy-1-x7k2p", Labels: stepLabels},
+		Spec: corev1.PodSpec{ServiceAccountName: "release-deploy-1-3f9a1c", NodeName: "node-1",
+			Containers: []corev1.Container{{Name: "step", Image: "busybox"}}}})
+	create(t, jobController(), p)
+	bound := &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}
+	refused(t, "a cluster admin's token bound to the step's pod", token(admin, ns, "release-deploy-1-3f9a1c", bound),
+		"Only the kubelet may request one")
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("ServiceAccount", "steptoken")) - before; got != 3 {
+		t.Errorf("custody_admission_refusals_total{kind=ServiceAccount,check=steptoken} rose by %v, want 3", got)
+	}
+	kubelet := rest.CopyConfig(env.Config)
+	kubelet.Impersonate = rest.ImpersonationConfig{UserName: "system:node:node-1", Groups: []string{"system:nodes", "system:masters"}}
+	if err := token(cs(kubelet), ns, "release-deploy-1-3f9a1c", bound); err != nil {
+		t.Errorf("the kubelet's token for the step's pod: %v", err)
+	}
+	// Other ServiceAccounts, and namespaces that did not opt in.
+	if out, err := env.Kubectl(t, "-n", ns, "--as", mallory, "--as-group", "system:authenticated", "create", "token", "tools"); err != nil {
+		t.Errorf("kubectl create token tools as a namespace editor: %v\n%s", err, out)
+	}
+	plain := env.Namespace(t)
+	create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "release-deploy-1-3f9a1c", Labels: stepLabels}})
+	if err := token(admin, plain, "release-deploy-1-3f9a1c", nil); err != nil {
+		t.Errorf("a token in a namespace that does not protect step pods: %v", err)
+	}
 }

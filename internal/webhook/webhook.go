@@ -113,6 +113,7 @@ func Setup(mgr ctrl.Manager) error {
 	pods := &stepPodCreation{stored: mgr.GetAPIReader(), workflows: mgr.GetClient(), decoder: admission.NewDecoder(mgr.GetScheme())}
 	srv.Register(PathStepPodCreation, &admission.Webhook{Handler: pods})
 	srv.Register(PathStepJobCreation, &admission.Webhook{Handler: &stepJobCreation{pods: pods, controller: h.controller}})
+	srv.Register(PathStepTokens, &admission.Webhook{Handler: &stepTokenGuard{pods: pods}})
 	return nil
 }
 

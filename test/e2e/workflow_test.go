@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -392,7 +393,8 @@ spec:
 // admission (its own certificate, the configuration as config/webhook installs it) refuses exec
 // into a step's pod, even to a cluster admin, and a pod as the attempt's ServiceAccount, or one that
 // mounts the Secret the step is granted, that the Job controller did not create (kube-controller-
-// manager's ReplicaSet controller, the same user here, included); the step, which
+// manager's ReplicaSet controller, the same user here, included), and a token of the attempt's
+// ServiceAccount; the step, which
 // holds that grant, still runs (its pod mounts its copy) and the run goes on to succeed.
 func TestProtectedStepPods(t *testing.T) {
 	ctx := context.Background()
@@ -440,6 +442,11 @@ spec:
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}}}}
 	if err := cluster.Client.Create(ctx, borrow); err == nil || !strings.Contains(err.Error(), "the pod runs as ServiceAccount "+sa) {
 		t.Errorf("a cluster admin creating a pod as the attempt's ServiceAccount %q: %v, want admission to refuse it", sa, err)
+	}
+	// Nor get a token of it (kubectl create token).
+	_, err = cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if want := "ServiceAccount " + sa + " is an attempt of workflow release"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a cluster admin requesting a token of the attempt's ServiceAccount: %v, want admission to refuse it (%q)", err, want)
 	}
 	// Nor one that mounts the Secret the step's grant hands out: the step's own pod, which mounts
 	// its copy, was created by the Job controller.
