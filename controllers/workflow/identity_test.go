@@ -113,8 +113,14 @@ func ensureNode(t *testing.T) types.UID {
 // startPod creates the Job's pod running its step container on the test node.
 func startPod(t *testing.T, job *batchv1.Job) *corev1.Pod {
 	t.Helper()
+	return startPodNamed(t, job, "r4nd0")
+}
+
+// startPodNamed is startPod for a pod named after the Job and suffix.
+func startPodNamed(t *testing.T, job *batchv1.Job, suffix string) *corev1.Pod {
+	t.Helper()
 	ctx := ctxT(t)
-	pod := createPod(t, job, "r4nd0")
+	pod := createPod(t, job, suffix)
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
 		Name: jobspec.ContainerName, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0123", Ready: true,
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
@@ -355,6 +361,34 @@ spec:
 		}
 		return nil
 	})
+}
+
+// TestIdentity_podOfAnotherServiceAccountGetsNoEntry: a pod relabelled as a step's and given its
+// Job as controller (whoever may update a pod can write both), running on a node before the real
+// pod, does not get the attempt's entry: it runs as another ServiceAccount. The real pod does.
+func TestIdentity_podOfAnotherServiceAccountGetsNoEntry(t *testing.T) {
+	t.Parallel()
+	e := setupIdentity(t)
+	wf := apply(t, e.ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: example.com/w:1}`)
+	job := jobOf(t, wf, "post", 1)
+	if err := env.Client.Create(ctxT(t), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "tools"}}); err != nil {
+		t.Fatal(err)
+	}
+	impostor := startPodNamed(t, withServiceAccount(job, "tools"), "impst")
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got := e.entries(t); len(got) != 0 {
+			t.Fatalf("an entry for the impostor pod %s: %+v", impostor.Name, got)
+		}
+	}
+	pod := startPod(t, job)
+	got := e.waitEntries(t, e.entryID(t, wf, "post", 1))[0]
+	if !slices.ContainsFunc(got.Selectors, func(s identity.Selector) bool { return s.String() == "k8s:pod-uid:"+string(pod.UID) }) {
+		t.Errorf("the entry's selectors %v, want the step's pod's UID %s", got.Selectors, pod.UID)
+	}
 }
 
 // TestIdentity_cancelTimeoutAndFailureRevoke: whatever ends the attempt, the entry goes, without

@@ -2188,3 +2188,50 @@ spec:
 		t.Errorf(`custody_steps_blocked{reason="ContainerCannotStart"} = %v once the container runs, want 0`, n)
 	}
 }
+
+// TestWorkflowReconciler_podOfAnotherServiceAccountIsNotTheStep: labels and owner references can
+// be written by whoever may update a pod, so a pod relabelled as a step's, controlled by its Job
+// and newer than the real one, but running as another ServiceAccount, is not taken for the step's
+// pod: its termination message does not become the step's results, nor its node the step's.
+func TestWorkflowReconciler_podOfAnotherServiceAccountIsNotTheStep(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	wf := apply(t, ns, `
+metadata: {name: release}
+spec:
+  steps:
+  - {name: build, image: example.com/b:1, results: [{name: digest}]}
+  - {name: deploy, image: example.com/d:1, dependsOn: [build], args: ["$(steps.build.results.digest)"]}
+`)
+	job := jobOf(t, wf, "build", 1)
+	runPod(t, job, 0, `{"digest":"sha256:real"}`)
+	ctx := ctxT(t)
+	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tools"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // creation times have a resolution of a second: the impostor is newer
+	impostor := createPodOn(t, withServiceAccount(job, "tools"), "zzzzz", "node-of-the-impostor")
+	impostor.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: jobspec.ContainerName, Image: "example.com/b:1", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 0, Reason: "Completed", Message: `{"digest":"sha256:forged"}`, StartedAt: metav1.Now(), FinishedAt: metav1.Now()}},
+	}}}
+	if err := env.Client.Status().Update(ctx, impostor); err != nil {
+		t.Fatal(err)
+	}
+	finishJob(t, job, true, "")
+	wf = waitStep(t, wf, "deploy", custodyv1alpha1.StepRunning)
+	st := stepOf(wf, "build")
+	if len(st.Results) != 1 || st.Results[0].Value != "sha256:real" || st.NodeName == "node-of-the-impostor" {
+		t.Errorf("build's results %+v on node %q, want the real pod's (sha256:real, on %s)", st.Results, st.NodeName, testNode)
+	}
+	if args := jobOf(t, wf, "deploy", 1).Spec.Template.Spec.Containers[0].Args; len(args) != 1 || args[0] != "sha256:real" {
+		t.Errorf("deploy's args = %q, want the real digest", args)
+	}
+}
+
+// withServiceAccount is the Job as if its pods ran as the ServiceAccount sa.
+func withServiceAccount(job *batchv1.Job, sa string) *batchv1.Job {
+	j := job.DeepCopy()
+	j.Spec.Template.Spec.ServiceAccountName = sa
+	return j
+}
