@@ -137,7 +137,7 @@ func (r *Reconciler) reconcilePod(ctx context.Context, req reconcile.Request) (r
 	if err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: pod.Labels[jobNameLabel]}, job); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if !metav1.IsControlledBy(job, wf) || !podOfJob(pod, job) {
+	if !metav1.IsControlledBy(job, wf) || !podOfAttempt(pod, job.Name, job) {
 		return reconcile.Result{}, nil
 	}
 	a := r.identityAttempt(wf, step, int32(n))

@@ -321,7 +321,7 @@ func (r *Reconciler) listAttempts(ctx context.Context, s *scope) error {
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		job := p.Labels[jobNameLabel]
-		if j, ok := s.jobs[job]; ok && !podOfJob(p, j) {
+		if !podOfAttempt(p, job, s.jobs[job]) {
 			continue
 		}
 		if prev, ok := s.pods[job]; !ok || prev.CreationTimestamp.Before(&p.CreationTimestamp) {
@@ -331,13 +331,15 @@ func (r *Reconciler) listAttempts(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// podOfJob says whether a pod is the Job's: the Job controls it and it runs as the Job's
-// ServiceAccount. Labels and owner references can be written by whoever may update a pod (an
-// existing pod relabelled as a step's would otherwise pass for the step's pod, its termination
-// message for the step's results and its node for the step's); a pod's ServiceAccount cannot be
-// changed, and who may create a pod as an attempt's is admission's to say.
-func podOfJob(pod *corev1.Pod, job *batchv1.Job) bool {
-	return metav1.IsControlledBy(pod, job) && pod.Spec.ServiceAccountName == job.Spec.Template.Spec.ServiceAccountName
+// podOfAttempt says whether a pod is the pod of the attempt whose Job and ServiceAccount are named
+// name: it runs as that ServiceAccount and, while the Job exists (job is nil when it does not), the
+// Job controls it. Labels and owner references can be written by whoever may update a pod (an
+// existing pod relabelled as a step's would otherwise pass for the step's pod: its termination
+// message for the step's results, its node for the step's, its running for a stopped attempt's pod
+// the run must wait for); a pod's ServiceAccount cannot be changed, and who may create a pod as an
+// attempt's is admission's to say.
+func podOfAttempt(pod *corev1.Pod, name string, job *batchv1.Job) bool {
+	return name != "" && pod.Spec.ServiceAccountName == name && (job == nil || metav1.IsControlledBy(pod, job))
 }
 
 // observeAttempts reads the Jobs and pods of running attempts and ends the attempts whose Job
