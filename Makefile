@@ -38,13 +38,17 @@ manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API an
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
 	@# The step-pod guards apply only in namespaces that opt in (the marker cannot say so).
-	sed -i 's#^  name: step\(pods\|podcreation\|jobcreation\|tokens\).custody.dev$$#&\n  namespaceSelector:\n    matchLabels:\n      custody.dev/protect-step-pods: "true"#' \
+	sed -i 's#^  name: step\(pods\|podcreation\|jobcreation\|tokens\|tokensecrets\).custody.dev$$#&\n  namespaceSelector:\n    matchLabels:\n      custody.dev/protect-step-pods: "true"#' \
 		config/webhook/manifests.yaml
-	test "$$(grep -c 'custody.dev/protect-step-pods: "true"' config/webhook/manifests.yaml)" = 4
+	test "$$(grep -c 'custody.dev/protect-step-pods: "true"' config/webhook/manifests.yaml)" = 5
 	@# Kubelets' token requests (every pod's token) never wait for Custody's webhook.
 	sed -i "s#^  name: steptokens.custody.dev\$$#&\n  matchConditions:\n  - expression: \"!('system:nodes' in request.userInfo.groups)\"\n    name: not-a-kubelet#" \
 		config/webhook/manifests.yaml
 	test "$$(grep -c 'name: not-a-kubelet' config/webhook/manifests.yaml)" = 1
+	@# Only ServiceAccount token Secrets are sent to the token-Secret guard.
+	sed -i "s#^  name: steptokensecrets.custody.dev\$$#&\n  matchConditions:\n  - expression: \"object != null \&\& object.type == 'kubernetes.io/service-account-token'\"\n    name: service-account-token#" \
+		config/webhook/manifests.yaml
+	test "$$(grep -c 'name: service-account-token$$' config/webhook/manifests.yaml)" = 1
 	@# The chart renders its CRDs, the manager's RBAC and the webhook configurations from copies of these.
 	rm -rf charts/custody/files
 	mkdir -p charts/custody/files/crds charts/custody/files/rbac/people charts/custody/files/webhook

@@ -50,6 +50,11 @@ import (
 // ever reaching this webhook, so that an outage of Custody does not hold up other pods' tokens.
 // +kubebuilder:webhook:path=/validate-step-token,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=serviceaccounts/token,verbs=create,versions=v1,name=steptokens.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
+// Nor a Secret of type kubernetes.io/service-account-token for an attempt's ServiceAccount, which
+// kube-controller-manager's token controller fills with a token that never expires. `make
+// manifests` adds a matchCondition so that only such Secrets are sent to this webhook.
+// +kubebuilder:webhook:path=/validate-step-token-secret,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=secrets,verbs=create;update,versions=v1,name=steptokensecrets.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
 const (
 	// PathStepJobCreation is the path of the guard of step Jobs' creation.
 	PathStepJobCreation = "/validate-step-job-creation"
@@ -59,12 +64,15 @@ const (
 	PathStepPodCreation = "/validate-step-pod-creation"
 	// PathStepTokens is the path of the guard of tokens of attempts' ServiceAccounts.
 	PathStepTokens = "/validate-step-token"
+	// PathStepTokenSecrets is the path of the guard of token Secrets of attempts' ServiceAccounts.
+	PathStepTokenSecrets = "/validate-step-token-secret"
 	// LabelProtectStepPods turns the step-pod guard on in a namespace that has it set to "true".
 	LabelProtectStepPods = "custody.dev/protect-step-pods"
 	checkStepPod         = "steppod"
 	checkStepPodCreation = "steppodcreation"
 	checkStepJobCreation = "stepjobcreation"
 	checkStepToken       = "steptoken"
+	checkStepTokenSecret = "steptokensecret"
 	// nodes is the group of kubelets' users.
 	nodes = "system:nodes"
 )
@@ -363,6 +371,40 @@ func (g *stepTokenGuard) Handle(ctx context.Context, req admission.Request) admi
 	return admission.Denied(fmt.Sprintf("ServiceAccount %s is %s: a token of it would act with what the step is granted, without "+
 		"its pod. Only the kubelet may request one, for the step's pod; namespace %s protects step pods (label %s=true)",
 		req.Name, attempt, req.Namespace, LabelProtectStepPods))
+}
+
+// stepTokenSecretGuard refuses a Secret of type kubernetes.io/service-account-token for an attempt's
+// ServiceAccount (annotation kubernetes.io/service-account.name), to everyone: Custody never makes
+// one, and the token it would hold does not expire.
+type stepTokenSecretGuard struct {
+	pods *stepPodCreation
+}
+
+func (g *stepTokenSecretGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Resource.Resource != "secrets" || req.SubResource != "" {
+		return admission.Allowed("")
+	}
+	secret := &corev1.Secret{}
+	if err := g.pods.decoder.Decode(req, secret); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	name := secret.Annotations[corev1.ServiceAccountNameKey]
+	if secret.Type != corev1.SecretTypeServiceAccountToken || name == "" {
+		return admission.Allowed("")
+	}
+	attempt, _, err := g.pods.attemptOf(ctx, req.Namespace, name)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if attempt == "" {
+		return admission.Allowed("")
+	}
+	Refusals.WithLabelValues("Secret", checkStepTokenSecret).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", "Secret", "namespace", req.Namespace, "name", req.Name,
+		"user", req.UserInfo.Username, "operation", req.Operation, "check", checkStepTokenSecret)
+	return admission.Denied(fmt.Sprintf("Secret %s would hold a token of ServiceAccount %s, which is %s: a token that never "+
+		"expires, acting with what the step is granted, without its pod; namespace %s protects step pods (label %s=true)",
+		req.Name, name, attempt, req.Namespace, LabelProtectStepPods))
 }
 
 // stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but

@@ -332,7 +332,8 @@ func TestGrantedSecretsStayWithSteps(t *testing.T) {
 }
 
 // TestOnlyKubeletsGetStepTokens: in a namespace that protects step pods nobody, a namespace editor
-// with `kubectl create token` or a cluster admin, gets a token of an attempt's ServiceAccount,
+// with `kubectl create token` or a cluster admin, gets a token of an attempt's ServiceAccount (nor
+// makes a token Secret of it),
 // which would act with what the step's grants bind it to without its pod; a kubelet gets one for
 // the step's pod; other ServiceAccounts, and namespaces that did not opt in, are left to RBAC.
 func TestOnlyKubeletsGetStepTokens(t *testing.T) {
@@ -381,6 +382,20 @@ func TestOnlyKubeletsGetStepTokens(t *testing.T) {
 	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("ServiceAccount", "steptoken")) - before; got != 3 {
 		t.Errorf("custody_admission_refusals_total{kind=ServiceAccount,check=steptoken} rose by %v, want 3", got)
 	}
+	// Nor a Secret that kube-controller-manager would fill with a token of it, one that never expires.
+	tokenSecret := func(ns, name, sa string, typ corev1.SecretType) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+			Annotations: map[string]string{corev1.ServiceAccountNameKey: sa}}, Type: typ}
+	}
+	refused(t, "a cluster admin's token Secret of an attempt's ServiceAccount",
+		env.Client.Create(ctx, tokenSecret(ns, "forever", "release-deploy-1-3f9a1c", corev1.SecretTypeServiceAccountToken)),
+		`admission webhook "steptokensecrets.custody.dev" denied the request: Secret forever would hold a token of ServiceAccount `+
+			`release-deploy-1-3f9a1c, which is an attempt of workflow release: a token that never expires`)
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("Secret", "steptokensecret")); got < 1 {
+		t.Errorf("custody_admission_refusals_total{kind=Secret,check=steptokensecret} = %v, want at least 1", got)
+	}
+	create(t, env.Client, tokenSecret(ns, "tools-token", "tools", corev1.SecretTypeServiceAccountToken))
+	create(t, env.Client, tokenSecret(ns, "not-a-token", "release-deploy-1-3f9a1c", corev1.SecretTypeOpaque))
 	kubelet := rest.CopyConfig(env.Config)
 	kubelet.Impersonate = rest.ImpersonationConfig{UserName: "system:node:node-1", Groups: []string{"system:nodes", "system:masters"}}
 	if err := token(cs(kubelet), ns, "release-deploy-1-3f9a1c", bound); err != nil {

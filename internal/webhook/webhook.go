@@ -114,6 +114,7 @@ func Setup(mgr ctrl.Manager) error {
 	srv.Register(PathStepPodCreation, &admission.Webhook{Handler: pods})
 	srv.Register(PathStepJobCreation, &admission.Webhook{Handler: &stepJobCreation{pods: pods, controller: h.controller}})
 	srv.Register(PathStepTokens, &admission.Webhook{Handler: &stepTokenGuard{pods: pods}})
+	srv.Register(PathStepTokenSecrets, &admission.Webhook{Handler: &stepTokenSecretGuard{pods: pods}})
 	return nil
 }
 
