@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -20,6 +21,7 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
+	"github.com/custody-dev/custody/internal/jobspec"
 )
 
 // The step-pod guard: in a namespace that opts in (LabelProtectStepPods), nobody may exec into,
@@ -147,7 +149,49 @@ func (g *stepPodGuard) stepOf(ctx context.Context, pod *corev1.Pod) (string, err
 			}
 		}
 	}
-	return "", nil
+	return foretold(list.Items, pod.Spec.ServiceAccountName), nil
+}
+
+// foretold says whose attempt to come a ServiceAccount's name is ("step deploy (attempt 3, to
+// come) of workflow release"), or "". Attempts' names are derived from the run's UID, the step and
+// the attempt's number (jobspec.Name), so they can be foretold once the run exists; a
+// ServiceAccount made under one before Custody makes it, which Custody would take for its own,
+// must be an attempt's already, so that no token or pod is made for it meanwhile.
+func foretold(runs []custodyv1alpha1.Workflow, name string) string {
+	rest, _, ok := cutLast(name, "-")
+	if !ok {
+		return ""
+	}
+	_, number, ok := cutLast(rest, "-")
+	n, err := strconv.ParseInt(number, 10, 32)
+	if !ok || err != nil || n < 1 {
+		return ""
+	}
+	for i := range runs {
+		wf := &runs[i]
+		steps := make([]string, 0, len(wf.Spec.Steps)+len(wf.Spec.Finally)+len(wf.Status.Steps))
+		for _, s := range slices.Concat(wf.Spec.Steps, wf.Spec.Finally) {
+			steps = append(steps, s.Name)
+		}
+		for _, st := range wf.Status.Steps {
+			steps = append(steps, st.Name)
+		}
+		for _, step := range steps {
+			if jobspec.Name(wf.Name, string(wf.UID), step, int32(n)) == name {
+				return fmt.Sprintf("step %s (attempt %d, to come) of workflow %s", step, n, wf.Name)
+			}
+		}
+	}
+	return ""
+}
+
+// cutLast cuts s around the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
 }
 
 // jobControllers are the users the Job controller creates pods as: kube-controller-manager's own
@@ -358,19 +402,29 @@ func (g *stepTokenGuard) Handle(ctx context.Context, req admission.Request) admi
 	if ref := tr.Spec.BoundObjectRef; slices.Contains(req.UserInfo.Groups, nodes) && ref != nil && ref.Kind == "Pod" {
 		return admission.Allowed("")
 	}
-	attempt, _, err := g.pods.attemptOf(ctx, req.Namespace, req.Name)
+	return g.pods.refuseTokenOf(ctx, req, "ServiceAccount", checkStepToken, req.Name, func(attempt string) string {
+		return fmt.Sprintf("ServiceAccount %s is %s: a token of it would act with what the step is granted, without its pod. "+
+			"Only the kubelet may request one, for the step's pod", req.Name, attempt)
+	})
+}
+
+// refuseTokenOf refuses a request that would give a token of ServiceAccount sa when sa is a step
+// attempt's (attemptOf), with why (what the request would do, given whose sa is); it counts and
+// logs the refusal.
+func (c *stepPodCreation) refuseTokenOf(ctx context.Context, req admission.Request, kind, check, sa string,
+	why func(attempt string) string) admission.Response {
+	attempt, _, err := c.attemptOf(ctx, req.Namespace, sa)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if attempt == "" {
 		return admission.Allowed("")
 	}
-	Refusals.WithLabelValues("ServiceAccount", checkStepToken).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", "ServiceAccount", "namespace", req.Namespace, "name", req.Name,
-		"user", req.UserInfo.Username, "subresource", req.SubResource, "check", checkStepToken)
-	return admission.Denied(fmt.Sprintf("ServiceAccount %s is %s: a token of it would act with what the step is granted, without "+
-		"its pod. Only the kubelet may request one, for the step's pod; namespace %s protects step pods (label %s=true)",
-		req.Name, attempt, req.Namespace, LabelProtectStepPods))
+	Refusals.WithLabelValues(kind, check).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", req.Name,
+		"user", req.UserInfo.Username, "operation", req.Operation, "subresource", req.SubResource, "check", check)
+	return admission.Denied(fmt.Sprintf("%s; namespace %s protects step pods (label %s=true)", why(attempt), req.Namespace,
+		LabelProtectStepPods))
 }
 
 // stepTokenSecretGuard refuses a Secret of type kubernetes.io/service-account-token for an attempt's
@@ -392,19 +446,10 @@ func (g *stepTokenSecretGuard) Handle(ctx context.Context, req admission.Request
 	if secret.Type != corev1.SecretTypeServiceAccountToken || name == "" {
 		return admission.Allowed("")
 	}
-	attempt, _, err := g.pods.attemptOf(ctx, req.Namespace, name)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	if attempt == "" {
-		return admission.Allowed("")
-	}
-	Refusals.WithLabelValues("Secret", checkStepTokenSecret).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", "Secret", "namespace", req.Namespace, "name", req.Name,
-		"user", req.UserInfo.Username, "operation", req.Operation, "check", checkStepTokenSecret)
-	return admission.Denied(fmt.Sprintf("Secret %s would hold a token of ServiceAccount %s, which is %s: a token that never "+
-		"expires, acting with what the step is granted, without its pod; namespace %s protects step pods (label %s=true)",
-		req.Name, name, attempt, req.Namespace, LabelProtectStepPods))
+	return g.pods.refuseTokenOf(ctx, req, "Secret", checkStepTokenSecret, name, func(attempt string) string {
+		return fmt.Sprintf("Secret %s would hold a token of ServiceAccount %s, which is %s: a token that never expires, acting "+
+			"with what the step is granted, without its pod", req.Name, name, attempt)
+	})
 }
 
 // stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/webhook"
 )
 
@@ -382,6 +383,20 @@ func TestOnlyKubeletsGetStepTokens(t *testing.T) {
 	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("ServiceAccount", "steptoken")) - before; got != 3 {
 		t.Errorf("custody_admission_refusals_total{kind=ServiceAccount,check=steptoken} rose by %v, want 3", got)
 	}
+	// A ServiceAccount someone made under the name of an attempt to come (names can be foretold once
+	// the run exists; Custody would take it for its own) is that attempt's already.
+	run := &custodyv1alpha1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "invoice-4711"}, run); err != nil {
+		t.Fatal(err)
+	}
+	early := jobspec.Name(run.Name, string(run.UID), "pay", 3)
+	create(t, as(mallory), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: early}})
+	refused(t, "a token of a ServiceAccount made under the name of an attempt to come", token(admin, ns, early, nil),
+		"ServiceAccount "+early+" is step pay (attempt 3, to come) of workflow invoice-4711")
+	refused(t, "a pod as that ServiceAccount", as(mallory).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "early"},
+		Spec: corev1.PodSpec{ServiceAccountName: early, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}),
+		"the pod runs as ServiceAccount "+early+" of step pay (attempt 3, to come) of workflow invoice-4711")
+
 	// Nor a Secret that kube-controller-manager would fill with a token of it, one that never expires.
 	tokenSecret := func(ns, name, sa string, typ corev1.SecretType) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
