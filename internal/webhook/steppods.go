@@ -291,7 +291,8 @@ func (c *stepPodCreation) identityClaim(ctx context.Context, pod *corev1.Pod, fo
 
 // attemptOf says whose a ServiceAccount is ("an attempt of workflow release", "step pay (attempt
 // 2) of workflow invoice"), or "" when it is no step attempt's: its labels say so, or, if someone
-// removed them, a Workflow's status names it. exists says whether it exists.
+// removed them, a Workflow's status names it, or it is named as an attempt to come of a run
+// (foretold). exists says whether it exists.
 func (c *stepPodCreation) attemptOf(ctx context.Context, namespace, name string) (attempt string, exists bool, err error) {
 	sa := &corev1.ServiceAccount{}
 	err = c.stored.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sa)
@@ -315,7 +316,7 @@ var copyName = regexp.MustCompile(`-g[0-9a-f]{6}$`)
 // secretClaim says how a new pod would hold a credential that Custody hands out only to steps: it
 // uses (in a volume, a projected volume, env or envFrom) a Secret that CredentialGrants hand out
 // (custody.dev/grantable=true), an attempt's copy of one (custody.dev/copy-of), or a Secret that
-// does not exist yet and is named as a copy is: attempts' names can be foretold, and the kubelet
+// does not exist yet and is named like a copy: attempts' names can be foretold, and the kubelet
 // would mount the copy once Custody made it. Only the Secrets' metadata is read, as stored (the
 // manager's cache holds only grantable Secrets).
 func (c *stepPodCreation) secretClaim(ctx context.Context, pod *corev1.Pod) (string, error) {
