@@ -38,9 +38,9 @@ manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API an
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
 	@# The step-pod guards apply only in namespaces that opt in (the marker cannot say so).
-	sed -i 's#^  name: step\(pods\|podcreation\|jobcreation\|tokens\|tokensecrets\).custody.dev$$#&\n  namespaceSelector:\n    matchLabels:\n      custody.dev/protect-step-pods: "true"#' \
+	sed -i 's#^  name: step\(pods\|podcreation\|jobcreation\|tokens\|tokensecrets\|names\).custody.dev$$#&\n  namespaceSelector:\n    matchLabels:\n      custody.dev/protect-step-pods: "true"#' \
 		config/webhook/manifests.yaml
-	test "$$(grep -c 'custody.dev/protect-step-pods: "true"' config/webhook/manifests.yaml)" = 5
+	test "$$(grep -c 'custody.dev/protect-step-pods: "true"' config/webhook/manifests.yaml)" = 6
 	@# Kubelets' token requests (every pod's token) never wait for Custody's webhook.
 	sed -i "s#^  name: steptokens.custody.dev\$$#&\n  matchConditions:\n  - expression: \"!('system:nodes' in request.userInfo.groups)\"\n    name: not-a-kubelet#" \
 		config/webhook/manifests.yaml
@@ -49,6 +49,10 @@ manifests: controller-gen ## Generate CRDs and RBAC into config/ from the API an
 	sed -i "s#^  name: steptokensecrets.custody.dev\$$#&\n  matchConditions:\n  - expression: \"object != null \&\& object.type == 'kubernetes.io/service-account-token'\"\n    name: service-account-token#" \
 		config/webhook/manifests.yaml
 	test "$$(grep -c 'name: service-account-token$$' config/webhook/manifests.yaml)" = 1
+	@# Only Secrets and RoleBindings named as attempts' copies and bindings are sent to the name guard.
+	sed -i "s#^  name: stepnames.custody.dev\$$#&\n  matchConditions:\n  - expression: \"object.metadata.name.matches('-g[0-9a-f]{6}\$$')\"\n    name: named-like-an-attempts#" \
+		config/webhook/manifests.yaml
+	test "$$(grep -c 'name: named-like-an-attempts$$' config/webhook/manifests.yaml)" = 1
 	@# The chart renders its CRDs, the manager's RBAC and the webhook configurations from copies of these.
 	rm -rf charts/custody/files
 	mkdir -p charts/custody/files/crds charts/custody/files/rbac/people charts/custody/files/webhook

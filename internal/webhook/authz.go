@@ -86,7 +86,7 @@ func (a *authorizer) checkGrant(ctx context.Context, user authenticationv1.UserI
 	switch {
 	case c.Secret != nil:
 		ok, err := a.allowed(ctx, user, authorizationv1.ResourceAttributes{
-			Namespace: ns, Verb: "get", Resource: "secrets", Name: c.Secret.Name})
+			Namespace: ns, Verb: "get", Resource: resourceSecrets, Name: c.Secret.Name})
 		if err != nil {
 			return nil, err
 		}

@@ -55,6 +55,12 @@ import (
 // Nor a Secret of type kubernetes.io/service-account-token for an attempt's ServiceAccount, which
 // kube-controller-manager's token controller fills with a token that never expires. `make
 // manifests` adds a matchCondition so that only such Secrets are sent to this webhook.
+// Nor may anyone but Custody's controller make a Secret or RoleBinding named as an attempt's copy
+// or binding is (<attempt>-g<6 hex digits>): Custody takes one that exists for its own (as it must
+// after a crash), and attempts' names can be foretold. `make manifests` adds a matchCondition on
+// the name, so that no other Secret or RoleBinding is sent to this webhook.
+// +kubebuilder:webhook:path=/validate-step-names,mutating=false,failurePolicy=fail,sideEffects=None,groups="";rbac.authorization.k8s.io,resources=secrets;rolebindings,verbs=create,versions=v1,name=stepnames.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
 // +kubebuilder:webhook:path=/validate-step-token-secret,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=secrets,verbs=create;update,versions=v1,name=steptokensecrets.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
 const (
@@ -66,6 +72,8 @@ const (
 	PathStepPodCreation = "/validate-step-pod-creation"
 	// PathStepTokens is the path of the guard of tokens of attempts' ServiceAccounts.
 	PathStepTokens = "/validate-step-token"
+	// PathStepNames is the path of the guard of the names of attempts' Secret copies and RoleBindings.
+	PathStepNames = "/validate-step-names"
 	// PathStepTokenSecrets is the path of the guard of token Secrets of attempts' ServiceAccounts.
 	PathStepTokenSecrets = "/validate-step-token-secret"
 	// LabelProtectStepPods turns the step-pod guard on in a namespace that has it set to "true".
@@ -75,6 +83,9 @@ const (
 	checkStepJobCreation = "stepjobcreation"
 	checkStepToken       = "steptoken"
 	checkStepTokenSecret = "steptokensecret"
+	checkStepName        = "stepname"
+	resourceSecrets      = "secrets"
+	resourceRoleBindings = "rolebindings"
 	// nodes is the group of kubelets' users.
 	nodes = "system:nodes"
 )
@@ -436,7 +447,7 @@ type stepTokenSecretGuard struct {
 }
 
 func (g *stepTokenSecretGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Resource.Resource != "secrets" || req.SubResource != "" {
+	if req.Resource.Resource != resourceSecrets || req.SubResource != "" {
 		return admission.Allowed("")
 	}
 	secret := &corev1.Secret{}
@@ -451,6 +462,27 @@ func (g *stepTokenSecretGuard) Handle(ctx context.Context, req admission.Request
 		return fmt.Sprintf("Secret %s would hold a token of ServiceAccount %s, which is %s: a token that never expires, acting "+
 			"with what the step is granted, without its pod", req.Name, name, attempt)
 	})
+}
+
+// stepNameGuard refuses a Secret or RoleBinding named as an attempt's copy or binding is
+// (copyName) to everyone but Custody's controller.
+type stepNameGuard struct {
+	// controller is the user Custody's controller makes its requests as.
+	controller string
+}
+
+func (g *stepNameGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.UserInfo.Username == g.controller || !copyName.MatchString(req.Name) ||
+		req.Resource.Resource != resourceSecrets && req.Resource.Resource != resourceRoleBindings {
+		return admission.Allowed("")
+	}
+	kind := map[string]string{resourceSecrets: "Secret", resourceRoleBindings: "RoleBinding"}[req.Resource.Resource]
+	Refusals.WithLabelValues(kind, checkStepName).Inc()
+	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", req.Name,
+		"user", req.UserInfo.Username, "check", checkStepName)
+	return admission.Denied(fmt.Sprintf("%s %s is named like a step attempt's copy of a granted Secret or binding of a granted "+
+		"role (<attempt>-g<6 hex digits>), which Custody would take for its own; only Custody's controller makes those in "+
+		"namespace %s, which protects step pods (label %s=true): name it otherwise", kind, req.Name, req.Namespace, LabelProtectStepPods))
 }
 
 // stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but

@@ -10,6 +10,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -325,8 +326,21 @@ func TestGrantedSecretsStayWithSteps(t *testing.T) {
 			"which CredentialGrants hand out to steps", "only Custody's controller may create a step's Job")
 	create(t, as(mallory), job("report", volume("app-config")))
 	create(t, env.Client, job("release-deploy-1", volume(copyOf))) // Custody's controller
+	// Nor may anyone but Custody's controller make a Secret or RoleBinding under the name of an
+	// attempt's copy or binding (Custody would take it for its own), a cluster admin included.
+	squat := "release-deploy-2-77aa01-g1a2b3c"
+	refused(t, "a Secret named like an attempt's copy", as(mallory).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: squat}}),
+		`admission webhook "stepnames.custody.dev" denied the request: Secret `+squat+` is named like a step attempt's copy of a granted Secret`,
+		"only Custody's controller makes those")
+	refused(t, "a RoleBinding named like an attempt's binding, by a cluster admin", env.As("ops-admin", "system:masters").Create(ctx,
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: squat},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"}}), "RoleBinding "+squat+" is named like")
+	if got := testutil.ToFloat64(webhook.Refusals.WithLabelValues("RoleBinding", "stepname")); got < 1 {
+		t.Errorf("custody_admission_refusals_total{kind=RoleBinding,check=stepname} = %v, want at least 1", got)
+	}
 	// A namespace that did not opt in: the webhook is not even called.
 	plain := env.Namespace(t)
+	create(t, env.As("ops-admin", "system:masters"), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: squat}})
 	secret(plain, "registry", map[string]string{custodyv1alpha1.LabelGrantable: "true"})
 	create(t, env.Client, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "tools"}})
 	create(t, env.Client, pod(plain, "mount", volume("registry")))

@@ -115,6 +115,7 @@ func Setup(mgr ctrl.Manager) error {
 	srv.Register(PathStepJobCreation, &admission.Webhook{Handler: &stepJobCreation{pods: pods, controller: h.controller}})
 	srv.Register(PathStepTokens, &admission.Webhook{Handler: &stepTokenGuard{pods: pods}})
 	srv.Register(PathStepTokenSecrets, &admission.Webhook{Handler: &stepTokenSecretGuard{pods: pods}})
+	srv.Register(PathStepNames, &admission.Webhook{Handler: &stepNameGuard{controller: h.controller}})
 	return nil
 }
 
