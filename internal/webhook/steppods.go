@@ -55,13 +55,13 @@ import (
 // Nor a Secret of type kubernetes.io/service-account-token for an attempt's ServiceAccount, which
 // kube-controller-manager's token controller fills with a token that never expires. `make
 // manifests` adds a matchCondition so that only such Secrets are sent to this webhook.
+// +kubebuilder:webhook:path=/validate-step-token-secret,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=secrets,verbs=create;update,versions=v1,name=steptokensecrets.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
+
 // Nor may anyone but Custody's controller make a Secret or RoleBinding named as an attempt's copy
 // or binding is (<attempt>-g<6 hex digits>): Custody takes one that exists for its own (as it must
 // after a crash), and attempts' names can be foretold. `make manifests` adds a matchCondition on
 // the name, so that no other Secret or RoleBinding is sent to this webhook.
 // +kubebuilder:webhook:path=/validate-step-names,mutating=false,failurePolicy=fail,sideEffects=None,groups="";rbac.authorization.k8s.io,resources=secrets;rolebindings,verbs=create,versions=v1,name=stepnames.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
-
-// +kubebuilder:webhook:path=/validate-step-token-secret,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=secrets,verbs=create;update,versions=v1,name=steptokensecrets.custody.dev,admissionReviewVersions=v1,timeoutSeconds=10
 
 const (
 	// PathStepJobCreation is the path of the guard of step Jobs' creation.
@@ -129,12 +129,10 @@ func (g *stepPodGuard) Handle(ctx context.Context, req admission.Request) admiss
 	if step == "" {
 		return admission.Allowed("")
 	}
-	Refusals.WithLabelValues("Pod", checkStepPod).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", "Pod", "namespace", req.Namespace, "name", req.Name,
-		"user", req.UserInfo.Username, "subresource", req.SubResource, "check", checkStepPod)
-	return admission.Denied(fmt.Sprintf("pod %s runs %s and holds its SPIFFE identity and credentials; namespace %s "+
-		"protects step pods (label %s=true), so nobody may %s it: read what the step does with kubectl custody logs, "+
-		"or have it write what you need to see to its results", pod.Name, step, req.Namespace, LabelProtectStepPods, what))
+	return refuse(ctx, req, "Pod", req.Name, checkStepPod, fmt.Sprintf(
+		"pod %s runs %s and holds its SPIFFE identity and credentials; namespace %s "+
+			"protects step pods (label %s=true), so nobody may %s it: read what the step does with kubectl custody logs, "+
+			"or have it write what you need to see to its results", pod.Name, step, req.Namespace, LabelProtectStepPods, what))
 }
 
 // stepOf says which step attempt a pod runs ("step deploy (attempt 2) of workflow release"), or
@@ -257,11 +255,9 @@ func (c *stepPodCreation) decide(ctx context.Context, req admission.Request, kin
 	if claim == "" {
 		return admission.Allowed("")
 	}
-	Refusals.WithLabelValues(kind, check).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", name,
-		"user", req.UserInfo.Username, "check", check)
-	return admission.Denied(fmt.Sprintf("%s; namespace %s protects step pods (label %s=true). Run a step as a Workflow, and "+
-		"anything else as another ServiceAccount, without Custody's labels or granted Secrets", why(claim), req.Namespace, LabelProtectStepPods))
+	return refuse(ctx, req, kind, name, check, fmt.Sprintf(
+		"%s; namespace %s protects step pods (label %s=true). Run a step as a Workflow, and "+
+			"anything else as another ServiceAccount, without Custody's labels or granted Secrets", why(claim), req.Namespace, LabelProtectStepPods))
 }
 
 // stepClaim says how a new pod claims to be a step's or to hold what a step holds: by its labels
@@ -432,11 +428,18 @@ func (c *stepPodCreation) refuseTokenOf(ctx context.Context, req admission.Reque
 	if attempt == "" {
 		return admission.Allowed("")
 	}
+	return refuse(ctx, req, kind, req.Name, check, fmt.Sprintf("%s; namespace %s protects step pods (label %s=true)", why(attempt),
+		req.Namespace, LabelProtectStepPods))
+}
+
+// refuse denies a request to one of the step-pod guards with message, counting the refusal by kind
+// and check and logging who was refused (name is the object's, which a request for a generated
+// name does not carry).
+func refuse(ctx context.Context, req admission.Request, kind, name, check, message string) admission.Response {
 	Refusals.WithLabelValues(kind, check).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", req.Name,
+	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", name,
 		"user", req.UserInfo.Username, "operation", req.Operation, "subresource", req.SubResource, "check", check)
-	return admission.Denied(fmt.Sprintf("%s; namespace %s protects step pods (label %s=true)", why(attempt), req.Namespace,
-		LabelProtectStepPods))
+	return admission.Denied(message)
 }
 
 // stepTokenSecretGuard refuses a Secret of type kubernetes.io/service-account-token for an attempt's
@@ -477,12 +480,10 @@ func (g *stepNameGuard) Handle(ctx context.Context, req admission.Request) admis
 		return admission.Allowed("")
 	}
 	kind := map[string]string{resourceSecrets: "Secret", resourceRoleBindings: "RoleBinding"}[req.Resource.Resource]
-	Refusals.WithLabelValues(kind, checkStepName).Inc()
-	logf.FromContext(ctx).Info("admission refused", "kind", kind, "namespace", req.Namespace, "name", req.Name,
-		"user", req.UserInfo.Username, "check", checkStepName)
-	return admission.Denied(fmt.Sprintf("%s %s is named like a step attempt's copy of a granted Secret or binding of a granted "+
-		"role (<attempt>-g<6 hex digits>), which Custody would take for its own; only Custody's controller makes those in "+
-		"namespace %s, which protects step pods (label %s=true): name it otherwise", kind, req.Name, req.Namespace, LabelProtectStepPods))
+	return refuse(ctx, req, kind, req.Name, checkStepName, fmt.Sprintf(
+		"%s %s is named like a step attempt's copy of a granted Secret or binding of a granted "+
+			"role (<attempt>-g<6 hex digits>), which Custody would take for its own; only Custody's controller makes those in "+
+			"namespace %s, which protects step pods (label %s=true): name it otherwise", kind, req.Name, req.Namespace, LabelProtectStepPods))
 }
 
 // stepJobCreation refuses the creation of a Job whose pods would be step pods by anyone but
