@@ -29,6 +29,12 @@ const (
 	// unusedAfter (or the manager's --grant-unused-after) since it was created, approved or last
 	// issued: access nobody uses, to take away.
 	ConditionUnused = "Unused"
+
+	// ConditionBroadAccess is True on a CredentialGrant of kind kubernetesRole whose role lets a
+	// step that holds it reach more than its own work: other credentials and identities of the
+	// namespace (reading Secrets, running pods, getting tokens) or access that outlives the step
+	// (RBAC). The grant still issues; the condition, a Warning Event and the metric say so.
+	ConditionBroadAccess = "BroadAccess"
 )
 
 // Condition reasons. Event reasons use the same strings, so a condition and the Event that recorded
@@ -106,6 +112,11 @@ const (
 	ReasonNotUsedRecently = "NotUsedRecently"
 	// ReasonUsedRecently means the grant was created, approved or last issued within unusedAfter.
 	ReasonUsedRecently = "UsedRecently"
+	// ReasonRoleReachesBeyondStep means a role grant's role reaches further than the step
+	// (condition BroadAccess=True, and a Warning Event).
+	ReasonRoleReachesBeyondStep = "RoleReachesBeyondStep"
+	// ReasonRoleWithinStep means a role grant's role does none of what BroadAccess reports.
+	ReasonRoleWithinStep = "RoleWithinStep"
 	// ReasonTemplateNotFound means a Workflow's workflowTemplateRef names a WorkflowTemplate that
 	// does not exist (yet); the run waits for it.
 	ReasonTemplateNotFound = "TemplateNotFound"

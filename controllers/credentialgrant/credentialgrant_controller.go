@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,9 +66,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	var requeue time.Duration
+	var broad *metav1.Condition
+	if g.Spec.Credential.KubernetesRole != nil {
+		rules, exists, err := credentials.Role(ctx, r.APIReader, g)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		// Nothing watches roles (the manager caches no RBAC objects): look again.
+		requeue = roleRecheck
+		if refusal = credentials.RoleRefusal(g, exists); refusal != nil {
+			requeue = missingRoleRecheck
+		} else {
+			broad = broadAccess(g, rules)
+		}
+	}
 	conds := conditions(g, refusal, now)
 	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
-		requeue = end.Sub(now) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
+		requeue = sooner(requeue, end.Sub(now)) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
 	}
 	if at := g.ApprovalLapsesAt(); at != nil && now.Before(*at) {
 		requeue = sooner(requeue, at.Sub(now)+time.Second) // Approved and Ready turn False then
@@ -81,6 +96,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	} else {
 		g.Status.SourceChangedTime = nil
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
+	}
+	if broad != nil {
+		conds = append(conds, *broad)
+	} else {
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess)
 	}
 	if c, next := unused(g, r.UnusedAfter, now); c != nil {
 		conds = append(conds, *c)
@@ -192,6 +212,13 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRotationOverdue, "Check", "%s", c.Message)
 	}
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess); c != nil &&
+		c.Status == metav1.ConditionTrue {
+		if was := meta.FindStatusCondition(before.Status.Conditions, custodyv1alpha1.ConditionBroadAccess); was == nil ||
+			was.Status != metav1.ConditionTrue || was.Message != c.Message {
+			r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRoleReachesBeyondStep, "Check", "%s", c.Message)
+		}
+	}
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionUnused); c != nil &&
 		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionUnused) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonNotUsedRecently, "Check", "%s", c.Message)
@@ -209,6 +236,24 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 		return nil, nil, err
 	}
 	return src, credentials.CheckSource(g, src, exists), nil
+}
+
+const (
+	// roleRecheck is how often a role grant's role is read again (an edit may widen it).
+	roleRecheck = 5 * time.Minute
+	// missingRoleRecheck is how often a role grant whose role does not exist looks for it.
+	missingRoleRecheck = 15 * time.Second
+)
+
+// broadAccess says whether the role of a role grant lets a step that holds it reach beyond its
+// own work (credentials.Reach).
+func broadAccess(g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule) *metav1.Condition {
+	c := &metav1.Condition{Type: custodyv1alpha1.ConditionBroadAccess, Status: metav1.ConditionFalse,
+		Reason: custodyv1alpha1.ReasonRoleWithinStep, Message: credentials.ReachMessage(g, nil)}
+	if reach := credentials.Reach(rules); len(reach) > 0 {
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, custodyv1alpha1.ReasonRoleReachesBeyondStep, credentials.ReachMessage(g, reach)
+	}
+	return c
 }
 
 // rotation says whether the source is overdue for rotation (maxAge) and when to look again.

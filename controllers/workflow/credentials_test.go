@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -1308,4 +1309,110 @@ spec:
 	})
 	approved(metav1.ConditionTrue, custodyv1alpha1.ReasonApproved, "Approved by bob")
 	jobOf(t, second, "call", 1)
+}
+
+// TestCredentials_roleOfAGrant: a role grant is only as good as its role. One whose Role does not
+// exist says so (Ready=False SourceNotFound, Stalled) and its steps wait rather than run with a
+// binding that gives them nothing; once the Role exists they start. A Role that lets the step read
+// Secrets is reported (BroadAccess=True, a Warning Event, the gauge) while the grant still issues,
+// and an edit that narrows it is seen at the grant's next reconcile.
+func TestCredentials_roleOfAGrant(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns)
+	g := grant(t, ns, `
+metadata: {name: deploy}
+spec:
+  subjects: [{workflowName: release, steps: [roll-out]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}`)
+	grantCondition := func(what string, ok func(*custodyv1alpha1.CredentialGrant) error) *custodyv1alpha1.CredentialGrant {
+		t.Helper()
+		cur := &custodyv1alpha1.CredentialGrant{}
+		eventually(t, what, func() error {
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			return ok(cur)
+		})
+		return cur
+	}
+	condition := func(typ string, status metav1.ConditionStatus, reason, message string) func(*custodyv1alpha1.CredentialGrant) error {
+		return func(g *custodyv1alpha1.CredentialGrant) error {
+			c := meta.FindStatusCondition(g.Status.Conditions, typ)
+			if c == nil || c.Status != status || c.Reason != reason || !strings.Contains(c.Message, message) {
+				return errorf("%s: %+v", typ, c)
+			}
+			return nil
+		}
+	}
+	missing := "Role deployer of CredentialGrant deploy does not exist in namespace " + ns
+	cur := grantCondition("the grant Stalled on its missing Role", condition(custodyv1alpha1.ConditionStalled,
+		metav1.ConditionTrue, custodyv1alpha1.ReasonSourceNotFound, missing))
+	if c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("Ready of a grant without its Role: %+v", c)
+	}
+	if c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionBroadAccess); c != nil {
+		t.Errorf("BroadAccess of a role that does not exist: %+v", c)
+	}
+
+	wf := apply(t, ns, `
+metadata: {name: release}
+spec:
+  steps: [{name: roll-out, image: example.com/deploy:1, credentials: [deploy]}]`)
+	eventually(t, "the step waiting for the Role", func() error {
+		st := stepOf(get(t, wf), "roll-out")
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonSourceNotFound || st.Message != missing {
+			return errorf("step %s %s %q", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	var jobs batchv1.JobList
+	if err := env.Client.List(ctxT(t), &jobs, client.InNamespace(ns)); err != nil || len(jobs.Items) > 0 {
+		t.Fatalf("a step whose grant's Role does not exist got a Job: %d (%v)", len(jobs.Items), err)
+	}
+
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "deployer", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}},
+	}}
+	if err := env.Client.Create(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+	waitStep(t, wf, "roll-out", custodyv1alpha1.StepRunning)
+	cur = grantCondition("BroadAccess=True", condition(custodyv1alpha1.ConditionBroadAccess, metav1.ConditionTrue,
+		custodyv1alpha1.ReasonRoleReachesBeyondStep, "Role deployer lets a step that holds it read every Secret of the namespace"))
+	if !meta.IsStatusConditionTrue(cur.Status.Conditions, custodyv1alpha1.ConditionReady) ||
+		meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionStalled) != nil {
+		t.Errorf("a grant whose role reaches further still issues: conditions %+v", cur.Status.Conditions)
+	}
+	eventually(t, "a RoleReachesBeyondStep Event on the grant", func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == g.Name && e.Reason == custodyv1alpha1.ReasonRoleReachesBeyondStep && e.Type == corev1.EventTypeWarning &&
+				strings.Contains(e.Note, "Grant a role with only what the steps do") {
+				return nil
+			}
+		}
+		return errorf("none among %d Events", len(list.Items))
+	})
+	// No other story makes a grant's role reach further.
+	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionBroadAccess); n != 1 {
+		t.Errorf(`custody_grants{condition="BroadAccess"} = %v, want 1`, n)
+	}
+
+	role.Rules = role.Rules[:2]
+	if err := env.Client.Update(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+	succeed(t, wf, "roll-out", 1, "") // the run's change reconciles the grant, which reads the Role again
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+	grantCondition("BroadAccess=False once the Role was narrowed", condition(custodyv1alpha1.ConditionBroadAccess,
+		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, "neither read nor change Secrets"))
+	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionBroadAccess); n != 0 {
+		t.Errorf(`custody_grants{condition="BroadAccess"} = %v after the Role was narrowed, want 0`, n)
+	}
 }

@@ -76,6 +76,16 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 				return nil, refusal, nil
 			}
 		}
+		if g.Spec.Credential.KubernetesRole != nil {
+			_, exists, err := credentials.Role(ctx, r.APIReader, g)
+			if err != nil {
+				return nil, nil, err
+			}
+			if refusal := credentials.RoleRefusal(g, exists); refusal != nil {
+				s.requeueAt(s.now.Add(roleRecheck)) // nothing watches roles
+				return nil, refusal, nil
+			}
+		}
 		grants = append(grants, g)
 	}
 	return grants, nil, nil
@@ -105,8 +115,12 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 	s.stepEvent(st.Name, corev1.EventTypeWarning, refusal.Reason, "Start", "Step %s waits: %s", st.Name, refusal.Message)
 }
 
-// pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
-const pullSecretRecheck = 15 * time.Second
+const (
+	// pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
+	pullSecretRecheck = 15 * time.Second
+	// roleRecheck is how often a step that waits for its grant's role to exist looks again.
+	roleRecheck = 15 * time.Second
+)
 
 // previousHeld says whether the step's last attempt still holds a credential (its revocation is
 // pending): the next attempt waits for it.

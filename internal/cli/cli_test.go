@@ -125,7 +125,8 @@ status:
   lastIssuedTime: "2026-07-01T09:00:00Z"
   conditions:
   - {type: Ready, status: "False", reason: Suspended, message: suspended, lastTransitionTime: "2026-11-29T11:50:00Z"}
-  - {type: Unused, status: "True", reason: NotUsedRecently, message: unused, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
+  - {type: Unused, status: "True", reason: NotUsedRecently, message: unused, lastTransitionTime: "2026-11-29T11:50:00Z"}
+  - {type: BroadAccess, status: "True", reason: RoleReachesBeyondStep, message: reads Secrets, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
 	create(&custodyv1alpha1.Workflow{}, `
 metadata: {name: pay-invoice-4711}
 spec:
@@ -360,7 +361,7 @@ func TestInventory(t *testing.T) {
 	}
 	if len(inv.Issuances) != 1 || inv.Issuances[0].Attempt != 2 || len(inv.Standing) != 1 || inv.Standing[0].Workflow != "pay-invoice-4700" ||
 		len(inv.Grants) != 2 || !inv.Grants[0].RotationOverdue || inv.Grants[0].Approval != "approved by bob" || inv.Grants[0].Unused ||
-		!inv.Grants[1].Unused || inv.Grants[1].LastIssuedTime == nil {
+		!inv.Grants[1].Unused || inv.Grants[1].LastIssuedTime == nil || inv.Grants[0].BroadAccess || !inv.Grants[1].BroadAccess {
 		t.Errorf("inventory JSON: %+v", inv)
 	}
 	out, _ = run(t, ns, "", "inventory", "-o", "yaml")

@@ -58,6 +58,7 @@ type Grant struct {
 	RotationOverdue   bool                           `json:"rotationOverdue"`
 	LastIssuedTime    *metav1.Time                   `json:"lastIssuedTime,omitempty"`
 	Unused            bool                           `json:"unused"`
+	BroadAccess       bool                           `json:"broadAccess"`
 }
 
 func (o *Options) inventoryCommand() *cobra.Command {
@@ -176,6 +177,7 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	out.RotationOverdue = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
 	out.LastIssuedTime = g.Status.LastIssuedTime
 	out.Unused = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnused)
+	out.BroadAccess = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess)
 	return out
 }
 
@@ -225,7 +227,11 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			if g.Unused {
 				last += " (UNUSED)"
 			}
-			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, g.Kind,
+			kind := string(g.Kind)
+			if g.BroadAccess {
+				kind += " (BROAD)"
+			}
+			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, kind,
 				strings.Join(g.Subjects, " "), g.Approval, g.Ready, g.Active, last, ends, src, rot)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
@@ -39,6 +40,7 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/config/crd"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/webhook"
 )
 
@@ -207,7 +209,9 @@ func (o *object) decode() error {
 func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 	var res Result
 	var objects []object
-	for _, d := range expandLists(docs) {
+	docs = expandLists(docs)
+	roles := rolesOf(docs)
+	for _, d := range docs {
 		obj, problems, ok := l.schemaCheck(ctx, d)
 		res.Problems = append(res.Problems, problems...)
 		if obj.kind != "" {
@@ -229,9 +233,36 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 		}
 	}
 	for _, o := range objects {
-		res.Problems = append(res.Problems, admissionCheck(o, templates)...)
+		res.Problems = append(res.Problems, admissionCheck(o, templates, roles)...)
 	}
 	return res
+}
+
+// roleKey is a Role (by namespace and name) or ClusterRole (by name) of the manifests.
+type roleKey struct{ kind, namespace, name string }
+
+// rolesOf reads the rules of the Roles and ClusterRoles among the documents, for what the grants
+// of the same manifests hand out (credentials.Reach).
+func rolesOf(docs []Document) map[roleKey][]rbacv1.PolicyRule {
+	roles := map[roleKey][]rbacv1.PolicyRule{}
+	for _, d := range docs {
+		var r struct {
+			APIVersion string              `json:"apiVersion"`
+			Kind       string              `json:"kind"`
+			Metadata   metav1.ObjectMeta   `json:"metadata"`
+			Rules      []rbacv1.PolicyRule `json:"rules"`
+		}
+		if err := yaml.Unmarshal(d.Data, &r); err != nil || r.APIVersion != rbacv1.SchemeGroupVersion.String() {
+			continue
+		}
+		switch r.Kind {
+		case "Role":
+			roles[roleKey{r.Kind, r.Metadata.Namespace, r.Metadata.Name}] = r.Rules
+		case "ClusterRole":
+			roles[roleKey{r.Kind, "", r.Metadata.Name}] = r.Rules
+		}
+	}
+	return roles
 }
 
 // expandLists replaces each kind: List document (what kubectl get -o yaml prints) by its items.
@@ -350,7 +381,7 @@ func metadataProblems(source, object string, meta map[string]any) []Problem {
 
 // admissionCheck runs the checks Custody's admission adds to the schema's, on an object that
 // passed them.
-func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowTemplate) []Problem {
+func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowTemplate, roles map[roleKey][]rbacv1.PolicyRule) []Problem {
 	var errs field.ErrorList
 	var warnings []string
 	switch obj := o.typed.(type) {
@@ -378,6 +409,15 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 		warnings = append(warnings, webhook.ValueWarnings(field.NewPath("spec", "workflowSpec"), ws.Steps, ws.Finally, nil)...)
 	case *custodyv1alpha1.CredentialGrant:
 		errs = webhook.ValidateGrantReferences(&obj.Spec)
+		if r := obj.Spec.Credential.KubernetesRole; r != nil {
+			key := roleKey{kind: string(r.Kind), name: r.Name}
+			if r.Kind != custodyv1alpha1.RoleKindClusterRole {
+				key.namespace = o.namespace
+			}
+			if reach := credentials.Reach(roles[key]); len(reach) > 0 {
+				warnings = append(warnings, "spec.credential.kubernetesRole: "+credentials.ReachMessage(obj, reach))
+			}
+		}
 	}
 	if m, ok := o.typed.(metav1.Object); ok {
 		e, w := annotationProblems(m)

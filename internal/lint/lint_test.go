@@ -388,3 +388,66 @@ spec: {}`)
 		t.Errorf("problems %v; want a warning for the template and an error for the broken Workflow", res.Problems)
 	}
 }
+
+// TestGrantsOfBroadRoles: a kubernetesRole grant whose Role (in its namespace) or ClusterRole is in
+// the same manifests is warned of, as admission warns, when the role reaches beyond the step; a
+// narrow role, or a Role of the same name in another namespace, is not.
+func TestGrantsOfBroadRoles(t *testing.T) {
+	res := lintString(t, linter(t), `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: deployer, namespace: shop}
+rules: [{apiGroups: [apps], resources: [deployments], verbs: [get, patch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: deployer, namespace: payments}
+rules: [{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: secret-reader}
+rules: [{apiGroups: [""], resources: [secrets], verbs: [list]}]
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: deploy, namespace: shop}
+spec:
+  subjects: [{workflowName: release, steps: [roll-out]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: scale, namespace: payments}
+spec:
+  subjects: [{workflowName: release, steps: [roll-out]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: audit, namespace: payments}
+spec:
+  subjects: [{workflowName: review, steps: [scan]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: secret-reader}}
+`)
+	got := make([]string, 0, len(res.Problems))
+	for _, p := range res.Problems {
+		if !p.Warning {
+			t.Errorf("an error: %s", p)
+		}
+		got = append(got, p.String())
+	}
+	want := []string{
+		"test.yaml#4: CredentialGrant deploy: warning: spec.credential.kubernetesRole: Role deployer lets a step that holds it run pods",
+		"test.yaml#6: CredentialGrant audit: warning: spec.credential.kubernetesRole: ClusterRole secret-reader lets a step that " +
+			"holds it read every Secret of the namespace",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("problems:\n%s\nwant %d warnings", strings.Join(got, "\n"), len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("problem %d: %s\nwant it to begin %q", i, got[i], want[i])
+		}
+	}
+}

@@ -661,3 +661,39 @@ func TestRejection(t *testing.T) {
 	refused(t, "a rejection of a grant", annotate(ctx, as(bob), grant, custodyv1alpha1.AnnotationRejectPrefix+"grant", "no"),
 		"a CredentialGrant is not rejected", "spec.suspended")
 }
+
+// TestGrantWarnsOfItsRole: a role grant whose author may hand out its role is admitted, with a
+// warning kubectl prints when the role lets a step reach beyond its own work (updating
+// Deployments runs pods as any ServiceAccount of the namespace), or does not exist yet; a narrow
+// role gets none.
+func TestGrantWarnsOfItsRole(t *testing.T) {
+	ns := team(t)
+	manifest := func(name, role string) string {
+		return `apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: ` + name + `}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {kubernetesRole: {kind: Role, name: ` + role + `}}
+`
+	}
+	out := kubectlCreate(t, ns, pat, manifest("deploy", "deployer"))
+	want := "Warning: Role deployer lets a step that holds it run pods, which may run as any ServiceAccount of the namespace " +
+		"and mount any of its Secrets: it reaches credentials and identities other than the ones granted"
+	if !strings.Contains(out, want) || strings.Count(out, "Warning:") != 1 {
+		t.Errorf("kubectl printed:\n%s\nwant only the warning %q", out, want)
+	}
+	if out := kubectlCreate(t, ns, mallory, manifest("configs", "configmap-reader")); strings.Contains(out, "Warning:") {
+		t.Errorf("kubectl printed:\n%s\nwant no warning for a Role that reads ConfigMaps", out)
+	}
+	path := filepath.Join(t.TempDir(), "grant.yaml")
+	if err := os.WriteFile(path, []byte(manifest("later", "created-later")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := env.Kubectl(t, "-n", ns, "--as", "ops-admin", "--as-group", "system:masters", "create", "-f", path)
+	want = "Warning: Role created-later of CredentialGrant later does not exist in namespace " + ns +
+		" (yet): the grant issues nothing, and the steps that request it wait, until it does"
+	if err != nil || !strings.Contains(out, want) {
+		t.Errorf("kubectl printed:\n%s (%v)\nwant the warning %q", out, err, want)
+	}
+}

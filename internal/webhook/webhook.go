@@ -407,7 +407,7 @@ func (h *handler) validateCreate(ctx context.Context, req admission.Request, o *
 	if errs := ValidateGrantReferences(&o.grant.Spec); len(errs) > 0 {
 		return invalid(o, errs), nil
 	}
-	return h.checkEscalation(ctx, req, o.grant)
+	return h.checkEscalation(ctx, req, o)
 }
 
 func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur, old *object) (*refusal, error) {
@@ -425,7 +425,7 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 			if errs := ValidateGrantReferences(&cur.grant.Spec); len(errs) > 0 {
 				return invalid(cur, errs), nil
 			}
-			if r, err := h.checkEscalation(ctx, req, cur.grant); r != nil || err != nil {
+			if r, err := h.checkEscalation(ctx, req, cur); r != nil || err != nil {
 				return r, err
 			}
 		}
@@ -683,13 +683,41 @@ func approvalsOfGrant(req admission.Request, cur, old *object, creator string, m
 	return nil
 }
 
-// checkEscalation refuses a grant whose author could not already do what it hands out.
-func (h *handler) checkEscalation(ctx context.Context, req admission.Request, g *custodyv1alpha1.CredentialGrant) (*refusal, error) {
+// checkEscalation refuses a grant whose author could not already do what it hands out. A grant
+// that passes is warned of a role that does not exist, or reaches beyond the step
+// (credentials.Reach): the author may mean it, and the grant's status says so too.
+func (h *handler) checkEscalation(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+	g := o.grant
 	missing, err := h.authz.checkGrant(ctx, req.UserInfo, req.Namespace, &g.Spec)
-	if err != nil || len(missing) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
+	if len(missing) > 0 {
+		return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
+	}
+	if g.Spec.Credential.KubernetesRole != nil {
+		o.warnings = append(o.warnings, h.roleWarnings(ctx, req.Namespace, g)...)
+	}
+	return nil, nil
+}
+
+// roleWarnings says what the grant's status will say of its role. Best effort, as grantWarnings.
+func (h *handler) roleWarnings(ctx context.Context, ns string, g *custodyv1alpha1.CredentialGrant) []string {
+	g = g.DeepCopy()
+	g.Namespace = ns
+	rules, exists, err := credentials.Role(ctx, h.authz.reader, g)
+	switch {
+	case err != nil:
+		logf.FromContext(ctx).V(1).Info("not warning about a role that cannot be read", "grant", g.Name, "error", err.Error())
+		return nil
+	case !exists:
+		return []string{credentials.RoleRefusal(g, false).Message + " (yet): the grant issues nothing, and the steps that " +
+			"request it wait, until it does"}
+	}
+	if reach := credentials.Reach(rules); len(reach) > 0 {
+		return []string{credentials.ReachMessage(g, reach)}
+	}
+	return nil
 }
 
 // checkUse refuses an object whose steps request grants its author may not use.

@@ -1,0 +1,176 @@
+package credentials
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+)
+
+// Role reads the rules of a kubernetesRole grant's Role (in the grant's namespace) or ClusterRole,
+// from api: the manager keeps no RBAC objects in its cache. exists is false when there is none.
+func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant) (rules []rbacv1.PolicyRule, exists bool, err error) {
+	r := g.Spec.Credential.KubernetesRole
+	if r.Kind == custodyv1alpha1.RoleKindClusterRole {
+		var cr rbacv1.ClusterRole
+		err = api.Get(ctx, client.ObjectKey{Name: r.Name}, &cr)
+		rules = cr.Rules
+	} else {
+		var role rbacv1.Role
+		err = api.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: r.Name}, &role)
+		rules = role.Rules
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("reading %s %s: %w", r.Kind, r.Name, err)
+	}
+	return rules, true, nil
+}
+
+// RoleRefusal says why a kubernetesRole grant cannot be handed out: its Role or ClusterRole does
+// not exist (a RoleBinding to it would give the step nothing). nil when it exists.
+func RoleRefusal(g *custodyv1alpha1.CredentialGrant, exists bool) *Refusal {
+	if exists {
+		return nil
+	}
+	r := g.Spec.Credential.KubernetesRole
+	where := " in namespace " + g.Namespace
+	if r.Kind == custodyv1alpha1.RoleKindClusterRole {
+		where = ""
+	}
+	return &Refusal{custodyv1alpha1.ReasonSourceNotFound, fmt.Sprintf(
+		"%s %s of CredentialGrant %s does not exist%s", r.Kind, r.Name, g.Name, where)}
+}
+
+// reach is a way a role lets its holder act beyond its own work: any of the verbs on any of the
+// resources reaches it.
+type reach struct {
+	verbs     []string
+	resources []groupResource
+	what      string
+}
+
+// groupResource is an API group and a resource ("name" or "name/subresource").
+type groupResource struct{ group, resource string }
+
+func core(resources ...string) []groupResource { return in("", resources...) }
+
+func in(group string, resources ...string) []groupResource {
+	out := make([]groupResource, 0, len(resources))
+	for _, r := range resources {
+		out = append(out, groupResource{group, r})
+	}
+	return out
+}
+
+const create = "create"
+
+var writes = []string{create, "update", "patch"}
+
+const runInPods = "run commands in, or connect to, other pods of the namespace, with what they hold"
+
+// reaches are what a step holding a role bound in its namespace could do with other identities'
+// and credentials' access, or to make access outlive it. Cluster-scoped resources are left out: a
+// RoleBinding never grants them.
+var reaches = []reach{
+	{[]string{"get", "list", "watch"}, core("secrets"),
+		"read every Secret of the namespace (the sources of other grants among them)"},
+	{append(slices.Clone(writes), "delete", "deletecollection"), core("secrets"),
+		"change Secrets of the namespace (a grant's source among them, whose new value reaches every step holding a copy)"},
+	{writes, slices.Concat(core("pods", "replicationcontrollers"), in("apps", "deployments", "replicasets", "statefulsets",
+		"daemonsets"), in("batch", "jobs", "cronjobs")),
+		"run pods, which may run as any ServiceAccount of the namespace and mount any of its Secrets"},
+	{[]string{create, "get"}, core("pods/exec", "pods/attach", "pods/portforward"), runInPods},
+	{[]string{"update", "patch"}, core("pods/ephemeralcontainers"), runInPods},
+	{[]string{create}, core("serviceaccounts/token"),
+		"get tokens of any ServiceAccount of the namespace"},
+	{append(slices.Clone(writes), "bind", "escalate"), in(rbacv1.GroupName, "roles", "rolebindings"),
+		"grant access to others through RBAC, which outlives the step"},
+	{[]string{"impersonate"}, core("users", "groups", "serviceaccounts"),
+		"act as other users and ServiceAccounts"},
+	{writes, in(custodyv1alpha1.GroupVersion.Group, "credentialgrants"),
+		"change CredentialGrants, which say who may hold credentials"},
+}
+
+// Reach says what a role's rules let a step that holds them do beyond its own work: reach
+// credentials and identities other than the ones granted to it, or make access that outlives it.
+// Each is a phrase, in a fixed order; none for a role that does none of these. Rules limited to
+// resourceNames are named objects the role's author chose, and are not counted.
+func Reach(rules []rbacv1.PolicyRule) []string {
+	var out []string
+	for _, r := range reaches {
+		if !slices.Contains(out, r.what) && reachedBy(rules, r) {
+			out = append(out, r.what)
+		}
+	}
+	return out
+}
+
+// ReachMessage says what Reach found for the role of a role grant, for a condition, an Event or an
+// admission warning.
+func ReachMessage(g *custodyv1alpha1.CredentialGrant, reach []string) string {
+	role := g.Spec.Credential.KubernetesRole
+	if len(reach) == 0 {
+		return fmt.Sprintf("%s %s lets a step that holds it neither read nor change Secrets, run pods or commands in them, "+
+			"get tokens, grant access through RBAC nor act as others", role.Kind, role.Name)
+	}
+	return fmt.Sprintf("%s %s lets a step that holds it %s: it reaches credentials and identities other than the ones "+
+		"granted, or makes access that outlives the step. Grant a role with only what the steps do",
+		role.Kind, role.Name, strings.Join(reach, "; "))
+}
+
+func reachedBy(rules []rbacv1.PolicyRule, r reach) bool {
+	for _, rule := range rules {
+		if len(rule.ResourceNames) > 0 {
+			continue
+		}
+		for _, gr := range r.resources {
+			if allows(rule, gr.group, gr.resource, r.verbs) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// allows is RBAC's own matching of one rule (wildcards included) against a group, a resource
+// ("name" or "name/subresource") and any of the verbs.
+func allows(rule rbacv1.PolicyRule, group, resource string, verbs []string) bool {
+	if !has(rule.APIGroups, group) {
+		return false
+	}
+	main, sub, isSub := strings.Cut(resource, "/")
+	resourceOK := false
+	for _, r := range rule.Resources {
+		if r == rbacv1.ResourceAll || r == resource || isSub && (r == main+"/*" || r == "*/"+sub) {
+			resourceOK = true
+			break
+		}
+	}
+	if !resourceOK {
+		return false
+	}
+	for _, v := range verbs {
+		if has(rule.Verbs, v) {
+			return true
+		}
+	}
+	return false
+}
+
+func has(list []string, v string) bool {
+	for _, x := range list {
+		if x == v || x == "*" {
+			return true
+		}
+	}
+	return false
+}

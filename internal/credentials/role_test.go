@@ -1,0 +1,86 @@
+package credentials
+
+import (
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+func rule(groups, resources, verbs []string, names ...string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: groups, Resources: resources, Verbs: verbs, ResourceNames: names}
+}
+
+func list(s ...string) []string { return s }
+
+func TestReach(t *testing.T) {
+	const (
+		readSecrets   = "read every Secret"
+		changeSecrets = "change Secrets"
+		runPods       = "run pods"
+		execInto      = "run commands in"
+		tokens        = "get tokens"
+		rbac          = "grant access to others"
+		impersonate   = "act as other users"
+		grants        = "change CredentialGrants"
+	)
+	cases := []struct {
+		name  string
+		rules []rbacv1.PolicyRule
+		want  []string // the beginnings of the phrases, in order
+	}{
+		{"nothing", nil, nil},
+		{"a deployer: workloads' scale and config, no pods", []rbacv1.PolicyRule{
+			rule(list("apps"), list("deployments"), list("get", "list", "watch")),
+			rule(list("apps"), list("deployments/scale"), list("update", "patch")),
+			rule(list(""), list("configmaps"), list("get", "create", "update")),
+			rule(list(""), list("pods", "pods/log"), list("get", "list")),
+		}, nil},
+		{"named Secrets only", []rbacv1.PolicyRule{
+			rule(list(""), list("secrets"), list("get", "update"), "erp-api"),
+		}, nil},
+		{"Secrets in another group are not Secrets", []rbacv1.PolicyRule{
+			rule(list("apps"), list("secrets"), list("*")),
+		}, nil},
+		{"reads Secrets", []rbacv1.PolicyRule{rule(list(""), list("secrets"), list("list"))}, list(readSecrets)},
+		{"changes Secrets", []rbacv1.PolicyRule{rule(list(""), list("secrets"), list("patch"))}, list(changeSecrets)},
+		{"creates Jobs", []rbacv1.PolicyRule{rule(list("batch"), list("jobs"), list("create"))}, list(runPods)},
+		{"any resource of apps", []rbacv1.PolicyRule{rule(list("apps"), list("*"), list("update"))}, list(runPods)},
+		{"exec through pods/*", []rbacv1.PolicyRule{rule(list(""), list("pods/*"), list("create"))}, list(execInto)},
+		{"exec through */exec, websocket get", []rbacv1.PolicyRule{rule(list(""), list("*/exec"), list("get"))}, list(execInto)},
+		{"ephemeral containers read", []rbacv1.PolicyRule{rule(list(""), list("pods/ephemeralcontainers"), list("get"))}, nil},
+		{"ephemeral containers added", []rbacv1.PolicyRule{rule(list(""), list("pods/ephemeralcontainers"), list("patch"))},
+			list(execInto)},
+		{"tokens", []rbacv1.PolicyRule{rule(list(""), list("serviceaccounts/token"), list("create"))}, list(tokens)},
+		{"ServiceAccounts themselves", []rbacv1.PolicyRule{rule(list(""), list("serviceaccounts"), list("create", "get"))}, nil},
+		{"RoleBindings", []rbacv1.PolicyRule{rule(list("rbac.authorization.k8s.io"), list("rolebindings"), list("create"))},
+			list(rbac)},
+		{"escalate on Roles", []rbacv1.PolicyRule{rule(list("rbac.authorization.k8s.io"), list("roles"), list("escalate"))},
+			list(rbac)},
+		{"impersonation", []rbacv1.PolicyRule{rule(list(""), list("serviceaccounts"), list("impersonate"))}, list(impersonate)},
+		{"grants", []rbacv1.PolicyRule{rule(list("custody.dev"), list("credentialgrants"), list("update"))}, list(grants)},
+		{"Kubernetes' edit role, in part", []rbacv1.PolicyRule{
+			rule(list(""), list("pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"),
+				list("create", "delete", "deletecollection", "patch", "update")),
+			rule(list(""), list("configmaps", "secrets", "serviceaccounts"), list("create", "delete", "patch", "update")),
+			rule(list(""), list("secrets"), list("get", "list", "watch")),
+			rule(list(""), list("serviceaccounts"), list("impersonate")),
+			rule(list(""), list("serviceaccounts/token"), list("create")),
+		}, list(readSecrets, changeSecrets, runPods, execInto, tokens, impersonate)},
+		{"everything", []rbacv1.PolicyRule{rule(list("*"), list("*"), list("*"))},
+			list(readSecrets, changeSecrets, runPods, execInto, tokens, rbac, impersonate, grants)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Reach(c.rules)
+			if len(got) != len(c.want) {
+				t.Fatalf("Reach = %q, want phrases beginning %q", got, c.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], c.want[i]) {
+					t.Errorf("phrase %d = %q, want it to begin %q", i, got[i], c.want[i])
+				}
+			}
+		})
+	}
+}
