@@ -115,6 +115,9 @@ const (
 	// ReasonRoleReachesBeyondStep means a role grant's role reaches further than the step
 	// (condition BroadAccess=True, and a Warning Event).
 	ReasonRoleReachesBeyondStep = "RoleReachesBeyondStep"
+	// ReasonApprovalRequired means a grant's role reaches beyond the step in a namespace labelled
+	// custody.dev/broad-roles-need-approval=true, and the grant does not require an approval.
+	ReasonApprovalRequired = "ApprovalRequired"
 	// ReasonRoleWithinStep means a role grant's role does none of what BroadAccess reports.
 	ReasonRoleWithinStep = "RoleWithinStep"
 	// ReasonTemplateNotFound means a Workflow's workflowTemplateRef names a WorkflowTemplate that
@@ -283,6 +286,11 @@ const (
 	LabelGrantable = "custody.dev/grantable"
 	// LabelImagePull must be "true" on a Secret before a Workflow may name it in imagePullSecrets.
 	LabelImagePull = "custody.dev/image-pull"
+	// LabelBroadRolesNeedApproval set to "true" on a namespace (by whoever may label namespaces)
+	// makes every kubernetesRole grant there whose role reaches beyond the step (BroadAccess)
+	// require an approval: admission refuses one that does not, and one whose role widens later
+	// stops issuing (Ready=False, reason ApprovalRequired).
+	LabelBroadRolesNeedApproval = "custody.dev/broad-roles-need-approval"
 
 	// AnnotationApprovePrefix starts the annotation that approves a step: approve.custody.dev/<step>.
 	// The grant approval annotation is AnnotationApproveGrant.

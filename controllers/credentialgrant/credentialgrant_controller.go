@@ -76,8 +76,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		requeue = roleRecheck
 		if refusal = credentials.RoleRefusal(g, exists); refusal != nil {
 			requeue = missingRoleRecheck
-		} else {
-			broad = broadAccess(g, rules)
+		} else if broad, refusal, err = r.broadAccess(ctx, g, rules); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	conds := conditions(g, refusal, now)
@@ -246,14 +246,25 @@ const (
 )
 
 // broadAccess says whether the role of a role grant lets a step that holds it reach beyond its
-// own work (credentials.Reach).
-func broadAccess(g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule) *metav1.Condition {
+// own work (credentials.Reach), and refuses such a grant that does not require an approval in a
+// namespace that asks for one.
+func (r *Reconciler) broadAccess(ctx context.Context, g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule) (
+	*metav1.Condition, *credentials.Refusal, error) {
 	c := &metav1.Condition{Type: custodyv1alpha1.ConditionBroadAccess, Status: metav1.ConditionFalse,
 		Reason: custodyv1alpha1.ReasonRoleWithinStep, Message: credentials.ReachMessage(g, nil)}
-	if reach := credentials.Reach(rules); len(reach) > 0 {
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, custodyv1alpha1.ReasonRoleReachesBeyondStep, credentials.ReachMessage(g, reach)
+	reach := credentials.Reach(rules)
+	if len(reach) == 0 {
+		return c, nil, nil
 	}
-	return c
+	c.Status, c.Reason, c.Message = metav1.ConditionTrue, custodyv1alpha1.ReasonRoleReachesBeyondStep, credentials.ReachMessage(g, reach)
+	if credentials.BroadRoleRefusal(g, reach, true) == nil {
+		return c, nil, nil // it requires an approval: no namespace asks more
+	}
+	policy, err := credentials.BroadRolesNeedApproval(ctx, r.APIReader, g.Namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, credentials.BroadRoleRefusal(g, reach, policy), nil
 }
 
 // rotation says whether the source is overdue for rotation (maxAge) and when to look again.

@@ -4,6 +4,7 @@ package workflow
 // do is asked of the API server itself with SubjectAccessReviews.
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -1399,10 +1400,14 @@ spec:
 		}
 		return errorf("none among %d Events", len(list.Items))
 	})
-	// No other story makes a grant's role reach further.
-	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionBroadAccess); n != 1 {
-		t.Errorf(`custody_grants{condition="BroadAccess"} = %v, want 1`, n)
-	}
+	// Only TestCredentials_broadRolesNeedApproval makes another grant's role reach further, and it
+	// deletes its grant as it ends.
+	eventually(t, `custody_grants{condition="BroadAccess"} = 1`, func() error {
+		if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionBroadAccess); n != 1 {
+			return errorf("%v", n)
+		}
+		return nil
+	})
 
 	role.Rules = role.Rules[:2]
 	if err := env.Client.Update(ctxT(t), role); err != nil {
@@ -1415,4 +1420,81 @@ spec:
 	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionBroadAccess); n != 0 {
 		t.Errorf(`custody_grants{condition="BroadAccess"} = %v after the Role was narrowed, want 0`, n)
 	}
+}
+
+// TestCredentials_broadRolesNeedApproval: in a namespace labelled
+// custody.dev/broad-roles-need-approval=true, a grant whose role reaches beyond the step and that
+// does not require an approval issues nothing (Ready=False ApprovalRequired, Stalled), and its
+// steps wait as for an approval; once the grant requires an approval and has one, they start. A
+// narrow role needs none there.
+func TestCredentials_broadRolesNeedApproval(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t, map[string]string{custodyv1alpha1.LabelBroadRolesNeedApproval: "true"})
+	startController(t, ns)
+	configMapReader(t, ns)
+	if err := env.Client.Create(ctxT(t), &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "runner", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	narrow := grant(t, ns, `
+metadata: {name: configs}
+spec:
+  subjects: [{workflowName: nightly, steps: [read]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	broad := grant(t, ns, `
+metadata: {name: batch}
+spec:
+  subjects: [{workflowName: nightly, steps: [launch]}]
+  credential: {kubernetesRole: {kind: Role, name: runner}}`)
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), broad) }) // for the BroadAccess gauge of other stories
+	wf := apply(t, ns, `
+metadata: {name: nightly}
+spec:
+  steps:
+  - {name: read, image: example.com/r:1, credentials: [configs]}
+  - {name: launch, image: example.com/l:1, credentials: [batch]}`)
+	waitStep(t, wf, "read", custodyv1alpha1.StepRunning)
+	const why = "Role runner of CredentialGrant batch lets a step that holds it run pods"
+	eventually(t, "the step of the broad grant waiting for an approval", func() error {
+		st := stepOf(get(t, wf), "launch")
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantNotApproved ||
+			!strings.Contains(st.Message, why) || !strings.Contains(st.Message, "asks that such grants require an approval") {
+			return errorf("step %s %s %q", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	stalled := func(g *custodyv1alpha1.CredentialGrant) *metav1.Condition {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+			t.Fatal(err)
+		}
+		return meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionStalled)
+	}
+	eventually(t, "the broad grant Stalled", func() error {
+		if c := stalled(broad); c == nil || c.Reason != custodyv1alpha1.ReasonApprovalRequired || !strings.Contains(c.Message, why) {
+			return errorf("Stalled %+v", c)
+		}
+		return nil
+	})
+	if c := stalled(narrow); c != nil {
+		t.Errorf("a grant of a narrow role is Stalled there: %+v", c)
+	}
+
+	eventually(t, "grant update", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(broad), cur); err != nil {
+			return err
+		}
+		cur.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true,
+			Approvers: &custodyv1alpha1.Approvers{Users: []string{"alice"}}}
+		cur.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"alice"}`}
+		return env.Client.Update(ctxT(t), cur)
+	})
+	waitStep(t, wf, "launch", custodyv1alpha1.StepRunning)
+	eventually(t, "the approved grant no longer Stalled", func() error {
+		if c := stalled(broad); c != nil {
+			return errorf("Stalled %+v", c)
+		}
+		return nil
+	})
 }

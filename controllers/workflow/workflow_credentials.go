@@ -77,18 +77,41 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 			}
 		}
 		if g.Spec.Credential.KubernetesRole != nil {
-			_, exists, err := credentials.Role(ctx, r.APIReader, g)
+			refusal, err := r.roleRefusal(ctx, g)
 			if err != nil {
 				return nil, nil, err
 			}
-			if refusal := credentials.RoleRefusal(g, exists); refusal != nil {
-				s.requeueAt(s.now.Add(roleRecheck)) // nothing watches roles
+			if refusal != nil {
+				s.requeueAt(s.now.Add(roleRecheck)) // nothing watches roles or namespaces
 				return nil, refusal, nil
 			}
 		}
 		grants = append(grants, g)
 	}
 	return grants, nil, nil
+}
+
+// roleRefusal says why a role grant's role may not be handed out now: it does not exist, or it
+// reaches beyond the step in a namespace that asks such grants to require an approval, and the
+// grant does not (then the step waits as for an approval).
+func (r *Reconciler) roleRefusal(ctx context.Context, g *custodyv1alpha1.CredentialGrant) (*credentials.Refusal, error) {
+	rules, exists, err := credentials.Role(ctx, r.APIReader, g)
+	if err != nil || !exists {
+		return credentials.RoleRefusal(g, exists), err
+	}
+	reach := credentials.Reach(rules)
+	if credentials.BroadRoleRefusal(g, reach, true) == nil {
+		return nil, nil
+	}
+	policy, err := credentials.BroadRolesNeedApproval(ctx, r.APIReader, g.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	refusal := credentials.BroadRoleRefusal(g, reach, policy)
+	if refusal != nil {
+		refusal.Reason = custodyv1alpha1.ReasonGrantNotApproved
+	}
+	return refusal, nil
 }
 
 // waitForGrants keeps a step that may not hold its credentials from starting: it says why, and

@@ -6,12 +6,16 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
+
+// +kubebuilder:rbac:groups=core,resources=namespaces,verbs=get
 
 // Role reads the rules of a kubernetesRole grant's Role (in the grant's namespace) or ClusterRole,
 // from api: the manager keeps no RBAC objects in its cache. exists is false when there is none.
@@ -33,6 +37,32 @@ func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialG
 		return nil, false, fmt.Errorf("reading %s %s: %w", r.Kind, r.Name, err)
 	}
 	return rules, true, nil
+}
+
+// BroadRolesNeedApproval says whether the namespace asks that grants whose role reaches beyond the
+// step require an approval (its label custody.dev/broad-roles-need-approval=true). Read from api
+// as metadata only.
+func BroadRolesNeedApproval(ctx context.Context, api client.Reader, namespace string) (bool, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := api.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		return false, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	return ns.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] == labelOn, nil
+}
+
+// BroadRoleRefusal says why a grant whose role reaches beyond the step (reach, from Reach) may
+// not issue in a namespace that asks for an approval of such grants (policy): it does not require
+// one. nil when it may.
+func BroadRoleRefusal(g *custodyv1alpha1.CredentialGrant, reach []string, policy bool) *Refusal {
+	if !policy || len(reach) == 0 || g.Spec.Approval != nil && g.Spec.Approval.Required {
+		return nil
+	}
+	r := g.Spec.Credential.KubernetesRole
+	return &Refusal{custodyv1alpha1.ReasonApprovalRequired, fmt.Sprintf(
+		"%s %s of CredentialGrant %s lets a step that holds it %s, and namespace %s asks that such grants require an "+
+			"approval (label %s=true): add spec.approval {required: true, approvers: ...}",
+		r.Kind, r.Name, g.Name, strings.Join(reach, "; "), g.Namespace, custodyv1alpha1.LabelBroadRolesNeedApproval)}
 }
 
 // RoleRefusal says why a kubernetesRole grant cannot be handed out: its Role or ClusterRole does

@@ -12,6 +12,9 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
 
+// labelOn is the value of an opt-in label (custody.dev/grantable, custody.dev/image-pull, ...).
+const labelOn = "true"
+
 // Source reads a secret grant's source Secret. cached is the manager's cache, which holds only
 // Secrets labelled custody.dev/grantable=true; when the source is not there, api reads the
 // Secret's metadata only, to tell a Secret that did not opt in from one that does not exist. It
@@ -22,7 +25,7 @@ func Source(ctx context.Context, cached, api client.Reader, g *custodyv1alpha1.C
 	src := &corev1.Secret{}
 	err := cached.Get(ctx, key, src)
 	switch {
-	case err == nil && src.Labels[custodyv1alpha1.LabelGrantable] == "true":
+	case err == nil && src.Labels[custodyv1alpha1.LabelGrantable] == labelOn:
 		return src, true, nil
 	case err != nil && !apierrors.IsNotFound(err):
 		return nil, false, fmt.Errorf("reading Secret %s: %w", key, err)
@@ -55,7 +58,7 @@ func PullSecretsRefusal(ctx context.Context, api client.Reader, ns string, secre
 				Message: fmt.Sprintf("imagePullSecret %s does not exist in namespace %s", ps.Name, ns)}, nil
 		case err != nil:
 			return nil, fmt.Errorf("reading imagePullSecret %s: %w", ps.Name, err)
-		case secret.Labels[custodyv1alpha1.LabelImagePull] != "true":
+		case secret.Labels[custodyv1alpha1.LabelImagePull] != labelOn:
 			return &Refusal{Reason: custodyv1alpha1.ReasonImagePullSecretNotUsable,
 				Message: fmt.Sprintf("imagePullSecret %s is not labelled %s=true: a namespace admin opts a Secret in before "+
 					"workflows may pull with it", ps.Name, custodyv1alpha1.LabelImagePull)}, nil

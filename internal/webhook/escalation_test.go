@@ -697,3 +697,44 @@ spec:
 		t.Errorf("kubectl printed:\n%s (%v)\nwant the warning %q", out, err, want)
 	}
 }
+
+// TestBroadRolesNeedApproval: in a namespace labelled custody.dev/broad-roles-need-approval=true,
+// a grant whose role reaches beyond the step is refused unless it requires an approval, and the
+// requirement cannot be dropped later, not even by its approvers; a grant of a narrow role needs
+// none.
+func TestBroadRolesNeedApproval(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	namespace := &corev1.Namespace{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
+		t.Fatal(err)
+	}
+	namespace.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] = "true"
+	if err := env.Client.Update(ctx, namespace); err != nil {
+		t.Fatal(err)
+	}
+	const deploy = `
+metadata: {name: deploy}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}`
+	refused(t, "a grant of a broad role without an approval", as(pat).Create(ctx, mustGrant(t, ns, deploy)),
+		"CredentialGrant "+ns+"/deploy: Role deployer of CredentialGrant deploy lets a step that holds it run pods",
+		"namespace "+ns+" asks that such grants require an approval (label custody.dev/broad-roles-need-approval=true)")
+	g := mustGrant(t, ns, deploy+`
+  approval: {required: true, approvers: {users: [bob]}}`)
+	create(t, as(pat), g)
+	create(t, as(mallory), mustGrant(t, ns, `
+metadata: {name: configs}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [check]}]
+  credential: {kubernetesRole: {kind: Role, name: configmap-reader}}`))
+
+	cur := &custodyv1alpha1.CredentialGrant{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(g), cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Approval = nil
+	refused(t, "an approver dropping the approval of a broad role's grant", as(bob).Update(ctx, cur),
+		"asks that such grants require an approval")
+}

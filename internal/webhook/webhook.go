@@ -428,6 +428,10 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 			if r, err := h.checkEscalation(ctx, req, cur); r != nil || err != nil {
 				return r, err
 			}
+		} else if approvalDropped(old.grant, cur.grant) {
+			if r, err := h.checkRole(ctx, req, cur); r != nil || err != nil {
+				return r, err
+			}
 		}
 		if r := approvalPolicyChange(req, cur, old, creator); r != nil {
 			return r, nil
@@ -630,6 +634,11 @@ func approvalPolicyChange(req admission.Request, cur, old *object, creator strin
 	return nil
 }
 
+// approvalDropped says whether an update removes a grant's approval requirement.
+func approvalDropped(old, cur *custodyv1alpha1.CredentialGrant) bool {
+	return old.Spec.Approval != nil && old.Spec.Approval.Required && (cur.Spec.Approval == nil || !cur.Spec.Approval.Required)
+}
+
 // longerValidity says whether an approval would stand longer under is than under was: its
 // validFor removed or lengthened.
 func longerValidity(was, is *custodyv1alpha1.GrantApproval) bool {
@@ -695,29 +704,44 @@ func (h *handler) checkEscalation(ctx context.Context, req admission.Request, o 
 	if len(missing) > 0 {
 		return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
 	}
-	if g.Spec.Credential.KubernetesRole != nil {
-		o.warnings = append(o.warnings, h.roleWarnings(ctx, req.Namespace, g)...)
-	}
-	return nil, nil
+	return h.checkRole(ctx, req, o)
 }
 
-// roleWarnings says what the grant's status will say of its role. Best effort, as grantWarnings.
-func (h *handler) roleWarnings(ctx context.Context, ns string, g *custodyv1alpha1.CredentialGrant) []string {
-	g = g.DeepCopy()
-	g.Namespace = ns
+// checkRole refuses a role grant whose role reaches beyond the step (credentials.Reach) and that
+// does not require an approval, in a namespace that asks such grants to; otherwise it warns of
+// what the grant's status will say of its role. The role is read as the grant controller reads
+// it; one that cannot be read is neither warned of nor refused (the controller refuses it then).
+func (h *handler) checkRole(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+	g := o.grant.DeepCopy()
+	if g.Spec.Credential.KubernetesRole == nil {
+		return nil, nil
+	}
+	g.Namespace = req.Namespace
 	rules, exists, err := credentials.Role(ctx, h.authz.reader, g)
 	switch {
 	case err != nil:
-		logf.FromContext(ctx).V(1).Info("not warning about a role that cannot be read", "grant", g.Name, "error", err.Error())
-		return nil
+		logf.FromContext(ctx).V(1).Info("not checking a role that cannot be read", "grant", g.Name, "error", err.Error())
+		return nil, nil
 	case !exists:
-		return []string{credentials.RoleRefusal(g, false).Message + " (yet): the grant issues nothing, and the steps that " +
-			"request it wait, until it does"}
+		o.warnings = append(o.warnings, credentials.RoleRefusal(g, false).Message+" (yet): the grant issues nothing, and "+
+			"the steps that request it wait, until it does")
+		return nil, nil
 	}
-	if reach := credentials.Reach(rules); len(reach) > 0 {
-		return []string{credentials.ReachMessage(g, reach)}
+	reach := credentials.Reach(rules)
+	if len(reach) == 0 {
+		return nil, nil
 	}
-	return nil
+	if credentials.BroadRoleRefusal(g, reach, true) != nil {
+		policy, err := credentials.BroadRolesNeedApproval(ctx, h.authz.reader, req.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if r := credentials.BroadRoleRefusal(g, reach, policy); r != nil {
+			return forbidden(checkApproval, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, r.Message), nil
+		}
+	}
+	o.warnings = append(o.warnings, credentials.ReachMessage(g, reach))
+	return nil, nil
 }
 
 // checkUse refuses an object whose steps request grants its author may not use.

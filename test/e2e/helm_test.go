@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -172,6 +173,7 @@ spec:
 		}
 		return nil
 	})
+	grantOfABroadRole(ctx, t, c, wns)
 	// A grant owner without bind on the roles they grant: admission reads the roles' rules.
 	grantRolesAsOwner(ctx, t, c, wns)
 	checkNightly(ctx, t, c, cron)
@@ -345,6 +347,10 @@ func createEveryKindWorkflow(ctx context.Context, t *testing.T, c *localcluster.
 		&schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "payments-batch"}, Value: 100},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ledger-reader", Namespace: wns.Name},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}},
+		// A role that lets a step run pods: its grant reports BroadAccess (the manager reads the
+		// namespace's labels, for whether such grants need an approval there).
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "job-launcher", Namespace: wns.Name},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}}}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: wns.Name,
 			Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"token": "e2e-value"}})
 	for _, m := range []string{`
@@ -361,6 +367,11 @@ metadata: {name: svid}
 spec:
   subjects: [{workflowName: pay, steps: [post]}]
   credential: {spiffe: {dnsNames: [erp-client.payments.example], x509TTL: 2m, audiences: [erp]}}`, `
+metadata: {name: launch}
+spec:
+  subjects: [{workflowName: batch, steps: [launch]}]
+  credential: {kubernetesRole: {kind: Role, name: job-launcher}}
+  ttl: 10m`, `
 metadata: {name: pay}
 spec:
   steps:
@@ -383,6 +394,23 @@ spec:
 		}
 	}
 	return wns.Name
+}
+
+// grantOfABroadRole: the grant of a role that lets a step run pods reports BroadAccess (the
+// manager read the role, and the namespace's labels for whether such grants need an approval).
+func grantOfABroadRole(ctx context.Context, t *testing.T, c *localcluster.Cluster, wns string) {
+	t.Helper()
+	eventually(t, time.Minute, "the grant of a role that runs pods reported BroadAccess", func() error {
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: wns, Name: "launch"}, g); err != nil {
+			return err
+		}
+		if cond := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess); cond == nil ||
+			cond.Status != metav1.ConditionTrue || !strings.Contains(cond.Message, "Role job-launcher lets a step that holds it run pods") {
+			return fmt.Errorf("BroadAccess %+v", cond)
+		}
+		return nil
+	})
 }
 
 // checkEveryPermissionUsed fails for every verb on every resource that the ClusterRole grants but

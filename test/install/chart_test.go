@@ -330,7 +330,7 @@ func TestChartRBACIsWhatTheCodeDeclares(t *testing.T) {
 	for _, p := range cluster {
 		res := strings.Split(p, " ")[1]
 		scoped := false
-		for _, c := range []string{"nodes", "clusterroles", "priorityclasses", "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "subjectaccessreviews"} {
+		for _, c := range []string{"nodes", "namespaces", "clusterroles", "priorityclasses", "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "subjectaccessreviews"} {
 			scoped = scoped || strings.HasPrefix(res, c+"[")
 		}
 		if !scoped {
