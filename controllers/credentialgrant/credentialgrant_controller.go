@@ -257,14 +257,11 @@ func (r *Reconciler) broadAccess(ctx context.Context, g *custodyv1alpha1.Credent
 		return c, nil, nil
 	}
 	c.Status, c.Reason, c.Message = metav1.ConditionTrue, custodyv1alpha1.ReasonRoleReachesBeyondStep, credentials.ReachMessage(g, reach)
-	if credentials.BroadRoleRefusal(g, reach, true) == nil {
-		return c, nil, nil // it requires an approval: no namespace asks more
-	}
-	policy, err := credentials.BroadRolesNeedApproval(ctx, r.APIReader, g.Namespace)
+	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, reach)
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, credentials.BroadRoleRefusal(g, reach, policy), nil
+	return c, refusal, nil
 }
 
 // rotation says whether the source is overdue for rotation (maxAge) and when to look again.

@@ -1416,7 +1416,7 @@ spec:
 	succeed(t, wf, "roll-out", 1, "") // the run's change reconciles the grant, which reads the Role again
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 	grantCondition("BroadAccess=False once the Role was narrowed", condition(custodyv1alpha1.ConditionBroadAccess,
-		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, "neither read nor change Secrets"))
+		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, "do none of these: read or change Secrets"))
 	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionBroadAccess); n != 0 {
 		t.Errorf(`custody_grants{condition="BroadAccess"} = %v after the Role was narrowed, want 0`, n)
 	}

@@ -99,19 +99,11 @@ func (r *Reconciler) roleRefusal(ctx context.Context, g *custodyv1alpha1.Credent
 	if err != nil || !exists {
 		return credentials.RoleRefusal(g, exists), err
 	}
-	reach := credentials.Reach(rules)
-	if credentials.BroadRoleRefusal(g, reach, true) == nil {
-		return nil, nil
-	}
-	policy, err := credentials.BroadRolesNeedApproval(ctx, r.APIReader, g.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	refusal := credentials.BroadRoleRefusal(g, reach, policy)
+	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, credentials.Reach(rules))
 	if refusal != nil {
 		refusal.Reason = custodyv1alpha1.ReasonGrantNotApproved
 	}
-	return refusal, nil
+	return refusal, err
 }
 
 // waitForGrants keeps a step that may not hold its credentials from starting: it says why, and

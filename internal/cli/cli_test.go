@@ -108,6 +108,11 @@ spec:
   expiresAt: "2027-03-29T12:00:00Z"
 status:
   active: 1
+  activeIssuances:
+  - {workflow: pay-invoice-4711, step: post-payment, attempt: 2, issuedAt: "2026-11-29T11:59:00Z", expiresAt: "2026-11-29T12:14:00Z",
+     spiffeID: "spiffe://example.org/ns/NS/workflow/pay-invoice-4711/step/post-payment/run/u1/attempt/2"}
+  issuedTotal: 7
+  revokedTotal: 6
   approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z"}
   lastIssuedTime: "2026-11-29T11:59:00Z"
   sourceChangedTime: "2026-10-01T12:00:00Z"
@@ -337,6 +342,29 @@ func TestGetTree(t *testing.T) {
 		"├─ deploy-eu (deploy item eu)  Succeeded (Reused)\n├─ deploy-us (deploy item us)  Running\n" +
 		"└─ verify (may fail)  Pending\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("tree of a forEach run:\n%s\nwant it to end with\n%s", b.String(), want)
+	}
+}
+
+// TestGetGrant: a grant as its approvers and owners read it: what it hands out (never a value), to
+// which steps, for how long, its approval, what is wrong with it, and who holds it now.
+func TestGetGrant(t *testing.T) {
+	ns := fixture(t)
+	var all strings.Builder
+	for _, ref := range []string{"grant/erp-payments", "cgrant/ledger"} {
+		out, err := run(t, ns, "", "get", ref)
+		if err != nil {
+			t.Fatal(err, out)
+		}
+		all.WriteString(out)
+	}
+	golden(t, "get-grant.txt", ns, all.String())
+	out, err := run(t, ns, "", "get", "credentialgrant/erp-payments", "-o", "json")
+	var g custodyv1alpha1.CredentialGrant
+	if err != nil || json.Unmarshal([]byte(out), &g) != nil || g.Name != "erp-payments" || g.Status.Active != 1 {
+		t.Errorf("-o json: %v\n%s", err, out)
+	}
+	if _, err := run(t, ns, "", "get", "grant/nothing"); err == nil || !strings.Contains(err.Error(), `"nothing" not found`) {
+		t.Errorf("a grant that does not exist: %v", err)
 	}
 }
 

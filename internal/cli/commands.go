@@ -22,10 +22,12 @@ import (
 func (o *Options) getCommand() *cobra.Command {
 	var watch bool
 	cmd := &cobra.Command{
-		Use:   "get WORKFLOW | get cronworkflow/NAME",
-		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials; or a CronWorkflow and its runs",
+		Use: "get WORKFLOW | get cronworkflow/NAME | get grant/NAME",
+		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials; or a CronWorkflow and its runs; " +
+			"or a CredentialGrant: what it hands out to whom, its approval, what is wrong with it, who holds it now",
 		Example: "  kubectl custody get pay-invoice-4711\n" +
-			"  kubectl custody get cronworkflow/nightly-db-backup",
+			"  kubectl custody get cronworkflow/nightly-db-backup\n" +
+			"  kubectl custody get grant/erp-payments",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, ns, err := o.clientIn()
@@ -37,6 +39,12 @@ func (o *Options) getCommand() *cobra.Command {
 					return errors.New("-w follows a workflow; a CronWorkflow's runs are workflows: kubectl custody get RUN -w")
 				}
 				return o.getCron(c, ns, cron)
+			}
+			if grant, ok := grantName(args[0]); ok {
+				if watch {
+					return errors.New("-w follows a workflow, not a grant")
+				}
+				return o.getGrant(c, ns, grant)
 			}
 			name, err := workflowName(args[0])
 			if err != nil {
@@ -420,7 +428,7 @@ func (o *Options) approveCommand() *cobra.Command {
 			"  kubectl custody approve grant erp-payments",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if args[0] == "grant" {
+			if args[0] == kindGrant {
 				if len(args) != 2 {
 					return errors.New("approve grant needs the grant's name")
 				}
@@ -606,7 +614,7 @@ func (o *Options) revokeCommand() *cobra.Command {
 		Short: "The kill switch: suspend a grant, which revokes every live issuance of it at once",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if args[0] != "grant" {
+			if args[0] != kindGrant {
 				return fmt.Errorf("revoke works on grants: kubectl custody revoke grant %s", args[0])
 			}
 			ns, err := o.namespace()

@@ -213,14 +213,14 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			if g.RotationOverdue {
 				rot = "OVERDUE"
 			}
-			ends := "never"
+			ends := never
 			if g.ExpiresAt != nil {
 				ends = "in " + age(g.ExpiresAt.Sub(now))
 				if !now.Before(g.ExpiresAt.Time) {
 					ends = "ENDED " + g.ExpiresAt.UTC().Format(time.DateOnly)
 				}
 			}
-			last := "never"
+			last := never
 			if g.LastIssuedTime != nil {
 				last = age(now.Sub(g.LastIssuedTime.Time)) + " ago"
 			}

@@ -39,30 +39,27 @@ func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialG
 	return rules, true, nil
 }
 
-// BroadRolesNeedApproval says whether the namespace asks that grants whose role reaches beyond the
-// step require an approval (its label custody.dev/broad-roles-need-approval=true). Read from api
-// as metadata only.
-func BroadRolesNeedApproval(ctx context.Context, api client.Reader, namespace string) (bool, error) {
+// ApprovalNeeded says why a grant whose role reaches beyond the step (reach, from Reach) may not
+// issue: it requires no approval, and its namespace asks that such grants do (the label
+// custody.dev/broad-roles-need-approval=true). nil when it may. The namespace's metadata is read
+// from api, and only for such a grant.
+func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant, reach []string) (*Refusal, error) {
+	if len(reach) == 0 || g.Spec.Approval != nil && g.Spec.Approval.Required {
+		return nil, nil
+	}
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := api.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
-		return false, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	if err := api.Get(ctx, client.ObjectKey{Name: g.Namespace}, ns); err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", g.Namespace, err)
 	}
-	return ns.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] == labelOn, nil
-}
-
-// BroadRoleRefusal says why a grant whose role reaches beyond the step (reach, from Reach) may
-// not issue in a namespace that asks for an approval of such grants (policy): it does not require
-// one. nil when it may.
-func BroadRoleRefusal(g *custodyv1alpha1.CredentialGrant, reach []string, policy bool) *Refusal {
-	if !policy || len(reach) == 0 || g.Spec.Approval != nil && g.Spec.Approval.Required {
-		return nil
+	if ns.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] != labelOn {
+		return nil, nil
 	}
 	r := g.Spec.Credential.KubernetesRole
 	return &Refusal{custodyv1alpha1.ReasonApprovalRequired, fmt.Sprintf(
 		"%s %s of CredentialGrant %s lets a step that holds it %s, and namespace %s asks that such grants require an "+
 			"approval (label %s=true): add spec.approval {required: true, approvers: ...}",
-		r.Kind, r.Name, g.Name, strings.Join(reach, "; "), g.Namespace, custodyv1alpha1.LabelBroadRolesNeedApproval)}
+		r.Kind, r.Name, g.Name, strings.Join(reach, "; "), g.Namespace, custodyv1alpha1.LabelBroadRolesNeedApproval)}, nil
 }
 
 // RoleRefusal says why a kubernetesRole grant cannot be handed out: its Role or ClusterRole does
@@ -149,8 +146,8 @@ func Reach(rules []rbacv1.PolicyRule) []string {
 func ReachMessage(g *custodyv1alpha1.CredentialGrant, reach []string) string {
 	role := g.Spec.Credential.KubernetesRole
 	if len(reach) == 0 {
-		return fmt.Sprintf("%s %s lets a step that holds it neither read nor change Secrets, run pods or commands in them, "+
-			"get tokens, grant access through RBAC nor act as others", role.Kind, role.Name)
+		return fmt.Sprintf("%s %s lets a step that holds it do none of these: read or change Secrets, run pods or commands in "+
+			"them, get tokens, grant access through RBAC, act as others, change CredentialGrants", role.Kind, role.Name)
 	}
 	return fmt.Sprintf("%s %s lets a step that holds it %s: it reaches credentials and identities other than the ones "+
 		"granted, or makes access that outlives the step. Grant a role with only what the steps do",

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +48,12 @@ func TestHealthScripts(t *testing.T) {
 		{"grant issuing, unused", `{kind: CredentialGrant, metadata: {generation: 1}, status: {observedGeneration: 1,
 			conditions: [{type: Ready, status: "True", reason: Active, message: ok},
 			             {type: Unused, status: "True", reason: NotUsedRecently, message: m}]}}`, Healthy},
+		{"grant issuing, broad access", `{kind: CredentialGrant, metadata: {generation: 1}, status: {observedGeneration: 1,
+			conditions: [{type: Ready, status: "True", reason: Active, message: ok},
+			             {type: BroadAccess, status: "True", reason: RoleReachesBeyondStep, message: "Role deployer lets a step run pods"}]}}`, Healthy},
+		{"grant of a broad role without the approval its namespace asks for", `{kind: CredentialGrant, metadata: {generation: 1},
+			status: {observedGeneration: 1, conditions: [{type: Ready, status: "False", reason: ApprovalRequired},
+			{type: Stalled, status: "True", reason: ApprovalRequired, message: m}, {type: BroadAccess, status: "True", reason: RoleReachesBeyondStep}]}}`, Degraded},
 		{"grant suspended", `{kind: CredentialGrant, metadata: {generation: 1}, status: {observedGeneration: 1,
 			conditions: [{type: Ready, status: "False", reason: Suspended}]}}`, Suspended},
 		{"grant waiting for approval", `{kind: CredentialGrant, metadata: {generation: 1}, status: {observedGeneration: 1,
@@ -85,6 +92,9 @@ func TestHealthScripts(t *testing.T) {
 		}
 		if h.Status != tc.want {
 			t.Errorf("%s: %s (%s), want %s", tc.name, h.Status, h.Message, tc.want)
+		}
+		if strings.Contains(tc.name, "broad access") && !strings.HasSuffix(h.Message, "; broad access: Role deployer lets a step run pods") {
+			t.Errorf("%s: message %q does not say what the role reaches", tc.name, h.Message)
 		}
 		u.SetAPIVersion("custody.dev/v1alpha1")
 		if s, err := Kstatus(u); err != nil || !Agree(h, s) {

@@ -731,14 +731,12 @@ func (h *handler) checkRole(ctx context.Context, req admission.Request, o *objec
 	if len(reach) == 0 {
 		return nil, nil
 	}
-	if credentials.BroadRoleRefusal(g, reach, true) != nil {
-		policy, err := credentials.BroadRolesNeedApproval(ctx, h.authz.reader, req.Namespace)
-		if err != nil {
-			return nil, err
-		}
-		if r := credentials.BroadRoleRefusal(g, reach, policy); r != nil {
-			return forbidden(checkApproval, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, r.Message), nil
-		}
+	needed, err := credentials.ApprovalNeeded(ctx, h.authz.reader, g, reach)
+	if err != nil {
+		return nil, err
+	}
+	if needed != nil {
+		return forbidden(checkApproval, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, needed.Message), nil
 	}
 	o.warnings = append(o.warnings, credentials.ReachMessage(g, reach))
 	return nil, nil
