@@ -47,6 +47,23 @@ func grant(t *testing.T, ns, manifest string) *custodyv1alpha1.CredentialGrant {
 	return g
 }
 
+// waitGrantWarning waits for a Warning Event of reason on the grant whose note says note.
+func waitGrantWarning(t *testing.T, g *custodyv1alpha1.CredentialGrant, reason, note string) {
+	t.Helper()
+	eventually(t, "a "+reason+" Event on the grant", func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctxT(t), &list, client.InNamespace(g.Namespace)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == g.Name && e.Reason == reason && e.Type == corev1.EventTypeWarning && strings.Contains(e.Note, note) {
+				return nil
+			}
+		}
+		return errorf("none among %d Events", len(list.Items))
+	})
+}
+
 // suspend sets or lifts a grant's kill switch.
 func suspend(t *testing.T, g *custodyv1alpha1.CredentialGrant, suspended bool) {
 	t.Helper()
@@ -1190,19 +1207,7 @@ spec:
 	if !meta.IsStatusConditionTrue(cur.Status.Conditions, custodyv1alpha1.ConditionReady) {
 		t.Errorf("an unused grant still issues: conditions %+v", cur.Status.Conditions)
 	}
-	eventually(t, "a NotUsedRecently Event on the grant", func() error {
-		var list eventsv1.EventList
-		if err := env.Client.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		for _, e := range list.Items {
-			if e.Regarding.Name == g.Name && e.Reason == custodyv1alpha1.ReasonNotUsedRecently && e.Type == corev1.EventTypeWarning &&
-				strings.Contains(e.Note, "access nobody uses is access to take away") {
-				return nil
-			}
-		}
-		return errorf("none among %d Events", len(list.Items))
-	})
+	waitGrantWarning(t, g, custodyv1alpha1.ReasonNotUsedRecently, "access nobody uses is access to take away")
 	// No other story makes a grant Unused.
 	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionUnused); n != 1 {
 		t.Errorf(`custody_grants{condition="Unused"} = %v, want 1`, n)
@@ -1387,19 +1392,7 @@ spec:
 		meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionStalled) != nil {
 		t.Errorf("a grant whose role reaches further still issues: conditions %+v", cur.Status.Conditions)
 	}
-	eventually(t, "a RoleReachesBeyondStep Event on the grant", func() error {
-		var list eventsv1.EventList
-		if err := env.Client.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		for _, e := range list.Items {
-			if e.Regarding.Name == g.Name && e.Reason == custodyv1alpha1.ReasonRoleReachesBeyondStep && e.Type == corev1.EventTypeWarning &&
-				strings.Contains(e.Note, "Grant a role with only what the steps do") {
-				return nil
-			}
-		}
-		return errorf("none among %d Events", len(list.Items))
-	})
+	waitGrantWarning(t, g, custodyv1alpha1.ReasonRoleReachesBeyondStep, "Grant a role with only what the steps do")
 	// Only TestCredentials_broadRolesNeedApproval makes another grant's role reach further, and it
 	// deletes its grant as it ends.
 	eventually(t, `custody_grants{condition="BroadAccess"} = 1`, func() error {

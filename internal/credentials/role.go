@@ -44,7 +44,7 @@ func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialG
 // custody.dev/broad-roles-need-approval=true). nil when it may. The namespace's metadata is read
 // from api, and only for such a grant.
 func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant, reach []string) (*Refusal, error) {
-	if len(reach) == 0 || g.Spec.Approval != nil && g.Spec.Approval.Required {
+	if ApprovalRequired(g, reach) == nil {
 		return nil, nil
 	}
 	ns := &metav1.PartialObjectMetadata{}
@@ -55,11 +55,21 @@ func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.C
 	if ns.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] != labelOn {
 		return nil, nil
 	}
+	return ApprovalRequired(g, reach), nil
+}
+
+// ApprovalRequired is the refusal of a grant whose role reaches beyond the step (reach) in a
+// namespace that asks such grants to require an approval, when the grant does not; nil when it
+// does, or the role reaches nothing.
+func ApprovalRequired(g *custodyv1alpha1.CredentialGrant, reach []string) *Refusal {
+	if len(reach) == 0 || g.Spec.Approval != nil && g.Spec.Approval.Required {
+		return nil
+	}
 	r := g.Spec.Credential.KubernetesRole
 	return &Refusal{custodyv1alpha1.ReasonApprovalRequired, fmt.Sprintf(
 		"%s %s of CredentialGrant %s lets a step that holds it %s, and namespace %s asks that such grants require an "+
 			"approval (label %s=true): add spec.approval {required: true, approvers: ...}",
-		r.Kind, r.Name, g.Name, strings.Join(reach, "; "), g.Namespace, custodyv1alpha1.LabelBroadRolesNeedApproval)}, nil
+		r.Kind, r.Name, g.Name, strings.Join(reach, "; "), g.Namespace, custodyv1alpha1.LabelBroadRolesNeedApproval)}
 }
 
 // RoleRefusal says why a kubernetesRole grant cannot be handed out: its Role or ClusterRole does

@@ -210,7 +210,7 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 	var res Result
 	var objects []object
 	docs = expandLists(docs)
-	roles := rolesOf(docs)
+	rbac := rbacOf(docs)
 	for _, d := range docs {
 		obj, problems, ok := l.schemaCheck(ctx, d)
 		res.Problems = append(res.Problems, problems...)
@@ -233,7 +233,7 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 		}
 	}
 	for _, o := range objects {
-		res.Problems = append(res.Problems, admissionCheck(o, templates, roles)...)
+		res.Problems = append(res.Problems, admissionCheck(o, templates, rbac)...)
 	}
 	return res
 }
@@ -241,10 +241,17 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 // roleKey is a Role (by namespace and name) or ClusterRole (by name) of the manifests.
 type roleKey struct{ kind, namespace, name string }
 
-// rolesOf reads the rules of the Roles and ClusterRoles among the documents, for what the grants
-// of the same manifests hand out (credentials.Reach).
-func rolesOf(docs []Document) map[roleKey][]rbacv1.PolicyRule {
-	roles := map[roleKey][]rbacv1.PolicyRule{}
+// rbacManifests is what the manifests say of RBAC, for the grants among them.
+type rbacManifests struct {
+	// roles are the rules of the Roles and ClusterRoles (credentials.Reach).
+	roles map[roleKey][]rbacv1.PolicyRule
+	// approvalFirst are the Namespaces labelled custody.dev/broad-roles-need-approval=true.
+	approvalFirst map[string]bool
+}
+
+// rbacOf reads the Roles, ClusterRoles and Namespaces among the documents.
+func rbacOf(docs []Document) rbacManifests {
+	m := rbacManifests{roles: map[roleKey][]rbacv1.PolicyRule{}, approvalFirst: map[string]bool{}}
 	for _, d := range docs {
 		var r struct {
 			APIVersion string              `json:"apiVersion"`
@@ -252,17 +259,19 @@ func rolesOf(docs []Document) map[roleKey][]rbacv1.PolicyRule {
 			Metadata   metav1.ObjectMeta   `json:"metadata"`
 			Rules      []rbacv1.PolicyRule `json:"rules"`
 		}
-		if err := yaml.Unmarshal(d.Data, &r); err != nil || r.APIVersion != rbacv1.SchemeGroupVersion.String() {
+		if err := yaml.Unmarshal(d.Data, &r); err != nil {
 			continue
 		}
-		switch r.Kind {
-		case "Role":
-			roles[roleKey{r.Kind, r.Metadata.Namespace, r.Metadata.Name}] = r.Rules
-		case "ClusterRole":
-			roles[roleKey{r.Kind, "", r.Metadata.Name}] = r.Rules
+		switch {
+		case r.APIVersion == rbacv1.SchemeGroupVersion.String() && r.Kind == "Role":
+			m.roles[roleKey{r.Kind, r.Metadata.Namespace, r.Metadata.Name}] = r.Rules
+		case r.APIVersion == rbacv1.SchemeGroupVersion.String() && r.Kind == "ClusterRole":
+			m.roles[roleKey{r.Kind, "", r.Metadata.Name}] = r.Rules
+		case r.APIVersion == "v1" && r.Kind == "Namespace" && r.Metadata.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] == "true":
+			m.approvalFirst[r.Metadata.Name] = true
 		}
 	}
-	return roles
+	return m
 }
 
 // expandLists replaces each kind: List document (what kubectl get -o yaml prints) by its items.
@@ -381,7 +390,7 @@ func metadataProblems(source, object string, meta map[string]any) []Problem {
 
 // admissionCheck runs the checks Custody's admission adds to the schema's, on an object that
 // passed them.
-func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowTemplate, roles map[roleKey][]rbacv1.PolicyRule) []Problem {
+func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowTemplate, rbac rbacManifests) []Problem {
 	var errs field.ErrorList
 	var warnings []string
 	switch obj := o.typed.(type) {
@@ -414,8 +423,13 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 			if r.Kind != custodyv1alpha1.RoleKindClusterRole {
 				key.namespace = o.namespace
 			}
-			if reach := credentials.Reach(roles[key]); len(reach) > 0 {
+			if reach := credentials.Reach(rbac.roles[key]); len(reach) > 0 {
 				warnings = append(warnings, "spec.credential.kubernetesRole: "+credentials.ReachMessage(obj, reach))
+				g := obj.DeepCopy()
+				g.Namespace = o.namespace
+				if r := credentials.ApprovalRequired(g, reach); r != nil && rbac.approvalFirst[o.namespace] {
+					errs = append(errs, field.Forbidden(field.NewPath("spec", "approval"), r.Message))
+				}
 			}
 		}
 	}

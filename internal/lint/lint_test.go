@@ -451,3 +451,57 @@ spec:
 		}
 	}
 }
+
+// TestBroadRolesNeedApprovalInTheManifests: a grant of a broad role without an approval in a
+// Namespace of the manifests labelled custody.dev/broad-roles-need-approval=true is refused, as
+// admission refuses it; with an approval it is only warned of.
+func TestBroadRolesNeedApprovalInTheManifests(t *testing.T) {
+	res := lintString(t, linter(t), `
+apiVersion: v1
+kind: Namespace
+metadata: {name: payments, labels: {custody.dev/broad-roles-need-approval: "true"}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: secret-reader}
+rules: [{apiGroups: [""], resources: [secrets], verbs: [list]}]
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: audit, namespace: payments}
+spec:
+  subjects: [{workflowName: review, steps: [scan]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: secret-reader}}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: approved-audit, namespace: payments}
+spec:
+  subjects: [{workflowName: review, steps: [scan]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: secret-reader}}
+  approval: {required: true, approvers: {groups: [security]}}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: audit, namespace: shop}
+spec:
+  subjects: [{workflowName: review, steps: [scan]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: secret-reader}}
+`)
+	var errs, warnings []string
+	for _, p := range res.Problems {
+		if p.Warning {
+			warnings = append(warnings, p.String())
+		} else {
+			errs = append(errs, p.String())
+		}
+	}
+	want := "test.yaml#3: CredentialGrant audit: spec.approval: Forbidden: ClusterRole secret-reader of CredentialGrant audit lets a " +
+		"step that holds it read every Secret of the namespace (the sources of other grants among them), and namespace payments asks"
+	if len(errs) != 1 || !strings.HasPrefix(errs[0], want) {
+		t.Errorf("errors:\n%s\nwant one beginning %q", strings.Join(errs, "\n"), want)
+	}
+	if len(warnings) != 3 {
+		t.Errorf("warnings:\n%s\nwant the broad role of each of the three grants", strings.Join(warnings, "\n"))
+	}
+}
