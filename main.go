@@ -132,6 +132,11 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.grantUnusedAfter, "grant-unused-after", 90*24*time.Hour,
 		"How long a CredentialGrant without its own spec.unusedAfter may issue nothing, since it was created, approved or "+
 			"last issued, before its condition Unused turns True (0: only grants that set their own are checked).")
+	fs.BoolVar(&o.webhook.Policy.BroadRolesNeedApproval, "broad-roles-need-approval", false,
+		"Ask, in every namespace not labelled custody.dev/broad-roles-need-approval=false, that a CredentialGrant whose role "+
+			"reaches beyond the step (reads or changes Secrets, runs pods, gets tokens, grants access through RBAC) require an "+
+			"approval: admission refuses one that does not, and one whose role widened later issues nothing (without the "+
+			"flag, only namespaces labelled custody.dev/broad-roles-need-approval=true ask it).")
 	fs.StringVar(&o.spireAddress, "spire-server-address", "",
 		"SPIRE server Entry API: unix:///path/to/api.sock (the admin socket) or host:port (mutual TLS with the "+
 			"controller's own SVID, which must be an admin entry). Empty: steps run without SPIFFE identity.")
@@ -409,12 +414,14 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 
 		MaxConcurrentReconciles: o.workflowConcurrency,
 		DefaultTTLAfterFinished: o.defaultTTL,
+		BroadRolesNeedApproval:  o.webhook.Policy.BroadRolesNeedApproval,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), UnusedAfter: o.grantUnusedAfter}
+		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), UnusedAfter: o.grantUnusedAfter,
+		BroadRolesNeedApproval: o.webhook.Policy.BroadRolesNeedApproval}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}

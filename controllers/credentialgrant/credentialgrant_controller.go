@@ -40,6 +40,10 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
+	// BroadRolesNeedApproval makes grants whose role reaches beyond the step require an approval in
+	// every namespace not labelled custody.dev/broad-roles-need-approval=false
+	// (--broad-roles-need-approval).
+	BroadRolesNeedApproval bool
 	// UnusedAfter is how long a grant without spec.unusedAfter may issue nothing before it is
 	// reported Unused (--grant-unused-after); 0 reports only grants that set their own.
 	UnusedAfter time.Duration
@@ -257,7 +261,7 @@ func (r *Reconciler) broadAccess(ctx context.Context, g *custodyv1alpha1.Credent
 		return c, nil, nil
 	}
 	c.Status, c.Reason, c.Message = metav1.ConditionTrue, custodyv1alpha1.ReasonRoleReachesBeyondStep, credentials.ReachMessage(g, reach)
-	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, reach)
+	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, reach, r.BroadRolesNeedApproval)
 	if err != nil {
 		return nil, nil, err
 	}

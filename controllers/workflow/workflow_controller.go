@@ -57,6 +57,10 @@ type Reconciler struct {
 	PodStopMargin time.Duration
 	// DefaultTTLAfterFinished is the ttlAfterFinished of Workflows that set none; zero keeps them.
 	DefaultTTLAfterFinished time.Duration
+	// BroadRolesNeedApproval makes a step wait for a grant whose role reaches beyond the step and
+	// that requires no approval, in every namespace not labelled
+	// custody.dev/broad-roles-need-approval=false (--broad-roles-need-approval).
+	BroadRolesNeedApproval bool
 
 	observed *observations
 	registry *registry

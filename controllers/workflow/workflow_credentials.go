@@ -99,7 +99,7 @@ func (r *Reconciler) roleRefusal(ctx context.Context, g *custodyv1alpha1.Credent
 	if err != nil || !exists {
 		return credentials.RoleRefusal(g, exists), err
 	}
-	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, credentials.Reach(rules))
+	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, credentials.Reach(rules), r.BroadRolesNeedApproval)
 	if refusal != nil {
 		refusal.Reason = custodyv1alpha1.ReasonGrantNotApproved
 	}

@@ -40,10 +40,12 @@ func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialG
 }
 
 // ApprovalNeeded says why a grant whose role reaches beyond the step (reach, from Reach) may not
-// issue: it requires no approval, and its namespace asks that such grants do (the label
-// custody.dev/broad-roles-need-approval=true). nil when it may. The namespace's metadata is read
-// from api, and only for such a grant.
-func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant, reach []string) (*Refusal, error) {
+// issue: it requires no approval, and its namespace asks that such grants do: its label
+// custody.dev/broad-roles-need-approval is "true", or, without the label (or with another value
+// than "false"), byDefault (the manager's --broad-roles-need-approval). nil when it may. The
+// namespace's metadata is read from api, and only for such a grant.
+func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant, reach []string,
+	byDefault bool) (*Refusal, error) {
 	if ApprovalRequired(g, reach) == nil {
 		return nil, nil
 	}
@@ -52,10 +54,23 @@ func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.C
 	if err := api.Get(ctx, client.ObjectKey{Name: g.Namespace}, ns); err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", g.Namespace, err)
 	}
-	if ns.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] != labelOn {
+	if !BroadRolesNeedApproval(ns.Labels, byDefault) {
 		return nil, nil
 	}
 	return ApprovalRequired(g, reach), nil
+}
+
+// BroadRolesNeedApproval says whether a namespace with these labels asks that grants whose role
+// reaches beyond the step require an approval: its label says so ("true" or "false"), or else
+// byDefault does.
+func BroadRolesNeedApproval(labels map[string]string, byDefault bool) bool {
+	switch labels[custodyv1alpha1.LabelBroadRolesNeedApproval] {
+	case labelOn:
+		return true
+	case "false":
+		return false
+	}
+	return byDefault
 }
 
 // ApprovalRequired is the refusal of a grant whose role reaches beyond the step (reach) in a

@@ -84,3 +84,26 @@ func TestReach(t *testing.T) {
 		})
 	}
 }
+
+// TestBroadRolesNeedApproval: a namespace's label decides; without it (or with a value that is
+// neither "true" nor "false") the manager's default does.
+func TestBroadRolesNeedApproval(t *testing.T) {
+	const label = "custody.dev/broad-roles-need-approval"
+	cases := []struct {
+		labels    map[string]string
+		byDefault bool
+		want      bool
+	}{
+		{nil, false, false},
+		{nil, true, true},
+		{map[string]string{label: "true"}, false, true},
+		{map[string]string{label: "false"}, true, false},
+		{map[string]string{label: "yes"}, false, false},
+		{map[string]string{label: "yes"}, true, true},
+	}
+	for _, c := range cases {
+		if got := BroadRolesNeedApproval(c.labels, c.byDefault); got != c.want {
+			t.Errorf("labels %v, default %v: %v, want %v", c.labels, c.byDefault, got, c.want)
+		}
+	}
+}

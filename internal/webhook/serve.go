@@ -44,6 +44,8 @@ type ServeOptions struct {
 	MutatingConfiguration, ValidatingConfiguration string
 	// ExtraDNSNames are added to the serving certificate besides the Service's names.
 	ExtraDNSNames []string
+	// Policy is what admission enforces in every namespace.
+	Policy Policy
 }
 
 // Validate checks the options.
@@ -73,7 +75,7 @@ func Serve(mgr ctrl.Manager, o ServeOptions) (healthz.Checker, error) {
 		return nil, err
 	}
 	if o.CertManagement == CertsExternal {
-		if err := Setup(mgr); err != nil {
+		if err := Setup(mgr, o.Policy); err != nil {
 			return nil, err
 		}
 		return mgr.GetWebhookServer().StartedChecker(), nil
@@ -101,7 +103,7 @@ func Serve(mgr ctrl.Manager, o ServeOptions) (healthz.Checker, error) {
 	started := make(chan struct{})
 	go func() {
 		<-ready
-		if err := Setup(mgr); err != nil {
+		if err := Setup(mgr, o.Policy); err != nil {
 			ctrl.Log.Error(err, "setting up the admission webhooks")
 			return
 		}

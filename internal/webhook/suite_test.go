@@ -52,7 +52,7 @@ func serve(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := webhook.Setup(mgr); err != nil {
+		if err := webhook.Setup(mgr, webhook.Policy{}); err != nil {
 			t.Fatal(err)
 		}
 		grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

@@ -84,8 +84,15 @@ const (
 	checkUse        = "use"
 )
 
+// Policy is what the platform team decided for every namespace (the manager's flags).
+type Policy struct {
+	// BroadRolesNeedApproval refuses a grant whose role reaches beyond the step without an approval
+	// in every namespace not labelled custody.dev/broad-roles-need-approval=false.
+	BroadRolesNeedApproval bool
+}
+
 // Setup registers both webhooks on the manager's webhook server.
-func Setup(mgr ctrl.Manager) error {
+func Setup(mgr ctrl.Manager, policy Policy) error {
 	// SubjectAccessReviews are created, never cached: a client of their own, outside the
 	// manager's cache and its read-your-writes tracking.
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
@@ -96,6 +103,7 @@ func Setup(mgr ctrl.Manager) error {
 		decoder: admission.NewDecoder(mgr.GetScheme()),
 		authz:   &authorizer{client: direct, reader: mgr.GetAPIReader()},
 		now:     time.Now,
+		policy:  policy,
 	}
 	// Who the controller is, so that only it may create a CronWorkflow's runs (the manager serves
 	// admission and runs the controllers as one identity).
@@ -125,6 +133,7 @@ type handler struct {
 	now     func() time.Time
 	// controller is the user the controller (this manager) makes its requests as.
 	controller string
+	policy     Policy
 }
 
 // object is what the handlers need of either kind.
@@ -731,7 +740,7 @@ func (h *handler) checkRole(ctx context.Context, req admission.Request, o *objec
 	if len(reach) == 0 {
 		return nil, nil
 	}
-	needed, err := credentials.ApprovalNeeded(ctx, h.authz.reader, g, reach)
+	needed, err := credentials.ApprovalNeeded(ctx, h.authz.reader, g, reach, h.policy.BroadRolesNeedApproval)
 	if err != nil {
 		return nil, err
 	}

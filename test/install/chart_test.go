@@ -31,7 +31,8 @@ var valueSets = map[string][]string{
 	"spire-tcp-monitoring": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
 		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
-		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical", "grantUnusedAfter=720h"},
+		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical", "grantUnusedAfter=720h",
+		"broadRolesNeedApproval=true"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -188,6 +189,11 @@ func valueSetChecks(t *testing.T, name, flags string, c map[string]any, objs []*
 	if want := map[bool]string{true: "720h", false: "2160h"}[name == "spire-tcp-monitoring"]; !strings.Contains(flags, "--grant-unused-after="+want) {
 		t.Errorf("manager args %s, want --grant-unused-after=%s", flags, want)
 	}
+	// Broad roles need an approval only where the platform team asks it.
+	if want := map[bool]string{true: "true", false: "false"}[name == "spire-tcp-monitoring"]; !strings.Contains(flags,
+		"--broad-roles-need-approval="+want) {
+		t.Errorf("manager args %s, want --broad-roles-need-approval=%s", flags, want)
+	}
 }
 
 func toStrings(v any) []string {
@@ -246,6 +252,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"priority class not a name":   {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "priorityClassName=Critical"}, "/priorityClassName"},
 		"TTL in days":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "defaultTTLAfterFinished=7d"}, "/defaultTTLAfterFinished"},
 		"unused after in days":        {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantUnusedAfter=90d"}, "/grantUnusedAfter"},
+		"approval policy as a word":   {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "broadRolesNeedApproval=yes"}, "/broadRolesNeedApproval"},
 		"misspelt value":              {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		"no replicas":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicaCount=0"}, "/replicaCount"},
 		"namespace name not DNS":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "watchNamespaces={Payments}"}, "/watchNamespaces/0"},
