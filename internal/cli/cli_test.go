@@ -1065,3 +1065,28 @@ func TestSummarizeApproval(t *testing.T) {
 		t.Errorf("lapsed: %q", got)
 	}
 }
+
+// TestHandsOut: what get grant/NAME says a grant hands out, for each kind: names and lifetimes,
+// never a value.
+func TestHandsOut(t *testing.T) {
+	cases := map[string]struct {
+		credential string
+		want       string
+	}{
+		"role": {`{kubernetesRole: {kind: ClusterRole, name: view, audience: vault.example.com}}`,
+			"ClusterRole view, bound to the step's own ServiceAccount, with a token for vault.example.com"},
+		"secret": {`{secret: {name: erp-api, keys: [token, user], maxAge: 720h}}`,
+			"keys token, user of Secret erp-api, as the step's own copy (to be rotated every 30d)"},
+		"spiffe": {`{spiffe: {dnsNames: [erp.example], audiences: [erp], x509TTL: 10m, jwtTTL: 5m}}`,
+			"SVID properties: DNS names erp.example; JWT audiences erp; X.509-SVIDs for 10m; JWT-SVIDs for 5m"},
+	}
+	for name, c := range cases {
+		var cred custodyv1alpha1.Credential
+		if err := yaml.UnmarshalStrict([]byte(c.credential), &cred); err != nil {
+			t.Fatal(err)
+		}
+		if got := handsOut(cred); got != c.want {
+			t.Errorf("%s: %q, want %q", name, got, c.want)
+		}
+	}
+}

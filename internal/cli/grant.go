@@ -123,7 +123,7 @@ func handsOut(c custodyv1alpha1.Credential) string {
 		s := c.Secret
 		out := fmt.Sprintf("keys %s of Secret %s, as the step's own copy", strings.Join(s.Keys, ", "), s.Name)
 		if s.MaxAge != nil {
-			out += fmt.Sprintf(" (to be rotated every %s)", s.MaxAge.Duration)
+			out += fmt.Sprintf(" (to be rotated every %s)", age(s.MaxAge.Duration))
 		}
 		return out
 	case c.SPIFFE != nil:
@@ -138,10 +138,10 @@ func handsOut(c custodyv1alpha1.Credential) string {
 			}
 		}
 		if s.X509TTL != nil {
-			parts = append(parts, "X.509-SVIDs for "+s.X509TTL.Duration.String())
+			parts = append(parts, "X.509-SVIDs for "+age(s.X509TTL.Duration))
 		}
 		if s.JWTTTL != nil {
-			parts = append(parts, "JWT-SVIDs for "+s.JWTTTL.Duration.String())
+			parts = append(parts, "JWT-SVIDs for "+age(s.JWTTTL.Duration))
 		}
 		return "SVID properties: " + strings.Join(parts, "; ")
 	}
