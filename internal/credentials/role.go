@@ -46,7 +46,8 @@ func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialG
 // namespace's metadata is read from api, and only for such a grant.
 func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant, reach []string,
 	byDefault bool) (*Refusal, error) {
-	if ApprovalRequired(g, reach) == nil {
+	refusal := ApprovalRequired(g, reach)
+	if refusal == nil {
 		return nil, nil
 	}
 	ns := &metav1.PartialObjectMetadata{}
@@ -57,7 +58,7 @@ func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.C
 	if !BroadRolesNeedApproval(ns.Labels, byDefault) {
 		return nil, nil
 	}
-	return ApprovalRequired(g, reach), nil
+	return refusal, nil
 }
 
 // BroadRolesNeedApproval says whether a namespace with these labels asks that grants whose role

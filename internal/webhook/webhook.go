@@ -438,7 +438,7 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 				return r, err
 			}
 		} else if approvalDropped(old.grant, cur.grant) {
-			if r, err := h.checkRole(ctx, req, cur); r != nil || err != nil {
+			if r, err := h.checkRoleReach(ctx, req, cur); r != nil || err != nil {
 				return r, err
 			}
 		}
@@ -713,14 +713,14 @@ func (h *handler) checkEscalation(ctx context.Context, req admission.Request, o 
 	if len(missing) > 0 {
 		return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
 	}
-	return h.checkRole(ctx, req, o)
+	return h.checkRoleReach(ctx, req, o)
 }
 
-// checkRole refuses a role grant whose role reaches beyond the step (credentials.Reach) and that
+// checkRoleReach refuses a role grant whose role reaches beyond the step (credentials.Reach) and that
 // does not require an approval, in a namespace that asks such grants to; otherwise it warns of
 // what the grant's status will say of its role. The role is read as the grant controller reads
 // it; one that cannot be read is neither warned of nor refused (the controller refuses it then).
-func (h *handler) checkRole(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
+func (h *handler) checkRoleReach(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
 	g := o.grant.DeepCopy()
 	if g.Spec.Credential.KubernetesRole == nil {
 		return nil, nil
