@@ -55,6 +55,7 @@ import (
 	"github.com/custody-dev/custody/controllers/cronworkflow"
 	"github.com/custody-dev/custody/controllers/workflow"
 	"github.com/custody-dev/custody/controllers/workflowtemplate"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/identity"
 	"github.com/custody-dev/custody/internal/identity/spire"
 	"github.com/custody-dev/custody/internal/jobspec"
@@ -361,9 +362,9 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
-// cacheOptions keeps only Custody's own Jobs, pods and ServiceAccounts in the cache, so the
-// controller's memory follows the number of steps, not the size of the cluster; with namespaces,
-// only theirs (nodes stay cluster-wide).
+// cacheOptions keeps only Custody's own Jobs, pods and ServiceAccounts in the cache (and of roles,
+// their names), so the controller's memory follows the number of steps, not the size of the
+// cluster; with namespaces, only theirs (nodes and ClusterRoles stay cluster-wide).
 func cacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{jobspec.LabelManagedBy: jobspec.ManagedByValue})
 	var defaults map[string]cache.Config
@@ -380,6 +381,10 @@ func cacheOptions(namespaces []string) cache.Options {
 		&rbacv1.RoleBinding{}:    {Label: managed},
 		// Only Secrets that opted in to being handed out by a CredentialGrant, never all of them.
 		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{custodyv1alpha1.LabelGrantable: "true"})},
+		// Roles are watched by their metadata only, to hear of a change of a grant's role; only
+		// their names are kept.
+		&rbacv1.Role{}:        {Transform: credentials.RoleMetadata},
+		&rbacv1.ClusterRole{}: {Transform: credentials.RoleMetadata},
 	}}
 }
 

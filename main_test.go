@@ -17,6 +17,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/custody-dev/custody/internal/testenv"
 )
@@ -131,17 +133,19 @@ func TestOptions_validate(t *testing.T) {
 // startManager starts the manager with its probes and metrics on free ports and waits until the
 // probes answer. A port found free can be taken by another test process before the manager binds
 // it (go test runs packages side by side): then it tries again on other ports.
-func startManager(t *testing.T) (probeAddr, metricsAddr string) {
+func startManager(t *testing.T) (mgr ctrl.Manager, metricsAddr string) {
 	t.Helper()
 	for try := 1; ; try++ {
-		probeAddr, metricsAddr = freePort(t), freePort(t)
+		probeAddr := freePort(t)
+		metricsAddr = freePort(t)
 		o := parseOptions(t, "--trust-domain=example.org", "--cluster-name=test",
 			"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
 			"--enable-webhooks=false") // internal/webhook tests serving admission
 		if err := o.validate(); err != nil {
 			t.Fatal(err)
 		}
-		mgr, err := newManager(env.Config, o)
+		var err error
+		mgr, err = newManager(env.Config, o)
 		if err != nil {
 			if try < 5 && strings.Contains(err.Error(), "address already in use") {
 				continue
@@ -165,7 +169,7 @@ func startManager(t *testing.T) (probeAddr, metricsAddr string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return probeAddr, metricsAddr
+		return mgr, metricsAddr
 	}
 }
 
@@ -308,6 +312,41 @@ func serviceAccountToken(t *testing.T, ns, name string, allowMetrics bool) strin
 		t.Fatalf("requesting a token for %s: %v", name, err)
 	}
 	return tr.Status.Token
+}
+
+// TestManager_keepsOnlyRoleNames: the manager watches every Role and ClusterRole it may see, to
+// hear of a change of a grant's role at once, and keeps of them only what names them: not their
+// labels, annotations (kubectl's last-applied-configuration holds the whole role) or managed fields.
+func TestManager_keepsOnlyRoleNames(t *testing.T) {
+	mgr, _ := startManager(t)
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "deployer", Namespace: ns,
+		Labels:      map[string]string{"team": "payments"},
+		Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 4096)}},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}}}}
+	if err := env.Client.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		var roles metav1.PartialObjectMetadataList
+		roles.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("RoleList"))
+		if err := mgr.GetCache().List(ctx, &roles, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(roles.Items) != 1 {
+			return fmt.Errorf("%d roles in the cache of namespace %s, want 1", len(roles.Items), ns)
+		}
+		m := roles.Items[0].ObjectMeta
+		if m.Name != role.Name || m.ResourceVersion == "" {
+			return fmt.Errorf("cached role %q at resourceVersion %q", m.Name, m.ResourceVersion)
+		}
+		if m.Labels != nil || m.Annotations != nil || m.ManagedFields != nil {
+			t.Fatalf("the cache keeps more of a role than its name: labels %v, %d annotations, %d managed fields",
+				m.Labels, len(m.Annotations), len(m.ManagedFields))
+		}
+		return nil
+	})
 }
 
 func waitFor(t *testing.T, check func() error) {

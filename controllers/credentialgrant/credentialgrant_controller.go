@@ -76,12 +76,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		// Nothing watches roles (the manager caches no RBAC objects): look again.
-		requeue = roleRecheck
-		if refusal = credentials.RoleRefusal(g, exists); refusal != nil {
-			requeue = missingRoleRecheck
-		} else if broad, refusal, err = r.broadAccess(ctx, g, rules); err != nil {
-			return ctrl.Result{}, err
+		// A change of the role reconciles the grant (roleToGrants).
+		if refusal = credentials.RoleRefusal(g, exists); refusal == nil {
+			if broad, refusal, err = r.broadAccess(ctx, g, rules); err != nil {
+				return ctrl.Result{}, err
+			}
+			if broad.Status == metav1.ConditionTrue {
+				requeue = namespaceRecheck // nothing watches the namespace's label
+			}
 		}
 	}
 	conds := conditions(g, refusal, now)
@@ -242,12 +244,9 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 	return src, credentials.CheckSource(g, src, exists), nil
 }
 
-const (
-	// roleRecheck is how often a role grant's role is read again (an edit may widen it).
-	roleRecheck = 5 * time.Minute
-	// missingRoleRecheck is how often a role grant whose role does not exist looks for it.
-	missingRoleRecheck = 15 * time.Second
-)
+// namespaceRecheck is how often a grant of a broad role reads its namespace's label
+// custody.dev/broad-roles-need-approval again (nothing watches namespaces).
+const namespaceRecheck = 5 * time.Minute
 
 // broadAccess says whether the role of a role grant lets a step that holds it reach beyond its
 // own work (credentials.Reach), and refuses such a grant that does not require an approval in a
@@ -426,7 +425,26 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&custodyv1alpha1.CredentialGrant{}).
 		Watches(&custodyv1alpha1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.workflowToGrants)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToGrants)).
+		WatchesMetadata(&rbacv1.Role{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindRole))).
+		WatchesMetadata(&rbacv1.ClusterRole{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindClusterRole))).
 		Complete(r)
+}
+
+// roleToGrants maps a Role or ClusterRole (created, changed or deleted) to the grants that hand it
+// out: whether it exists and what it reaches are theirs to say.
+func (r *Reconciler) roleToGrants(kind custodyv1alpha1.RoleKind) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		grants, err := credentials.GrantsOfRole(ctx, r.Client, kind, o)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Mapping a role change to its grants")
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(grants))
+		for _, g := range grants {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(g)})
+		}
+		return reqs
+	}
 }
 
 // workflowToGrants maps a Workflow to the grants its steps request or hold credentials of.

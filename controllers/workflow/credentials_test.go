@@ -1320,8 +1320,9 @@ spec:
 // TestCredentials_roleOfAGrant: a role grant is only as good as its role. One whose Role does not
 // exist says so (Ready=False SourceNotFound, Stalled) and its steps wait rather than run with a
 // binding that gives them nothing; once the Role exists they start. A Role that lets the step read
-// Secrets is reported (BroadAccess=True, a Warning Event, the gauge) while the grant still issues,
-// and an edit that narrows it is seen at the grant's next reconcile.
+// Secrets is reported (BroadAccess=True, a Warning Event, the gauge) while the grant still issues;
+// an edit that narrows it, or deletes it, is seen at once (the manager watches roles), while
+// nothing else changes. A ClusterRole likewise.
 func TestCredentials_roleOfAGrant(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
@@ -1402,12 +1403,11 @@ spec:
 		return nil
 	})
 
+	// The manager watches roles: an edit is seen while nothing else about the grant or its runs changes.
 	role.Rules = role.Rules[:2]
 	if err := env.Client.Update(ctxT(t), role); err != nil {
 		t.Fatal(err)
 	}
-	succeed(t, wf, "roll-out", 1, "") // the run's change reconciles the grant, which reads the Role again
-	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 	grantCondition("BroadAccess=False once the Role was narrowed", condition(custodyv1alpha1.ConditionBroadAccess,
 		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, "do none of these: read or change Secrets"))
 	eventually(t, `custody_grants{condition="BroadAccess"} = 0 after the Role was narrowed`, func() error {
@@ -1416,6 +1416,42 @@ spec:
 		}
 		return nil
 	})
+	if err := env.Client.Delete(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+	grantCondition("the grant Stalled again once its Role was deleted", condition(custodyv1alpha1.ConditionStalled,
+		metav1.ConditionTrue, custodyv1alpha1.ReasonSourceNotFound, missing))
+	succeed(t, wf, "roll-out", 1, "") // the running attempt kept its binding to its end
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+
+	// A ClusterRole likewise (its name is the cluster's: this namespace's own).
+	cg := grant(t, ns, `
+metadata: {name: read-configs}
+spec:
+  subjects: [{workflowName: report, steps: [read]}]
+  credential: {kubernetesRole: {kind: ClusterRole, name: `+ns+`-configs}}`)
+	g = cg
+	grantCondition("the grant Stalled on its missing ClusterRole", condition(custodyv1alpha1.ConditionStalled,
+		metav1.ConditionTrue, custodyv1alpha1.ReasonSourceNotFound, "ClusterRole "+ns+"-configs of CredentialGrant read-configs does not exist"))
+	report := apply(t, ns, `
+metadata: {name: report}
+spec:
+  steps: [{name: read, image: example.com/report:1, credentials: [read-configs]}]`)
+	eventually(t, "the step waiting for the ClusterRole", func() error {
+		if st := stepOf(get(t, report), "read"); st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonSourceNotFound {
+			return errorf("step %s %s %q", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-configs"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}
+	if err := env.Client.Create(ctxT(t), cr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cr) })
+	waitStep(t, report, "read", custodyv1alpha1.StepRunning)
+	grantCondition("the ClusterRole grant Ready", condition(custodyv1alpha1.ConditionBroadAccess,
+		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, ""))
 }
 
 // TestCredentials_broadRolesNeedApproval: in a namespace labelled

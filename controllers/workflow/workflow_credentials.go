@@ -82,7 +82,11 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 				return nil, nil, err
 			}
 			if refusal != nil {
-				s.requeueAt(s.now.Add(roleRecheck)) // nothing watches roles or namespaces
+				// A change of the role changes the grant's status, which reconciles this run; nothing
+				// watches the namespace's label.
+				if refusal.Reason == custodyv1alpha1.ReasonGrantNotApproved {
+					s.requeueAt(s.now.Add(namespaceRecheck))
+				}
 				return nil, refusal, nil
 			}
 		}
@@ -133,8 +137,9 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 const (
 	// pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
 	pullSecretRecheck = 15 * time.Second
-	// roleRecheck is how often a step that waits for its grant's role to exist looks again.
-	roleRecheck = 15 * time.Second
+	// namespaceRecheck is how often a step that waits because its namespace asks that its grant's
+	// broad role require an approval reads the namespace's label again.
+	namespaceRecheck = 15 * time.Second
 )
 
 // previousHeld says whether the step's last attempt still holds a credential (its revocation is

@@ -16,9 +16,10 @@ import (
 )
 
 // +kubebuilder:rbac:groups=core,resources=namespaces,verbs=get
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;clusterroles,verbs=list;watch
 
 // Role reads the rules of a kubernetesRole grant's Role (in the grant's namespace) or ClusterRole,
-// from api: the manager keeps no RBAC objects in its cache. exists is false when there is none.
+// from api: the manager caches roles' metadata only (RoleMetadata). exists is false when there is none.
 func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialGrant) (rules []rbacv1.PolicyRule, exists bool, err error) {
 	r := g.Spec.Credential.KubernetesRole
 	if r.Kind == custodyv1alpha1.RoleKindClusterRole {
@@ -37,6 +38,40 @@ func Role(ctx context.Context, api client.Reader, g *custodyv1alpha1.CredentialG
 		return nil, false, fmt.Errorf("reading %s %s: %w", r.Kind, r.Name, err)
 	}
 	return rules, true, nil
+}
+
+// GrantsOfRole lists, from c (the manager's cache), the kubernetesRole grants that hand out a Role
+// (those of its namespace) or a ClusterRole (those of every namespace) named like o: what a change
+// of that role, which the manager watches by its metadata only, may change.
+func GrantsOfRole(ctx context.Context, c client.Reader, kind custodyv1alpha1.RoleKind, o client.Object) (
+	[]*custodyv1alpha1.CredentialGrant, error) {
+	var list custodyv1alpha1.CredentialGrantList
+	var opts []client.ListOption
+	if kind == custodyv1alpha1.RoleKindRole {
+		opts = append(opts, client.InNamespace(o.GetNamespace()))
+	}
+	if err := c.List(ctx, &list, opts...); err != nil {
+		return nil, fmt.Errorf("listing CredentialGrants of %s %s: %w", kind, o.GetName(), err)
+	}
+	var grants []*custodyv1alpha1.CredentialGrant
+	for i := range list.Items {
+		if r := list.Items[i].Spec.Credential.KubernetesRole; r != nil && r.Kind == kind && r.Name == o.GetName() {
+			grants = append(grants, &list.Items[i])
+		}
+	}
+	return grants, nil
+}
+
+// RoleMetadata is the cache transform of the Roles and ClusterRoles the manager watches (by their
+// metadata only, to hear of a change): it keeps their names, UID and resourceVersion and drops the
+// rest (labels, annotations such as kubectl's last-applied-configuration, managed fields), so the
+// cache of every role of the cluster stays small. Their rules are always read from the API server.
+func RoleMetadata(in any) (any, error) {
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
+		m.ObjectMeta = metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID,
+			ResourceVersion: m.ResourceVersion, DeletionTimestamp: m.DeletionTimestamp}
+	}
+	return in, nil
 }
 
 // ApprovalNeeded says why a grant whose role reaches beyond the step (reach, from Reach) may not
