@@ -21,6 +21,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -94,7 +95,8 @@ func (o *Options) command() *cobra.Command {
 		Use:   "kubectl-custody",
 		Short: "Custody workflows: status trees, step logs, runs of templates, resubmits, approvals, cancel, and who holds which credential now",
 		Long: "kubectl custody shows Custody Workflows as step trees with each step's SPIFFE ID and credentials " +
-			"(and CronWorkflows with their runs), prints their steps' logs, starts runs of WorkflowTemplates and CronWorkflows, " +
+			"(CronWorkflows with their runs, WorkflowTemplates with what running them takes), prints their steps' logs, " +
+			"starts runs of WorkflowTemplates and CronWorkflows, " +
 			"runs workflows again (resubmit), approves steps and grants (admission checks that you may), suspends, resumes and " +
 			"cancels workflows (saying why), pauses schedules, suspends grants, checks manifests (lint), and lists every " +
 			"credential held right now (inventory).",
@@ -136,8 +138,14 @@ func (o *Options) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Minute)
 }
 
-// print writes v as JSON or YAML when asked, else calls table.
+// print writes v as JSON or YAML when asked (an object with its apiVersion and kind, as kubectl
+// writes it, so that it can be applied), else calls table.
 func (o *Options) print(v any, table func(io.Writer) error) error {
+	if obj, ok := v.(client.Object); ok && obj.GetObjectKind().GroupVersionKind().Empty() {
+		if gvk, err := apiutil.GVKForObject(obj, scheme()); err == nil {
+			obj.GetObjectKind().SetGroupVersionKind(gvk)
+		}
+	}
 	switch o.output {
 	case "", "table", "wide":
 		return table(o.io.Out)

@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,8 +45,14 @@ var now = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 // run runs `kubectl custody args...` against envtest in namespace ns.
 func run(t *testing.T, ns, stdin string, args ...string) (string, error) {
 	t.Helper()
+	return runWith(t, env.Client, ns, stdin, args...)
+}
+
+// runWith runs `kubectl custody args...` with client c (a user's: env.As).
+func runWith(t *testing.T, c client.Client, ns, stdin string, args ...string) (string, error) {
+	t.Helper()
 	var out bytes.Buffer
-	cmd := NewCommandWithClient(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &out}, env.Client, ns,
+	cmd := NewCommandWithClient(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &out}, c, ns,
 		func() time.Time { return now })
 	cmd.SetArgs(args)
 	cmd.SetOut(&out)
@@ -81,23 +89,9 @@ func golden(t *testing.T, name, ns, got string) {
 func fixture(t *testing.T) string {
 	t.Helper()
 	ns := env.Namespace(t)
-	ctx := context.Background()
 	create := func(o client.Object, manifest string) {
 		t.Helper()
-		if err := yaml.UnmarshalStrict([]byte(manifest), o); err != nil {
-			t.Fatal(err)
-		}
-		o.SetNamespace(ns)
-		status := o.DeepCopyObject().(client.Object)
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-		// The status as the controller writes it.
-		data, _ := json.Marshal(status)
-		_ = json.Unmarshal(data, o)
-		if err := env.Client.Status().Update(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		createWithStatus(t, ns, o, manifest)
 	}
 	create(&custodyv1alpha1.CredentialGrant{}, `
 metadata: {name: erp-payments, annotations: {approve.custody.dev/grant: '{"approvedBy":"bob","approvedAt":"2026-11-29T11:50:00Z"}'}}
@@ -175,6 +169,26 @@ status:
     credentials:
     - {grant: erp-payments, kind: Secret, attempt: 1, resource: Secret/pay-4700, issuedAt: "2026-11-29T10:00:00Z"}`)
 	return ns
+}
+
+// createWithStatus creates the object of a manifest in ns, then writes its status as the
+// controller would.
+func createWithStatus(t *testing.T, ns string, o client.Object, manifest string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := yaml.UnmarshalStrict([]byte(manifest), o); err != nil {
+		t.Fatal(err)
+	}
+	o.SetNamespace(ns)
+	status := o.DeepCopyObject().(client.Object)
+	if err := env.Client.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(status)
+	_ = json.Unmarshal(data, o)
+	if err := env.Client.Status().Update(ctx, o); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestGetShowsWhatAnApproverApproves: under a step that waits for an approval, get prints what
@@ -365,6 +379,101 @@ func TestGetGrant(t *testing.T) {
 	}
 	if _, err := run(t, ns, "", "get", "grant/nothing"); err == nil || !strings.Contains(err.Error(), `"nothing" not found`) {
 		t.Errorf("a grant that does not exist: %v", err)
+	}
+}
+
+// TestGetTemplate: get template/NAME tells someone about to run a template how (its required
+// parameters), what each parameter takes, its steps and what they request, whether each grant can
+// issue and whether they may use it (admission refuses their run otherwise), and its runs, the
+// newest first.
+func TestGetTemplate(t *testing.T) {
+	ns := fixture(t)
+	createWithStatus(t, ns, &custodyv1alpha1.WorkflowTemplate{}, `
+metadata: {name: payments}
+spec:
+  parameters:
+  - {name: invoice, description: the invoice to pay, pattern: '[0-9]+'}
+  - {name: mode, default: normal, allowedValues: [normal, urgent]}
+  steps:
+  - {name: check, image: example.com/check:1, args: ["$(params.invoice)"], results: [{name: amount}]}
+  - {name: pay, image: example.com/pay:1, dependsOn: [check], approval: {approvers: {groups: [finance-controllers]}},
+     credentials: [erp-payments, ledger]}
+  - {name: archive, image: example.com/archive:1, dependsOn: [pay], forEach: [a, b], credentials: [archive-bucket]}
+  finally: [{name: notify, image: example.com/notify:1, credentials: [ledger]}]
+  results: [{name: amount, value: "$(steps.check.results.amount)"}]
+status:
+  observedGeneration: 1
+  conditions: [{type: Ready, status: "True", reason: Valid, message: ok, lastTransitionTime: "2026-11-29T11:00:00Z"}]`)
+	for _, run := range []string{`
+metadata: {name: payments-8h2kd, labels: {custody.dev/template: payments}, annotations: {custody.dev/created-by: alice}}
+spec: {workflowTemplateRef: {name: payments}, parameters: [{name: invoice, value: "4711"}]}
+status:
+  phase: Succeeded
+  progress: 4/4
+  startTime: "2026-11-29T10:00:00Z"
+  completionTime: "2026-11-29T10:04:10Z"
+  template: {name: payments, generation: 1, spec: {steps: [{name: check, image: example.com/check:1}]}}`, `
+metadata: {name: payments-q9x4z, labels: {custody.dev/template: payments}, annotations: {custody.dev/created-by: bob}}
+spec: {workflowTemplateRef: {name: payments}, parameters: [{name: invoice, value: "4712"}]}
+status:
+  phase: Running
+  progress: 1/4
+  startTime: "2026-11-29T11:50:00Z"
+  template: {name: payments, generation: 1, spec: {steps: [{name: check, image: example.com/check:1}]}}
+  conditions: [{type: Ready, status: "False", reason: WaitingForApproval, message: pay waits, lastTransitionTime: "2026-11-29T11:51:00Z"}]`,
+	} {
+		createWithStatus(t, ns, &custodyv1alpha1.Workflow{}, run)
+	}
+	out, err := run(t, ns, "", "get", "template/payments")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	golden(t, "get-template.txt", ns, out)
+
+	// A user who may read templates, runs and grants but not use the grants: told before admission
+	// refuses their run. One who may not read grants is told that too.
+	ctx := context.Background()
+	reader := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "template-reader", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"custody.dev"}, Resources: []string{"workflowtemplates"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"custody.dev"}, Resources: []string{"workflows"}, Verbs: []string{"list"}},
+		{APIGroups: []string{"custody.dev"}, Resources: []string{"credentialgrants"}, Verbs: []string{"get"}, ResourceNames: []string{"ledger"}},
+	}}
+	if err := env.Client.Create(ctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "carol", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: reader.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "carol"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for try := 0; ; try++ { // the API server's RBAC sees the new binding within moments
+		out, err := runWith(t, env.As("carol"), ns, "", "get", "template/payments")
+		if err == nil {
+			lines = strings.Split(out, "\n")
+			break
+		}
+		if try == 50 {
+			t.Fatalf("carol reads the template: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for grant, want := range map[string]string{
+		"erp-payments ":   `erp-payments\s+pay\s+-\s+-\s+\? \(you may not read it\)\s+NO \(ask the grant's owner for use on it\)$`,
+		"ledger ":         `ledger\s+pay,notify\s+KubernetesRole\s+not required\s+False \(Suspended\)\s+NO \(ask`,
+		"archive-bucket ": `archive-bucket\s+archive\s+-\s+-\s+\? \(you may not read it\)\s+NO`,
+	} {
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, grant) })
+		if i < 0 || !regexp.MustCompile(want).MatchString(lines[i]) {
+			t.Errorf("carol's line of grant %s: %q, want %s", grant, lines[max(i, 0)], want)
+		}
+	}
+	if _, err := run(t, ns, "", "get", "template/payments", "-w"); err == nil || !strings.Contains(err.Error(), "kubectl custody get RUN -w") {
+		t.Errorf("get template -w: %v", err)
+	}
+	out, err = run(t, ns, "", "get", "cwft/payments", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "name: payments\n") || !strings.Contains(out, "kind: WorkflowTemplate") {
+		t.Errorf("-o yaml: %v\n%s", err, out)
 	}
 }
 

@@ -22,12 +22,14 @@ import (
 func (o *Options) getCommand() *cobra.Command {
 	var watch bool
 	cmd := &cobra.Command{
-		Use: "get WORKFLOW | get cronworkflow/NAME | get grant/NAME",
+		Use: "get WORKFLOW | get cronworkflow/NAME | get grant/NAME | get template/NAME",
 		Short: "Show a workflow as a tree of steps: phase, attempt, duration, SPIFFE ID, credentials; or a CronWorkflow and its runs; " +
-			"or a CredentialGrant: what it hands out to whom, its approval, what is wrong with it, who holds it now",
+			"or a CredentialGrant: what it hands out to whom, its approval, what is wrong with it, who holds it now; " +
+			"or a WorkflowTemplate: how to run it, its parameters and steps, whether you may use the grants they request, its runs",
 		Example: "  kubectl custody get pay-invoice-4711\n" +
 			"  kubectl custody get cronworkflow/nightly-db-backup\n" +
-			"  kubectl custody get grant/erp-payments",
+			"  kubectl custody get grant/erp-payments\n" +
+			"  kubectl custody get template/db-backup",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, ns, err := o.clientIn()
@@ -45,6 +47,12 @@ func (o *Options) getCommand() *cobra.Command {
 					return errors.New("-w follows a workflow, not a grant")
 				}
 				return o.getGrant(c, ns, grant)
+			}
+			if tpl, ok := templateName(args[0]); ok {
+				if watch {
+					return errors.New("-w follows a workflow; a template's runs are workflows: kubectl custody get RUN -w")
+				}
+				return o.getTemplate(c, ns, tpl)
 			}
 			name, err := workflowName(args[0])
 			if err != nil {

@@ -66,15 +66,7 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 	if cw.Spec.TimeZone != nil {
 		tz = *cw.Spec.TimeZone
 	}
-	state := "not scheduled yet (no status)"
-	if c := meta.FindStatusCondition(cw.Status.Conditions, custodyv1alpha1.ConditionStalled); c != nil && c.Status == "True" {
-		state = fmt.Sprintf("Stalled (%s): %s", c.Reason, c.Message)
-	} else if c := meta.FindStatusCondition(cw.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil {
-		state = "Ready"
-		if c.Status != "True" {
-			state = "not Ready (" + c.Reason + "): " + c.Message
-		}
-	}
+	state := readiness(cw.Status.Conditions, "not scheduled yet (no status)")
 	_, _ = fmt.Fprintf(w, "%s/%s  %q (%s)  %s\n", cw.Namespace, cw.Name, cw.Spec.Schedule, tz, state)
 	switch next := cw.Status.NextScheduleTime; {
 	case cw.Spec.Suspend:

@@ -46,15 +46,7 @@ func (o *Options) getGrant(c client.Client, ns, name string) error {
 
 func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, now time.Time) error {
 	sum := summarize(g)
-	state := "not reconciled yet (no status)"
-	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
-		state = fmt.Sprintf("Stalled (%s): %s", c.Reason, c.Message)
-	} else if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil {
-		state = "Ready"
-		if c.Status != metav1.ConditionTrue {
-			state = fmt.Sprintf("not Ready (%s): %s", c.Reason, c.Message)
-		}
-	}
+	state := readiness(g.Status.Conditions, "not reconciled yet (no status)")
 	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s\n", g.Namespace, g.Name, sum.Kind, state)
 	_, _ = fmt.Fprintf(w, "   hands out %s\n", handsOut(g.Spec.Credential))
 	for _, s := range g.Spec.Subjects {

@@ -153,25 +153,31 @@ func describeParams(ps []custodyv1alpha1.ParameterSpec) string {
 	var b strings.Builder
 	b.WriteString("The template's parameters:")
 	for _, p := range ps {
-		line := "\n  " + p.Name
-		switch {
-		case p.Default != nil:
-			line += fmt.Sprintf(" (default %q)", *p.Default)
-		default:
-			line += " (required)"
-		}
-		if len(p.AllowedValues) > 0 {
-			line += " one of " + strings.Join(p.AllowedValues, ", ")
-		}
-		if p.Pattern != "" {
-			line += " matching " + p.Pattern
-		}
-		if p.Description != "" {
-			line += ": " + p.Description
-		}
-		b.WriteString(line)
+		b.WriteString("\n  " + describeParam(p))
 	}
 	return b.String()
+}
+
+// describeParam says what a template's parameter takes: `name (required) one of a, b matching
+// PATTERN: description`.
+func describeParam(p custodyv1alpha1.ParameterSpec) string {
+	line := p.Name
+	switch {
+	case p.Default != nil:
+		line += fmt.Sprintf(" (default %q)", *p.Default)
+	default:
+		line += " (required)"
+	}
+	if len(p.AllowedValues) > 0 {
+		line += " one of " + strings.Join(p.AllowedValues, ", ")
+	}
+	if p.Pattern != "" {
+		line += " matching " + p.Pattern
+	}
+	if p.Description != "" {
+		line += ": " + p.Description
+	}
+	return line
 }
 
 // generateName keeps the generated name within a Workflow's 63 characters (5 are random).
