@@ -363,6 +363,32 @@ func TestGetTree(t *testing.T) {
 // which steps, for how long, its approval, what is wrong with it, and who holds it now.
 func TestGetGrant(t *testing.T) {
 	ns := fixture(t)
+	ctx := context.Background()
+	// Who may request each grant (use): by name, every grant, through a Role or a ClusterRole;
+	// not who may only read grants, nor a binding to a role that does not exist.
+	useOf := func(names ...string) []rbacv1.PolicyRule {
+		return []rbacv1.PolicyRule{{APIGroups: []string{"custody.dev"}, Resources: []string{"credentialgrants"}, Verbs: []string{"use"},
+			ResourceNames: names}}
+	}
+	for _, o := range []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "erp-user", Namespace: ns}, Rules: useOf("erp-payments")},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ledger-user", Namespace: ns}, Rules: useOf("ledger")},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "grant-reader", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"custody.dev"}, Resources: []string{"credentialgrants"}, Verbs: []string{"get", "list", "watch"}}}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-grant-user"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"custody.dev"}, Resources: []string{"*"}, Verbs: []string{"use"}}}},
+		binding(ns, "erp-users", "Role", "erp-user", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "finance-devs"},
+			rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}),
+		binding(ns, "ledger-users", "Role", "ledger-user", rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: "ci", Name: "deployer"}),
+		binding(ns, "readers", "Role", "grant-reader", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "mallory"}),
+		binding(ns, "gone", "Role", "no-such-role", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "mallory"}),
+		binding(ns, "platform", "ClusterRole", ns+"-grant-user", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "pat"}),
+	} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
+	}
 	var all strings.Builder
 	for _, ref := range []string{"grant/erp-payments", "cgrant/ledger"} {
 		out, err := run(t, ns, "", "get", ref)
@@ -380,6 +406,18 @@ func TestGetGrant(t *testing.T) {
 	if _, err := run(t, ns, "", "get", "grant/nothing"); err == nil || !strings.Contains(err.Error(), `"nothing" not found`) {
 		t.Errorf("a grant that does not exist: %v", err)
 	}
+	// mallory may read grants, not RoleBindings.
+	out, err = runWith(t, env.As("mallory"), ns, "", "get", "grant/ledger")
+	if want := "MAY REQUEST IT: unknown (you may not read RoleBindings, ClusterRoleBindings and their roles)\n"; err != nil ||
+		!strings.Contains(out, want) {
+		t.Errorf("get grant as mallory: %v, want %q in\n%s", err, want, out)
+	}
+}
+
+// binding is a RoleBinding in ns of a Role or ClusterRole to subjects.
+func binding(ns, name, kind, role string, subjects ...rbacv1.Subject) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: role}, Subjects: subjects}
 }
 
 // TestGetTemplate: get template/NAME tells someone about to run a template how (its required

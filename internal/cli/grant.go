@@ -32,7 +32,8 @@ func grantName(ref string) (string, bool) {
 }
 
 // getGrant prints a CredentialGrant as its approvers and owners read it: what it hands out, to
-// which steps, for how long, who approved it, what is wrong with it, and who holds it now.
+// which steps, for how long, who approved it, what is wrong with it, who may request it, and who
+// holds it now.
 func (o *Options) getGrant(c client.Client, ns, name string) error {
 	ctx, cancel := o.ctx()
 	defer cancel()
@@ -41,10 +42,14 @@ func (o *Options) getGrant(c client.Client, ns, name string) error {
 		return err
 	}
 	g.ManagedFields = nil
-	return o.print(g, func(w io.Writer) error { return writeGrant(w, g, o.Now()) })
+	return o.print(g, func(w io.Writer) error {
+		users, err := usersOf(ctx, c, g)
+		return writeGrant(w, g, users, err, o.Now())
+	})
 }
 
-func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, now time.Time) error {
+// writeGrant prints a grant, and who may use it (users, or why that could not be read: usersErr).
+func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, users []grantUser, usersErr error, now time.Time) error {
 	sum := summarize(g)
 	state := readiness(g.Status.Conditions, "not reconciled yet (no status)")
 	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s\n", g.Namespace, g.Name, sum.Kind, state)
@@ -88,6 +93,9 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, now time.Time) 
 	}
 	_, _ = fmt.Fprintf(w, "   issued %d, revoked %d (by the namespace's existing workflows); last issued %s\n",
 		g.Status.IssuedTotal, g.Status.RevokedTotal, last)
+	if err := writeGrantUsers(w, users, usersErr); err != nil {
+		return err
+	}
 	_, _ = fmt.Fprintf(w, "LIVE ISSUANCES: %d\n", g.Status.Active)
 	if len(g.Status.ActiveIssuances) == 0 {
 		return nil

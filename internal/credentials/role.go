@@ -229,6 +229,15 @@ func reachedBy(rules []rbacv1.PolicyRule, r reach) bool {
 	return false
 }
 
+// RuleAllows is RBAC's own matching of one rule (wildcards included) against a request: verb on a
+// resource of group, on the object named name (a rule limited to resourceNames must list it).
+func RuleAllows(rule rbacv1.PolicyRule, group, resource, verb, name string) bool {
+	if len(rule.ResourceNames) > 0 && !slices.Contains(rule.ResourceNames, name) {
+		return false
+	}
+	return allows(rule, group, resource, []string{verb})
+}
+
 // allows is RBAC's own matching of one rule (wildcards included) against a group, a resource
 // ("name" or "name/subresource") and any of the verbs.
 func allows(rule rbacv1.PolicyRule, group, resource string, verbs []string) bool {

@@ -107,3 +107,25 @@ func TestBroadRolesNeedApproval(t *testing.T) {
 		}
 	}
 }
+
+func TestRuleAllows(t *testing.T) {
+	const group, res = "custody.dev", "credentialgrants"
+	for _, tc := range []struct {
+		rule rbacv1.PolicyRule
+		want bool
+	}{
+		{rule(list(group), list(res), list("use")), true},
+		{rule(list(group), list(res), list("use"), "erp"), true},
+		{rule(list(group), list(res), list("use"), "other", "erp"), true},
+		{rule(list(group), list(res), list("use"), "other"), false},
+		{rule(list("*"), list("*"), list("*")), true},
+		{rule(list(group), list("*"), list("use")), true},
+		{rule(list(group), list(res), list("get", "list", "watch")), false},
+		{rule(list(""), list(res), list("use")), false},
+		{rule(list(group), list("workflows"), list("use")), false},
+	} {
+		if got := RuleAllows(tc.rule, group, res, "use", "erp"); got != tc.want {
+			t.Errorf("RuleAllows(%+v, use erp) = %v, want %v", tc.rule, got, tc.want)
+		}
+	}
+}
