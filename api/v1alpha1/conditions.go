@@ -35,6 +35,12 @@ const (
 	// namespace (reading Secrets, running pods, getting tokens) or access that outlives the step
 	// (RBAC). The grant still issues; the condition, a Warning Event and the metric say so.
 	ConditionBroadAccess = "BroadAccess"
+
+	// ConditionUnprotected is True on a CredentialGrant whose namespace does not protect step pods
+	// (label custody.dev/protect-step-pods=true): there, whoever may exec into, attach to or create
+	// pods, or get ServiceAccount tokens, reaches what the grant hands out while a step holds it.
+	// The grant still issues; the condition, a Warning Event and the metric say so.
+	ConditionUnprotected = "Unprotected"
 )
 
 // Condition reasons. Event reasons use the same strings, so a condition and the Event that recorded
@@ -120,6 +126,11 @@ const (
 	ReasonApprovalRequired = "ApprovalRequired"
 	// ReasonRoleWithinStep means a role grant's role does none of what BroadAccess reports.
 	ReasonRoleWithinStep = "RoleWithinStep"
+	// ReasonNamespaceUnprotected means a grant's namespace does not protect step pods (condition
+	// Unprotected=True, and a Warning Event).
+	ReasonNamespaceUnprotected = "NamespaceUnprotected"
+	// ReasonNamespaceProtected means a grant's namespace protects step pods.
+	ReasonNamespaceProtected = "NamespaceProtected"
 	// ReasonTemplateNotFound means a Workflow's workflowTemplateRef names a WorkflowTemplate that
 	// does not exist (yet); the run waits for it.
 	ReasonTemplateNotFound = "TemplateNotFound"
@@ -291,6 +302,10 @@ const (
 	// require an approval: admission refuses one that does not, and one whose role widens later
 	// stops issuing (Ready=False, reason ApprovalRequired).
 	LabelBroadRolesNeedApproval = "custody.dev/broad-roles-need-approval"
+	// LabelProtectStepPods set to "true" on a namespace turns on admission's step-pod guards there:
+	// nobody may exec into a step's pod, create one, mount a granted Secret or get a step's token
+	// (docs/admission.md#step-pods).
+	LabelProtectStepPods = "custody.dev/protect-step-pods"
 
 	// AnnotationApprovePrefix starts the annotation that approves a step: approve.custody.dev/<step>.
 	// The grant approval annotation is AnnotationApproveGrant.

@@ -276,7 +276,7 @@ type CredentialGrantStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, Approved, RotationOverdue, Unused, BroadAccess, Reconciling, Stalled.
+	// conditions: Ready, Approved, RotationOverdue, Unused, BroadAccess, Unprotected, Reconciling, Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -69,7 +69,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	var requeue time.Duration
+	// The namespace's labels say whether it protects step pods and whether broad roles need an
+	// approval there. Nothing watches namespaces: look again.
+	nsLabels, err := credentials.NamespaceLabels(ctx, r.APIReader, g.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	requeue := namespaceRecheck
 	var broad *metav1.Condition
 	if g.Spec.Credential.KubernetesRole != nil {
 		rules, exists, err := credentials.Role(ctx, r.APIReader, g)
@@ -78,12 +84,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		// A change of the role reconciles the grant (roleToGrants).
 		if refusal = credentials.RoleRefusal(g, exists); refusal == nil {
-			if broad, refusal, err = r.broadAccess(ctx, g, rules); err != nil {
-				return ctrl.Result{}, err
-			}
-			if broad.Status == metav1.ConditionTrue {
-				requeue = namespaceRecheck // nothing watches the namespace's label
-			}
+			broad, refusal = r.broadAccess(g, rules, nsLabels)
 		}
 	}
 	conds := conditions(g, refusal, now)
@@ -108,6 +109,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	} else {
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess)
 	}
+	conds = append(conds, protection(g, nsLabels))
 	if c, next := unused(g, r.UnusedAfter, now); c != nil {
 		conds = append(conds, *c)
 		requeue = sooner(requeue, next)
@@ -225,6 +227,10 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 			r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRoleReachesBeyondStep, "Check", "%s", c.Message)
 		}
 	}
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionUnprotected); c != nil &&
+		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionUnprotected) {
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonNamespaceUnprotected, "Check", "%s", c.Message)
+	}
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionUnused); c != nil &&
 		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionUnused) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonNotUsedRecently, "Check", "%s", c.Message)
@@ -244,27 +250,40 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 	return src, credentials.CheckSource(g, src, exists), nil
 }
 
-// namespaceRecheck is how often a grant of a broad role reads its namespace's label
-// custody.dev/broad-roles-need-approval again (nothing watches namespaces).
+// namespaceRecheck is how often a grant reads its namespace's labels again (nothing watches
+// namespaces): custody.dev/protect-step-pods and custody.dev/broad-roles-need-approval.
 const namespaceRecheck = 5 * time.Minute
 
 // broadAccess says whether the role of a role grant lets a step that holds it reach beyond its
 // own work (credentials.Reach), and refuses such a grant that does not require an approval in a
-// namespace that asks for one.
-func (r *Reconciler) broadAccess(ctx context.Context, g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule) (
-	*metav1.Condition, *credentials.Refusal, error) {
+// namespace (with these labels) that asks for one.
+func (r *Reconciler) broadAccess(g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule, nsLabels map[string]string) (
+	*metav1.Condition, *credentials.Refusal) {
 	c := &metav1.Condition{Type: custodyv1alpha1.ConditionBroadAccess, Status: metav1.ConditionFalse,
 		Reason: custodyv1alpha1.ReasonRoleWithinStep, Message: credentials.ReachMessage(g, nil)}
 	reach := credentials.Reach(rules)
 	if len(reach) == 0 {
-		return c, nil, nil
+		return c, nil
 	}
 	c.Status, c.Reason, c.Message = metav1.ConditionTrue, custodyv1alpha1.ReasonRoleReachesBeyondStep, credentials.ReachMessage(g, reach)
-	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, reach, r.BroadRolesNeedApproval)
-	if err != nil {
-		return nil, nil, err
+	if !credentials.BroadRolesNeedApproval(nsLabels, r.BroadRolesNeedApproval) {
+		return c, nil
 	}
-	return c, refusal, nil
+	return c, credentials.ApprovalRequired(g, reach)
+}
+
+// protection says whether the grant's namespace (with these labels) protects step pods: where it
+// does not, anyone who may exec into or create pods there, or get ServiceAccount tokens, reaches
+// what a step holds (docs/security.md). Unprotected=True does not stop the grant from issuing.
+func protection(g *custodyv1alpha1.CredentialGrant, nsLabels map[string]string) metav1.Condition {
+	if credentials.StepPodsProtected(nsLabels) {
+		return metav1.Condition{Type: custodyv1alpha1.ConditionUnprotected, Status: metav1.ConditionFalse,
+			Reason: custodyv1alpha1.ReasonNamespaceProtected, Message: fmt.Sprintf(
+				"Namespace %s protects step pods (%s=true): nobody may exec into a step's pod, run a pod as its "+
+					"ServiceAccount, mount what it was granted or get its token", g.Namespace, custodyv1alpha1.LabelProtectStepPods)}
+	}
+	return metav1.Condition{Type: custodyv1alpha1.ConditionUnprotected, Status: metav1.ConditionTrue,
+		Reason: custodyv1alpha1.ReasonNamespaceUnprotected, Message: credentials.UnprotectedMessage(g)}
 }
 
 // rotation says whether the source is overdue for rotation (maxAge) and when to look again.

@@ -1317,6 +1317,58 @@ spec:
 	jobOf(t, second, "call", 1)
 }
 
+// TestCredentials_unprotectedNamespace: a grant in a namespace that does not protect step pods
+// says so (Unprotected=True, a Warning Event) and still issues; labelled
+// custody.dev/protect-step-pods=true, the namespace is seen as protecting them at the grant's next
+// reconcile (nothing watches namespaces).
+func TestCredentials_unprotectedNamespace(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns)
+	configMapReader(t, ns)
+	g := grant(t, ns, `
+metadata: {name: configs}
+spec:
+  subjects: [{workflowName: nightly, steps: [read]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	unprotected := func(status metav1.ConditionStatus, reason, message string) {
+		t.Helper()
+		eventually(t, "Unprotected="+string(status), func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionUnprotected)
+			if c == nil || c.Status != status || c.Reason != reason || !strings.Contains(c.Message, message) {
+				return errorf("Unprotected: %+v", c)
+			}
+			if !meta.IsStatusConditionTrue(cur.Status.Conditions, custodyv1alpha1.ConditionReady) {
+				return errorf("the grant is not Ready: %+v", cur.Status.Conditions)
+			}
+			return nil
+		})
+	}
+	unprotected(metav1.ConditionTrue, custodyv1alpha1.ReasonNamespaceUnprotected,
+		"Namespace "+ns+" does not protect step pods (label custody.dev/protect-step-pods=true)")
+	waitGrantWarning(t, g, custodyv1alpha1.ReasonNamespaceUnprotected, "whoever may exec into or create pods there")
+	wf := apply(t, ns, `
+metadata: {name: nightly}
+spec:
+  steps: [{name: read, image: example.com/read:1, credentials: [configs]}]`)
+	waitStep(t, wf, "read", custodyv1alpha1.StepRunning) // it still issues
+
+	nsObj := &corev1.Namespace{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Name: ns}, nsObj); err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels[custodyv1alpha1.LabelProtectStepPods] = "true"
+	if err := env.Client.Update(ctxT(t), nsObj); err != nil {
+		t.Fatal(err)
+	}
+	succeed(t, wf, "read", 1, "") // the run's change reconciles the grant
+	unprotected(metav1.ConditionFalse, custodyv1alpha1.ReasonNamespaceProtected, "Namespace "+ns+" protects step pods")
+}
+
 // TestCredentials_roleOfAGrant: a role grant is only as good as its role. One whose Role does not
 // exist says so (Ready=False SourceNotFound, Stalled) and its steps wait rather than run with a
 // binding that gives them nothing; once the Role exists they start. A Role that lets the step read

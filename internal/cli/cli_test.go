@@ -112,7 +112,9 @@ status:
   sourceChangedTime: "2026-10-01T12:00:00Z"
   conditions:
   - {type: Ready, status: "True", reason: Active, message: ok, lastTransitionTime: "2026-11-29T11:50:00Z"}
-  - {type: RotationOverdue, status: "True", reason: RotationOverdue, message: old, lastTransitionTime: "2026-11-29T11:50:00Z"}`)
+  - {type: RotationOverdue, status: "True", reason: RotationOverdue, message: old, lastTransitionTime: "2026-11-29T11:50:00Z"}
+  - {type: Unprotected, status: "True", reason: NamespaceUnprotected, message: its namespace does not protect step pods,
+     lastTransitionTime: "2026-11-29T11:50:00Z"}`)
 	create(&custodyv1alpha1.CredentialGrant{}, `
 metadata: {name: ledger}
 spec:

@@ -80,6 +80,7 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, users []grantUs
 	_, _ = fmt.Fprintf(w, "   approval: %s\n", approvalLine(g, sum.Approval, now))
 	for _, c := range []struct{ typ, label string }{
 		{custodyv1alpha1.ConditionBroadAccess, "BROAD ACCESS"},
+		{custodyv1alpha1.ConditionUnprotected, "UNPROTECTED"},
 		{custodyv1alpha1.ConditionRotationOverdue, "ROTATION OVERDUE"},
 		{custodyv1alpha1.ConditionUnused, "UNUSED"},
 	} {

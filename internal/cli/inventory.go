@@ -59,6 +59,8 @@ type Grant struct {
 	LastIssuedTime    *metav1.Time                   `json:"lastIssuedTime,omitempty"`
 	Unused            bool                           `json:"unused"`
 	BroadAccess       bool                           `json:"broadAccess"`
+	// Unprotected: the grant's namespace does not protect step pods (custody.dev/protect-step-pods).
+	Unprotected bool `json:"unprotected"`
 }
 
 func (o *Options) inventoryCommand() *cobra.Command {
@@ -178,6 +180,7 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	out.LastIssuedTime = g.Status.LastIssuedTime
 	out.Unused = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnused)
 	out.BroadAccess = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess)
+	out.Unprotected = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnprotected)
 	return out
 }
 
@@ -227,9 +230,16 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			if g.Unused {
 				last += " (UNUSED)"
 			}
-			kind := string(g.Kind)
+			var marks []string
 			if g.BroadAccess {
-				kind += " (BROAD)"
+				marks = append(marks, "BROAD")
+			}
+			if g.Unprotected {
+				marks = append(marks, "UNPROTECTED")
+			}
+			kind := string(g.Kind)
+			if len(marks) > 0 {
+				kind += " (" + strings.Join(marks, ", ") + ")"
 			}
 			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, kind,
 				strings.Join(g.Subjects, " "), g.Approval, g.Ready, g.Active, last, ends, src, rot)

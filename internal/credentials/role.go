@@ -85,15 +85,34 @@ func ApprovalNeeded(ctx context.Context, api client.Reader, g *custodyv1alpha1.C
 	if refusal == nil {
 		return nil, nil
 	}
-	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := api.Get(ctx, client.ObjectKey{Name: g.Namespace}, ns); err != nil {
-		return nil, fmt.Errorf("reading namespace %s: %w", g.Namespace, err)
-	}
-	if !BroadRolesNeedApproval(ns.Labels, byDefault) {
-		return nil, nil
+	labels, err := NamespaceLabels(ctx, api, g.Namespace)
+	if err != nil || !BroadRolesNeedApproval(labels, byDefault) {
+		return nil, err
 	}
 	return refusal, nil
+}
+
+// NamespaceLabels reads the labels of a namespace (its metadata only) from api.
+func NamespaceLabels(ctx context.Context, api client.Reader, namespace string) (map[string]string, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := api.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	return ns.Labels, nil
+}
+
+// StepPodsProtected says whether a namespace with these labels protects step pods
+// (custody.dev/protect-step-pods=true: admission's step-pod guards, docs/admission.md#step-pods).
+func StepPodsProtected(labels map[string]string) bool {
+	return labels[custodyv1alpha1.LabelProtectStepPods] == labelOn
+}
+
+// UnprotectedMessage says what a grant in a namespace that does not protect step pods exposes.
+func UnprotectedMessage(g *custodyv1alpha1.CredentialGrant) string {
+	return fmt.Sprintf("Namespace %s does not protect step pods (label %s=true): while a step holds what CredentialGrant %s "+
+		"hands out, whoever may exec into or create pods there, or get ServiceAccount tokens (the built-in edit role "+
+		"may), can use it as the step", g.Namespace, custodyv1alpha1.LabelProtectStepPods, g.Name)
 }
 
 // BroadRolesNeedApproval says whether a namespace with these labels asks that grants whose role

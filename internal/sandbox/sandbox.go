@@ -128,7 +128,8 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 	}
 	prereqs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
-			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}},
+			// As docs/security.md advises for namespaces where steps hold credentials.
+			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted", custodyv1alpha1.LabelProtectStepPods: "true"}}},
 	}
 	// Approvers may read and annotate workflows and grants (what custody-workflow-editor and
 	// custody-credentialgrant-editor give in a real install), nothing else.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -665,9 +666,22 @@ func TestRejection(t *testing.T) {
 // TestGrantWarnsOfItsRole: a role grant whose author may hand out its role is admitted, with a
 // warning kubectl prints when the role lets a step reach beyond its own work (updating
 // Deployments runs pods as any ServiceAccount of the namespace), or does not exist yet; a narrow
-// role gets none.
+// role gets none, in a namespace that protects step pods. In one that does not, a grant is warned
+// of that.
 func TestGrantWarnsOfItsRole(t *testing.T) {
 	ns := team(t)
+	protect := func(on bool) {
+		t.Helper()
+		n := &corev1.Namespace{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKey{Name: ns}, n); err != nil {
+			t.Fatal(err)
+		}
+		n.Labels[custodyv1alpha1.LabelProtectStepPods] = strconv.FormatBool(on)
+		if err := env.Client.Update(ctxT(t), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	protect(true)
 	manifest := func(name, role string) string {
 		return `apiVersion: custody.dev/v1alpha1
 kind: CredentialGrant
@@ -695,6 +709,15 @@ spec:
 		" (yet): the grant issues nothing, and the steps that request it wait, until it does"
 	if err != nil || !strings.Contains(out, want) {
 		t.Errorf("kubectl printed:\n%s (%v)\nwant the warning %q", out, err, want)
+	}
+
+	protect(false)
+	out = kubectlCreate(t, ns, mallory, manifest("more-configs", "configmap-reader"))
+	want = "Warning: Namespace " + ns + " does not protect step pods (label custody.dev/protect-step-pods=true): while a step " +
+		"holds what CredentialGrant more-configs hands out, whoever may exec into or create pods there, or get ServiceAccount " +
+		"tokens (the built-in edit role may), can use it as the step"
+	if !strings.Contains(out, want) || strings.Count(out, "Warning:") != 1 {
+		t.Errorf("kubectl printed:\n%s\nwant only the warning %q", out, want)
 	}
 }
 

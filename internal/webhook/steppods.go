@@ -77,7 +77,7 @@ const (
 	// PathStepTokenSecrets is the path of the guard of token Secrets of attempts' ServiceAccounts.
 	PathStepTokenSecrets = "/validate-step-token-secret"
 	// LabelProtectStepPods turns the step-pod guard on in a namespace that has it set to "true".
-	LabelProtectStepPods = "custody.dev/protect-step-pods"
+	LabelProtectStepPods = custodyv1alpha1.LabelProtectStepPods
 	checkStepPod         = "steppod"
 	checkStepPodCreation = "steppodcreation"
 	checkStepJobCreation = "stepjobcreation"

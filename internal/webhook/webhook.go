@@ -713,7 +713,24 @@ func (h *handler) checkEscalation(ctx context.Context, req admission.Request, o 
 	if len(missing) > 0 {
 		return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
 	}
+	h.warnUnprotected(ctx, req, o)
 	return h.checkRoleReach(ctx, req, o)
+}
+
+// warnUnprotected warns of a new grant, or one whose credential changed, in a namespace that does
+// not protect step pods, as the grant's Unprotected condition will say. A namespace that cannot be
+// read is not warned of.
+func (h *handler) warnUnprotected(ctx context.Context, req admission.Request, o *object) {
+	labels, err := credentials.NamespaceLabels(ctx, h.authz.reader, req.Namespace)
+	if err != nil {
+		logf.FromContext(ctx).V(1).Info("not checking a namespace that cannot be read", "namespace", req.Namespace, "error", err.Error())
+		return
+	}
+	if !credentials.StepPodsProtected(labels) {
+		g := o.grant.DeepCopy()
+		g.Namespace = req.Namespace
+		o.warnings = append(o.warnings, credentials.UnprotectedMessage(g))
+	}
 }
 
 // checkRoleReach refuses a role grant whose role reaches beyond the step (credentials.Reach) and that

@@ -233,7 +233,8 @@ func TestChartAlertsQueryExportedMetrics(t *testing.T) {
 	if r := alerts["CustodyStepsBlocked"]; r == nil || r["for"] != "30m" {
 		t.Errorf("CustodyStepsBlocked: %v", r)
 	}
-	for _, name := range []string{"CustodyRevocationFailing", "CustodyGrantRotationOverdue", "CustodyGrantsUnused", "CustodyGrantsBroadAccess"} {
+	for _, name := range []string{"CustodyRevocationFailing", "CustodyGrantRotationOverdue", "CustodyGrantsUnused", "CustodyGrantsBroadAccess",
+		"CustodyGrantsUnprotected"} {
 		if alerts[name] == nil {
 			t.Errorf("alerts %v lack %s", alerts, name)
 		}
