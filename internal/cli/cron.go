@@ -59,6 +59,28 @@ func (o *Options) getCron(c client.Client, ns, name string) error {
 	return o.print(cw, func(w io.Writer) error { return writeCron(w, cw, list.Items, o.Now()) })
 }
 
+// runState is a run's phase, what it waits for (an approver, a grant, its concurrency group) or
+// how it ended ("-" when its phase says it all), and how long it has run or ran.
+func runState(run *custodyv1alpha1.Workflow, now time.Time) (phase custodyv1alpha1.WorkflowPhase, reason, took string) {
+	phase = run.Status.Phase
+	if phase == "" {
+		phase = custodyv1alpha1.WorkflowPending
+	}
+	took = "-"
+	if st := run.Status.StartTime; st != nil {
+		end := now
+		if ct := run.Status.CompletionTime; ct != nil {
+			end = ct.Time
+		}
+		took = age(end.Sub(st.Time))
+	}
+	reason = "-"
+	if c := meta.FindStatusCondition(run.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil && c.Reason != string(phase) {
+		reason = c.Reason
+	}
+	return phase, reason, took
+}
+
 // writeCron prints a CronWorkflow and its runs (those it controls: not a run started by hand with
 // run --from, which is nobody's).
 func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1alpha1.Workflow, now time.Time) error {
@@ -105,24 +127,9 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 	slices.SortFunc(own, func(a, b custodyv1alpha1.Workflow) int { return b.ScheduledTime().Compare(a.ScheduledTime()) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "RUN\tSCHEDULED FOR\tPHASE\tREASON\tSTEPS\tDURATION")
-	for _, run := range own {
-		phase := run.Status.Phase
-		if phase == "" {
-			phase = custodyv1alpha1.WorkflowPending
-		}
-		took := "-"
-		if st := run.Status.StartTime; st != nil {
-			end := now
-			if ct := run.Status.CompletionTime; ct != nil {
-				end = ct.Time
-			}
-			took = age(end.Sub(st.Time))
-		}
-		// What the run waits for (an approver, a grant, its concurrency group) or how it ended.
-		reason := "-"
-		if c := meta.FindStatusCondition(run.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil && c.Reason != string(phase) {
-			reason = c.Reason
-		}
+	for i := range own {
+		run := &own[i]
+		phase, reason, took := runState(run, now)
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", run.Name, run.ScheduledTime().UTC().Format(time.RFC3339), phase,
 			reason, orDash(run.Status.Progress), took)
 	}

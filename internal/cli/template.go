@@ -221,23 +221,9 @@ func writeTemplateRuns(w io.Writer, runs []custodyv1alpha1.Workflow, now time.Ti
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "RUN\tCREATED BY\tTEMPLATE GENERATION\tPHASE\tREASON\tSTEPS\tDURATION")
-	for _, run := range runs {
-		phase := run.Status.Phase
-		if phase == "" {
-			phase = custodyv1alpha1.WorkflowPending
-		}
-		took := "-"
-		if st := run.Status.StartTime; st != nil {
-			end := now
-			if ct := run.Status.CompletionTime; ct != nil {
-				end = ct.Time
-			}
-			took = age(end.Sub(st.Time))
-		}
-		reason := "-"
-		if c := meta.FindStatusCondition(run.Status.Conditions, custodyv1alpha1.ConditionReady); c != nil && c.Reason != string(phase) {
-			reason = c.Reason
-		}
+	for i := range runs {
+		run := &runs[i]
+		phase, reason, took := runState(run, now)
 		generation := "-"
 		if t := run.Status.Template; t != nil {
 			generation = fmt.Sprint(t.Generation)
