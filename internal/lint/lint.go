@@ -247,11 +247,13 @@ type rbacManifests struct {
 	roles map[roleKey][]rbacv1.PolicyRule
 	// approvalFirst are the Namespaces labelled custody.dev/broad-roles-need-approval=true.
 	approvalFirst map[string]bool
+	// unprotected are the Namespaces not labelled custody.dev/protect-step-pods=true.
+	unprotected map[string]bool
 }
 
 // rbacOf reads the Roles, ClusterRoles and Namespaces among the documents.
 func rbacOf(docs []Document) rbacManifests {
-	m := rbacManifests{roles: map[roleKey][]rbacv1.PolicyRule{}, approvalFirst: map[string]bool{}}
+	m := rbacManifests{roles: map[roleKey][]rbacv1.PolicyRule{}, approvalFirst: map[string]bool{}, unprotected: map[string]bool{}}
 	for _, d := range docs {
 		var r struct {
 			APIVersion string              `json:"apiVersion"`
@@ -267,8 +269,9 @@ func rbacOf(docs []Document) rbacManifests {
 			m.roles[roleKey{r.Kind, r.Metadata.Namespace, r.Metadata.Name}] = r.Rules
 		case r.APIVersion == rbacv1.SchemeGroupVersion.String() && r.Kind == "ClusterRole":
 			m.roles[roleKey{r.Kind, "", r.Metadata.Name}] = r.Rules
-		case r.APIVersion == "v1" && r.Kind == "Namespace" && r.Metadata.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] == "true":
-			m.approvalFirst[r.Metadata.Name] = true
+		case r.APIVersion == "v1" && r.Kind == "Namespace":
+			m.approvalFirst[r.Metadata.Name] = r.Metadata.Labels[custodyv1alpha1.LabelBroadRolesNeedApproval] == "true"
+			m.unprotected[r.Metadata.Name] = !credentials.StepPodsProtected(r.Metadata.Labels)
 		}
 	}
 	return m
@@ -418,6 +421,11 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 		warnings = append(warnings, webhook.ValueWarnings(field.NewPath("spec", "workflowSpec"), ws.Steps, ws.Finally, nil)...)
 	case *custodyv1alpha1.CredentialGrant:
 		errs = webhook.ValidateGrantReferences(&obj.Spec)
+		if rbac.unprotected[o.namespace] {
+			g := obj.DeepCopy()
+			g.Namespace = o.namespace
+			warnings = append(warnings, credentials.UnprotectedMessage(g))
+		}
 		if r := obj.Spec.Credential.KubernetesRole; r != nil {
 			key := roleKey{kind: string(r.Kind), name: r.Name}
 			if r.Kind != custodyv1alpha1.RoleKindClusterRole {

@@ -459,7 +459,7 @@ func TestBroadRolesNeedApprovalInTheManifests(t *testing.T) {
 	res := lintString(t, linter(t), `
 apiVersion: v1
 kind: Namespace
-metadata: {name: payments, labels: {custody.dev/broad-roles-need-approval: "true"}}
+metadata: {name: payments, labels: {custody.dev/broad-roles-need-approval: "true", custody.dev/protect-step-pods: "true"}}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -503,5 +503,38 @@ spec:
 	}
 	if len(warnings) != 3 {
 		t.Errorf("warnings:\n%s\nwant the broad role of each of the three grants", strings.Join(warnings, "\n"))
+	}
+}
+
+// TestGrantsInUnprotectedNamespaces: a grant in a Namespace of the manifests that does not protect
+// step pods is warned of, as admission warns of it; not one in a Namespace that does, nor one in a
+// namespace the manifests do not hold (lint cannot know its labels).
+func TestGrantsInUnprotectedNamespaces(t *testing.T) {
+	grant := func(ns string) string {
+		return `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: erp, namespace: ` + ns + `}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`
+	}
+	res := lintString(t, linter(t), `
+apiVersion: v1
+kind: Namespace
+metadata: {name: payments}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: billing, labels: {custody.dev/protect-step-pods: "true"}}
+---`+grant("payments")+"\n---"+grant("billing")+"\n---"+grant("elsewhere"))
+	got := make([]string, 0, len(res.Problems))
+	for _, p := range res.Problems {
+		got = append(got, p.String())
+	}
+	want := "test.yaml#3: CredentialGrant erp: warning: Namespace payments does not protect step pods (label " +
+		"custody.dev/protect-step-pods=true): while a step holds what CredentialGrant erp hands out"
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) || !res.Problems[0].Warning {
+		t.Errorf("problems:\n%s\nwant one warning beginning %q", strings.Join(got, "\n"), want)
 	}
 }
