@@ -1351,6 +1351,13 @@ spec:
 	unprotected(metav1.ConditionTrue, custodyv1alpha1.ReasonNamespaceUnprotected,
 		"Namespace "+ns+" does not protect step pods (label custody.dev/protect-step-pods=true)")
 	waitGrantWarning(t, g, custodyv1alpha1.ReasonNamespaceUnprotected, "whoever may exec into or create pods there")
+	// The gauge is global across the stories running beside this one: this grant is one of them.
+	eventually(t, `custody_grants{condition="Unprotected"} >= 1`, func() error {
+		if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionUnprotected); n < 1 {
+			return errorf("%v", n)
+		}
+		return nil
+	})
 	wf := apply(t, ns, `
 metadata: {name: nightly}
 spec:
