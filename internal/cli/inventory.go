@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -244,6 +246,22 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, kind,
 				strings.Join(g.Subjects, " "), g.Approval, g.Ready, g.Active, last, ends, src, rot)
 		}
+	}
+	// The namespaces to label, so that nobody gets into a step's pod there.
+	unprotected := map[string]int{}
+	for _, g := range inv.Grants {
+		if g.Unprotected {
+			unprotected[g.Namespace]++
+		}
+	}
+	if len(unprotected) > 0 {
+		list := make([]string, 0, len(unprotected))
+		for _, ns := range slices.Sorted(maps.Keys(unprotected)) {
+			n := unprotected[ns]
+			list = append(list, fmt.Sprintf("%s (%d grant%s)", ns, n, map[bool]string{true: "s"}[n != 1]))
+		}
+		_, _ = fmt.Fprintf(tw, "\nNAMESPACES THAT DO NOT PROTECT STEP PODS: %s; label them %s=true\n", strings.Join(list, ", "),
+			custodyv1alpha1.LabelProtectStepPods)
 	}
 	if len(inv.Standing) == 0 {
 		_, _ = fmt.Fprintln(tw, "\nSTANDING PRIVILEGE: none (every credential is held by a running step)")
