@@ -257,8 +257,11 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 	if len(unprotected) > 0 {
 		list := make([]string, 0, len(unprotected))
 		for _, ns := range slices.Sorted(maps.Keys(unprotected)) {
-			n := unprotected[ns]
-			list = append(list, fmt.Sprintf("%s (%d grant%s)", ns, n, map[bool]string{true: "s"}[n != 1]))
+			grants := "grants"
+			if unprotected[ns] == 1 {
+				grants = "grant"
+			}
+			list = append(list, fmt.Sprintf("%s (%d %s)", ns, unprotected[ns], grants))
 		}
 		_, _ = fmt.Fprintf(tw, "\nNAMESPACES THAT DO NOT PROTECT STEP PODS: %s; label them %s=true\n", strings.Join(list, ", "),
 			custodyv1alpha1.LabelProtectStepPods)
