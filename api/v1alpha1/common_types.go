@@ -146,6 +146,26 @@ func ParseApproval(v string) (rec *ApprovalRecord, stamped bool) {
 	return rec, true
 }
 
+// ParseGrantApproval reads the value of a grant's approval annotation (approve.custody.dev/grant)
+// as ParseApproval does, with the digest of the role's rules admission stamped into it ("" when
+// it did not).
+func ParseGrantApproval(v string) (rec *GrantApprovalRecord, stamped bool) {
+	a, stamped := ParseApproval(v)
+	if a == nil {
+		return nil, false
+	}
+	rec = &GrantApprovalRecord{ApprovalRecord: *a}
+	if stamped {
+		var digest struct {
+			RoleRules string `json:"roleRules"`
+		}
+		if json.Unmarshal([]byte(v), &digest) == nil {
+			rec.RoleRules = digest.RoleRules
+		}
+	}
+	return rec, stamped
+}
+
 // ParseRejection reads the value of a rejection annotation (reject.custody.dev/<step>). Admission
 // stamps it as a RejectionRecord in JSON, and then stamped is true. Any other value, even an empty
 // one (the annotation is what rejects), is a rejection by UnverifiedApprover with the value as its

@@ -113,6 +113,10 @@ const (
 	// ReasonApprovalExpired means the grant's approval lapsed (approval.validFor): it issues
 	// nothing until approved again (condition Approved=False, and a Warning Event).
 	ReasonApprovalExpired = "ApprovalExpired"
+	// ReasonRoleChanged means the rules of a grant's role changed since its approval, which covered
+	// the rules it had then: the grant issues nothing, and what steps hold under it is revoked,
+	// until it is approved again (condition Approved=False, a Warning Event; a revocation reason).
+	ReasonRoleChanged = "RoleChanged"
 	// ReasonNotUsedRecently means the grant has issued nothing for longer than unusedAfter
 	// (condition Unused=True, and a Warning Event).
 	ReasonNotUsedRecently = "NotUsedRecently"

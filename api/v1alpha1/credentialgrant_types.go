@@ -283,9 +283,10 @@ type CredentialGrantStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// approval records who approved the grant's current subjects and credential.
+	// approval records who approved the grant's current subjects and credential (and, for a
+	// Kubernetes role, the role's rules).
 	// +optional
-	Approval *ApprovalRecord `json:"approval,omitempty"`
+	Approval *GrantApprovalRecord `json:"approval,omitempty"`
 
 	// active is the number of live issuances (written as 0 too, so that kubectl's ACTIVE column
 	// says 0 rather than nothing).
@@ -322,6 +323,20 @@ type CredentialGrantStatus struct {
 	// secret only); maxAge is measured from it.
 	// +optional
 	SourceChangedTime *metav1.Time `json:"sourceChangedTime,omitempty"`
+}
+
+// GrantApprovalRecord is what the controller recorded about a grant's approval: who approved and
+// when, and, for a grant that hands out a Kubernetes role, which rules the role had then.
+type GrantApprovalRecord struct {
+	ApprovalRecord `json:",inline"`
+
+	// roleRules is a digest of the rules of the grant's Role or ClusterRole when it was approved
+	// (sha256, over the rules in a canonical order; a role that did not exist has no rules), as
+	// admission read them while stamping the approval (for an approval stamped without one, as
+	// the controller first read them). The approval stands only while the role's rules are these.
+	// +optional
+	// +kubebuilder:validation:MaxLength=80
+	RoleRules string `json:"roleRules,omitempty"`
 }
 
 // Issuance is one live issuance of a grant to a step attempt: metadata only.

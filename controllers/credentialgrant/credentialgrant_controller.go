@@ -1,6 +1,7 @@
 package credentialgrant
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -64,7 +65,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	record(g, workflows.Items)
 
-	r.approval(g, now)
 	source, refusal, err := r.source(ctx, g)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -77,17 +77,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	requeue := namespaceRecheck
 	var broad *metav1.Condition
+	digest, roleChanged := "", false
 	if g.Spec.Credential.KubernetesRole != nil {
 		rules, exists, err := credentials.Role(ctx, r.APIReader, g)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
+		digest = credentials.RulesDigest(rules)
 		// A change of the role reconciles the grant (roleToGrants).
 		if refusal = credentials.RoleRefusal(g, exists); refusal == nil {
 			broad, refusal = r.broadAccess(g, rules, nsLabels)
 		}
+		r.approval(g, now, digest)
+		roleChanged = exists && credentials.RoleChanged(g, digest) // a deleted role: Stalled, SourceNotFound
+	} else {
+		r.approval(g, now, "")
 	}
-	conds := conditions(g, refusal, now)
+	conds := conditions(g, refusal, roleChanged, now)
 	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
 		requeue = sooner(requeue, end.Sub(now)) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
 	}
@@ -192,7 +198,8 @@ func sooner(a, b time.Duration) time.Duration {
 
 // events says what changed in the grant's status that a person should hear about.
 func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
-	if g.Status.Approval != nil && !equality.Semantic.DeepEqual(before.Status.Approval, g.Status.Approval) {
+	if a, was := g.Status.Approval, before.Status.Approval; a != nil &&
+		(was == nil || was.ApprovedBy != a.ApprovedBy || !was.ApprovedAt.Equal(&a.ApprovedAt)) {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeNormal, custodyv1alpha1.ReasonApproved, "Approve",
 			"Grant approved by %s", g.Status.Approval.ApprovedBy)
 	}
@@ -201,8 +208,7 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 			"Approval by %s cleared (the grant's subjects, credential or expiry changed): nothing is issued until it is approved again",
 			before.Status.Approval.ApprovedBy)
 	}
-	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved); c != nil &&
-		c.Reason == custodyv1alpha1.ReasonApprovalExpired && conditionReason(before, custodyv1alpha1.ConditionApproved) != c.Reason {
+	if newly(before, g, custodyv1alpha1.ConditionApproved, custodyv1alpha1.ReasonApprovalExpired) != nil {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonApprovalExpired, "Approve",
 			"Approval by %s lapsed at %s (approval.validFor): nothing is issued until it is approved again",
 			g.Status.Approval.ApprovedBy, g.ApprovalLapsesAt().UTC().Format(time.RFC3339))
@@ -216,10 +222,6 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 			"Grant expired at %s (spec.expiresAt): every live issuance is revoked and none is made",
 			g.Spec.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue); c != nil &&
-		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue) {
-		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRotationOverdue, "Check", "%s", c.Message)
-	}
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess); c != nil &&
 		c.Status == metav1.ConditionTrue {
 		if was := meta.FindStatusCondition(before.Status.Conditions, custodyv1alpha1.ConditionBroadAccess); was == nil ||
@@ -227,14 +229,28 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 			r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonRoleReachesBeyondStep, "Check", "%s", c.Message)
 		}
 	}
-	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionUnprotected); c != nil &&
-		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionUnprotected) {
-		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonNamespaceUnprotected, "Check", "%s", c.Message)
+	// Conditions whose message is the news, when they newly have the reason.
+	const approve, check = "Approve", "Check"
+	for _, w := range []struct{ typ, reason, action string }{
+		{custodyv1alpha1.ConditionApproved, custodyv1alpha1.ReasonRoleChanged, approve},
+		{custodyv1alpha1.ConditionRotationOverdue, custodyv1alpha1.ReasonRotationOverdue, check},
+		{custodyv1alpha1.ConditionUnprotected, custodyv1alpha1.ReasonNamespaceUnprotected, check},
+		{custodyv1alpha1.ConditionUnused, custodyv1alpha1.ReasonNotUsedRecently, check},
+	} {
+		if c := newly(before, g, w.typ, w.reason); c != nil {
+			r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, w.reason, w.action, "%s", c.Message)
+		}
 	}
-	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionUnused); c != nil &&
-		c.Status == metav1.ConditionTrue && !meta.IsStatusConditionTrue(before.Status.Conditions, custodyv1alpha1.ConditionUnused) {
-		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, custodyv1alpha1.ReasonNotUsedRecently, "Check", "%s", c.Message)
+}
+
+// newly is the grant's condition of type typ when it has the reason now and did not before (nil
+// otherwise).
+func newly(before, g *custodyv1alpha1.CredentialGrant, typ, reason string) *metav1.Condition {
+	c := meta.FindStatusCondition(g.Status.Conditions, typ)
+	if c == nil || c.Reason != reason || conditionReason(before, typ) == reason {
+		return nil
 	}
+	return c
 }
 
 // source reads a secret grant's source Secret (only grantable ones are cached) and says why it
@@ -357,22 +373,28 @@ func conditionReason(g *custodyv1alpha1.CredentialGrant, condition string) strin
 	return ""
 }
 
-// approval records the grant's approval from its annotation (admission stamps the approver; any
-// other value is recorded as an unverified approval). The record follows the annotation: when
-// admission clears it (the grant's subjects, credential or expiry changed), the record goes too.
-func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time) {
-	rec, _ := custodyv1alpha1.ParseApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+// approval records the grant's approval from its annotation (admission stamps the approver, and for
+// a role grant the digest of the role's rules; any other value is recorded as an unverified
+// approval). The record follows the annotation: when admission clears it (the grant's subjects,
+// credential or expiry changed), the record goes too. A role grant's approval stamped without a
+// digest (by an earlier version, or without admission) records digest, the rules as read now.
+func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time, digest string) {
+	rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 	if rec == nil {
 		g.Status.Approval = nil
 		return
 	}
 	if cur := g.Status.Approval; cur != nil && cur.ApprovedBy == rec.ApprovedBy &&
-		(rec.ApprovedAt.IsZero() || cur.ApprovedAt.Equal(&rec.ApprovedAt)) {
+		(rec.ApprovedAt.IsZero() || cur.ApprovedAt.Equal(&rec.ApprovedAt)) && (rec.RoleRules == "" || rec.RoleRules == cur.RoleRules) {
+		if cur.RoleRules == "" {
+			cur.RoleRules = cmp.Or(rec.RoleRules, digest)
+		}
 		return
 	}
 	if rec.ApprovedAt.IsZero() {
 		rec.ApprovedAt = metav1.Time{Time: now}
 	}
+	rec.RoleRules = cmp.Or(rec.RoleRules, digest)
 	g.Status.Approval = rec
 }
 
@@ -380,11 +402,14 @@ func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time)
 // it (a missing or not grantable source, a kind this version does not issue) or removes it (it
 // expired). kstatus: Ready=True
 // is Current, Stalled=True is Failed, anything else (waiting for approval, suspended) InProgress.
-func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal, now time.Time) []metav1.Condition {
+func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal, roleChanged bool, now time.Time) []metav1.Condition {
 	required := g.Spec.Approval != nil && g.Spec.Approval.Required
 	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonApprovalNotRequired, Message: "The grant does not require an approval"}
 	switch {
+	case required && g.Status.Approval != nil && roleChanged:
+		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonRoleChanged
+		approved.Message = credentials.RoleChangedMessage(g)
 	case required && g.Status.Approval != nil && g.ApprovalLapsed(now):
 		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonApprovalExpired
 		approved.Message = fmt.Sprintf("Approved by %s at %s; the approval lapsed at %s (approval.validFor %s): nothing is issued "+

@@ -37,11 +37,11 @@ func TestRotation(t *testing.T) {
 
 func TestConditions(t *testing.T) {
 	g := secretGrant(nil)
-	conds := conditions(g, nil, time.Now())
+	conds := conditions(g, nil, false, time.Now())
 	if conds[0].Status != metav1.ConditionTrue || conds[1].Status != metav1.ConditionTrue || conds[1].Reason != custodyv1alpha1.ReasonActive {
 		t.Errorf("usable grant: %+v", conds)
 	}
-	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"}, time.Now())
+	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"}, false, time.Now())
 	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonSourceNotGrantable {
 		t.Errorf("source refused: %+v", conds)
 	}
@@ -51,7 +51,7 @@ func TestConditions(t *testing.T) {
 		t.Errorf("source refused, Stalled: %+v", conds)
 	}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
-	conds = conditions(g, nil, time.Now())
+	conds = conditions(g, nil, false, time.Now())
 	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval ||
 		conds[0].Message != "Waiting for approval by user bob: kubectl custody approve grant "+g.Name+" (the annotation approve.custody.dev/grant)" {
 		t.Errorf("unapproved: %+v", conds)
@@ -60,7 +60,7 @@ func TestConditions(t *testing.T) {
 		t.Errorf("waiting for approval is not stalled: %+v", conds)
 	}
 	g.Spec.Suspended = true
-	if conds = conditions(g, nil, time.Now()); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
+	if conds = conditions(g, nil, false, time.Now()); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
 		t.Errorf("suspended: %+v", conds)
 	}
 	// Past its expiresAt a grant waits for nothing that will come: Stalled (Argo CD Degraded), so
@@ -68,10 +68,10 @@ func TestConditions(t *testing.T) {
 	g.Spec.Suspended, g.Spec.Approval = false, nil
 	end := time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)
 	g.Spec.ExpiresAt = &metav1.Time{Time: end}
-	if conds = conditions(g, nil, end.Add(-time.Second)); conds[1].Reason != custodyv1alpha1.ReasonActive {
+	if conds = conditions(g, nil, false, end.Add(-time.Second)); conds[1].Reason != custodyv1alpha1.ReasonActive {
 		t.Errorf("before its end: %+v", conds)
 	}
-	conds = conditions(g, nil, end)
+	conds = conditions(g, nil, false, end)
 	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonExpired ||
 		!strings.HasPrefix(conds[1].Message, "Expired at 2026-12-24T18:00:00Z (spec.expiresAt): no issuance is made") {
 		t.Errorf("at its end: %+v", conds)
@@ -93,7 +93,7 @@ func TestUnused(t *testing.T) {
 		g.CreationTimestamp = *at(created)
 		g.Spec.UnusedAfter = own
 		if approved != nil {
-			g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: *approved}
+			g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: *approved}}
 		}
 		g.Status.LastIssuedTime = issued
 		return g
@@ -141,8 +141,8 @@ func TestConditionsOfALapsedApproval(t *testing.T) {
 	g := secretGrant(nil)
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: 720 * time.Hour},
 		Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
-	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-721 * time.Hour))}
-	conds := conditions(g, nil, now)
+	g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-721 * time.Hour))}}
+	conds := conditions(g, nil, false, now)
 	approved := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionApproved)
 	ready := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionReady)
 	if approved == nil || approved.Status != metav1.ConditionFalse || approved.Reason != custodyv1alpha1.ReasonApprovalExpired ||
@@ -154,7 +154,7 @@ func TestConditionsOfALapsedApproval(t *testing.T) {
 		t.Errorf("conditions %+v, want Ready=False WaitingForApproval and no Stalled", conds)
 	}
 	g.Status.Approval.ApprovedAt = metav1.NewTime(now.Add(-719 * time.Hour))
-	if c := meta.FindStatusCondition(conditions(g, nil, now), custodyv1alpha1.ConditionApproved); c == nil ||
+	if c := meta.FindStatusCondition(conditions(g, nil, false, now), custodyv1alpha1.ConditionApproved); c == nil ||
 		c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "until 2026-12-01T13:00:00Z (approval.validFor)") {
 		t.Errorf("an hour before the lapse: %+v", c)
 	}

@@ -1513,6 +1513,96 @@ spec:
 		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, ""))
 }
 
+// TestCredentials_approvalCoversTheRole: an approval of a role grant covers the role's rules as
+// they were when it was given. Once they change, the grant is no longer approved (Approved=False,
+// RoleChanged, a Warning Event), the running step's binding is revoked at once, and the next step
+// waits; approved again, it starts.
+func TestCredentials_approvalCoversTheRole(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns)
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "cm-reader", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}}}
+	if err := env.Client.Create(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+	g := grant(t, ns, `
+metadata: {name: configs, annotations: {approve.custody.dev/grant: '{"approvedBy":"alice"}'}}
+spec:
+  subjects: [{workflowName: nightly, steps: [read, again]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}
+  approval: {required: true, approvers: {users: [alice, bob]}}`)
+	readGrant := func() *custodyv1alpha1.CredentialGrant {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+			t.Fatal(err)
+		}
+		return cur
+	}
+	wf := apply(t, ns, `
+metadata: {name: nightly}
+spec:
+  steps:
+  - {name: read, image: example.com/r:1, credentials: [configs]}
+  - {name: again, image: example.com/r:1, credentials: [configs], dependsOn: [read]}`)
+	cur := waitStep(t, wf, "read", custodyv1alpha1.StepRunning)
+	sa := stepOf(cur, "read").ServiceAccountName
+	waitCan(t, ns, sa, true)
+	// Admission did not stamp this approval (no webhook here): the controller recorded the rules it read.
+	if a := readGrant().Status.Approval; a == nil || a.RoleRules != credentials.RulesDigest(role.Rules) {
+		t.Fatalf("the approval does not record the role's rules: %+v, want %s", a, credentials.RulesDigest(role.Rules))
+	}
+
+	// Someone who may edit the role widens it, which the step's binding would hand to the step at
+	// once (by something not BroadAccess, whose gauge TestCredentials_roleOfAGrant counts).
+	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get"}})
+	if err := env.Client.Update(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+	const why = "Role cm-reader of CredentialGrant configs changed since alice approved the grant"
+	eventually(t, "the grant no longer approved", func() error {
+		c := meta.FindStatusCondition(readGrant().Status.Conditions, custodyv1alpha1.ConditionApproved)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != custodyv1alpha1.ReasonRoleChanged || !strings.Contains(c.Message, why) {
+			return errorf("Approved %+v", c)
+		}
+		return nil
+	})
+	if c := meta.FindStatusCondition(readGrant().Status.Conditions, custodyv1alpha1.ConditionReady); c == nil ||
+		c.Reason != custodyv1alpha1.ReasonWaitingForApproval {
+		t.Errorf("Ready of a grant whose role changed since its approval: %+v", c)
+	}
+	waitGrantWarning(t, g, custodyv1alpha1.ReasonRoleChanged, why)
+	eventually(t, "the running step's binding revoked", func() error {
+		if c := recordOf(get(t, wf), "read", "configs"); c.RevokedAt == nil || c.RevocationReason != custodyv1alpha1.ReasonRoleChanged {
+			return errorf("%+v", c)
+		}
+		return nil
+	})
+	waitCan(t, ns, sa, false)
+
+	succeed(t, wf, "read", 1, "")
+	eventually(t, "the next step waiting for an approval of the role as it is now", func() error {
+		st := stepOf(get(t, wf), "again")
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantNotApproved || !strings.Contains(st.Message, why) {
+			return errorf("step %s %s %q", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+
+	eventually(t, "approving the grant again", func() error {
+		cur := readGrant()
+		cur.Annotations[custodyv1alpha1.AnnotationApproveGrant] = `{"approvedBy":"bob"}`
+		return env.Client.Update(ctxT(t), cur)
+	})
+	cur = waitStep(t, wf, "again", custodyv1alpha1.StepRunning)
+	waitCan(t, ns, stepOf(cur, "again").ServiceAccountName, true)
+	if a := readGrant().Status.Approval; a == nil || a.ApprovedBy != "bob" || a.RoleRules != credentials.RulesDigest(role.Rules) {
+		t.Errorf("the new approval does not record the role's rules as they are now: %+v", a)
+	}
+	succeed(t, wf, "again", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
 // TestCredentials_broadRolesNeedApproval: in a namespace labelled
 // custody.dev/broad-roles-need-approval=true, a grant whose role reaches beyond the step and that
 // does not require an approval issues nothing (Ready=False ApprovalRequired, Stalled), and its

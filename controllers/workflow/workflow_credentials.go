@@ -45,6 +45,9 @@ const (
 	revokedSourceWithdrawn = "SourceWithdrawn"
 	// revokedUnrecorded: a RoleBinding no record accounts for (its issuance was never saved).
 	revokedUnrecorded = "Unrecorded"
+	// revokedRoleChanged: the rules of the grant's role changed since its approval, which covered
+	// the rules it had then.
+	revokedRoleChanged = custodyv1alpha1.ReasonRoleChanged
 )
 
 // grantsFor reads the grants a step requests and returns them, or why the step may not hold
@@ -95,13 +98,16 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 	return grants, nil, nil
 }
 
-// roleRefusal says why a role grant's role may not be handed out now: it does not exist, or it
-// reaches beyond the step in a namespace that asks such grants to require an approval, and the
-// grant does not (then the step waits as for an approval).
+// roleRefusal says why a role grant's role may not be handed out now: it does not exist, its rules
+// changed since the grant's approval, or it reaches beyond the step in a namespace that asks such
+// grants to require an approval, and the grant does not (then the step waits as for an approval).
 func (r *Reconciler) roleRefusal(ctx context.Context, g *custodyv1alpha1.CredentialGrant) (*credentials.Refusal, error) {
 	rules, exists, err := credentials.Role(ctx, r.APIReader, g)
 	if err != nil || !exists {
 		return credentials.RoleRefusal(g, exists), err
+	}
+	if g.Spec.Approval != nil && g.Spec.Approval.Required && credentials.RoleChanged(g, credentials.RulesDigest(rules)) {
+		return &credentials.Refusal{Reason: custodyv1alpha1.ReasonGrantNotApproved, Message: credentials.RoleChangedMessage(g)}, nil
 	}
 	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, credentials.Reach(rules), r.BroadRolesNeedApproval)
 	if refusal != nil {
@@ -358,6 +364,9 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 	}
 	if g.Expired(s.now) {
 		return revokedGrantExpired, nil, nil, nil
+	}
+	if c.Kind == custodyv1alpha1.CredentialKindKubernetesRole && credentials.RoleChangedSinceApproval(g) {
+		return revokedRoleChanged, nil, nil, nil // the step's binding gives it rules nobody approved
 	}
 	if end := g.Spec.ExpiresAt; end != nil {
 		s.requeueAt(end.Time) // moved earlier than the issuance's own expiry

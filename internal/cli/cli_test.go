@@ -408,6 +408,25 @@ func TestGetGrant(t *testing.T) {
 	if _, err := run(t, ns, "", "get", "grant/nothing"); err == nil || !strings.Contains(err.Error(), `"nothing" not found`) {
 		t.Errorf("a grant that does not exist: %v", err)
 	}
+	// A grant whose role changed since its approval says so, with what to do.
+	createWithStatus(t, ns, &custodyv1alpha1.CredentialGrant{}, `
+metadata: {name: ledger-approved, annotations: {approve.custody.dev/grant: '{"approvedBy":"bob","approvedAt":"2026-11-29T11:50:00Z"}'}}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [post]}]
+  credential: {kubernetesRole: {kind: Role, name: ledger-writer}}
+  approval: {required: true, approvers: {users: [bob]}}
+status:
+  approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z", roleRules: "sha256:0123"}
+  conditions:
+  - {type: Approved, status: "False", reason: RoleChanged, lastTransitionTime: "2026-11-29T12:00:00Z",
+     message: "Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant at 2026-11-29T11:50:00Z: ..."}`)
+	out, err = run(t, ns, "", "get", "grant/ledger-approved")
+	for _, want := range []string{"   approval: required of user bob; ROLE CHANGED (approved by bob) at 2026-11-29T11:50:00Z\n",
+		"   ROLE CHANGED: Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("get grant of a role changed since its approval: %v, want %q in\n%s", err, want, out)
+		}
+	}
 	// mallory may read grants, not RoleBindings.
 	out, err = runWith(t, env.As("mallory"), ns, "", "get", "grant/ledger")
 	if want := "MAY REQUEST IT: unknown (you may not read RoleBindings, ClusterRoleBindings and their roles)\n"; err != nil ||
@@ -1199,12 +1218,12 @@ func TestGetCronWorkflow(t *testing.T) {
 }
 
 // TestSummarizeApproval: the inventory's APPROVAL column says whether an approval lapsed
-// (approval.validFor), not only who gave it.
+// (approval.validFor), or no longer covers its role's rules, not only who gave it.
 func TestSummarizeApproval(t *testing.T) {
 	g := &custodyv1alpha1.CredentialGrant{}
 	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"bob"}`}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
-	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob"}
+	g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob"}}
 	if got := summarize(g).Approval; got != "approved by bob" {
 		t.Errorf("approved: %q", got)
 	}
@@ -1212,6 +1231,10 @@ func TestSummarizeApproval(t *testing.T) {
 		Reason: custodyv1alpha1.ReasonApprovalExpired}}
 	if got := summarize(g).Approval; got != "LAPSED (approved by bob)" {
 		t.Errorf("lapsed: %q", got)
+	}
+	g.Status.Conditions[0].Reason = custodyv1alpha1.ReasonRoleChanged
+	if got := summarize(g).Approval; got != "ROLE CHANGED (approved by bob)" {
+		t.Errorf("the role changed since: %q", got)
 	}
 }
 

@@ -78,6 +78,10 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, users []grantUs
 	}
 	_, _ = fmt.Fprintf(w, "   each issuance lives at most %s%s\n", ttl, ends)
 	_, _ = fmt.Fprintf(w, "   approval: %s\n", approvalLine(g, sum.Approval, now))
+	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved); c != nil &&
+		c.Reason == custodyv1alpha1.ReasonRoleChanged {
+		_, _ = fmt.Fprintf(w, "   ROLE CHANGED: %s\n", c.Message)
+	}
 	for _, c := range []struct{ typ, label string }{
 		{custodyv1alpha1.ConditionBroadAccess, "BROAD ACCESS"},
 		{custodyv1alpha1.ConditionUnprotected, "UNPROTECTED"},

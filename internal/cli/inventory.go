@@ -164,6 +164,8 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	switch {
 	case g.Spec.Approval == nil || !g.Spec.Approval.Required:
 		out.Approval = "not required"
+	case credentials.Approved(g) && conditionReason(g, custodyv1alpha1.ConditionApproved) == custodyv1alpha1.ReasonRoleChanged:
+		out.Approval = "ROLE CHANGED (approved by " + g.Status.Approval.ApprovedBy + ")"
 	case credentials.Approved(g) && conditionReason(g, custodyv1alpha1.ConditionApproved) == custodyv1alpha1.ReasonApprovalExpired:
 		out.Approval = "LAPSED (approved by " + g.Status.Approval.ApprovedBy + ")"
 	case credentials.Approved(g):

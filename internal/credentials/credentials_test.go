@@ -154,7 +154,7 @@ func TestCheckOrder(t *testing.T) {
 	if r := Check("g", g, w, "post", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
 		t.Errorf("unapproved grant: %+v", r)
 	}
-	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "alice"}
+	g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "alice"}}
 	// Recorded in status, but admission already removed the annotation (subjects changed).
 	if r := Check("g", g, w, "post", time.Now()); r == nil || r.Reason != custodyv1alpha1.ReasonGrantNotApproved {
 		t.Errorf("grant whose approval annotation was cleared: %+v", r)
@@ -292,7 +292,7 @@ func TestApprovalLapse(t *testing.T) {
 	approved := time.Date(2026, 9, 1, 9, 0, 0, 0, time.UTC)
 	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"bob"}`}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: 2160 * time.Hour}}
-	g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.Time{Time: approved}}
+	g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.Time{Time: approved}}}
 	lapse := approved.Add(2160 * time.Hour)
 	run := wf("pay", nil)
 	if r := Check("g", g, run, "post", lapse.Add(-time.Second)); r != nil {
@@ -306,5 +306,43 @@ func TestApprovalLapse(t *testing.T) {
 	g.Spec.Approval.ValidFor = nil
 	if r := Check("g", g, run, "post", lapse.Add(1000*time.Hour)); r != nil {
 		t.Errorf("without validFor: %+v, want allowed", r)
+	}
+}
+
+// TestRoleChanged: a role grant's approval covers the rules it records, as admission stamped them
+// (else as the controller recorded them); an approval that records none covers whatever the role
+// holds, and only role grants have rules to change.
+func TestRoleChanged(t *testing.T) {
+	approved, now := "sha256:aaaa", "sha256:bbbb"
+	roleGrant := func(annotation, recorded string) *custodyv1alpha1.CredentialGrant {
+		g := &custodyv1alpha1.CredentialGrant{}
+		g.Name = "configs"
+		g.Spec.Credential.KubernetesRole = &custodyv1alpha1.KubernetesRoleCredential{Kind: custodyv1alpha1.RoleKindRole, Name: "cm-reader"}
+		g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: annotation}
+		g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{RoleRules: recorded,
+			ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob"}}
+		return g
+	}
+	stamped := `{"approvedBy":"bob","approvedAt":"2026-12-01T12:00:00Z","roleRules":"` + approved + `"}`
+	for _, tc := range []struct {
+		name   string
+		g      *custodyv1alpha1.CredentialGrant
+		digest string // of the role's rules now
+		want   bool
+	}{
+		{"stamped, the role unchanged", roleGrant(stamped, ""), approved, false},
+		{"stamped, the role changed", roleGrant(stamped, ""), now, true},
+		{"stamped anew since the record", roleGrant(`{"approvedBy":"bob","roleRules":"`+now+`"}`, approved), now, false},
+		{"recorded by the controller, the role changed", roleGrant(`{"approvedBy":"bob"}`, approved), now, true},
+		{"no rules recorded yet", roleGrant("yes", ""), now, false},
+	} {
+		if got := RoleChanged(tc.g, tc.digest); got != tc.want {
+			t.Errorf("%s: RoleChanged %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	secret := roleGrant(stamped, approved)
+	secret.Spec.Credential = custodyv1alpha1.Credential{Secret: &custodyv1alpha1.SecretCredential{Name: "db"}}
+	if RoleChanged(secret, now) {
+		t.Error("a secret grant's role changed")
 	}
 }

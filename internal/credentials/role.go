@@ -2,13 +2,18 @@ package credentials
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -155,6 +160,73 @@ func RoleRefusal(g *custodyv1alpha1.CredentialGrant, exists bool) *Refusal {
 	}
 	return &Refusal{custodyv1alpha1.ReasonSourceNotFound, fmt.Sprintf(
 		"%s %s of CredentialGrant %s does not exist%s", r.Kind, r.Name, g.Name, where)}
+}
+
+// RulesDigest is a digest of a role's rules that does not depend on their order, nor on the order
+// of the verbs, groups, resources, names and URLs within each ("sha256:<hex>"): what a grant's
+// approval records of its role (CredentialGrant status.approval.roleRules). A role that does not
+// exist has no rules.
+func RulesDigest(rules []rbacv1.PolicyRule) string {
+	canon := make([]string, 0, len(rules))
+	for _, r := range rules {
+		r = *r.DeepCopy()
+		for _, l := range [][]string{r.Verbs, r.APIGroups, r.Resources, r.ResourceNames, r.NonResourceURLs} {
+			slices.Sort(l)
+		}
+		b, _ := json.Marshal(r) //nolint:errchkjson // a struct of strings
+		canon = append(canon, string(b))
+	}
+	slices.Sort(canon)
+	canon = slices.Compact(canon)
+	sum := sha256.Sum256([]byte(strings.Join(canon, "\n")))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ApprovedRules is the digest of the role's rules that a role grant's approval covers: as admission
+// stamped it into the approval, else as the controller recorded it ("" when neither did).
+func ApprovedRules(g *custodyv1alpha1.CredentialGrant) string {
+	if rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant]); rec != nil && rec.RoleRules != "" {
+		return rec.RoleRules
+	}
+	if a := g.Status.Approval; a != nil {
+		return a.RoleRules
+	}
+	return ""
+}
+
+// RoleChanged says whether the rules of a role grant's role (now, from RulesDigest) are not the
+// ones its approval covers (ApprovedRules). An approval that records none (recorded before
+// Custody recorded rules) is taken to cover the role as the grant controller first reads it.
+func RoleChanged(g *custodyv1alpha1.CredentialGrant, digest string) bool {
+	approved := ApprovedRules(g)
+	return g.Spec.Credential.KubernetesRole != nil && approved != "" && approved != digest
+}
+
+// RoleChangedSinceApproval says whether the grant controller found the rules of a role grant's
+// role changed since the approval the grant carries now (condition Approved, reason RoleChanged,
+// computed for that approval and not an earlier one): what steps hold under it goes.
+func RoleChangedSinceApproval(g *custodyv1alpha1.CredentialGrant) bool {
+	c, a := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved), g.Status.Approval
+	if c == nil || c.Reason != custodyv1alpha1.ReasonRoleChanged || a == nil {
+		return false
+	}
+	rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+	return rec != nil && rec.ApprovedBy == a.ApprovedBy && (rec.ApprovedAt.IsZero() || rec.ApprovedAt.Equal(&a.ApprovedAt))
+}
+
+// RoleChangedMessage says that the role of a grant changed since its approval.
+func RoleChangedMessage(g *custodyv1alpha1.CredentialGrant) string {
+	r, a := g.Spec.Credential.KubernetesRole, g.Status.Approval
+	if a == nil {
+		a, _ = custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+	}
+	if a == nil {
+		a = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "an approver"}}
+	}
+	return fmt.Sprintf("%s %s of CredentialGrant %s changed since %s approved the grant at %s: the approval covered the "+
+		"rules it had then. Nothing is issued, and what steps hold is revoked, until an approver approves it again: "+
+		"kubectl custody get grant/%s shows what the role reaches now; kubectl custody approve grant %s",
+		r.Kind, r.Name, g.Name, a.ApprovedBy, a.ApprovedAt.UTC().Format(time.RFC3339), g.Name, g.Name)
 }
 
 // reach is a way a role lets its holder act beyond its own work: any of the verbs on any of the

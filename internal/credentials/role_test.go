@@ -129,3 +129,40 @@ func TestRuleAllows(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesDigest: the digest an approval records of a role changes with what the role allows,
+// not with the order its rules or their lists are written in.
+func TestRulesDigest(t *testing.T) {
+	cms := rule(list(""), list("configmaps"), list("get", "list"))
+	svc := rule(list(""), list("services"), list("get"))
+	base := RulesDigest([]rbacv1.PolicyRule{cms, svc})
+	if !strings.HasPrefix(base, "sha256:") || len(base) != len("sha256:")+64 {
+		t.Fatalf("digest %q", base)
+	}
+	same := map[string][]rbacv1.PolicyRule{
+		"rules in another order": {svc, cms},
+		"verbs in another order": {rule(list(""), list("configmaps"), list("list", "get")), svc},
+		"a rule written twice":   {cms, svc, cms},
+	}
+	for name, rules := range same {
+		if d := RulesDigest(rules); d != base {
+			t.Errorf("%s: %s, want %s", name, d, base)
+		}
+	}
+	other := map[string][]rbacv1.PolicyRule{
+		"a rule more":        {cms, svc, rule(list(""), list("secrets"), list("get"))},
+		"a rule less":        {cms},
+		"a verb more":        {rule(list(""), list("configmaps"), list("get", "list", "watch")), svc},
+		"limited to a name":  {cms, rule(list(""), list("services"), list("get"), "web")},
+		"another group":      {cms, rule(list("apps"), list("services"), list("get"))},
+		"no rules (no role)": nil,
+	}
+	for name, rules := range other {
+		if d := RulesDigest(rules); d == base {
+			t.Errorf("%s: the same digest as the approved rules", name)
+		}
+	}
+	if RulesDigest(nil) != RulesDigest([]rbacv1.PolicyRule{}) {
+		t.Error("a role that does not exist and one without rules differ")
+	}
+}

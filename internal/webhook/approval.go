@@ -75,6 +75,15 @@ func stamp(user string, now time.Time) string {
 	return string(b)
 }
 
+// stampGrant is the value admission writes into the approval annotation of a grant that hands out
+// a Kubernetes role: who approved and when, and the digest of the role's rules then, which the
+// approval covers.
+func stampGrant(user string, now time.Time, roleRules string) string {
+	b, _ := json.Marshal(custodyv1alpha1.GrantApprovalRecord{RoleRules: roleRules,
+		ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: user, ApprovedAt: metav1.NewTime(now.UTC().Truncate(time.Second))}})
+	return string(b)
+}
+
 // stampRejection is the value admission writes into a rejection annotation: who rejected and
 // when, and the value the approver gave as the reason.
 func stampRejection(user string, now time.Time, reason string) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 )
 
 // A finance workflow whose payment step needs an approval from bob or the finance-approvers group.
@@ -760,4 +762,67 @@ spec:
 	cur.Spec.Approval = nil
 	refused(t, "an approver dropping the approval of a broad role's grant", as(bob).Update(ctx, cur),
 		"asks that such grants require an approval")
+}
+
+// TestApprovalCoversTheRole: admission stamps the approval of a role grant with the digest of the
+// role's rules as the approver approved it, and the controller records it. Once the role's rules
+// change, the approval no longer stands (RoleChanged), and an approver may approve the grant again,
+// which stamps the rules as they are then; while they have not changed, nobody may replace it.
+func TestApprovalCoversTheRole(t *testing.T) {
+	ns := team(t)
+	ctx := ctxT(t)
+	g := mustGrant(t, ns, `
+metadata: {name: deploy}
+spec:
+  subjects: [{workflowName: invoice-4711, steps: [pay]}]
+  credential: {kubernetesRole: {kind: Role, name: deployer}}
+  approval: {required: true, approvers: {users: [bob, carol]}}`)
+	create(t, as(pat), g)
+	role := &rbacv1.Role{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "deployer"}, role); err != nil {
+		t.Fatal(err)
+	}
+	approvedRules := func(want string) func(*custodyv1alpha1.CredentialGrant) error {
+		return func(g *custodyv1alpha1.CredentialGrant) error {
+			stamped, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+			switch {
+			case stamped == nil || stamped.RoleRules != want:
+				return fmt.Errorf("the approval stamped %+v, want the rules %s", stamped, want)
+			case g.Status.Approval == nil || g.Status.Approval.RoleRules != want:
+				return fmt.Errorf("the approval recorded %+v, want the rules %s", g.Status.Approval, want)
+			case !meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionApproved):
+				return fmt.Errorf("conditions %+v", g.Status.Conditions)
+			}
+			return nil
+		}
+	}
+	if err := annotate(ctx, as(bob), g, custodyv1alpha1.AnnotationApproveGrant, "approved"); err != nil {
+		t.Fatalf("bob approving: %v", err)
+	}
+	waitGrant(t, g, approvedRules(credentials.RulesDigest(role.Rules)))
+	refused(t, "carol approving an approved grant", annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "yes"),
+		"was already given and cannot be changed")
+
+	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"},
+		Verbs: []string{"patch"}})
+	if err := env.Client.Update(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	waitGrant(t, g, func(g *custodyv1alpha1.CredentialGrant) error {
+		c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved)
+		if c == nil || c.Reason != custodyv1alpha1.ReasonRoleChanged ||
+			!strings.Contains(c.Message, "Role deployer of CredentialGrant deploy changed since bob approved the grant") {
+			return fmt.Errorf("Approved %+v", c)
+		}
+		return nil
+	})
+	refused(t, "the grant's creator approving it again", annotate(ctx, as(pat), g, custodyv1alpha1.AnnotationApproveGrant, "yes"),
+		"who may not approve it")
+	if err := annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "looked at the new rules"); err != nil {
+		t.Fatalf("carol approving the grant again after its role changed: %v", err)
+	}
+	waitGrant(t, g, approvedRules(credentials.RulesDigest(role.Rules)))
+	if rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant]); rec == nil || rec.ApprovedBy != carol {
+		t.Errorf("the new approval %+v", rec)
+	}
 }

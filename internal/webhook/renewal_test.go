@@ -24,7 +24,7 @@ func TestRenewingALapsedApproval(t *testing.T) {
 			Annotations: map[string]string{k: stamp("bob", at)}}}
 		g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: time.Hour},
 			Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob", "carol"}}}
-		g.Status.Approval = &custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(at)}
+		g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(at)}}
 		return &object{meta: &g.ObjectMeta, grant: g, kind: "CredentialGrant", forDenial: "CredentialGrant finance/erp"}
 	}
 	approvedBy := func(old *object, user string) *object {
@@ -49,7 +49,7 @@ func TestRenewingALapsedApproval(t *testing.T) {
 		{"the creator, after the lapse", lapsed, "alice", "was created by alice, who may not approve it"},
 		{"someone else, after the lapse", lapsed, "mallory", "mallory may not approve"},
 	} {
-		r := approvalsOfGrant(req(tc.user), approvedBy(tc.old, tc.user), tc.old, "alice", false, now)
+		r := approvalsOfGrant(req(tc.user), approvedBy(tc.old, tc.user), tc.old, "alice", false, now, false)
 		switch {
 		case tc.want == "" && r != nil:
 			t.Errorf("%s: refused: %s", tc.name, r.resp.Result.Message)
@@ -57,10 +57,10 @@ func TestRenewingALapsedApproval(t *testing.T) {
 			t.Errorf("%s: %+v, want refused with %q", tc.name, r, tc.want)
 		}
 	}
-	if d := renewals(approvalDiff{changed: []string{k}}, lapsed, now); len(d.changed) != 0 || len(d.added) != 1 {
+	if d := renewals(approvalDiff{changed: []string{k}}, lapsed, now, false); len(d.changed) != 0 || len(d.added) != 1 {
 		t.Errorf("renewals of a lapsed approval: %+v, want it added", d)
 	}
-	if d := renewals(approvalDiff{changed: []string{k}}, current, now); len(d.changed) != 1 || len(d.added) != 0 {
+	if d := renewals(approvalDiff{changed: []string{k}}, current, now, false); len(d.changed) != 1 || len(d.added) != 0 {
 		t.Errorf("renewals of a current approval: %+v, want it changed", d)
 	}
 }

@@ -217,7 +217,7 @@ func materialChange(cur, old *custodyv1alpha1.CredentialGrant) bool {
 
 // mutate records the creator (and who cancels a Workflow), stamps new approvals, and clears a
 // grant's approval on a material change.
-func (h *handler) mutate(_ context.Context, req admission.Request) admission.Response {
+func (h *handler) mutate(ctx context.Context, req admission.Request) admission.Response {
 	cur, old, err := h.objects(req)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
@@ -235,13 +235,25 @@ func (h *handler) mutate(_ context.Context, req admission.Request) admission.Res
 			// A replace from a manifest that never had it: keep the record (changing it is refused).
 			set[custodyv1alpha1.AnnotationCreatedBy] = creator
 		}
-		d := renewals(diffApprovals(old.meta.Annotations, ann), old, h.now())
-		for _, k := range d.added {
-			if isRejection(k) {
+		d0 := diffApprovals(old.meta.Annotations, ann)
+		roleChanged, err := h.roleChangedSinceApproval(ctx, req, old, d0)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		for _, k := range renewals(d0, old, h.now(), roleChanged).added {
+			switch {
+			case isRejection(k):
 				set[k] = stampRejection(req.UserInfo.Username, h.now(), ann[k])
-				continue
+			case k == custodyv1alpha1.AnnotationApproveGrant && cur.grant != nil && cur.grant.Spec.Credential.KubernetesRole != nil:
+				// The approval covers the role's rules as they are now (credentials.RoleChanged).
+				digest, err := h.roleDigest(ctx, req, cur)
+				if err != nil {
+					return admission.Errored(http.StatusInternalServerError, err)
+				}
+				set[k] = stampGrant(req.UserInfo.Username, h.now(), digest)
+			default:
+				set[k] = stamp(req.UserInfo.Username, h.now())
 			}
-			set[k] = stamp(req.UserInfo.Username, h.now())
 		}
 		if cur.grant != nil && materialChange(cur.grant, old.grant) {
 			k := custodyv1alpha1.AnnotationApproveGrant
@@ -445,7 +457,11 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 		if r := approvalPolicyChange(req, cur, old, creator); r != nil {
 			return r, nil
 		}
-		return approvalsOfGrant(req, cur, old, creator, material, h.now()), nil
+		roleChanged, err := h.roleChangedSinceApproval(ctx, req, old, diffApprovals(old.meta.Annotations, cur.meta.Annotations))
+		if err != nil {
+			return nil, err
+		}
+		return approvalsOfGrant(req, cur, old, creator, material, h.now(), roleChanged), nil
 	}
 	if cur.template != nil || cur.cron != nil {
 		if d := diffApprovals(old.meta.Annotations, cur.meta.Annotations); len(d.added)+len(d.changed)+len(d.removed) > 0 {
@@ -654,12 +670,12 @@ func longerValidity(was, is *custodyv1alpha1.GrantApproval) bool {
 	return was.ValidFor != nil && (is.ValidFor == nil || is.ValidFor.Duration > was.ValidFor.Duration)
 }
 
-// renewals counts a grant's approval that lapsed (approval.validFor) and is given again as a new
-// approval, not a change of the old one: an approver may approve the grant again, and admission
-// stamps the new approval.
-func renewals(d approvalDiff, old *object, now time.Time) approvalDiff {
+// renewals counts a grant's approval that no longer stands (it lapsed under approval.validFor, or
+// its role changed since: roleChanged) and is given again as a new approval, not a change of the
+// old one: an approver may approve the grant again, and admission stamps the new approval.
+func renewals(d approvalDiff, old *object, now time.Time, roleChanged bool) approvalDiff {
 	k := custodyv1alpha1.AnnotationApproveGrant
-	if old == nil || old.grant == nil || !old.grant.ApprovalLapsed(now) || !slices.Contains(d.changed, k) {
+	if old == nil || old.grant == nil || !old.grant.ApprovalLapsed(now) && !roleChanged || !slices.Contains(d.changed, k) {
 		return d
 	}
 	d.changed = slices.DeleteFunc(slices.Clone(d.changed), func(c string) bool { return c == k })
@@ -668,9 +684,39 @@ func renewals(d approvalDiff, old *object, now time.Time) approvalDiff {
 	return d
 }
 
+// roleDigest is the digest of the rules of a role grant's role as they are now
+// (credentials.RulesDigest; a role that does not exist has none).
+func (h *handler) roleDigest(ctx context.Context, req admission.Request, o *object) (string, error) {
+	g := o.grant.DeepCopy()
+	g.Namespace = req.Namespace
+	rules, _, err := credentials.Role(ctx, h.authz.reader, g)
+	if err != nil {
+		return "", fmt.Errorf("reading the role of CredentialGrant %s/%s, whose approval covers its rules: %w", req.Namespace, g.Name, err)
+	}
+	return credentials.RulesDigest(rules), nil
+}
+
+// roleChangedSinceApproval says whether an update (with approval annotations d) replaces the
+// approval of a role grant whose role's rules changed since that approval (which then no longer
+// stands, and an approver may approve the grant again). The role is read only then.
+func (h *handler) roleChangedSinceApproval(ctx context.Context, req admission.Request, old *object, d approvalDiff) (bool, error) {
+	k := custodyv1alpha1.AnnotationApproveGrant
+	if old == nil || old.grant == nil || old.grant.Spec.Credential.KubernetesRole == nil || !slices.Contains(d.changed, k) {
+		return false, nil
+	}
+	g := old.grant.DeepCopy()
+	g.Namespace = req.Namespace
+	rules, exists, err := credentials.Role(ctx, h.authz.reader, g)
+	if err != nil || !exists {
+		return false, err
+	}
+	return credentials.RoleChanged(g, credentials.RulesDigest(rules)), nil
+}
+
 // approvalsOfGrant checks approval annotation changes on a grant.
-func approvalsOfGrant(req admission.Request, cur, old *object, creator string, material bool, now time.Time) *refusal {
-	d := renewals(diffApprovals(old.meta.Annotations, cur.meta.Annotations), old, now)
+func approvalsOfGrant(req admission.Request, cur, old *object, creator string, material bool, now time.Time,
+	roleChanged bool) *refusal {
+	d := renewals(diffApprovals(old.meta.Annotations, cur.meta.Annotations), old, now, roleChanged)
 	var cleared []string
 	if material {
 		cleared = []string{custodyv1alpha1.AnnotationApproveGrant}
