@@ -1678,6 +1678,27 @@ spec:
 		}
 		return nil
 	})
+
+	// The narrow role is widened while a step holds it: its binding would hand the step what the
+	// namespace asks an approver to sign off, so it goes at once.
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), narrow) }) // broad now, for the gauge
+	cmReader := &rbacv1.Role{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: "cm-reader"}, cmReader); err != nil {
+		t.Fatal(err)
+	}
+	cmReader.Rules = append(cmReader.Rules, rbacv1.PolicyRule{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}})
+	if err := env.Client.Update(ctxT(t), cmReader); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the widened role's issuance revoked", func() error {
+		if c := recordOf(get(t, wf), "read", "configs"); c.RevokedAt == nil || c.RevocationReason != custodyv1alpha1.ReasonApprovalRequired {
+			return errorf("%+v (grant Stalled %+v)", c, stalled(narrow))
+		}
+		return nil
+	})
+	if c := recordOf(get(t, wf), "launch", "batch"); c.RevokedAt != nil {
+		t.Errorf("the approved grant's issuance was revoked too: %+v", c)
+	}
 }
 
 // TestCredentials_broadRolesNeedApprovalByDefault: with the manager's --broad-roles-need-approval,

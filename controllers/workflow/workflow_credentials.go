@@ -48,6 +48,10 @@ const (
 	// revokedRoleChanged: the rules of the grant's role changed since its approval, which covered
 	// the rules it had then.
 	revokedRoleChanged = custodyv1alpha1.ReasonRoleChanged
+	// revokedApprovalRequired: the grant's role reaches beyond the step (widened since the
+	// issuance, or its namespace asks it since) in a namespace that asks such grants to require an
+	// approval, and the grant does not.
+	revokedApprovalRequired = custodyv1alpha1.ReasonApprovalRequired
 )
 
 // grantsFor reads the grants a step requests and returns them, or why the step may not hold
@@ -365,8 +369,14 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 	if g.Expired(s.now) {
 		return revokedGrantExpired, nil, nil, nil
 	}
-	if c.Kind == custodyv1alpha1.CredentialKindKubernetesRole && credentials.RoleChangedSinceApproval(g) {
-		return revokedRoleChanged, nil, nil, nil // the step's binding gives it rules nobody approved
+	if c.Kind == custodyv1alpha1.CredentialKindKubernetesRole {
+		// The step's binding would give it rules nobody approved.
+		if credentials.RoleChangedSinceApproval(g) {
+			return revokedRoleChanged, nil, nil, nil
+		}
+		if credentials.ApprovalRequiredNow(g) {
+			return revokedApprovalRequired, nil, nil, nil
+		}
 	}
 	if end := g.Spec.ExpiresAt; end != nil {
 		s.requeueAt(end.Time) // moved earlier than the issuance's own expiry

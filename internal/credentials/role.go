@@ -214,6 +214,15 @@ func RoleChangedSinceApproval(g *custodyv1alpha1.CredentialGrant) bool {
 	return rec != nil && rec.ApprovedBy == a.ApprovedBy && (rec.ApprovedAt.IsZero() || rec.ApprovedAt.Equal(&a.ApprovedAt))
 }
 
+// ApprovalRequiredNow says whether the grant controller found a role grant's role reaching beyond
+// the step in a namespace that asks such grants to require an approval, which the grant does not
+// (condition Stalled, reason ApprovalRequired, computed for the grant's current spec): what steps
+// hold under it goes, as an unapproved grant's would.
+func ApprovalRequiredNow(g *custodyv1alpha1.CredentialGrant) bool {
+	c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionStalled)
+	return c != nil && c.Reason == custodyv1alpha1.ReasonApprovalRequired && c.ObservedGeneration == g.Generation
+}
+
 // RoleChangedMessage says that the role of a grant changed since its approval.
 func RoleChangedMessage(g *custodyv1alpha1.CredentialGrant) string {
 	r, a := g.Spec.Credential.KubernetesRole, g.Status.Approval
