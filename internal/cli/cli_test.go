@@ -435,6 +435,45 @@ status:
 	}
 }
 
+// TestCoverage: get template/NAME says whether each grant covers the steps that request it in the
+// template's runs, and what to change when it does not.
+func TestCoverage(t *testing.T) {
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	tpl.Namespace, tpl.Name = "payments", "nightly"
+	tpl.Spec.Steps = []custodyv1alpha1.Step{{Name: "pay", Image: "example.com/pay:1"}, {Name: "archive", Image: "example.com/archive:1",
+		ForEach: []string{"a", "b"}}}
+	grant := func(subjects string) *custodyv1alpha1.CredentialGrant {
+		g := &custodyv1alpha1.CredentialGrant{}
+		if err := yaml.UnmarshalStrict([]byte("subjects: "+subjects), &g.Spec); err != nil {
+			t.Fatal(err)
+		}
+		g.Namespace = "payments"
+		return g
+	}
+	const byLabel = "{workflowSelector: {matchLabels: {custody.dev/template: nightly}}"
+	for _, tc := range []struct {
+		name, subjects string
+		steps          []string
+		want           string
+	}{
+		{"selects the template's runs", "[" + byLabel + ", steps: [pay, archive]}]", []string{"pay", "archive"}, "yes"},
+		{"and the image", "[" + byLabel + ", steps: [archive], images: ['example.com/archive:*']}]", []string{"archive"}, "yes"},
+		{"another image", "[" + byLabel + ", steps: [pay], images: ['example.com/other:*']}]", []string{"pay"},
+			"NO for pay (not among its steps, or another image)"},
+		{"a step left out", "[" + byLabel + ", steps: [pay]}]", []string{"pay", "archive"}, "NO for archive"},
+		{"by name", "[{workflowName: nightly-1, steps: [pay]}]", []string{"pay"},
+			"only a run named nightly-1 (kubectl custody run --name nightly-1); to cover every run, select custody.dev/template=nightly"},
+		{"by name, another step", "[{workflowName: nightly-1, steps: [check]}]", []string{"pay"},
+			"NO (its subjects do not select this template's runs; to cover every run, select custody.dev/template=nightly)"},
+		{"other labels", "[{workflowSelector: {matchLabels: {team: finance}}, steps: [pay]}]", []string{"pay"},
+			"NO (its subjects do not select this template's runs"},
+	} {
+		if got := coverage(grant(tc.subjects), runOf(tpl), tc.steps); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
 // binding is a RoleBinding in ns of a Role or ClusterRole to subjects.
 func binding(ns, name, kind, role string, subjects ...rbacv1.Subject) *rbacv1.RoleBinding {
 	return &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -458,11 +497,19 @@ spec:
   - {name: pay, image: example.com/pay:1, dependsOn: [check], approval: {approvers: {groups: [finance-controllers]}},
      credentials: [erp-payments, ledger]}
   - {name: archive, image: example.com/archive:1, dependsOn: [pay], forEach: [a, b], credentials: [archive-bucket]}
-  finally: [{name: notify, image: example.com/notify:1, credentials: [ledger]}]
+  finally: [{name: notify, image: example.com/notify:1, credentials: [ledger, chat]}]
   results: [{name: amount, value: "$(steps.check.results.amount)"}]
 status:
   observedGeneration: 1
   conditions: [{type: Ready, status: "True", reason: Valid, message: ok, lastTransitionTime: "2026-11-29T11:00:00Z"}]`)
+	// A grant that follows the template covers its runs.
+	createWithStatus(t, ns, &custodyv1alpha1.CredentialGrant{}, `
+metadata: {name: chat}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {custody.dev/template: payments}}, steps: [notify]}]
+  credential: {secret: {name: chat-webhook, keys: [url]}}
+status:
+  conditions: [{type: Ready, status: "True", reason: Active, message: ok, lastTransitionTime: "2026-11-29T11:50:00Z"}]`)
 	for _, run := range []string{`
 metadata: {name: payments-8h2kd, labels: {custody.dev/template: payments}, annotations: {custody.dev/created-by: alice}}
 spec: {workflowTemplateRef: {name: payments}, parameters: [{name: invoice, value: "4711"}]}
@@ -518,8 +565,8 @@ status:
 		time.Sleep(100 * time.Millisecond)
 	}
 	for grant, want := range map[string]string{
-		"erp-payments ":   `erp-payments\s+pay\s+-\s+-\s+\? \(you may not read it\)\s+NO \(ask the grant's owner for use on it\)$`,
-		"ledger ":         `ledger\s+pay,notify\s+KubernetesRole\s+not required\s+False \(Suspended\)\s+NO \(ask`,
+		"erp-payments ":   `erp-payments\s+pay\s+-\s+-\s+\? \(you may not read it\)\s+NO \(ask the grant's owner for use on it\)\s+-$`,
+		"ledger ":         `ledger\s+pay,notify\s+KubernetesRole\s+not required\s+False \(Suspended\)\s+NO \(ask.*\)\s+NO \(its subjects`,
 		"archive-bucket ": `archive-bucket\s+archive\s+-\s+-\s+\? \(you may not read it\)\s+NO`,
 	} {
 		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, grant) })

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 )
 
 // templateName reads a reference to a WorkflowTemplate: template/NAME (or workflowtemplate/NAME,
@@ -36,6 +37,9 @@ type templateGrant struct {
 	grant *custodyv1alpha1.CredentialGrant // nil when it does not exist, or could not be read
 	read  error                            // why it could not be read (not NotFound)
 	use   *bool                            // whether you may use it (nil: the API server did not say)
+	// covers says whether the grant covers the steps that request it in a run of the template
+	// ("" when it could not be read).
+	covers string
 }
 
 // getTemplate prints a WorkflowTemplate as someone about to run it reads it: how to run it, its
@@ -79,6 +83,7 @@ func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.W
 		switch err := c.Get(ctx, client.ObjectKey{Namespace: tpl.Namespace, Name: out[i].name}, g); {
 		case err == nil:
 			out[i].grant = g
+			out[i].covers = coverage(g, runOf(tpl), out[i].steps)
 		case !apierrors.IsNotFound(err):
 			out[i].read = err
 		}
@@ -90,6 +95,50 @@ func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.W
 		}
 	}
 	return out
+}
+
+// answerYes is a table's yes.
+const answerYes = "yes"
+
+// runOf is a run of a template as kubectl custody run makes it (a generated name, the template's
+// label, default parameters), to ask whether a grant covers its steps.
+func runOf(tpl *custodyv1alpha1.WorkflowTemplate) *custodyv1alpha1.Workflow {
+	return &custodyv1alpha1.Workflow{
+		ObjectMeta: metav1.ObjectMeta{Namespace: tpl.Namespace, Labels: map[string]string{custodyv1alpha1.LabelTemplate: tpl.Name}},
+		Spec:       custodyv1alpha1.WorkflowSpec{WorkflowTemplateRef: &custodyv1alpha1.WorkflowTemplateRef{Name: tpl.Name}},
+		Status:     custodyv1alpha1.WorkflowStatus{Template: &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}},
+	}
+}
+
+// coverage says whether a grant covers the steps that request it in a run of the template: "yes",
+// or why not: its subjects leave out a step or its image, name the workflows they cover (which a
+// run is only if it is given that name), or select other labels.
+func coverage(g *custodyv1alpha1.CredentialGrant, run *custodyv1alpha1.Workflow, steps []string) string {
+	uncovered := func(run *custodyv1alpha1.Workflow) []string {
+		var not []string
+		for _, st := range steps {
+			if !credentials.Covers(g, run, st) {
+				not = append(not, st)
+			}
+		}
+		return not
+	}
+	not := uncovered(run)
+	switch {
+	case len(not) == 0:
+		return answerYes
+	case credentials.Selects(g, run):
+		return "NO for " + strings.Join(not, ",") + " (not among its steps, or another image)"
+	}
+	template := custodyv1alpha1.LabelTemplate + "=" + run.Labels[custodyv1alpha1.LabelTemplate]
+	for _, s := range g.Spec.Subjects {
+		named := run.DeepCopy()
+		if named.Name = s.WorkflowName; named.Name != "" && len(uncovered(named)) == 0 {
+			return fmt.Sprintf("only a run named %s (kubectl custody run --name %s); to cover every run, select %s",
+				named.Name, named.Name, template)
+		}
+	}
+	return "NO (its subjects do not select this template's runs; to cover every run, select " + template + ")"
 }
 
 func writeTemplate(w io.Writer, tpl *custodyv1alpha1.WorkflowTemplate, grants []templateGrant, runs []custodyv1alpha1.Workflow,
@@ -174,9 +223,9 @@ func writeTemplateGrants(w io.Writer, grants []templateGrant) error {
 	}
 	_, _ = fmt.Fprintf(w, "GRANTS THE STEPS REQUEST: %d (a run is refused unless its creator may use each)\n", len(grants))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "GRANT\tSTEPS\tKIND\tAPPROVAL\tREADY\tYOU MAY USE IT")
+	_, _ = fmt.Fprintln(tw, "GRANT\tSTEPS\tKIND\tAPPROVAL\tREADY\tYOU MAY USE IT\tCOVERS ITS RUNS")
 	for _, g := range grants {
-		kind, approval, ready := "-", "-", "NOT FOUND (the steps would wait for it)"
+		kind, approval, ready, covers := "-", "-", "NOT FOUND (the steps would wait for it)", "-"
 		switch {
 		case apierrors.IsForbidden(g.read):
 			ready = "? (you may not read it)"
@@ -185,17 +234,17 @@ func writeTemplateGrants(w io.Writer, grants []templateGrant) error {
 		}
 		if g.grant != nil {
 			sum := summarize(g.grant)
-			kind, approval, ready = string(sum.Kind), sum.Approval, sum.Ready
+			kind, approval, ready, covers = string(sum.Kind), sum.Approval, sum.Ready, g.covers
 		}
 		use := "?"
 		switch {
 		case g.use == nil:
 		case *g.use:
-			use = "yes"
+			use = answerYes
 		default:
 			use = "NO (ask the grant's owner for use on it)"
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.name, strings.Join(g.steps, ","), kind, approval, ready, use)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.name, strings.Join(g.steps, ","), kind, approval, ready, use, covers)
 	}
 	return tw.Flush()
 }

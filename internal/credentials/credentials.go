@@ -56,6 +56,14 @@ func Covers(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, st
 	return false
 }
 
+// Selects says whether any of a grant's subjects selects the workflow (by its name or labels),
+// whatever steps they list.
+func Selects(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow) bool {
+	return g.Namespace == wf.Namespace && slices.ContainsFunc(g.Spec.Subjects, func(s custodyv1alpha1.GrantSubject) bool {
+		return selects(s, wf)
+	})
+}
+
 // coversBarImages says whether a grant would cover the step if it ran an allowed image.
 func coversBarImages(g *custodyv1alpha1.CredentialGrant, wf *custodyv1alpha1.Workflow, step string) bool {
 	return g.Namespace == wf.Namespace && slices.ContainsFunc(g.Spec.Subjects, func(s custodyv1alpha1.GrantSubject) bool {
