@@ -363,8 +363,9 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 }
 
 // cacheOptions keeps only Custody's own Jobs, pods and ServiceAccounts in the cache (and of roles,
-// their names), so the controller's memory follows the number of steps, not the size of the
-// cluster; with namespaces, only theirs (nodes and ClusterRoles stay cluster-wide).
+// their names; of namespaces, their names and custody.dev labels), so the controller's memory
+// follows the number of steps, not the size of the cluster; with namespaces, only theirs (nodes and
+// ClusterRoles stay cluster-wide).
 func cacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{jobspec.LabelManagedBy: jobspec.ManagedByValue})
 	var defaults map[string]cache.Config
@@ -385,6 +386,8 @@ func cacheOptions(namespaces []string) cache.Options {
 		// their names are kept.
 		&rbacv1.Role{}:        {Transform: credentials.RoleMetadata},
 		&rbacv1.ClusterRole{}: {Transform: credentials.RoleMetadata},
+		// Namespaces likewise (when every namespace is watched), keeping their custody.dev labels.
+		&corev1.Namespace{}: {Transform: credentials.NamespaceMetadata},
 	}}
 }
 
@@ -420,13 +423,16 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		MaxConcurrentReconciles: o.workflowConcurrency,
 		DefaultTTLAfterFinished: o.defaultTTL,
 		BroadRolesNeedApproval:  o.webhook.Policy.BroadRolesNeedApproval,
+		// RBAC cannot let a watch of some namespaces list them by name: with --watch-namespaces,
+		// their labels are read again every few minutes instead.
+		NamespacesWatched: len(o.watchNamespaces) == 0,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), UnusedAfter: o.grantUnusedAfter,
-		BroadRolesNeedApproval: o.webhook.Policy.BroadRolesNeedApproval}
+		BroadRolesNeedApproval: o.webhook.Policy.BroadRolesNeedApproval, NamespacesWatched: wf.NamespacesWatched}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}

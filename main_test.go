@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/testenv"
 )
 
@@ -360,4 +362,36 @@ func waitFor(t *testing.T, check func() error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("gave up after 30s: %v", err)
+}
+
+// TestManager_keepsOnlyNamespacePolicy: the manager watches every namespace by its metadata, to hear
+// of a change of its custody.dev labels, and its cache keeps their names and those labels only.
+func TestManager_keepsOnlyNamespacePolicy(t *testing.T) {
+	mgr, _ := startManager(t)
+	ns := env.Namespace(t, map[string]string{custodyv1alpha1.LabelProtectStepPods: "true", "team": "payments"})
+	ctx := context.Background()
+	namespace := &corev1.Namespace{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
+		t.Fatal(err)
+	}
+	namespace.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 4096)}
+	if err := env.Client.Update(ctx, namespace); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		if err := mgr.GetCache().Get(ctx, client.ObjectKey{Name: ns}, m); err != nil {
+			return err
+		}
+		if m.ResourceVersion != namespace.ResourceVersion {
+			return fmt.Errorf("cached namespace at resourceVersion %q, want %q", m.ResourceVersion, namespace.ResourceVersion)
+		}
+		if want := map[string]string{custodyv1alpha1.LabelProtectStepPods: "true"}; !maps.Equal(m.Labels, want) ||
+			m.Annotations != nil || m.ManagedFields != nil {
+			t.Fatalf("the cache keeps more of a namespace than its custody.dev labels: labels %v, %d annotations, %d managed fields",
+				m.Labels, len(m.Annotations), len(m.ManagedFields))
+		}
+		return nil
+	})
 }

@@ -17,8 +17,11 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -45,6 +48,11 @@ type Reconciler struct {
 	// every namespace not labelled custody.dev/broad-roles-need-approval=false
 	// (--broad-roles-need-approval).
 	BroadRolesNeedApproval bool
+	// NamespacesWatched says that the manager watches namespaces' labels (it does unless it
+	// watches only some namespaces, whose list RBAC cannot narrow), so that a change of the labels
+	// custody.dev/protect-step-pods and custody.dev/broad-roles-need-approval reconciles the
+	// namespace's grants at once; without it, each grant reads them again every 5 minutes.
+	NamespacesWatched bool
 	// UnusedAfter is how long a grant without spec.unusedAfter may issue nothing before it is
 	// reported Unused (--grant-unused-after); 0 reports only grants that set their own.
 	UnusedAfter time.Duration
@@ -70,12 +78,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	// The namespace's labels say whether it protects step pods and whether broad roles need an
-	// approval there. Nothing watches namespaces: look again.
+	// approval there. A change of them reconciles the grant when namespaces are watched; if they
+	// are not, look again.
 	nsLabels, err := credentials.NamespaceLabels(ctx, r.APIReader, g.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	requeue := namespaceRecheck
+	var requeue time.Duration
+	if !r.NamespacesWatched {
+		requeue = namespaceRecheck
+	}
 	var broad *metav1.Condition
 	digest, roleChanged := "", false
 	if g.Spec.Credential.KubernetesRole != nil {
@@ -266,8 +278,8 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 	return src, credentials.CheckSource(g, src, exists), nil
 }
 
-// namespaceRecheck is how often a grant reads its namespace's labels again (nothing watches
-// namespaces): custody.dev/protect-step-pods and custody.dev/broad-roles-need-approval.
+// namespaceRecheck is how often a grant reads its namespace's labels again when namespaces are not
+// watched: custody.dev/protect-step-pods and custody.dev/broad-roles-need-approval.
 const namespaceRecheck = 5 * time.Minute
 
 // broadAccess says whether the role of a role grant lets a step that holds it reach beyond its
@@ -464,14 +476,40 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&custodyv1alpha1.CredentialGrant{}).
 		Watches(&custodyv1alpha1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.workflowToGrants)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToGrants)).
 		WatchesMetadata(&rbacv1.Role{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindRole))).
-		WatchesMetadata(&rbacv1.ClusterRole{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindClusterRole))).
-		Complete(r)
+		WatchesMetadata(&rbacv1.ClusterRole{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindClusterRole)))
+	if r.NamespacesWatched {
+		// Only a change of the labels that decide something about grants and steps; every grant
+		// is reconciled as the manager starts anyway.
+		b = b.WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.namespaceToGrants),
+			builder.WithPredicates(predicate.Funcs{
+				CreateFunc:  func(event.CreateEvent) bool { return false },
+				DeleteFunc:  func(event.DeleteEvent) bool { return false },
+				GenericFunc: func(event.GenericEvent) bool { return false },
+				UpdateFunc:  func(e event.UpdateEvent) bool { return credentials.NamespacePolicyChanged(e.ObjectOld, e.ObjectNew) },
+			}))
+	}
+	return b.Complete(r)
+}
+
+// namespaceToGrants maps a namespace whose custody.dev labels changed to its grants: whether it
+// protects step pods, and whether their broad roles need an approval there, are theirs to say.
+func (r *Reconciler) namespaceToGrants(ctx context.Context, o client.Object) []reconcile.Request {
+	var list custodyv1alpha1.CredentialGrantList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Mapping a namespace's labels to its grants")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
 }
 
 // roleToGrants maps a Role or ClusterRole (created, changed or deleted) to the grants that hand it

@@ -1319,8 +1319,8 @@ spec:
 
 // TestCredentials_unprotectedNamespace: a grant in a namespace that does not protect step pods
 // says so (Unprotected=True, a Warning Event) and still issues; labelled
-// custody.dev/protect-step-pods=true, the namespace is seen as protecting them at the grant's next
-// reconcile (nothing watches namespaces).
+// custody.dev/protect-step-pods=true, the namespace is seen as protecting them at once (the manager
+// watches namespaces' labels).
 func TestCredentials_unprotectedNamespace(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
@@ -1372,8 +1372,10 @@ spec:
 	if err := env.Client.Update(ctxT(t), nsObj); err != nil {
 		t.Fatal(err)
 	}
-	succeed(t, wf, "read", 1, "") // the run's change reconciles the grant
+	// The manager watches namespaces' labels: seen while nothing else changes.
 	unprotected(metav1.ConditionFalse, custodyv1alpha1.ReasonNamespaceProtected, "Namespace "+ns+" protects step pods")
+	succeed(t, wf, "read", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
 
 // TestCredentials_roleOfAGrant: a role grant is only as good as its role. One whose Role does not
@@ -1703,12 +1705,14 @@ spec:
 
 // TestCredentials_broadRolesNeedApprovalByDefault: with the manager's --broad-roles-need-approval,
 // every namespace asks it: a step of a grant whose role reaches beyond the step and that requires
-// no approval waits, until its namespace is labelled custody.dev/broad-roles-need-approval=false.
+// no approval waits, until its namespace is labelled custody.dev/broad-roles-need-approval=false;
+// without the namespaces watched (--watch-namespaces), the step looks at the label again.
 func TestCredentials_broadRolesNeedApprovalByDefault(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
-	startController(t, ns, func(r *Reconciler) { r.BroadRolesNeedApproval = true },
-		func(g *credentialgrant.Reconciler) { g.BroadRolesNeedApproval = true })
+	// As with --watch-namespaces, where namespaces' labels are read again rather than watched.
+	startController(t, ns, func(r *Reconciler) { r.BroadRolesNeedApproval, r.NamespacesWatched = true, false },
+		func(g *credentialgrant.Reconciler) { g.BroadRolesNeedApproval, g.NamespacesWatched = true, false })
 	if err := env.Client.Create(ctxT(t), &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "token-minter", Namespace: ns},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}}}}); err != nil {
 		t.Fatal(err)

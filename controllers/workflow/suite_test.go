@@ -94,10 +94,12 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 			t.Fatal(err)
 		}
 	})
+	// As in main.go without --watch-namespaces: namespaces' labels are watched.
 	r := &Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder(ControllerName),
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Recorder:          mgr.GetEventRecorder(ControllerName),
+		NamespacesWatched: true,
 	}
 	for _, c := range configure {
 		c(r)
@@ -105,7 +107,8 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
+	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), NamespacesWatched: r.NamespacesWatched}
 	for _, c := range configureGrants {
 		c(grants)
 	}

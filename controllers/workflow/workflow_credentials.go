@@ -89,9 +89,9 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 				return nil, nil, err
 			}
 			if refusal != nil {
-				// A change of the role changes the grant's status, which reconciles this run; nothing
-				// watches the namespace's label.
-				if refusal.Reason == custodyv1alpha1.ReasonGrantNotApproved {
+				// A change of the role, or of the namespace's labels when namespaces are watched,
+				// changes the grant's status, which reconciles this run.
+				if refusal.Reason == custodyv1alpha1.ReasonGrantNotApproved && !r.NamespacesWatched {
 					s.requeueAt(s.now.Add(namespaceRecheck))
 				}
 				return nil, refusal, nil
@@ -148,7 +148,8 @@ const (
 	// pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
 	pullSecretRecheck = 15 * time.Second
 	// namespaceRecheck is how often a step that waits because its namespace asks that its grant's
-	// broad role require an approval reads the namespace's label again.
+	// broad role require an approval reads the namespace's label again, when namespaces are not
+	// watched.
 	namespaceRecheck = 15 * time.Second
 )
 

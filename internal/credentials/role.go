@@ -20,7 +20,7 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
 
-// +kubebuilder:rbac:groups=core,resources=namespaces,verbs=get
+// +kubebuilder:rbac:groups=core,resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;clusterroles,verbs=list;watch
 
 // Role reads the rules of a kubernetesRole grant's Role (in the grant's namespace) or ClusterRole,
@@ -77,6 +77,37 @@ func RoleMetadata(in any) (any, error) {
 			ResourceVersion: m.ResourceVersion, DeletionTimestamp: m.DeletionTimestamp}
 	}
 	return in, nil
+}
+
+// NamespaceMetadata is the cache transform of the namespaces the manager watches (by their
+// metadata only, to hear of a change of their custody.dev labels): it keeps their names, UID,
+// resourceVersion and custody.dev/ labels, and drops the rest.
+func NamespaceMetadata(in any) (any, error) {
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
+		var kept map[string]string
+		for k, v := range m.Labels {
+			if strings.HasPrefix(k, custodyv1alpha1.GroupVersion.Group+"/") {
+				if kept == nil {
+					kept = map[string]string{}
+				}
+				kept[k] = v
+			}
+		}
+		m.ObjectMeta = metav1.ObjectMeta{Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion, Labels: kept,
+			DeletionTimestamp: m.DeletionTimestamp}
+	}
+	return in, nil
+}
+
+// NamespacePolicyChanged says whether a namespace update changed a label that decides something
+// about its grants and steps (custody.dev/protect-step-pods, custody.dev/broad-roles-need-approval).
+func NamespacePolicyChanged(old, cur client.Object) bool {
+	for _, k := range []string{custodyv1alpha1.LabelProtectStepPods, custodyv1alpha1.LabelBroadRolesNeedApproval} {
+		if old.GetLabels()[k] != cur.GetLabels()[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // ApprovalNeeded says why a grant whose role reaches beyond the step (reach, from Reach) may not
