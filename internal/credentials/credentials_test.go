@@ -346,3 +346,41 @@ func TestRoleChanged(t *testing.T) {
 		t.Error("a secret grant's role changed")
 	}
 }
+
+// TestWithdrawnForItsRole: what steps hold under a role grant goes when the grant controller found
+// its role changed since the approval the grant carries now (not one given since), or reaching
+// beyond the step unapproved where that needs an approval, for the grant's current spec.
+func TestWithdrawnForItsRole(t *testing.T) {
+	at := metav1.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	g := &custodyv1alpha1.CredentialGrant{}
+	g.Generation = 2
+	g.Spec.Credential.KubernetesRole = &custodyv1alpha1.KubernetesRoleCredential{Kind: custodyv1alpha1.RoleKindRole, Name: "deployer"}
+	g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{RoleRules: "sha256:aaaa",
+		ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: at}}
+	g.Status.Conditions = []metav1.Condition{{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionFalse,
+		Reason: custodyv1alpha1.ReasonRoleChanged}}
+	for annotation, want := range map[string]bool{
+		`{"approvedBy":"bob","approvedAt":"2026-12-01T12:00:00Z","roleRules":"sha256:aaaa"}`: true,
+		`{"approvedBy":"bob","approvedAt":"2026-12-01T12:00:00Z"}`:                           true,
+		`{"approvedBy":"bob","approvedAt":"2026-12-01T12:00:00Z","roleRules":"sha256:bbbb"}`: false, // approved again, the same second
+		`{"approvedBy":"carol","approvedAt":"2026-12-01T13:00:00Z"}`:                         false,
+		``: false,
+	} {
+		g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: annotation}
+		if got := RoleChangedSinceApproval(g); got != want {
+			t.Errorf("approval %q: RoleChangedSinceApproval %v, want %v", annotation, got, want)
+		}
+	}
+	if ApprovalRequiredNow(g) {
+		t.Error("ApprovalRequiredNow without the condition")
+	}
+	g.Status.Conditions = append(g.Status.Conditions, metav1.Condition{Type: custodyv1alpha1.ConditionStalled,
+		Status: metav1.ConditionTrue, Reason: custodyv1alpha1.ReasonApprovalRequired, ObservedGeneration: 2})
+	if !ApprovalRequiredNow(g) {
+		t.Error("not ApprovalRequiredNow with the condition")
+	}
+	g.Generation = 3 // the grant changed since (it may require an approval now)
+	if ApprovalRequiredNow(g) {
+		t.Error("ApprovalRequiredNow for an earlier spec")
+	}
+}

@@ -242,7 +242,8 @@ func RoleChangedSinceApproval(g *custodyv1alpha1.CredentialGrant) bool {
 		return false
 	}
 	rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
-	return rec != nil && rec.ApprovedBy == a.ApprovedBy && (rec.ApprovedAt.IsZero() || rec.ApprovedAt.Equal(&a.ApprovedAt))
+	return rec != nil && rec.ApprovedBy == a.ApprovedBy && (rec.ApprovedAt.IsZero() || rec.ApprovedAt.Equal(&a.ApprovedAt)) &&
+		(rec.RoleRules == "" || rec.RoleRules == a.RoleRules)
 }
 
 // ApprovalRequiredNow says whether the grant controller found a role grant's role reaching beyond
@@ -256,17 +257,14 @@ func ApprovalRequiredNow(g *custodyv1alpha1.CredentialGrant) bool {
 
 // RoleChangedMessage says that the role of a grant changed since its approval.
 func RoleChangedMessage(g *custodyv1alpha1.CredentialGrant) string {
-	r, a := g.Spec.Credential.KubernetesRole, g.Status.Approval
-	if a == nil {
-		a, _ = custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+	r, since := g.Spec.Credential.KubernetesRole, "it was approved"
+	if a := g.Status.Approval; a != nil {
+		since = fmt.Sprintf("%s approved the grant at %s", a.ApprovedBy, a.ApprovedAt.UTC().Format(time.RFC3339))
 	}
-	if a == nil {
-		a = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "an approver"}}
-	}
-	return fmt.Sprintf("%s %s of CredentialGrant %s changed since %s approved the grant at %s: the approval covered the "+
-		"rules it had then. Nothing is issued, and what steps hold is revoked, until an approver approves it again: "+
+	return fmt.Sprintf("%s %s of CredentialGrant %s changed since %s: the approval covered the rules it had then. "+
+		"Nothing is issued, and what steps hold is revoked, until an approver approves it again: "+
 		"kubectl custody get grant/%s shows what the role reaches now; kubectl custody approve grant %s",
-		r.Kind, r.Name, g.Name, a.ApprovedBy, a.ApprovedAt.UTC().Format(time.RFC3339), g.Name, g.Name)
+		r.Kind, r.Name, g.Name, since, g.Name, g.Name)
 }
 
 // reach is a way a role lets its holder act beyond its own work: any of the verbs on any of the
