@@ -385,6 +385,10 @@ func TestGetGrant(t *testing.T) {
 		binding(ns, "readers", "Role", "grant-reader", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "mallory"}),
 		binding(ns, "gone", "Role", "no-such-role", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "mallory"}),
 		binding(ns, "platform", "ClusterRole", ns+"-grant-user", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "pat"}),
+		// The role the ledger grant hands out: its rules are what an approval covers.
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ledger-writer", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update"}, ResourceNames: []string{"ledger"}},
+			{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: []string{"list"}}}},
 	} {
 		if err := env.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -422,16 +426,19 @@ status:
      message: "Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant at 2026-11-29T11:50:00Z: ..."}`)
 	out, err = run(t, ns, "", "get", "grant/ledger-approved")
 	for _, want := range []string{"   approval: required of user bob; ROLE CHANGED (approved by bob) at 2026-11-29T11:50:00Z\n",
-		"   ROLE CHANGED: Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant"} {
+		"   ROLE CHANGED: Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant",
+		"   its rules (what an approval covers; changed, the grant needs approving again): 2\n     get, update configmaps named ledger\n"} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("get grant of a role changed since its approval: %v, want %q in\n%s", err, want, out)
 		}
 	}
 	// mallory may read grants, not RoleBindings.
 	out, err = runWith(t, env.As("mallory"), ns, "", "get", "grant/ledger")
-	if want := "MAY REQUEST IT: unknown (you may not read RoleBindings, ClusterRoleBindings and their roles)\n"; err != nil ||
-		!strings.Contains(out, want) {
-		t.Errorf("get grant as mallory: %v, want %q in\n%s", err, want, out)
+	for _, want := range []string{"MAY REQUEST IT: unknown (you may not read RoleBindings, ClusterRoleBindings and their roles)\n",
+		"   its rules: unknown (you may not read Role ledger-writer)\n"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("get grant as mallory: %v, want %q in\n%s", err, want, out)
+		}
 	}
 }
 

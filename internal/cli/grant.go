@@ -7,11 +7,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 )
 
 const (
@@ -43,17 +46,32 @@ func (o *Options) getGrant(c client.Client, ns, name string) error {
 	}
 	g.ManagedFields = nil
 	return o.print(g, func(w io.Writer) error {
+		var role *grantRole
+		if g.Spec.Credential.KubernetesRole != nil {
+			role = &grantRole{}
+			role.rules, role.exists, role.err = credentials.Role(ctx, c, g)
+		}
 		users, err := usersOf(ctx, c, g)
-		return writeGrant(w, g, users, err, o.Now())
+		return writeGrant(w, g, role, users, err, o.Now())
 	})
 }
 
-// writeGrant prints a grant, and who may use it (users, or why that could not be read: usersErr).
-func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, users []grantUser, usersErr error, now time.Time) error {
+// grantRole is the role a kubernetesRole grant hands out, as the caller may read it.
+type grantRole struct {
+	rules  []rbacv1.PolicyRule
+	exists bool
+	err    error // why it could not be read
+}
+
+// writeGrant prints a grant, the rules of its role (role, nil for other kinds), and who may use it
+// (users, or why that could not be read: usersErr).
+func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grantRole, users []grantUser, usersErr error,
+	now time.Time) error {
 	sum := summarize(g)
 	state := readiness(g.Status.Conditions, "not reconciled yet (no status)")
 	_, _ = fmt.Fprintf(w, "%s/%s  %s  %s\n", g.Namespace, g.Name, sum.Kind, state)
 	_, _ = fmt.Fprintf(w, "   hands out %s\n", handsOut(g.Spec.Credential))
+	writeRoleRules(w, g, role)
 	for _, s := range g.Spec.Subjects {
 		who := "workflow " + s.WorkflowName
 		if s.WorkflowSelector != nil {
@@ -112,6 +130,54 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, users []grantUs
 			expiresIn(i.ExpiresAt, now), orDash(i.SPIFFEID))
 	}
 	return tw.Flush()
+}
+
+// writeRoleRules prints the rules of a role grant's role, one line each: what the role lets a step
+// do, and what an approval covers (changed, the grant needs approving again).
+func writeRoleRules(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grantRole) {
+	if role == nil {
+		return
+	}
+	r := g.Spec.Credential.KubernetesRole
+	switch {
+	case apierrors.IsForbidden(role.err):
+		_, _ = fmt.Fprintf(w, "   its rules: unknown (you may not read %s %s)\n", r.Kind, r.Name)
+		return
+	case role.err != nil:
+		_, _ = fmt.Fprintf(w, "   its rules: unknown (%v)\n", role.err)
+		return
+	case !role.exists:
+		_, _ = fmt.Fprintf(w, "   its rules: none, %s\n", credentials.RoleRefusal(g, false).Message)
+		return
+	}
+	covers := ""
+	if a := g.Spec.Approval; a != nil && a.Required {
+		covers = " (what an approval covers; changed, the grant needs approving again)"
+	}
+	_, _ = fmt.Fprintf(w, "   its rules%s: %d\n", covers, len(role.rules))
+	for _, rule := range role.rules {
+		_, _ = fmt.Fprintf(w, "     %s\n", ruleLine(rule))
+	}
+}
+
+// ruleLine writes an RBAC rule as a person reads it: "get, list apps/deployments named web".
+func ruleLine(rule rbacv1.PolicyRule) string {
+	var what []string
+	for _, res := range rule.Resources {
+		for _, group := range rule.APIGroups {
+			if group != "" {
+				what = append(what, group+"/"+res)
+			} else {
+				what = append(what, res)
+			}
+		}
+	}
+	what = append(what, rule.NonResourceURLs...)
+	line := strings.Join(rule.Verbs, ", ") + " " + strings.Join(what, ", ")
+	if len(rule.ResourceNames) > 0 {
+		line += " named " + strings.Join(rule.ResourceNames, ", ")
+	}
+	return line
 }
 
 // handsOut says what a grant's credential is, never its value.
