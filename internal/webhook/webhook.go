@@ -35,6 +35,7 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -684,12 +685,20 @@ func renewals(d approvalDiff, old *object, now time.Time, roleChanged bool) appr
 	return d
 }
 
+// roleOf reads the role of a role grant under admission as the grant controller reads it, and
+// returns the grant in the request's namespace (a new object's may be empty).
+func (h *handler) roleOf(ctx context.Context, req admission.Request, grant *custodyv1alpha1.CredentialGrant) (
+	g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule, exists bool, err error) {
+	g = grant.DeepCopy()
+	g.Namespace = req.Namespace
+	rules, exists, err = credentials.Role(ctx, h.authz.reader, g)
+	return g, rules, exists, err
+}
+
 // roleDigest is the digest of the rules of a role grant's role as they are now
 // (credentials.RulesDigest; a role that does not exist has none).
 func (h *handler) roleDigest(ctx context.Context, req admission.Request, o *object) (string, error) {
-	g := o.grant.DeepCopy()
-	g.Namespace = req.Namespace
-	rules, _, err := credentials.Role(ctx, h.authz.reader, g)
+	g, rules, _, err := h.roleOf(ctx, req, o.grant)
 	if err != nil {
 		return "", fmt.Errorf("reading the role of CredentialGrant %s/%s, whose approval covers its rules: %w", req.Namespace, g.Name, err)
 	}
@@ -704,9 +713,7 @@ func (h *handler) roleChangedSinceApproval(ctx context.Context, req admission.Re
 	if old == nil || old.grant == nil || old.grant.Spec.Credential.KubernetesRole == nil || !slices.Contains(d.changed, k) {
 		return false, nil
 	}
-	g := old.grant.DeepCopy()
-	g.Namespace = req.Namespace
-	rules, exists, err := credentials.Role(ctx, h.authz.reader, g)
+	g, rules, exists, err := h.roleOf(ctx, req, old.grant)
 	if err != nil || !exists {
 		return false, err
 	}
@@ -784,12 +791,10 @@ func (h *handler) warnUnprotected(ctx context.Context, req admission.Request, o 
 // what the grant's status will say of its role. The role is read as the grant controller reads
 // it; one that cannot be read is neither warned of nor refused (the controller refuses it then).
 func (h *handler) checkRoleReach(ctx context.Context, req admission.Request, o *object) (*refusal, error) {
-	g := o.grant.DeepCopy()
-	if g.Spec.Credential.KubernetesRole == nil {
+	if o.grant.Spec.Credential.KubernetesRole == nil {
 		return nil, nil
 	}
-	g.Namespace = req.Namespace
-	rules, exists, err := credentials.Role(ctx, h.authz.reader, g)
+	g, rules, exists, err := h.roleOf(ctx, req, o.grant)
 	switch {
 	case err != nil:
 		logf.FromContext(ctx).V(1).Info("not checking a role that cannot be read", "grant", g.Name, "error", err.Error())
