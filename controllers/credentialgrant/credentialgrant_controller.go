@@ -78,15 +78,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	// The namespace's labels say whether it protects step pods and whether broad roles need an
-	// approval there. A change of them reconciles the grant when namespaces are watched; if they
-	// are not, look again.
-	nsLabels, err := credentials.NamespaceLabels(ctx, r.APIReader, g.Namespace)
+	// approval there. When namespaces are watched, their labels are in the cache and a change of
+	// them reconciles the grant; if they are not, read them and look again.
+	nsReader, requeue := client.Reader(r.Client), time.Duration(0)
+	if !r.NamespacesWatched {
+		nsReader, requeue = r.APIReader, namespaceRecheck
+	}
+	nsLabels, err := credentials.NamespaceLabels(ctx, nsReader, g.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
-	}
-	var requeue time.Duration
-	if !r.NamespacesWatched {
-		requeue = namespaceRecheck
 	}
 	var broad *metav1.Condition
 	digest, roleChanged := "", false
