@@ -65,7 +65,7 @@ func run(dir string, up bool) error {
 	}()
 	fmt.Println("==> applying config/samples into namespace", sandbox.Namespace)
 	if err := sb.ApplySamples(ctx); err != nil {
-		return err
+		return fmt.Errorf("%w\n%s", err, sb.ManagerLogTail())
 	}
 	fmt.Printf("\nReady after %s. Try, in another shell:\n  bin/kubectl --kubeconfig %s get cwf,cgrant -n %s\n"+
 		"  bin/spire-server entry show -socketPath %s\n\n", time.Since(start).Round(time.Second), sb.Kubeconfig,
@@ -80,7 +80,7 @@ func run(dir string, up bool) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%w\n%s", err, sb.ManagerLogTail())
 	}
 	fmt.Printf("\n==> every sample finished after %s:\n", time.Since(start).Round(time.Second))
 	for _, wf := range wfs {

@@ -242,12 +242,8 @@ func (c *Cluster) waitNodesReady(ctx context.Context) error {
 		if ready >= len(c.Nodes) {
 			return nil
 		}
-		for _, p := range c.procs {
-			select {
-			case <-p.done:
-				return fmt.Errorf("localcluster: %s exited (%w); see %s", p.name, p.err, filepath.Join(c.Dir, p.name+".log"))
-			default:
-			}
+		if err := c.Exited(); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -255,6 +251,25 @@ func (c *Cluster) waitNodesReady(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Exited returns an error naming each process of the cluster (a manager included) that exited on
+// its own since it started, with its exit status and log; nil while all of them run. A manager
+// killed with KillManager is not among them.
+func (c *Cluster) Exited() error {
+	var errs []error
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+			status := p.err
+			if status == nil {
+				status = errors.New("exit status 0")
+			}
+			errs = append(errs, fmt.Errorf("localcluster: %s exited (%w); see %s", p.name, status, filepath.Join(c.Dir, p.name+".log")))
+		default:
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // StartManager builds the Custody manager from this checkout and runs it against the cluster as

@@ -46,7 +46,10 @@ type Sandbox struct {
 	Kubeconfig string
 	SPIRE      *spiretest.Server
 	Cluster    *localcluster.Cluster
-	out        io.Writer
+	// AdmissionDropped counts the samples ApplySamples created again after the connection to
+	// admission dropped (create).
+	AdmissionDropped int
+	out              io.Writer
 }
 
 // Start starts SPIRE, the cluster and the manager in dir (created if needed).
@@ -96,14 +99,30 @@ func Start(ctx context.Context, dir string, out io.Writer) (sb *Sandbox, err err
 	defer cancel()
 	if err := sb.Cluster.WaitForAdmission(admission); err != nil {
 		// Say why: the manager's last lines (it may have failed to start).
-		log, _ := os.ReadFile(filepath.Join(dir, "manager.log")) //nolint:gosec // our own temp dir
-		if len(log) > 4096 {
-			log = log[len(log)-4096:]
-		}
-		return sb, fmt.Errorf("%w\nthe manager's log ends:\n%s", err, log)
+		return sb, fmt.Errorf("%w\n%s", err, sb.ManagerLogTail())
 	}
 	done()
 	return sb, nil
+}
+
+// ManagerLogTail says whether a process of the sandbox (the manager, the cluster's) exited, and
+// returns the last lines of the manager's log: why something failed (the manager may have
+// stopped, or refused a request).
+func (sb *Sandbox) ManagerLogTail() string {
+	var exited string
+	if sb.Cluster != nil {
+		if err := sb.Cluster.Exited(); err != nil {
+			exited = err.Error() + "\n"
+		}
+	}
+	log, err := os.ReadFile(filepath.Join(sb.Dir, "manager.log")) //nolint:gosec // our own directory
+	if err != nil {
+		return exited + "the manager's log: " + err.Error()
+	}
+	if len(log) > 8192 {
+		log = log[len(log)-8192:]
+	}
+	return exited + "the manager's log ends:\n" + string(log)
 }
 
 // Stop stops the manager, the cluster and SPIRE. The directory stays (Remove deletes it).
@@ -121,7 +140,6 @@ func (sb *Sandbox) Stop() error {
 // ApplySamples creates the namespace, what the samples' grants hand out (a grantable Secret with
 // a demo value, a Role), and every object in config/samples.
 func (sb *Sandbox) ApplySamples(ctx context.Context) error {
-	c := sb.Cluster.Client
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
@@ -148,7 +166,7 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 			StringData: map[string]string{"token": "sandbox-demo-" + name, "password": "sandbox-demo-" + name}})
 	}
 	for _, obj := range prereqs {
-		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := sb.create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
 		}
 	}
@@ -171,7 +189,7 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 				continue
 			}
 			u.SetNamespace(Namespace)
-			if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
+			if err := sb.create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("creating %s %s from %s: %w", u.GetKind(), u.GetName(), filepath.Base(f), err)
 			}
 			by := ""
@@ -182,6 +200,34 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// create creates a sample. When the API server could not reach admission (the connection to the
+// webhook dropped: "EOF") while the manager still runs, it says so and tries again, up to three
+// times, as a person would run kubectl apply again; any other error, or a manager that exited,
+// is returned at once.
+func (sb *Sandbox) create(ctx context.Context, u client.Object) error {
+	for try := 1; ; try++ {
+		obj, _ := u.DeepCopyObject().(client.Object)
+		err := sb.Cluster.Client.Create(ctx, obj)
+		if err == nil || try == 3 || !strings.Contains(err.Error(), "failed calling webhook") || !strings.HasSuffix(err.Error(), "EOF") {
+			return err
+		}
+		if exited := sb.Cluster.Exited(); exited != nil {
+			return errors.Join(err, exited)
+		}
+		sb.AdmissionDropped++
+		kind := u.GetObjectKind().GroupVersionKind().Kind
+		if kind == "" {
+			kind = fmt.Sprintf("%T", u)
+		}
+		_, _ = fmt.Fprintf(sb.out, "    admission dropped the connection creating %s %s (%v); trying again\n", kind, u.GetName(), err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Watch approves what waits for approval and prints every change of the samples until all

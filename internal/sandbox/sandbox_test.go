@@ -55,7 +55,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	}
 	defer func() { _ = sb.Stop() }()
 	if err := sb.ApplySamples(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, sb.ManagerLogTail())
 	}
 	// kubectl custody inventory, sampled while the samples run.
 	invCtx, stopInv := context.WithCancel(ctx)
@@ -70,7 +70,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	inv.check(t)
 
 	if err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
+		t.Fatalf("%v\n%s\n%s", err, out.String(), sb.ManagerLogTail())
 	}
 	if len(wfs) < 6 {
 		t.Fatalf("%d sample workflows ran, want the six of config/samples", len(wfs))
@@ -142,6 +142,9 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	}
 	checkPrintedColumns(ctx, t, sb)
 	t.Logf("inventory matched the issued objects at %d samples during the run", inv.matched)
+	if sb.AdmissionDropped > 0 {
+		t.Logf("admission dropped the connection %d times while the samples were applied (created again):\n%s", sb.AdmissionDropped, sb.ManagerLogTail())
+	}
 }
 
 // checkPrintedColumns: what `kubectl get` prints for the finished samples, from the API server's
