@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -337,6 +338,17 @@ type GrantApprovalRecord struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=80
 	RoleRules string `json:"roleRules,omitempty"`
+
+	// approvedRules are those rules (the ones whose digest is roleRules), as the controller read
+	// them. The approval covers what they allow: a change of the role that allows nothing more
+	// (a rule removed or narrowed) keeps it; one that allows more voids it, and the grant's
+	// Approved condition names what was added. Absent when the controller read the role only
+	// after it had changed again (then any change voids the approval), or for a role of more
+	// than 256 rules.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	ApprovedRules []rbacv1.PolicyRule `json:"approvedRules,omitempty"`
 }
 
 // Issuance is one live issuance of a grant to a step attempt: metadata only.

@@ -89,21 +89,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	var broad *metav1.Condition
-	digest, roleChanged := "", false
+	var roleChanged *roleChange
 	if g.Spec.Credential.KubernetesRole != nil {
 		rules, exists, err := credentials.Role(ctx, r.APIReader, g)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		digest = credentials.RulesDigest(rules)
 		// A change of the role reconciles the grant (roleToGrants).
 		if refusal = credentials.RoleRefusal(g, exists); refusal == nil {
 			broad, refusal = r.broadAccess(g, rules, nsLabels)
 		}
-		r.approval(g, now, digest)
-		roleChanged = exists && credentials.RoleChanged(g, digest) // a deleted role: Stalled, SourceNotFound
+		approval(g, now, rules)
+		if changed, added := credentials.RoleChanged(g, rules); changed && exists { // a deleted role: Stalled, SourceNotFound
+			roleChanged = &roleChange{added: added}
+		}
 	} else {
-		r.approval(g, now, "")
+		approval(g, now, nil)
 	}
 	conds := conditions(g, refusal, roleChanged, now)
 	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
@@ -389,39 +390,51 @@ func conditionReason(g *custodyv1alpha1.CredentialGrant, condition string) strin
 // a role grant the digest of the role's rules; any other value is recorded as an unverified
 // approval). The record follows the annotation: when admission clears it (the grant's subjects,
 // credential or expiry changed), the record goes too. A role grant's approval stamped without a
-// digest (by an earlier version, or without admission) records digest, the rules as read now.
-func (r *Reconciler) approval(g *custodyv1alpha1.CredentialGrant, now time.Time, digest string) {
+// digest (by an earlier version, or without admission) records the digest of rules, the role's
+// rules as read now. The rules themselves are recorded when they are the ones approved (their
+// digest is the approval's), so that a later change can be compared with them.
+func approval(g *custodyv1alpha1.CredentialGrant, now time.Time, rules []rbacv1.PolicyRule) {
 	rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 	if rec == nil {
 		g.Status.Approval = nil
 		return
 	}
-	if cur := g.Status.Approval; cur != nil && cur.ApprovedBy == rec.ApprovedBy &&
-		(rec.ApprovedAt.IsZero() || cur.ApprovedAt.Equal(&rec.ApprovedAt)) && (rec.RoleRules == "" || rec.RoleRules == cur.RoleRules) {
-		if cur.RoleRules == "" {
-			cur.RoleRules = cmp.Or(rec.RoleRules, digest)
+	digest := ""
+	if g.Spec.Credential.KubernetesRole != nil {
+		digest = credentials.RulesDigest(rules)
+	}
+	cur := g.Status.Approval
+	if cur == nil || cur.ApprovedBy != rec.ApprovedBy || (!rec.ApprovedAt.IsZero() && !cur.ApprovedAt.Equal(&rec.ApprovedAt)) ||
+		(rec.RoleRules != "" && rec.RoleRules != cur.RoleRules) {
+		// A new approval.
+		if rec.ApprovedAt.IsZero() {
+			rec.ApprovedAt = metav1.Time{Time: now}
 		}
-		return
+		cur, g.Status.Approval = rec, rec
 	}
-	if rec.ApprovedAt.IsZero() {
-		rec.ApprovedAt = metav1.Time{Time: now}
+	cur.RoleRules = cmp.Or(cur.RoleRules, digest)
+	if cur.ApprovedRules == nil && digest != "" && cur.RoleRules == digest && len(rules) > 0 && len(rules) <= credentials.MaxApprovedRules {
+		cur.ApprovedRules = rules
 	}
-	rec.RoleRules = cmp.Or(rec.RoleRules, digest)
-	g.Status.Approval = rec
 }
+
+// roleChange is how a role grant's role changed since its approval: the rules it allows beyond
+// what the approval covered (nil when unknown).
+type roleChange struct{ added []rbacv1.PolicyRule }
 
 // conditions are Approved and Ready, and Stalled when the grant cannot issue until someone fixes
 // it (a missing or not grantable source, a kind this version does not issue) or removes it (it
 // expired). kstatus: Ready=True
 // is Current, Stalled=True is Failed, anything else (waiting for approval, suspended) InProgress.
-func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal, roleChanged bool, now time.Time) []metav1.Condition {
+func conditions(g *custodyv1alpha1.CredentialGrant, refusal *credentials.Refusal, roleChanged *roleChange,
+	now time.Time) []metav1.Condition {
 	required := g.Spec.Approval != nil && g.Spec.Approval.Required
 	approved := metav1.Condition{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue,
 		Reason: custodyv1alpha1.ReasonApprovalNotRequired, Message: "The grant does not require an approval"}
 	switch {
-	case required && g.Status.Approval != nil && roleChanged:
+	case required && g.Status.Approval != nil && roleChanged != nil:
 		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonRoleChanged
-		approved.Message = credentials.RoleChangedMessage(g)
+		approved.Message = credentials.RoleChangedMessage(g, roleChanged.added)
 	case required && g.Status.Approval != nil && g.ApprovalLapsed(now):
 		approved.Status, approved.Reason = metav1.ConditionFalse, custodyv1alpha1.ReasonApprovalExpired
 		approved.Message = fmt.Sprintf("Approved by %s at %s; the approval lapsed at %s (approval.validFor %s): nothing is issued "+

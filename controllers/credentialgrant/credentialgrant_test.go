@@ -1,10 +1,13 @@
 package credentialgrant
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -37,11 +40,11 @@ func TestRotation(t *testing.T) {
 
 func TestConditions(t *testing.T) {
 	g := secretGrant(nil)
-	conds := conditions(g, nil, false, time.Now())
+	conds := conditions(g, nil, nil, time.Now())
 	if conds[0].Status != metav1.ConditionTrue || conds[1].Status != metav1.ConditionTrue || conds[1].Reason != custodyv1alpha1.ReasonActive {
 		t.Errorf("usable grant: %+v", conds)
 	}
-	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"}, false, time.Now())
+	conds = conditions(g, &credentials.Refusal{Reason: custodyv1alpha1.ReasonSourceNotGrantable, Message: "m"}, nil, time.Now())
 	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonSourceNotGrantable {
 		t.Errorf("source refused: %+v", conds)
 	}
@@ -51,7 +54,7 @@ func TestConditions(t *testing.T) {
 		t.Errorf("source refused, Stalled: %+v", conds)
 	}
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
-	conds = conditions(g, nil, false, time.Now())
+	conds = conditions(g, nil, nil, time.Now())
 	if conds[0].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonWaitingForApproval ||
 		conds[0].Message != "Waiting for approval by user bob: kubectl custody approve grant "+g.Name+" (the annotation approve.custody.dev/grant)" {
 		t.Errorf("unapproved: %+v", conds)
@@ -60,7 +63,7 @@ func TestConditions(t *testing.T) {
 		t.Errorf("waiting for approval is not stalled: %+v", conds)
 	}
 	g.Spec.Suspended = true
-	if conds = conditions(g, nil, false, time.Now()); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
+	if conds = conditions(g, nil, nil, time.Now()); conds[1].Reason != custodyv1alpha1.ReasonSuspended || meta.FindStatusCondition(conds, custodyv1alpha1.ConditionStalled) != nil {
 		t.Errorf("suspended: %+v", conds)
 	}
 	// Past its expiresAt a grant waits for nothing that will come: Stalled (Argo CD Degraded), so
@@ -68,10 +71,10 @@ func TestConditions(t *testing.T) {
 	g.Spec.Suspended, g.Spec.Approval = false, nil
 	end := time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)
 	g.Spec.ExpiresAt = &metav1.Time{Time: end}
-	if conds = conditions(g, nil, false, end.Add(-time.Second)); conds[1].Reason != custodyv1alpha1.ReasonActive {
+	if conds = conditions(g, nil, nil, end.Add(-time.Second)); conds[1].Reason != custodyv1alpha1.ReasonActive {
 		t.Errorf("before its end: %+v", conds)
 	}
-	conds = conditions(g, nil, false, end)
+	conds = conditions(g, nil, nil, end)
 	if conds[1].Status != metav1.ConditionFalse || conds[1].Reason != custodyv1alpha1.ReasonExpired ||
 		!strings.HasPrefix(conds[1].Message, "Expired at 2026-12-24T18:00:00Z (spec.expiresAt): no issuance is made") {
 		t.Errorf("at its end: %+v", conds)
@@ -142,7 +145,7 @@ func TestConditionsOfALapsedApproval(t *testing.T) {
 	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: 720 * time.Hour},
 		Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
 	g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-721 * time.Hour))}}
-	conds := conditions(g, nil, false, now)
+	conds := conditions(g, nil, nil, now)
 	approved := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionApproved)
 	ready := meta.FindStatusCondition(conds, custodyv1alpha1.ConditionReady)
 	if approved == nil || approved.Status != metav1.ConditionFalse || approved.Reason != custodyv1alpha1.ReasonApprovalExpired ||
@@ -154,7 +157,7 @@ func TestConditionsOfALapsedApproval(t *testing.T) {
 		t.Errorf("conditions %+v, want Ready=False WaitingForApproval and no Stalled", conds)
 	}
 	g.Status.Approval.ApprovedAt = metav1.NewTime(now.Add(-719 * time.Hour))
-	if c := meta.FindStatusCondition(conditions(g, nil, false, now), custodyv1alpha1.ConditionApproved); c == nil ||
+	if c := meta.FindStatusCondition(conditions(g, nil, nil, now), custodyv1alpha1.ConditionApproved); c == nil ||
 		c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "until 2026-12-01T13:00:00Z (approval.validFor)") {
 		t.Errorf("an hour before the lapse: %+v", c)
 	}
@@ -183,3 +186,45 @@ func TestRecordKeepsTheLastIssuance(t *testing.T) {
 }
 
 func ptrTime(t metav1.Time) *metav1.Time { return &t }
+
+// TestApprovalRecordsTheRules: the grant's status records the rules of its role as approved (when
+// they are the ones whose digest admission stamped, or the first the controller reads of an
+// approval stamped without one), keeps them while the role changes, and records anew for a new
+// approval; rules read after the role changed since the stamp are not taken for approved ones.
+func TestApprovalRecordsTheRules(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	cm := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}
+	wider := append(slices.Clone(cm), rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}})
+	g := &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "configs"}}
+	g.Spec.Credential.KubernetesRole = &custodyv1alpha1.KubernetesRoleCredential{Kind: custodyv1alpha1.RoleKindRole, Name: "cm-reader"}
+	stamp := func(by string, rules []rbacv1.PolicyRule) {
+		g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"` + by +
+			`","approvedAt":"2026-12-02T11:00:00Z","roleRules":"` + credentials.RulesDigest(rules) + `"}`}
+	}
+
+	stamp("alice", cm)
+	approval(g, now, cm)
+	if a := g.Status.Approval; a == nil || a.ApprovedBy != "alice" || a.RoleRules != credentials.RulesDigest(cm) || !equality.Semantic.DeepEqual(a.ApprovedRules, cm) {
+		t.Fatalf("approved as stamped: %+v", a)
+	}
+	approval(g, now, wider) // the role widened since: the record stays as approved
+	if a := g.Status.Approval; !equality.Semantic.DeepEqual(a.ApprovedRules, cm) || a.RoleRules != credentials.RulesDigest(cm) {
+		t.Errorf("the record changed with the role: %+v", a)
+	}
+
+	stamp("bob", cm) // approved again, but the role was widened before the controller read it
+	approval(g, now, wider)
+	if a := g.Status.Approval; a.ApprovedBy != "bob" || a.ApprovedRules != nil || a.RoleRules != credentials.RulesDigest(cm) {
+		t.Errorf("rules read after the role changed since the stamp were recorded as approved: %+v", a)
+	}
+
+	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"carol"}`} // stamped without a digest
+	approval(g, now, wider)
+	if a := g.Status.Approval; a.ApprovedBy != "carol" || a.RoleRules != credentials.RulesDigest(wider) || !equality.Semantic.DeepEqual(a.ApprovedRules, wider) {
+		t.Errorf("an approval without a digest records the rules first read: %+v", a)
+	}
+	delete(g.Annotations, custodyv1alpha1.AnnotationApproveGrant)
+	if approval(g, now, wider); g.Status.Approval != nil {
+		t.Errorf("the record outlived the approval: %+v", g.Status.Approval)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -1515,10 +1516,11 @@ spec:
 		metav1.ConditionFalse, custodyv1alpha1.ReasonRoleWithinStep, ""))
 }
 
-// TestCredentials_approvalCoversTheRole: an approval of a role grant covers the role's rules as
-// they were when it was given. Once they change, the grant is no longer approved (Approved=False,
-// RoleChanged, a Warning Event), the running step's binding is revoked at once, and the next step
-// waits; approved again, it starts.
+// TestCredentials_approvalCoversTheRole: an approval of a role grant covers what the role's rules
+// allowed when it was given. A change that allows nothing more (a verb removed) keeps it: the next
+// step starts. Once the role allows more, the grant is no longer approved (Approved=False,
+// RoleChanged, naming what was added, a Warning Event), the running step's binding is revoked at
+// once, and the next step waits; approved again, it starts.
 func TestCredentials_approvalCoversTheRole(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
@@ -1528,10 +1530,11 @@ func TestCredentials_approvalCoversTheRole(t *testing.T) {
 	if err := env.Client.Create(ctxT(t), role); err != nil {
 		t.Fatal(err)
 	}
+	approved := slices.Clone(role.Rules)
 	g := grant(t, ns, `
 metadata: {name: configs, annotations: {approve.custody.dev/grant: '{"approvedBy":"alice"}'}}
 spec:
-  subjects: [{workflowName: nightly, steps: [read, again]}]
+  subjects: [{workflowName: nightly, steps: [read, narrowed, widened]}]
   credential: {kubernetesRole: {kind: Role, name: cm-reader}}
   approval: {required: true, approvers: {users: [alice, bob]}}`)
 	readGrant := func() *custodyv1alpha1.CredentialGrant {
@@ -1546,25 +1549,42 @@ metadata: {name: nightly}
 spec:
   steps:
   - {name: read, image: example.com/r:1, credentials: [configs]}
-  - {name: again, image: example.com/r:1, credentials: [configs], dependsOn: [read]}`)
+  - {name: narrowed, image: example.com/r:1, credentials: [configs], dependsOn: [read]}
+  - {name: widened, image: example.com/r:1, credentials: [configs], dependsOn: [narrowed]}`)
 	cur := waitStep(t, wf, "read", custodyv1alpha1.StepRunning)
-	sa := stepOf(cur, "read").ServiceAccountName
-	waitCan(t, ns, sa, true)
+	waitCan(t, ns, stepOf(cur, "read").ServiceAccountName, true)
 	// Admission did not stamp this approval (no webhook here): the controller recorded the rules it read.
-	if a := readGrant().Status.Approval; a == nil || a.RoleRules != credentials.RulesDigest(role.Rules) {
-		t.Fatalf("the approval does not record the role's rules: %+v, want %s", a, credentials.RulesDigest(role.Rules))
+	if a := readGrant().Status.Approval; a == nil || a.RoleRules != credentials.RulesDigest(role.Rules) ||
+		!equality.Semantic.DeepEqual(a.ApprovedRules, approved) {
+		t.Fatalf("the approval does not record the role's rules: %+v, want %s and %v", a, credentials.RulesDigest(role.Rules), approved)
+	}
+
+	// The role's owner takes a verb away: the approval still covers it; the next step starts (its
+	// start reads the role itself).
+	role.Rules[0].Verbs = []string{"get"}
+	if err := env.Client.Update(ctxT(t), role); err != nil {
+		t.Fatal(err)
+	}
+	succeed(t, wf, "read", 1, "")
+	cur = waitStep(t, wf, "narrowed", custodyv1alpha1.StepRunning)
+	sa := stepOf(cur, "narrowed").ServiceAccountName
+	waitCan(t, ns, sa, true)
+	if c := recordOf(cur, "read", "configs"); c.RevocationReason == custodyv1alpha1.ReasonRoleChanged {
+		t.Errorf("a role narrowed revoked what the step held: %+v", c)
 	}
 
 	// Someone who may edit the role widens it, which the step's binding would hand to the step at
 	// once (by something not BroadAccess, whose gauge TestCredentials_roleOfAGrant counts).
-	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get"}})
+	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list"}})
 	if err := env.Client.Update(ctxT(t), role); err != nil {
 		t.Fatal(err)
 	}
 	const why = "Role cm-reader of CredentialGrant configs changed since alice approved the grant"
+	const added = "it now also allows get, list services, which the approval did not cover"
 	eventually(t, "the grant no longer approved", func() error {
 		c := meta.FindStatusCondition(readGrant().Status.Conditions, custodyv1alpha1.ConditionApproved)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != custodyv1alpha1.ReasonRoleChanged || !strings.Contains(c.Message, why) {
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != custodyv1alpha1.ReasonRoleChanged ||
+			!strings.Contains(c.Message, why) || !strings.Contains(c.Message, added) {
 			return errorf("Approved %+v", c)
 		}
 		return nil
@@ -1573,19 +1593,20 @@ spec:
 		c.Reason != custodyv1alpha1.ReasonWaitingForApproval {
 		t.Errorf("Ready of a grant whose role changed since its approval: %+v", c)
 	}
-	waitGrantWarning(t, g, custodyv1alpha1.ReasonRoleChanged, why)
+	waitGrantWarning(t, g, custodyv1alpha1.ReasonRoleChanged, added)
 	eventually(t, "the running step's binding revoked", func() error {
-		if c := recordOf(get(t, wf), "read", "configs"); c.RevokedAt == nil || c.RevocationReason != custodyv1alpha1.ReasonRoleChanged {
+		if c := recordOf(get(t, wf), "narrowed", "configs"); c.RevokedAt == nil || c.RevocationReason != custodyv1alpha1.ReasonRoleChanged {
 			return errorf("%+v", c)
 		}
 		return nil
 	})
 	waitCan(t, ns, sa, false)
 
-	succeed(t, wf, "read", 1, "")
+	succeed(t, wf, "narrowed", 1, "")
 	eventually(t, "the next step waiting for an approval of the role as it is now", func() error {
-		st := stepOf(get(t, wf), "again")
-		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantNotApproved || !strings.Contains(st.Message, why) {
+		st := stepOf(get(t, wf), "widened")
+		if st.Phase != custodyv1alpha1.StepPending || st.Reason != custodyv1alpha1.ReasonGrantNotApproved ||
+			!strings.Contains(st.Message, why) || !strings.Contains(st.Message, added) {
 			return errorf("step %s %s %q", st.Phase, st.Reason, st.Message)
 		}
 		return nil
@@ -1596,12 +1617,13 @@ spec:
 		cur.Annotations[custodyv1alpha1.AnnotationApproveGrant] = `{"approvedBy":"bob"}`
 		return env.Client.Update(ctxT(t), cur)
 	})
-	cur = waitStep(t, wf, "again", custodyv1alpha1.StepRunning)
-	waitCan(t, ns, stepOf(cur, "again").ServiceAccountName, true)
-	if a := readGrant().Status.Approval; a == nil || a.ApprovedBy != "bob" || a.RoleRules != credentials.RulesDigest(role.Rules) {
+	cur = waitStep(t, wf, "widened", custodyv1alpha1.StepRunning)
+	waitCan(t, ns, stepOf(cur, "widened").ServiceAccountName, true)
+	if a := readGrant().Status.Approval; a == nil || a.ApprovedBy != "bob" || a.RoleRules != credentials.RulesDigest(role.Rules) ||
+		!equality.Semantic.DeepEqual(a.ApprovedRules, role.Rules) {
 		t.Errorf("the new approval does not record the role's rules as they are now: %+v", a)
 	}
-	succeed(t, wf, "again", 1, "")
+	succeed(t, wf, "widened", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
 

@@ -110,8 +110,8 @@ func (r *Reconciler) roleRefusal(ctx context.Context, g *custodyv1alpha1.Credent
 	if err != nil || !exists {
 		return credentials.RoleRefusal(g, exists), err
 	}
-	if g.Spec.Approval != nil && g.Spec.Approval.Required && credentials.RoleChanged(g, credentials.RulesDigest(rules)) {
-		return &credentials.Refusal{Reason: custodyv1alpha1.ReasonGrantNotApproved, Message: credentials.RoleChangedMessage(g)}, nil
+	if changed, added := credentials.RoleChanged(g, rules); changed && g.Spec.Approval != nil && g.Spec.Approval.Required {
+		return &credentials.Refusal{Reason: custodyv1alpha1.ReasonGrantNotApproved, Message: credentials.RoleChangedMessage(g, added)}, nil
 	}
 	refusal, err := credentials.ApprovalNeeded(ctx, r.APIReader, g, credentials.Reach(rules), r.BroadRolesNeedApproval)
 	if refusal != nil {

@@ -423,11 +423,11 @@ status:
   approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z", roleRules: "sha256:0123"}
   conditions:
   - {type: Approved, status: "False", reason: RoleChanged, lastTransitionTime: "2026-11-29T12:00:00Z",
-     message: "Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant at 2026-11-29T11:50:00Z: ..."}`)
+     message: "Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant at 2026-11-29T11:50:00Z: it now also allows list batch/jobs, batch/cronjobs, which the approval did not cover. Nothing is issued ..."}`)
 	out, err = run(t, ns, "", "get", "grant/ledger-approved")
 	for _, want := range []string{"   approval: required of user bob; ROLE CHANGED (approved by bob) at 2026-11-29T11:50:00Z\n",
 		"   ROLE CHANGED: Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant",
-		"   its rules (what an approval covers; changed, the grant needs approving again): 2\n     get, update configmaps named ledger\n"} {
+		"   its rules (what an approval covers; allowing more, the grant needs approving again): 2\n     get, update configmaps named ledger\n"} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("get grant of a role changed since its approval: %v, want %q in\n%s", err, want, out)
 		}

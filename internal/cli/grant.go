@@ -152,32 +152,12 @@ func writeRoleRules(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grant
 	}
 	covers := ""
 	if a := g.Spec.Approval; a != nil && a.Required {
-		covers = " (what an approval covers; changed, the grant needs approving again)"
+		covers = " (what an approval covers; allowing more, the grant needs approving again)"
 	}
 	_, _ = fmt.Fprintf(w, "   its rules%s: %d\n", covers, len(role.rules))
 	for _, rule := range role.rules {
-		_, _ = fmt.Fprintf(w, "     %s\n", ruleLine(rule))
+		_, _ = fmt.Fprintf(w, "     %s\n", credentials.RuleString(rule))
 	}
-}
-
-// ruleLine writes an RBAC rule as a person reads it: "get, list apps/deployments named web".
-func ruleLine(rule rbacv1.PolicyRule) string {
-	var what []string
-	for _, res := range rule.Resources {
-		for _, group := range rule.APIGroups {
-			if group != "" {
-				what = append(what, group+"/"+res)
-			} else {
-				what = append(what, res)
-			}
-		}
-	}
-	what = append(what, rule.NonResourceURLs...)
-	line := strings.Join(rule.Verbs, ", ") + " " + strings.Join(what, ", ")
-	if len(rule.ResourceNames) > 0 {
-		line += " named " + strings.Join(rule.ResourceNames, ", ")
-	}
-	return line
 }
 
 // handsOut says what a grant's credential is, never its value.

@@ -1,12 +1,15 @@
 package credentials
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
@@ -309,41 +312,88 @@ func TestApprovalLapse(t *testing.T) {
 	}
 }
 
-// TestRoleChanged: a role grant's approval covers the rules it records, as admission stamped them
-// (else as the controller recorded them); an approval that records none covers whatever the role
-// holds, and only role grants have rules to change.
+// TestRoleChanged: a role grant's approval covers the rules it records, as admission stamped their
+// digest (else as the controller recorded it). With the rules themselves recorded for that
+// approval, a role that allows nothing more keeps it and what was added is named; with the digest
+// only, any change voids it. An approval that records nothing covers whatever the role holds, and
+// only role grants have rules to change.
 func TestRoleChanged(t *testing.T) {
-	approved, now := "sha256:aaaa", "sha256:bbbb"
-	roleGrant := func(annotation, recorded string) *custodyv1alpha1.CredentialGrant {
+	cm := func(verbs ...string) rbacv1.PolicyRule {
+		return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: verbs}
+	}
+	approved := []rbacv1.PolicyRule{cm("get", "list")}
+	narrowed := []rbacv1.PolicyRule{cm("get")}
+	widened := []rbacv1.PolicyRule{cm("get", "list"), {APIGroups: []string{""}, Resources: []string{"services", "secrets"}, Verbs: []string{"get", "list"}}}
+	unnamed := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{"ledger"}}}
+	roleGrant := func(annotation, recorded string, rules []rbacv1.PolicyRule) *custodyv1alpha1.CredentialGrant {
 		g := &custodyv1alpha1.CredentialGrant{}
 		g.Name = "configs"
 		g.Spec.Credential.KubernetesRole = &custodyv1alpha1.KubernetesRoleCredential{Kind: custodyv1alpha1.RoleKindRole, Name: "cm-reader"}
 		g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: annotation}
-		g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{RoleRules: recorded,
+		g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{RoleRules: recorded, ApprovedRules: rules,
 			ApprovalRecord: custodyv1alpha1.ApprovalRecord{ApprovedBy: "bob"}}
 		return g
 	}
-	stamped := `{"approvedBy":"bob","approvedAt":"2026-12-01T12:00:00Z","roleRules":"` + approved + `"}`
+	stampedFor := func(rules []rbacv1.PolicyRule) string {
+		return `{"approvedBy":"bob","approvedAt":"2026-12-01T12:00:00Z","roleRules":"` + RulesDigest(rules) + `"}`
+	}
+	stamped, digest := stampedFor(approved), RulesDigest(approved)
 	for _, tc := range []struct {
-		name   string
-		g      *custodyv1alpha1.CredentialGrant
-		digest string // of the role's rules now
-		want   bool
+		name  string
+		g     *custodyv1alpha1.CredentialGrant
+		now   []rbacv1.PolicyRule // the role's rules now
+		want  bool
+		added []string
 	}{
-		{"stamped, the role unchanged", roleGrant(stamped, ""), approved, false},
-		{"stamped, the role changed", roleGrant(stamped, ""), now, true},
-		{"stamped anew since the record", roleGrant(`{"approvedBy":"bob","roleRules":"`+now+`"}`, approved), now, false},
-		{"recorded by the controller, the role changed", roleGrant(`{"approvedBy":"bob"}`, approved), now, true},
-		{"no rules recorded yet", roleGrant("yes", ""), now, false},
+		{"stamped, the role unchanged", roleGrant(stamped, "", nil), approved, false, nil},
+		{"stamped, no rules recorded, the role narrowed", roleGrant(stamped, "", nil), narrowed, true, nil},
+		{"rules recorded, the role narrowed", roleGrant(stamped, digest, approved), narrowed, false, nil},
+		{"rules recorded, the role widened", roleGrant(stamped, digest, approved), widened, true,
+			[]string{"get, list services, secrets"}},
+		{"rules recorded, a named rule widened to all", roleGrant(stampedFor(unnamed), RulesDigest(unnamed), unnamed), narrowed, true,
+			[]string{"get configmaps"}},
+		{"stamped anew since the record", roleGrant(stampedFor(widened), digest, approved), widened, false, nil},
+		{"stamped anew since the record, the role changed since", roleGrant(stampedFor(widened), digest, approved), approved, true, nil},
+		{"recorded by the controller, the role widened", roleGrant(`{"approvedBy":"bob"}`, digest, approved), widened, true,
+			[]string{"get, list services, secrets"}},
+		{"recorded by the controller (digest only), the role changed", roleGrant(`{"approvedBy":"bob"}`, digest, nil), narrowed, true, nil},
+		{"no rules recorded yet", roleGrant("yes", "", nil), widened, false, nil},
 	} {
-		if got := RoleChanged(tc.g, tc.digest); got != tc.want {
-			t.Errorf("%s: RoleChanged %v, want %v", tc.name, got, tc.want)
+		got, added := RoleChanged(tc.g, tc.now)
+		lines := make([]string, 0, len(added))
+		for _, r := range added {
+			lines = append(lines, RuleString(r))
+		}
+		if got != tc.want || !slices.Equal(lines, tc.added) {
+			t.Errorf("%s: RoleChanged %v %q, want %v %q", tc.name, got, lines, tc.want, tc.added)
 		}
 	}
-	secret := roleGrant(stamped, approved)
+	secret := roleGrant(stamped, digest, approved)
 	secret.Spec.Credential = custodyv1alpha1.Credential{Secret: &custodyv1alpha1.SecretCredential{Name: "db"}}
-	if RoleChanged(secret, now) {
+	if changed, _ := RoleChanged(secret, widened); changed {
 		t.Error("a secret grant's role changed")
+	}
+}
+
+// TestCompactRules: what a role allows beyond an approval (one verb, resource and name each, as
+// rbac's Covers returns it) reads as few rules as it can, without joining all names with some.
+func TestCompactRules(t *testing.T) {
+	_, uncovered := rbacvalidation.Covers(nil, []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update"}, ResourceNames: []string{"a", "b"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		{NonResourceURLs: []string{"/healthz", "/metrics"}, Verbs: []string{"get"}},
+	})
+	compact := CompactRules(uncovered)
+	got := make([]string, 0, len(compact))
+	for _, r := range compact {
+		got = append(got, RuleString(r))
+	}
+	want := []string{"get, update configmaps named a, b", "list configmaps", "get, list apps/deployments, apps/statefulsets",
+		"get, list pods", "get /healthz, /metrics"}
+	if !slices.Equal(got, want) {
+		t.Errorf("CompactRules:\n got %q\nwant %q", got, want)
 	}
 }
 

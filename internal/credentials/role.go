@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
@@ -213,9 +214,9 @@ func RulesDigest(rules []rbacv1.PolicyRule) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// ApprovedRules is the digest of the role's rules that a role grant's approval covers: as admission
-// stamped it into the approval, else as the controller recorded it ("" when neither did).
-func ApprovedRules(g *custodyv1alpha1.CredentialGrant) string {
+// ApprovedDigest is the digest of the role's rules that a role grant's approval covers: as
+// admission stamped it into the approval, else as the controller recorded it ("" when neither did).
+func ApprovedDigest(g *custodyv1alpha1.CredentialGrant) string {
 	if rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant]); rec != nil && rec.RoleRules != "" {
 		return rec.RoleRules
 	}
@@ -225,12 +226,99 @@ func ApprovedRules(g *custodyv1alpha1.CredentialGrant) string {
 	return ""
 }
 
-// RoleChanged says whether the rules of a role grant's role (now, from RulesDigest) are not the
-// ones its approval covers (ApprovedRules). An approval that records none (recorded before
+// MaxApprovedRules is how many rules of a role a grant's status records as approved
+// (status.approval.approvedRules); a larger role's approval is compared by digest only.
+const MaxApprovedRules = 256
+
+// approvedRules are the rules a role grant's approval covers, as the controller recorded them for
+// this approval (nil when it did not: the digest decides then).
+func approvedRules(g *custodyv1alpha1.CredentialGrant) []rbacv1.PolicyRule {
+	a := g.Status.Approval
+	if a == nil || a.ApprovedRules == nil || a.RoleRules == "" || a.RoleRules != ApprovedDigest(g) {
+		return nil
+	}
+	return a.ApprovedRules
+}
+
+// RoleChanged says whether the rules of a role grant's role (rules, as they are now) allow more
+// than its approval covers, and what more (added: one rule per verb and resource, or nil when only
+// the digest of the approved rules is known and any change counts). A change that allows nothing
+// more, a rule removed or narrowed, is not one. An approval that records nothing (recorded before
 // Custody recorded rules) is taken to cover the role as the grant controller first reads it.
-func RoleChanged(g *custodyv1alpha1.CredentialGrant, digest string) bool {
-	approved := ApprovedRules(g)
-	return g.Spec.Credential.KubernetesRole != nil && approved != "" && approved != digest
+func RoleChanged(g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule) (changed bool, added []rbacv1.PolicyRule) {
+	digest := ApprovedDigest(g)
+	if g.Spec.Credential.KubernetesRole == nil || digest == "" {
+		return false, nil
+	}
+	if approved := approvedRules(g); approved != nil {
+		covered, uncovered := rbacvalidation.Covers(approved, rules)
+		return !covered, CompactRules(uncovered)
+	}
+	return digest != RulesDigest(rules), nil
+}
+
+// CompactRules joins rules that differ in one list only (their verbs, or their resources), as
+// rbacvalidation.Covers returns them one verb and resource each, into as few as it can: for a
+// person to read.
+func CompactRules(rules []rbacv1.PolicyRule) []rbacv1.PolicyRule {
+	// First the names of each verb and resource, then the verbs of each resource, then the
+	// resources with the same verbs.
+	byVerb := joinRules(rules, func(r *rbacv1.PolicyRule) *[]string { return &r.ResourceNames })
+	byResource := joinRules(byVerb, func(r *rbacv1.PolicyRule) *[]string { return &r.Verbs })
+	return joinRules(byResource, func(r *rbacv1.PolicyRule) *[]string {
+		if len(r.NonResourceURLs) > 0 {
+			return &r.NonResourceURLs
+		}
+		return &r.Resources
+	})
+}
+
+// joinRules joins the rules equal but for the list field returns, in their first order. An empty
+// list (no resource names: all of them) joins none.
+func joinRules(rules []rbacv1.PolicyRule, field func(*rbacv1.PolicyRule) *[]string) []rbacv1.PolicyRule {
+	var out []rbacv1.PolicyRule
+	index := map[string]int{}
+	for _, r := range rules {
+		r = *r.DeepCopy()
+		list := field(&r)
+		joined := *list
+		*list = nil
+		key := fmt.Sprint(r, len(joined) == 0)
+		i, seen := index[key]
+		if !seen {
+			index[key] = len(out)
+			*list = slices.Clone(joined)
+			out = append(out, r)
+			continue
+		}
+		l := field(&out[i])
+		for _, v := range joined {
+			if !slices.Contains(*l, v) {
+				*l = append(*l, v)
+			}
+		}
+	}
+	return out
+}
+
+// RuleString writes an RBAC rule as a person reads it: "get, list apps/deployments named web".
+func RuleString(rule rbacv1.PolicyRule) string {
+	var what []string
+	for _, res := range rule.Resources {
+		for _, group := range rule.APIGroups {
+			if group != "" {
+				what = append(what, group+"/"+res)
+			} else {
+				what = append(what, res)
+			}
+		}
+	}
+	what = append(what, rule.NonResourceURLs...)
+	line := strings.Join(rule.Verbs, ", ") + " " + strings.Join(what, ", ")
+	if len(rule.ResourceNames) > 0 {
+		line += " named " + strings.Join(rule.ResourceNames, ", ")
+	}
+	return line
 }
 
 // RoleChangedSinceApproval says whether the grant controller found the rules of a role grant's
@@ -255,16 +343,30 @@ func ApprovalRequiredNow(g *custodyv1alpha1.CredentialGrant) bool {
 	return c != nil && c.Reason == custodyv1alpha1.ReasonApprovalRequired && c.ObservedGeneration == g.Generation
 }
 
-// RoleChangedMessage says that the role of a grant changed since its approval.
-func RoleChangedMessage(g *custodyv1alpha1.CredentialGrant) string {
+// RoleChangedMessage says that the role of a grant allows more since its approval (added, from
+// RoleChanged: what more, when known).
+func RoleChangedMessage(g *custodyv1alpha1.CredentialGrant, added []rbacv1.PolicyRule) string {
 	r, since := g.Spec.Credential.KubernetesRole, "it was approved"
 	if a := g.Status.Approval; a != nil {
 		since = fmt.Sprintf("%s approved the grant at %s", a.ApprovedBy, a.ApprovedAt.UTC().Format(time.RFC3339))
 	}
-	return fmt.Sprintf("%s %s of CredentialGrant %s changed since %s: the approval covered the rules it had then. "+
+	what := "the approval covered the rules it had then"
+	if len(added) > 0 {
+		const most = 5
+		lines := make([]string, 0, most+1)
+		for i, rule := range added {
+			if i == most {
+				lines = append(lines, fmt.Sprintf("and %d more", len(added)-most))
+				break
+			}
+			lines = append(lines, RuleString(rule))
+		}
+		what = "it now also allows " + strings.Join(lines, "; ") + ", which the approval did not cover"
+	}
+	return fmt.Sprintf("%s %s of CredentialGrant %s changed since %s: %s. "+
 		"Nothing is issued, and what steps hold is revoked, until an approver approves it again: "+
 		"kubectl custody get grant/%s shows what the role reaches now; kubectl custody approve grant %s",
-		r.Kind, r.Name, g.Name, since, g.Name, g.Name)
+		r.Kind, r.Name, g.Name, since, what, g.Name, g.Name)
 }
 
 // reach is a way a role lets its holder act beyond its own work: any of the verbs on any of the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -782,14 +784,15 @@ spec:
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "deployer"}, role); err != nil {
 		t.Fatal(err)
 	}
-	approvedRules := func(want string) func(*custodyv1alpha1.CredentialGrant) error {
+	approvedRules := func(rules []rbacv1.PolicyRule) func(*custodyv1alpha1.CredentialGrant) error {
+		want := credentials.RulesDigest(rules)
 		return func(g *custodyv1alpha1.CredentialGrant) error {
 			stamped, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 			switch {
 			case stamped == nil || stamped.RoleRules != want:
 				return fmt.Errorf("the approval stamped %+v, want the rules %s", stamped, want)
-			case g.Status.Approval == nil || g.Status.Approval.RoleRules != want:
-				return fmt.Errorf("the approval recorded %+v, want the rules %s", g.Status.Approval, want)
+			case g.Status.Approval == nil || g.Status.Approval.RoleRules != want || !equality.Semantic.DeepEqual(g.Status.Approval.ApprovedRules, rules):
+				return fmt.Errorf("the approval recorded %+v, want the rules %s: %v", g.Status.Approval, want, rules)
 			case !meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionApproved):
 				return fmt.Errorf("conditions %+v", g.Status.Conditions)
 			}
@@ -799,8 +802,16 @@ spec:
 	if err := annotate(ctx, as(bob), g, custodyv1alpha1.AnnotationApproveGrant, "approved"); err != nil {
 		t.Fatalf("bob approving: %v", err)
 	}
-	waitGrant(t, g, approvedRules(credentials.RulesDigest(role.Rules)))
+	waitGrant(t, g, approvedRules(slices.Clone(role.Rules)))
 	refused(t, "carol approving an approved grant", annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "yes"),
+		"was already given and cannot be changed")
+
+	// A role that allows less is still what the approval covers: nobody approves it again.
+	role.Rules[0].Verbs = []string{"get", "patch"}
+	if err := env.Client.Update(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, "carol approving a grant whose role was narrowed", annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "yes"),
 		"was already given and cannot be changed")
 
 	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"},
@@ -811,7 +822,8 @@ spec:
 	waitGrant(t, g, func(g *custodyv1alpha1.CredentialGrant) error {
 		c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved)
 		if c == nil || c.Reason != custodyv1alpha1.ReasonRoleChanged ||
-			!strings.Contains(c.Message, "Role deployer of CredentialGrant deploy changed since bob approved the grant") {
+			!strings.Contains(c.Message, "Role deployer of CredentialGrant deploy changed since bob approved the grant") ||
+			!strings.Contains(c.Message, "it now also allows patch apps/deployments/scale, which the approval did not cover") {
 			return fmt.Errorf("Approved %+v", c)
 		}
 		return nil
@@ -821,7 +833,7 @@ spec:
 	if err := annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "looked at the new rules"); err != nil {
 		t.Fatalf("carol approving the grant again after its role changed: %v", err)
 	}
-	waitGrant(t, g, approvedRules(credentials.RulesDigest(role.Rules)))
+	waitGrant(t, g, approvedRules(role.Rules))
 	if rec, _ := custodyv1alpha1.ParseGrantApproval(g.Annotations[custodyv1alpha1.AnnotationApproveGrant]); rec == nil || rec.ApprovedBy != carol {
 		t.Errorf("the new approval %+v", rec)
 	}

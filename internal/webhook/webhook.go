@@ -706,8 +706,8 @@ func (h *handler) roleDigest(ctx context.Context, req admission.Request, o *obje
 }
 
 // roleChangedSinceApproval says whether an update (with approval annotations d) replaces the
-// approval of a role grant whose role's rules changed since that approval (which then no longer
-// stands, and an approver may approve the grant again). The role is read only then.
+// approval of a role grant whose role allows more than that approval covered (which then no
+// longer stands, and an approver may approve the grant again). The role is read only then.
 func (h *handler) roleChangedSinceApproval(ctx context.Context, req admission.Request, old *object, d approvalDiff) (bool, error) {
 	k := custodyv1alpha1.AnnotationApproveGrant
 	if old == nil || old.grant == nil || old.grant.Spec.Credential.KubernetesRole == nil || !slices.Contains(d.changed, k) {
@@ -717,7 +717,8 @@ func (h *handler) roleChangedSinceApproval(ctx context.Context, req admission.Re
 	if err != nil || !exists {
 		return false, err
 	}
-	return credentials.RoleChanged(g, credentials.RulesDigest(rules)), nil
+	changed, _ := credentials.RoleChanged(g, rules)
+	return changed, nil
 }
 
 // approvalsOfGrant checks approval annotation changes on a grant.
