@@ -386,7 +386,8 @@ func cacheOptions(namespaces []string) cache.Options {
 		// their names are kept.
 		&rbacv1.Role{}:        {Transform: credentials.RoleMetadata},
 		&rbacv1.ClusterRole{}: {Transform: credentials.RoleMetadata},
-		// Namespaces likewise (when every namespace is watched), keeping their custody.dev labels.
+		// Namespaces likewise, keeping their custody.dev labels (when every namespace is watched;
+		// with --watch-namespaces, the grant controller watches each of them by name).
 		&corev1.Namespace{}: {Transform: credentials.NamespaceMetadata},
 	}}
 }
@@ -423,16 +424,15 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		MaxConcurrentReconciles: o.workflowConcurrency,
 		DefaultTTLAfterFinished: o.defaultTTL,
 		BroadRolesNeedApproval:  o.webhook.Policy.BroadRolesNeedApproval,
-		// RBAC cannot let a watch of some namespaces list them by name: with --watch-namespaces,
-		// their labels are read again every few minutes instead.
-		NamespacesWatched: len(o.watchNamespaces) == 0,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), UnusedAfter: o.grantUnusedAfter,
-		BroadRolesNeedApproval: o.webhook.Policy.BroadRolesNeedApproval, NamespacesWatched: wf.NamespacesWatched}
+		// With --watch-namespaces, their labels are watched each by name (what RBAC's
+		// resourceNames can allow); otherwise every namespace's.
+		BroadRolesNeedApproval: o.webhook.Policy.BroadRolesNeedApproval, NamespacesByName: o.watchNamespaces}
 	if err := grants.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the CredentialGrant controller: %w", err)
 	}

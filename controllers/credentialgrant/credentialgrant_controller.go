@@ -48,14 +48,17 @@ type Reconciler struct {
 	// every namespace not labelled custody.dev/broad-roles-need-approval=false
 	// (--broad-roles-need-approval).
 	BroadRolesNeedApproval bool
-	// NamespacesWatched says that the manager watches namespaces' labels (it does unless it
-	// watches only some namespaces, whose list RBAC cannot narrow), so that a change of the labels
-	// custody.dev/protect-step-pods and custody.dev/broad-roles-need-approval reconciles the
-	// namespace's grants at once; without it, each grant reads them again every 5 minutes.
-	NamespacesWatched bool
+	// NamespacesByName are the namespaces whose labels the controller watches, each by name with a
+	// cache of its own (namespaceCaches), when the manager watches only some namespaces
+	// (--watch-namespaces). Without them it watches every namespace's labels, through the
+	// manager's cache. Either way a change of custody.dev/protect-step-pods or
+	// custody.dev/broad-roles-need-approval reconciles the namespace's grants at once.
+	NamespacesByName []string
 	// UnusedAfter is how long a grant without spec.unusedAfter may issue nothing before it is
 	// reported Unused (--grant-unused-after); 0 reports only grants that set their own.
 	UnusedAfter time.Duration
+
+	namespaces namespaceCaches // of NamespacesByName
 }
 
 // Reconcile computes the grant's status.
@@ -78,11 +81,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	// The namespace's labels say whether it protects step pods and whether broad roles need an
-	// approval there. When namespaces are watched, their labels are in the cache and a change of
-	// them reconciles the grant; if they are not, read them and look again.
-	nsReader, requeue := client.Reader(r.Client), time.Duration(0)
-	if !r.NamespacesWatched {
-		nsReader, requeue = r.APIReader, namespaceRecheck
+	// approval there: watched, they are in a cache, and a change of them reconciles the grant.
+	nsReader := client.Reader(r.Client)
+	if r.namespaces != nil {
+		nsReader = r.namespaces
 	}
 	nsLabels, err := credentials.NamespaceLabels(ctx, nsReader, g.Namespace)
 	if err != nil {
@@ -107,6 +109,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		approval(g, now, nil)
 	}
 	conds := conditions(g, refusal, roleChanged, now)
+	var requeue time.Duration
 	if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) {
 		requeue = sooner(requeue, end.Sub(now)) // Ready turns False then (the Workflows revoke by the issuances' own expiry)
 	}
@@ -278,10 +281,6 @@ func (r *Reconciler) source(ctx context.Context, g *custodyv1alpha1.CredentialGr
 	}
 	return src, credentials.CheckSource(g, src, exists), nil
 }
-
-// namespaceRecheck is how often a grant reads its namespace's labels again when namespaces are not
-// watched: custody.dev/protect-step-pods and custody.dev/broad-roles-need-approval.
-const namespaceRecheck = 5 * time.Minute
 
 // broadAccess says whether the role of a role grant lets a step that holds it reach beyond its
 // own work (credentials.Reach), and refuses such a grant that does not require an approval in a
@@ -496,16 +495,27 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToGrants)).
 		WatchesMetadata(&rbacv1.Role{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindRole))).
 		WatchesMetadata(&rbacv1.ClusterRole{}, handler.EnqueueRequestsFromMapFunc(r.roleToGrants(custodyv1alpha1.RoleKindClusterRole)))
-	if r.NamespacesWatched {
-		// Only a change of the labels that decide something about grants and steps; every grant
-		// is reconciled as the manager starts anyway.
+	// Only a change of the labels that decide something about grants and steps; every grant is
+	// reconciled as the manager starts anyway.
+	policyChanged := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return credentials.NamespacePolicyChanged(e.ObjectOld, e.ObjectNew) },
+	}
+	switch {
+	case len(r.NamespacesByName) > 0:
+		caches, err := newNamespaceCaches(mgr, r.NamespacesByName)
+		if err != nil {
+			return err
+		}
+		r.namespaces = caches
+		for _, src := range caches.sources(handler.EnqueueRequestsFromMapFunc(r.namespaceToGrants), policyChanged) {
+			b = b.WatchesRawSource(src)
+		}
+	default:
 		b = b.WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.namespaceToGrants),
-			builder.WithPredicates(predicate.Funcs{
-				CreateFunc:  func(event.CreateEvent) bool { return false },
-				DeleteFunc:  func(event.DeleteEvent) bool { return false },
-				GenericFunc: func(event.GenericEvent) bool { return false },
-				UpdateFunc:  func(e event.UpdateEvent) bool { return credentials.NamespacePolicyChanged(e.ObjectOld, e.ObjectNew) },
-			}))
+			builder.WithPredicates(policyChanged))
 	}
 	return b.Complete(r)
 }

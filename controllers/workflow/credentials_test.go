@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -32,6 +35,7 @@ import (
 	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/jobspec"
 	"github.com/custody-dev/custody/internal/metrics"
+	"github.com/custody-dev/custody/internal/testenv"
 )
 
 // grant creates a CredentialGrant from YAML in ns.
@@ -1379,6 +1383,112 @@ spec:
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
 
+// TestCredentials_namespacesWatchedByName: a manager that watches some namespaces
+// (--watch-namespaces) may read only those namespaces, by name (RBAC resourceNames), and still
+// hears of a change of their labels at once: the grant controller lists and watches each by name.
+// Here the manager runs as a user with the manager's own permissions (config/rbac/role.yaml), but
+// of namespaces only this one.
+func TestCredentials_namespacesWatchedByName(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	user := "custody-manager-of-" + ns
+	managerOfNamespace(t, ns, user)
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	startController(t, ns, cfg, func(g *credentialgrant.Reconciler) {
+		g.NamespacesByName = []string{ns}
+	})
+	configMapReader(t, ns)
+	g := grant(t, ns, `
+metadata: {name: configs}
+spec:
+  subjects: [{workflowName: nightly, steps: [read]}]
+  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
+	unprotected := func(status metav1.ConditionStatus) {
+		t.Helper()
+		eventually(t, "Unprotected="+string(status), func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionUnprotected); c == nil || c.Status != status {
+				return errorf("Unprotected: %+v", c)
+			}
+			return nil
+		})
+	}
+	unprotected(metav1.ConditionTrue)
+	wf := apply(t, ns, `
+metadata: {name: nightly}
+spec:
+  steps: [{name: read, image: example.com/read:1, credentials: [configs]}]`)
+	waitStep(t, wf, "read", custodyv1alpha1.StepRunning)
+
+	nsObj := &corev1.Namespace{}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Name: ns}, nsObj); err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels[custodyv1alpha1.LabelProtectStepPods] = "true"
+	if err := env.Client.Update(ctxT(t), nsObj); err != nil {
+		t.Fatal(err)
+	}
+	// Seen at once (without the watch, a grant reads its namespace again only every 5 minutes).
+	unprotected(metav1.ConditionFalse)
+	succeed(t, wf, "read", 1, "")
+	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
+}
+
+// managerOfNamespace gives user the manager's permissions (config/rbac/role.yaml's ClusterRole,
+// which controller-gen makes from the code's markers), cluster-wide but for namespaces: of those,
+// only ns, by name, as the chart's watchNamespaces does.
+func managerOfNamespace(t *testing.T, ns, user string) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml")) //nolint:gosec // the checkout's own file
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal([]byte(strings.Split(string(data), "\n---")[0]), role); err != nil || role.Kind != "ClusterRole" {
+		t.Fatalf("config/rbac/role.yaml does not open with the manager's ClusterRole: %v", err)
+	}
+	narrowed := 0
+	for i, r := range role.Rules {
+		if slices.Equal(r.Resources, []string{"namespaces"}) {
+			role.Rules[i].ResourceNames = []string{ns}
+			narrowed++
+		}
+	}
+	if narrowed != 1 {
+		t.Fatalf("config/rbac/role.yaml has %d rules of namespaces alone, want 1", narrowed)
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: user}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: user},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}
+	for _, obj := range []client.Object{role, binding} {
+		if err := env.Client.Create(ctxT(t), obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
+	}
+	// RBAC's cache takes a moment to see the binding.
+	eventually(t, user+" may watch namespace "+ns, func() error {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "watch", Resource: "namespaces", Name: ns}}}
+		if err := env.Client.Create(ctxT(t), sar); err != nil {
+			return err
+		}
+		if !sar.Status.Allowed {
+			return errorf("not yet")
+		}
+		return nil
+	})
+}
+
 // TestCredentials_roleOfAGrant: a role grant is only as good as its role. One whose Role does not
 // exist says so (Ready=False SourceNotFound, Stalled) and its steps wait rather than run with a
 // binding that gives them nothing; once the Role exists they start. A Role that lets the step read
@@ -1727,14 +1837,13 @@ spec:
 
 // TestCredentials_broadRolesNeedApprovalByDefault: with the manager's --broad-roles-need-approval,
 // every namespace asks it: a step of a grant whose role reaches beyond the step and that requires
-// no approval waits, until its namespace is labelled custody.dev/broad-roles-need-approval=false;
-// without the namespaces watched (--watch-namespaces), the step looks at the label again.
+// no approval waits, until its namespace is labelled custody.dev/broad-roles-need-approval=false
+// (the manager watches namespaces' labels: here, as with --watch-namespaces, this one by name).
 func TestCredentials_broadRolesNeedApprovalByDefault(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
-	// As with --watch-namespaces, where namespaces' labels are read again rather than watched.
-	startController(t, ns, func(r *Reconciler) { r.BroadRolesNeedApproval, r.NamespacesWatched = true, false },
-		func(g *credentialgrant.Reconciler) { g.BroadRolesNeedApproval, g.NamespacesWatched = true, false })
+	startController(t, ns, func(r *Reconciler) { r.BroadRolesNeedApproval = true },
+		func(g *credentialgrant.Reconciler) { g.BroadRolesNeedApproval, g.NamespacesByName = true, []string{ns} })
 	if err := env.Client.Create(ctxT(t), &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "token-minter", Namespace: ns},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}}}}); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -62,8 +63,11 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 	var configure []func(*Reconciler)
 	var configureGrants []func(*credentialgrant.Reconciler)
 	logger := ctrl.Log
+	cfg := env.Config
 	for _, o := range opts {
 		switch o := o.(type) {
+		case *rest.Config: // the manager's identity, instead of the test's
+			cfg = o
 		case func(*Reconciler):
 			configure = append(configure, o)
 		case func(*credentialgrant.Reconciler):
@@ -74,7 +78,7 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 			t.Fatalf("startController: unknown option %T", o)
 		}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Logger:  logger,
 		Scheme:  env.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -94,12 +98,10 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 			t.Fatal(err)
 		}
 	})
-	// As in main.go without --watch-namespaces: namespaces' labels are watched.
 	r := &Reconciler{
-		Client:            mgr.GetClient(),
-		APIReader:         mgr.GetAPIReader(),
-		Recorder:          mgr.GetEventRecorder(ControllerName),
-		NamespacesWatched: true,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(ControllerName),
 	}
 	for _, c := range configure {
 		c(r)
@@ -108,7 +110,7 @@ func startController(t *testing.T, ns string, opts ...any) (stop func()) {
 		t.Fatal(err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), NamespacesWatched: r.NamespacesWatched}
+		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName)}
 	for _, c := range configureGrants {
 		c(grants)
 	}

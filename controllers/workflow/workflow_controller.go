@@ -61,10 +61,6 @@ type Reconciler struct {
 	// that requires no approval, in every namespace not labelled
 	// custody.dev/broad-roles-need-approval=false (--broad-roles-need-approval).
 	BroadRolesNeedApproval bool
-	// NamespacesWatched says that the grant controller hears of a change of a namespace's custody.dev
-	// labels (credentialgrant.Reconciler.NamespacesWatched), so a step waiting for one needs no
-	// recheck: the grant's status changes, which reconciles its run.
-	NamespacesWatched bool
 
 	observed *observations
 	registry *registry

@@ -89,11 +89,8 @@ func (r *Reconciler) grantsFor(ctx context.Context, s *scope, step *custodyv1alp
 				return nil, nil, err
 			}
 			if refusal != nil {
-				// A change of the role, or of the namespace's labels when namespaces are watched,
-				// changes the grant's status, which reconciles this run.
-				if refusal.Reason == custodyv1alpha1.ReasonGrantNotApproved && !r.NamespacesWatched {
-					s.requeueAt(s.now.Add(namespaceRecheck))
-				}
+				// A change of the role, or of the namespace's labels (the grant controller watches
+				// both), changes the grant's status, which reconciles this run.
 				return nil, refusal, nil
 			}
 		}
@@ -147,10 +144,6 @@ func (r *Reconciler) waitForGrants(s *scope, st *custodyv1alpha1.StepStatus, ste
 const (
 	// pullSecretRecheck is how often a step that waits for its imagePullSecrets looks at them again.
 	pullSecretRecheck = 15 * time.Second
-	// namespaceRecheck is how often a step that waits because its namespace asks that its grant's
-	// broad role require an approval reads the namespace's label again, when namespaces are not
-	// watched.
-	namespaceRecheck = 15 * time.Second
 )
 
 // previousHeld says whether the step's last attempt still holds a credential (its revocation is
