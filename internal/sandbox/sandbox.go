@@ -50,6 +50,9 @@ type Sandbox struct {
 	// admission dropped (create).
 	AdmissionDropped int
 	out              io.Writer
+	// samples are the objects ApplySamples created ("Kind/name"); declined, what Watch may not
+	// approve and said so (something a person added, naming other approvers).
+	samples, declined map[string]bool
 }
 
 // Start starts SPIRE, the cluster and the manager in dir (created if needed).
@@ -192,6 +195,10 @@ func (sb *Sandbox) ApplySamples(ctx context.Context) error {
 			if err := sb.create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("creating %s %s from %s: %w", u.GetKind(), u.GetName(), filepath.Base(f), err)
 			}
+			if sb.samples == nil {
+				sb.samples = map[string]bool{}
+			}
+			sb.samples[u.GetKind()+"/"+u.GetName()] = true
 			by := ""
 			if creator, ok := u.GetAnnotations()[custodyv1alpha1.AnnotationCreatedBy]; ok {
 				by = ", created-by " + creator
@@ -309,6 +316,23 @@ func (sb *Sandbox) approver() client.Client {
 }
 
 // approve annotates obj as the approver, as `kubectl annotate` would; admission stamps the value.
+// notApproved returns why Watch could not approve what (obj, "Kind/name"): an error for a sample,
+// which the samples need; for anything else a person added (admission refused the sandbox's
+// approver, say, because it names other approvers) it says so once and goes on.
+func (sb *Sandbox) notApproved(obj, what string, err error) error {
+	if sb.samples[obj] || !apierrors.IsForbidden(err) {
+		return fmt.Errorf("approving %s: %w", what, err)
+	}
+	if !sb.declined[what] {
+		if sb.declined == nil {
+			sb.declined = map[string]bool{}
+		}
+		sb.declined[what] = true
+		_, _ = fmt.Fprintf(sb.out, "%-22s not approving %s (not a sample; approve it yourself): %v\n", "", what, err)
+	}
+	return nil
+}
+
 func (sb *Sandbox) approve(ctx context.Context, obj client.Object, key string) error {
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"approved"}}}`, key)
 	return sb.approver().Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
@@ -322,7 +346,10 @@ func (sb *Sandbox) approveSteps(ctx context.Context, wf *custodyv1alpha1.Workflo
 			continue
 		}
 		if err := sb.approve(ctx, wf, key); err != nil {
-			return fmt.Errorf("approving step %s of %s: %w", st.Name, wf.Name, err)
+			if err := sb.notApproved("Workflow/"+wf.Name, fmt.Sprintf("step %s of %s", st.Name, wf.Name), err); err != nil {
+				return err
+			}
+			continue
 		}
 		_, _ = fmt.Fprintf(sb.out, "%-22s approved step %s as %s: %s %s\n", wf.Name, st.Name, Approver, key, wf.Annotations[key])
 	}
@@ -335,7 +362,7 @@ func (sb *Sandbox) approveGrant(ctx context.Context, g *custodyv1alpha1.Credenti
 		return nil
 	}
 	if err := sb.approve(ctx, g, custodyv1alpha1.AnnotationApproveGrant); err != nil {
-		return fmt.Errorf("approving grant %s: %w", g.Name, err)
+		return sb.notApproved("CredentialGrant/"+g.Name, "grant "+g.Name, err)
 	}
 	_, _ = fmt.Fprintf(sb.out, "%-22s approved grant %s as %s: %s\n", "", g.Name, Approver,
 		g.Annotations[custodyv1alpha1.AnnotationApproveGrant])

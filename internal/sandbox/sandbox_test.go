@@ -57,6 +57,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if err := sb.ApplySamples(ctx); err != nil {
 		t.Fatalf("%v\n%s", err, sb.ManagerLogTail())
 	}
+	checkPersonsGrant := addPersonsGrant(ctx, t, sb, &out)
 	// kubectl custody inventory, sampled while the samples run.
 	invCtx, stopInv := context.WithCancel(ctx)
 	invDone := make(chan sampledInventory, 1)
@@ -72,6 +73,7 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, out.String(), sb.ManagerLogTail())
 	}
+	checkPersonsGrant()
 	if len(wfs) < 6 {
 		t.Fatalf("%d sample workflows ran, want the six of config/samples", len(wfs))
 	}
@@ -144,6 +146,30 @@ func TestSandboxRunsTheSamples(t *testing.T) {
 	t.Logf("inventory matched the issued objects at %d samples during the run", inv.matched)
 	if sb.AdmissionDropped > 0 {
 		t.Logf("admission dropped the connection %d times while the samples were applied (created again):\n%s", sb.AdmissionDropped, sb.ManagerLogTail())
+	}
+}
+
+// addPersonsGrant adds to the sandbox a grant as a person trying it out might, which the sandbox's
+// approver may not approve (it names bob). The check it returns, once Watch returned, asserts that
+// the sandbox said so and went on, and deletes the grant.
+func addPersonsGrant(ctx context.Context, t *testing.T, sb *Sandbox, out *bytes.Buffer) (check func()) {
+	t.Helper()
+	bobs := &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "bobs-to-approve", Namespace: Namespace},
+		Spec: custodyv1alpha1.CredentialGrantSpec{
+			Subjects:   []custodyv1alpha1.GrantSubject{{WorkflowName: "someday", Steps: []string{"read"}}},
+			Credential: custodyv1alpha1.Credential{Secret: &custodyv1alpha1.SecretCredential{Name: "crm-api", Keys: []string{"token"}}},
+			Approval:   &custodyv1alpha1.GrantApproval{Required: true, Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}}}
+	if err := sb.Cluster.Client.Create(ctx, bobs); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if !strings.Contains(out.String(), "not approving grant bobs-to-approve (not a sample; approve it yourself)") {
+			t.Errorf("the sandbox did not say it may not approve a grant a person added:\n%s", out.String())
+		}
+		if err := sb.Cluster.Client.Delete(ctx, bobs); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
