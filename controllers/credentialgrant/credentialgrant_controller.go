@@ -150,7 +150,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if equality.Semantic.DeepEqual(before.Status, g.Status) {
 		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
-	if err := r.Status().Patch(ctx, g, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}),
+	base := before
+	if before.Status.ObservedGeneration == 0 {
+		// The grant's first status: a merge patch leaves out what equals its base, and kubectl get
+		// would print nothing for 0 live issuances; write it.
+		base = before.DeepCopy()
+		base.Status.Active = -1
+	}
+	if err := r.Status().Patch(ctx, g, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}),
 		client.FieldOwner(ControllerName)); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

@@ -51,8 +51,10 @@ type Sandbox struct {
 	AdmissionDropped int
 	out              io.Writer
 	// samples are the objects ApplySamples created ("Kind/name"); declined, what Watch may not
-	// approve and said so (something a person added, naming other approvers).
-	samples, declined map[string]bool
+	// approve and said so (something a person added, naming other approvers), at which
+	// resourceVersion.
+	samples  map[string]bool
+	declined map[string]string
 }
 
 // Start starts SPIRE, the cluster and the manager in dir (created if needed).
@@ -315,27 +317,30 @@ func (sb *Sandbox) approver() client.Client {
 	return sb.Cluster.As(Approver, ApproverGroup)
 }
 
-// approve annotates obj as the approver, as `kubectl annotate` would; admission stamps the value.
-// notApproved returns why Watch could not approve what (obj, "Kind/name"): an error for a sample,
-// which the samples need; for anything else a person added (admission refused the sandbox's
-// approver, say, because it names other approvers) it says so once and goes on.
-func (sb *Sandbox) notApproved(obj, what string, err error) error {
-	if sb.samples[obj] || !apierrors.IsForbidden(err) {
-		return fmt.Errorf("approving %s: %w", what, err)
+// approve annotates obj (id: "Kind/name", as ApplySamples records samples) as the approver, as
+// `kubectl annotate` would; admission stamps the value. When admission refuses, that is an error
+// for a sample, which the samples need; for anything else a person added (it names other
+// approvers, say), it says so once, returns false, and tries again only once the object changed.
+func (sb *Sandbox) approve(ctx context.Context, obj client.Object, id, key, what string) (bool, error) {
+	if rv, tried := sb.declined[what]; tried && rv == obj.GetResourceVersion() {
+		return false, nil
 	}
-	if !sb.declined[what] {
-		if sb.declined == nil {
-			sb.declined = map[string]bool{}
-		}
-		sb.declined[what] = true
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"approved"}}}`, key)
+	err := sb.approver().Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
+	switch {
+	case err == nil:
+		return true, nil
+	case sb.samples[id] || !apierrors.IsForbidden(err):
+		return false, fmt.Errorf("approving %s: %w", what, err)
+	}
+	if sb.declined == nil {
+		sb.declined = map[string]string{}
+	}
+	if _, said := sb.declined[what]; !said {
 		_, _ = fmt.Fprintf(sb.out, "%-22s not approving %s (not a sample; approve it yourself): %v\n", "", what, err)
 	}
-	return nil
-}
-
-func (sb *Sandbox) approve(ctx context.Context, obj client.Object, key string) error {
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"approved"}}}`, key)
-	return sb.approver().Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
+	sb.declined[what] = obj.GetResourceVersion()
+	return false, nil
 }
 
 // approveSteps approves every step that waits for approval, as the sandbox's approver.
@@ -345,13 +350,13 @@ func (sb *Sandbox) approveSteps(ctx context.Context, wf *custodyv1alpha1.Workflo
 		if st.Phase != custodyv1alpha1.StepWaitingForApproval || wf.Annotations[key] != "" {
 			continue
 		}
-		if err := sb.approve(ctx, wf, key); err != nil {
-			if err := sb.notApproved("Workflow/"+wf.Name, fmt.Sprintf("step %s of %s", st.Name, wf.Name), err); err != nil {
-				return err
-			}
-			continue
+		approved, err := sb.approve(ctx, wf, "Workflow/"+wf.Name, key, fmt.Sprintf("step %s of %s", st.Name, wf.Name))
+		if err != nil {
+			return err
 		}
-		_, _ = fmt.Fprintf(sb.out, "%-22s approved step %s as %s: %s %s\n", wf.Name, st.Name, Approver, key, wf.Annotations[key])
+		if approved {
+			_, _ = fmt.Fprintf(sb.out, "%-22s approved step %s as %s: %s %s\n", wf.Name, st.Name, Approver, key, wf.Annotations[key])
+		}
 	}
 	return nil
 }
@@ -361,12 +366,12 @@ func (sb *Sandbox) approveGrant(ctx context.Context, g *custodyv1alpha1.Credenti
 	if g.Spec.Approval == nil || !g.Spec.Approval.Required || g.Annotations[custodyv1alpha1.AnnotationApproveGrant] != "" {
 		return nil
 	}
-	if err := sb.approve(ctx, g, custodyv1alpha1.AnnotationApproveGrant); err != nil {
-		return sb.notApproved("CredentialGrant/"+g.Name, "grant "+g.Name, err)
+	approved, err := sb.approve(ctx, g, "CredentialGrant/"+g.Name, custodyv1alpha1.AnnotationApproveGrant, "grant "+g.Name)
+	if approved {
+		_, _ = fmt.Fprintf(sb.out, "%-22s approved grant %s as %s: %s\n", "", g.Name, Approver,
+			g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
 	}
-	_, _ = fmt.Fprintf(sb.out, "%-22s approved grant %s as %s: %s\n", "", g.Name, Approver,
-		g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
-	return nil
+	return err
 }
 
 // Leftovers counts what must not remain once every sample finished: SPIRE entries, per-step

@@ -167,6 +167,16 @@ func addPersonsGrant(ctx context.Context, t *testing.T, sb *Sandbox, out *bytes.
 		if !strings.Contains(out.String(), "not approving grant bobs-to-approve (not a sample; approve it yourself)") {
 			t.Errorf("the sandbox did not say it may not approve a grant a person added:\n%s", out.String())
 		}
+		// A grant that never issued prints 0 live issuances, not nothing.
+		rows, err := printedTable(ctx, sb, "credentialgrants")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range rows {
+			if row["Name"] == bobs.Name && row["Active"] != float64(0) {
+				t.Errorf("kubectl get credentialgrants: %s printed Active %v (%T), want 0", bobs.Name, row["Active"], row["Active"])
+			}
+		}
 		if err := sb.Cluster.Client.Delete(ctx, bobs); err != nil {
 			t.Fatal(err)
 		}
