@@ -1325,11 +1325,31 @@ spec:
 // TestCredentials_unprotectedNamespace: a grant in a namespace that does not protect step pods
 // says so (Unprotected=True, a Warning Event) and still issues; labelled
 // custody.dev/protect-step-pods=true, the namespace is seen as protecting them at once (the manager
-// watches namespaces' labels).
+// watches namespaces' labels). Also for a manager that watches some namespaces
+// (--watch-namespaces) and may read only those, by name (RBAC resourceNames): the grant controller
+// lists and watches each by name. There the manager runs as a user with the manager's own
+// permissions (config/rbac/role.yaml), but of namespaces only this one.
 func TestCredentials_unprotectedNamespace(t *testing.T) {
 	t.Parallel()
-	ns := env.Namespace(t)
-	startController(t, ns)
+	t.Run("every namespace watched", func(t *testing.T) {
+		t.Parallel()
+		ns := env.Namespace(t)
+		startController(t, ns)
+		unprotectedNamespace(t, ns)
+	})
+	t.Run("watched by name", func(t *testing.T) {
+		t.Parallel()
+		ns := env.Namespace(t)
+		user := "custody-manager-of-" + ns
+		managerOfNamespace(t, ns, user)
+		cfg := rest.CopyConfig(env.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+		startController(t, ns, cfg, func(g *credentialgrant.Reconciler) { g.NamespacesByName = []string{ns} })
+		unprotectedNamespace(t, ns)
+	})
+}
+
+func unprotectedNamespace(t *testing.T, ns string) {
 	configMapReader(t, ns)
 	g := grant(t, ns, `
 metadata: {name: configs}
@@ -1377,63 +1397,8 @@ spec:
 	if err := env.Client.Update(ctxT(t), nsObj); err != nil {
 		t.Fatal(err)
 	}
-	// The manager watches namespaces' labels: seen while nothing else changes.
+	// The manager watches namespaces' labels: seen while nothing else changes (nothing polls).
 	unprotected(metav1.ConditionFalse, custodyv1alpha1.ReasonNamespaceProtected, "Namespace "+ns+" protects step pods")
-	succeed(t, wf, "read", 1, "")
-	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
-}
-
-// TestCredentials_namespacesWatchedByName: a manager that watches some namespaces
-// (--watch-namespaces) may read only those namespaces, by name (RBAC resourceNames), and still
-// hears of a change of their labels at once: the grant controller lists and watches each by name.
-// Here the manager runs as a user with the manager's own permissions (config/rbac/role.yaml), but
-// of namespaces only this one.
-func TestCredentials_namespacesWatchedByName(t *testing.T) {
-	t.Parallel()
-	ns := env.Namespace(t)
-	user := "custody-manager-of-" + ns
-	managerOfNamespace(t, ns, user)
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	startController(t, ns, cfg, func(g *credentialgrant.Reconciler) {
-		g.NamespacesByName = []string{ns}
-	})
-	configMapReader(t, ns)
-	g := grant(t, ns, `
-metadata: {name: configs}
-spec:
-  subjects: [{workflowName: nightly, steps: [read]}]
-  credential: {kubernetesRole: {kind: Role, name: cm-reader}}`)
-	unprotected := func(status metav1.ConditionStatus) {
-		t.Helper()
-		eventually(t, "Unprotected="+string(status), func() error {
-			cur := &custodyv1alpha1.CredentialGrant{}
-			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
-				return err
-			}
-			if c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionUnprotected); c == nil || c.Status != status {
-				return errorf("Unprotected: %+v", c)
-			}
-			return nil
-		})
-	}
-	unprotected(metav1.ConditionTrue)
-	wf := apply(t, ns, `
-metadata: {name: nightly}
-spec:
-  steps: [{name: read, image: example.com/read:1, credentials: [configs]}]`)
-	waitStep(t, wf, "read", custodyv1alpha1.StepRunning)
-
-	nsObj := &corev1.Namespace{}
-	if err := env.Client.Get(ctxT(t), client.ObjectKey{Name: ns}, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels[custodyv1alpha1.LabelProtectStepPods] = "true"
-	if err := env.Client.Update(ctxT(t), nsObj); err != nil {
-		t.Fatal(err)
-	}
-	// Seen at once (without the watch, a grant reads its namespace again only every 5 minutes).
-	unprotected(metav1.ConditionFalse)
 	succeed(t, wf, "read", 1, "")
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }

@@ -420,14 +420,16 @@ spec:
   credential: {kubernetesRole: {kind: Role, name: ledger-writer}}
   approval: {required: true, approvers: {users: [bob]}}
 status:
-  approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z", roleRules: "sha256:0123"}
+  approval: {approvedBy: bob, approvedAt: "2026-11-29T11:50:00Z", roleRules: "sha256:0123",
+    approvedRules: [{apiGroups: [""], resources: [configmaps], resourceNames: [ledger], verbs: [get, update]}]}
   conditions:
   - {type: Approved, status: "False", reason: RoleChanged, lastTransitionTime: "2026-11-29T12:00:00Z",
      message: "Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant at 2026-11-29T11:50:00Z: it now also allows list batch/jobs, batch/cronjobs, which the approval did not cover. Nothing is issued ..."}`)
 	out, err = run(t, ns, "", "get", "grant/ledger-approved")
 	for _, want := range []string{"   approval: required of user bob; ROLE CHANGED (approved by bob) at 2026-11-29T11:50:00Z\n",
 		"   ROLE CHANGED: Role ledger-writer of CredentialGrant ledger-approved changed since bob approved the grant",
-		"   its rules (what an approval covers; allowing more, the grant needs approving again): 2\n     get, update configmaps named ledger\n"} {
+		"   its rules (what an approval covers; allowing more, the grant needs approving again): 2\n     get, update configmaps named ledger\n",
+		"     list batch/jobs, batch/cronjobs   <- NOT APPROVED: beyond what bob approved\n"} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("get grant of a role changed since its approval: %v, want %q in\n%s", err, want, out)
 		}

@@ -156,7 +156,11 @@ func writeRoleRules(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grant
 	}
 	_, _ = fmt.Fprintf(w, "   its rules%s: %d\n", covers, len(role.rules))
 	for _, rule := range role.rules {
-		_, _ = fmt.Fprintf(w, "     %s\n", credentials.RuleString(rule))
+		line := credentials.RuleString(rule)
+		if beyond, known := credentials.BeyondApproval(g, rule); beyond && known && g.Status.Approval != nil {
+			line += "   <- NOT APPROVED: beyond what " + g.Status.Approval.ApprovedBy + " approved"
+		}
+		_, _ = fmt.Fprintf(w, "     %s\n", line)
 	}
 }
 

@@ -368,6 +368,19 @@ func TestRoleChanged(t *testing.T) {
 			t.Errorf("%s: RoleChanged %v %q, want %v %q", tc.name, got, lines, tc.want, tc.added)
 		}
 	}
+	// Rule by rule, as kubectl custody get grant/NAME marks them.
+	recorded := roleGrant(stamped, digest, approved)
+	for _, tc := range []struct {
+		rule          rbacv1.PolicyRule
+		beyond, known bool
+	}{{narrowed[0], false, true}, {widened[1], true, true}, {cm("get", "list", "watch"), true, true}} {
+		if beyond, known := BeyondApproval(recorded, tc.rule); beyond != tc.beyond || known != tc.known {
+			t.Errorf("BeyondApproval(%s) = %v, %v; want %v, %v", RuleString(tc.rule), beyond, known, tc.beyond, tc.known)
+		}
+	}
+	if _, known := BeyondApproval(roleGrant(stamped, "", nil), widened[1]); known {
+		t.Error("BeyondApproval known with the digest only")
+	}
 	secret := roleGrant(stamped, digest, approved)
 	secret.Spec.Credential = custodyv1alpha1.Credential{Secret: &custodyv1alpha1.SecretCredential{Name: "db"}}
 	if changed, _ := RoleChanged(secret, widened); changed {

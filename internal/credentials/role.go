@@ -257,9 +257,21 @@ func RoleChanged(g *custodyv1alpha1.CredentialGrant, rules []rbacv1.PolicyRule) 
 	return digest != RulesDigest(rules), nil
 }
 
-// CompactRules joins rules that differ in one list only (their verbs, or their resources), as
-// rbacvalidation.Covers returns them one verb and resource each, into as few as it can: for a
-// person to read.
+// BeyondApproval says whether a rule of a role grant's role (as it is now) allows anything the
+// grant's approval does not cover; known is false when that cannot be told (no approval, or its
+// rules are not recorded: only their digest).
+func BeyondApproval(g *custodyv1alpha1.CredentialGrant, rule rbacv1.PolicyRule) (beyond, known bool) {
+	approved := approvedRules(g)
+	if g.Spec.Credential.KubernetesRole == nil || approved == nil {
+		return false, false
+	}
+	covered, _ := rbacvalidation.Covers(approved, []rbacv1.PolicyRule{rule})
+	return !covered, true
+}
+
+// CompactRules joins rules that differ in one list only (their resource names, verbs, or
+// resources), as rbacvalidation.Covers returns them one verb, resource and name each, into as few
+// as it can: for a person to read.
 func CompactRules(rules []rbacv1.PolicyRule) []rbacv1.PolicyRule {
 	// First the names of each verb and resource, then the verbs of each resource, then the
 	// resources with the same verbs.
