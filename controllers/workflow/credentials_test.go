@@ -711,8 +711,12 @@ spec:
 	})
 	spec := job.Spec.Template.Spec
 	if len(spec.Volumes) != 1 || spec.Volumes[0].Secret == nil || spec.Volumes[0].Secret.SecretName != copyName ||
-		*spec.Volumes[0].Secret.DefaultMode != 0o400 {
+		*spec.Volumes[0].Secret.DefaultMode != 0o440 {
 		t.Errorf("volumes %+v", spec.Volumes)
+	}
+	// The kubelet writes the files as root: the pod's fsGroup, the step's own group, reads them.
+	if sc := spec.SecurityContext; sc.FSGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+		t.Errorf("pod security context %+v: fsGroup is not the step's group", sc)
 	}
 	if m := spec.Containers[0].VolumeMounts; len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/erp" {
 		t.Errorf("mounts %+v", m)

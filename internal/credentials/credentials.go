@@ -301,12 +301,14 @@ func CopyData(g *custodyv1alpha1.CredentialGrant, source *corev1.Secret) map[str
 	return data
 }
 
-// SecretVolume mounts an attempt's copy read-only (files readable by the step's user only) into
-// the step container at <MountRoot>/<grant>/<key>.
+// SecretVolume mounts an attempt's copy read-only into the step container at
+// <MountRoot>/<grant>/<key>. The kubelet writes the files as root; mode 0440, with the pod's
+// fsGroup the step's own group (jobspec), makes them readable by the step and no one else. (At
+// 0400 without an fsGroup they would be root's alone: the step, never root, could not read them.)
 func SecretVolume(g *custodyv1alpha1.CredentialGrant, attemptName string) (corev1.Volume, corev1.VolumeMount) {
 	name := "custody-" + ResourceName("secret", g.Name)
 	v := corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName: ResourceName(attemptName, g.Name), DefaultMode: ptrInt32(0o400),
+		SecretName: ResourceName(attemptName, g.Name), DefaultMode: ptrInt32(0o440),
 	}}}
 	return v, corev1.VolumeMount{Name: name, MountPath: MountRoot + "/" + g.Name, ReadOnly: true}
 }

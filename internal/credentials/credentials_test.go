@@ -12,6 +12,7 @@ import (
 	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/jobspec"
 )
 
 func wf(name string, labels map[string]string) *custodyv1alpha1.Workflow {
@@ -445,5 +446,39 @@ func TestWithdrawnForItsRole(t *testing.T) {
 	g.Generation = 3 // the grant changed since (it may require an approval now)
 	if ApprovalRequiredNow(g) {
 		t.Error("ApprovalRequiredNow for an earlier spec")
+	}
+}
+
+// TestSecretCopyReadableByTheStep: the step, never root, can read its Secret copy and no other
+// user can. The kubelet writes a Secret volume's files as root with the volume's mode; with the
+// pod's fsGroup it gives them that group and adds group read (read-only volumes): the rules
+// kubernetes/kubernetes pkg/volume SetVolumeOwnership applies, which KWOK nodes do not run.
+func TestSecretCopyReadableByTheStep(t *testing.T) {
+	g := &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "erp"}}
+	v, m := SecretVolume(g, "pay-post-1-abc123")
+	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "pay", Namespace: "finance"}}
+	job := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &custodyv1alpha1.Step{Name: "post", Image: "erp:1"}, Number: 1,
+		Volumes: []jobspec.CredentialVolume{{Volume: v, Mount: m}}})
+	pod := job.Spec.Template.Spec
+	var mode int32 = 0o644 // the API's default
+	for _, vol := range pod.Volumes {
+		if vol.Name == v.Name && vol.Secret != nil && vol.Secret.DefaultMode != nil {
+			mode = *vol.Secret.DefaultMode
+		}
+	}
+	group := int64(0) // root's, without an fsGroup
+	if fs := pod.SecurityContext.FSGroup; fs != nil {
+		group, mode = *fs, mode|0o440
+	}
+	uid, gid := *pod.SecurityContext.RunAsUser, *pod.SecurityContext.RunAsGroup
+	readable := mode&0o004 != 0 || gid == group && mode&0o040 != 0
+	if uid == 0 || !readable {
+		t.Errorf("the step (uid %d, gid %d) cannot read its Secret copy: owner root, group %d, mode %#o", uid, gid, group, mode)
+	}
+	if mode&0o004 != 0 || group == 0 && mode&0o040 != 0 {
+		t.Errorf("users other than the step may read its Secret copy: group %d, mode %#o", group, mode)
+	}
+	if !m.ReadOnly || len(pod.Containers) != 1 {
+		t.Errorf("the copy is mounted read-only into the step container alone: %+v, %d containers", m, len(pod.Containers))
 	}
 }

@@ -160,9 +160,13 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 		AutomountServiceAccountToken: ptr.To(false),
 		EnableServiceLinks:           ptr.To(false),
 		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(RunAsUser),
-			RunAsGroup:     ptr.To(RunAsUser),
+			RunAsNonRoot: ptr.To(true),
+			RunAsUser:    ptr.To(RunAsUser),
+			RunAsGroup:   ptr.To(RunAsUser),
+			// The group of the files the kubelet writes into credential volumes (a Secret copy's,
+			// mode 0440): the kubelet writes them as root, and only the step's own group may read
+			// them. The SPIFFE CSI driver's volume is left alone (its fsGroupPolicy is None).
+			FSGroup:        ptr.To(RunAsUser),
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		Containers: []corev1.Container{{
