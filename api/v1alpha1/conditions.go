@@ -113,8 +113,8 @@ const (
 	// ReasonApprovalExpired means the grant's approval lapsed (approval.validFor): it issues
 	// nothing until approved again (condition Approved=False, and a Warning Event).
 	ReasonApprovalExpired = "ApprovalExpired"
-	// ReasonRoleChanged means the rules of a grant's role changed since its approval, which covered
-	// the rules it had then: the grant issues nothing, and what steps hold under it is revoked,
+	// ReasonRoleChanged means a grant's role allows more than when it was approved (the approval
+	// covered what its rules allowed then): the grant issues nothing, and what steps hold under it is revoked,
 	// until it is approved again (condition Approved=False, a Warning Event; a revocation reason).
 	ReasonRoleChanged = "RoleChanged"
 	// ReasonNotUsedRecently means the grant has issued nothing for longer than unusedAfter

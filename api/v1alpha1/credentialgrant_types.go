@@ -334,7 +334,8 @@ type GrantApprovalRecord struct {
 	// roleRules is a digest of the rules of the grant's Role or ClusterRole when it was approved
 	// (sha256, over the rules in a canonical order; a role that did not exist has no rules), as
 	// admission read them while stamping the approval (for an approval stamped without one, as
-	// the controller first read them). The approval stands only while the role's rules are these.
+	// the controller first read them). The approval stands while the role allows nothing more than
+	// these rules did (approvedRules; with the digest alone, while the rules are these).
 	// +optional
 	// +kubebuilder:validation:MaxLength=80
 	RoleRules string `json:"roleRules,omitempty"`

@@ -333,8 +333,8 @@ func RuleString(rule rbacv1.PolicyRule) string {
 	return line
 }
 
-// RoleChangedSinceApproval says whether the grant controller found the rules of a role grant's
-// role changed since the approval the grant carries now (condition Approved, reason RoleChanged,
+// RoleChangedSinceApproval says whether the grant controller found a role grant's role allowing
+// more than the approval the grant carries now covers (condition Approved, reason RoleChanged,
 // computed for that approval and not an earlier one): what steps hold under it goes.
 func RoleChangedSinceApproval(g *custodyv1alpha1.CredentialGrant) bool {
 	c, a := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved), g.Status.Approval

@@ -767,9 +767,10 @@ spec:
 }
 
 // TestApprovalCoversTheRole: admission stamps the approval of a role grant with the digest of the
-// role's rules as the approver approved it, and the controller records it. Once the role's rules
-// change, the approval no longer stands (RoleChanged), and an approver may approve the grant again,
-// which stamps the rules as they are then; while they have not changed, nobody may replace it.
+// role's rules as the approver approved it, and the controller records the rules. A role that
+// allows less keeps the approval, and nobody may replace it; once the role allows more, the
+// approval no longer stands (RoleChanged, naming what was added), and an approver may approve the
+// grant again, which stamps the rules as they are then.
 func TestApprovalCoversTheRole(t *testing.T) {
 	ns := team(t)
 	ctx := ctxT(t)
