@@ -241,6 +241,10 @@ const (
 	// the attempt's pod: from it a person could use the attempt's credentials and identity, so the
 	// attempt ends (its Job is deleted, its credentials revoked) and counts as failed.
 	StepReasonEphemeralContainerAdded = "EphemeralContainerAdded"
+	// StepReasonCredentialRevoked means a credential the attempt held was revoked before the
+	// attempt ended, under a grant whose onRevoke is StopStep: the attempt was stopped (its Job
+	// deleted) and counts as failed.
+	StepReasonCredentialRevoked = "CredentialRevoked"
 	// StepReasonResultsInvalid means the step ended but its termination message did not hold the
 	// declared results as a JSON object of strings.
 	StepReasonResultsInvalid = "ResultsInvalid"

@@ -43,6 +43,19 @@ type CredentialGrantSpec struct {
 	// +optional
 	Suspended bool `json:"suspended,omitempty"`
 
+	// onRevoke is what happens to a running step that loses this grant's credential before it
+	// ends: because the grant was suspended, deleted, expired or no longer covers the step, its
+	// ttl passed, its source was withdrawn, or its role changed since the approval. Continue, the
+	// default: the step keeps running without it. StopStep: the attempt is stopped (its Job
+	// deleted) and fails with reason CredentialRevoked; a retry, if the step has one, is a new
+	// attempt that waits for the grant like any other. Revoking a copy of a Secret cannot take
+	// back a value the step already read, and an X.509 SVID stays valid until it expires: stopping
+	// the step is what ends its use of them. Each issuance records the policy of its grant, so
+	// that a grant deleted meanwhile still stops its steps.
+	// +optional
+	// +kubebuilder:validation:Enum=Continue;StopStep
+	OnRevoke RevokePolicy `json:"onRevoke,omitempty"`
+
 	// expiresAt ends the grant: from this time (RFC 3339) it issues nothing, and every live
 	// issuance is revoked; no issuance outlives it. For access given for a project, a migration or
 	// an incident, so that it does not outlive its purpose. Moving it later, or removing it,
@@ -66,6 +79,20 @@ type CredentialGrantSpec struct {
 func (g *CredentialGrant) Expired(now time.Time) bool {
 	return g.Spec.ExpiresAt != nil && !now.Before(g.Spec.ExpiresAt.Time)
 }
+
+// RevokePolicy is what happens to a running step whose credential is revoked before it ends.
+type RevokePolicy string
+
+const (
+	// RevokeContinue lets the step run on without the credential (the default).
+	RevokeContinue RevokePolicy = "Continue"
+	// RevokeStopStep stops the attempt: its Job is deleted and it fails with reason
+	// CredentialRevoked.
+	RevokeStopStep RevokePolicy = "StopStep"
+)
+
+// StopsStep says whether a revocation under this policy stops the step.
+func (p RevokePolicy) StopsStep() bool { return p == RevokeStopStep }
 
 // GrantSubject selects workflows, by name or by labels, and the steps of them that may receive
 // the credential.

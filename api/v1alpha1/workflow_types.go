@@ -1021,6 +1021,12 @@ type IssuedCredential struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	RevocationReason string `json:"revocationReason,omitempty"`
+
+	// onRevoke is the grant's onRevoke while the credential was live: StopStep means that a
+	// revocation before the attempt ended stops the attempt.
+	// +optional
+	// +kubebuilder:validation:Enum=Continue;StopStep
+	OnRevoke RevokePolicy `json:"onRevoke,omitempty"`
 }
 
 // Workflow is one run of a DAG of steps. Each step attempt runs as a Job with its own

@@ -1096,6 +1096,124 @@ spec:
 	})
 }
 
+// TestCredentials_onRevokeStopsTheStep: a grant whose onRevoke is StopStep stops the steps it is
+// taken from while they run (a step that read a Secret's value would otherwise go on using it);
+// one that leaves it unset lets them run on without it. The policy is the grant's while the
+// credential is live, and its record keeps it, so that deleting the grant still stops the step.
+func TestCredentials_onRevokeStopsTheStep(t *testing.T) {
+	t.Parallel()
+	ns := setup(t)
+	secret(t, ns, "erp-api", true, map[string]string{"token": "s3cr3t-v1"})
+	secret(t, ns, "notes-api", true, map[string]string{"token": "n0tes-v1"})
+	erp := grant(t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  onRevoke: StopStep`)
+	notes := grant(t, ns, `
+metadata: {name: notes}
+spec:
+  subjects: [{workflowName: pay, steps: [note]}]
+  credential: {secret: {name: notes-api, keys: [token]}}`)
+	wf := apply(t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: example.com/w:1, credentials: [erp], retries: {limit: 1, backoff: {duration: 1s}}}
+  - {name: note, image: example.com/w:1, credentials: [notes]}`)
+	post, note := jobOf(t, wf, "post", 1), jobOf(t, wf, "note", 1)
+	postPod := startPod(t, post)
+	startPod(t, note)
+	waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
+	cur := waitStep(t, wf, "note", custodyv1alpha1.StepRunning)
+	if c := recordOf(cur, "post", "erp"); c.OnRevoke != custodyv1alpha1.RevokeStopStep {
+		t.Errorf("post's record does not say what a revocation does: %+v", c)
+	}
+
+	suspend(t, erp, true)
+	suspend(t, notes, true)
+	cur = waitStep(t, wf, "post", custodyv1alpha1.StepRetrying)
+	st := stepOf(cur, "post")
+	if st.LastFailureReason != custodyv1alpha1.StepReasonCredentialRevoked ||
+		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn) and the grant's onRevoke is StopStep") {
+		t.Errorf("step post: %s %q", st.LastFailureReason, st.Message)
+	}
+	gone(t, post)
+	eventually(t, "a Retrying Event that says why", func() error {
+		for _, m := range stepEvents(t, wf, custodyv1alpha1.StepReasonRetrying)["post"] {
+			if strings.Contains(m, "CredentialRevoked") && strings.Contains(m, "grant erp") {
+				return nil
+			}
+		}
+		return errorf("none")
+	})
+	// The grant without the policy: its step runs on, without its copy.
+	eventually(t, "note's copy revoked", func() error {
+		if c := recordOf(get(t, wf), "note", "notes"); c.RevokedAt == nil {
+			return errorf("record %+v", c)
+		}
+		return nil
+	})
+	if st := stepOf(get(t, wf), "note"); st.Phase != custodyv1alpha1.StepRunning {
+		t.Errorf("step note is %s (%s): its grant does not stop it", st.Phase, st.Reason)
+	}
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(note), &batchv1.Job{}); err != nil {
+		t.Errorf("step note's Job: %v", err)
+	}
+	// Once the stopped pod is gone the retry waits for the suspended grant, like any attempt.
+	removePod(t, postPod)
+	eventually(t, "the retry to wait for the grant", func() error {
+		if st := stepOf(get(t, wf), "post"); st.Reason != custodyv1alpha1.ReasonGrantSuspended {
+			return errorf("%s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+
+	// A live credential's record follows its grant's policy, and keeps it when the grant goes.
+	suspend(t, erp, false)
+	post2 := jobOf(t, wf, "post", 2)
+	startPod(t, post2)
+	waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
+	eventually(t, "erp turned Continue", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(erp), cur); err != nil {
+			return err
+		}
+		cur.Spec.OnRevoke = custodyv1alpha1.RevokeContinue
+		return env.Client.Update(ctxT(t), cur)
+	})
+	eventually(t, "attempt 2's record to say Continue", func() error {
+		if c := recordOf(get(t, wf), "post", "erp"); c.Attempt != 2 || c.OnRevoke != custodyv1alpha1.RevokeContinue {
+			return errorf("record %+v", c)
+		}
+		return nil
+	})
+	eventually(t, "erp back to StopStep", func() error {
+		cur := &custodyv1alpha1.CredentialGrant{}
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(erp), cur); err != nil {
+			return err
+		}
+		cur.Spec.OnRevoke = custodyv1alpha1.RevokeStopStep
+		return env.Client.Update(ctxT(t), cur)
+	})
+	eventually(t, "attempt 2's record to say StopStep", func() error {
+		if c := recordOf(get(t, wf), "post", "erp"); c.OnRevoke != custodyv1alpha1.RevokeStopStep {
+			return errorf("record %+v", c)
+		}
+		return nil
+	})
+	if err := env.Client.Delete(ctxT(t), erp); err != nil {
+		t.Fatal(err)
+	}
+	cur = waitStep(t, wf, "post", custodyv1alpha1.StepFailed)
+	if st := stepOf(cur, "post"); st.Reason != custodyv1alpha1.ReasonRetriesExhausted ||
+		!strings.Contains(st.Message, "(CredentialRevoked): its Secret credential of grant erp was revoked (GrantWithdrawn)") {
+		t.Errorf("step post: %s %q", st.Reason, st.Message)
+	}
+	gone(t, post2)
+}
+
 // TestCredentials_grantExpiresAt: a grant's expiresAt ends what it issued (an issuance expires
 // with the grant, before its ttl; one made before the end was moved earlier goes at the new end)
 // and keeps a step from getting it again; moving the end later lets the step have it.

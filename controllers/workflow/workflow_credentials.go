@@ -167,7 +167,7 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 	var vols []jobspec.CredentialVolume
 	for _, g := range grants {
 		rec := custodyv1alpha1.IssuedCredential{Grant: g.Name, Kind: credentials.Kind(g), Attempt: n, SPIFFEID: st.SPIFFEID,
-			IssuedAt: metav1.Time{Time: s.now}}
+			IssuedAt: metav1.Time{Time: s.now}, OnRevoke: g.Spec.OnRevoke}
 		if exp := credentials.ExpiresAt(g, s.now); !exp.IsZero() {
 			rec.ExpiresAt = &metav1.Time{Time: exp}
 			s.requeueAt(exp)
@@ -315,6 +315,9 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 				errs = append(errs, err)
 				continue
 			}
+			if g != nil && c.OnRevoke != g.Spec.OnRevoke {
+				c.OnRevoke = g.Spec.OnRevoke // the grant's policy while the credential is live
+			}
 			if reason == "" {
 				if c.ExpiresAt != nil {
 					s.requeueAt(c.ExpiresAt.Time)
@@ -339,8 +342,8 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 	return false, r.releaseFinalizer(ctx, s)
 }
 
-// revocationReason says why a live credential must go now, or "" if it may stay; then it also
-// returns the grant, and for a secret grant its source.
+// revocationReason says why a live credential must go now, or "" if it may stay. It returns the
+// grant whenever it read it, and, for a secret grant that may stay, its source.
 func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus,
 	c *custodyv1alpha1.IssuedCredential) (string, *custodyv1alpha1.CredentialGrant, *corev1.Secret, error) {
 	switch {
@@ -358,18 +361,18 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 		return "", nil, nil, fmt.Errorf("reading CredentialGrant %s: %w", c.Grant, err)
 	}
 	if g.Spec.Suspended || !credentials.Covers(g, s.wf, st.Name) || credentials.Kind(g) != c.Kind {
-		return revokedGrantChanged, nil, nil, nil
+		return revokedGrantChanged, g, nil, nil
 	}
 	if g.Expired(s.now) {
-		return revokedGrantExpired, nil, nil, nil
+		return revokedGrantExpired, g, nil, nil
 	}
 	if c.Kind == custodyv1alpha1.CredentialKindKubernetesRole {
 		// The step's binding would give it rules nobody approved.
 		if credentials.RoleChangedSinceApproval(g) {
-			return revokedRoleChanged, nil, nil, nil
+			return revokedRoleChanged, g, nil, nil
 		}
 		if credentials.ApprovalRequiredNow(g) {
-			return revokedApprovalRequired, nil, nil, nil
+			return revokedApprovalRequired, g, nil, nil
 		}
 	}
 	if end := g.Spec.ExpiresAt; end != nil {
@@ -384,7 +387,7 @@ func (r *Reconciler) revocationReason(ctx context.Context, s *scope, st *custody
 		return "", nil, nil, err
 	}
 	if src == nil {
-		return revokedSourceWithdrawn, nil, nil, nil
+		return revokedSourceWithdrawn, g, nil, nil
 	}
 	return "", g, src, nil
 }

@@ -382,6 +382,10 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		case jobCondition(job, batchv1.JobFailed):
 			reason, msg := jobFailure(job, pod, st.PodName)
 			r.endAttempt(s, st, job, pod, false, reason, msg)
+		case revokedToStop(st) != nil:
+			if err := r.endRevokedAttempt(ctx, s, st, job, pod, revokedToStop(st)); err != nil {
+				return false, err
+			}
 		case pod != nil:
 			s.podProblems(st, job, pod)
 		case ptr.Deref(job.Spec.Suspend, false):
@@ -427,6 +431,35 @@ func (r *Reconciler) endAlteredAttempt(ctx context.Context, s *scope, st *custod
 	msg := fmt.Sprintf("ephemeral container %s was added to pod %s%s: from it a person could use the attempt's credentials, "+
 		"so the attempt was stopped and its credentials revoked", strings.Join(names, ", "), pod.Name, by)
 	r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonEphemeralContainerAdded, text.Truncate(msg, 400))
+	return nil
+}
+
+// revokedToStop returns a credential of the current attempt that was revoked before the attempt
+// ended under a grant whose onRevoke is StopStep, if there is one.
+func revokedToStop(st *custodyv1alpha1.StepStatus) *custodyv1alpha1.IssuedCredential {
+	for i := range st.Credentials {
+		c := &st.Credentials[i]
+		if c.Attempt == st.Attempt && c.RevokedAt != nil && c.OnRevoke.StopsStep() &&
+			c.RevocationReason != revokedAttemptEnded && c.RevocationReason != revokedDeleted {
+			return c
+		}
+	}
+	return nil
+}
+
+// endRevokedAttempt stops an attempt that lost a credential under a grant whose onRevoke is
+// StopStep: a step that already read a Secret's value, or holds an SVID, would otherwise go on
+// using it. The Job is deleted, so the pod stops; the attempt fails (a retry, if the step has
+// one, is a new attempt, which waits for the grant like any other), and ending it revokes the
+// rest of what it held, and its identity, as for any attempt.
+func (r *Reconciler) endRevokedAttempt(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job,
+	pod *corev1.Pod, c *custodyv1alpha1.IssuedCredential) error {
+	if err := r.stopJob(ctx, job); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("its %s credential of grant %s was revoked (%s) and the grant's onRevoke is StopStep, "+
+		"so the attempt was stopped", c.Kind, c.Grant, c.RevocationReason)
+	r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonCredentialRevoked, msg)
 	return nil
 }
 

@@ -100,6 +100,7 @@ spec:
   credential: {secret: {name: erp-api, keys: [token]}}
   approval: {required: true, approvers: {groups: [finance-controllers]}}
   expiresAt: "2027-03-29T12:00:00Z"
+  onRevoke: StopStep
 status:
   active: 1
   activeIssuances:
@@ -654,20 +655,7 @@ func TestActions(t *testing.T) {
 	if out, err := run(t, ns, "", "approve", "grant", "ledger"); err != nil {
 		t.Fatal(err, out)
 	}
-	// The kill switch asks first.
-	if out, err := run(t, ns, "n\n", "revoke", "grant", "erp-payments"); err == nil || !strings.Contains(out, "[y/N]") {
-		t.Errorf("revoke without confirmation: %v\n%s", err, out)
-	}
-	g := &custodyv1alpha1.CredentialGrant{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || g.Spec.Suspended {
-		t.Errorf("a declined revoke suspended the grant: %v", err)
-	}
-	if out, err := run(t, ns, "", "revoke", "grant", "erp-payments", "--yes"); err != nil {
-		t.Fatal(err, out)
-	}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || !g.Spec.Suspended {
-		t.Errorf("revoke --yes: %v, suspended=%v", err, g.Spec.Suspended)
-	}
+	killSwitch(t, ns)
 	// The step may also follow the workflow's name (admission, not running here, would refuse a
 	// step without an approval gate).
 	if out, err := run(t, ns, "", "approve", "pay-invoice-4711", "route-invoice"); err != nil || out != "workflow/pay-invoice-4711 step route-invoice approved: approved\n" {
@@ -683,6 +671,45 @@ func TestActions(t *testing.T) {
 	}
 	if _, err := run(t, ns, "", "approve", "pay-invoice-4711", "a", "--step", "b"); err == nil {
 		t.Error("approve of two different steps at once succeeded")
+	}
+}
+
+// killSwitch: revoke grant asks first, suspends the grant, says what happens to the steps that held
+// it, and with --stop-steps sets the grant's onRevoke too.
+func killSwitch(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	// The kill switch asks first.
+	if out, err := run(t, ns, "n\n", "revoke", "grant", "erp-payments"); err == nil || !strings.Contains(out, "[y/N]") {
+		t.Errorf("revoke without confirmation: %v\n%s", err, out)
+	}
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || g.Spec.Suspended {
+		t.Errorf("a declined revoke suspended the grant: %v", err)
+	}
+	if out, err := run(t, ns, "", "revoke", "grant", "erp-payments", "--yes"); err != nil ||
+		!strings.Contains(out, "the steps holding it are stopped (onRevoke: StopStep)") {
+		t.Fatal(err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erp-payments"}, g); err != nil || !g.Spec.Suspended {
+		t.Errorf("revoke --yes: %v, suspended=%v", err, g.Spec.Suspended)
+	}
+	// The grant's policy is said; --stop-steps sets it with the switch.
+	if out, err := run(t, ns, "", "revoke", "grant", "ledger", "--yes"); err != nil ||
+		!strings.Contains(out, "the steps holding it run on without it (onRevoke: Continue; --stop-steps stops them)") {
+		t.Errorf("revoke grant ledger: %v\n%s", err, out)
+	}
+	if out, err := run(t, ns, "n\n", "revoke", "grant", "ledger", "--stop-steps"); err == nil ||
+		!strings.Contains(out, "and stop the steps holding it? [y/N]") {
+		t.Errorf("revoke --stop-steps without confirmation: %v\n%s", err, out)
+	}
+	if out, err := run(t, ns, "", "revoke", "grant", "ledger", "--stop-steps", "--yes"); err != nil ||
+		!strings.Contains(out, "the steps holding it are stopped (onRevoke: StopStep)") {
+		t.Errorf("revoke --stop-steps: %v\n%s", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ledger"}, g); err != nil ||
+		!g.Spec.Suspended || g.Spec.OnRevoke != custodyv1alpha1.RevokeStopStep {
+		t.Errorf("revoke --stop-steps: %v, suspended=%v onRevoke=%q", err, g.Spec.Suspended, g.Spec.OnRevoke)
 	}
 }
 

@@ -616,11 +616,16 @@ func (o *Options) suspendCommands() []*cobra.Command {
 }
 
 func (o *Options) revokeCommand() *cobra.Command {
-	var yes bool
+	var yes, stop bool
 	cmd := &cobra.Command{
 		Use:   "revoke grant GRANT",
 		Short: "The kill switch: suspend a grant, which revokes every live issuance of it at once",
-		Args:  cobra.ExactArgs(2),
+		Long: "Suspend a grant: every live issuance of it is revoked at once and it issues nothing until spec.suspended is " +
+			"false again. The steps that held it run on without it unless the grant's onRevoke is StopStep; --stop-steps " +
+			"sets that too, so that they are stopped (a step that already read a Secret's value would otherwise go on using it).",
+		Example: "  kubectl custody revoke grant erp-payments\n" +
+			"  kubectl custody revoke grant erp-payments --stop-steps --yes",
+		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if args[0] != kindGrant {
 				return fmt.Errorf("revoke works on grants: kubectl custody revoke grant %s", args[0])
@@ -630,7 +635,11 @@ func (o *Options) revokeCommand() *cobra.Command {
 				return err
 			}
 			if !yes {
-				_, _ = fmt.Fprintf(o.io.Out, "Suspend credentialgrant %s/%s and revoke every credential it issued? [y/N] ", ns, args[1])
+				also := ""
+				if stop {
+					also = ", and stop the steps holding it"
+				}
+				_, _ = fmt.Fprintf(o.io.Out, "Suspend credentialgrant %s/%s and revoke every credential it issued%s? [y/N] ", ns, args[1], also)
 				answer, _ := bufio.NewReader(o.io.In).ReadString('\n')
 				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 					return errors.New("not revoked")
@@ -638,14 +647,23 @@ func (o *Options) revokeCommand() *cobra.Command {
 			}
 			g := &custodyv1alpha1.CredentialGrant{}
 			g.Name = args[1]
-			if err := o.patch(g, `{"spec":{"suspended":true}}`); err != nil {
+			body := `{"spec":{"suspended":true}}`
+			if stop {
+				body = `{"spec":{"suspended":true,"onRevoke":"StopStep"}}`
+			}
+			if err := o.patch(g, body); err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s suspended: live issuances are being revoked; "+
-				"set spec.suspended=false to resume\n", g.Name)
+			steps := "the steps holding it run on without it (onRevoke: Continue; --stop-steps stops them)"
+			if g.Spec.OnRevoke.StopsStep() {
+				steps = "the steps holding it are stopped (onRevoke: StopStep)"
+			}
+			_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s suspended: live issuances are being revoked; %s; "+
+				"set spec.suspended=false to resume\n", g.Name, steps)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
+	cmd.Flags().BoolVar(&stop, "stop-steps", false, "Also set the grant's onRevoke to StopStep: the steps that held it are stopped.")
 	return cmd
 }

@@ -56,6 +56,14 @@ func (o *Options) getGrant(c client.Client, ns, name string) error {
 	})
 }
 
+// onRevokeLine says what a revocation before the step ended does to the step.
+func onRevokeLine(p custodyv1alpha1.RevokePolicy) string {
+	if p.StopsStep() {
+		return "the step is stopped (onRevoke: StopStep)"
+	}
+	return "the step runs on without it (onRevoke: Continue)"
+}
+
 // grantRole is the role a kubernetesRole grant hands out, as the caller may read it.
 type grantRole struct {
 	rules  []rbacv1.PolicyRule
@@ -95,6 +103,7 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grantRole
 		}
 	}
 	_, _ = fmt.Fprintf(w, "   each issuance lives at most %s%s\n", ttl, ends)
+	_, _ = fmt.Fprintf(w, "   revoked before its step ends: %s\n", onRevokeLine(g.Spec.OnRevoke))
 	_, _ = fmt.Fprintf(w, "   approval: %s\n", approvalLine(g, sum.Approval, now))
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved); c != nil &&
 		c.Reason == custodyv1alpha1.ReasonRoleChanged {
