@@ -1175,34 +1175,22 @@ spec:
 	post2 := jobOf(t, wf, "post", 2)
 	startPod(t, post2)
 	waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
-	eventually(t, "erp turned Continue", func() error {
-		cur := &custodyv1alpha1.CredentialGrant{}
-		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(erp), cur); err != nil {
-			return err
-		}
-		cur.Spec.OnRevoke = custodyv1alpha1.RevokeContinue
-		return env.Client.Update(ctxT(t), cur)
-	})
-	eventually(t, "attempt 2's record to say Continue", func() error {
-		if c := recordOf(get(t, wf), "post", "erp"); c.Attempt != 2 || c.OnRevoke != custodyv1alpha1.RevokeContinue {
-			return errorf("record %+v", c)
-		}
-		return nil
-	})
-	eventually(t, "erp back to StopStep", func() error {
-		cur := &custodyv1alpha1.CredentialGrant{}
-		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(erp), cur); err != nil {
-			return err
-		}
-		cur.Spec.OnRevoke = custodyv1alpha1.RevokeStopStep
-		return env.Client.Update(ctxT(t), cur)
-	})
-	eventually(t, "attempt 2's record to say StopStep", func() error {
-		if c := recordOf(get(t, wf), "post", "erp"); c.OnRevoke != custodyv1alpha1.RevokeStopStep {
-			return errorf("record %+v", c)
-		}
-		return nil
-	})
+	for _, p := range []custodyv1alpha1.RevokePolicy{custodyv1alpha1.RevokeContinue, custodyv1alpha1.RevokeStopStep} {
+		eventually(t, "erp's onRevoke to be "+string(p), func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(erp), cur); err != nil {
+				return err
+			}
+			cur.Spec.OnRevoke = p
+			return env.Client.Update(ctxT(t), cur)
+		})
+		eventually(t, "attempt 2's record to say "+string(p), func() error {
+			if c := recordOf(get(t, wf), "post", "erp"); c.Attempt != 2 || c.OnRevoke != p {
+				return errorf("record %+v", c)
+			}
+			return nil
+		})
+	}
 	if err := env.Client.Delete(ctxT(t), erp); err != nil {
 		t.Fatal(err)
 	}

@@ -808,6 +808,56 @@ spec:
 	}
 }
 
+// TestRevokedGrantStopsTheStep: suspending a grant whose onRevoke is StopStep stops the step that
+// holds it on a real cluster: its Job is deleted and the garbage collector takes the pod with it,
+// the Secret copy goes, and the step fails with reason CredentialRevoked. The step's pod waits for
+// a node pool that does not exist, so that it is still there when the grant is suspended.
+func TestRevokedGrantStopsTheStep(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "erp-api", Namespace: ns,
+		Labels: map[string]string{custodyv1alpha1.LabelGrantable: "true"}}, StringData: map[string]string{"token": "e2e-value"}}
+	if err := cluster.Client.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	createFromYAML(ctx, t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  onRevoke: StopStep`, &custodyv1alpha1.CredentialGrant{})
+	wf := createWorkflow(ctx, t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: registry.example.com/w:1, credentials: [erp], nodeSelector: {custody.dev/e2e-pool: none}}
+`)
+	waitStuck(ctx, t, wf, "post", custodyv1alpha1.StepReasonUnschedulable, "didn't match Pod's node affinity/selector")
+	st := step(wf, "post")
+	if len(st.Credentials) != 1 || st.Credentials[0].OnRevoke != custodyv1alpha1.RevokeStopStep {
+		t.Fatalf("step post's credentials: %+v", st.Credentials)
+	}
+	_, copyName, _ := strings.Cut(st.Credentials[0].Resource, "/")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: st.PodName, Namespace: ns}}
+
+	setSuspended(ctx, t, ns, "erp", true)
+	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowFailed, time.Minute)
+	if st := step(wf, "post"); st.Reason != custodyv1alpha1.StepReasonCredentialRevoked ||
+		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn) and the grant's onRevoke is StopStep") {
+		t.Errorf("step post: %s (%s): %q", st.Phase, st.Reason, st.Message)
+	}
+	for _, o := range []client.Object{pod, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: st.JobName, Namespace: ns}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: copyName, Namespace: ns}}} {
+		eventually(t, time.Minute, o.GetName()+" gone", func() error {
+			err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(o), o)
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("still there (%w)", err)
+		})
+	}
+}
+
 // waitStuck waits until a step of wf runs with the reason that says why it cannot get going, and a
 // message that says so in the cluster's words.
 func waitStuck(ctx context.Context, t *testing.T, wf *custodyv1alpha1.Workflow, name, reason, words string) {
