@@ -1136,7 +1136,7 @@ spec:
 	cur = waitStep(t, wf, "post", custodyv1alpha1.StepRetrying)
 	st := stepOf(cur, "post")
 	if st.LastFailureReason != custodyv1alpha1.StepReasonCredentialRevoked ||
-		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn) and the grant's onRevoke is StopStep") {
+		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn: the grant was suspended) and the grant's onRevoke is StopStep") {
 		t.Errorf("step post: %s %q", st.LastFailureReason, st.Message)
 	}
 	gone(t, post)
@@ -1196,7 +1196,7 @@ spec:
 	}
 	cur = waitStep(t, wf, "post", custodyv1alpha1.StepFailed)
 	if st := stepOf(cur, "post"); st.Reason != custodyv1alpha1.ReasonRetriesExhausted ||
-		!strings.Contains(st.Message, "(CredentialRevoked): its Secret credential of grant erp was revoked (GrantWithdrawn)") {
+		!strings.Contains(st.Message, "(CredentialRevoked): its Secret credential of grant erp was revoked (GrantWithdrawn: the grant was deleted)") {
 		t.Errorf("step post: %s %q", st.Reason, st.Message)
 	}
 	gone(t, post2)

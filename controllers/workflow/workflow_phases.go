@@ -457,10 +457,39 @@ func (r *Reconciler) endRevokedAttempt(ctx context.Context, s *scope, st *custod
 	if err := r.stopJob(ctx, job); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("its %s credential of grant %s was revoked (%s) and the grant's onRevoke is StopStep, "+
-		"so the attempt was stopped", c.Kind, c.Grant, c.RevocationReason)
+	msg := fmt.Sprintf("its %s credential of grant %s was revoked (%s: %s) and the grant's onRevoke is StopStep, "+
+		"so the attempt was stopped", c.Kind, c.Grant, c.RevocationReason, r.revokedBecause(ctx, s, c))
 	r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonCredentialRevoked, msg)
 	return nil
+}
+
+// revokedBecause says in words why a credential was revoked before its attempt ended, for the
+// step's message: a GrantWithdrawn revocation is told apart by what the grant is now.
+func (r *Reconciler) revokedBecause(ctx context.Context, s *scope, c *custodyv1alpha1.IssuedCredential) string {
+	switch c.RevocationReason {
+	case revokedExpired:
+		return "the grant's ttl passed"
+	case revokedGrantExpired:
+		return "the grant's expiresAt passed"
+	case revokedSourceWithdrawn:
+		return "its source Secret was deleted or no longer grantable"
+	case revokedRoleChanged:
+		return "the role allows more than the approval covered"
+	case revokedApprovalRequired:
+		return "the role reaches beyond the step and the grant is not approved"
+	case revokedGrantChanged:
+		g := &custodyv1alpha1.CredentialGrant{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: s.wf.Namespace, Name: c.Grant}, g)
+		switch {
+		case apierrors.IsNotFound(err):
+			return "the grant was deleted"
+		case err == nil && g.Spec.Suspended:
+			return "the grant was suspended"
+		case err == nil:
+			return "the grant no longer covers the step"
+		}
+	}
+	return "revoked before the attempt ended"
 }
 
 // jobSuspended says in a running step's status that its Job is suspended, as a job queue (Kueue)

@@ -153,7 +153,7 @@ status:
     identity: {state: Registered, attempt: 2}
     credentials:
     - {grant: erp-payments, kind: Secret, attempt: 1, resource: Secret/pay-1, issuedAt: "2026-11-29T11:58:55Z", revokedAt: "2026-11-29T11:58:58Z", revocationReason: AttemptEnded}
-    - {grant: erp-payments, kind: Secret, attempt: 2, resource: Secret/pay-2, issuedAt: "2026-11-29T11:59:00Z", expiresAt: "2026-11-29T12:14:00Z",
+    - {grant: erp-payments, kind: Secret, attempt: 2, resource: Secret/pay-2, onRevoke: StopStep, issuedAt: "2026-11-29T11:59:00Z", expiresAt: "2026-11-29T12:14:00Z",
        spiffeID: "spiffe://example.org/ns/NS/workflow/pay-invoice-4711/step/post-payment/run/u1/attempt/2"}`)
 	create(&custodyv1alpha1.Workflow{}, `
 metadata: {name: pay-invoice-4700}

@@ -329,6 +329,9 @@ func writeTree(w io.Writer, wf *custodyv1alpha1.Workflow, now time.Time) error {
 			} else if cr.ExpiresAt != nil {
 				held += ", expires in " + age(cr.ExpiresAt.Sub(now))
 			}
+			if cr.RevokedAt == nil && cr.OnRevoke.StopsStep() {
+				held += "; revoking it stops the step"
+			}
 			_, _ = fmt.Fprintf(w, "%s   credential %s %s (attempt %d): %s\n", indent, cr.Kind, cr.Grant, cr.Attempt, held)
 		}
 	}

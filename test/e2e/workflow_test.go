@@ -843,7 +843,7 @@ spec:
 	setSuspended(ctx, t, ns, "erp", true)
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowFailed, time.Minute)
 	if st := step(wf, "post"); st.Reason != custodyv1alpha1.StepReasonCredentialRevoked ||
-		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn) and the grant's onRevoke is StopStep") {
+		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn: the grant was suspended) and the grant's onRevoke is StopStep") {
 		t.Errorf("step post: %s (%s): %q", st.Phase, st.Reason, st.Message)
 	}
 	for _, o := range []client.Object{pod, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: st.JobName, Namespace: ns}},
