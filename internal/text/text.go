@@ -1,7 +1,25 @@
-// Package text shortens messages to the lengths the Kubernetes API accepts.
+// Package text shortens messages to the lengths the Kubernetes API accepts, and writes durations
+// as people write them in a spec.
 package text
 
-import "unicode/utf8"
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Duration writes d as a spec would give it: 1h, 1h30m, 10m, 1m30s, 45s (time.Duration's own form
+// without its zero minutes and seconds: 1h0m0s, 10m0s).
+func Duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // EventNoteMax is the longest note (in bytes) the API server accepts in an Event; a longer one
 // is refused and the Event lost.

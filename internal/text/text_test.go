@@ -2,8 +2,20 @@ package text
 
 import (
 	"testing"
+	"time"
 	"unicode/utf8"
 )
+
+func TestDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Hour: "1h", 90 * time.Minute: "1h30m", 10 * time.Minute: "10m", 90 * time.Second: "1m30s", 45 * time.Second: "45s",
+		time.Hour + time.Second: "1h0m1s", 100 * time.Hour: "100h", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := Duration(d); got != want {
+			t.Errorf("Duration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
 
 func TestTruncate(t *testing.T) {
 	for _, tc := range []struct {

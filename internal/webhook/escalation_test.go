@@ -467,6 +467,50 @@ spec:
 	}
 }
 
+// TestRunWarnsOfAStepThatOutlivesItsGrant: a step whose timeout (its own or stepDefaults') is
+// longer than an issuance of a grant it requests lives is admitted with a warning that says what
+// happens after the grant's ttl: the step runs on without the credential, or is stopped.
+func TestRunWarnsOfAStepThatOutlivesItsGrant(t *testing.T) {
+	ns := team(t)
+	create(t, as(alice), mustGrant(t, ns, `
+metadata: {name: app-db}
+spec:
+  subjects: [{workflowName: nightly, steps: [a, b, c]}]
+  credential: {secret: {name: app-db, keys: [password]}}
+  ttl: 10m`))
+	create(t, as(alice), mustGrant(t, ns, `
+metadata: {name: ledger}
+spec:
+  subjects: [{workflowName: nightly, steps: [a, b, c]}]
+  credential: {secret: {name: app-db, keys: [password]}}
+  ttl: 5m
+  onRevoke: StopStep`))
+	out := kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: nightly}
+spec:
+  stepDefaults: {timeout: 1h}
+  steps:
+  - {name: a, image: busybox, credentials: [app-db]}
+  - {name: b, image: busybox, credentials: [ledger], timeout: 5m}
+  - {name: c, image: busybox, credentials: [ledger], timeout: 90m}
+`)
+	for _, want := range []string{
+		`Warning: step "a" may run for 1h (its timeout), longer than an issuance of grant app-db lives (ttl 10m): ` +
+			`after 10m it runs on without the credential`,
+		`Warning: step "c" may run for 1h30m (its timeout), longer than an issuance of grant ledger lives (ttl 5m): ` +
+			`after 5m it is stopped (the grant's onRevoke is StopStep)`,
+		"workflow.custody.dev/nightly created",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl printed:\n%s\nwant a line with %q", out, want)
+		}
+	}
+	if strings.Count(out, "Warning:") != 2 {
+		t.Errorf("kubectl printed:\n%s\nwant two warnings: step b's timeout is within the grant's ttl", out)
+	}
+}
+
 // TestRunWarnsOfImagePullSecretsThatWouldKeepStepsWaiting: a registry Secret a new run names but
 // nobody opted in is a warning, not a refusal (it may be labelled next), and says what to do.
 func TestRunWarnsOfImagePullSecretsThatWouldKeepStepsWaiting(t *testing.T) {

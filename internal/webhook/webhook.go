@@ -50,6 +50,7 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
+	"github.com/custody-dev/custody/internal/text"
 )
 
 // The paths the webhook server serves; the webhook configurations in config/webhook name them.
@@ -858,7 +859,8 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	if r, err := h.checkReuse(ctx, req.Namespace, o); r != nil || err != nil {
 		return r, err
 	}
-	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, o.runSteps)...)
+	steps := custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults())
+	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, steps)...)
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, o)...)
 	if wf.Spec.WorkflowTemplateRef == nil {
@@ -956,9 +958,28 @@ func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alp
 				r.Reason == custodyv1alpha1.ReasonGrantExpired) {
 				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
 			}
+			if w := outlivesTTL(st, l.grant); w != "" {
+				out = append(out, w)
+			}
 		}
 	}
 	return out
+}
+
+// outlivesTTL says, as a warning, when a step's timeout lets it run longer than an issuance of a
+// grant it requests lives: its author expects it to take that long, and the credential is revoked
+// after the grant's ttl, with the step left running without it or stopped (onRevoke).
+func outlivesTTL(st custodyv1alpha1.Step, g *custodyv1alpha1.CredentialGrant) string {
+	if g == nil || g.Spec.TTL == nil || st.Timeout == nil || st.Timeout.Duration <= g.Spec.TTL.Duration {
+		return ""
+	}
+	then := "it runs on without the credential"
+	if g.Spec.OnRevoke.StopsStep() {
+		then = "it is stopped (the grant's onRevoke is StopStep)"
+	}
+	ttl := text.Duration(g.Spec.TTL.Duration)
+	return fmt.Sprintf("step %q may run for %s (its timeout), longer than an issuance of grant %s lives (ttl %s): after %s %s",
+		st.Name, text.Duration(st.Timeout.Duration), g.Name, ttl, ttl, then)
 }
 
 // pullSecretWarnings says, as a warning, when a new run's steps would wait for its imagePullSecrets
@@ -979,18 +1000,22 @@ func (h *handler) pullSecretWarnings(ctx context.Context, ns string, secrets []c
 	return []string{"every step will wait until this changes: " + refusal.Message}
 }
 
+// stepDefaults are the stepDefaults of what a new run executes: its template's, or its own.
+func (o *object) stepDefaults() *custodyv1alpha1.StepDefaults {
+	if o.runTemplate != nil {
+		return o.runTemplate.Spec.StepDefaults
+	}
+	return o.workflow.Spec.StepDefaults
+}
+
 // priorityClassWarnings says, as a warning, when a new run's steps name a PriorityClass
 // (priorityClassName, their own or stepDefaults') that does not exist: the Job controller cannot
 // create their pods until it does, and the steps would only say so once they start. The class may
 // be created after the run. Best effort, as grantWarnings.
 func (h *handler) priorityClassWarnings(ctx context.Context, o *object) []string {
-	defaults := o.workflow.Spec.StepDefaults
-	if o.runTemplate != nil {
-		defaults = o.runTemplate.Spec.StepDefaults
-	}
 	var classes []string
 	steps := map[string][]string{}
-	for _, st := range custodyv1alpha1.ApplyStepDefaults(o.runSteps, defaults) {
+	for _, st := range custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults()) {
 		if c := st.PriorityClassName; c != "" {
 			if steps[c] == nil {
 				classes = append(classes, c)
