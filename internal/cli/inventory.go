@@ -56,6 +56,7 @@ type Grant struct {
 	Ready             string                         `json:"ready"`
 	Active            int32                          `json:"active"`
 	ExpiresAt         *metav1.Time                   `json:"expiresAt,omitempty"`
+	OnRevoke          custodyv1alpha1.RevokePolicy   `json:"onRevoke"`
 	SourceChangedTime *metav1.Time                   `json:"sourceChangedTime,omitempty"`
 	RotationOverdue   bool                           `json:"rotationOverdue"`
 	LastIssuedTime    *metav1.Time                   `json:"lastIssuedTime,omitempty"`
@@ -180,6 +181,10 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 			out.Ready += " (" + c.Reason + ")"
 		}
 	}
+	out.OnRevoke = custodyv1alpha1.RevokeContinue
+	if g.Spec.OnRevoke != "" {
+		out.OnRevoke = g.Spec.OnRevoke
+	}
 	out.RotationOverdue = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
 	out.LastIssuedTime = g.Status.LastIssuedTime
 	out.Unused = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnused)
@@ -210,7 +215,7 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 	}
 	_, _ = fmt.Fprintf(tw, "\nGRANTS: %d\n", len(inv.Grants))
 	if len(inv.Grants) > 0 {
-		_, _ = fmt.Fprintf(tw, "%sNAME\tKIND\tSUBJECTS\tAPPROVAL\tREADY\tACTIVE\tLAST ISSUED\tENDS\tSOURCE AGE\tROTATION\n", nsHead)
+		_, _ = fmt.Fprintf(tw, "%sNAME\tKIND\tSUBJECTS\tAPPROVAL\tREADY\tACTIVE\tLAST ISSUED\tENDS\tON REVOKE\tSOURCE AGE\tROTATION\n", nsHead)
 		for _, g := range inv.Grants {
 			src := "-"
 			if g.SourceChangedTime != nil {
@@ -245,8 +250,8 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			if len(marks) > 0 {
 				kind += " (" + strings.Join(marks, ", ") + ")"
 			}
-			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, kind,
-				strings.Join(g.Subjects, " "), g.Approval, g.Ready, g.Active, last, ends, src, rot)
+			_, _ = fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", nsCol(g.Namespace), g.Name, kind,
+				strings.Join(g.Subjects, " "), g.Approval, g.Ready, g.Active, last, ends, g.OnRevoke, src, rot)
 		}
 	}
 	// The namespaces to label, so that nobody gets into a step's pod there.
