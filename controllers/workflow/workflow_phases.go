@@ -370,6 +370,7 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		if pod != nil {
 			st.PodName, st.NodeName = pod.Name, pod.Spec.NodeName
 		}
+		revoked := revokedToStop(st)
 		switch {
 		case pod != nil && podAltered(pod):
 			if err := r.endAlteredAttempt(ctx, s, st, job, pod); err != nil {
@@ -382,8 +383,8 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 		case jobCondition(job, batchv1.JobFailed):
 			reason, msg := jobFailure(job, pod, st.PodName)
 			r.endAttempt(s, st, job, pod, false, reason, msg)
-		case revokedToStop(st) != nil:
-			if err := r.endRevokedAttempt(ctx, s, st, job, pod, revokedToStop(st)); err != nil {
+		case revoked != nil:
+			if err := r.endRevokedAttempt(ctx, s, st, job, pod, revoked); err != nil {
 				return false, err
 			}
 		case pod != nil:
