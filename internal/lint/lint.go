@@ -227,13 +227,18 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 		objects = append(objects, obj)
 	}
 	templates := map[[2]string]*custodyv1alpha1.WorkflowTemplate{}
+	grants := map[[2]string]*custodyv1alpha1.CredentialGrant{}
 	for _, o := range objects {
-		if tpl, ok := o.typed.(*custodyv1alpha1.WorkflowTemplate); ok {
-			templates[[2]string{o.namespace, tpl.Name}] = tpl
+		switch obj := o.typed.(type) {
+		case *custodyv1alpha1.WorkflowTemplate:
+			templates[[2]string{o.namespace, obj.Name}] = obj
+		case *custodyv1alpha1.CredentialGrant:
+			grants[[2]string{o.namespace, obj.Name}] = obj
 		}
 	}
 	for _, o := range objects {
 		res.Problems = append(res.Problems, admissionCheck(o, templates, rbac)...)
+		res.Problems = append(res.Problems, grantProblems(o, grants)...)
 	}
 	return res
 }
@@ -451,6 +456,31 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 	}
 	for _, w := range warnings {
 		problems = append(problems, Problem{Source: o.source, Object: o.name, Message: w, Warning: true})
+	}
+	return problems
+}
+
+// grantProblems warns, as admission does of a new run, of steps whose timeout is longer than an
+// issuance of a grant they request lives, for the grants among the manifests (in the same
+// namespace): a Workflow's or CronWorkflow's own steps, and a WorkflowTemplate's.
+func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGrant) []Problem {
+	var steps []custodyv1alpha1.Step
+	var defaults *custodyv1alpha1.StepDefaults
+	switch obj := o.typed.(type) {
+	case *custodyv1alpha1.Workflow:
+		steps, defaults = obj.Spec.InlineSteps(), obj.Spec.StepDefaults
+	case *custodyv1alpha1.CronWorkflow:
+		steps, defaults = obj.Spec.WorkflowSpec.InlineSteps(), obj.Spec.WorkflowSpec.StepDefaults
+	case *custodyv1alpha1.WorkflowTemplate:
+		steps, defaults = slices.Concat(obj.Spec.Steps, obj.Spec.Finally), obj.Spec.StepDefaults
+	}
+	var problems []Problem
+	for _, st := range custodyv1alpha1.ApplyStepDefaults(steps, defaults) {
+		for _, name := range st.Credentials {
+			if w := webhook.OutlivesTTL(st, grants[[2]string{o.namespace, name}]); w != "" {
+				problems = append(problems, Problem{Source: o.source, Object: o.name, Message: w, Warning: true})
+			}
+		}
 	}
 	return problems
 }

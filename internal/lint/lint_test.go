@@ -538,3 +538,73 @@ metadata: {name: billing, labels: {custody.dev/protect-step-pods: "true"}}
 		t.Errorf("problems:\n%s\nwant one warning beginning %q", strings.Join(got, "\n"), want)
 	}
 }
+
+// TestStepsThatOutliveTheirGrant: a step whose timeout (its own or stepDefaults') is longer than
+// an issuance of a grant of the same manifests lives is warned of, as admission warns of a new run,
+// in a Workflow, a CronWorkflow and a WorkflowTemplate; a grant in another namespace, or not among
+// the manifests, is not known here.
+func TestStepsThatOutliveTheirGrant(t *testing.T) {
+	res := lintString(t, linter(t), `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: erp, namespace: payments}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  onRevoke: StopStep
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: ledger, namespace: payments}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: ledger-api, keys: [token]}}
+  ttl: 2h
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: pay, namespace: payments}
+spec:
+  stepDefaults: {timeout: 1h}
+  steps:
+  - {name: post, image: busybox, credentials: [erp, ledger, elsewhere]}
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: pay, namespace: billing}
+spec:
+  steps:
+  - {name: post, image: busybox, credentials: [erp], timeout: 1h}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly, namespace: payments}
+spec:
+  schedule: "0 2 * * *"
+  workflowSpec:
+    steps:
+    - {name: post, image: busybox, credentials: [erp], timeout: 20m}
+---
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: pay, namespace: payments}
+spec:
+  steps:
+  - {name: post, image: busybox, credentials: [ledger], timeout: 3h}
+`)
+	got := make([]string, 0, len(res.Problems))
+	for _, p := range res.Problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`test.yaml#3: Workflow pay: warning: step "post" may run for 1h (its timeout), longer than an issuance of grant erp lives ` +
+			`(ttl 15m): after 15m it is stopped (the grant's onRevoke is StopStep)`,
+		`test.yaml#5: CronWorkflow nightly: warning: step "post" may run for 20m (its timeout), longer than an issuance of grant erp ` +
+			`lives (ttl 15m): after 15m it is stopped (the grant's onRevoke is StopStep)`,
+		`test.yaml#6: WorkflowTemplate pay: warning: step "post" may run for 3h (its timeout), longer than an issuance of grant ledger ` +
+			`lives (ttl 2h): after 2h it runs on without the credential`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || res.Errors() != 0 {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -958,7 +958,7 @@ func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alp
 				r.Reason == custodyv1alpha1.ReasonGrantExpired) {
 				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
 			}
-			if w := outlivesTTL(st, l.grant); w != "" {
+			if w := OutlivesTTL(st, l.grant); w != "" {
 				out = append(out, w)
 			}
 		}
@@ -966,10 +966,11 @@ func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alp
 	return out
 }
 
-// outlivesTTL says, as a warning, when a step's timeout lets it run longer than an issuance of a
+// OutlivesTTL says, as a warning, when a step's timeout lets it run longer than an issuance of a
 // grant it requests lives: its author expects it to take that long, and the credential is revoked
-// after the grant's ttl, with the step left running without it or stopped (onRevoke).
-func outlivesTTL(st custodyv1alpha1.Step, g *custodyv1alpha1.CredentialGrant) string {
+// after the grant's ttl, with the step left running without it or stopped (onRevoke). Admission
+// warns of a new run's steps; lint of the steps of manifests whose grants are among them.
+func OutlivesTTL(st custodyv1alpha1.Step, g *custodyv1alpha1.CredentialGrant) string {
 	if g == nil || g.Spec.TTL == nil || st.Timeout == nil || st.Timeout.Duration <= g.Spec.TTL.Duration {
 		return ""
 	}
