@@ -188,7 +188,9 @@ const (
 	ReasonIdentityFailed = "IdentityFailed"
 	// ReasonCredentialIssued is the Event reason for a credential issued to a step attempt.
 	ReasonCredentialIssued = "CredentialIssued"
-	// ReasonCredentialRevoked is the Event reason for a step attempt's credential revoked.
+	// ReasonCredentialRevoked is the Event reason for a step attempt's credential revoked, and
+	// the reason of a step whose attempt was stopped because a credential it held was revoked
+	// before it ended, under a grant whose onRevoke is StopStep (the attempt counts as failed).
 	ReasonCredentialRevoked = "CredentialRevoked"
 	// ReasonCredentialRotated is the Event reason for a live Secret copy updated from its source.
 	ReasonCredentialRotated = "CredentialRotated"
@@ -241,10 +243,6 @@ const (
 	// the attempt's pod: from it a person could use the attempt's credentials and identity, so the
 	// attempt ends (its Job is deleted, its credentials revoked) and counts as failed.
 	StepReasonEphemeralContainerAdded = "EphemeralContainerAdded"
-	// StepReasonCredentialRevoked means a credential the attempt held was revoked before the
-	// attempt ended, under a grant whose onRevoke is StopStep: the attempt was stopped (its Job
-	// deleted) and counts as failed.
-	StepReasonCredentialRevoked = "CredentialRevoked"
 	// StepReasonResultsInvalid means the step ended but its termination message did not hold the
 	// declared results as a JSON object of strings.
 	StepReasonResultsInvalid = "ResultsInvalid"

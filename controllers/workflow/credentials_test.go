@@ -1135,7 +1135,7 @@ spec:
 	suspend(t, notes, true)
 	cur = waitStep(t, wf, "post", custodyv1alpha1.StepRetrying)
 	st := stepOf(cur, "post")
-	if st.LastFailureReason != custodyv1alpha1.StepReasonCredentialRevoked ||
+	if st.LastFailureReason != custodyv1alpha1.ReasonCredentialRevoked ||
 		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn: the grant was suspended) and the grant's onRevoke is StopStep") {
 		t.Errorf("step post: %s %q", st.LastFailureReason, st.Message)
 	}

@@ -460,7 +460,7 @@ func (r *Reconciler) endRevokedAttempt(ctx context.Context, s *scope, st *custod
 	}
 	msg := fmt.Sprintf("its %s credential of grant %s was revoked (%s: %s) and the grant's onRevoke is StopStep, "+
 		"so the attempt was stopped", c.Kind, c.Grant, c.RevocationReason, r.revokedBecause(ctx, s, c))
-	r.endAttempt(s, st, job, pod, false, custodyv1alpha1.StepReasonCredentialRevoked, msg)
+	r.endAttempt(s, st, job, pod, false, custodyv1alpha1.ReasonCredentialRevoked, msg)
 	return nil
 }
 

@@ -862,7 +862,7 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 	steps := custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults())
 	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, steps)...)
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
-	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, o)...)
+	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, steps)...)
 	if wf.Spec.WorkflowTemplateRef == nil {
 		o.warnings = append(o.warnings, ValueWarnings(field.NewPath("spec"), wf.Spec.Steps, wf.Spec.Finally, nil)...)
 	}
@@ -1009,14 +1009,14 @@ func (o *object) stepDefaults() *custodyv1alpha1.StepDefaults {
 	return o.workflow.Spec.StepDefaults
 }
 
-// priorityClassWarnings says, as a warning, when a new run's steps name a PriorityClass
+// priorityClassWarnings says, as a warning, when a new run's steps (with their stepDefaults) name a PriorityClass
 // (priorityClassName, their own or stepDefaults') that does not exist: the Job controller cannot
 // create their pods until it does, and the steps would only say so once they start. The class may
 // be created after the run. Best effort, as grantWarnings.
-func (h *handler) priorityClassWarnings(ctx context.Context, o *object) []string {
+func (h *handler) priorityClassWarnings(ctx context.Context, runSteps []custodyv1alpha1.Step) []string {
 	var classes []string
 	steps := map[string][]string{}
-	for _, st := range custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults()) {
+	for _, st := range runSteps {
 		if c := st.PriorityClassName; c != "" {
 			if steps[c] == nil {
 				classes = append(classes, c)

@@ -842,7 +842,7 @@ spec:
 
 	setSuspended(ctx, t, ns, "erp", true)
 	waitPhase(ctx, t, wf, custodyv1alpha1.WorkflowFailed, time.Minute)
-	if st := step(wf, "post"); st.Reason != custodyv1alpha1.StepReasonCredentialRevoked ||
+	if st := step(wf, "post"); st.Reason != custodyv1alpha1.ReasonCredentialRevoked ||
 		!strings.Contains(st.Message, "its Secret credential of grant erp was revoked (GrantWithdrawn: the grant was suspended) and the grant's onRevoke is StopStep") {
 		t.Errorf("step post: %s (%s): %q", st.Phase, st.Reason, st.Message)
 	}
