@@ -205,3 +205,13 @@ func (wf *Workflow) ScheduledTime() time.Time {
 	}
 	return wf.CreationTimestamp.Time
 }
+
+// RunLabels are the labels of every run the CronWorkflow creates: LabelCronWorkflow with its
+// name, and LabelTemplate with its template's for a run of one. Grants select its runs by them.
+func (cw *CronWorkflow) RunLabels() map[string]string {
+	labels := map[string]string{LabelCronWorkflow: cw.Name}
+	if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
+		labels[LabelTemplate] = ref.Name
+	}
+	return labels
+}

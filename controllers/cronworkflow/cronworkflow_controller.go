@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,12 +25,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/cronschedule"
 	"github.com/custody-dev/custody/internal/metrics"
 	"github.com/custody-dev/custody/internal/webhook"
@@ -68,6 +69,8 @@ type scope struct {
 	forbidden string
 	// templateMissing names the runs' WorkflowTemplate when it does not exist.
 	templateMissing string
+	// runsWait says which grants would keep steps of its runs waiting (runsWouldWait).
+	runsWait []credentials.Refusal
 }
 
 // event queues an Event about the schedule, recorded after the status was saved.
@@ -171,8 +174,9 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	// the grants it requests: reported at every reconcile, not only when a run is due, so that a
 	// missing template or a withdrawn right shows before the next run is skipped.
 	steps := cw.Spec.WorkflowSpec.InlineSteps()
+	var tpl *custodyv1alpha1.WorkflowTemplate
 	if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
-		tpl := &custodyv1alpha1.WorkflowTemplate{}
+		tpl = &custodyv1alpha1.WorkflowTemplate{}
 		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl)
 		switch {
 		case apierrors.IsNotFound(err):
@@ -197,6 +201,9 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 			return ctrl.Result{}, err
 		}
 		s.forbidden = denied
+		if s.runsWait, err = r.runsWouldWait(ctx, cw, tpl, steps, s.now); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 
 	last := cw.CreationTimestamp.Time
@@ -227,12 +234,49 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 			return ctrl.Result{}, err
 		}
 	}
-	if s.forbidden != "" {
+	switch {
+	case s.forbidden != "":
 		s.stalled = true
 		s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
 			Reason: custodyv1alpha1.ReasonGrantNotUsable, Message: "Runs are skipped: " + s.forbidden}
+	case len(s.runsWait) > 0:
+		// Runs are still created (the grant may be fixed while one waits), but nothing will get
+		// going without a change: Stalled, so that a GitOps tool shows the CronWorkflow Degraded.
+		msgs := make([]string, 0, len(s.runsWait))
+		for _, w := range s.runsWait {
+			msgs = append(msgs, w.Message)
+		}
+		s.stalled = true
+		s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: s.runsWait[0].Reason, Message: strings.Join(msgs, "; ")}
 	}
 	return result, nil
+}
+
+// runsWouldWait says which grants, as they are now, would keep steps of the CronWorkflow's runs
+// waiting (credentials.CheckRuns): a grant that does not exist, does not cover the runs (one that
+// names the CronWorkflow as a workflow covers none: its runs are named after it and a time), or
+// expired. A grant's change wakes the CronWorkflows whose steps request it (grantToCronWorkflows).
+func (r *Reconciler) runsWouldWait(ctx context.Context, cw *custodyv1alpha1.CronWorkflow, tpl *custodyv1alpha1.WorkflowTemplate,
+	steps []custodyv1alpha1.Step, now time.Time) ([]credentials.Refusal, error) {
+	grants := map[string]*custodyv1alpha1.CredentialGrant{}
+	for _, st := range steps {
+		for _, name := range st.Credentials {
+			if _, read := grants[name]; read {
+				continue
+			}
+			g := &custodyv1alpha1.CredentialGrant{}
+			switch err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: name}, g); {
+			case apierrors.IsNotFound(err):
+				grants[name] = nil
+			case err != nil:
+				return nil, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+			default:
+				grants[name] = g
+			}
+		}
+	}
+	return credentials.CheckRuns(credentials.CronRun(cw, tpl), steps, grants, now), nil
 }
 
 // observeSchedule records the schedule and time zone in status and returns since when scheduled
@@ -328,12 +372,8 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, name string, due c
 		return false, nil
 	}
 	spec := cw.Spec.WorkflowSpec.DeepCopy()
-	labels := map[string]string{custodyv1alpha1.LabelCronWorkflow: cw.Name}
-	if ref := spec.WorkflowTemplateRef; ref != nil {
-		labels[custodyv1alpha1.LabelTemplate] = ref.Name
-	}
 	wf := &custodyv1alpha1.Workflow{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cw.Namespace, Labels: labels,
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cw.Namespace, Labels: cw.RunLabels(),
 			Annotations: map[string]string{custodyv1alpha1.AnnotationScheduledTime: scheduled.UTC().Format(time.RFC3339)}},
 		Spec: *spec,
 	}
@@ -513,12 +553,45 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(ControllerName).
 		For(&custodyv1alpha1.CronWorkflow{}).
 		Owns(&custodyv1alpha1.Workflow{}).
+		// A template's creation or deletion, or a change of its spec (the grants its steps request).
 		Watches(&custodyv1alpha1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateToCronWorkflows),
-			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A grant's spec (subjects, expiresAt) decides whether it covers the runs; its status
+		// changes with every issuance and does not.
+		Watches(&custodyv1alpha1.CredentialGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantToCronWorkflows),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }
 
-// templateToCronWorkflows wakes the CronWorkflows of a template that was created or deleted.
+// grantToCronWorkflows wakes the CronWorkflows of the grant's namespace whose runs' steps (inline,
+// or their template's) request it: it was created, deleted, or its spec changed.
+func (r *Reconciler) grantToCronWorkflows(ctx context.Context, o client.Object) []reconcile.Request {
+	var list custodyv1alpha1.CronWorkflowList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing CronWorkflows for a CredentialGrant change")
+		return nil
+	}
+	requests := func(steps []custodyv1alpha1.Step) bool {
+		return slices.ContainsFunc(steps, func(st custodyv1alpha1.Step) bool { return slices.Contains(st.Credentials, o.GetName()) })
+	}
+	var out []reconcile.Request
+	for _, cw := range list.Items {
+		steps := cw.Spec.WorkflowSpec.InlineSteps()
+		if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
+			tpl := &custodyv1alpha1.WorkflowTemplate{}
+			if err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl); err != nil {
+				continue // a missing template stalls it already; its creation wakes it
+			}
+			steps = tpl.Spec.AllSteps()
+		}
+		if requests(steps) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&cw)})
+		}
+	}
+	return out
+}
+
+// templateToCronWorkflows wakes the CronWorkflows of a template that was created, deleted or changed.
 func (r *Reconciler) templateToCronWorkflows(ctx context.Context, o client.Object) []reconcile.Request {
 	var list custodyv1alpha1.CronWorkflowList
 	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {

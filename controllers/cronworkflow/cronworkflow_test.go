@@ -599,7 +599,7 @@ spec:
 	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "payroll-team-use", Namespace: ns},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "payroll-team"}}}
-	for _, o := range []client.Object{role, binding} {
+	for _, o := range []client.Object{role, binding, grant(t, ns, "app-db", "custody.dev/cronworkflow: payroll", "pay")} {
 		if err := env.Client.Create(ctxT(t), o); err != nil {
 			t.Fatal(err)
 		}
@@ -653,5 +653,97 @@ func waitUse(t *testing.T, ns string, want bool) {
 			t.Fatalf("RBAC never said allowed=%v", want)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// grant is a Secret grant in ns for steps of the workflows its subject's selector (one label,
+// "key: value") selects.
+func grant(t *testing.T, ns, name, label, steps string) *custodyv1alpha1.CredentialGrant {
+	t.Helper()
+	g := &custodyv1alpha1.CredentialGrant{}
+	if err := yaml.UnmarshalStrict([]byte(`
+subjects: [{workflowSelector: {matchLabels: {`+label+`}}, steps: [`+steps+`]}]
+credential: {secret: {name: db, keys: [password]}}`), &g.Spec); err != nil {
+		t.Fatal(err)
+	}
+	g.Name, g.Namespace = name, ns
+	return g
+}
+
+// TestCronWorkflow_grantsThatWouldKeepRunsWaiting: a grant that names the CronWorkflow as a
+// workflow covers none of its runs (they are named after it and a time). The CronWorkflow says so
+// (Ready False, Stalled: a GitOps tool shows it Degraded) with what to select instead, and still
+// creates its runs; once the grant selects its runs it is Ready again, and a deleted grant stalls
+// it anew. A grant's change wakes the CronWorkflows whose steps (inline or their template's)
+// request it, and no others.
+func TestCronWorkflow_grantsThatWouldKeepRunsWaiting(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, `
+metadata: {name: nightly}
+spec:
+  schedule: "*/5 * * * *"
+  workflowSpec:
+    steps: [{name: pay, image: example.com/pay:1, credentials: [app-db]}]
+`)
+	ns := h.cw.Namespace
+	g := grant(t, ns, "app-db", "app: pay", "pay")
+	g.Spec.Subjects[0].WorkflowSelector, g.Spec.Subjects[0].WorkflowName = nil, "nightly"
+	if err := env.Client.Create(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	c := condition(h.get(), custodyv1alpha1.ConditionStalled)
+	want := `step "pay" of its runs will wait: CredentialGrant app-db names workflow nightly, but a CronWorkflow's runs are named ` +
+		`nightly-<minutes since the epoch>; to cover every run, select custody.dev/cronworkflow=nightly in its subjects (workflowSelector)`
+	if c == nil || c.Reason != custodyv1alpha1.ReasonGrantNotCovered || c.Message != want {
+		t.Errorf("Stalled = %+v, want GrantNotCovered: %s", c, want)
+	}
+	if got := kstatusOf(t, h.get()); got != status.FailedStatus {
+		t.Errorf("kstatus = %s, want Failed (Argo CD: Degraded) while its runs would wait", got)
+	}
+	h.tick()
+	if got := h.names(); len(got) != 1 {
+		t.Errorf("runs = %v, want the due run created all the same (the grant may be fixed while it waits)", got)
+	}
+
+	if got := h.r.grantToCronWorkflows(ctxT(t), g); len(got) != 1 || got[0].Name != "nightly" {
+		t.Errorf("a change of app-db wakes %v, want nightly", got)
+	}
+	g.Spec.Subjects[0].WorkflowName = ""
+	g.Spec.Subjects[0].WorkflowSelector = &metav1.LabelSelector{MatchLabels: map[string]string{custodyv1alpha1.LabelCronWorkflow: "nightly"}}
+	if err := env.Client.Update(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	if c := condition(h.get(), custodyv1alpha1.ConditionStalled); c != nil {
+		t.Errorf("Stalled = %+v once the grant selects the runs", c)
+	}
+	if c := condition(h.get(), custodyv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready = %+v once the grant selects the runs", c)
+	}
+
+	if err := env.Client.Delete(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	if c := condition(h.get(), custodyv1alpha1.ConditionStalled); c == nil || c.Reason != custodyv1alpha1.ReasonGrantNotFound ||
+		!strings.Contains(c.Message, "CredentialGrant app-db does not exist") {
+		t.Errorf("Stalled = %+v, want GrantNotFound once the grant is gone", c)
+	}
+
+	// A CronWorkflow of a template is woken by the template's grants; one that requests none is not.
+	tpl := &custodyv1alpha1.WorkflowTemplate{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: ns},
+		Spec: custodyv1alpha1.WorkflowTemplateSpec{Steps: []custodyv1alpha1.Step{{Name: "report", Image: "example.com/r:1",
+			Credentials: []string{"reports"}}}}}
+	for _, o := range []client.Object{tpl,
+		&custodyv1alpha1.CronWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "weekly", Namespace: ns}, Spec: custodyv1alpha1.CronWorkflowSpec{
+			Schedule: "@weekly", WorkflowSpec: custodyv1alpha1.WorkflowSpec{WorkflowTemplateRef: &custodyv1alpha1.WorkflowTemplateRef{Name: "report"}}}},
+	} {
+		if err := env.Client.Create(ctxT(t), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.r.grantToCronWorkflows(ctxT(t), grant(t, ns, "reports", "app: r", "report")); len(got) != 1 || got[0].Name != "weekly" {
+		t.Errorf("a change of reports wakes %v, want weekly", got)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/testenv"
 )
 
@@ -478,7 +479,7 @@ func TestCoverage(t *testing.T) {
 		{"other labels", "[{workflowSelector: {matchLabels: {team: finance}}, steps: [pay]}]", []string{"pay"},
 			"NO (its subjects do not select this template's runs"},
 	} {
-		if got := coverage(grant(tc.subjects), runOf(tpl), tc.steps); !strings.HasPrefix(got, tc.want) {
+		if got := coverage(grant(tc.subjects), credentials.TemplateRun(tpl), tc.steps); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -83,7 +83,7 @@ func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.W
 		switch err := c.Get(ctx, client.ObjectKey{Namespace: tpl.Namespace, Name: out[i].name}, g); {
 		case err == nil:
 			out[i].grant = g
-			out[i].covers = coverage(g, runOf(tpl), out[i].steps)
+			out[i].covers = coverage(g, credentials.TemplateRun(tpl), out[i].steps)
 		case !apierrors.IsNotFound(err):
 			out[i].read = err
 		}
@@ -100,45 +100,20 @@ func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.W
 // answerYes is a table's yes.
 const answerYes = "yes"
 
-// runOf is a run of a template as kubectl custody run makes it (a generated name, the template's
-// label, default parameters), to ask whether a grant covers its steps.
-func runOf(tpl *custodyv1alpha1.WorkflowTemplate) *custodyv1alpha1.Workflow {
-	return &custodyv1alpha1.Workflow{
-		ObjectMeta: metav1.ObjectMeta{Namespace: tpl.Namespace, Labels: map[string]string{custodyv1alpha1.LabelTemplate: tpl.Name}},
-		Spec:       custodyv1alpha1.WorkflowSpec{WorkflowTemplateRef: &custodyv1alpha1.WorkflowTemplateRef{Name: tpl.Name}},
-		Status:     custodyv1alpha1.WorkflowStatus{Template: &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}},
-	}
-}
-
 // coverage says whether a grant covers the steps that request it in a run of the template: "yes",
 // or why not: its subjects leave out a step or its image, name the workflows they cover (which a
 // run is only if it is given that name), or select other labels.
 func coverage(g *custodyv1alpha1.CredentialGrant, run *custodyv1alpha1.Workflow, steps []string) string {
-	uncovered := func(run *custodyv1alpha1.Workflow) []string {
-		var not []string
-		for _, st := range steps {
-			if !credentials.Covers(g, run, st) {
-				not = append(not, st)
-			}
-		}
-		return not
-	}
-	not := uncovered(run)
+	c := credentials.CoverRuns(g, run, steps)
 	switch {
-	case len(not) == 0:
+	case c.Covered():
 		return answerYes
-	case credentials.Selects(g, run):
-		return "NO for " + strings.Join(not, ",") + " (not among its steps, or another image)"
+	case c.Selected:
+		return "NO for " + strings.Join(c.Uncovered, ",") + " (not among its steps, or another image)"
+	case c.Named != "":
+		return fmt.Sprintf("only a run named %s (kubectl custody run --name %s); to cover every run, select %s", c.Named, c.Named, c.Label)
 	}
-	template := custodyv1alpha1.LabelTemplate + "=" + run.Labels[custodyv1alpha1.LabelTemplate]
-	for _, s := range g.Spec.Subjects {
-		named := run.DeepCopy()
-		if named.Name = s.WorkflowName; named.Name != "" && len(uncovered(named)) == 0 {
-			return fmt.Sprintf("only a run named %s (kubectl custody run --name %s); to cover every run, select %s",
-				named.Name, named.Name, template)
-		}
-	}
-	return "NO (its subjects do not select this template's runs; to cover every run, select " + template + ")"
+	return "NO (its subjects do not select this template's runs; to cover every run, select " + c.Label + ")"
 }
 
 func writeTemplate(w io.Writer, tpl *custodyv1alpha1.WorkflowTemplate, grants []templateGrant, runs []custodyv1alpha1.Workflow,

@@ -19,6 +19,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
@@ -184,6 +185,8 @@ type object struct {
 	raw          []byte
 	namespace    string
 	kind         string
+	// generated is true when the API server would name the object (generateName): lint made up a name.
+	generated bool
 	// typed is raw decoded into its Go type (decode).
 	typed any
 }
@@ -228,6 +231,7 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 	}
 	templates := map[[2]string]*custodyv1alpha1.WorkflowTemplate{}
 	grants := map[[2]string]*custodyv1alpha1.CredentialGrant{}
+	now := time.Now() // a grant's expiresAt
 	for _, o := range objects {
 		switch obj := o.typed.(type) {
 		case *custodyv1alpha1.WorkflowTemplate:
@@ -238,7 +242,7 @@ func (l *Linter) Lint(ctx context.Context, docs []Document) Result {
 	}
 	for _, o := range objects {
 		res.Problems = append(res.Problems, admissionCheck(o, templates, rbac)...)
-		res.Problems = append(res.Problems, grantProblems(o, grants)...)
+		res.Problems = append(res.Problems, grantProblems(o, grants, templates, now)...)
 	}
 	return res
 }
@@ -350,6 +354,7 @@ func (l *Linter) schemaCheck(ctx context.Context, d Document) (o object, problem
 	if meta != nil && meta["name"] == nil && meta["generateName"] != nil {
 		// The API server names the object before it validates it; rules may read the name.
 		meta["name"] = names.SimpleNameGenerator.GenerateName(name)
+		o.generated = true
 	}
 	opts := structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true}
 	for _, path := range pruning.PruneWithOptions(u, v.structural, true, opts) {
@@ -460,27 +465,69 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 	return problems
 }
 
-// grantProblems warns, as admission does of a new run, of steps whose timeout is longer than an
-// issuance of a grant they request lives, for the grants among the manifests (in the same
-// namespace): a Workflow's or CronWorkflow's own steps, and a WorkflowTemplate's.
-func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGrant) []Problem {
-	var steps []custodyv1alpha1.Step
-	var defaults *custodyv1alpha1.StepDefaults
-	switch obj := o.typed.(type) {
-	case *custodyv1alpha1.Workflow:
-		steps, defaults = obj.Spec.InlineSteps(), obj.Spec.StepDefaults
-	case *custodyv1alpha1.CronWorkflow:
-		steps, defaults = obj.Spec.WorkflowSpec.InlineSteps(), obj.Spec.WorkflowSpec.StepDefaults
-	case *custodyv1alpha1.WorkflowTemplate:
-		steps, defaults = slices.Concat(obj.Spec.Steps, obj.Spec.Finally), obj.Spec.StepDefaults
-	}
-	var problems []Problem
-	for _, st := range custodyv1alpha1.ApplyStepDefaults(steps, defaults) {
-		for _, name := range st.Credentials {
-			if w := webhook.OutlivesTTL(st, grants[[2]string{o.namespace, name}]); w != "" {
-				problems = append(problems, Problem{Source: o.source, Object: o.name, Message: w, Warning: true})
+// grantProblems warns, as admission does, of what the grants among the manifests (in the same
+// namespace) would do to the steps that request them: keep them waiting because they do not cover
+// them (a Workflow's steps; the runs of a CronWorkflow or a WorkflowTemplate) or expired, or stop
+// serving them before a step's timeout (ttl). Grants that are not among the manifests are not
+// known here: admission checks them when the objects are applied.
+func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGrant,
+	templates map[[2]string]*custodyv1alpha1.WorkflowTemplate, now time.Time) []Problem {
+	known := func(steps []custodyv1alpha1.Step) webhook.Grants {
+		out := webhook.Grants{}
+		for _, st := range steps {
+			for _, name := range st.Credentials {
+				if g := grants[[2]string{o.namespace, name}]; g != nil {
+					out[name] = g
+				}
 			}
 		}
+		return out
+	}
+	// definition is what a run executes: its inline steps, or its template's if it is among the manifests.
+	definition := func(ws *custodyv1alpha1.WorkflowSpec) (*custodyv1alpha1.WorkflowTemplate, []custodyv1alpha1.Step) {
+		if ref := ws.WorkflowTemplateRef; ref != nil {
+			tpl := templates[[2]string{o.namespace, ref.Name}]
+			if tpl == nil {
+				return nil, nil
+			}
+			return tpl, custodyv1alpha1.ApplyStepDefaults(tpl.Spec.AllSteps(), tpl.Spec.StepDefaults)
+		}
+		return nil, custodyv1alpha1.ApplyStepDefaults(ws.InlineSteps(), ws.StepDefaults)
+	}
+	var warnings []string
+	switch obj := o.typed.(type) {
+	case *custodyv1alpha1.Workflow:
+		tpl, steps := definition(&obj.Spec)
+		if o.generated { // whether a grant covers a name the API server makes up is not known yet
+			warnings = webhook.TTLWarnings(steps, known(steps))
+			break
+		}
+		run := obj.DeepCopy()
+		run.Namespace = o.namespace
+		if tpl != nil {
+			// Admission labels every run of a template with it (grants select them by it).
+			run.Labels = maps.Clone(run.Labels)
+			if run.Labels == nil {
+				run.Labels = map[string]string{}
+			}
+			run.Labels[custodyv1alpha1.LabelTemplate] = tpl.Name
+			run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
+		}
+		warnings = webhook.GrantWarnings(run, steps, known(steps), now)
+	case *custodyv1alpha1.CronWorkflow:
+		tpl, steps := definition(&obj.Spec.WorkflowSpec)
+		cw := obj.DeepCopy()
+		cw.Namespace = o.namespace
+		warnings = webhook.DefinitionGrantWarnings(credentials.CronRun(cw, tpl), steps, known(steps), now)
+	case *custodyv1alpha1.WorkflowTemplate:
+		tpl := obj.DeepCopy()
+		tpl.Namespace = o.namespace
+		steps := custodyv1alpha1.ApplyStepDefaults(tpl.Spec.AllSteps(), tpl.Spec.StepDefaults)
+		warnings = webhook.DefinitionGrantWarnings(credentials.TemplateRun(tpl), steps, known(steps), now)
+	}
+	problems := make([]Problem, 0, len(warnings))
+	for _, w := range warnings {
+		problems = append(problems, Problem{Source: o.source, Object: o.name, Message: w, Warning: true})
 	}
 	return problems
 }

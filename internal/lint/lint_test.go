@@ -549,7 +549,9 @@ apiVersion: custody.dev/v1alpha1
 kind: CredentialGrant
 metadata: {name: erp, namespace: payments}
 spec:
-  subjects: [{workflowName: pay, steps: [post]}]
+  subjects:
+  - {workflowName: pay, steps: [post]}
+  - {workflowSelector: {matchLabels: {custody.dev/cronworkflow: nightly}}, steps: [post]}
   credential: {secret: {name: erp-api, keys: [token]}}
   onRevoke: StopStep
 ---
@@ -557,7 +559,9 @@ apiVersion: custody.dev/v1alpha1
 kind: CredentialGrant
 metadata: {name: ledger, namespace: payments}
 spec:
-  subjects: [{workflowName: pay, steps: [post]}]
+  subjects:
+  - {workflowName: pay, steps: [post]}
+  - {workflowSelector: {matchLabels: {custody.dev/template: pay}}, steps: [post]}
   credential: {secret: {name: ledger-api, keys: [token]}}
   ttl: 2h
 ---
@@ -603,6 +607,87 @@ spec:
 			`lives (ttl 15m): after 15m it is stopped (the grant's onRevoke is StopStep)`,
 		`test.yaml#6: WorkflowTemplate pay: warning: step "post" may run for 3h (its timeout), longer than an issuance of grant ledger ` +
 			`lives (ttl 2h): after 2h it runs on without the credential`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || res.Errors() != 0 {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestGrantsThatDoNotCoverTheirSteps: lint warns, as admission does, of steps that would wait for a
+// grant among the manifests that does not cover them or expired: a Workflow's, and the runs' of a
+// CronWorkflow (named after it and a time: a grant that names the CronWorkflow covers none) and of
+// a WorkflowTemplate. A run of a template is labelled with it by admission, so a grant that
+// selects the label covers it; a run with a generated name is not known yet.
+func TestGrantsThatDoNotCoverTheirSteps(t *testing.T) {
+	res := lintString(t, linter(t), `
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: erp, namespace: payments}
+spec:
+  subjects: [{workflowName: nightly, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: backup, namespace: payments}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {custody.dev/template: backup}}, steps: [dump]}]
+  credential: {secret: {name: db, keys: [password]}}
+  expiresAt: "2020-01-01T00:00:00Z"
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: pay, namespace: payments}
+spec:
+  steps:
+  - {name: post, image: busybox, credentials: [erp]}
+---
+apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly, namespace: payments}
+spec:
+  schedule: "0 2 * * *"
+  workflowSpec:
+    steps:
+    - {name: post, image: busybox, credentials: [erp]}
+---
+apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: backup, namespace: payments}
+spec:
+  steps:
+  - {name: dump, image: busybox, credentials: [backup]}
+  - {name: copy, image: busybox, dependsOn: [dump], credentials: [backup]}
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: backup-now, namespace: payments}
+spec:
+  workflowTemplateRef: {name: backup}
+---
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {generateName: pay-, namespace: payments}
+spec:
+  steps:
+  - {name: post, image: busybox, credentials: [erp]}
+`)
+	got := make([]string, 0, len(res.Problems))
+	for _, p := range res.Problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`test.yaml#3: Workflow pay: warning: step "post" will wait until this changes: CredentialGrant erp does not list step post ` +
+			`of workflow pay among its subjects`,
+		`test.yaml#4: CronWorkflow nightly: warning: step "post" of its runs will wait: CredentialGrant erp names workflow nightly, ` +
+			`but a CronWorkflow's runs are named nightly-<minutes since the epoch>; to cover every run, select ` +
+			`custody.dev/cronworkflow=nightly in its subjects (workflowSelector)`,
+		`test.yaml#5: WorkflowTemplate backup: warning: step "copy" of its runs will wait: CredentialGrant backup selects its runs ` +
+			`but does not list that step among its subjects' steps, or does not allow its image`,
+		`test.yaml#6: Workflow backup-now: warning: step "dump" will wait until this changes: CredentialGrant backup expired at ` +
+			`2020-01-01T00:00:00Z (spec.expiresAt)`,
+		`test.yaml#6: Workflow backup-now: warning: step "copy" will wait until this changes: CredentialGrant backup does not list ` +
+			`step copy of workflow backup-now among its subjects`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") || res.Errors() != 0 {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

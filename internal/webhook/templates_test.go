@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -370,4 +371,85 @@ spec:
 	plain.OwnerReferences = owned("x").OwnerReferences
 	refused(t, "the owner reference added later", as(alice).Update(ctx, plain), "only the controller creates the runs")
 	create(t, env.Client, owned("nightly-29650002"))
+}
+
+// TestDefinitionsWarnOfGrantsThatDoNotCoverTheirRuns: a CronWorkflow's runs are named after it and
+// a scheduled time, and a template's runs are named by whoever runs them, so a grant that names
+// the definition as a workflow covers none of them (or one), and their steps would wait for it.
+// Admission says so as the definition is created, with what would cover every run; it says the
+// same of grants that do not exist and of steps that outlive a grant's ttl.
+func TestDefinitionsWarnOfGrantsThatDoNotCoverTheirRuns(t *testing.T) {
+	ns := team(t)
+	create(t, as(alice), mustGrant(t, ns, `
+metadata: {name: nightly-db}
+spec:
+  subjects: [{workflowName: nightly, steps: [pay]}]
+  credential: {secret: {name: app-db, keys: [password]}}`))
+	create(t, as(alice), mustGrant(t, ns, `
+metadata: {name: reports}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {custody.dev/cronworkflow: nightly}}, steps: [pay, report]}]
+  credential: {secret: {name: app-db, keys: [password]}}`))
+	out := kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "0 2 * * *"
+  workflowSpec:
+    steps:
+    - {name: pay, image: busybox, credentials: [nightly-db, reports]}
+    - {name: report, image: busybox, credentials: [reports], timeout: 1h}
+    - {name: archive, image: busybox, credentials: [archive-bucket]}
+`)
+	wantWarnings(t, out, "cronworkflow.custody.dev/nightly created",
+		`Warning: step "pay" of its runs will wait: CredentialGrant nightly-db names workflow nightly, but a CronWorkflow's runs `+
+			`are named nightly-<minutes since the epoch>; to cover every run, select custody.dev/cronworkflow=nightly in its `+
+			`subjects (workflowSelector)`,
+		`Warning: step "archive" of its runs will wait until this changes: CredentialGrant archive-bucket does not exist in `+
+			`namespace `+ns,
+		`Warning: step "report" may run for 1h (its timeout), longer than an issuance of grant reports lives (ttl 15m): `+
+			`after 15m it runs on without the credential`)
+
+	out = kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: payments}
+spec:
+  stepDefaults: {timeout: 10m}
+  steps:
+  - {name: pay, image: busybox, credentials: [nightly-db]}
+  - {name: report, image: busybox, credentials: [reports]}
+`)
+	wantWarnings(t, out, "workflowtemplate.custody.dev/payments created",
+		`Warning: step "pay" of its runs will wait: CredentialGrant nightly-db covers only a run named nightly; to cover every `+
+			`run, select custody.dev/template=payments in its subjects (workflowSelector)`,
+		`Warning: step "report" of its runs will wait: CredentialGrant reports does not select its runs; to cover every run, `+
+			`select custody.dev/template=payments in its subjects (workflowSelector)`)
+
+	// A CronWorkflow of the template: its runs carry both labels, and its steps are the template's.
+	out = kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly-payments}
+spec:
+  schedule: "0 3 * * *"
+  workflowSpec: {workflowTemplateRef: {name: payments}}
+`)
+	wantWarnings(t, out, "cronworkflow.custody.dev/nightly-payments created",
+		`Warning: step "pay" of its runs will wait: CredentialGrant nightly-db does not select its runs; to cover every run, `+
+			`select custody.dev/cronworkflow=nightly-payments in its subjects (workflowSelector)`,
+		`Warning: step "report" of its runs will wait: CredentialGrant reports does not select its runs; to cover every run, `+
+			`select custody.dev/cronworkflow=nightly-payments in its subjects (workflowSelector)`)
+}
+
+// wantWarnings fails the test unless kubectl printed exactly these warnings, and the line that
+// says the object was created.
+func wantWarnings(t *testing.T, out, created string, warnings ...string) {
+	t.Helper()
+	for _, want := range append([]string{created}, warnings...) {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("kubectl printed:\n%s\nwant a line %q", out, want)
+		}
+	}
+	if got := strings.Count(out, "Warning:"); got != len(warnings) {
+		t.Errorf("kubectl printed:\n%s\n%d warnings, want %d", out, got, len(warnings))
+	}
 }

@@ -50,7 +50,6 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/credentials"
-	"github.com/custody-dev/custody/internal/text"
 )
 
 // The paths the webhook server serves; the webhook configurations in config/webhook name them.
@@ -860,7 +859,12 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 		return r, err
 	}
 	steps := custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults())
-	o.warnings = append(o.warnings, h.grantWarnings(ctx, req.Namespace, wf, steps)...)
+	if wf.Name != "" {
+		run := wf.DeepCopy()
+		run.Namespace = req.Namespace
+		run.Spec.WorkflowTemplateRef, run.Spec.Steps, run.Spec.Finally = nil, steps, nil
+		o.warnings = append(o.warnings, GrantWarnings(run, steps, h.readGrants(ctx, req.Namespace, steps), h.now())...)
+	}
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, steps)...)
 	if wf.Spec.WorkflowTemplateRef == nil {
@@ -915,74 +919,6 @@ func forEachItems(steps []custodyv1alpha1.Step, wf *custodyv1alpha1.Workflow, st
 	return items
 }
 
-// grantWarnings says which grants a new run requests would keep a step waiting as things stand:
-// grants that do not exist, do not cover the step (its workflow, name or image), or expired. They are
-// warnings, not refusals: a grant may be created or changed after the run, as GitOps tools apply
-// in any order, and the step waits until then. They are best effort: a grant that cannot be read
-// (a namespace the controller does not watch) is not warned about, and never fails the request.
-func (h *handler) grantWarnings(ctx context.Context, ns string, wf *custodyv1alpha1.Workflow,
-	steps []custodyv1alpha1.Step) []string {
-	if wf.Name == "" {
-		return nil
-	}
-	run := wf.DeepCopy()
-	run.Namespace = ns
-	run.Spec.WorkflowTemplateRef, run.Spec.Steps, run.Spec.Finally = nil, steps, nil
-	type lookup struct {
-		grant *custodyv1alpha1.CredentialGrant // nil: not found
-		ok    bool                             // false: could not be read
-	}
-	grants := map[string]lookup{}
-	var out []string
-	for _, st := range steps {
-		for _, name := range st.Credentials {
-			l, seen := grants[name]
-			if !seen {
-				var list custodyv1alpha1.CredentialGrantList
-				err := h.listByName(ctx, ns, name, &list)
-				switch {
-				case err != nil:
-					logf.FromContext(ctx).V(1).Info("not warning about a grant that cannot be read", "grant", name, "error", err.Error())
-				case len(list.Items) == 0:
-					l = lookup{ok: true}
-				default:
-					l = lookup{grant: &list.Items[0], ok: true}
-				}
-				grants[name] = l
-			}
-			if !l.ok {
-				continue
-			}
-			r := credentials.Check(name, l.grant, run, st.Name, h.now())
-			if r != nil && (r.Reason == custodyv1alpha1.ReasonGrantNotFound || r.Reason == custodyv1alpha1.ReasonGrantNotCovered ||
-				r.Reason == custodyv1alpha1.ReasonGrantExpired) {
-				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
-			}
-			if w := OutlivesTTL(st, l.grant); w != "" {
-				out = append(out, w)
-			}
-		}
-	}
-	return out
-}
-
-// OutlivesTTL says, as a warning, when a step's timeout lets it run longer than an issuance of a
-// grant it requests lives: its author expects it to take that long, and the credential is revoked
-// after the grant's ttl, with the step left running without it or stopped (onRevoke). Admission
-// warns of a new run's steps; lint of the steps of manifests whose grants are among them.
-func OutlivesTTL(st custodyv1alpha1.Step, g *custodyv1alpha1.CredentialGrant) string {
-	if g == nil || g.Spec.TTL == nil || st.Timeout == nil || st.Timeout.Duration <= g.Spec.TTL.Duration {
-		return ""
-	}
-	then := "it runs on without the credential"
-	if g.Spec.OnRevoke.StopsStep() {
-		then = "it is stopped (the grant's onRevoke is StopStep)"
-	}
-	ttl := text.Duration(g.Spec.TTL.Duration)
-	return fmt.Sprintf("step %q may run for %s (its timeout), longer than an issuance of grant %s lives (ttl %s): after %s %s",
-		st.Name, text.Duration(st.Timeout.Duration), g.Name, ttl, ttl, then)
-}
-
 // pullSecretWarnings says, as a warning, when a new run's steps would wait for its imagePullSecrets
 // as things stand (one does not exist, or lacks the opt-in label): the Secret may be created or
 // labelled after the run. Best effort, as grantWarnings.
@@ -1003,8 +939,11 @@ func (h *handler) pullSecretWarnings(ctx context.Context, ns string, secrets []c
 
 // stepDefaults are the stepDefaults of what a new run executes: its template's, or its own.
 func (o *object) stepDefaults() *custodyv1alpha1.StepDefaults {
-	if o.runTemplate != nil {
+	switch {
+	case o.runTemplate != nil:
 		return o.runTemplate.Spec.StepDefaults
+	case o.cron != nil:
+		return o.cron.Spec.WorkflowSpec.StepDefaults
 	}
 	return o.workflow.Spec.StepDefaults
 }
@@ -1104,7 +1043,15 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 		spec := &o.template.Spec
 		o.warnings = append(o.warnings, ValueWarnings(field.NewPath("spec"), spec.Steps, spec.Finally,
 			append([]custodyv1alpha1.ParameterSpec{}, spec.Parameters...))...)
-		return h.checkUse(ctx, req, o, o.template.Spec.AllSteps())
+		if r, err := h.checkUse(ctx, req, o, spec.AllSteps()); r != nil || err != nil {
+			return r, err
+		}
+		tpl := o.template.DeepCopy()
+		tpl.Namespace = req.Namespace
+		steps := custodyv1alpha1.ApplyStepDefaults(spec.AllSteps(), spec.StepDefaults)
+		o.warnings = append(o.warnings, DefinitionGrantWarnings(credentials.TemplateRun(tpl), steps,
+			h.readGrants(ctx, req.Namespace, steps), h.now())...)
+		return nil, nil
 	}
 	spec := &o.cron.Spec
 	errs := ValidateCronWorkflowSpec(spec)
@@ -1122,7 +1069,15 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 	}
 	// A CronWorkflow may come before its template (GitOps order): schedules are skipped until it
 	// exists.
-	return h.checkRun(ctx, req, o, field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec, true)
+	if r, err := h.checkRun(ctx, req, o, field.NewPath("spec", "workflowSpec"), &spec.WorkflowSpec, true); r != nil || err != nil {
+		return r, err
+	}
+	cw := o.cron.DeepCopy()
+	cw.Namespace = req.Namespace
+	steps := custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults())
+	o.warnings = append(o.warnings, DefinitionGrantWarnings(credentials.CronRun(cw, o.runTemplate), steps,
+		h.readGrants(ctx, req.Namespace, steps), h.now())...)
+	return nil, nil
 }
 
 // templateLabel refuses a custody.dev/template label that does not name the run's template:
