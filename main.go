@@ -138,6 +138,10 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 			"reaches beyond the step (reads or changes Secrets, runs pods, gets tokens, grants access through RBAC) require an "+
 			"approval: admission refuses one that does not, and one whose role widened later issues nothing (without the "+
 			"flag, only namespaces labelled custody.dev/broad-roles-need-approval=true ask it).")
+	fs.StringVar((*string)(&o.webhook.Policy.DefaultOnRevoke), "grant-on-revoke", string(custodyv1alpha1.RevokeContinue),
+		"What a revocation before a step ends does to the step, for CredentialGrants without their own spec.onRevoke: "+
+			"Continue (the step runs on without the credential) or StopStep (the attempt is stopped and fails with reason "+
+			"CredentialRevoked). Each grant's status.onRevoke says which is in force.")
 	fs.StringVar(&o.spireAddress, "spire-server-address", "",
 		"SPIRE server Entry API: unix:///path/to/api.sock (the admin socket) or host:port (mutual TLS with the "+
 			"controller's own SVID, which must be an admin entry). Empty: steps run without SPIFFE identity.")
@@ -278,6 +282,10 @@ func (o *options) validate() error {
 	}
 	if o.grantUnusedAfter < 0 {
 		errs = append(errs, errors.New("--grant-unused-after must not be negative"))
+	}
+	if p := o.webhook.Policy.DefaultOnRevoke; p != custodyv1alpha1.RevokeContinue && p != custodyv1alpha1.RevokeStopStep {
+		errs = append(errs, fmt.Errorf("--grant-on-revoke must be %s or %s, not %q", custodyv1alpha1.RevokeContinue,
+			custodyv1alpha1.RevokeStopStep, p))
 	}
 	if o.gracefulShutdownSecs < 0 {
 		errs = append(errs, errors.New("--graceful-shutdown-seconds must not be negative"))
@@ -424,12 +432,14 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		MaxConcurrentReconciles: o.workflowConcurrency,
 		DefaultTTLAfterFinished: o.defaultTTL,
 		BroadRolesNeedApproval:  o.webhook.Policy.BroadRolesNeedApproval,
+		DefaultOnRevoke:         o.webhook.Policy.DefaultOnRevoke,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
 	grants := &credentialgrant.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder(credentialgrant.ControllerName), UnusedAfter: o.grantUnusedAfter,
+		DefaultOnRevoke: o.webhook.Policy.DefaultOnRevoke,
 		// With --watch-namespaces, their labels are watched each by name (what RBAC's
 		// resourceNames can allow); otherwise every namespace's.
 		BroadRolesNeedApproval: o.webhook.Policy.BroadRolesNeedApproval, NamespacesByName: o.watchNamespaces}

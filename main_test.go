@@ -76,6 +76,11 @@ func TestOptions_validate(t *testing.T) {
 			want: []string{"--default-ttl-after-finished must not be negative"},
 		},
 		{
+			name: "a revoke policy that is not one",
+			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--grant-on-revoke=stop"},
+			want: []string{`--grant-on-revoke must be Continue or StopStep, not "stop"`},
+		},
+		{
 			name: "identity settings",
 			args: []string{"--trust-domain=example.org", "--cluster-name=prod", "--svid-x509-ttl=2h", "--svid-max-ttl=1h",
 				"--workload-api-socket-path=agent.sock", "--spire-parent-id=spiffe://other.org/node", "--identity-sweep-interval=1s"},

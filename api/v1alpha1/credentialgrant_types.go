@@ -45,8 +45,10 @@ type CredentialGrantSpec struct {
 
 	// onRevoke is what happens to a running step that loses this grant's credential before it
 	// ends: because the grant was suspended, deleted, expired or no longer covers the step, its
-	// ttl passed, its source was withdrawn, or its role changed since the approval. Continue, the
-	// default: the step keeps running without it. StopStep: the attempt is stopped (its Job
+	// ttl passed, its source was withdrawn, or its role changed since the approval. Continue: the
+	// step keeps running without it. Unset, the platform's default applies (the manager's
+	// --grant-on-revoke, Continue unless the platform team chose StopStep; status.onRevoke says
+	// which is in force). StopStep: the attempt is stopped (its Job
 	// deleted) and fails with reason CredentialRevoked; a retry, if the step has one, is a new
 	// attempt that waits for the grant like any other. Revoking a copy of a Secret cannot take
 	// back a value the step already read, and an X.509 SVID stays valid until it expires: stopping
@@ -93,6 +95,18 @@ const (
 
 // StopsStep says whether a revocation under this policy stops the step.
 func (p RevokePolicy) StopsStep() bool { return p == RevokeStopStep }
+
+// OnRevokePolicy is the grant's policy in force: its spec.onRevoke, or, when that is unset, the
+// platform's default (the manager's --grant-on-revoke; "" counts as Continue).
+func (g *CredentialGrant) OnRevokePolicy(platformDefault RevokePolicy) RevokePolicy {
+	switch {
+	case g.Spec.OnRevoke != "":
+		return g.Spec.OnRevoke
+	case platformDefault != "":
+		return platformDefault
+	}
+	return RevokeContinue
+}
 
 // GrantSubject selects workflows, by name or by labels, and the steps of them that may receive
 // the credential.
@@ -351,6 +365,12 @@ type CredentialGrantStatus struct {
 	// secret only); maxAge is measured from it.
 	// +optional
 	SourceChangedTime *metav1.Time `json:"sourceChangedTime,omitempty"`
+
+	// onRevoke is the policy in force for the grant's issuances: spec.onRevoke, or the platform's
+	// default (the manager's --grant-on-revoke) when that is unset.
+	// +optional
+	// +kubebuilder:validation:Enum=Continue;StopStep
+	OnRevoke RevokePolicy `json:"onRevoke,omitempty"`
 }
 
 // GrantApprovalRecord is what the controller recorded about a grant's approval: who approved and

@@ -57,6 +57,9 @@ type Reconciler struct {
 	// UnusedAfter is how long a grant without spec.unusedAfter may issue nothing before it is
 	// reported Unused (--grant-unused-after); 0 reports only grants that set their own.
 	UnusedAfter time.Duration
+	// DefaultOnRevoke is the onRevoke of grants that set none (--grant-on-revoke; "" is Continue),
+	// recorded in their status.onRevoke.
+	DefaultOnRevoke custodyv1alpha1.RevokePolicy
 
 	namespaces namespaceCaches // of NamespacesByName
 }
@@ -75,6 +78,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("listing Workflows: %w", err)
 	}
 	record(g, workflows.Items)
+	g.Status.OnRevoke = g.OnRevokePolicy(r.DefaultOnRevoke)
 
 	source, refusal, err := r.source(ctx, g)
 	if err != nil {

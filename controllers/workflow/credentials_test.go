@@ -1202,6 +1202,70 @@ spec:
 	gone(t, post2)
 }
 
+// TestCredentials_platformDefaultOnRevoke: with the manager's --grant-on-revoke=StopStep, a grant
+// that sets no onRevoke stops the steps it is revoked from, its status says the policy in force,
+// and a grant that says Continue keeps its steps running.
+func TestCredentials_platformDefaultOnRevoke(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, func(r *Reconciler) { r.DefaultOnRevoke = custodyv1alpha1.RevokeStopStep },
+		func(r *credentialgrant.Reconciler) { r.DefaultOnRevoke = custodyv1alpha1.RevokeStopStep })
+	secret(t, ns, "erp-api", true, map[string]string{"token": "s3cr3t-v1"})
+	erp := grant(t, ns, `
+metadata: {name: erp}
+spec:
+  subjects: [{workflowName: pay, steps: [post]}]
+  credential: {secret: {name: erp-api, keys: [token]}}`)
+	notes := grant(t, ns, `
+metadata: {name: notes}
+spec:
+  subjects: [{workflowName: pay, steps: [note]}]
+  credential: {secret: {name: erp-api, keys: [token]}}
+  onRevoke: Continue`)
+	for g, want := range map[*custodyv1alpha1.CredentialGrant]custodyv1alpha1.RevokePolicy{
+		erp: custodyv1alpha1.RevokeStopStep, notes: custodyv1alpha1.RevokeContinue} {
+		eventually(t, "grant "+g.Name+"'s status.onRevoke", func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			if cur.Status.OnRevoke != want {
+				return errorf("status.onRevoke %q, want %q", cur.Status.OnRevoke, want)
+			}
+			return nil
+		})
+	}
+	wf := apply(t, ns, `
+metadata: {name: pay}
+spec:
+  steps:
+  - {name: post, image: example.com/w:1, credentials: [erp]}
+  - {name: note, image: example.com/w:1, credentials: [notes]}`)
+	post, note := jobOf(t, wf, "post", 1), jobOf(t, wf, "note", 1)
+	startPod(t, post)
+	startPod(t, note)
+	cur := waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
+	if c := recordOf(cur, "post", "erp"); c.OnRevoke != custodyv1alpha1.RevokeStopStep {
+		t.Errorf("post's record: %+v, want the platform's StopStep", c)
+	}
+	suspend(t, erp, true)
+	suspend(t, notes, true)
+	cur = waitStep(t, wf, "post", custodyv1alpha1.StepFailed)
+	if st := stepOf(cur, "post"); !strings.Contains(st.Message, "grant erp was revoked (GrantWithdrawn: the grant was suspended)") {
+		t.Errorf("step post: %s %q", st.Reason, st.Message)
+	}
+	gone(t, post)
+	eventually(t, "note's copy revoked", func() error {
+		if c := recordOf(get(t, wf), "note", "notes"); c.RevokedAt == nil {
+			return errorf("record %+v", c)
+		}
+		return nil
+	})
+	if st := stepOf(get(t, wf), "note"); st.Phase != custodyv1alpha1.StepRunning {
+		t.Errorf("step note is %s (%s): its grant says Continue", st.Phase, st.Reason)
+	}
+}
+
 // TestCredentials_grantExpiresAt: a grant's expiresAt ends what it issued (an issuance expires
 // with the grant, before its ttl; one made before the end was moved earlier goes at the new end)
 // and keeps a step from getting it again; moving the end later lets the step have it.

@@ -61,6 +61,8 @@ type Reconciler struct {
 	// that requires no approval, in every namespace not labelled
 	// custody.dev/broad-roles-need-approval=false (--broad-roles-need-approval).
 	BroadRolesNeedApproval bool
+	// DefaultOnRevoke is the onRevoke of grants that set none (--grant-on-revoke; "" is Continue).
+	DefaultOnRevoke custodyv1alpha1.RevokePolicy
 
 	observed *observations
 	registry *registry

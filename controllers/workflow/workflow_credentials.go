@@ -167,7 +167,7 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 	var vols []jobspec.CredentialVolume
 	for _, g := range grants {
 		rec := custodyv1alpha1.IssuedCredential{Grant: g.Name, Kind: credentials.Kind(g), Attempt: n, SPIFFEID: st.SPIFFEID,
-			IssuedAt: metav1.Time{Time: s.now}, OnRevoke: g.Spec.OnRevoke}
+			IssuedAt: metav1.Time{Time: s.now}, OnRevoke: g.OnRevokePolicy(r.DefaultOnRevoke)}
 		if exp := credentials.ExpiresAt(g, s.now); !exp.IsZero() {
 			rec.ExpiresAt = &metav1.Time{Time: exp}
 			s.requeueAt(exp)
@@ -315,8 +315,8 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) (bool, 
 				errs = append(errs, err)
 				continue
 			}
-			if g != nil && c.OnRevoke != g.Spec.OnRevoke {
-				c.OnRevoke = g.Spec.OnRevoke // the grant's policy while the credential is live
+			if g != nil {
+				c.OnRevoke = g.OnRevokePolicy(r.DefaultOnRevoke) // the grant's policy while the credential is live
 			}
 			if reason == "" {
 				if c.ExpiresAt != nil {

@@ -446,6 +446,26 @@ status:
 	}
 }
 
+// TestOnRevokeLine: get grant says what a revocation does to the step under the grant's own
+// onRevoke, or the platform's default the controller recorded in its status (Continue before it did).
+func TestOnRevokeLine(t *testing.T) {
+	for _, c := range []struct {
+		own, status custodyv1alpha1.RevokePolicy
+		want        string
+	}{
+		{custodyv1alpha1.RevokeStopStep, custodyv1alpha1.RevokeStopStep, "the step is stopped (onRevoke: StopStep)"},
+		{custodyv1alpha1.RevokeContinue, custodyv1alpha1.RevokeContinue, "the step runs on without it (onRevoke: Continue)"},
+		{"", custodyv1alpha1.RevokeStopStep, "the step is stopped (onRevoke: StopStep, the platform's default)"},
+		{"", "", "the step runs on without it (onRevoke: Continue, the platform's default)"},
+	} {
+		g := &custodyv1alpha1.CredentialGrant{}
+		g.Spec.OnRevoke, g.Status.OnRevoke = c.own, c.status
+		if got := onRevokeLine(g); got != c.want {
+			t.Errorf("spec %q, status %q: %q, want %q", c.own, c.status, got, c.want)
+		}
+	}
+}
+
 // TestCoverage: get template/NAME says whether each grant covers the steps that request it in the
 // template's runs, and what to change when it does not.
 func TestCoverage(t *testing.T) {

@@ -658,7 +658,7 @@ func (o *Options) revokeCommand() *cobra.Command {
 				return err
 			}
 			steps := "the steps holding it run on without it (onRevoke: Continue; --stop-steps stops them)"
-			if g.Spec.OnRevoke.StopsStep() {
+			if p, _ := onRevoke(g); p.StopsStep() {
 				steps = "the steps holding it are stopped (onRevoke: StopStep)"
 			}
 			_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s suspended: live issuances are being revoked; %s; "+

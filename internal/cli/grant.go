@@ -56,12 +56,26 @@ func (o *Options) getGrant(c client.Client, ns, name string) error {
 	})
 }
 
-// onRevokeLine says what a revocation before the step ended does to the step.
-func onRevokeLine(p custodyv1alpha1.RevokePolicy) string {
-	if p.StopsStep() {
-		return "the step is stopped (onRevoke: StopStep)"
+// onRevoke is the grant's policy in force: its own, or the platform's default that the controller
+// recorded in its status (Continue before it did); platform says it is the default.
+func onRevoke(g *custodyv1alpha1.CredentialGrant) (p custodyv1alpha1.RevokePolicy, platform bool) {
+	if g.Spec.OnRevoke != "" {
+		return g.Spec.OnRevoke, false
 	}
-	return "the step runs on without it (onRevoke: Continue)"
+	return g.OnRevokePolicy(g.Status.OnRevoke), true
+}
+
+// onRevokeLine says what a revocation before the step ended does to the step.
+func onRevokeLine(g *custodyv1alpha1.CredentialGrant) string {
+	p, platform := onRevoke(g)
+	whose := ""
+	if platform {
+		whose = ", the platform's default"
+	}
+	if p.StopsStep() {
+		return "the step is stopped (onRevoke: StopStep" + whose + ")"
+	}
+	return "the step runs on without it (onRevoke: Continue" + whose + ")"
 }
 
 // grantRole is the role a kubernetesRole grant hands out, as the caller may read it.
@@ -103,7 +117,7 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grantRole
 		}
 	}
 	_, _ = fmt.Fprintf(w, "   each issuance lives at most %s%s\n", ttl, ends)
-	_, _ = fmt.Fprintf(w, "   revoked before its step ends: %s\n", onRevokeLine(g.Spec.OnRevoke))
+	_, _ = fmt.Fprintf(w, "   revoked before its step ends: %s\n", onRevokeLine(g))
 	_, _ = fmt.Fprintf(w, "   approval: %s\n", approvalLine(g, sum.Approval, now))
 	if c := meta.FindStatusCondition(g.Status.Conditions, custodyv1alpha1.ConditionApproved); c != nil &&
 		c.Reason == custodyv1alpha1.ReasonRoleChanged {

@@ -181,10 +181,7 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 			out.Ready += " (" + c.Reason + ")"
 		}
 	}
-	out.OnRevoke = custodyv1alpha1.RevokeContinue
-	if g.Spec.OnRevoke != "" {
-		out.OnRevoke = g.Spec.OnRevoke
-	}
+	out.OnRevoke, _ = onRevoke(g)
 	out.RotationOverdue = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionRotationOverdue)
 	out.LastIssuedTime = g.Status.LastIssuedTime
 	out.Unused = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnused)

@@ -472,7 +472,9 @@ func admissionCheck(o object, templates map[[2]string]*custodyv1alpha1.WorkflowT
 // known here: admission checks them when the objects are applied.
 func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGrant,
 	templates map[[2]string]*custodyv1alpha1.WorkflowTemplate, now time.Time) []Problem {
-	known := func(steps []custodyv1alpha1.Step) webhook.Grants {
+	// check knows the grants steps request that are among the manifests, and not the platform's
+	// default onRevoke.
+	check := func(steps []custodyv1alpha1.Step) webhook.GrantCheck {
 		out := webhook.Grants{}
 		for _, st := range steps {
 			for _, name := range st.Credentials {
@@ -481,7 +483,7 @@ func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGra
 				}
 			}
 		}
-		return out
+		return webhook.GrantCheck{Grants: out, Now: now}
 	}
 	// definition is what a run executes: its inline steps, or its template's if it is among the manifests.
 	definition := func(ws *custodyv1alpha1.WorkflowSpec) (*custodyv1alpha1.WorkflowTemplate, []custodyv1alpha1.Step) {
@@ -499,7 +501,7 @@ func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGra
 	case *custodyv1alpha1.Workflow:
 		tpl, steps := definition(&obj.Spec)
 		if o.generated { // whether a grant covers a name the API server makes up is not known yet
-			warnings = webhook.TTLWarnings(steps, known(steps))
+			warnings = check(steps).TTL(steps)
 			break
 		}
 		run := obj.DeepCopy()
@@ -513,17 +515,17 @@ func grantProblems(o object, grants map[[2]string]*custodyv1alpha1.CredentialGra
 			run.Labels[custodyv1alpha1.LabelTemplate] = tpl.Name
 			run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
 		}
-		warnings = webhook.GrantWarnings(run, steps, known(steps), now)
+		warnings = check(steps).Run(run, steps)
 	case *custodyv1alpha1.CronWorkflow:
 		tpl, steps := definition(&obj.Spec.WorkflowSpec)
 		cw := obj.DeepCopy()
 		cw.Namespace = o.namespace
-		warnings = webhook.DefinitionGrantWarnings(credentials.CronRun(cw, tpl), steps, known(steps), now)
+		warnings = check(steps).Definition(credentials.CronRun(cw, tpl), steps)
 	case *custodyv1alpha1.WorkflowTemplate:
 		tpl := obj.DeepCopy()
 		tpl.Namespace = o.namespace
 		steps := custodyv1alpha1.ApplyStepDefaults(tpl.Spec.AllSteps(), tpl.Spec.StepDefaults)
-		warnings = webhook.DefinitionGrantWarnings(credentials.TemplateRun(tpl), steps, known(steps), now)
+		warnings = check(steps).Definition(credentials.TemplateRun(tpl), steps)
 	}
 	problems := make([]Problem, 0, len(warnings))
 	for _, w := range warnings {

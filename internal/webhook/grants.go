@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -17,9 +18,9 @@ import (
 // not watch; for lint, a grant that is not among the manifests), and is not warned about.
 type Grants map[string]*custodyv1alpha1.CredentialGrant
 
-// readGrants reads the grants steps request. Best effort: a grant that cannot be read is left out
-// (and logged), and never fails the request.
-func (h *handler) readGrants(ctx context.Context, ns string, steps []custodyv1alpha1.Step) Grants {
+// grantCheck reads the grants steps request, to warn of what they would do to them. Best effort: a
+// grant that cannot be read is left out (and logged), and never fails the request.
+func (h *handler) grantCheck(ctx context.Context, ns string, steps []custodyv1alpha1.Step) GrantCheck {
 	grants := Grants{}
 	tried := map[string]bool{}
 	for _, st := range steps {
@@ -39,70 +40,84 @@ func (h *handler) readGrants(ctx context.Context, ns string, steps []custodyv1al
 			}
 		}
 	}
-	return grants
+	return GrantCheck{Grants: grants, Now: h.now(), DefaultOnRevoke: cmp.Or(h.policy.DefaultOnRevoke, custodyv1alpha1.RevokeContinue)}
 }
 
-// GrantWarnings says which grants a new run's steps (as they run: stepDefaults applied) request
-// would keep a step waiting as things stand: grants that do not exist, do not cover the step (its
-// workflow, name or image), or expired; and which steps may run longer than an issuance of a grant
-// lives (OutlivesTTL). They are warnings, not refusals: a grant may be created or changed after the
-// run, as GitOps tools apply in any order, and the step waits until then.
-func GrantWarnings(run *custodyv1alpha1.Workflow, steps []custodyv1alpha1.Step, grants Grants, now time.Time) []string {
+// GrantCheck looks at the grants steps request as they stand, for admission's warnings and lint's.
+// The warnings are not refusals: a grant may be created or changed after the run or definition,
+// as GitOps tools apply in any order, and the steps wait until then.
+type GrantCheck struct {
+	// Grants are those the steps request, as far as they are known.
+	Grants Grants
+	// Now is when expiresAt is compared with.
+	Now time.Time
+	// DefaultOnRevoke is the platform's onRevoke for grants that set none (--grant-on-revoke);
+	// "" when it is not known (lint), and the warnings say what either would do.
+	DefaultOnRevoke custodyv1alpha1.RevokePolicy
+}
+
+// Run says which grants a new run's steps (as they run: stepDefaults applied) request would keep
+// a step waiting as things stand: grants that do not exist, do not cover the step (its workflow,
+// name or image), or expired; and which steps may run longer than an issuance of a grant lives.
+func (c GrantCheck) Run(run *custodyv1alpha1.Workflow, steps []custodyv1alpha1.Step) []string {
 	var out []string
 	for _, st := range steps {
 		for _, name := range st.Credentials {
-			g, known := grants[name]
+			g, known := c.Grants[name]
 			if !known {
 				continue
 			}
-			r := credentials.Check(name, g, run, st.Name, now)
+			r := credentials.Check(name, g, run, st.Name, c.Now)
 			if r != nil && (r.Reason == custodyv1alpha1.ReasonGrantNotFound || r.Reason == custodyv1alpha1.ReasonGrantNotCovered ||
 				r.Reason == custodyv1alpha1.ReasonGrantExpired) {
 				out = append(out, fmt.Sprintf("step %q will wait until this changes: %s", st.Name, r.Message))
 			}
 		}
 	}
-	return append(out, TTLWarnings(steps, grants)...)
+	return append(out, c.TTL(steps)...)
 }
 
-// DefinitionGrantWarnings says the same of the runs a WorkflowTemplate or a CronWorkflow makes
+// Definition says the same of the runs a WorkflowTemplate or a CronWorkflow makes
 // (credentials.CheckRuns), and which of their steps outlive a grant's ttl.
-func DefinitionGrantWarnings(run *custodyv1alpha1.Workflow, steps []custodyv1alpha1.Step, grants Grants, now time.Time) []string {
-	refusals := credentials.CheckRuns(run, steps, grants, now)
+func (c GrantCheck) Definition(run *custodyv1alpha1.Workflow, steps []custodyv1alpha1.Step) []string {
+	refusals := credentials.CheckRuns(run, steps, c.Grants, c.Now)
 	out := make([]string, 0, len(refusals))
 	for _, r := range refusals {
 		out = append(out, r.Message)
 	}
-	return append(out, TTLWarnings(steps, grants)...)
+	return append(out, c.TTL(steps)...)
 }
 
-// TTLWarnings are OutlivesTTL's warnings of steps (stepDefaults applied) for the known grants they
-// request.
-func TTLWarnings(steps []custodyv1alpha1.Step, grants Grants) []string {
+// TTL says which steps (stepDefaults applied) may run longer than an issuance of a known grant
+// they request lives: their authors expect them to take that long, and the credential is revoked
+// after the grant's ttl, with the step left running without it or stopped (onRevoke).
+func (c GrantCheck) TTL(steps []custodyv1alpha1.Step) []string {
 	var out []string
 	for _, st := range steps {
 		for _, name := range st.Credentials {
-			if w := OutlivesTTL(st, grants[name]); w != "" {
-				out = append(out, w)
+			g := c.Grants[name]
+			if g == nil || g.Spec.TTL == nil || st.Timeout == nil || st.Timeout.Duration <= g.Spec.TTL.Duration {
+				continue
 			}
+			ttl := text.Duration(g.Spec.TTL.Duration)
+			out = append(out, fmt.Sprintf("step %q may run for %s (its timeout), longer than an issuance of grant %s lives "+
+				"(ttl %s): after %s %s", st.Name, text.Duration(st.Timeout.Duration), g.Name, ttl, ttl, c.afterRevocation(g)))
 		}
 	}
 	return out
 }
 
-// OutlivesTTL says, as a warning, when a step's timeout lets it run longer than an issuance of a
-// grant it requests lives: its author expects it to take that long, and the credential is revoked
-// after the grant's ttl, with the step left running without it or stopped (onRevoke). Admission
-// warns of a new run's steps; lint of the steps of manifests whose grants are among them.
-func OutlivesTTL(st custodyv1alpha1.Step, g *custodyv1alpha1.CredentialGrant) string {
-	if g == nil || g.Spec.TTL == nil || st.Timeout == nil || st.Timeout.Duration <= g.Spec.TTL.Duration {
-		return ""
+// afterRevocation says what a revocation before the step ends does to it under the grant's policy.
+func (c GrantCheck) afterRevocation(g *custodyv1alpha1.CredentialGrant) string {
+	switch {
+	case g.Spec.OnRevoke.StopsStep():
+		return "it is stopped (the grant's onRevoke is StopStep)"
+	case g.Spec.OnRevoke != "":
+		return "it runs on without the credential"
+	case c.DefaultOnRevoke == "":
+		return "it runs on without the credential, or is stopped if the platform's default onRevoke (--grant-on-revoke) is StopStep"
+	case c.DefaultOnRevoke.StopsStep():
+		return "it is stopped (onRevoke: StopStep, the platform's default for grants that set none)"
 	}
-	then := "it runs on without the credential"
-	if g.Spec.OnRevoke.StopsStep() {
-		then = "it is stopped (the grant's onRevoke is StopStep)"
-	}
-	ttl := text.Duration(g.Spec.TTL.Duration)
-	return fmt.Sprintf("step %q may run for %s (its timeout), longer than an issuance of grant %s lives (ttl %s): after %s %s",
-		st.Name, text.Duration(st.Timeout.Duration), g.Name, ttl, ttl, then)
+	return "it runs on without the credential"
 }

@@ -90,6 +90,9 @@ type Policy struct {
 	// BroadRolesNeedApproval refuses a grant whose role reaches beyond the step without an approval
 	// in every namespace not labelled custody.dev/broad-roles-need-approval=false.
 	BroadRolesNeedApproval bool
+	// DefaultOnRevoke is the onRevoke of grants that set none (--grant-on-revoke; "" is Continue):
+	// what admission's warnings of a step that outlives a grant's ttl say happens to it.
+	DefaultOnRevoke custodyv1alpha1.RevokePolicy
 }
 
 // Setup registers both webhooks on the manager's webhook server.
@@ -863,7 +866,7 @@ func (h *handler) validateWorkflow(ctx context.Context, req admission.Request, o
 		run := wf.DeepCopy()
 		run.Namespace = req.Namespace
 		run.Spec.WorkflowTemplateRef, run.Spec.Steps, run.Spec.Finally = nil, steps, nil
-		o.warnings = append(o.warnings, GrantWarnings(run, steps, h.readGrants(ctx, req.Namespace, steps), h.now())...)
+		o.warnings = append(o.warnings, h.grantCheck(ctx, req.Namespace, steps).Run(run, steps)...)
 	}
 	o.warnings = append(o.warnings, h.pullSecretWarnings(ctx, req.Namespace, o.pullSecrets)...)
 	o.warnings = append(o.warnings, h.priorityClassWarnings(ctx, steps)...)
@@ -1049,8 +1052,7 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 		tpl := o.template.DeepCopy()
 		tpl.Namespace = req.Namespace
 		steps := custodyv1alpha1.ApplyStepDefaults(spec.AllSteps(), spec.StepDefaults)
-		o.warnings = append(o.warnings, DefinitionGrantWarnings(credentials.TemplateRun(tpl), steps,
-			h.readGrants(ctx, req.Namespace, steps), h.now())...)
+		o.warnings = append(o.warnings, h.grantCheck(ctx, req.Namespace, steps).Definition(credentials.TemplateRun(tpl), steps)...)
 		return nil, nil
 	}
 	spec := &o.cron.Spec
@@ -1075,8 +1077,7 @@ func (h *handler) validateDefinition(ctx context.Context, req admission.Request,
 	cw := o.cron.DeepCopy()
 	cw.Namespace = req.Namespace
 	steps := custodyv1alpha1.ApplyStepDefaults(o.runSteps, o.stepDefaults())
-	o.warnings = append(o.warnings, DefinitionGrantWarnings(credentials.CronRun(cw, o.runTemplate), steps,
-		h.readGrants(ctx, req.Namespace, steps), h.now())...)
+	o.warnings = append(o.warnings, h.grantCheck(ctx, req.Namespace, steps).Definition(credentials.CronRun(cw, o.runTemplate), steps)...)
 	return nil, nil
 }
 

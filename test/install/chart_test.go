@@ -32,7 +32,7 @@ var valueSets = map[string][]string{
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
 		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
 		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical", "grantUnusedAfter=720h",
-		"broadRolesNeedApproval=true"},
+		"broadRolesNeedApproval=true", "grantOnRevoke=StopStep"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -194,6 +194,11 @@ func valueSetChecks(t *testing.T, name, flags string, c map[string]any, objs []*
 		"--broad-roles-need-approval="+want) {
 		t.Errorf("manager args %s, want --broad-roles-need-approval=%s", flags, want)
 	}
+	// A revoked credential stops its step only where the platform team (or the grant) says so.
+	if want := map[bool]string{true: "StopStep", false: "Continue"}[name == "spire-tcp-monitoring"]; !strings.Contains(flags,
+		"--grant-on-revoke="+want) {
+		t.Errorf("manager args %s, want --grant-on-revoke=%s", flags, want)
+	}
 }
 
 func toStrings(v any) []string {
@@ -254,6 +259,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"TTL in days":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "defaultTTLAfterFinished=7d"}, "/defaultTTLAfterFinished"},
 		"unused after in days":        {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantUnusedAfter=90d"}, "/grantUnusedAfter"},
 		"approval policy as a word":   {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "broadRolesNeedApproval=yes"}, "/broadRolesNeedApproval"},
+		"revoke policy misspelt":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantOnRevoke=Stop"}, "/grantOnRevoke"},
 		"misspelt value":              {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		"no replicas":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicaCount=0"}, "/replicaCount"},
 		"namespace name not DNS":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "watchNamespaces={Payments}"}, "/watchNamespaces/0"},
