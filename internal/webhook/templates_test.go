@@ -1,6 +1,8 @@
 package webhook_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -452,4 +454,46 @@ func wantWarnings(t *testing.T, out, created string, warnings ...string) {
 	if got := strings.Count(out, "Warning:"); got != len(warnings) {
 		t.Errorf("kubectl printed:\n%s\n%d warnings, want %d", out, got, len(warnings))
 	}
+}
+
+// TestGrantWarnsOfCronWorkflowsItWouldNotCover: whoever writes a grant that a CronWorkflow's steps
+// request learns, as it is applied, when it would not cover the CronWorkflow's runs (named after
+// it and a time), and not once it selects them.
+func TestGrantWarnsOfCronWorkflowsItWouldNotCover(t *testing.T) {
+	ns := team(t)
+	kubectlCreate(t, ns, alice, `apiVersion: custody.dev/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "0 2 * * *"
+  workflowSpec:
+    steps: [{name: pay, image: busybox, credentials: [ledger]}, {name: other, image: busybox}]
+`)
+	apply := func(subjects string) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "grant.yaml")
+		if err := os.WriteFile(path, []byte(`apiVersion: custody.dev/v1alpha1
+kind: CredentialGrant
+metadata: {name: ledger}
+spec:
+  subjects: [`+subjects+`]
+  credential: {secret: {name: app-db, keys: [password]}}
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := env.Kubectl(t, "-n", ns, "--as", alice, "apply", "-f", path)
+		if err != nil {
+			t.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		return out
+	}
+	unprotected := `Warning: Namespace ` + ns + ` does not protect step pods (label custody.dev/protect-step-pods=true): while a ` +
+		`step holds what CredentialGrant ledger hands out, whoever may exec into or create pods there, or get ServiceAccount ` +
+		`tokens (the built-in edit role may), can use it as the step`
+	wantWarnings(t, apply("{workflowName: nightly, steps: [pay]}"), "credentialgrant.custody.dev/ledger created", unprotected,
+		`Warning: CronWorkflow nightly: step "pay" of its runs will wait: CredentialGrant ledger names workflow nightly, but a `+
+			`CronWorkflow's runs are named nightly-<minutes since the epoch>; to cover every run, select `+
+			`custody.dev/cronworkflow=nightly in its subjects (workflowSelector)`)
+	wantWarnings(t, apply("{workflowSelector: {matchLabels: {custody.dev/cronworkflow: nightly}}, steps: [pay]}"),
+		"credentialgrant.custody.dev/ledger configured", unprotected)
 }

@@ -771,7 +771,38 @@ func (h *handler) checkEscalation(ctx context.Context, req admission.Request, o 
 		return forbidden(checkEscalation, "CredentialGrant %s/%s: %s", req.Namespace, g.Name, strings.Join(missing, "; ")), nil
 	}
 	h.warnUnprotected(ctx, req, o)
+	h.warnCronRuns(ctx, req, o)
 	return h.checkRoleReach(ctx, req, o)
+}
+
+// warnCronRuns warns of a new grant, or one whose subjects or credential changed, that would keep
+// steps of a CronWorkflow's runs waiting although they request it: typically subjects that name the
+// CronWorkflow as a workflow (its runs are named after it and a time), or that no longer select its
+// runs. The CronWorkflow says so too (Stalled); this tells whoever writes the grant. Best effort:
+// what cannot be read is not warned of.
+func (h *handler) warnCronRuns(ctx context.Context, req admission.Request, o *object) {
+	g := o.grant.DeepCopy()
+	g.Namespace = req.Namespace
+	var crons custodyv1alpha1.CronWorkflowList
+	if err := h.authz.reader.List(ctx, &crons, client.InNamespace(req.Namespace)); err != nil {
+		logf.FromContext(ctx).V(1).Info("not checking CronWorkflows that cannot be read", "error", err.Error())
+		return
+	}
+	for i := range crons.Items {
+		cw := &crons.Items[i]
+		steps, tpl := cw.Spec.WorkflowSpec.InlineSteps(), (*custodyv1alpha1.WorkflowTemplate)(nil)
+		if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
+			tpl = &custodyv1alpha1.WorkflowTemplate{}
+			if err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl); err != nil {
+				continue // a missing template stalls the CronWorkflow already
+			}
+			steps = tpl.Spec.AllSteps()
+		}
+		for _, r := range credentials.CheckRuns(credentials.CronRun(cw, tpl), steps, map[string]*custodyv1alpha1.CredentialGrant{g.Name: g},
+			h.now()) {
+			o.warnings = append(o.warnings, fmt.Sprintf("CronWorkflow %s: %s", cw.Name, r.Message))
+		}
+	}
 }
 
 // warnUnprotected warns of a new grant, or one whose credential changed, in a namespace that does
