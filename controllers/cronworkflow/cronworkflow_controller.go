@@ -249,6 +249,11 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 		s.stalled = true
 		s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
 			Reason: s.runsWait[0].Reason, Message: strings.Join(msgs, "; ")}
+		// A Warning Event when it turns so (or its words change), not at every reconcile.
+		if was := meta.FindStatusCondition(cw.Status.Conditions, custodyv1alpha1.ConditionReady); was == nil ||
+			was.Reason != s.cond.Reason || was.Message != s.cond.Message {
+			s.event(corev1.EventTypeWarning, s.cond.Reason, "%s", s.cond.Message)
+		}
 	}
 	return result, nil
 }

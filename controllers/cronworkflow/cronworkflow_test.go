@@ -701,6 +701,13 @@ spec:
 	if got := kstatusOf(t, h.get()); got != status.FailedStatus {
 		t.Errorf("kstatus = %s, want Failed (Argo CD: Degraded) while its runs would wait", got)
 	}
+	if ev := h.events(); !strings.Contains(ev, "Warning GrantNotCovered "+want) {
+		t.Errorf("events = %q, want a Warning GrantNotCovered Event with the message", ev)
+	}
+	h.reconcile()
+	if ev := h.events(); ev != "" {
+		t.Errorf("events on the next reconcile = %q, want none: nothing changed", ev)
+	}
 	h.tick()
 	if got := h.names(); len(got) != 1 {
 		t.Errorf("runs = %v, want the due run created all the same (the grant may be fixed while it waits)", got)
