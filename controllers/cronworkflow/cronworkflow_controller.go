@@ -173,27 +173,20 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	// What a run would get now (one read of the template), and whether the author may still use
 	// the grants it requests: reported at every reconcile, not only when a run is due, so that a
 	// missing template or a withdrawn right shows before the next run is skipped.
-	steps := cw.Spec.WorkflowSpec.InlineSteps()
-	var tpl *custodyv1alpha1.WorkflowTemplate
-	if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
-		tpl = &custodyv1alpha1.WorkflowTemplate{}
-		err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl)
-		switch {
-		case apierrors.IsNotFound(err):
-			// Whatever is due is skipped (createRun says so); the creation of the template wakes
-			// this CronWorkflow.
-			s.templateMissing = ref.Name
-			defer func() {
-				s.stalled = true
-				s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
-					Reason: custodyv1alpha1.ReasonTemplateNotFound, Message: fmt.Sprintf("WorkflowTemplate %s does not exist: "+
-						"scheduled runs are skipped until it is created", ref.Name)}
-			}()
-		case err != nil:
-			return ctrl.Result{}, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
-		default:
-			steps = tpl.Spec.AllSteps()
-		}
+	steps, tpl, err := credentials.CronDefinition(ctx, r.Client, cw)
+	switch ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; {
+	case apierrors.IsNotFound(err):
+		// Whatever is due is skipped (createRun says so); the creation of the template wakes
+		// this CronWorkflow.
+		s.templateMissing = ref.Name
+		defer func() {
+			s.stalled = true
+			s.cond = metav1.Condition{Type: custodyv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+				Reason: custodyv1alpha1.ReasonTemplateNotFound, Message: fmt.Sprintf("WorkflowTemplate %s does not exist: "+
+					"scheduled runs are skipped until it is created", ref.Name)}
+		}()
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading WorkflowTemplate %s: %w", ref.Name, err)
 	}
 	if s.templateMissing == "" {
 		denied, err := r.authorMayNotUse(ctx, cw, steps)
@@ -581,13 +574,9 @@ func (r *Reconciler) grantToCronWorkflows(ctx context.Context, o client.Object) 
 	}
 	var out []reconcile.Request
 	for _, cw := range list.Items {
-		steps := cw.Spec.WorkflowSpec.InlineSteps()
-		if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
-			tpl := &custodyv1alpha1.WorkflowTemplate{}
-			if err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl); err != nil {
-				continue // a missing template stalls it already; its creation wakes it
-			}
-			steps = tpl.Spec.AllSteps()
+		steps, _, err := credentials.CronDefinition(ctx, r.Client, &cw)
+		if err != nil {
+			continue // a missing template stalls it already; its creation wakes it
 		}
 		if requests(steps) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&cw)})

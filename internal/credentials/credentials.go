@@ -1,8 +1,8 @@
 // Package credentials decides whether a CredentialGrant lets a step attempt hold its credential,
 // and builds what the attempt holds: a RoleBinding of the attempt's own ServiceAccount and the
 // projected token volume of its pod (kubernetesRole), a copy of selected Secret keys (secret),
-// SVID properties (spiffe). These are pure functions; Source and PullSecretsRefusal are the
-// package's only reads. Names
+// SVID properties (spiffe). These are pure functions; Source, PullSecretsRefusal and
+// CronDefinition are the package's only reads. Names
 // are derived from the attempt and the grant, so issuing twice never makes a second copy.
 package credentials
 

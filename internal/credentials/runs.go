@@ -1,12 +1,14 @@
 package credentials
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
@@ -33,6 +35,22 @@ func CronRun(cw *custodyv1alpha1.CronWorkflow, tpl *custodyv1alpha1.WorkflowTemp
 		run.Status.Template = &custodyv1alpha1.ResolvedTemplate{Name: tpl.Name, Spec: tpl.Spec}
 	}
 	return run
+}
+
+// CronDefinition reads what a CronWorkflow's runs would execute now: its inline steps, or its
+// template's steps and the template, read with reader. For a template that does not exist it
+// returns the reader's error, which apierrors.IsNotFound recognises.
+func CronDefinition(ctx context.Context, reader client.Reader, cw *custodyv1alpha1.CronWorkflow) ([]custodyv1alpha1.Step,
+	*custodyv1alpha1.WorkflowTemplate, error) {
+	ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef
+	if ref == nil {
+		return cw.Spec.WorkflowSpec.InlineSteps(), nil, nil
+	}
+	tpl := &custodyv1alpha1.WorkflowTemplate{}
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl); err != nil {
+		return nil, nil, err
+	}
+	return tpl.Spec.AllSteps(), tpl, nil
 }
 
 // RunsCoverage is whether a grant covers the steps that request it in the runs a WorkflowTemplate

@@ -790,13 +790,9 @@ func (h *handler) warnCronRuns(ctx context.Context, req admission.Request, o *ob
 	}
 	for i := range crons.Items {
 		cw := &crons.Items[i]
-		steps, tpl := cw.Spec.WorkflowSpec.InlineSteps(), (*custodyv1alpha1.WorkflowTemplate)(nil)
-		if ref := cw.Spec.WorkflowSpec.WorkflowTemplateRef; ref != nil {
-			tpl = &custodyv1alpha1.WorkflowTemplate{}
-			if err := h.authz.reader.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: ref.Name}, tpl); err != nil {
-				continue // a missing template stalls the CronWorkflow already
-			}
-			steps = tpl.Spec.AllSteps()
+		steps, tpl, err := credentials.CronDefinition(ctx, h.authz.reader, cw)
+		if err != nil {
+			continue // a missing template stalls the CronWorkflow already
 		}
 		for _, r := range credentials.CheckRuns(credentials.CronRun(cw, tpl), steps, map[string]*custodyv1alpha1.CredentialGrant{g.Name: g},
 			h.now()) {
