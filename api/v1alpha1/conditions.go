@@ -41,6 +41,12 @@ const (
 	// pods, or get ServiceAccount tokens, reaches what the grant hands out while a step holds it.
 	// The grant still issues; the condition, a Warning Event and the metric say so.
 	ConditionUnprotected = "Unprotected"
+
+	// ConditionReviewDue is True on a CredentialGrant whose approval lapses under approval.validFor
+	// within its review window (ApprovalReviewWindow) or has lapsed: an approver is to approve it
+	// again, which admission allows from the start of the window, so that it issues on without a
+	// gap. Present only on a grant with a validFor and an approval.
+	ConditionReviewDue = "ReviewDue"
 )
 
 // Condition reasons. Event reasons use the same strings, so a condition and the Event that recorded
@@ -113,6 +119,11 @@ const (
 	// ReasonApprovalExpired means the grant's approval lapsed (approval.validFor): it issues
 	// nothing until approved again (condition Approved=False, and a Warning Event).
 	ReasonApprovalExpired = "ApprovalExpired"
+	// ReasonApprovalLapsesSoon means the grant's approval lapses within its review window: an
+	// approver may approve it again now (condition ReviewDue=True, and a Warning Event).
+	ReasonApprovalLapsesSoon = "ApprovalLapsesSoon"
+	// ReasonReviewNotDue means the grant's approval stands for longer than its review window.
+	ReasonReviewNotDue = "ReviewNotDue"
 	// ReasonRoleChanged means a grant's role allows more than when it was approved (the approval
 	// covered what its rules allowed then): the grant issues nothing, and what steps hold under it is revoked,
 	// until it is approved again (condition Approved=False, a Warning Event; a revocation reason).

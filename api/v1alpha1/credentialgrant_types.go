@@ -286,8 +286,10 @@ type GrantApproval struct {
 
 	// validFor makes an approval lapse this long after it was given (between 1h and 8760h): from
 	// then on the grant issues nothing until an approver approves it again (a periodic access
-	// review). Issuances made before run to their own end. Unset, an approval stands until the
-	// grant's subjects, credential or end change. Only its approvers may lengthen or remove it.
+	// review; an approver may approve it again from the last quarter of validFor, at most 14 days,
+	// before the lapse, when the condition ReviewDue turns True). Issuances made before run to
+	// their own end. Unset, an approval stands until the grant's subjects, credential or end
+	// change. Only its approvers may lengthen or remove it.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
@@ -306,6 +308,35 @@ func (g *CredentialGrant) ApprovalLapsesAt() *time.Time {
 	return &at
 }
 
+// MaxApprovalReviewWindow is the longest review window of an approval (ApprovalReviewWindow).
+const MaxApprovalReviewWindow = 14 * 24 * time.Hour
+
+// ApprovalReviewWindow is how long before an approval lapses under validFor an approver may approve
+// the grant again (and ReviewDue turns True): the last quarter of validFor, at most 14 days. An
+// approval given again in the window keeps the grant issuing without a gap; like the first, it
+// stands for validFor from when it is given.
+func ApprovalReviewWindow(validFor time.Duration) time.Duration {
+	return min(validFor/4, MaxApprovalReviewWindow)
+}
+
+// ApprovalReviewFrom is when the grant's recorded approval enters its review window (nil: it
+// does not lapse, or there is none).
+func (g *CredentialGrant) ApprovalReviewFrom() *time.Time {
+	at := g.ApprovalLapsesAt()
+	if at == nil {
+		return nil
+	}
+	from := at.Add(-ApprovalReviewWindow(g.Spec.Approval.ValidFor.Duration))
+	return &from
+}
+
+// ApprovalReviewable says whether an approver may approve the grant again by now, replacing its
+// recorded approval: the approval is in its review window, or lapsed.
+func (g *CredentialGrant) ApprovalReviewable(now time.Time) bool {
+	from := g.ApprovalReviewFrom()
+	return from != nil && !now.Before(*from)
+}
+
 // ApprovalLapsed says whether the grant's recorded approval has lapsed by now.
 func (g *CredentialGrant) ApprovalLapsed(now time.Time) bool {
 	at := g.ApprovalLapsesAt()
@@ -318,7 +349,7 @@ type CredentialGrantStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, Approved, RotationOverdue, Unused, BroadAccess, Unprotected, Reconciling, Stalled.
+	// conditions: Ready, Approved, ReviewDue, RotationOverdue, Unused, BroadAccess, Unprotected, Reconciling, Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -136,6 +136,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess)
 	}
 	conds = append(conds, protection(g, nsLabels))
+	if c, next := review(g, now); c != nil {
+		conds = append(conds, *c)
+		requeue = sooner(requeue, next)
+	} else {
+		meta.RemoveStatusCondition(&g.Status.Conditions, custodyv1alpha1.ConditionReviewDue)
+	}
 	if c, next := unused(g, r.UnusedAfter, now); c != nil {
 		conds = append(conds, *c)
 		requeue = sooner(requeue, next)
@@ -260,6 +266,7 @@ func (r *Reconciler) events(before, g *custodyv1alpha1.CredentialGrant) {
 	const approve, check = "Approve", "Check"
 	for _, w := range []struct{ typ, reason, action string }{
 		{custodyv1alpha1.ConditionApproved, custodyv1alpha1.ReasonRoleChanged, approve},
+		{custodyv1alpha1.ConditionReviewDue, custodyv1alpha1.ReasonApprovalLapsesSoon, approve},
 		{custodyv1alpha1.ConditionRotationOverdue, custodyv1alpha1.ReasonRotationOverdue, check},
 		{custodyv1alpha1.ConditionUnprotected, custodyv1alpha1.ReasonNamespaceUnprotected, check},
 		{custodyv1alpha1.ConditionUnused, custodyv1alpha1.ReasonNotUsedRecently, check},
@@ -374,6 +381,38 @@ func unused(g *custodyv1alpha1.CredentialGrant, after time.Duration, now time.Ti
 		Message: fmt.Sprintf("Issued nothing since %s at %s, for longer than %s: access nobody uses is access to take away. "+
 			"Delete the grant if nothing needs it any more, or set spec.unusedAfter longer if rare runs use it", what, at,
 			days(after))}, 0
+}
+
+// review says whether the grant's approval is due for review (approval.validFor): in the last
+// quarter of validFor (at most 14 days) before it lapses, an approver may approve it again, so that
+// it issues on without a gap; and when to look again. No condition when the approval does not
+// lapse, or there is none.
+func review(g *custodyv1alpha1.CredentialGrant, now time.Time) (*metav1.Condition, time.Duration) {
+	a := g.Spec.Approval
+	lapses, from := g.ApprovalLapsesAt(), g.ApprovalReviewFrom()
+	if a == nil || !a.Required || lapses == nil {
+		return nil, 0
+	}
+	by := fmt.Sprintf("Approved by %s at %s", g.Status.Approval.ApprovedBy, g.Status.Approval.ApprovedAt.UTC().Format(time.RFC3339))
+	again := "kubectl custody approve grant " + g.Name
+	switch {
+	case now.Before(*from):
+		return &metav1.Condition{Type: custodyv1alpha1.ConditionReviewDue, Status: metav1.ConditionFalse,
+			Reason: custodyv1alpha1.ReasonReviewNotDue,
+			Message: fmt.Sprintf("%s, until %s (approval.validFor %s); review due from %s, when an approver may approve it again",
+				by, lapses.UTC().Format(time.RFC3339), days(a.ValidFor.Duration), from.UTC().Format(time.RFC3339))}, from.Sub(now) + time.Second
+	case now.Before(*lapses):
+		return &metav1.Condition{Type: custodyv1alpha1.ConditionReviewDue, Status: metav1.ConditionTrue,
+			Reason: custodyv1alpha1.ReasonApprovalLapsesSoon,
+			Message: fmt.Sprintf("%s; the approval lapses at %s (approval.validFor %s), and then the grant issues nothing: "+
+				"an approver approves it again before then to keep it issuing without a gap: %s",
+				by, lapses.UTC().Format(time.RFC3339), days(a.ValidFor.Duration), again)}, 0
+	default:
+		return &metav1.Condition{Type: custodyv1alpha1.ConditionReviewDue, Status: metav1.ConditionTrue,
+			Reason: custodyv1alpha1.ReasonApprovalExpired,
+			Message: fmt.Sprintf("%s; the approval lapsed at %s (approval.validFor %s): the grant issues nothing until an "+
+				"approver approves it again: %s", by, lapses.UTC().Format(time.RFC3339), days(a.ValidFor.Duration), again)}, 0
+	}
 }
 
 // days writes a duration of whole days as days.

@@ -163,6 +163,57 @@ func TestConditionsOfALapsedApproval(t *testing.T) {
 	}
 }
 
+// TestReviewDue: a grant whose approval lapses under approval.validFor is due for review in the
+// last quarter of validFor (at most 14 days) before the lapse, and after it; the controller looks
+// again when the window opens. No condition without a validFor or an approval.
+func TestReviewDue(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	grant := func(validFor time.Duration, approvedAgo time.Duration) *custodyv1alpha1.CredentialGrant {
+		g := secretGrant(nil)
+		g.Name = "erp"
+		g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
+		if validFor > 0 {
+			g.Spec.Approval.ValidFor = &metav1.Duration{Duration: validFor}
+		}
+		if approvedAgo >= 0 {
+			g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{
+				ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-approvedAgo))}}
+		}
+		return g
+	}
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name     string
+		g        *custodyv1alpha1.CredentialGrant
+		want     metav1.ConditionStatus // "": no condition
+		reason   string
+		message  string
+		nextLook time.Duration
+	}{
+		{"no validFor", grant(0, time.Hour), "", "", "", 0},
+		{"not approved", grant(30*day, -1), "", "", "", 0},
+		{"30 days, approved 22 days ago: the window (7.5 days) opens in 12h", grant(30*day, 22*day), metav1.ConditionFalse,
+			custodyv1alpha1.ReasonReviewNotDue, "until 2026-12-09T12:00:00Z (approval.validFor 30 days); review due from 2026-12-02T00:00:00Z",
+			12*time.Hour + time.Second},
+		{"30 days, approved 23 days ago", grant(30*day, 23*day), metav1.ConditionTrue, custodyv1alpha1.ReasonApprovalLapsesSoon,
+			"the approval lapses at 2026-12-08T12:00:00Z (approval.validFor 30 days), and then the grant issues nothing: an approver " +
+				"approves it again before then to keep it issuing without a gap: kubectl custody approve grant erp", 0},
+		{"a year, 14 days before the lapse at most", grant(365*day, 350*day), metav1.ConditionFalse, custodyv1alpha1.ReasonReviewNotDue,
+			"review due from 2026-12-02T12:00:00Z", day + time.Second},
+		{"lapsed", grant(30*day, 31*day), metav1.ConditionTrue, custodyv1alpha1.ReasonApprovalExpired,
+			"the approval lapsed at 2026-11-30T12:00:00Z (approval.validFor 30 days): the grant issues nothing until an approver approves it again", 0},
+	} {
+		c, next := review(tc.g, now)
+		switch {
+		case tc.want == "" && c != nil:
+			t.Errorf("%s: %+v, want no condition", tc.name, c)
+		case tc.want != "" && (c == nil || c.Status != tc.want || c.Reason != tc.reason || !strings.Contains(c.Message, tc.message) ||
+			next != tc.nextLook):
+			t.Errorf("%s: %+v, next look in %s; want %s %s with %q, next look in %s", tc.name, c, next, tc.want, tc.reason, tc.message, tc.nextLook)
+		}
+	}
+}
+
 // TestRecordKeepsTheLastIssuance: the last issued and revoked times never move back when the
 // Workflow that held the last issuance is deleted (Unused counts from them).
 func TestRecordKeepsTheLastIssuance(t *testing.T) {

@@ -1409,10 +1409,11 @@ spec:
 	waitUnused(metav1.ConditionTrue, "Issued nothing since it last issued a credential at "+issued.UTC().Format(time.RFC3339))
 }
 
-// TestCredentials_approvalLapses: an approval under approval.validFor stands until it lapses; from
-// then the grant issues nothing (Approved=False ApprovalExpired, an Event, steps wait
-// GrantNotApproved saying so) while what it issued before runs to its end; a new approval lets the
-// waiting step start.
+// TestCredentials_approvalLapses: an approval under approval.validFor stands until it lapses; in
+// the last quarter of validFor it is due for review (ReviewDue=True, a Warning Event, the
+// custody_grants gauge) while the grant still issues; from the lapse the grant issues nothing
+// (Approved=False ApprovalExpired, an Event, steps wait GrantNotApproved saying so) while what it
+// issued before runs to its end; a new approval lets the waiting step start and ends the review.
 func TestCredentials_approvalLapses(t *testing.T) {
 	t.Parallel()
 	ns := setup(t)
@@ -1420,8 +1421,9 @@ func TestCredentials_approvalLapses(t *testing.T) {
 	approve := func(at time.Time) string {
 		return fmt.Sprintf(`{"approvedBy":"bob","approvedAt":%q}`, at.UTC().Format(time.RFC3339))
 	}
-	// Approved 59m52s ago for an hour: it lapses 8 s from now.
-	lapse := time.Now().Add(8 * time.Second).UTC().Truncate(time.Second)
+	// Approved 59m50s ago for an hour: it lapses 10 s from now, and its review window (the last
+	// 15 minutes) is open.
+	lapse := time.Now().Add(10 * time.Second).UTC().Truncate(time.Second)
 	g := grant(t, ns, `
 metadata: {name: api, annotations: {approve.custody.dev/grant: '`+approve(lapse.Add(-time.Hour))+`'}}
 spec:
@@ -1442,7 +1444,28 @@ spec:
 			return nil
 		})
 	}
+	reviewDue := func(want metav1.ConditionStatus, reason, message string) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("ReviewDue=%s (%s)", want, reason), func() error {
+			cur := &custodyv1alpha1.CredentialGrant{}
+			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReviewDue)
+			if c == nil || c.Status != want || c.Reason != reason || !strings.Contains(c.Message, message) {
+				return errorf("ReviewDue %+v", c)
+			}
+			return nil
+		})
+	}
 	approved(metav1.ConditionTrue, custodyv1alpha1.ReasonApproved, "until "+lapse.Format(time.RFC3339)+" (approval.validFor)")
+	reviewDue(metav1.ConditionTrue, custodyv1alpha1.ReasonApprovalLapsesSoon, "the approval lapses at "+lapse.Format(time.RFC3339)+
+		" (approval.validFor 1h0m0s), and then the grant issues nothing: an approver approves it again before then")
+	waitGrantWarning(t, g, custodyv1alpha1.ReasonApprovalLapsesSoon, "kubectl custody approve grant api")
+	// No other story has a grant whose approval lapses.
+	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionReviewDue); n != 1 {
+		t.Errorf(`custody_grants{condition="ReviewDue"} = %v, want 1`, n)
+	}
 	first := apply(t, ns, `
 metadata: {name: sync-1, labels: {app: sync}}
 spec:
@@ -1484,6 +1507,8 @@ spec:
 		t.Errorf("the running step's issuance %+v, want held", c)
 	}
 
+	reviewDue(metav1.ConditionTrue, custodyv1alpha1.ReasonApprovalExpired, "the approval lapsed at "+lapse.Format(time.RFC3339))
+
 	eventually(t, "a new approval", func() error {
 		cur := &custodyv1alpha1.CredentialGrant{}
 		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
@@ -1494,6 +1519,10 @@ spec:
 	})
 	approved(metav1.ConditionTrue, custodyv1alpha1.ReasonApproved, "Approved by bob")
 	jobOf(t, second, "call", 1)
+	reviewDue(metav1.ConditionFalse, custodyv1alpha1.ReasonReviewNotDue, "; review due from ")
+	if n := gauge(t, "custody_grants", "condition", custodyv1alpha1.ConditionReviewDue); n != 0 {
+		t.Errorf(`custody_grants{condition="ReviewDue"} = %v after a new approval, want 0`, n)
+	}
 }
 
 // TestCredentials_unprotectedNamespace: a grant in a namespace that does not protect step pods

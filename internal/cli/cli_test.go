@@ -1322,7 +1322,8 @@ func TestGetCronWorkflow(t *testing.T) {
 }
 
 // TestSummarizeApproval: the inventory's APPROVAL column says whether an approval lapsed
-// (approval.validFor), or no longer covers its role's rules, not only who gave it.
+// (approval.validFor) or is due for review, or no longer covers its role's rules, not only who
+// gave it.
 func TestSummarizeApproval(t *testing.T) {
 	g := &custodyv1alpha1.CredentialGrant{}
 	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: `{"approvedBy":"bob"}`}
@@ -1339,6 +1340,37 @@ func TestSummarizeApproval(t *testing.T) {
 	g.Status.Conditions[0].Reason = custodyv1alpha1.ReasonRoleChanged
 	if got := summarize(g).Approval; got != "ROLE CHANGED (approved by bob)" {
 		t.Errorf("the role changed since: %q", got)
+	}
+	g.Status.Conditions = []metav1.Condition{
+		{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue, Reason: custodyv1alpha1.ReasonApproved},
+		{Type: custodyv1alpha1.ConditionReviewDue, Status: metav1.ConditionTrue, Reason: custodyv1alpha1.ReasonApprovalLapsesSoon}}
+	if got := summarize(g).Approval; got != "REVIEW DUE (approved by bob)" {
+		t.Errorf("lapses within its review window: %q", got)
+	}
+}
+
+// TestApprovalLine: get grant says until when an approval under approval.validFor stands, and
+// from when it is due for review, or that it is due now and how to approve it again.
+func TestApprovalLine(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	g := &custodyv1alpha1.CredentialGrant{}
+	g.Name = "erp"
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true, ValidFor: &metav1.Duration{Duration: 720 * time.Hour},
+		Approvers: &custodyv1alpha1.Approvers{Users: []string{"bob"}}}
+	approvedAgo := func(d time.Duration) *custodyv1alpha1.CredentialGrant {
+		g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{
+			ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-d))}}
+		return g
+	}
+	if got, want := approvalLine(approvedAgo(240*time.Hour), "approved by bob", now),
+		"required of user bob; approved by bob at 2026-11-21T12:00:00Z, until 2026-12-21T12:00:00Z (in 20d); "+
+			"review due from 2026-12-14T00:00:00Z (in 12d)"; got != want {
+		t.Errorf("before the review window:\n got %q\nwant %q", got, want)
+	}
+	if got, want := approvalLine(approvedAgo(600*time.Hour), "REVIEW DUE (approved by bob)", now),
+		"required of user bob; REVIEW DUE (approved by bob) at 2026-11-06T12:00:00Z, until 2026-12-06T12:00:00Z (in 5d); "+
+			"REVIEW DUE: approve it again before then: kubectl custody approve grant erp"; got != want {
+		t.Errorf("in the review window:\n got %q\nwant %q", got, want)
 	}
 }
 

@@ -124,6 +124,7 @@ func writeGrant(w io.Writer, g *custodyv1alpha1.CredentialGrant, role *grantRole
 		_, _ = fmt.Fprintf(w, "   ROLE CHANGED: %s\n", c.Message)
 	}
 	for _, c := range []struct{ typ, label string }{
+		{custodyv1alpha1.ConditionReviewDue, "REVIEW DUE"},
 		{custodyv1alpha1.ConditionBroadAccess, "BROAD ACCESS"},
 		{custodyv1alpha1.ConditionUnprotected, "UNPROTECTED"},
 		{custodyv1alpha1.ConditionRotationOverdue, "ROTATION OVERDUE"},
@@ -241,6 +242,11 @@ func approvalLine(g *custodyv1alpha1.CredentialGrant, summary string, now time.T
 		line += fmt.Sprintf(" at %s", rec.ApprovedAt.UTC().Format(time.RFC3339))
 		if at := g.ApprovalLapsesAt(); at != nil && now.Before(*at) {
 			line += fmt.Sprintf(", until %s (in %s)", at.UTC().Format(time.RFC3339), age(at.Sub(now)))
+			if from := g.ApprovalReviewFrom(); now.Before(*from) {
+				line += fmt.Sprintf("; review due from %s (in %s)", from.UTC().Format(time.RFC3339), age(from.Sub(now)))
+			} else {
+				line += "; REVIEW DUE: approve it again before then: kubectl custody approve grant " + g.Name
+			}
 		}
 	} else {
 		line += ": kubectl custody approve grant " + g.Name

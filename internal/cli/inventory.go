@@ -169,6 +169,8 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 		out.Approval = "ROLE CHANGED (approved by " + g.Status.Approval.ApprovedBy + ")"
 	case credentials.Approved(g) && conditionReason(g, custodyv1alpha1.ConditionApproved) == custodyv1alpha1.ReasonApprovalExpired:
 		out.Approval = "LAPSED (approved by " + g.Status.Approval.ApprovedBy + ")"
+	case credentials.Approved(g) && conditionReason(g, custodyv1alpha1.ConditionReviewDue) == custodyv1alpha1.ReasonApprovalLapsesSoon:
+		out.Approval = "REVIEW DUE (approved by " + g.Status.Approval.ApprovedBy + ")"
 	case credentials.Approved(g):
 		out.Approval = "approved by " + g.Status.Approval.ApprovedBy
 	default:

@@ -214,14 +214,15 @@ var grantsDesc = prometheus.NewDesc("custody_grants",
 	"CredentialGrants whose condition is True now, by condition: Ready (issuing), Stalled (cannot issue until "+
 		"someone fixes or removes it), RotationOverdue (its source Secret is older than maxAge), Unused (it has "+
 		"issued nothing for longer than unusedAfter), BroadAccess (its role reaches beyond the step: Secrets, pods, tokens, RBAC), "+
-		"Unprotected (its namespace does not protect step pods: custody.dev/protect-step-pods).",
+		"Unprotected (its namespace does not protect step pods: custody.dev/protect-step-pods), ReviewDue (its approval "+
+		"lapses within its review window under approval.validFor, or lapsed: an approver is to approve it again).",
 	[]string{"condition"}, nil)
 
 // grantConditions is the fixed set of conditions the grants gauge reports, so every one has a
 // series (an alert can say "> 0").
 var grantConditions = []string{custodyv1alpha1.ConditionReady, custodyv1alpha1.ConditionStalled,
 	custodyv1alpha1.ConditionRotationOverdue, custodyv1alpha1.ConditionUnused, custodyv1alpha1.ConditionBroadAccess,
-	custodyv1alpha1.ConditionUnprotected}
+	custodyv1alpha1.ConditionUnprotected, custodyv1alpha1.ConditionReviewDue}
 
 var credentialKinds = []custodyv1alpha1.CredentialKind{custodyv1alpha1.CredentialKindKubernetesRole,
 	custodyv1alpha1.CredentialKindSecret, custodyv1alpha1.CredentialKindSPIFFE}

@@ -13,9 +13,9 @@ import (
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 )
 
-// TestRenewingALapsedApproval: once a grant's approval lapsed (approval.validFor), an approver may
-// approve it again, which replaces the old record; before that, or by the grant's creator, the
-// approval cannot be changed.
+// TestRenewingALapsedApproval: once a grant's approval is in its review window (the last quarter of
+// approval.validFor) or lapsed, an approver may approve it again, which replaces the old record;
+// before that, or by the grant's creator, the approval cannot be changed.
 func TestRenewingALapsedApproval(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	k := custodyv1alpha1.AnnotationApproveGrant
@@ -36,7 +36,9 @@ func TestRenewingALapsedApproval(t *testing.T) {
 	req := func(user string) admission.Request {
 		return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UserInfo: authenticationv1.UserInfo{Username: user}}}
 	}
+	// validFor 1h: the review window is its last quarter, 15 minutes.
 	lapsed, current := grantApprovedAt(now.Add(-2*time.Hour)), grantApprovedAt(now.Add(-30*time.Minute))
+	due := grantApprovedAt(now.Add(-50 * time.Minute))
 	for _, tc := range []struct {
 		name string
 		old  *object
@@ -45,7 +47,10 @@ func TestRenewingALapsedApproval(t *testing.T) {
 	}{
 		{"an approver, after the lapse", lapsed, "carol", ""},
 		{"the same approver again, after the lapse", lapsed, "bob", ""},
-		{"an approver, before the lapse", current, "carol", "was already given and cannot be changed"},
+		{"an approver, in the review window", due, "carol", ""},
+		{"an approver, before the review window", current, "carol",
+			"its approval by bob stands until 2026-12-01T12:30:00Z (approval.validFor); an approver may approve it again from 2026-12-01T12:15:00Z"},
+		{"the creator, in the review window", due, "alice", "was created by alice, who may not approve it"},
 		{"the creator, after the lapse", lapsed, "alice", "was created by alice, who may not approve it"},
 		{"someone else, after the lapse", lapsed, "mallory", "mallory may not approve"},
 	} {
@@ -59,6 +64,9 @@ func TestRenewingALapsedApproval(t *testing.T) {
 	}
 	if d := renewals(approvalDiff{changed: []string{k}}, lapsed, now, false); len(d.changed) != 0 || len(d.added) != 1 {
 		t.Errorf("renewals of a lapsed approval: %+v, want it added", d)
+	}
+	if d := renewals(approvalDiff{changed: []string{k}}, due, now, false); len(d.changed) != 0 || len(d.added) != 1 {
+		t.Errorf("renewals of an approval due for review: %+v, want it added", d)
 	}
 	if d := renewals(approvalDiff{changed: []string{k}}, current, now, false); len(d.changed) != 1 || len(d.added) != 0 {
 		t.Errorf("renewals of a current approval: %+v, want it changed", d)

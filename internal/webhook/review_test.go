@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,8 @@ import (
 
 // TestApprovalValidFor: approval.validFor needs required: true; a grant's author may shorten it but
 // only one of its approvers may lengthen or remove it (either would let an approval stand longer
-// than the approvers agreed to); an approval that has not lapsed cannot be given again.
+// than the approvers agreed to); an approval cannot be given again before its review window, and
+// the refusal says from when it can.
 func TestApprovalValidFor(t *testing.T) {
 	ns := team(t)
 	ctx := ctxT(t)
@@ -43,8 +45,22 @@ func TestApprovalValidFor(t *testing.T) {
 	if err := annotate(ctx, as(bob), g, custodyv1alpha1.AnnotationApproveGrant, "approved"); err != nil {
 		t.Fatalf("bob approving: %v", err)
 	}
-	refused(t, "approving again before the approval lapsed", annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "approved"),
-		"approval approve.custody.dev/grant was already given and cannot be changed")
+	// Once the controller recorded bob's approval, admission says from when it may be given again:
+	// the last quarter of validFor, at most 14 days (336h of 2160h), before it lapses.
+	var at time.Time
+	eventually(t, "bob's approval recorded in status", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(g), g); err != nil {
+			return err
+		}
+		if a := g.Status.Approval; a == nil || a.ApprovedBy != bob {
+			return fmt.Errorf("status.approval %+v", a)
+		}
+		at = g.Status.Approval.ApprovedAt.UTC()
+		return nil
+	})
+	refused(t, "approving again before its review window", annotate(ctx, as(carol), g, custodyv1alpha1.AnnotationApproveGrant, "approved"),
+		"its approval by bob stands until "+at.Add(2160*time.Hour).Format(time.RFC3339)+" (approval.validFor); an approver may "+
+			"approve it again from "+at.Add(1824*time.Hour).Format(time.RFC3339))
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(g), g); err != nil {
 		t.Fatal(err)
 	}

@@ -674,18 +674,32 @@ func longerValidity(was, is *custodyv1alpha1.GrantApproval) bool {
 	return was.ValidFor != nil && (is.ValidFor == nil || is.ValidFor.Duration > was.ValidFor.Duration)
 }
 
-// renewals counts a grant's approval that no longer stands (it lapsed under approval.validFor, or
-// its role changed since: roleChanged) and is given again as a new approval, not a change of the
-// old one: an approver may approve the grant again, and admission stamps the new approval.
+// renewals counts a grant's approval that is due for review (it lapses under approval.validFor
+// within its review window, or lapsed) or no longer stands (its role changed since: roleChanged)
+// and is given again as a new approval, not a change of the old one: an approver may approve the
+// grant again, and admission stamps the new approval.
 func renewals(d approvalDiff, old *object, now time.Time, roleChanged bool) approvalDiff {
 	k := custodyv1alpha1.AnnotationApproveGrant
-	if old == nil || old.grant == nil || !old.grant.ApprovalLapsed(now) && !roleChanged || !slices.Contains(d.changed, k) {
+	if old == nil || old.grant == nil || !old.grant.ApprovalReviewable(now) && !roleChanged || !slices.Contains(d.changed, k) {
 		return d
 	}
 	d.changed = slices.DeleteFunc(slices.Clone(d.changed), func(c string) bool { return c == k })
 	d.added = append(slices.Clone(d.added), k)
 	slices.Sort(d.added)
 	return d
+}
+
+// notYetReviewable refuses approving again a grant whose approval lapses (approval.validFor) but
+// is not yet due for review, saying from when it may be.
+func notYetReviewable(cur, old *object, d approvalDiff) *refusal {
+	k := custodyv1alpha1.AnnotationApproveGrant
+	if !slices.Contains(d.changed, k) || old.grant.ApprovalReviewFrom() == nil {
+		return nil
+	}
+	rec := old.grant.Status.Approval
+	return forbidden(checkApproval, "%s: its approval by %s stands until %s (approval.validFor); an approver may approve it "+
+		"again from %s, the last quarter of validFor (at most 14 days) before it lapses", cur.forDenial, rec.ApprovedBy,
+		old.grant.ApprovalLapsesAt().UTC().Format(time.RFC3339), old.grant.ApprovalReviewFrom().UTC().Format(time.RFC3339))
 }
 
 // roleOf reads the role of a role grant under admission as the grant controller reads it, and
@@ -731,6 +745,9 @@ func approvalsOfGrant(req admission.Request, cur, old *object, creator string, m
 	var cleared []string
 	if material {
 		cleared = []string{custodyv1alpha1.AnnotationApproveGrant}
+	}
+	if r := notYetReviewable(cur, old, d); r != nil {
+		return r
 	}
 	if r := unchangeable(cur, d, cleared); r != nil {
 		return r

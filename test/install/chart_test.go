@@ -239,7 +239,7 @@ func TestChartAlertsQueryExportedMetrics(t *testing.T) {
 		t.Errorf("CustodyStepsBlocked: %v", r)
 	}
 	for _, name := range []string{"CustodyRevocationFailing", "CustodyGrantRotationOverdue", "CustodyGrantsUnused", "CustodyGrantsBroadAccess",
-		"CustodyGrantsUnprotected", "CustodyGrantRoleChanged"} {
+		"CustodyGrantsUnprotected", "CustodyGrantRoleChanged", "CustodyGrantReviewDue"} {
 		if alerts[name] == nil {
 			t.Errorf("alerts %v lack %s", alerts, name)
 		}
