@@ -71,6 +71,8 @@ type scope struct {
 	templateMissing string
 	// runsWait says which grants would keep steps of its runs waiting (runsWouldWait).
 	runsWait []credentials.Refusal
+	// grantsEnd is when the first grant its runs request that has not ended ends (zero: none does).
+	grantsEnd time.Time
 }
 
 // event queues an Event about the schedule, recorded after the status was saved.
@@ -194,7 +196,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 			return ctrl.Result{}, err
 		}
 		s.forbidden = denied
-		if s.runsWait, err = r.runsWouldWait(ctx, cw, tpl, steps, s.now); err != nil {
+		if s.runsWait, s.grantsEnd, err = r.runsWouldWait(ctx, cw, tpl, steps, s.now); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -221,6 +223,10 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 	} else {
 		cw.Status.NextScheduleTime = &metav1.Time{Time: due.Next}
 		result.RequeueAfter = max(due.Next.Sub(s.now), time.Second)
+	}
+	if !s.grantsEnd.IsZero() && (result.RequeueAfter == 0 || s.grantsEnd.Sub(s.now) < result.RequeueAfter) {
+		// Turn Stalled (GrantExpired) when a grant its runs need ends, not at the next run.
+		result.RequeueAfter = s.grantsEnd.Sub(s.now) + time.Second
 	}
 	if !due.Time.IsZero() {
 		if err := r.handle(ctx, s, due); err != nil {
@@ -254,9 +260,11 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 // runsWouldWait says which grants, as they are now, would keep steps of the CronWorkflow's runs
 // waiting (credentials.CheckRuns): a grant that does not exist, does not cover the runs (one that
 // names the CronWorkflow as a workflow covers none: its runs are named after it and a time), or
-// expired. A grant's change wakes the CronWorkflows whose steps request it (grantToCronWorkflows).
+// expired; and when the first of them that has not ended ends (spec.expiresAt; zero: none does).
+// A grant's change wakes the CronWorkflows whose steps request it (grantToCronWorkflows).
 func (r *Reconciler) runsWouldWait(ctx context.Context, cw *custodyv1alpha1.CronWorkflow, tpl *custodyv1alpha1.WorkflowTemplate,
-	steps []custodyv1alpha1.Step, now time.Time) ([]credentials.Refusal, error) {
+	steps []custodyv1alpha1.Step, now time.Time) ([]credentials.Refusal, time.Time, error) {
+	var ends time.Time
 	grants := map[string]*custodyv1alpha1.CredentialGrant{}
 	for _, st := range steps {
 		for _, name := range st.Credentials {
@@ -268,13 +276,16 @@ func (r *Reconciler) runsWouldWait(ctx context.Context, cw *custodyv1alpha1.Cron
 			case apierrors.IsNotFound(err):
 				grants[name] = nil
 			case err != nil:
-				return nil, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+				return nil, time.Time{}, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
 			default:
 				grants[name] = g
+				if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) && (ends.IsZero() || end.Time.Before(ends)) {
+					ends = end.Time
+				}
 			}
 		}
 	}
-	return credentials.CheckRuns(credentials.CronRun(cw, tpl), steps, grants, now), nil
+	return credentials.CheckRuns(credentials.CronRun(cw, tpl), steps, grants, now), ends, nil
 }
 
 // observeSchedule records the schedule and time zone in status and returns since when scheduled

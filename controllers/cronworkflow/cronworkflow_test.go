@@ -729,6 +729,25 @@ spec:
 		t.Errorf("Ready = %+v once the grant selects the runs", c)
 	}
 
+	// A grant that ends before the next run: the CronWorkflow looks again when it ends, not at the
+	// next run, and is Stalled from then.
+	ends := h.clock.Now().Add(2 * time.Minute).Truncate(time.Second)
+	g.Spec.ExpiresAt = &metav1.Time{Time: ends}
+	if err := env.Client.Update(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.reconcile(); res.RequeueAfter != ends.Sub(h.clock.Now())+time.Second {
+		t.Errorf("requeue after %s, want when the grant ends (in %s)", res.RequeueAfter, ends.Sub(h.clock.Now()))
+	}
+	if next := h.get().Status.NextScheduleTime; next == nil || !next.After(ends) {
+		t.Fatalf("nextScheduleTime %v, want after the grant's end %s", next, ends)
+	}
+	h.clock.SetTime(ends.Add(time.Second))
+	h.reconcile()
+	if c := condition(h.get(), custodyv1alpha1.ConditionStalled); c == nil || c.Reason != custodyv1alpha1.ReasonGrantExpired {
+		t.Errorf("Stalled = %+v once the grant ended, want GrantExpired", c)
+	}
+
 	if err := env.Client.Delete(ctxT(t), g); err != nil {
 		t.Fatal(err)
 	}
