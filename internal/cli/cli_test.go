@@ -503,6 +503,20 @@ func TestCoverage(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
+	// A CronWorkflow's scheduled runs: no name a grant could give covers them.
+	cw := &custodyv1alpha1.CronWorkflow{}
+	cw.Namespace, cw.Name = "payments", "nightly"
+	cw.Spec.WorkflowSpec.Steps = tpl.Spec.Steps
+	for subjects, want := range map[string]string{
+		"[{workflowSelector: {matchLabels: {custody.dev/cronworkflow: nightly}}, steps: [pay]}]": "yes",
+		"[{workflowName: nightly, steps: [pay]}]": "NO (it names workflow nightly, but the runs are named nightly-<minutes since the epoch>; " +
+			"to cover every run, select custody.dev/cronworkflow=nightly)",
+		"[" + byLabel + ", steps: [pay]}]": "NO (its subjects do not select the runs; to cover every run, select custody.dev/cronworkflow=nightly)",
+	} {
+		if got := coverage(grant(subjects), credentials.CronRun(cw, nil), []string{"pay"}); got != want {
+			t.Errorf("a scheduled run, %s: %q, want %q", subjects, got, want)
+		}
+	}
 }
 
 // binding is a RoleBinding in ns of a Role or ClusterRole to subjects.
@@ -1243,14 +1257,18 @@ func TestApproveHint(t *testing.T) {
 	}
 }
 
-// TestGetCronWorkflow: get cronworkflow/NAME shows the schedule, its state and the runs it
-// controls, the newest first; a Workflow that only carries its label is not one of them.
+// TestGetCronWorkflow: get cronworkflow/NAME shows the schedule, its state, the grants its runs
+// request (whether each can issue, when it ends, whether it covers the scheduled runs: one that
+// names the CronWorkflow covers none) and the runs it controls, the newest first; a Workflow that
+// only carries its label is not one of them.
 func TestGetCronWorkflow(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
 	cw := &custodyv1alpha1.CronWorkflow{Spec: custodyv1alpha1.CronWorkflowSpec{Schedule: "0 2 * * *", TimeZone: ptr.To("Europe/Berlin"),
 		ConcurrencyPolicy: custodyv1alpha1.ConcurrencyForbid,
-		WorkflowSpec:      custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{{Name: "dump", Image: "example.com/pg:16"}}}}}
+		WorkflowSpec: custodyv1alpha1.WorkflowSpec{Steps: []custodyv1alpha1.Step{
+			{Name: "dump", Image: "example.com/pg:16", Credentials: []string{"db-backup", "backup-bucket"}},
+			{Name: "prune", Image: "example.com/prune:1", DependsOn: []string{"dump"}, Credentials: []string{"backup-bucket", "archive"}}}}}}
 	cw.Namespace, cw.Name = ns, "nightly-db-backup"
 	if err := env.Client.Create(ctx, cw); err != nil {
 		t.Fatal(err)
@@ -1288,6 +1306,28 @@ func TestGetCronWorkflow(t *testing.T) {
 			Status: metav1.ConditionFalse, Reason: custodyv1alpha1.ReasonWaitingForApproval, Message: "Waiting for approval",
 			LastTransitionTime: metav1.Now()}}})
 	mk("imposter", at(-2), false, custodyv1alpha1.WorkflowStatus{})
+	// A grant that names the CronWorkflow, whose approval is due for review, and one that selects
+	// its runs and ends in 20 days; archive does not exist.
+	createWithStatus(t, ns, &custodyv1alpha1.CredentialGrant{}, `
+metadata: {name: db-backup, annotations: {approve.custody.dev/grant: '{"approvedBy":"bob","approvedAt":"2026-11-04T12:00:00Z"}'}}
+spec:
+  subjects: [{workflowName: nightly-db-backup, steps: [dump]}]
+  credential: {secret: {name: db, keys: [password]}}
+  approval: {required: true, approvers: {users: [bob]}, validFor: 720h}
+status:
+  approval: {approvedBy: bob, approvedAt: "2026-11-04T12:00:00Z"}
+  conditions:
+  - {type: Ready, status: "True", reason: Active, message: ok, lastTransitionTime: "2026-11-29T11:00:00Z"}
+  - {type: Approved, status: "True", reason: Approved, message: ok, lastTransitionTime: "2026-11-29T11:00:00Z"}
+  - {type: ReviewDue, status: "True", reason: ApprovalLapsesSoon, message: soon, lastTransitionTime: "2026-11-29T11:00:00Z"}`)
+	createWithStatus(t, ns, &custodyv1alpha1.CredentialGrant{}, `
+metadata: {name: backup-bucket}
+spec:
+  subjects: [{workflowSelector: {matchLabels: {custody.dev/cronworkflow: nightly-db-backup}}, steps: [dump, prune]}]
+  credential: {secret: {name: bucket, keys: [key]}}
+  expiresAt: "2026-12-19T12:00:00Z"
+status:
+  conditions: [{type: Ready, status: "True", reason: Active, message: ok, lastTransitionTime: "2026-11-29T11:00:00Z"}]`)
 
 	out, err := run(t, ns, "", "get", "cronworkflow/nightly-db-backup")
 	if err != nil {

@@ -8,12 +8,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
+	"github.com/custody-dev/custody/internal/credentials"
 	"github.com/custody-dev/custody/internal/cronschedule"
 )
 
@@ -56,7 +58,14 @@ func (o *Options) getCron(c client.Client, ns, name string) error {
 		return err
 	}
 	cw.ManagedFields = nil
-	return o.print(cw, func(w io.Writer) error { return writeCron(w, cw, list.Items, o.Now()) })
+	var grants []templateGrant
+	switch steps, tpl, err := credentials.CronDefinition(ctx, c, cw); {
+	case err == nil:
+		grants = stepGrants(ctx, c, steps, credentials.CronRun(cw, tpl), false)
+	case !apierrors.IsNotFound(err): // a missing template: the CronWorkflow's state says so
+		return err
+	}
+	return o.print(cw, func(w io.Writer) error { return writeCron(w, cw, grants, list.Items, o.Now()) })
 }
 
 // runState is a run's phase, what it waits for (an approver, a grant, its concurrency group) or
@@ -81,9 +90,11 @@ func runState(run *custodyv1alpha1.Workflow, now time.Time) (phase custodyv1alph
 	return phase, reason, took
 }
 
-// writeCron prints a CronWorkflow and its runs (those it controls: not a run started by hand with
-// run --from, which is nobody's).
-func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1alpha1.Workflow, now time.Time) error {
+// writeCron prints a CronWorkflow, the grants its runs request (whether each can issue, until when,
+// and whether it covers the scheduled runs), and its runs (those it controls: not a run started by
+// hand with run --from, which is nobody's).
+func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, grants []templateGrant, runs []custodyv1alpha1.Workflow,
+	now time.Time) error {
 	tz := "UTC"
 	if cw.Spec.TimeZone != nil {
 		tz = *cw.Spec.TimeZone
@@ -113,6 +124,9 @@ func writeCron(w io.Writer, cw *custodyv1alpha1.CronWorkflow, runs []custodyv1al
 	if t := cw.Status.LastSuccessfulTime; t != nil && cw.Status.LastSuccessfulRun != "" {
 		_, _ = fmt.Fprintf(w, "   last succeeded: %s, finished %s (%s ago)\n", cw.Status.LastSuccessfulRun, t.UTC().Format(time.RFC3339),
 			age(now.Sub(t.Time)))
+	}
+	if err := writeStepGrants(w, grants, "GRANTS ITS RUNS REQUEST: %d\n", false, now); err != nil {
+		return err
 	}
 	var own []custodyv1alpha1.Workflow
 	for _, run := range runs {

@@ -192,6 +192,17 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	return out
 }
 
+// grantEnds says when a grant ends (spec.expiresAt): "in 29d", "ENDED 2026-11-01", or "never".
+func grantEnds(expiresAt *metav1.Time, now time.Time) string {
+	switch {
+	case expiresAt == nil:
+		return never
+	case !now.Before(expiresAt.Time):
+		return "ENDED " + expiresAt.UTC().Format(time.DateOnly)
+	}
+	return "in " + age(expiresAt.Sub(now))
+}
+
 func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	nsCol := func(ns string) string {
@@ -224,13 +235,7 @@ func writeInventory(w io.Writer, inv *Inventory, now time.Time, all bool) error 
 			if g.RotationOverdue {
 				rot = "OVERDUE"
 			}
-			ends := never
-			if g.ExpiresAt != nil {
-				ends = "in " + age(g.ExpiresAt.Sub(now))
-				if !now.Before(g.ExpiresAt.Time) {
-					ends = "ENDED " + g.ExpiresAt.UTC().Format(time.DateOnly)
-				}
-			}
+			ends := grantEnds(g.ExpiresAt, now)
 			last := never
 			if g.LastIssuedTime != nil {
 				last = age(now.Sub(g.LastIssuedTime.Time)) + " ago"

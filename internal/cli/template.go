@@ -30,15 +30,16 @@ func templateName(ref string) (string, bool) {
 	return "", false
 }
 
-// templateGrant is a grant a template's steps request, as the person about to run it sees it.
+// templateGrant is a grant a template's or CronWorkflow's steps request, as the person about to
+// run it, or looking at its schedule, sees it.
 type templateGrant struct {
 	name  string
 	steps []string
 	grant *custodyv1alpha1.CredentialGrant // nil when it does not exist, or could not be read
 	read  error                            // why it could not be read (not NotFound)
-	use   *bool                            // whether you may use it (nil: the API server did not say)
-	// covers says whether the grant covers the steps that request it in a run of the template
-	// ("" when it could not be read).
+	use   *bool                            // whether you may use it (nil: the API server did not say, or not asked)
+	// covers says whether the grant covers the steps that request it in a run of the template or
+	// CronWorkflow ("" when it could not be read).
 	covers string
 }
 
@@ -60,15 +61,18 @@ func (o *Options) getTemplate(c client.Client, ns, name string) error {
 	if err := c.List(ctx, &runs, client.InNamespace(ns), client.MatchingLabels{custodyv1alpha1.LabelTemplate: name}); err != nil {
 		return err
 	}
-	grants := templateGrants(ctx, c, tpl)
+	grants := stepGrants(ctx, c, tpl.Spec.AllSteps(), credentials.TemplateRun(tpl), true)
 	return o.print(tpl, func(w io.Writer) error { return writeTemplate(w, tpl, grants, runs.Items, o.Now()) })
 }
 
-// templateGrants reads the grants a template's steps request, and asks the API server whether
-// you may use each (SelfSubjectAccessReview): what admission asks of a run's creator.
-func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.WorkflowTemplate) []templateGrant {
+// stepGrants reads the grants steps request, says whether each covers them in run (one of a
+// template's or CronWorkflow's runs: credentials.TemplateRun, CronRun), and, with askUse, asks
+// the API server whether you may use each (SelfSubjectAccessReview): what admission asks of a
+// run's creator.
+func stepGrants(ctx context.Context, c client.Client, steps []custodyv1alpha1.Step, run *custodyv1alpha1.Workflow,
+	askUse bool) []templateGrant {
 	var out []templateGrant
-	for _, step := range tpl.Spec.AllSteps() {
+	for _, step := range steps {
 		for _, name := range step.Credentials {
 			i := slices.IndexFunc(out, func(g templateGrant) bool { return g.name == name })
 			if i < 0 {
@@ -80,15 +84,18 @@ func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.W
 	}
 	for i := range out {
 		g := &custodyv1alpha1.CredentialGrant{}
-		switch err := c.Get(ctx, client.ObjectKey{Namespace: tpl.Namespace, Name: out[i].name}, g); {
+		switch err := c.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: out[i].name}, g); {
 		case err == nil:
 			out[i].grant = g
-			out[i].covers = coverage(g, credentials.TemplateRun(tpl), out[i].steps)
+			out[i].covers = coverage(g, run, out[i].steps)
 		case !apierrors.IsNotFound(err):
 			out[i].read = err
 		}
+		if !askUse {
+			continue
+		}
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: tpl.Namespace, Verb: "use",
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: run.Namespace, Verb: "use",
 				Group: custodyv1alpha1.GroupVersion.Group, Resource: "credentialgrants", Name: out[i].name}}}
 		if err := c.Create(ctx, review); err == nil {
 			out[i].use = &review.Status.Allowed
@@ -100,16 +107,23 @@ func templateGrants(ctx context.Context, c client.Client, tpl *custodyv1alpha1.W
 // answerYes is a table's yes.
 const answerYes = "yes"
 
-// coverage says whether a grant covers the steps that request it in a run of the template: "yes",
-// or why not: its subjects leave out a step or its image, name the workflows they cover (which a
-// run is only if it is given that name), or select other labels.
+// coverage says whether a grant covers the steps that request it in a run of the template or
+// CronWorkflow: "yes", or why not: its subjects leave out a step or its image, name the workflows
+// they cover (which a template's run is only if it is given that name, and a scheduled run never
+// is), or select other labels.
 func coverage(g *custodyv1alpha1.CredentialGrant, run *custodyv1alpha1.Workflow, steps []string) string {
 	c := credentials.CoverRuns(g, run, steps)
+	_, scheduled := run.Labels[custodyv1alpha1.LabelCronWorkflow]
 	switch {
 	case c.Covered():
 		return answerYes
 	case c.Selected:
 		return "NO for " + strings.Join(c.Uncovered, ",") + " (not among its steps, or another image)"
+	case scheduled && c.Named != "":
+		return fmt.Sprintf("NO (it names workflow %s, but the runs are named %s-<minutes since the epoch>; to cover every run, select %s)",
+			c.Named, c.Named, c.Label)
+	case scheduled:
+		return "NO (its subjects do not select the runs; to cover every run, select " + c.Label + ")"
 	case c.Named != "":
 		return fmt.Sprintf("only a run named %s (kubectl custody run --name %s); to cover every run, select %s", c.Named, c.Named, c.Label)
 	}
@@ -168,7 +182,8 @@ func writeTemplate(w io.Writer, tpl *custodyv1alpha1.WorkflowTemplate, grants []
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if err := writeTemplateGrants(w, grants); err != nil {
+	if err := writeStepGrants(w, grants, "GRANTS THE STEPS REQUEST: %d (a run is refused unless its creator may use each)\n",
+		true, now); err != nil {
 		return err
 	}
 	return writeTemplateRuns(w, runs, now)
@@ -190,15 +205,22 @@ func readiness(conds []metav1.Condition, none string) string {
 	return fmt.Sprintf("not Ready (%s): %s", c.Reason, c.Message)
 }
 
-// writeTemplateGrants says, of each grant the steps request, whether it can issue now and whether
-// you may use it: a run of yours is refused at admission unless you may use every one.
-func writeTemplateGrants(w io.Writer, grants []templateGrant) error {
+// writeStepGrants writes the grants a definition's steps request under heading (with their
+// number): whether each can issue now and whether it covers the runs, and with use whether you
+// may use it (a template's run is refused at admission unless its creator may use every one);
+// without, when it ends (a CronWorkflow's runs go on after today; its author's use is checked by
+// the controller).
+func writeStepGrants(w io.Writer, grants []templateGrant, heading string, use bool, now time.Time) error {
 	if len(grants) == 0 {
 		return nil
 	}
-	_, _ = fmt.Fprintf(w, "GRANTS THE STEPS REQUEST: %d (a run is refused unless its creator may use each)\n", len(grants))
+	_, _ = fmt.Fprintf(w, heading, len(grants))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "GRANT\tSTEPS\tKIND\tAPPROVAL\tREADY\tYOU MAY USE IT\tCOVERS ITS RUNS")
+	column := "YOU MAY USE IT"
+	if !use {
+		column = "ENDS"
+	}
+	_, _ = fmt.Fprintf(tw, "GRANT\tSTEPS\tKIND\tAPPROVAL\tREADY\t%s\tCOVERS ITS RUNS\n", column)
 	for _, g := range grants {
 		kind, approval, ready, covers := "-", "-", "NOT FOUND (the steps would wait for it)", "-"
 		switch {
@@ -211,15 +233,20 @@ func writeTemplateGrants(w io.Writer, grants []templateGrant) error {
 			sum := summarize(g.grant)
 			kind, approval, ready, covers = string(sum.Kind), sum.Approval, sum.Ready, g.covers
 		}
-		use := "?"
+		cell := "?"
 		switch {
+		case !use:
+			cell = "-"
+			if g.grant != nil {
+				cell = grantEnds(g.grant.Spec.ExpiresAt, now)
+			}
 		case g.use == nil:
 		case *g.use:
-			use = answerYes
+			cell = answerYes
 		default:
-			use = "NO (ask the grant's owner for use on it)"
+			cell = "NO (ask the grant's owner for use on it)"
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.name, strings.Join(g.steps, ","), kind, approval, ready, use, covers)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.name, strings.Join(g.steps, ","), kind, approval, ready, cell, covers)
 	}
 	return tw.Flush()
 }
