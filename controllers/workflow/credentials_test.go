@@ -1430,34 +1430,23 @@ spec:
   subjects: [{workflowSelector: {matchLabels: {app: sync}}, steps: [call]}]
   credential: {secret: {name: api, keys: [token]}}
   approval: {required: true, approvers: {users: [bob]}, validFor: 1h}`)
-	approved := func(want metav1.ConditionStatus, reason, message string) {
-		t.Helper()
-		eventually(t, fmt.Sprintf("Approved=%s (%s)", want, reason), func() error {
-			cur := &custodyv1alpha1.CredentialGrant{}
-			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
-				return err
-			}
-			c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionApproved)
-			if c == nil || c.Status != want || c.Reason != reason || !strings.Contains(c.Message, message) {
-				return errorf("Approved %+v", c)
-			}
-			return nil
-		})
+	condition := func(typ string) func(want metav1.ConditionStatus, reason, message string) {
+		return func(want metav1.ConditionStatus, reason, message string) {
+			t.Helper()
+			eventually(t, fmt.Sprintf("%s=%s (%s)", typ, want, reason), func() error {
+				cur := &custodyv1alpha1.CredentialGrant{}
+				if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
+					return err
+				}
+				c := meta.FindStatusCondition(cur.Status.Conditions, typ)
+				if c == nil || c.Status != want || c.Reason != reason || !strings.Contains(c.Message, message) {
+					return errorf("%s %+v", typ, c)
+				}
+				return nil
+			})
+		}
 	}
-	reviewDue := func(want metav1.ConditionStatus, reason, message string) {
-		t.Helper()
-		eventually(t, fmt.Sprintf("ReviewDue=%s (%s)", want, reason), func() error {
-			cur := &custodyv1alpha1.CredentialGrant{}
-			if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(g), cur); err != nil {
-				return err
-			}
-			c := meta.FindStatusCondition(cur.Status.Conditions, custodyv1alpha1.ConditionReviewDue)
-			if c == nil || c.Status != want || c.Reason != reason || !strings.Contains(c.Message, message) {
-				return errorf("ReviewDue %+v", c)
-			}
-			return nil
-		})
-	}
+	approved, reviewDue := condition(custodyv1alpha1.ConditionApproved), condition(custodyv1alpha1.ConditionReviewDue)
 	approved(metav1.ConditionTrue, custodyv1alpha1.ReasonApproved, "until "+lapse.Format(time.RFC3339)+" (approval.validFor)")
 	reviewDue(metav1.ConditionTrue, custodyv1alpha1.ReasonApprovalLapsesSoon, "the approval lapses at "+lapse.Format(time.RFC3339)+
 		" (approval.validFor 1h0m0s), and then the grant issues nothing: an approver approves it again before then")

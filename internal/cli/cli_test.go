@@ -1414,6 +1414,24 @@ func TestApprovalLine(t *testing.T) {
 	}
 }
 
+// TestGrantApproved: approve grant says until when the approval it gave stands, and from when it is
+// due for review, when the grant's approval lapses.
+func TestGrantApproved(t *testing.T) {
+	g := &custodyv1alpha1.CredentialGrant{}
+	g.Name = "erp"
+	stamp := `{"approvedBy":"carol","approvedAt":"2026-12-01T12:00:00Z"}`
+	g.Annotations = map[string]string{custodyv1alpha1.AnnotationApproveGrant: stamp}
+	g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
+	if got, want := grantApproved(g), "credentialgrant/erp approved: "+stamp; got != want {
+		t.Errorf("without validFor: %q, want %q", got, want)
+	}
+	g.Spec.Approval.ValidFor = &metav1.Duration{Duration: 2160 * time.Hour}
+	if got, want := grantApproved(g), "credentialgrant/erp approved: "+stamp+"\n   it stands until 2027-03-01T12:00:00Z "+
+		"(approval.validFor 2160h0m0s); review due from 2027-02-15T12:00:00Z"; got != want {
+		t.Errorf("with validFor:\n got %q\nwant %q", got, want)
+	}
+}
+
 // TestHandsOut: what get grant/NAME says a grant hands out, for each kind: names and lifetimes,
 // never a value.
 func TestHandsOut(t *testing.T) {

@@ -448,7 +448,7 @@ func (o *Options) approveCommand() *cobra.Command {
 				if err := o.patch(g, approval(custodyv1alpha1.AnnotationApproveGrant)); err != nil {
 					return approveHint(err, "credentialgrants", "Custody's credentialgrant-editor role")
 				}
-				_, _ = fmt.Fprintf(o.io.Out, "credentialgrant/%s approved: %s\n", g.Name, g.Annotations[custodyv1alpha1.AnnotationApproveGrant])
+				_, _ = fmt.Fprintln(o.io.Out, grantApproved(g))
 				return nil
 			}
 			if len(args) == 2 {
@@ -482,6 +482,21 @@ func approveHint(err error, resource, role string) error {
 	}
 	return fmt.Errorf("%w\nan approval is an annotation: approvers need patch on %s.%s in the namespace (%s has it); "+
 		"admission then checks that they are listed", err, resource, custodyv1alpha1.GroupVersion.Group, role)
+}
+
+// grantApproved says what approving a grant did: the approval admission stamped and, when it lapses
+// (approval.validFor), until when it stands.
+func grantApproved(g *custodyv1alpha1.CredentialGrant) string {
+	v := g.Annotations[custodyv1alpha1.AnnotationApproveGrant]
+	line := fmt.Sprintf("credentialgrant/%s approved: %s", g.Name, v)
+	rec, stamped := custodyv1alpha1.ParseGrantApproval(v)
+	a := g.Spec.Approval
+	if !stamped || a == nil || a.ValidFor == nil {
+		return line
+	}
+	lapses := rec.ApprovedAt.Add(a.ValidFor.Duration)
+	return fmt.Sprintf("%s\n   it stands until %s (approval.validFor %s); review due from %s", line, lapses.UTC().Format(time.RFC3339),
+		a.ValidFor.Duration, lapses.Add(-custodyv1alpha1.ApprovalReviewWindow(a.ValidFor.Duration)).UTC().Format(time.RFC3339))
 }
 
 // approval is the patch that adds an approval annotation; admission replaces the value with who
