@@ -1384,8 +1384,12 @@ func TestSummarizeApproval(t *testing.T) {
 	g.Status.Conditions = []metav1.Condition{
 		{Type: custodyv1alpha1.ConditionApproved, Status: metav1.ConditionTrue, Reason: custodyv1alpha1.ReasonApproved},
 		{Type: custodyv1alpha1.ConditionReviewDue, Status: metav1.ConditionTrue, Reason: custodyv1alpha1.ReasonApprovalLapsesSoon}}
-	if got := summarize(g).Approval; got != "REVIEW DUE (approved by bob)" {
-		t.Errorf("lapses within its review window: %q", got)
+	g.Spec.Approval.ValidFor = &metav1.Duration{Duration: 720 * time.Hour}
+	g.Status.Approval.ApprovedAt = metav1.NewTime(now)
+	sum := summarize(g)
+	if sum.Approval != "REVIEW DUE (approved by bob)" || !sum.ReviewDue || sum.ApprovalLapsesAt == nil ||
+		!sum.ApprovalLapsesAt.Equal(&metav1.Time{Time: now.Add(720 * time.Hour)}) {
+		t.Errorf("lapses within its review window: %q, reviewDue %v, lapses at %v", sum.Approval, sum.ReviewDue, sum.ApprovalLapsesAt)
 	}
 }
 

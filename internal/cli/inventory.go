@@ -64,6 +64,10 @@ type Grant struct {
 	BroadAccess       bool                           `json:"broadAccess"`
 	// Unprotected: the grant's namespace does not protect step pods (custody.dev/protect-step-pods).
 	Unprotected bool `json:"unprotected"`
+	// ApprovalLapsesAt is when its approval lapses (approval.validFor); ReviewDue is true from the
+	// start of its review window, and after the lapse, until it is approved again.
+	ApprovalLapsesAt *metav1.Time `json:"approvalLapsesAt,omitempty"`
+	ReviewDue        bool         `json:"reviewDue"`
 }
 
 func (o *Options) inventoryCommand() *cobra.Command {
@@ -189,6 +193,10 @@ func summarize(g *custodyv1alpha1.CredentialGrant) Grant {
 	out.Unused = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnused)
 	out.BroadAccess = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionBroadAccess)
 	out.Unprotected = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionUnprotected)
+	out.ReviewDue = meta.IsStatusConditionTrue(g.Status.Conditions, custodyv1alpha1.ConditionReviewDue)
+	if at := g.ApprovalLapsesAt(); at != nil {
+		out.ApprovalLapsesAt = &metav1.Time{Time: *at}
+	}
 	return out
 }
 
