@@ -746,6 +746,18 @@ func killSwitch(t *testing.T, ns string) {
 		!g.Spec.Suspended || g.Spec.OnRevoke != custodyv1alpha1.RevokeStopStep {
 		t.Errorf("revoke --stop-steps: %v, suspended=%v onRevoke=%q", err, g.Spec.Suspended, g.Spec.OnRevoke)
 	}
+	// resume grant undoes the switch, and says that --stop-steps' policy stays.
+	if out, err := run(t, ns, "", "resume", "grant", "ledger"); err != nil || out != "credentialgrant/ledger resumed: it issues again "+
+		"to the steps it covers; revoked before its step ends, the step is stopped (onRevoke: StopStep) (set on the grant, for "+
+		"example by revoke --stop-steps; remove spec.onRevoke for the platform's default)\n" {
+		t.Errorf("resume grant ledger: %v\n%q", err, out)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ledger"}, g); err != nil || g.Spec.Suspended {
+		t.Errorf("resume grant: %v, suspended=%v", err, g.Spec.Suspended)
+	}
+	if _, err := run(t, ns, "", "suspend", "grant", "ledger"); err == nil || !strings.Contains(err.Error(), "kubectl custody revoke grant NAME") {
+		t.Errorf("suspend grant: %v, want pointed to the kill switch", err)
+	}
 }
 
 // cancelWithAReason cancels the fixture's run with --reason and checks what get says of it.

@@ -604,9 +604,22 @@ func (o *Options) cancelCommand() *cobra.Command {
 // suspendCommands are `kubectl custody suspend WORKFLOW` and `resume WORKFLOW`: spec.suspend.
 func (o *Options) suspendCommands() []*cobra.Command {
 	toggle := func(use, short, done string, suspend bool) *cobra.Command {
+		usage := use + " WORKFLOW | " + use + " cronworkflow/NAME"
+		if !suspend {
+			usage += " | resume grant GRANT"
+		}
 		return &cobra.Command{
-			Use: use + " WORKFLOW | " + use + " cronworkflow/NAME", Short: short, Args: cobra.ExactArgs(1),
+			Use: usage, Short: short, Args: cobra.RangeArgs(1, 2),
 			RunE: func(_ *cobra.Command, args []string) error {
+				switch {
+				case args[0] == kindGrant && suspend:
+					return errors.New("a grant is suspended with the kill switch, which says what happens to the steps " +
+						"holding it: kubectl custody revoke grant NAME")
+				case args[0] == kindGrant && len(args) == 2:
+					return o.resumeGrant(args[1])
+				case len(args) == 2:
+					return fmt.Errorf("%s takes one workflow or cronworkflow/NAME, or grant NAME", use)
+				}
 				var obj client.Object = &custodyv1alpha1.Workflow{}
 				kind := "workflow"
 				name, err := workflowName(args[0])
@@ -629,8 +642,26 @@ func (o *Options) suspendCommands() []*cobra.Command {
 		toggle("suspend", "Hold a workflow: no step starts until it is resumed, running steps go on; or pause a CronWorkflow's "+
 			"schedule", "suspended", true),
 		toggle("resume", "Resume a suspended workflow: its steps start again as they become ready; or a CronWorkflow's schedule "+
-			"(the times missed are not made up)", "resumed", false),
+			"(the times missed are not made up); or a grant suspended with revoke grant", "resumed", false),
 	}
+}
+
+// resumeGrant undoes the kill switch (revoke grant): the grant issues again to the steps it
+// covers. It says what a revocation would do to them now, since revoke --stop-steps left
+// onRevoke: StopStep set.
+func (o *Options) resumeGrant(name string) error {
+	g := &custodyv1alpha1.CredentialGrant{}
+	g.Name = name
+	if err := o.patch(g, `{"spec":{"suspended":false}}`); err != nil {
+		return err
+	}
+	line := fmt.Sprintf("credentialgrant/%s resumed: it issues again to the steps it covers; revoked before its step ends, %s",
+		g.Name, onRevokeLine(g))
+	if g.Spec.OnRevoke == custodyv1alpha1.RevokeStopStep {
+		line += " (set on the grant, for example by revoke --stop-steps; remove spec.onRevoke for the platform's default)"
+	}
+	_, _ = fmt.Fprintln(o.io.Out, line)
+	return nil
 }
 
 func (o *Options) revokeCommand() *cobra.Command {
