@@ -755,6 +755,9 @@ func killSwitch(t *testing.T, ns string) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ledger"}, g); err != nil || g.Spec.Suspended {
 		t.Errorf("resume grant: %v, suspended=%v", err, g.Spec.Suspended)
 	}
+	if _, err := run(t, ns, "", "resume", "grant"); err == nil || !strings.Contains(err.Error(), "resume grant needs the grant's name") {
+		t.Errorf("resume grant without a name: %v", err)
+	}
 	if _, err := run(t, ns, "", "suspend", "grant", "ledger"); err == nil || !strings.Contains(err.Error(), "kubectl custody revoke grant NAME") {
 		t.Errorf("suspend grant: %v, want pointed to the kill switch", err)
 	}

@@ -615,7 +615,9 @@ func (o *Options) suspendCommands() []*cobra.Command {
 				case args[0] == kindGrant && suspend:
 					return errors.New("a grant is suspended with the kill switch, which says what happens to the steps " +
 						"holding it: kubectl custody revoke grant NAME")
-				case args[0] == kindGrant && len(args) == 2:
+				case args[0] == kindGrant && len(args) == 1:
+					return errors.New("resume grant needs the grant's name: kubectl custody resume grant NAME")
+				case args[0] == kindGrant:
 					return o.resumeGrant(args[1])
 				case len(args) == 2:
 					return fmt.Errorf("%s takes one workflow or cronworkflow/NAME, or grant NAME", use)
