@@ -490,13 +490,18 @@ func grantApproved(g *custodyv1alpha1.CredentialGrant) string {
 	v := g.Annotations[custodyv1alpha1.AnnotationApproveGrant]
 	line := fmt.Sprintf("credentialgrant/%s approved: %s", g.Name, v)
 	rec, stamped := custodyv1alpha1.ParseGrantApproval(v)
-	a := g.Spec.Approval
-	if !stamped || a == nil || a.ValidFor == nil {
+	if !stamped {
 		return line
 	}
-	lapses := rec.ApprovedAt.Add(a.ValidFor.Duration)
+	// The approval as the controller will record it, and when it lapses and is due for review.
+	given := g.DeepCopy()
+	given.Status.Approval = rec
+	lapses, from := given.ApprovalLapsesAt(), given.ApprovalReviewFrom()
+	if lapses == nil {
+		return line
+	}
 	return fmt.Sprintf("%s\n   it stands until %s (approval.validFor %s); review due from %s", line, lapses.UTC().Format(time.RFC3339),
-		a.ValidFor.Duration, lapses.Add(-custodyv1alpha1.ApprovalReviewWindow(a.ValidFor.Duration)).UTC().Format(time.RFC3339))
+		g.Spec.Approval.ValidFor.Duration, from.UTC().Format(time.RFC3339))
 }
 
 // approval is the patch that adds an approval annotation; admission replaces the value with who
