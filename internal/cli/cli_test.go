@@ -1409,7 +1409,8 @@ func TestSummarizeApproval(t *testing.T) {
 }
 
 // TestApprovalLine: get grant says until when an approval under approval.validFor stands, and
-// from when it is due for review, or that it is due now and how to approve it again.
+// from when it is due for review; once it is due, the summary says so (and the REVIEW DUE line,
+// from the grant's condition, how to approve it again), not the approval line a second time.
 func TestApprovalLine(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	g := &custodyv1alpha1.CredentialGrant{}
@@ -1427,8 +1428,7 @@ func TestApprovalLine(t *testing.T) {
 		t.Errorf("before the review window:\n got %q\nwant %q", got, want)
 	}
 	if got, want := approvalLine(approvedAgo(600*time.Hour), "REVIEW DUE (approved by bob)", now),
-		"required of user bob; REVIEW DUE (approved by bob) at 2026-11-06T12:00:00Z, until 2026-12-06T12:00:00Z (in 5d); "+
-			"REVIEW DUE: approve it again before then: kubectl custody approve grant erp"; got != want {
+		"required of user bob; REVIEW DUE (approved by bob) at 2026-11-06T12:00:00Z, until 2026-12-06T12:00:00Z (in 5d)"; got != want {
 		t.Errorf("in the review window:\n got %q\nwant %q", got, want)
 	}
 }

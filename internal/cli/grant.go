@@ -242,10 +242,9 @@ func approvalLine(g *custodyv1alpha1.CredentialGrant, summary string, now time.T
 		line += fmt.Sprintf(" at %s", rec.ApprovedAt.UTC().Format(time.RFC3339))
 		if at := g.ApprovalLapsesAt(); at != nil && now.Before(*at) {
 			line += fmt.Sprintf(", until %s (in %s)", at.UTC().Format(time.RFC3339), age(at.Sub(now)))
+			// In the window, the summary and the REVIEW DUE line (the condition) say what to do.
 			if from := g.ApprovalReviewFrom(); now.Before(*from) {
 				line += fmt.Sprintf("; review due from %s (in %s)", from.UTC().Format(time.RFC3339), age(from.Sub(now)))
-			} else {
-				line += "; REVIEW DUE: approve it again before then: kubectl custody approve grant " + g.Name
 			}
 		}
 	} else {
