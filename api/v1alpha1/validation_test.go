@@ -488,7 +488,30 @@ cancel: false
 steps: [{name: route, image: example.com/invoices:1.4}]`,
 			want: []string{"cancel cannot be set back to false once it is true"},
 		},
+		scratchCase("a relative scratch directory", `[{path: workspace}]`, `spec.steps[0].scratch[0].path: Invalid value: "workspace"`),
+		scratchCase("the root as a scratch directory", `[{path: /}]`, `spec.steps[0].scratch[0].path: Invalid value: "/"`),
+		scratchCase("a scratch directory with ..", `[{path: /workspace/../etc}]`, "path must not have . or .. in it"),
+		scratchCase("a scratch directory with a trailing /", `[{path: /workspace/}]`, `Invalid value: "/workspace/"`),
+		scratchCase("a scratch directory over the credentials", `[{path: /var/run/secrets/custody.dev/erp}]`,
+			"path /var/run/secrets/custody.dev/erp is, or is under, a directory Custody or the container runtime mounts: /dev, /proc, /sys, /var/run/secrets/custody.dev (credentials)"),
+		scratchCase("a scratch directory over the Workload API socket", `[{path: /spiffe-workload-api}]`,
+			"path /spiffe-workload-api is, or is under, a directory Custody"),
+		scratchCase("a scratch directory in /proc", `[{path: /proc/self}]`, "path /proc/self is, or is under"),
+		scratchCase("one scratch directory twice", `[{path: /workspace}, {path: /workspace, sizeLimit: 1Gi}]`,
+			`spec.steps[0].scratch[1]: Duplicate value: {"path":"/workspace"}`),
+		scratchCase("nine scratch directories", `[{path: /a}, {path: /b}, {path: /c}, {path: /d}, {path: /e}, {path: /f}, {path: /g}, {path: /h}, {path: /i}]`,
+			"spec.steps[0].scratch: Too many: 9: must have at most 8 items"),
 	}
+}
+
+// scratchCase is a Workflow whose step lists scratch directories the CRD refuses.
+func scratchCase(name, scratch, want string) invalidCase {
+	return invalidCase{name: name, want: []string{want}, manifest: `
+apiVersion: custody.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  steps: [{name: build, image: example.com/build:1, scratch: ` + scratch + `}]`}
 }
 
 func invalidGrants() []invalidCase {

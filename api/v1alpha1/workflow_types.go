@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -195,6 +196,8 @@ type WorkflowTemplateRef struct {
 // Step is one unit of work: a container run as a Job, with its own ServiceAccount and SPIFFE
 // identity for each attempt. A step cannot choose its ServiceAccount, security context, host
 // namespaces or volumes: the controller derives them, and such fields are not part of this API.
+// Its container's root filesystem is read-only; it may write to /tmp and to the scratch
+// directories it lists, empty directories of its attempt's own.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.forEach) || self.forEach.all(i, i.startsWith('$(') || size(self.name) + size(i) <= 62)",message="each forEach item names a step <name>-<item>, which must be at most 63 characters",messageExpression="'each forEach item names a step <name>-<item>, which must be at most 63 characters: ' + self.name + '-' + self.forEach.filter(i, !i.startsWith('$(') && size(self.name) + size(i) > 62)[0] + ' is longer'"
@@ -287,6 +290,17 @@ type Step struct {
 	// +optional
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// scratch lists the directories, besides /tmp, that the step writes to. The step container's
+	// root filesystem is read-only (a step cannot change the program it runs, and it passes
+	// policies that require a read-only root filesystem); /tmp and each directory listed here are
+	// empty directories of the attempt's own (emptyDir volumes), gone with its pod. A directory
+	// listed hides what the image has there. Listing /tmp sets its sizeLimit.
+	// +optional
+	// +listType=map
+	// +listMapKey=path
+	// +kubebuilder:validation:MaxItems=8
+	Scratch []ScratchDir `json:"scratch,omitempty"`
 
 	// dependsOn names the steps that must have ended before this one starts. A step runs after
 	// its dependencies Succeeded or were Skipped; if one Failed or was Cancelled, this step is
@@ -382,6 +396,26 @@ type Step struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	Results []ResultSpec `json:"results,omitempty"`
+}
+
+// ScratchDir is a directory a step may write to: an empty directory for each attempt.
+//
+// +kubebuilder:validation:XValidation:rule="!self.path.matches('/[.][.]?(/|$)')",message="path must not have . or .. in it"
+// +kubebuilder:validation:XValidation:rule="!['/dev', '/proc', '/sys', '/var/run/secrets/custody.dev', '/spiffe-workload-api'].exists(r, self.path == r || self.path.startsWith(r + '/'))",message="path is, or is under, a directory Custody or the container runtime mounts: /dev, /proc, /sys, /var/run/secrets/custody.dev (credentials), /spiffe-workload-api (the SPIFFE Workload API socket)",messageExpression="'path ' + self.path + ' is, or is under, a directory Custody or the container runtime mounts: /dev, /proc, /sys, /var/run/secrets/custody.dev (credentials), /spiffe-workload-api (the SPIFFE Workload API socket)'"
+type ScratchDir struct {
+	// path of the directory in the step container: absolute, without a trailing '/', not the
+	// root.
+	// +required
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^(/[-A-Za-z0-9_.+@=,~]+)+$`
+	Path string `json:"path"`
+
+	// sizeLimit is how much the step may write there (the emptyDir's sizeLimit): past it the
+	// kubelet evicts the pod, and the attempt fails. Unset: bounded only by the step's
+	// ephemeral-storage limit, if any, and the node.
+	// +optional
+	SizeLimit *resource.Quantity `json:"sizeLimit,omitempty"`
 }
 
 // StepDefaults are fields every step takes unless it sets them itself.

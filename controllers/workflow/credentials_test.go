@@ -169,15 +169,15 @@ spec:
 		c.ExpiresAt.Sub(c.IssuedAt.Time) != 20*time.Minute {
 		t.Errorf("credential record %+v", c)
 	}
-	spec := job.Spec.Template.Spec
-	if len(spec.Volumes) != 1 || spec.Volumes[0].Projected == nil {
-		t.Fatalf("volumes %+v, want one projected token", spec.Volumes)
+	vols, m := held(job.Spec.Template.Spec)
+	if len(vols) != 1 || vols[0].Projected == nil {
+		t.Fatalf("volumes %+v, want one projected token", vols)
 	}
-	tok := spec.Volumes[0].Projected.Sources[0].ServiceAccountToken
+	tok := vols[0].Projected.Sources[0].ServiceAccountToken
 	if tok == nil || tok.Audience != "vault.example.com" || *tok.ExpirationSeconds != 1200 {
 		t.Errorf("token projection %+v, want audience vault.example.com and 1200 s", tok)
 	}
-	if m := spec.Containers[0].VolumeMounts; len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/read-config" {
+	if len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/read-config" {
 		t.Errorf("mounts %+v", m)
 	}
 	// The other step requests nothing and gets nothing.
@@ -188,7 +188,7 @@ spec:
 		t.Errorf("the credential of the ended attempt is not recorded as revoked: %+v", c)
 	}
 	report := jobOf(t, wf, "report", 1)
-	if len(report.Spec.Template.Spec.Volumes) != 0 || can(t, ns, report.Spec.Template.Spec.ServiceAccountName, "get") {
+	if vols, _ := held(report.Spec.Template.Spec); len(vols) != 0 || can(t, ns, report.Spec.Template.Spec.ServiceAccountName, "get") {
 		t.Error("a step without credentials got some")
 	}
 	succeed(t, wf, "report", 1, "")
@@ -710,15 +710,15 @@ spec:
 		return nil
 	})
 	spec := job.Spec.Template.Spec
-	if len(spec.Volumes) != 1 || spec.Volumes[0].Secret == nil || spec.Volumes[0].Secret.SecretName != copyName ||
-		*spec.Volumes[0].Secret.DefaultMode != 0o440 {
-		t.Errorf("volumes %+v", spec.Volumes)
+	if vols, _ := held(spec); len(vols) != 1 || vols[0].Secret == nil || vols[0].Secret.SecretName != copyName ||
+		*vols[0].Secret.DefaultMode != 0o440 {
+		t.Errorf("volumes %+v", vols)
 	}
 	// The kubelet writes the files as root: the pod's fsGroup, the step's own group, reads them.
 	if sc := spec.SecurityContext; sc.FSGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
 		t.Errorf("pod security context %+v: fsGroup is not the step's group", sc)
 	}
-	if m := spec.Containers[0].VolumeMounts; len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/erp" {
+	if _, m := held(spec); len(m) != 1 || !m[0].ReadOnly || m[0].MountPath != credentials.MountRoot+"/erp" {
 		t.Errorf("mounts %+v", m)
 	}
 	// Rotation: the source changes, the live copy follows.

@@ -62,6 +62,13 @@ func setupIdentity(t *testing.T) *identityEnv {
 // setupIdentityWith is setupIdentity with the manager logging to logger.
 func setupIdentityWith(t *testing.T, logger logr.Logger) *identityEnv {
 	t.Helper()
+	return setupIdentityAt(t, logger, "/spiffe-workload-api/spire-agent.sock")
+}
+
+// setupIdentityAt is setupIdentityWith with the Workload API socket at socketPath in step
+// containers (--workload-api-socket-path).
+func setupIdentityAt(t *testing.T, logger logr.Logger, socketPath string) *identityEnv {
+	t.Helper()
 	ctx := context.Background()
 	srv, err := spiretest.StartServer(ctx)
 	if err != nil {
@@ -86,7 +93,7 @@ func setupIdentityWith(t *testing.T, logger logr.Logger) *identityEnv {
 		t.Fatal(err)
 	}
 	cfg := &identity.Config{Scheme: scheme, Registrar: reg, X509SVIDTTL: 5 * time.Minute, JWTSVIDTTL: 2 * time.Minute,
-		MaxSVIDTTL: time.Hour, MaxEntryLifetime: 24 * time.Hour, SocketPath: "/spiffe-workload-api/spire-agent.sock"}
+		MaxSVIDTTL: time.Hour, MaxEntryLifetime: 24 * time.Hour, SocketPath: socketPath}
 	e := &identityEnv{server: srv, reg: reg, cfg: cfg, node: ensureNode(t)}
 	e.ns = env.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
 	e.start = func() { e.stop = startController(t, e.ns, func(r *Reconciler) { r.Identity = cfg }, logger) }
@@ -230,10 +237,10 @@ spec:
   - {name: post, image: example.com/w:1, timeout: 10m}`)
 	job := jobOf(t, wf, "post", 1)
 	// Only the step container mounts the Workload API, read-only.
-	spec := job.Spec.Template.Spec
-	if len(spec.Volumes) != 1 || spec.Volumes[0].CSI == nil || spec.Volumes[0].CSI.Driver != "csi.spiffe.io" ||
-		!*spec.Volumes[0].CSI.ReadOnly || len(spec.Containers[0].VolumeMounts) != 1 || !spec.Containers[0].VolumeMounts[0].ReadOnly {
-		t.Errorf("pod volumes = %+v, mounts = %+v", spec.Volumes, spec.Containers[0].VolumeMounts)
+	vols, mounts := held(job.Spec.Template.Spec)
+	if len(vols) != 1 || vols[0].CSI == nil || vols[0].CSI.Driver != "csi.spiffe.io" ||
+		!*vols[0].CSI.ReadOnly || len(mounts) != 1 || !mounts[0].ReadOnly {
+		t.Errorf("pod volumes = %+v, mounts = %+v", vols, mounts)
 	}
 	cur := waitStep(t, wf, "post", custodyv1alpha1.StepRunning)
 	if st := stepOf(cur, "post"); st.Identity == nil || st.Identity.State != custodyv1alpha1.IdentityPending {
@@ -294,6 +301,41 @@ spec:
 	reasons := eventReasons(t, wf)
 	if reasons[custodyv1alpha1.ReasonIdentityIssued] != 1 || reasons[custodyv1alpha1.ReasonIdentityRevoked] != 1 {
 		t.Errorf("events = %v, want one IdentityIssued and one IdentityRevoked", reasons)
+	}
+}
+
+// TestIdentity_scratchWhereTheSocketIs: where the platform mounts the Workload API socket
+// somewhere else than the default the CRD guards (--workload-api-socket-path), a step whose
+// scratch directory is that directory, or inside it, fails saying so, and nothing is created for
+// it; a step whose scratch directory holds the socket's runs, with both mounts.
+func TestIdentity_scratchWhereTheSocketIs(t *testing.T) {
+	t.Parallel()
+	e := setupIdentityAt(t, ctrl.Log, "/run/spire/sockets/agent.sock")
+	wf := apply(t, e.ns, `
+metadata: {name: scratch}
+spec:
+  steps:
+  - {name: at, image: example.com/w:1, scratch: [{path: /run/spire/sockets}]}
+  - {name: inside, image: example.com/w:1, scratch: [{path: /workspace}, {path: /run/spire/sockets/cache}]}
+  - {name: around, image: example.com/w:1, scratch: [{path: /run}]}`)
+	for _, name := range []string{"at", "inside"} {
+		st := stepOf(waitStep(t, wf, name, custodyv1alpha1.StepFailed), name)
+		dir := map[string]string{"at": "/run/spire/sockets", "inside": "/run/spire/sockets/cache"}[name]
+		if st.Reason != custodyv1alpha1.ReasonInvalidSpec || st.Message != "scratch directory "+dir+
+			" is where the SPIFFE Workload API socket is mounted (/run/spire/sockets): choose another path" || st.JobName != "" {
+			t.Errorf("step %s: %s %q, Job %q", name, st.Reason, st.Message, st.JobName)
+		}
+	}
+	around := jobOf(t, wf, "around", 1).Spec.Template.Spec.Containers[0].VolumeMounts
+	mounts := make([]string, 0, len(around))
+	for _, m := range around {
+		mounts = append(mounts, m.MountPath)
+	}
+	if want := []string{"/tmp", "/run", "/run/spire/sockets"}; !slices.Equal(mounts, want) {
+		t.Errorf("mounts of the step around the socket: %v, want %v", mounts, want)
+	}
+	if reasons := eventReasons(t, wf); reasons[custodyv1alpha1.ReasonInvalidSpec] != 2 {
+		t.Errorf("events %v, want two InvalidSpec", reasons)
 	}
 }
 
@@ -612,8 +654,8 @@ spec:
   steps:
   - {name: a, image: example.com/w:1}`)
 	job := jobOf(t, wf, "a", 1)
-	if len(job.Spec.Template.Spec.Volumes) != 0 || len(job.Spec.Template.Spec.Containers[0].Env) != 0 {
-		t.Errorf("a step without SPIRE mounts %+v / env %+v", job.Spec.Template.Spec.Volumes, job.Spec.Template.Spec.Containers[0].Env)
+	if vols, _ := held(job.Spec.Template.Spec); len(vols) != 0 || len(job.Spec.Template.Spec.Containers[0].Env) != 0 {
+		t.Errorf("a step without SPIRE mounts %+v / env %+v", vols, job.Spec.Template.Spec.Containers[0].Env)
 	}
 	st := stepOf(waitIdentity(t, wf, "a", custodyv1alpha1.IdentityDisabled), "a")
 	if st.SPIFFEID != "" || !strings.Contains(st.Identity.Message, "SPIRE is not configured") {

@@ -263,6 +263,27 @@ func summary(wf *custodyv1alpha1.Workflow) string {
 }
 
 // jobOf waits for the Job of the step's current attempt and returns it.
+// held returns what a step pod holds beyond its scratch directories (the emptyDirs of /tmp and of
+// the step's scratch list): the volumes its identity and grants add, and their mounts.
+func held(spec corev1.PodSpec) ([]corev1.Volume, []corev1.VolumeMount) {
+	scratch := map[string]bool{}
+	var vols []corev1.Volume
+	for _, v := range spec.Volumes {
+		if v.EmptyDir != nil {
+			scratch[v.Name] = true
+		} else {
+			vols = append(vols, v)
+		}
+	}
+	var mounts []corev1.VolumeMount
+	for _, m := range spec.Containers[0].VolumeMounts {
+		if !scratch[m.Name] {
+			mounts = append(mounts, m)
+		}
+	}
+	return vols, mounts
+}
+
 func jobOf(t *testing.T, wf *custodyv1alpha1.Workflow, step string, attempt int32) *batchv1.Job {
 	t.Helper()
 	name := jobspec.Name(wf.Name, string(wf.UID), step, attempt)

@@ -160,11 +160,11 @@ func previousHeld(st *custodyv1alpha1.StepStatus) bool {
 // issue creates what attempt n holds under each grant, before its Job exists, and returns the
 // pod volumes they need.
 func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, n int32, attemptName string,
-	grants []*custodyv1alpha1.CredentialGrant) ([]jobspec.CredentialVolume, error) {
+	grants []*custodyv1alpha1.CredentialGrant) ([]jobspec.MountedVolume, error) {
 	wf := s.wf
 	owner := *metav1.NewControllerRef(wf, custodyv1alpha1.GroupVersion.WithKind("Workflow"))
 	st.Credentials = nil
-	var vols []jobspec.CredentialVolume
+	var vols []jobspec.MountedVolume
 	for _, g := range grants {
 		rec := custodyv1alpha1.IssuedCredential{Grant: g.Name, Kind: credentials.Kind(g), Attempt: n, SPIFFEID: st.SPIFFEID,
 			IssuedAt: metav1.Time{Time: s.now}, OnRevoke: g.OnRevokePolicy(r.DefaultOnRevoke)}
@@ -179,13 +179,13 @@ func (r *Reconciler) issue(ctx context.Context, s *scope, st *custodyv1alpha1.St
 			}
 			rec.Resource = resourceRef(kindRoleBinding, rb.Name)
 			v, m := credentials.TokenVolume(g)
-			vols = append(vols, jobspec.CredentialVolume{Volume: v, Mount: m})
+			vols = append(vols, jobspec.MountedVolume{Volume: v, Mount: m})
 		}
 		if rec.Kind == custodyv1alpha1.CredentialKindSecret {
 			// The copy itself is made once the Job exists: it is owned by the Job.
 			rec.Resource = resourceRef(kindSecret, credentials.ResourceName(attemptName, g.Name))
 			v, m := credentials.SecretVolume(g, attemptName)
-			vols = append(vols, jobspec.CredentialVolume{Volume: v, Mount: m})
+			vols = append(vols, jobspec.MountedVolume{Volume: v, Mount: m})
 		}
 		st.Credentials = append(st.Credentials, rec)
 		kind := string(rec.Kind)

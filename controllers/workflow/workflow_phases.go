@@ -1324,6 +1324,11 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.StepReasonInvalidReference, "Start", "Step %s: %s", st.Name, msg)
 		return nil
 	}
+	if err := jobspec.ScratchConflict(step.Scratch, r.workloadAPISocket()); err != nil {
+		s.setStep(st, custodyv1alpha1.StepFailed, custodyv1alpha1.ReasonInvalidSpec, err.Error())
+		s.stepEvent(st.Name, corev1.EventTypeWarning, custodyv1alpha1.ReasonInvalidSpec, "Start", "Step %s: %s", st.Name, err)
+		return nil
+	}
 	grants, refusal, err := r.grantsFor(ctx, s, step)
 	if err != nil {
 		return err

@@ -458,7 +458,7 @@ func TestSecretCopyReadableByTheStep(t *testing.T) {
 	v, m := SecretVolume(g, "pay-post-1-abc123")
 	wf := &custodyv1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "pay", Namespace: "finance"}}
 	job := jobspec.Job(jobspec.Attempt{Workflow: wf, Step: &custodyv1alpha1.Step{Name: "post", Image: "erp:1"}, Number: 1,
-		Volumes: []jobspec.CredentialVolume{{Volume: v, Mount: m}}})
+		Volumes: []jobspec.MountedVolume{{Volume: v, Mount: m}}})
 	pod := job.Spec.Template.Spec
 	var mode int32 = 0o644 // the API's default
 	for _, vol := range pod.Volumes {

@@ -8,7 +8,9 @@ package jobspec
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,7 +58,7 @@ type Attempt struct {
 	CSIDriver string
 	// Volumes are credential volumes (for example projected tokens) mounted read-only into the
 	// step container only.
-	Volumes []CredentialVolume
+	Volumes []MountedVolume
 	// ImagePullSecrets are the pod's image pull Secrets (the workflow's imagePullSecrets).
 	ImagePullSecrets []custodyv1alpha1.ImagePullSecret
 	// AvoidNodes are the nodes (kubernetes.io/hostname) the pod prefers not to run on: those of
@@ -64,8 +66,8 @@ type Attempt struct {
 	AvoidNodes []string
 }
 
-// CredentialVolume is a volume of the pod and its mount in the step container.
-type CredentialVolume struct {
+// MountedVolume is a volume of the pod and its mount in the step container.
+type MountedVolume struct {
 	Volume corev1.Volume
 	Mount  corev1.VolumeMount
 }
@@ -183,6 +185,7 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 			ImagePullPolicy:          a.Step.ImagePullPolicy,
 			SecurityContext: &corev1.SecurityContext{
 				AllowPrivilegeEscalation: ptr.To(false),
+				ReadOnlyRootFilesystem:   ptr.To(true),
 				RunAsNonRoot:             ptr.To(true),
 				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
@@ -206,6 +209,10 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 	for _, ps := range a.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: ps.Name})
 	}
+	for _, v := range scratch(a.Step.Scratch) {
+		spec.Volumes = append(spec.Volumes, v.Volume)
+		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, v.Mount)
+	}
 	for _, v := range a.Volumes {
 		spec.Volumes = append(spec.Volumes, v.Volume)
 		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, v.Mount)
@@ -225,6 +232,58 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 		c.Env = append(c.Env, corev1.EnvVar{Name: EndpointSocketEnv, Value: "unix://" + a.WorkloadAPISocket})
 	}
 	return spec
+}
+
+// TmpDir is the scratch directory every step container has, besides those the step lists.
+const TmpDir = "/tmp"
+
+// ScratchConflict says why a step's scratch directory cannot be mounted where the platform put
+// the SPIFFE Workload API socket (socketPath; the CRD already refuses the default's directory):
+// the two would be the same mount, or the scratch directory would be made inside the read-only
+// socket volume. Nil when none conflicts.
+func ScratchConflict(dirs []custodyv1alpha1.ScratchDir, socketPath string) error {
+	if socketPath == "" {
+		return nil
+	}
+	socketDir := path.Dir(socketPath)
+	for _, d := range dirs {
+		if d.Path == socketDir || strings.HasPrefix(d.Path, socketDir+"/") {
+			return fmt.Errorf("scratch directory %s is where the SPIFFE Workload API socket is mounted (%s): choose another path",
+				d.Path, socketDir)
+		}
+	}
+	return nil
+}
+
+// scratch returns the emptyDir volumes of the directories a step may write to (its container's
+// root filesystem is read-only): /tmp, then those the step lists, in its order. A step that lists
+// /tmp sets its sizeLimit.
+func scratch(dirs []custodyv1alpha1.ScratchDir) []MountedVolume {
+	tmp := custodyv1alpha1.ScratchDir{Path: TmpDir}
+	rest := make([]custodyv1alpha1.ScratchDir, 0, len(dirs))
+	for _, d := range dirs {
+		if d.Path == TmpDir {
+			tmp = d
+		} else {
+			rest = append(rest, d)
+		}
+	}
+	out := make([]MountedVolume, 0, len(rest)+1)
+	for i, d := range append([]custodyv1alpha1.ScratchDir{tmp}, rest...) {
+		name := "tmp"
+		if i > 0 {
+			name = "scratch-" + strconv.Itoa(i)
+		}
+		src := &corev1.EmptyDirVolumeSource{}
+		if d.SizeLimit != nil {
+			src.SizeLimit = ptr.To(d.SizeLimit.DeepCopy())
+		}
+		out = append(out, MountedVolume{
+			Volume: corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: src}},
+			Mount:  corev1.VolumeMount{Name: name, MountPath: d.Path},
+		})
+	}
+	return out
 }
 
 func env(in []custodyv1alpha1.EnvVar) []corev1.EnvVar {

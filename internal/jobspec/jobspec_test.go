@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,7 @@ func TestJob_golden(t *testing.T) {
 func TestJobWithIdentity_golden(t *testing.T) {
 	a := sampleAttempt()
 	a.WorkloadAPISocket = "/spiffe-workload-api/spire-agent.sock"
+	a.Step.Scratch = []custodyv1alpha1.ScratchDir{{Path: "/home/nonroot/.cache", SizeLimit: ptr.To(resource.MustParse("1Gi"))}}
 	job := Job(a)
 	golden(t, "job-identity.golden.yaml", job)
 	c := job.Spec.Template.Spec.Containers[0]
@@ -144,5 +146,50 @@ func TestJobAvoidsNodes(t *testing.T) {
 	want := corev1.NodeSelectorRequirement{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"node-a", "node-b"}}
 	if term.Weight != 100 || len(term.Preference.MatchExpressions) != 1 || !equality.Semantic.DeepEqual(term.Preference.MatchExpressions[0], want) {
 		t.Errorf("term %+v, want weight 100 and %+v", term, want)
+	}
+}
+
+// TestJobScratch: the step container's root filesystem is read-only; it writes to /tmp and to the
+// directories its step lists, each an emptyDir of its own, and a listed /tmp sets /tmp's limit
+// instead of mounting a second volume there.
+func TestJobScratch(t *testing.T) {
+	type mount struct{ path, limit string }
+	mounts := func(a Attempt) []mount {
+		spec := Job(a).Spec.Template.Spec
+		c := spec.Containers[0]
+		if c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
+			t.Errorf("root filesystem not read-only: %+v", c.SecurityContext)
+		}
+		vols := map[string]corev1.Volume{}
+		for _, v := range spec.Volumes {
+			vols[v.Name] = v
+		}
+		var out []mount
+		for _, m := range c.VolumeMounts {
+			v := vols[m.Name]
+			if v.EmptyDir == nil || m.ReadOnly {
+				t.Errorf("mount %s: volume %+v, read-only %v; want a writable emptyDir", m.MountPath, v.VolumeSource, m.ReadOnly)
+				continue
+			}
+			limit := ""
+			if v.EmptyDir.SizeLimit != nil {
+				limit = v.EmptyDir.SizeLimit.String()
+			}
+			out = append(out, mount{m.MountPath, limit})
+		}
+		return out
+	}
+	a := sampleAttempt()
+	if got, want := mounts(a), []mount{{"/tmp", ""}}; !slices.Equal(got, want) {
+		t.Errorf("a step that lists nothing: %v, want %v", got, want)
+	}
+	a.Step.Scratch = []custodyv1alpha1.ScratchDir{
+		{Path: "/workspace"},
+		{Path: "/tmp", SizeLimit: ptr.To(resource.MustParse("256Mi"))},
+		{Path: "/home/nonroot/.cache", SizeLimit: ptr.To(resource.MustParse("1Gi"))},
+	}
+	want := []mount{{"/tmp", "256Mi"}, {"/workspace", ""}, {"/home/nonroot/.cache", "1Gi"}}
+	if got := mounts(a); !slices.Equal(got, want) {
+		t.Errorf("a step that lists three: %v, want %v", got, want)
 	}
 }

@@ -467,6 +467,20 @@ func validateSteps(paths []*field.Path, steps []custodyv1alpha1.Step, g *dag.Gra
 		}
 		errs = append(errs, validateResources(path.Child("resources"), st.Name, st.Resources)...)
 		errs = append(errs, validatePlacement(path, &st)...)
+		errs = append(errs, validateScratch(path.Child("scratch"), &st)...)
+	}
+	return errs
+}
+
+// validateScratch checks what the CRD's schema cannot (a quantity's rules cost too much there):
+// a scratch directory's sizeLimit is above zero, as the API server requires of the emptyDir.
+func validateScratch(path *field.Path, st *custodyv1alpha1.Step) field.ErrorList {
+	var errs field.ErrorList
+	for i, d := range st.Scratch {
+		if d.SizeLimit != nil && d.SizeLimit.Sign() <= 0 {
+			errs = append(errs, field.Invalid(path.Index(i).Child("sizeLimit"), d.SizeLimit.String(),
+				fmt.Sprintf("step %q: scratch directory %s: sizeLimit must be above zero, such as 512Mi", st.Name, d.Path)))
+		}
 	}
 	return errs
 }

@@ -152,6 +152,17 @@ spec:
 			`spec.steps[0].tolerations[1].tolerationSeconds: Invalid value: "60": step "train": may only be set with effect NoExecute`,
 			`spec.steps[0].tolerations[2].effect: Invalid value: "NoRun": step "train": must be NoSchedule, PreferNoSchedule, NoExecute or empty`},
 	}, {
+		name: "scratch directories of no size",
+		manifest: `
+metadata: {name: bad-scratch}
+spec:
+  steps:
+  - name: build
+    image: busybox
+    scratch: [{path: /workspace, sizeLimit: "0"}, {path: /tmp, sizeLimit: 1Gi}, {path: /cache, sizeLimit: -1Mi}]`,
+		want: []string{`spec.steps[0].scratch[0].sizeLimit: Invalid value: "0": step "build": scratch directory /workspace: sizeLimit must be above zero, such as 512Mi`,
+			`spec.steps[0].scratch[2].sizeLimit: Invalid value: "-1Mi": step "build": scratch directory /cache: sizeLimit must be above zero`},
+	}, {
 		name: "result of a forEach step as a whole",
 		manifest: `
 metadata: {name: foreach-whole}
@@ -375,6 +386,7 @@ spec:
     tolerations:
     - {key: dedicated, operator: Equal, value: scanners, effect: NoSchedule}
     - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 30}
+    scratch: [{path: /tmp, sizeLimit: 2Gi}, {path: /home/nonroot/.cache}]
   - name: deploy
     image: busybox
     dependsOn: [scan]

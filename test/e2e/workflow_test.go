@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -42,6 +43,56 @@ func namespace(t *testing.T) string {
 	return ns.Name
 }
 
+// requireReadOnlyRootFilesystem makes the API server refuse, in namespace ns, any pod with a
+// container whose root filesystem is not read-only, and returns once it does.
+func requireReadOnlyRootFilesystem(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	name := "require-read-only-root-filesystem-" + ns
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				}}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "object.spec.containers.all(c, has(c.securityContext) && " +
+					"has(c.securityContext.readOnlyRootFilesystem) && c.securityContext.readOnlyRootFilesystem)",
+				Message: "every container's root filesystem must be read-only",
+			}},
+		}}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}},
+		}}
+	for _, obj := range []client.Object{policy, binding} {
+		if err := cluster.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), obj) })
+	}
+	// A pod that passes the restricted Pod Security Standard but writes to its root filesystem.
+	writable := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "writable-root"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/tools:1",
+			SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}}}}
+	eventually(t, 30*time.Second, "the policy refuses a pod with a writable root filesystem", func() error {
+		err := cluster.Client.Create(ctx, writable.DeepCopy(), client.DryRunAll)
+		if err == nil {
+			return errors.New("admitted")
+		}
+		if !strings.Contains(err.Error(), "every container's root filesystem must be read-only") {
+			return err
+		}
+		return nil
+	})
+}
+
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -58,9 +109,14 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 // TestDiamondWorkflowRunsRealJobs runs a diamond on the local cluster: the Job controller creates
 // pods, the scheduler places them on KWOK nodes in a namespace that enforces the restricted Pod
 // Security Standard, KWOK runs them to completion, and the workflow succeeds.
+//
+// The namespace also has a policy that many clusters enforce besides Pod Security (Kyverno's
+// require-ro-rootfs, Gatekeeper's read-only root filesystem): every container's root filesystem
+// must be read-only. It is a ValidatingAdmissionPolicy, the API server's own CEL policies.
 func TestDiamondWorkflowRunsRealJobs(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
+	requireReadOnlyRootFilesystem(ctx, t, ns)
 	// publish holds a role and its own copy of a Secret, only while it runs.
 	createPublishCredentials(ctx, t, ns, "diamond", "publish")
 	wf := createWorkflow(ctx, t, ns, `
