@@ -72,3 +72,45 @@ func TestRenewingALapsedApproval(t *testing.T) {
 		t.Errorf("renewals of a current approval: %+v, want it changed", d)
 	}
 }
+
+// TestShortenedApprovalLapses: setting or shortening approval.validFor warns when the approval on
+// record would lapse at once, or be due for review at once; not otherwise.
+func TestShortenedApprovalLapses(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	grant := func(validFor time.Duration, approvedAgo time.Duration) *custodyv1alpha1.CredentialGrant {
+		g := &custodyv1alpha1.CredentialGrant{ObjectMeta: metav1.ObjectMeta{Name: "erp", Namespace: "finance"}}
+		g.Spec.Approval = &custodyv1alpha1.GrantApproval{Required: true}
+		if validFor > 0 {
+			g.Spec.Approval.ValidFor = &metav1.Duration{Duration: validFor}
+		}
+		if approvedAgo > 0 {
+			g.Status.Approval = &custodyv1alpha1.GrantApprovalRecord{ApprovalRecord: custodyv1alpha1.ApprovalRecord{
+				ApprovedBy: "bob", ApprovedAt: metav1.NewTime(now.Add(-approvedAgo))}}
+		}
+		return g
+	}
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name     string
+		old, cur *custodyv1alpha1.CredentialGrant
+		want     string // "": no warning
+	}{
+		{"validFor set on an approval older than it", grant(0, 200*day), grant(90*day, 200*day),
+			"CredentialGrant erp: its approval by bob, given at 2026-05-15T12:00:00Z, lapses at once under approval.validFor 2160h0m0s: " +
+				"it issues nothing, and the steps that request it wait, until an approver approves it again"},
+		{"validFor set, the approval in its review window", grant(0, 80*day), grant(90*day, 80*day),
+			"CredentialGrant erp: its approval by bob, given at 2026-09-12T12:00:00Z, is due for review at once under approval.validFor " +
+				"2160h0m0s: it lapses at 2026-12-11T12:00:00Z unless an approver approves it again"},
+		{"validFor shortened below the approval's age", grant(180*day, 100*day), grant(90*day, 100*day), "lapses at once"},
+		{"validFor set, the approval recent", grant(0, 10*day), grant(90*day, 10*day), ""},
+		{"validFor lengthened", grant(30*day, 100*day), grant(90*day, 100*day), ""},
+		{"validFor unchanged", grant(90*day, 100*day), grant(90*day, 100*day), ""},
+		{"the approval had lapsed already", grant(90*day, 100*day), grant(60*day, 100*day), ""},
+		{"nothing approved yet", grant(0, 0), grant(90*day, 0), ""},
+	} {
+		got := shortenedApprovalLapses(tc.old, tc.cur, now)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -461,6 +461,9 @@ func (h *handler) validateUpdate(ctx context.Context, req admission.Request, cur
 		if r := approvalPolicyChange(req, cur, old, creator); r != nil {
 			return r, nil
 		}
+		if msg := shortenedApprovalLapses(old.grant, cur.grant, h.now()); msg != "" {
+			cur.warnings = append(cur.warnings, msg)
+		}
 		roleChanged, err := h.roleChangedSinceApproval(ctx, req, old, diffApprovals(old.meta.Annotations, cur.meta.Annotations))
 		if err != nil {
 			return nil, err
@@ -661,6 +664,30 @@ func approvalPolicyChange(req admission.Request, cur, old *object, creator strin
 			"lengthened by one of its current approvers: %s", cur.forDenial, msg)
 	}
 	return nil
+}
+
+// shortenedApprovalLapses warns of an update that sets or shortens approval.validFor so that the
+// recorded approval lapses at once, or is due for review at once (as when a platform's rule on
+// approvals, Helm grantPolicy.approvalMaxValidFor, brings an old grant within it): the grant then
+// issues nothing, or soon nothing, until an approver approves it again. "" otherwise.
+func shortenedApprovalLapses(old, cur *custodyv1alpha1.CredentialGrant, now time.Time) string {
+	is, was := cur.Spec.Approval, old.Spec.Approval
+	rec := cur.Status.Approval
+	if rec == nil || is == nil || is.ValidFor == nil || (was != nil && was.ValidFor != nil && was.ValidFor.Duration <= is.ValidFor.Duration) ||
+		old.ApprovalReviewable(now) {
+		return ""
+	}
+	switch lapses, from := cur.ApprovalLapsesAt(), cur.ApprovalReviewFrom(); {
+	case !now.Before(*lapses):
+		return fmt.Sprintf("CredentialGrant %s: its approval by %s, given at %s, lapses at once under approval.validFor %s: "+
+			"it issues nothing, and the steps that request it wait, until an approver approves it again",
+			cur.Name, rec.ApprovedBy, rec.ApprovedAt.UTC().Format(time.RFC3339), is.ValidFor.Duration)
+	case !now.Before(*from):
+		return fmt.Sprintf("CredentialGrant %s: its approval by %s, given at %s, is due for review at once under approval.validFor %s: "+
+			"it lapses at %s unless an approver approves it again", cur.Name, rec.ApprovedBy,
+			rec.ApprovedAt.UTC().Format(time.RFC3339), is.ValidFor.Duration, lapses.UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 // approvalDropped says whether an update removes a grant's approval requirement.

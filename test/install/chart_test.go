@@ -32,7 +32,7 @@ var valueSets = map[string][]string{
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
 		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
 		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical", "grantUnusedAfter=720h",
-		"broadRolesNeedApproval=true", "grantOnRevoke=StopStep"},
+		"broadRolesNeedApproval=true", "grantOnRevoke=StopStep", "grantPolicy.approvalRequired=true", "grantPolicy.approvalMaxValidFor=2160h"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -260,6 +260,8 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"unused after in days":        {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantUnusedAfter=90d"}, "/grantUnusedAfter"},
 		"approval policy as a word":   {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "broadRolesNeedApproval=yes"}, "/broadRolesNeedApproval"},
 		"revoke policy misspelt":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantOnRevoke=Stop"}, "/grantOnRevoke"},
+		"review period in days":       {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantPolicy.approvalMaxValidFor=90d"}, "/grantPolicy/approvalMaxValidFor"},
+		"grant policy misspelt":       {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "grantPolicy.requireApproval=true"}, "additional properties 'requireApproval' not allowed"},
 		"misspelt value":              {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		"no replicas":                 {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "replicaCount=0"}, "/replicaCount"},
 		"namespace name not DNS":      {[]string{"spire.trustDomain=example.org", "spire.clusterName=prod", "watchNamespaces={Payments}"}, "/watchNamespaces/0"},
