@@ -93,6 +93,7 @@ type options struct {
 	maxEntryLifetime  time.Duration
 	workloadAPISocket string
 	csiDriver         string
+	userNamespaces    bool
 	sweepInterval     time.Duration
 	watchNamespaces   []string
 
@@ -164,6 +165,11 @@ func (o *options) bindFlags(fs *flag.FlagSet) {
 		"Path of the Workload API socket in step containers; its directory is where the SPIFFE CSI driver volume is mounted.")
 	fs.StringVar(&o.csiDriver, "spiffe-csi-driver", jobspec.DefaultCSIDriver,
 		"Name of the SPIFFE CSI driver that mounts the Workload API socket into step containers.")
+	fs.BoolVar(&o.userNamespaces, "step-user-namespaces", false,
+		"Run every step pod in a user namespace of its own (hostUsers: false): the step's users, root included, are "+
+			"unprivileged users of the node, so a process that escapes its container is nobody there. Needs nodes that "+
+			"support user namespaces (Kubernetes 1.33 or later, containerd 2 or CRI-O 1.25, Linux 6.3); elsewhere step pods "+
+			"do not start, and their steps say why (ContainerCannotStart).")
 	fs.Func("watch-namespaces", "Comma-separated namespaces whose Workflows and grants this manager runs "+
 		"(its RBAC can then be Roles in those namespaces); all namespaces when unset.", func(v string) error {
 		for _, ns := range strings.Split(v, ",") {
@@ -433,6 +439,7 @@ func setupControllers(mgr ctrl.Manager, o *options) error {
 		DefaultTTLAfterFinished: o.defaultTTL,
 		BroadRolesNeedApproval:  o.webhook.Policy.BroadRolesNeedApproval,
 		DefaultOnRevoke:         o.webhook.Policy.DefaultOnRevoke,
+		UserNamespaces:          o.userNamespaces,
 	}
 	if err := wf.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)

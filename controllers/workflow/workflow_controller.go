@@ -52,6 +52,9 @@ type Reconciler struct {
 	// PodCreationGrace is how long a running attempt's Job may be without a pod before the
 	// controller looks for the Job controller's FailedCreate Events to say why (default 10s).
 	PodCreationGrace time.Duration
+	// PodStartGrace is how long a step's pod may be on its node with its container not yet created
+	// before the controller looks for the kubelet's Warning Events to say why (default 30s).
+	PodStartGrace time.Duration
 	// PodStopMargin is how long past its deletion's grace period a pod of an ended attempt is still
 	// waited for before a retry, the finally steps or the run's end (default 30s).
 	PodStopMargin time.Duration
@@ -63,6 +66,9 @@ type Reconciler struct {
 	BroadRolesNeedApproval bool
 	// DefaultOnRevoke is the onRevoke of grants that set none (--grant-on-revoke; "" is Continue).
 	DefaultOnRevoke custodyv1alpha1.RevokePolicy
+	// UserNamespaces runs step pods in user namespaces of their own (hostUsers: false,
+	// --step-user-namespaces).
+	UserNamespaces bool
 
 	observed *observations
 	registry *registry
@@ -246,6 +252,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.PodCreationGrace == 0 {
 		r.PodCreationGrace = 10 * time.Second
+	}
+	if r.PodStartGrace == 0 {
+		r.PodStartGrace = 30 * time.Second
 	}
 	if r.PodStopMargin == 0 {
 		r.PodStopMargin = 30 * time.Second

@@ -2087,6 +2087,85 @@ spec:
 	waitPhase(t, wf, custodyv1alpha1.WorkflowSucceeded)
 }
 
+// TestWorkflowReconciler_podThatCannotStartSaysWhy plays the kubelet: a step pod on its node whose
+// container is still being created after the grace, because a volume cannot be mounted (the SPIFFE
+// CSI driver missing on the node), leaves the step Running but saying so, from the kubelet's
+// Warning Event; a pod whose image is only being pulled is not reported; once the container runs
+// the step is Started again.
+//
+// Not parallel: TestWorkflowReconciler_stuckPodSaysWhy counts the steps blocked by this reason.
+func TestWorkflowReconciler_podThatCannotStartSaysWhy(t *testing.T) {
+	ns := env.Namespace(t)
+	startController(t, ns, func(r *Reconciler) { r.PodStartGrace = time.Second })
+	ctx := ctxT(t)
+	wf := apply(t, ns, `
+metadata: {name: unmounted}
+spec:
+  steps:
+  - {name: a, image: example.com/w:1}
+  - {name: b, image: example.com/w:1}`)
+	pods := map[string]*corev1.Pod{}
+	for _, name := range []string{"a", "b"} {
+		pod := createPod(t, jobOf(t, wf, name, 1), "k2x9p")
+		pod.Status = corev1.PodStatus{Phase: corev1.PodPending,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: jobspec.ContainerName, Image: "example.com/w:1",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}}
+		if err := env.Client.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		pods[name] = pod
+	}
+	event := func(pod *corev1.Pod, kind, reason, note string) {
+		t.Helper()
+		now := metav1.Now()
+		if err := env.Client.Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: pod.Name + "." + strings.ToLower(reason)},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID},
+			Reason:         reason, Message: note, Type: kind, Source: corev1.EventSource{Component: "kubelet", Host: testNode},
+			FirstTimestamp: now, LastTimestamp: now, Count: 4,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As the kubelet records them.
+	const noDriver = `MountVolume.SetUp failed for volume "spiffe-workload-api" : kubernetes.io/csi: mounter.SetUpAt failed to ` +
+		`get CSI client: driver name csi.spiffe.io not found in the list of registered CSI drivers`
+	event(pods["a"], corev1.EventTypeWarning, "FailedMount", noDriver)
+	event(pods["b"], corev1.EventTypeNormal, "Pulling", `Pulling image "example.com/w:1"`)
+	eventually(t, "step a to say why its pod does not start", func() error {
+		st := stepOf(get(t, wf), "a")
+		if st.Phase != custodyv1alpha1.StepRunning || st.Reason != custodyv1alpha1.StepReasonContainerCannotStart ||
+			st.Message != "Attempt 1's pod "+pods["a"].Name+" is stuck (FailedMount): "+noDriver {
+			return errorf("step a %s %s: %s", st.Phase, st.Reason, st.Message)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // the controller has looked at b's Events more than once by now
+	if st := stepOf(get(t, wf), "b"); st.Reason != custodyv1alpha1.StepReasonStarted {
+		t.Errorf("step b, whose image is being pulled: %s: %s", st.Reason, st.Message)
+	}
+	if got := waitStepEvents(t, wf, "a", custodyv1alpha1.StepReasonContainerCannotStart); len(got) != 1 {
+		t.Errorf("ContainerCannotStart Events of step a: %q, want one", got)
+	}
+	// The CSI driver is installed on the node: the container runs.
+	pod := pods["a"]
+	eventually(t, "pod status update", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status.Phase = corev1.PodRunning
+		pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+		return env.Client.Status().Update(ctx, pod)
+	})
+	eventually(t, "step a to be Started again", func() error {
+		if st := stepOf(get(t, wf), "a"); st.Reason != custodyv1alpha1.StepReasonStarted {
+			return errorf("step a %s: %s", st.Reason, st.Message)
+		}
+		return nil
+	})
+}
+
 // TestWorkflowReconciler_stuckPodSaysWhy plays the scheduler and the kubelet: a step pod that no
 // node can take, then one whose image cannot be pulled, leaves the step Running but saying why
 // (once per cause, not at every retry of the kubelet), and Started again once the container runs.

@@ -388,7 +388,9 @@ func (r *Reconciler) observeAttempts(ctx context.Context, s *scope) (bool, error
 				return false, err
 			}
 		case pod != nil:
-			s.podProblems(st, job, pod)
+			if err := r.podProblems(ctx, s, st, job, pod); err != nil {
+				return false, err
+			}
 		case ptr.Deref(job.Spec.Suspend, false):
 			s.jobSuspended(st, job)
 		default:
@@ -553,10 +555,18 @@ const jobKind = "Job"
 
 // podProblems says in a running step's status when its pod is stuck on something that will not
 // resolve by itself (the scheduler finds no node, the image cannot be pulled, a ConfigMap is
-// missing), read from the cached pod, and says Started again once it is not. The step's timeout,
-// if any, still bounds the attempt.
-func (s *scope) podProblems(st *custodyv1alpha1.StepStatus, job *batchv1.Job, pod *corev1.Pod) {
+// missing: read from the cached pod; a volume cannot be mounted, the pod's sandbox cannot be made:
+// podNotStarting), and says Started again once it is not. The step's timeout, if any, still
+// bounds the attempt.
+func (r *Reconciler) podProblems(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, job *batchv1.Job,
+	pod *corev1.Pod) error {
 	reason, key, detail := podProblem(pod)
+	if reason == "" {
+		var err error
+		if reason, key, detail, err = r.podNotStarting(ctx, s, st, pod); err != nil {
+			return err
+		}
+	}
 	switch {
 	case reason == "" && (slices.Contains(custodyv1alpha1.StepReasonsStuck, st.Reason) || st.Reason == custodyv1alpha1.StepReasonJobSuspended):
 		s.setStep(st, custodyv1alpha1.StepRunning, custodyv1alpha1.StepReasonStarted,
@@ -569,6 +579,76 @@ func (s *scope) podProblems(st *custodyv1alpha1.StepStatus, job *batchv1.Job, po
 		s.setStep(st, custodyv1alpha1.StepRunning, reason, text.Truncate(msg, 512))
 		s.stepEvent(st.Name, corev1.EventTypeWarning, reason, "Observe", "Step %s: %s", st.Name, st.Message)
 	}
+	return nil
+}
+
+// podStartProblems are the kubelet's Warning Events of a pod on a node whose containers it cannot
+// start, by a cause only the node or the namespace can end: a volume it cannot mount (the SPIFFE
+// CSI driver not on the node; a Secret copy gone), or a sandbox it cannot make (a runtime without
+// user namespaces, with --step-user-namespaces).
+var podStartProblems = []string{"FailedMount", "FailedAttachVolume", "FailedMapVolume", "FailedCreatePodSandBox"}
+
+// podNotStarting looks, once a step's pod has been on its node for PodStartGrace with its
+// container still being created, for the kubelet's Warning Events that say why (podStartProblems),
+// and returns the first of them as a stuck step's reason, key and detail. The Events are read
+// from the API server (they are not cached), only for such a pod, and not again once said: the
+// pod's status changes when it starts. An image being pulled says nothing of the kind, and is not
+// reported.
+func (r *Reconciler) podNotStarting(ctx context.Context, s *scope, st *custodyv1alpha1.StepStatus, pod *corev1.Pod) (
+	reason, key, detail string, err error) {
+	since, creating := podCreatingSince(pod)
+	if !creating {
+		return "", "", "", nil
+	}
+	if st.Reason == custodyv1alpha1.StepReasonContainerCannotStart {
+		for _, k := range podStartProblems {
+			if strings.Contains(st.Message, "("+k+")") {
+				return st.Reason, k, "", nil // already said
+			}
+		}
+	}
+	if wait := since.Add(r.PodStartGrace); s.now.Before(wait) {
+		s.requeueAt(wait)
+		return "", "", "", nil
+	}
+	s.requeueAt(s.now.Add(r.PodStartGrace))
+	var list corev1.EventList
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(pod.Namespace), client.MatchingFields{
+		"involvedObject.kind": "Pod", "involvedObject.name": pod.Name, "involvedObject.uid": string(pod.UID),
+		"type": corev1.EventTypeWarning,
+	}); err != nil {
+		return "", "", "", fmt.Errorf("reading the Events of pod %s: %w", klog.KObj(pod), err)
+	}
+	var latest *corev1.Event
+	for i := range list.Items {
+		if e := &list.Items[i]; slices.Contains(podStartProblems, e.Reason) && (latest == nil || eventTime(e).After(eventTime(latest))) {
+			latest = e
+		}
+	}
+	if latest == nil {
+		return "", "", "", nil
+	}
+	return custodyv1alpha1.StepReasonContainerCannotStart, latest.Reason, latest.Message, nil
+}
+
+// podCreatingSince says whether a pod is on a node with its step container not yet created (no
+// status, or waiting as ContainerCreating), and since when it is on the node.
+func podCreatingSince(pod *corev1.Pod) (time.Time, bool) {
+	if pod.Spec.NodeName == "" || pod.Status.Phase != corev1.PodPending && pod.Status.Phase != "" {
+		return time.Time{}, false
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == jobspec.ContainerName && (cs.State.Waiting == nil || cs.State.Waiting.Reason != "ContainerCreating") {
+			return time.Time{}, false
+		}
+	}
+	since := pod.CreationTimestamp.Time
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.IsZero() {
+			since = c.LastTransitionTime.Time
+		}
+	}
+	return since, true
 }
 
 // containerProblems are the kubelet's reasons for a waiting container that only a change of the
@@ -1364,7 +1444,8 @@ func (r *Reconciler) startAttempt(ctx context.Context, s *scope, st *custodyv1al
 		return err
 	}
 	a := jobspec.Attempt{Workflow: wf, Step: step, Number: n, Command: cmd, Args: args, Env: vars,
-		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.csiDriver(), ImagePullSecrets: s.def.ImagePullSecrets}
+		WorkloadAPISocket: r.workloadAPISocket(), CSIDriver: r.csiDriver(), ImagePullSecrets: s.def.ImagePullSecrets,
+		UserNamespace: r.UserNamespaces}
 	if step.Retries != nil && step.Retries.AvoidFailedNodes {
 		a.AvoidNodes = s.earlierNodes(st, n)
 	}

@@ -64,6 +64,9 @@ type Attempt struct {
 	// AvoidNodes are the nodes (kubernetes.io/hostname) the pod prefers not to run on: those of
 	// the step's earlier attempts, with retries.avoidFailedNodes.
 	AvoidNodes []string
+	// UserNamespace runs the pod in a user namespace of its own (hostUsers: false): its users are
+	// not the node's, so a process that escapes the container is nobody on the node.
+	UserNamespace bool
 }
 
 // MountedVolume is a volume of the pod and its mount in the step container.
@@ -199,6 +202,9 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 		spec.Tolerations = append(spec.Tolerations, *t.DeepCopy())
 	}
 	spec.PriorityClassName = a.Step.PriorityClassName
+	if a.UserNamespace {
+		spec.HostUsers = ptr.To(false)
+	}
 	if len(a.AvoidNodes) > 0 {
 		spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
 			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{Weight: 100,

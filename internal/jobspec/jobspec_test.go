@@ -193,3 +193,15 @@ func TestJobScratch(t *testing.T) {
 		t.Errorf("a step that lists three: %v, want %v", got, want)
 	}
 }
+
+// TestJobUserNamespace: a pod gets a user namespace of its own only when the platform asks for it.
+func TestJobUserNamespace(t *testing.T) {
+	a := sampleAttempt()
+	if hu := Job(a).Spec.Template.Spec.HostUsers; hu != nil {
+		t.Errorf("hostUsers %v by default, want it unset (the node's users)", *hu)
+	}
+	a.UserNamespace = true
+	if hu := Job(a).Spec.Template.Spec.HostUsers; hu == nil || *hu {
+		t.Errorf("hostUsers %v with UserNamespace, want false", hu)
+	}
+}

@@ -69,7 +69,9 @@ func run(m *testing.M) int {
 	managerArgs = []string{"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probes,
 		"--trust-domain=" + spiretest.TrustDomain, "--spire-server-address=" + srv.Address,
 		// A restarted manager sweeps at once; keep the sweep frequent, as the fault suite needs.
-		"--identity-sweep-interval=10s"}
+		"--identity-sweep-interval=10s",
+		// Step pods in user namespaces of their own: the API server and Pod Security admit them.
+		"--step-user-namespaces"}
 	// Admission as installed by config/webhook (failurePolicy Fail), served by every manager.
 	if err := c.EnableWebhooks(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -150,6 +150,15 @@ spec:
 		if job.Status.Succeeded != 1 {
 			t.Errorf("Job %s: succeeded=%d", job.Name, job.Status.Succeeded)
 		}
+		// The manager runs with --step-user-namespaces: the Job controller's pod of the step, admitted
+		// under the restricted Pod Security Standard and the read-only root policy, has its own.
+		pod := &corev1.Pod{}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: st.PodName}, pod); err != nil {
+			t.Fatalf("pod of %s: %v", st.Name, err)
+		}
+		if pod.Spec.HostUsers == nil || *pod.Spec.HostUsers {
+			t.Errorf("pod %s: hostUsers %v, want false", pod.Name, pod.Spec.HostUsers)
+		}
 	}
 	// Publish started only after both branches completed.
 	lint, test, publish := step(wf, "lint"), step(wf, "test"), step(wf, "publish")

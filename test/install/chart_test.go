@@ -32,7 +32,8 @@ var valueSets = map[string][]string{
 		"spire.serverAddress=spire-server.spire:8081", "spire.mountWorkloadAPI=true", "metrics.serviceMonitor.enabled=true",
 		"metrics.prometheusRule.enabled=true", "networkPolicy.enabled=true", "replicaCount=3", "image.tag=v0.1.0",
 		"defaultTTLAfterFinished=168h", "priorityClassName=system-cluster-critical", "grantUnusedAfter=720h",
-		"broadRolesNeedApproval=true", "grantOnRevoke=StopStep", "grantPolicy.approvalRequired=true", "grantPolicy.approvalMaxValidFor=2160h"},
+		"broadRolesNeedApproval=true", "grantOnRevoke=StopStep", "grantPolicy.approvalRequired=true", "grantPolicy.approvalMaxValidFor=2160h",
+		"stepUserNamespaces=true"},
 	"spire-socket": {"spire.trustDomain=example.org", "spire.clusterName=prod",
 		"spire.serverAddress=unix:///run/spire/server/api.sock", "spire.serverSocketHostPath=/run/spire/server"},
 }
@@ -198,6 +199,15 @@ func valueSetChecks(t *testing.T, name, flags string, c map[string]any, objs []*
 	if want := map[bool]string{true: "StopStep", false: "Continue"}[name == "spire-tcp-monitoring"]; !strings.Contains(flags,
 		"--grant-on-revoke="+want) {
 		t.Errorf("manager args %s, want --grant-on-revoke=%s", flags, want)
+	}
+	// Step pods get user namespaces of their own only where the platform team's nodes support them.
+	if want := map[bool]string{true: "true", false: "false"}[name == "spire-tcp-monitoring"]; !strings.Contains(flags,
+		"--step-user-namespaces="+want) {
+		t.Errorf("manager args %s, want --step-user-namespaces=%s", flags, want)
+	}
+	// The grant policy is rendered only where it is asked for.
+	if got, want := len(byKind(objs, "ValidatingAdmissionPolicy")), map[bool]int{true: 1}[name == "spire-tcp-monitoring"]; got != want {
+		t.Errorf("%d ValidatingAdmissionPolicies, want %d", got, want)
 	}
 }
 
