@@ -524,20 +524,11 @@ func (r *Reconciler) podNotCreated(ctx context.Context, s *scope, st *custodyv1a
 		s.requeueAt(job.CreationTimestamp.Add(r.PodCreationGrace))
 		return nil
 	}
-	var list corev1.EventList
-	if err := r.APIReader.List(ctx, &list, client.InNamespace(job.Namespace), client.MatchingFields{
-		"involvedObject.kind": jobKind, "involvedObject.name": job.Name, "involvedObject.uid": string(job.UID),
-		"reason": "FailedCreate",
-	}); err != nil {
-		return fmt.Errorf("reading the Events of Job %s: %w", klog.KObj(job), err)
+	latest, err := r.latestEvent(ctx, job, jobKind, client.MatchingFields{"reason": "FailedCreate"}, nil)
+	if err != nil {
+		return err
 	}
 	s.requeueAt(s.now.Add(r.PodCreationGrace))
-	var latest *corev1.Event
-	for i := range list.Items {
-		if e := &list.Items[i]; latest == nil || eventTime(e).After(eventTime(latest)) {
-			latest = e
-		}
-	}
 	if latest == nil {
 		return nil
 	}
@@ -612,21 +603,10 @@ func (r *Reconciler) podNotStarting(ctx context.Context, s *scope, st *custodyv1
 		return "", "", "", nil
 	}
 	s.requeueAt(s.now.Add(r.PodStartGrace))
-	var list corev1.EventList
-	if err := r.APIReader.List(ctx, &list, client.InNamespace(pod.Namespace), client.MatchingFields{
-		"involvedObject.kind": "Pod", "involvedObject.name": pod.Name, "involvedObject.uid": string(pod.UID),
-		"type": corev1.EventTypeWarning,
-	}); err != nil {
-		return "", "", "", fmt.Errorf("reading the Events of pod %s: %w", klog.KObj(pod), err)
-	}
-	var latest *corev1.Event
-	for i := range list.Items {
-		if e := &list.Items[i]; slices.Contains(podStartProblems, e.Reason) && (latest == nil || eventTime(e).After(eventTime(latest))) {
-			latest = e
-		}
-	}
-	if latest == nil {
-		return "", "", "", nil
+	latest, err := r.latestEvent(ctx, pod, "Pod", client.MatchingFields{"type": corev1.EventTypeWarning},
+		func(e *corev1.Event) bool { return slices.Contains(podStartProblems, e.Reason) })
+	if err != nil || latest == nil {
+		return "", "", "", err
 	}
 	return custodyv1alpha1.StepReasonContainerCannotStart, latest.Reason, latest.Message, nil
 }
@@ -679,6 +659,24 @@ func podProblem(pod *corev1.Pod) (reason, key, detail string) {
 		}
 	}
 	return "", "", ""
+}
+
+// latestEvent reads from the API server (Events are not cached) the core Events of obj, of kind
+// kind, that match fields and keep (nil: all), and returns the one that happened last, or nil.
+func (r *Reconciler) latestEvent(ctx context.Context, obj client.Object, kind string, fields client.MatchingFields,
+	keep func(*corev1.Event) bool) (*corev1.Event, error) {
+	fields["involvedObject.kind"], fields["involvedObject.name"], fields["involvedObject.uid"] = kind, obj.GetName(), string(obj.GetUID())
+	var list corev1.EventList
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(obj.GetNamespace()), fields); err != nil {
+		return nil, fmt.Errorf("reading the Events of %s %s: %w", kind, klog.KObj(obj), err)
+	}
+	var latest *corev1.Event
+	for i := range list.Items {
+		if e := &list.Items[i]; (keep == nil || keep(e)) && (latest == nil || eventTime(e).After(eventTime(latest))) {
+			latest = e
+		}
+	}
+	return latest, nil
 }
 
 // eventTime is when an Event last happened, whichever of its times its recorder set.
