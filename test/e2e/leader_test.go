@@ -12,7 +12,6 @@ import (
 
 	custodyv1alpha1 "github.com/custody-dev/custody/api/v1alpha1"
 	"github.com/custody-dev/custody/internal/localcluster"
-	"github.com/custody-dev/custody/internal/spiretest"
 )
 
 // TestLeaderFailover runs two manager replicas with leader election, kills the leader with
@@ -29,9 +28,8 @@ func TestLeaderFailover(t *testing.T) {
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
-		pid, err := cluster.StartManager("--metrics-bind-address="+metrics, "--health-probe-bind-address="+probes,
-			"--trust-domain="+spiretest.TrustDomain, "--spire-server-address="+spireServer.Address,
-			"--leader-elect", "--leader-election-namespace=default")
+		pid, err := cluster.StartManager(suiteManagerArgs(metrics, probes, spireServer.Address,
+			"--leader-elect", "--leader-election-namespace=default")...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -66,12 +66,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err1, err2)
 		return 1
 	}
-	managerArgs = []string{"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probes,
-		"--trust-domain=" + spiretest.TrustDomain, "--spire-server-address=" + srv.Address,
-		// A restarted manager sweeps at once; keep the sweep frequent, as the fault suite needs.
-		"--identity-sweep-interval=10s",
-		// Step pods in user namespaces of their own: the API server and Pod Security admit them.
-		"--step-user-namespaces"}
+	managerArgs = suiteManagerArgs(metrics, probes, srv.Address)
 	// Admission as installed by config/webhook (failurePolicy Fail), served by every manager.
 	if err := c.EnableWebhooks(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -93,4 +88,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return code
+}
+
+// suiteManagerArgs are the flags of every manager the suite runs (the leader failover's replicas
+// too, which the tests after it use), with its own metrics and probe addresses.
+func suiteManagerArgs(metrics, probes, spireAddress string, extra ...string) []string {
+	return append([]string{"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probes,
+		"--trust-domain=" + spiretest.TrustDomain, "--spire-server-address=" + spireAddress,
+		// A restarted manager sweeps at once; keep the sweep frequent, as the fault suite needs.
+		"--identity-sweep-interval=10s",
+		// Step pods in user namespaces of their own: the API server and Pod Security admit them.
+		"--step-user-namespaces"}, extra...)
 }
