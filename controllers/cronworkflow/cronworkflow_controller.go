@@ -264,26 +264,9 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 // A grant's change wakes the CronWorkflows whose steps request it (grantToCronWorkflows).
 func (r *Reconciler) runsWouldWait(ctx context.Context, cw *custodyv1alpha1.CronWorkflow, tpl *custodyv1alpha1.WorkflowTemplate,
 	steps []custodyv1alpha1.Step, now time.Time) ([]credentials.Refusal, time.Time, error) {
-	var ends time.Time
-	grants := map[string]*custodyv1alpha1.CredentialGrant{}
-	for _, st := range steps {
-		for _, name := range st.Credentials {
-			if _, read := grants[name]; read {
-				continue
-			}
-			g := &custodyv1alpha1.CredentialGrant{}
-			switch err := r.Get(ctx, client.ObjectKey{Namespace: cw.Namespace, Name: name}, g); {
-			case apierrors.IsNotFound(err):
-				grants[name] = nil
-			case err != nil:
-				return nil, time.Time{}, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
-			default:
-				grants[name] = g
-				if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) && (ends.IsZero() || end.Time.Before(ends)) {
-					ends = end.Time
-				}
-			}
-		}
+	grants, ends, err := credentials.RequestedGrants(ctx, r.Client, cw.Namespace, steps, now)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
 	return credentials.CheckRuns(credentials.CronRun(cw, tpl), steps, grants, now), ends, nil
 }

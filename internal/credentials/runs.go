@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -153,6 +154,34 @@ func plural(ss []string, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// RequestedGrants reads, with reader, the grants in namespace that steps request, by name: nil for
+// one that does not exist. ends is when the first of them that has not ended ends (spec.expiresAt;
+// zero: none does), for a definition's owner to look again then.
+func RequestedGrants(ctx context.Context, reader client.Reader, namespace string, steps []custodyv1alpha1.Step,
+	now time.Time) (grants map[string]*custodyv1alpha1.CredentialGrant, ends time.Time, err error) {
+	grants = map[string]*custodyv1alpha1.CredentialGrant{}
+	for _, st := range steps {
+		for _, name := range st.Credentials {
+			if _, read := grants[name]; read {
+				continue
+			}
+			g := &custodyv1alpha1.CredentialGrant{}
+			switch err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, g); {
+			case apierrors.IsNotFound(err):
+				grants[name] = nil
+			case err != nil:
+				return nil, time.Time{}, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+			default:
+				grants[name] = g
+				if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) && (ends.IsZero() || end.Time.Before(ends)) {
+					ends = end.Time
+				}
+			}
+		}
+	}
+	return grants, ends, nil
 }
 
 // CheckRuns says, a Refusal per grant, which grants would keep steps of the runs a WorkflowTemplate

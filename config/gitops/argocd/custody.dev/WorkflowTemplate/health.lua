@@ -1,5 +1,6 @@
 -- Argo CD health of a custody.dev WorkflowTemplate (docs/gitops.md). Healthy: the controller
--- checked the latest spec and it can run. Degraded: it cannot (Stalled, reason InvalidSpec).
+-- checked the latest spec and it can run. Degraded: it cannot (Stalled: InvalidSpec, or a grant
+-- its runs' steps request does not exist, does not cover them or ended).
 -- Progressing: the controller has not checked the latest spec yet.
 local hs = {status = "Progressing", message = "Waiting for the Custody controller"}
 if obj.status == nil or obj.status.conditions == nil then
