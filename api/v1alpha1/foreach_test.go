@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 )
 
 // TestExpandForEach: a forEach step runs as one step per item, in its place, each reading its item;
@@ -186,9 +188,11 @@ func TestApplyStepDefaults(t *testing.T) {
 		NodeSelector:      map[string]string{"pool": "ci"},
 		Retries:           &RetryPolicy{Limit: int32(limit)},
 		PriorityClassName: "batch-low",
+		Scratch:           []ScratchDir{{Path: "/workspace"}, {Path: "/tmp", SizeLimit: ptr.To(resource.MustParse("1Gi"))}},
 	}
 	steps := []Step{
-		{Name: "a", Env: []EnvVar{{Name: "LOG", Value: "debug"}}},
+		{Name: "a", Env: []EnvVar{{Name: "LOG", Value: "debug"}},
+			Scratch: []ScratchDir{{Path: "/cache"}, {Path: "/workspace", SizeLimit: ptr.To(resource.MustParse("8Gi"))}}},
 		{Name: "b", NodeSelector: map[string]string{"pool": "gpu"}, Retries: &RetryPolicy{Limit: 0}, PriorityClassName: "urgent"},
 	}
 	got := ApplyStepDefaults(steps, d)
@@ -201,6 +205,22 @@ func TestApplyStepDefaults(t *testing.T) {
 	}
 	if got[1].NodeSelector["pool"] != "gpu" || got[1].Retries.Limit != 0 || len(got[1].Env) != 2 || got[1].PriorityClassName != "urgent" {
 		t.Errorf("b = %+v, want its own nodeSelector, retries and priority class, and the default env", got[1])
+	}
+	scratch := func(st Step) (out []string) {
+		for _, s := range st.Scratch {
+			limit := "-"
+			if s.SizeLimit != nil {
+				limit = s.SizeLimit.String()
+			}
+			out = append(out, s.Path+"="+limit)
+		}
+		return out
+	}
+	if got, want := scratch(got[0]), []string{"/tmp=1Gi", "/cache=-", "/workspace=8Gi"}; !slices.Equal(got, want) {
+		t.Errorf("a's scratch = %v, want the default /tmp, then its own (its /workspace winning)", got)
+	}
+	if got, want := scratch(got[1]), []string{"/workspace=-", "/tmp=1Gi"}; !slices.Equal(got, want) {
+		t.Errorf("b's scratch = %v, want the defaults", got)
 	}
 	got[0].NodeSelector["pool"] = "changed"
 	if d.NodeSelector["pool"] != "ci" || len(steps[0].Env) != 1 || steps[1].Env != nil {

@@ -307,7 +307,7 @@ func (wf *Workflow) definition() (def WorkflowTemplateSpec, ok bool) {
 }
 
 // ApplyStepDefaults returns steps with every field a step leaves unset taken from d: env variables
-// the step does not name come first; resources, nodeSelector, tolerations, priorityClassName,
+// and scratch directories the step does not name come first; resources, nodeSelector, tolerations, priorityClassName,
 // imagePullPolicy, retries and timeout are taken whole when the step has none. steps itself is returned when d is nil.
 func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 	if d == nil {
@@ -324,6 +324,15 @@ func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 				}
 			}
 			st.Env = append(env, st.Env...)
+		}
+		if len(d.Scratch) > 0 {
+			dirs := make([]ScratchDir, 0, len(d.Scratch)+len(st.Scratch))
+			for _, s := range d.Scratch {
+				if !slices.ContainsFunc(st.Scratch, func(own ScratchDir) bool { return own.Path == s.Path }) {
+					dirs = append(dirs, *s.DeepCopy())
+				}
+			}
+			st.Scratch = append(dirs, st.Scratch...)
 		}
 		if st.Resources == nil && d.Resources != nil {
 			st.Resources = d.Resources.DeepCopy()

@@ -450,6 +450,14 @@ type StepDefaults struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	PriorityClassName string `json:"priorityClassName,omitempty"`
 
+	// scratch directories every step gets, besides those it lists itself (a step's own entry for
+	// the same path wins): each an empty directory of the attempt's own.
+	// +optional
+	// +listType=map
+	// +listMapKey=path
+	// +kubebuilder:validation:MaxItems=8
+	Scratch []ScratchDir `json:"scratch,omitempty"`
+
 	// imagePullPolicy of every step that sets none.
 	// +optional
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never

@@ -1083,6 +1083,13 @@ func (in *StepDefaults) DeepCopyInto(out *StepDefaults) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.Scratch != nil {
+		in, out := &in.Scratch, &out.Scratch
+		*out = make([]ScratchDir, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	if in.Retries != nil {
 		in, out := &in.Retries, &out.Retries
 		*out = new(RetryPolicy)

@@ -401,6 +401,7 @@ spec:
     imagePullPolicy: Always
     retries: {limit: 1, backoff: {duration: 1s}}
     timeout: 5m
+    scratch: [{path: /workspace}]
   steps:
   - {name: build, image: example.com/b:1}
   - name: test
@@ -412,6 +413,7 @@ spec:
     imagePullPolicy: IfNotPresent
     retries: {limit: 0}
     timeout: 1m
+    scratch: [{path: /cache}]
   finally:
   - {name: notify, image: example.com/n:1}
 `)
@@ -423,6 +425,15 @@ spec:
 		t.Errorf("build's Job: env %v, resources %v, nodeSelector %v, deadline %v, imagePullPolicy %s; want the defaults", env,
 			pod.Containers[0].Resources.Requests, pod.NodeSelector, build.Spec.ActiveDeadlineSeconds, pod.Containers[0].ImagePullPolicy)
 	}
+	mounts := func(job *batchv1.Job) (out []string) {
+		for _, m := range job.Spec.Template.Spec.Containers[0].VolumeMounts {
+			out = append(out, m.MountPath)
+		}
+		return out
+	}
+	if got := mounts(build); !slices.Equal(got, []string{"/tmp", "/workspace"}) {
+		t.Errorf("build's scratch directories %v, want /tmp and the default /workspace", got)
+	}
 	// The default retries: build is tried again.
 	fail(t, wf, "build", 1)
 	succeed(t, wf, "build", 2, "")
@@ -432,6 +443,9 @@ spec:
 		pod.NodeSelector["pool"] != "big" || *test.Spec.ActiveDeadlineSeconds != 60 || pod.Containers[0].ImagePullPolicy != corev1.PullIfNotPresent {
 		t.Errorf("test's Job: env %v, resources %v, nodeSelector %v, deadline %v, imagePullPolicy %s; want its own, and TARGET from the defaults",
 			env, pod.Containers[0].Resources.Requests, pod.NodeSelector, *test.Spec.ActiveDeadlineSeconds, pod.Containers[0].ImagePullPolicy)
+	}
+	if got := mounts(test); !slices.Equal(got, []string{"/tmp", "/workspace", "/cache"}) {
+		t.Errorf("test's scratch directories %v, want /tmp, the default /workspace and its own /cache", got)
 	}
 	// Its own retries: none.
 	fail(t, wf, "test", 1)

@@ -54,6 +54,7 @@ func validateStepDefaults(path *field.Path, d *custodyv1alpha1.StepDefaults, par
 	const who = "stepDefaults"
 	errs := validateResources(path.Child("resources"), who, d.Resources)
 	errs = append(errs, validatePlacement(path, &custodyv1alpha1.Step{Name: who, NodeSelector: d.NodeSelector, Tolerations: d.Tolerations})...)
+	errs = append(errs, validateScratch(path.Child("scratch"), &custodyv1alpha1.Step{Name: who, Scratch: d.Scratch})...)
 	for i, e := range d.Env {
 		p := path.Child("env").Index(i).Child("value")
 		if strings.Contains(e.Value, custodyv1alpha1.ItemRef) {

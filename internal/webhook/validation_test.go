@@ -159,9 +159,12 @@ spec:
   steps:
   - name: build
     image: busybox
-    scratch: [{path: /workspace, sizeLimit: "0"}, {path: /tmp, sizeLimit: 1Gi}, {path: /cache, sizeLimit: -1Mi}]`,
+    scratch: [{path: /workspace, sizeLimit: "0"}, {path: /tmp, sizeLimit: 1Gi}, {path: /cache, sizeLimit: -1Mi}]
+  stepDefaults:
+    scratch: [{path: /home/nonroot, sizeLimit: "0"}]`,
 		want: []string{`spec.steps[0].scratch[0].sizeLimit: Invalid value: "0": step "build": scratch directory /workspace: sizeLimit must be above zero, such as 512Mi`,
-			`spec.steps[0].scratch[2].sizeLimit: Invalid value: "-1Mi": step "build": scratch directory /cache: sizeLimit must be above zero`},
+			`spec.steps[0].scratch[2].sizeLimit: Invalid value: "-1Mi": step "build": scratch directory /cache: sizeLimit must be above zero`,
+			`spec.stepDefaults.scratch[0].sizeLimit: Invalid value: "0": step "stepDefaults": scratch directory /home/nonroot: sizeLimit must be above zero`},
 	}, {
 		name: "result of a forEach step as a whole",
 		manifest: `
@@ -415,6 +418,7 @@ spec:
   - {name: summary, value: "invoice $(params.invoice): $(steps.rollout-eu.results.url) ticket $(steps.notify.results.ticket)"}
   stepDefaults:
     env: [{name: INVOICE, value: "$(params.invoice)"}]
+    scratch: [{path: /workspace, sizeLimit: 4Gi}]
     resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
     retries: {limit: 1, when: "reason != 'TimedOut' && params.invoice != ''"}
     timeout: 10m`))
