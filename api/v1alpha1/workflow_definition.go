@@ -317,22 +317,10 @@ func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 	for i := range steps {
 		st := *steps[i].DeepCopy()
 		if len(d.Env) > 0 {
-			env := make([]EnvVar, 0, len(d.Env)+len(st.Env))
-			for _, e := range d.Env {
-				if !slices.ContainsFunc(st.Env, func(own EnvVar) bool { return own.Name == e.Name }) {
-					env = append(env, *e.DeepCopy())
-				}
-			}
-			st.Env = append(env, st.Env...)
+			st.Env = defaultsFirst(d.Env, st.Env, func(e *EnvVar) string { return e.Name }, (*EnvVar).DeepCopy)
 		}
 		if len(d.Scratch) > 0 {
-			dirs := make([]ScratchDir, 0, len(d.Scratch)+len(st.Scratch))
-			for _, s := range d.Scratch {
-				if !slices.ContainsFunc(st.Scratch, func(own ScratchDir) bool { return own.Path == s.Path }) {
-					dirs = append(dirs, *s.DeepCopy())
-				}
-			}
-			st.Scratch = append(dirs, st.Scratch...)
+			st.Scratch = defaultsFirst(d.Scratch, st.Scratch, func(s *ScratchDir) string { return s.Path }, (*ScratchDir).DeepCopy)
 		}
 		if st.Resources == nil && d.Resources != nil {
 			st.Resources = d.Resources.DeepCopy()
@@ -360,6 +348,19 @@ func ApplyStepDefaults(steps []Step, d *StepDefaults) []Step {
 		out[i] = st
 	}
 	return out
+}
+
+// defaultsFirst returns copies of the defaults whose key own does not have, then own: a step's
+// list with what stepDefaults add to it, the step's own entries winning.
+func defaultsFirst[T any](defaults, own []T, key func(*T) string, deepCopy func(*T) *T) []T {
+	out := make([]T, 0, len(defaults)+len(own))
+	for i := range defaults {
+		k := key(&defaults[i])
+		if !slices.ContainsFunc(own, func(o T) bool { return key(&o) == k }) {
+			out = append(out, *deepCopy(&defaults[i]))
+		}
+	}
+	return append(out, own...)
 }
 
 // AllSteps returns the steps then the finally steps of a definition.
