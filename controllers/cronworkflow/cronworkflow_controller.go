@@ -264,7 +264,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) (ctrl.Result, erro
 // A grant's change wakes the CronWorkflows whose steps request it (grantToCronWorkflows).
 func (r *Reconciler) runsWouldWait(ctx context.Context, cw *custodyv1alpha1.CronWorkflow, tpl *custodyv1alpha1.WorkflowTemplate,
 	steps []custodyv1alpha1.Step, now time.Time) ([]credentials.Refusal, time.Time, error) {
-	grants, ends, err := credentials.RequestedGrants(ctx, r.Client, cw.Namespace, steps, now)
+	grants, ends, err := credentials.ReadGrants(ctx, r.Client, cw.Namespace, steps, now)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -564,7 +564,7 @@ func (r *Reconciler) grantToCronWorkflows(ctx context.Context, o client.Object) 
 		return nil
 	}
 	requests := func(steps []custodyv1alpha1.Step) bool {
-		return slices.ContainsFunc(steps, func(st custodyv1alpha1.Step) bool { return slices.Contains(st.Credentials, o.GetName()) })
+		return slices.Contains(custodyv1alpha1.RequestedGrants(steps), o.GetName())
 	}
 	var out []reconcile.Request
 	for _, cw := range list.Items {

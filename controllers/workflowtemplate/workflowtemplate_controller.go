@@ -71,7 +71,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	} else {
 		now := r.now()
 		steps := tpl.Spec.AllSteps()
-		grants, ends, err := credentials.RequestedGrants(ctx, r.Client, tpl.Namespace, steps, now)
+		grants, ends, err := credentials.ReadGrants(ctx, r.Client, tpl.Namespace, steps, now)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -144,7 +144,7 @@ func (r *Reconciler) grantToTemplates(ctx context.Context, o client.Object) []re
 	}
 	var out []reconcile.Request
 	for _, tpl := range list.Items {
-		if slices.ContainsFunc(tpl.Spec.AllSteps(), func(st custodyv1alpha1.Step) bool { return slices.Contains(st.Credentials, o.GetName()) }) {
+		if slices.Contains(custodyv1alpha1.RequestedGrants(tpl.Spec.AllSteps()), o.GetName()) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&tpl)})
 		}
 	}

@@ -156,28 +156,23 @@ func plural(ss []string, one, many string) string {
 	return many
 }
 
-// RequestedGrants reads, with reader, the grants in namespace that steps request, by name: nil for
-// one that does not exist. ends is when the first of them that has not ended ends (spec.expiresAt;
+// ReadGrants reads, with reader, the grants in namespace that steps request, by name: nil for one
+// that does not exist. ends is when the first of them that has not ended ends (spec.expiresAt;
 // zero: none does), for a definition's owner to look again then.
-func RequestedGrants(ctx context.Context, reader client.Reader, namespace string, steps []custodyv1alpha1.Step,
+func ReadGrants(ctx context.Context, reader client.Reader, namespace string, steps []custodyv1alpha1.Step,
 	now time.Time) (grants map[string]*custodyv1alpha1.CredentialGrant, ends time.Time, err error) {
 	grants = map[string]*custodyv1alpha1.CredentialGrant{}
-	for _, st := range steps {
-		for _, name := range st.Credentials {
-			if _, read := grants[name]; read {
-				continue
-			}
-			g := &custodyv1alpha1.CredentialGrant{}
-			switch err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, g); {
-			case apierrors.IsNotFound(err):
-				grants[name] = nil
-			case err != nil:
-				return nil, time.Time{}, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
-			default:
-				grants[name] = g
-				if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) && (ends.IsZero() || end.Time.Before(ends)) {
-					ends = end.Time
-				}
+	for _, name := range custodyv1alpha1.RequestedGrants(steps) {
+		g := &custodyv1alpha1.CredentialGrant{}
+		switch err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, g); {
+		case apierrors.IsNotFound(err):
+			grants[name] = nil
+		case err != nil:
+			return nil, time.Time{}, fmt.Errorf("reading CredentialGrant %s: %w", name, err)
+		default:
+			grants[name] = g
+			if end := g.Spec.ExpiresAt; end != nil && now.Before(end.Time) && (ends.IsZero() || end.Time.Before(ends)) {
+				ends = end.Time
 			}
 		}
 	}

@@ -23,6 +23,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/custody-dev/custody/internal/jobspec"
 )
 
 const (
@@ -259,5 +261,5 @@ func (c *Config) Validate() error {
 
 // SocketDir is the directory of the socket path: what the CSI volume is mounted as.
 func (c *Config) SocketDir() string {
-	return c.SocketPath[:strings.LastIndex(c.SocketPath, "/")]
+	return jobspec.WorkloadAPIDir(c.SocketPath)
 }

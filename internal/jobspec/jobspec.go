@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -224,7 +223,7 @@ func podSpec(a Attempt, serviceAccount string) corev1.PodSpec {
 		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, v.Mount)
 	}
 	if a.WorkloadAPISocket != "" {
-		dir := a.WorkloadAPISocket[:strings.LastIndex(a.WorkloadAPISocket, "/")]
+		dir := WorkloadAPIDir(a.WorkloadAPISocket)
 		driver := a.CSIDriver
 		if driver == "" {
 			driver = DefaultCSIDriver
@@ -251,7 +250,7 @@ func ScratchConflict(dirs []custodyv1alpha1.ScratchDir, socketPath string) error
 	if socketPath == "" {
 		return nil
 	}
-	socketDir := path.Dir(socketPath)
+	socketDir := WorkloadAPIDir(socketPath)
 	for _, d := range dirs {
 		if d.Path == socketDir || strings.HasPrefix(d.Path, socketDir+"/") {
 			return fmt.Errorf("scratch directory %s is where the SPIFFE Workload API socket is mounted (%s): choose another path",
@@ -260,6 +259,10 @@ func ScratchConflict(dirs []custodyv1alpha1.ScratchDir, socketPath string) error
 	}
 	return nil
 }
+
+// WorkloadAPIDir is where the SPIFFE CSI driver volume is mounted in the step container: the
+// directory of the Workload API socket's path.
+func WorkloadAPIDir(socketPath string) string { return socketPath[:strings.LastIndex(socketPath, "/")] }
 
 // scratch returns the emptyDir volumes of the directories a step may write to (its container's
 // root filesystem is read-only): /tmp, then those the step lists, in its order. A step that lists
